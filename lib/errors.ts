@@ -1,0 +1,42 @@
+/**
+ * Typed errors. Every failure a user can cause (a bad file, a bad argument, use after dispose) is one of these,
+ * with a message that names the file or argument at fault.
+ */
+export class LlamaNapiError extends Error {
+  override name = "LlamaNapiError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A model or tokenizer file is malformed: wrong magic, truncated, offsets out of range, inconsistent shapes. */
+export class ModelFormatError extends LlamaNapiError {
+  override name = "ModelFormatError";
+}
+
+/** A well-formed file that describes something we do not run: an unknown architecture, weight type or tokenizer. */
+export class UnsupportedModelError extends LlamaNapiError {
+  override name = "UnsupportedModelError";
+}
+
+/** The prompt (plus what generation needs) does not fit in the context. */
+export class ContextOverflowError extends LlamaNapiError {
+  override name = "ContextOverflowError";
+  constructor(
+    message: string,
+    readonly tokens: number,
+    readonly contextSize: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The model (or context) was disposed and cannot be used any more. */
+export class DisposedError extends LlamaNapiError {
+  override name = "DisposedError";
+}
+
+/** An argument has the wrong type or is out of range (a token id, a sampling option, ...). */
+export class InvalidArgumentError extends LlamaNapiError {
+  override name = "InvalidArgumentError";
+}

@@ -1,0 +1,84 @@
+/**
+ * What a format parser produces: the model's configuration, where each weight lives on disk, and where its
+ * tokenizer comes from. Parsers read headers only; the native side maps the files and computes.
+ */
+
+/** Weight element types the engine computes with (quantized types join this list later). */
+export type TensorType = "f32" | "f16" | "bf16";
+
+export const TENSOR_TYPE_BYTES: Record<TensorType, number> = { f32: 4, f16: 2, bf16: 2 };
+
+/**
+ * One weight tensor, stored contiguously in row-major order.
+ * `name` is canonical (GGUF naming, whatever the source format):
+ *   token_embd.weight [vocab, dim]          output_norm.weight [dim]        output.weight [vocab, dim] (absent when tied)
+ *   blk.N.attn_norm.weight [dim]            blk.N.ffn_norm.weight [dim]
+ *   blk.N.attn_q.weight [heads*headDim, dim]    blk.N.attn_k.weight [kvHeads*headDim, dim]
+ *   blk.N.attn_v.weight [kvHeads*headDim, dim]  blk.N.attn_output.weight [dim, heads*headDim]
+ *   blk.N.ffn_gate.weight [hidden, dim]     blk.N.ffn_up.weight [hidden, dim]   blk.N.ffn_down.weight [dim, hidden]
+ * `shape` is outermost first (PyTorch order: [rows, cols]); GGUF's ne[] order is reversed by its parser.
+ */
+export interface TensorInfo {
+  name: string;
+  /** Index into ModelDescriptor.files. */
+  file: number;
+  /** Absolute byte offset of the first element in that file. */
+  offset: number;
+  /** Bytes the tensor occupies (product of shape × element size). */
+  byteLength: number;
+  type: TensorType;
+  shape: number[];
+}
+
+export type RopeScaling =
+  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalContextLength: number }
+  | { type: "linear"; factor: number };
+
+export interface ModelConfig {
+  architecture: "llama";
+  dim: number;
+  hiddenDim: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  /** Training context length from the file (the default context size). */
+  contextLength: number;
+  normEps: number;
+  ropeTheta: number;
+  ropeScaling?: RopeScaling;
+  /**
+   * How q/k pairs are rotated: "interleaved" pairs (2i, 2i+1) as in Meta checkpoints, GGUF and llama2.c;
+   * "half" pairs (i, i + headDim/2) as in HF transformers checkpoints (rotate_half).
+   */
+  ropeLayout: "interleaved" | "half";
+  tiedEmbeddings: boolean;
+}
+
+/** Where the tokenizer comes from; resolved into a Tokenizer by lib/tokenizer. */
+export type TokenizerSource =
+  | { kind: "gguf"; metadata: Map<string, unknown> }
+  | { kind: "sentencepiece"; path: string }
+  | { kind: "llama2c"; path: string }
+  | { kind: "hf-json"; path: string; configPath?: string }
+  | { kind: "tiktoken"; path: string };
+
+export type ModelFormat = "gguf" | "hf" | "meta" | "llama2c";
+
+export interface ModelDescriptor {
+  format: ModelFormat;
+  /** Absolute paths of the files holding tensor data (TensorInfo.file indexes this). */
+  files: string[];
+  config: ModelConfig;
+  tensors: TensorInfo[];
+  /** Undefined when the format keeps the tokenizer apart and none was found or given. */
+  tokenizer?: TokenizerSource;
+  /** Token ids from the model files (config.json / generation_config.json / GGUF keys), when present. */
+  bosId?: number;
+  eosIds: number[];
+  /** The dominant weight type, for model.info. */
+  weightType: TensorType;
+  /** Format-specific metadata worth showing (GGUF key/values, HF config), for model.info and tooling. */
+  metadata: Record<string, unknown>;
+}

@@ -1,0 +1,85 @@
+/**
+ * The shape of the compiled addon (native/addon/). Only lib/native/ touches it; everything above speaks the
+ * typed API. The addon is loaded lazily so that importing the package never fails on a machine without it.
+ */
+import path from "node:path";
+
+/** Engine weight type codes: the order of `enum llm_type` in native/engine/tensor.h. */
+export const NATIVE_TYPE_CODES = { f32: 0, f16: 1, bf16: 2 } as const;
+
+export interface NativeTensorSpec {
+  name: string;
+  file: number;
+  offset: number;
+  /** NATIVE_TYPE_CODES value. */
+  type: number;
+  shape: number[];
+}
+
+export interface NativeModelSpec {
+  files: string[];
+  tensors: NativeTensorSpec[];
+  config: {
+    dim: number;
+    hiddenDim: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    vocabSize: number;
+    normEps: number;
+    /** true: pairs (2i, 2i+1); false: pairs (i, i + headDim/2). */
+    ropeInterleaved: boolean;
+    /** headDim/2 inverse frequencies (rope theta and any scaling already applied). */
+    ropeFreqs: Float32Array;
+  };
+  threads: number;
+}
+
+export interface NativeDecodeOptions {
+  /** Which logits to return: none, the last position's, or every position's (n × vocab). Default "last". */
+  logits?: "none" | "last" | "all";
+  /** When > 0, also return the ids of the k largest last-position logits, largest first. */
+  topK?: number;
+}
+
+export interface NativeDecodeResult {
+  logits?: Float32Array;
+  top?: Int32Array;
+}
+
+export interface NativeContext {
+  readonly contextSize: number;
+  /**
+   * Runs tokens at positions pos.. pos+n-1 through the model (one batch: matrix-matrix products), writing
+   * their keys/values into the cache. Runs on a worker thread; rejects if another call on this model is
+   * still running on this context, or if pos + n > contextSize.
+   */
+  decode(tokens: Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult>;
+  /** Frees the KV cache. Idempotent. */
+  close(): void;
+}
+
+export interface NativeModel {
+  createContext(contextSize: number): NativeContext;
+  /** Unmaps the weights; the model's contexts must be closed first. Idempotent. */
+  close(): void;
+}
+
+export interface NativeBinding {
+  Model: new (spec: NativeModelSpec) => NativeModel;
+  /** Physical CPU cores (not hyperthreads), the default thread count. */
+  physicalCores(): number;
+  /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */
+  cpuFeatures(): string;
+}
+
+let binding: NativeBinding | undefined;
+
+export function loadBinding(): NativeBinding {
+  if (!binding) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require("node-gyp-build")(path.resolve(__dirname, "../../..")) as NativeBinding;
+  }
+  return binding;
+}
