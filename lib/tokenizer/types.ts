@@ -13,6 +13,11 @@ export interface Tokenizer {
   readonly bosId: number | undefined;
   readonly eosIds: number[];
   readonly addBosDefault: boolean;
+  /**
+   * SPM's add_dummy_prefix: tokenize puts a space before the text, so decoding strips one leading space from the
+   * first text token of a sequence. Absent means false (byte-level BPE adds nothing).
+   */
+  readonly addsDummyPrefix?: boolean;
   tokenize(text: string, options?: TokenizeOptions): number[];
   /** Full decode of ids to text (the leading dummy-prefix space of SPM is stripped when ids start the text). */
   detokenize(ids: number[]): string;

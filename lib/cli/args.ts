@@ -1,0 +1,60 @@
+/** Command-line option parsing shared by the subcommands: typed options, --help text, usage errors. */
+import { parseArgs } from "node:util";
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export interface OptionSpec {
+  type: "string" | "boolean";
+  /** How a number is read: "int", "float", or a string option left as is. */
+  number?: "int" | "float";
+  short?: string;
+  description: string;
+  placeholder?: string;
+}
+
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  usage: string;
+  options: Record<string, OptionSpec>;
+}
+
+export type ParsedOptions = Record<string, string | number | boolean | undefined>;
+
+export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
+  const parserOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const [name, o] of Object.entries(spec.options)) {
+    parserOptions[name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: parserOptions, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${helpText(spec)}`);
+  }
+  const out: ParsedOptions = { ...values };
+  for (const [name, o] of Object.entries(spec.options)) {
+    const raw = values[name];
+    if (o.number && typeof raw === "string") {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n) || (o.number === "int" && !Number.isInteger(n))) {
+        throw new UsageError(`--${name} must be ${o.number === "int" ? "an integer" : "a number"} (got "${raw}")`);
+      }
+      out[name] = n;
+    }
+  }
+  return out;
+}
+
+export function helpText(spec: CommandSpec): string {
+  const rows = Object.entries(spec.options).map(([name, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : "    "}--${name}${o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""}`;
+    return `  ${flag.padEnd(30)} ${o.description}`;
+  });
+  rows.push(`  ${"-h, --help".padEnd(30)} Show this help`);
+  return `${spec.summary}\n\nUsage: ${spec.usage}\n\nOptions:\n${rows.join("\n")}\n`;
+}

@@ -1,0 +1,136 @@
+/**
+ * The typed boundary to the native engine: turns a ModelDescriptor into the addon's spec, and native error
+ * codes into the library's error classes. Nothing above this file sees the raw binding.
+ */
+import {
+  ContextOverflowError,
+  DisposedError,
+  InvalidArgumentError,
+  LlamaNapiError,
+  ModelFormatError,
+  UnsupportedModelError,
+} from "../errors";
+import type { ModelDescriptor } from "../formats/types";
+import {
+  loadBinding,
+  NATIVE_TYPE_CODES,
+  type NativeContext,
+  type NativeDecodeOptions,
+  type NativeDecodeResult,
+  type NativeModel,
+} from "./binding";
+import { ropeFrequencies } from "./rope";
+
+/** Maps an error thrown by the addon (which carries a `code`) to the library's typed errors. */
+export function toTypedError(err: unknown): unknown {
+  if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
+  const code = (err as Error & { code?: string }).code;
+  switch (code) {
+    case "MODEL_FORMAT":
+      return new ModelFormatError(err.message, { cause: err });
+    case "UNSUPPORTED_MODEL":
+      return new UnsupportedModelError(err.message, { cause: err });
+    case "INVALID_ARGUMENT":
+      return new InvalidArgumentError(err.message, { cause: err });
+    case "DISPOSED":
+      return new DisposedError(err.message, { cause: err });
+    case "CONTEXT_OVERFLOW": {
+      const [tokens, size] = (err.message.match(/\d+/g) ?? []).slice(-2).map(Number);
+      return new ContextOverflowError(err.message, tokens ?? NaN, size ?? NaN);
+    }
+    default:
+      // CONTEXT_BUSY, SYSTEM_ERROR (allocation failures): still a library error, with the engine's message.
+      return code ? new LlamaNapiError(err.message, { cause: err }) : err;
+  }
+}
+
+function rethrowTyped(err: unknown): never {
+  throw toTypedError(err);
+}
+
+export function physicalCores(): number {
+  return loadBinding().physicalCores();
+}
+
+export function cpuFeatures(): string {
+  return loadBinding().cpuFeatures();
+}
+
+/** A KV cache plus the position bookkeeping the engine needs. */
+export class EngineContext {
+  private inFlight: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly native: NativeContext) {}
+
+  get contextSize(): number {
+    return this.native.contextSize;
+  }
+
+  decode(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> {
+    const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+    try {
+      const result = this.native.decode(ids, pos, options).catch(rethrowTyped);
+      this.inFlight = result.catch(() => {});
+      return result;
+    } catch (err) {
+      rethrowTyped(err);
+    }
+  }
+
+  /** Resolves once no decode is running on this context. */
+  settled(): Promise<unknown> {
+    return this.inFlight;
+  }
+
+  close(): void {
+    this.native.close();
+  }
+}
+
+export class Engine {
+  private constructor(private readonly native: NativeModel) {}
+
+  static open(desc: ModelDescriptor, threads: number): Engine {
+    const { config } = desc;
+    try {
+      const native = new (loadBinding().Model)({
+        files: desc.files,
+        tensors: desc.tensors.map((t) => ({
+          name: t.name,
+          file: t.file,
+          offset: t.offset,
+          type: NATIVE_TYPE_CODES[t.type],
+          shape: t.shape,
+        })),
+        config: {
+          dim: config.dim,
+          hiddenDim: config.hiddenDim,
+          layers: config.layers,
+          heads: config.heads,
+          kvHeads: config.kvHeads,
+          headDim: config.headDim,
+          vocabSize: config.vocabSize,
+          normEps: config.normEps,
+          ropeInterleaved: config.ropeLayout === "interleaved",
+          ropeFreqs: ropeFrequencies(config),
+        },
+        threads,
+      });
+      return new Engine(native);
+    } catch (err) {
+      rethrowTyped(err);
+    }
+  }
+
+  createContext(contextSize: number): EngineContext {
+    try {
+      return new EngineContext(this.native.createContext(contextSize));
+    } catch (err) {
+      rethrowTyped(err);
+    }
+  }
+
+  close(): void {
+    this.native.close();
+  }
+}

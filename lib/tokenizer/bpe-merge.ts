@@ -1,0 +1,138 @@
+/**
+ * The BPE merge loop: repeatedly merge the adjacent pair of lowest rank (leftmost first on ties) until no pair
+ * merges. HF merge lists and tiktoken ranks both reduce to a table (left id, right id) → (rank, merged id).
+ */
+
+/** Priority keys pack (rank, position) into one double: rank in the high bits, so ties go to the leftmost pair. */
+const POSITION_SPAN = 2 ** 32;
+
+export class MergeTable {
+  // An open-addressing hash table over (left, right) in typed arrays: Llama 3 has 280k merges, and a Map keyed by
+  // left * vocab + right (beyond small integers) is several times slower to build and to probe.
+  private readonly lefts: Int32Array;
+  private readonly rights: Int32Array;
+  private readonly ranks: Int32Array;
+  private readonly mask: number;
+  /** The token each rank merges into. */
+  private readonly rankToId: Int32Array;
+
+  /**
+   * @param pairCount how many pairs will be added (sizes the table)
+   * @param rankCount one more than the largest rank
+   */
+  constructor(pairCount: number, rankCount: number) {
+    let capacity = 1024;
+    while (capacity < pairCount * 2) capacity *= 2;
+    this.mask = capacity - 1;
+    this.lefts = new Int32Array(capacity).fill(-1);
+    this.rights = new Int32Array(capacity);
+    this.ranks = new Int32Array(capacity);
+    this.rankToId = new Int32Array(rankCount);
+  }
+
+  private slot(left: number, right: number): number {
+    let i = (Math.imul(left, 0x9e3779b1) ^ Math.imul(right, 0x85ebca77)) & this.mask;
+    while (this.lefts[i] !== -1 && (this.lefts[i] !== left || this.rights[i] !== right)) i = (i + 1) & this.mask;
+    return i;
+  }
+
+  /** Records that `left right` merges into `merged` with `rank`; a pair seen again takes the later rank, as HF does. */
+  add(left: number, right: number, rank: number, merged: number): void {
+    const i = this.slot(left, right);
+    this.lefts[i] = left;
+    this.rights[i] = right;
+    this.ranks[i] = rank;
+    this.rankToId[rank] = merged;
+  }
+
+  /** The rank of merging `left right`, or -1 when they do not merge. */
+  private rank(left: number, right: number): number {
+    const i = this.slot(left, right);
+    return this.lefts[i] === -1 ? -1 : this.ranks[i];
+  }
+
+  /** Merges `symbols` (token ids, one per byte to start with) and appends the result to `out`. */
+  apply(symbols: ArrayLike<number>, out: number[]): void {
+    const n = symbols.length;
+    if (n < 2) {
+      if (n === 1) out.push(symbols[0]);
+      return;
+    }
+    // A doubly linked list over positions: merging keeps the left symbol's position and unlinks the right one.
+    const ids = Int32Array.from(symbols);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
+    }
+    const heap = new MinHeap();
+    for (let i = 0; i + 1 < n; i++) {
+      const r = this.rank(ids[i], ids[i + 1]);
+      if (r >= 0) heap.push(r * POSITION_SPAN + i);
+    }
+    while (heap.size > 0) {
+      const key = heap.pop();
+      const pos = key % POSITION_SPAN;
+      const r = (key - pos) / POSITION_SPAN;
+      const right = next[pos];
+      // Entries go stale when a neighbour merged first; a pair still of this rank is a valid candidate though.
+      if (ids[pos] < 0 || right < 0 || this.rank(ids[pos], ids[right]) !== r) continue;
+      ids[pos] = this.rankToId[r];
+      ids[right] = -1;
+      next[pos] = next[right];
+      if (next[pos] >= 0) prev[next[pos]] = pos;
+      if (prev[pos] >= 0) {
+        const rl = this.rank(ids[prev[pos]], ids[pos]);
+        if (rl >= 0) heap.push(rl * POSITION_SPAN + prev[pos]);
+      }
+      if (next[pos] >= 0) {
+        const rr = this.rank(ids[pos], ids[next[pos]]);
+        if (rr >= 0) heap.push(rr * POSITION_SPAN + pos);
+      }
+    }
+    for (let i = 0; i >= 0; i = next[i]) out.push(ids[i]);
+  }
+}
+
+/** A binary min-heap of numbers. */
+class MinHeap {
+  private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(value: number): void {
+    const items = this.items;
+    let i = items.length;
+    items.push(value);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent] <= value) break;
+      items[i] = items[parent];
+      i = parent;
+    }
+    items[i] = value;
+  }
+
+  pop(): number {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop()!;
+    const n = items.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        let child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && items[child + 1] < items[child]) child++;
+        if (items[child] >= last) break;
+        items[i] = items[child];
+        i = child;
+      }
+      items[i] = last;
+    }
+    return top;
+  }
+}

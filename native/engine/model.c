@@ -1,0 +1,308 @@
+#define _GNU_SOURCE
+#include "model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Generous bounds that keep every size product of the config far from integer overflow. */
+#define MAX_DIMENSION (1 << 24)
+#define MAX_LAYERS 4096
+#define MAX_THREADS 1024
+
+static bool fail(struct llm_error *err, enum llm_error_kind kind, const char *fmt, ...) {
+  err->kind = kind;
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, args);
+  va_end(args);
+  return false;
+}
+
+static bool validate_config(const struct llm_model_spec *spec, struct llm_error *err) {
+  const struct llm_config *c = &spec->config;
+  const struct {
+    const char *name;
+    int value, max;
+  } fields[] = {
+    { "dim", c->dim, MAX_DIMENSION },         { "hiddenDim", c->hidden_dim, MAX_DIMENSION },
+    { "layers", c->n_layers, MAX_LAYERS },    { "heads", c->n_heads, MAX_DIMENSION },
+    { "kvHeads", c->n_kv_heads, MAX_DIMENSION }, { "headDim", c->head_dim, MAX_DIMENSION },
+    { "vocabSize", c->vocab_size, MAX_DIMENSION }, { "threads", spec->n_threads, MAX_THREADS },
+  };
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+    if (fields[i].value < 1 || fields[i].value > fields[i].max)
+      return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.%s = %d is out of range [1, %d]", fields[i].name,
+                  fields[i].value, fields[i].max);
+  if ((int64_t)c->n_heads * c->head_dim > MAX_DIMENSION)
+    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config heads * headDim = %lld is too large",
+                (long long)c->n_heads * c->head_dim);
+  if (c->n_heads % c->n_kv_heads != 0)
+    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.heads = %d is not a multiple of config.kvHeads = %d",
+                c->n_heads, c->n_kv_heads);
+  if (c->head_dim % 2 != 0)
+    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.headDim = %d must be even for rotary embeddings", c->head_dim);
+  if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
+    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.normEps = %g must be a finite number >= 0", c->norm_eps);
+  if (!c->rope_freqs) return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.ropeFreqs is missing");
+  if (spec->n_files < 1) return fail(err, LLM_ERR_INVALID_ARGUMENT, "no weight files given");
+  return true;
+}
+
+static bool map_files(struct llm_model *m, const struct llm_model_spec *spec, struct llm_error *err) {
+  m->mappings = calloc((size_t)spec->n_files, sizeof *m->mappings);
+  if (!m->mappings) return fail(err, LLM_ERR_SYSTEM, "out of memory");
+  for (int i = 0; i < spec->n_files; i++) {
+    const char *path = spec->files[i];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(err, LLM_ERR_FORMAT, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      int e = errno;
+      close(fd);
+      return fail(err, LLM_ERR_FORMAT, "cannot stat %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+      close(fd);
+      return fail(err, LLM_ERR_FORMAT, "%s is not a regular file", path);
+    }
+    size_t size = (size_t)st.st_size;
+    void *base = NULL;
+    if (size > 0) {
+      base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (base == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return fail(err, LLM_ERR_FORMAT, "cannot map %s: %s", path, strerror(e));
+      }
+    }
+    close(fd); /* the mapping keeps the file referenced */
+    m->mappings[i] = (struct llm_mapping){ base, size };
+    m->n_mappings = i + 1;
+  }
+  return true;
+}
+
+/* What a canonical name must look like: which model field it fills and its exact shape. */
+struct slot {
+  struct llm_tensor *dest;
+  int slot_index; /* for duplicate/missing bookkeeping */
+  int n_dims;
+  int64_t rows, cols; /* 1-D tensors: [cols] */
+  const char *shape_meaning;
+};
+
+enum layer_tensor {
+  ATTN_NORM, ATTN_Q, ATTN_K, ATTN_V, ATTN_OUTPUT, FFN_NORM, FFN_GATE, FFN_UP, FFN_DOWN, TENSORS_PER_LAYER
+};
+static const char *const LAYER_TENSOR_NAMES[TENSORS_PER_LAYER] = {
+  "attn_norm.weight", "attn_q.weight",    "attn_k.weight",  "attn_v.weight",   "attn_output.weight",
+  "ffn_norm.weight",  "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
+};
+enum global_tensor { TOKEN_EMBD, OUTPUT_NORM, OUTPUT, GLOBAL_TENSORS };
+static const char *const GLOBAL_TENSOR_NAMES[GLOBAL_TENSORS] = { "token_embd.weight", "output_norm.weight",
+                                                                 "output.weight" };
+
+static struct slot layer_slot(struct llm_model *m, int layer, enum layer_tensor which) {
+  const struct llm_config *c = &m->config;
+  int64_t dim = c->dim, q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
+  struct llm_layer *l = &m->layers[layer];
+  int index = GLOBAL_TENSORS + layer * TENSORS_PER_LAYER + which;
+  switch (which) {
+  case ATTN_NORM: return (struct slot){ &l->attn_norm, index, 1, 1, dim, "[dim]" };
+  case ATTN_Q: return (struct slot){ &l->attn_q, index, 2, q_dim, dim, "[heads*headDim, dim]" };
+  case ATTN_K: return (struct slot){ &l->attn_k, index, 2, kv_dim, dim, "[kvHeads*headDim, dim]" };
+  case ATTN_V: return (struct slot){ &l->attn_v, index, 2, kv_dim, dim, "[kvHeads*headDim, dim]" };
+  case ATTN_OUTPUT: return (struct slot){ &l->attn_output, index, 2, dim, q_dim, "[dim, heads*headDim]" };
+  case FFN_NORM: return (struct slot){ &l->ffn_norm, index, 1, 1, dim, "[dim]" };
+  case FFN_GATE: return (struct slot){ &l->ffn_gate, index, 2, c->hidden_dim, dim, "[hiddenDim, dim]" };
+  case FFN_UP: return (struct slot){ &l->ffn_up, index, 2, c->hidden_dim, dim, "[hiddenDim, dim]" };
+  default: return (struct slot){ &l->ffn_down, index, 2, dim, c->hidden_dim, "[dim, hiddenDim]" };
+  }
+}
+
+static struct slot global_slot(struct llm_model *m, enum global_tensor which) {
+  const struct llm_config *c = &m->config;
+  switch (which) {
+  case TOKEN_EMBD: return (struct slot){ &m->token_embd, which, 2, c->vocab_size, c->dim, "[vocabSize, dim]" };
+  case OUTPUT_NORM: return (struct slot){ &m->output_norm, which, 1, 1, c->dim, "[dim]" };
+  default: return (struct slot){ &m->output, which, 2, c->vocab_size, c->dim, "[vocabSize, dim]" };
+  }
+}
+
+/* Finds the slot for a canonical name; false for names the engine does not use. A block index beyond the
+ * configured layers is a format error (reported through *out_of_range). */
+static bool find_slot(struct llm_model *m, const char *name, struct slot *out, long *out_of_range) {
+  *out_of_range = -1;
+  for (int g = 0; g < GLOBAL_TENSORS; g++) {
+    if (strcmp(name, GLOBAL_TENSOR_NAMES[g]) == 0) {
+      *out = global_slot(m, (enum global_tensor)g);
+      return true;
+    }
+  }
+  if (strncmp(name, "blk.", 4) != 0 || name[4] < '0' || name[4] > '9') return false;
+  char *rest;
+  errno = 0;
+  long layer = strtol(name + 4, &rest, 10);
+  if (errno != 0 || *rest != '.') return false;
+  for (int t = 0; t < TENSORS_PER_LAYER; t++) {
+    if (strcmp(rest + 1, LAYER_TENSOR_NAMES[t]) != 0) continue;
+    if (layer >= m->config.n_layers) {
+      *out_of_range = layer;
+      return false;
+    }
+    *out = layer_slot(m, (int)layer, (enum layer_tensor)t);
+    return true;
+  }
+  return false;
+}
+
+static void format_shape(char *buf, size_t size, const int64_t *shape, int n_dims) {
+  size_t used = (size_t)snprintf(buf, size, "[");
+  for (int i = 0; i < n_dims && used < size; i++)
+    used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)shape[i]);
+  if (used < size) snprintf(buf + used, size - used, "]");
+}
+
+static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec, struct llm_error *err) {
+  int n_slots = GLOBAL_TENSORS + m->config.n_layers * TENSORS_PER_LAYER;
+  bool *present = calloc((size_t)n_slots, sizeof *present);
+  if (!present) return fail(err, LLM_ERR_SYSTEM, "out of memory");
+  bool ok = true;
+  for (int i = 0; i < spec->n_tensors && ok; i++) {
+    const struct llm_tensor_spec *t = &spec->tensors[i];
+    const char *name = t->name ? t->name : "(unnamed)";
+    if (t->file < 0 || t->file >= spec->n_files) {
+      ok = fail(err, LLM_ERR_INVALID_ARGUMENT, "tensor %s refers to file %d, but %d file(s) were given", name,
+                t->file, spec->n_files);
+      break;
+    }
+    const char *path = spec->files[t->file];
+    size_t elem_size = llm_type_size(t->type);
+    if (elem_size == 0) {
+      ok = fail(err, LLM_ERR_UNSUPPORTED, "tensor %s in %s has unsupported type code %d (known: 0 f32, 1 f16, 2 bf16)",
+                name, path, t->type);
+      break;
+    }
+    char shape[128];
+    format_shape(shape, sizeof shape, t->shape, t->n_dims > 4 ? 4 : t->n_dims);
+    if (t->n_dims < 1 || t->n_dims > 4) {
+      ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has %d dimensions", name, path, t->n_dims);
+      break;
+    }
+    /* Element count and byte size, refusing anything that would overflow 64 bits. */
+    uint64_t bytes = elem_size;
+    for (int d = 0; d < t->n_dims && ok; d++) {
+      if (t->shape[d] < 0 || (t->shape[d] > 0 && bytes > UINT64_MAX / (uint64_t)t->shape[d]))
+        ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has an invalid shape %s", name, path, shape);
+      else bytes *= (uint64_t)t->shape[d];
+    }
+    if (!ok) break;
+    const struct llm_mapping *map = &m->mappings[t->file];
+    if (t->offset > map->size || bytes > map->size - t->offset) {
+      ok = fail(err, LLM_ERR_FORMAT,
+                "tensor %s in %s runs past the end of the file (offset %llu + %llu bytes > file size %llu)", name,
+                path, (unsigned long long)t->offset, (unsigned long long)bytes, (unsigned long long)map->size);
+      break;
+    }
+
+    struct slot slot;
+    long out_of_range;
+    if (!find_slot(m, name, &slot, &out_of_range)) {
+      if (out_of_range >= 0)
+        ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s belongs to layer %ld, but the model has %d layers", name,
+                  path, out_of_range, m->config.n_layers);
+      continue; /* a tensor the engine does not use */
+    }
+    if (present[slot.slot_index]) {
+      ok = fail(err, LLM_ERR_FORMAT, "tensor %s appears more than once (again in %s)", name, path);
+      break;
+    }
+    bool shape_ok = slot.n_dims == 1 ? t->n_dims == 1 && t->shape[0] == slot.cols
+                                     : t->n_dims == 2 && t->shape[0] == slot.rows && t->shape[1] == slot.cols;
+    if (!shape_ok) {
+      char expected[128];
+      int64_t dims[2] = { slot.rows, slot.cols };
+      format_shape(expected, sizeof expected, slot.n_dims == 1 ? dims + 1 : dims, slot.n_dims);
+      ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s, expected %s %s", name, path, shape, expected,
+                slot.shape_meaning);
+      break;
+    }
+    present[slot.slot_index] = true;
+    *slot.dest = (struct llm_tensor){ (const char *)map->base + t->offset, (enum llm_type)t->type, slot.rows,
+                                      slot.cols };
+  }
+
+  for (int s = 0; s < n_slots && ok; s++) {
+    if (present[s] || s == OUTPUT) continue;
+    if (s < GLOBAL_TENSORS) {
+      ok = fail(err, LLM_ERR_FORMAT, "required tensor %s is missing from the model files (first: %s)",
+                GLOBAL_TENSOR_NAMES[s], spec->files[0]);
+    } else {
+      int layer = (s - GLOBAL_TENSORS) / TENSORS_PER_LAYER;
+      ok = fail(err, LLM_ERR_FORMAT, "required tensor blk.%d.%s is missing from the model files (first: %s)", layer,
+                LAYER_TENSOR_NAMES[(s - GLOBAL_TENSORS) % TENSORS_PER_LAYER], spec->files[0]);
+    }
+  }
+  if (ok && !present[OUTPUT]) m->output = m->token_embd; /* tied embeddings */
+  free(present);
+  return ok;
+}
+
+struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_error *err) {
+  err->kind = LLM_OK;
+  err->message[0] = '\0';
+  if (!validate_config(spec, err)) return NULL;
+  struct llm_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    fail(err, LLM_ERR_SYSTEM, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&m->forward_lock, NULL);
+  m->config = spec->config;
+  m->config.rope_freqs = NULL; /* owned copy below */
+  size_t n_freqs = (size_t)spec->config.head_dim / 2;
+  float *freqs = malloc(n_freqs * sizeof *freqs);
+  m->layers = calloc((size_t)spec->config.n_layers, sizeof *m->layers);
+  if (!freqs || !m->layers) {
+    free(freqs);
+    fail(err, LLM_ERR_SYSTEM, "out of memory");
+    llm_model_close(m);
+    return NULL;
+  }
+  memcpy(freqs, spec->config.rope_freqs, n_freqs * sizeof *freqs);
+  m->config.rope_freqs = freqs;
+  if (!map_files(m, spec, err) || !bind_tensors(m, spec, err)) {
+    llm_model_close(m);
+    return NULL;
+  }
+  m->pool = llm_threadpool_create(spec->n_threads);
+  if (!m->pool) {
+    fail(err, LLM_ERR_SYSTEM, "cannot start %d threads", spec->n_threads);
+    llm_model_close(m);
+    return NULL;
+  }
+  return m;
+}
+
+void llm_model_close(struct llm_model *m) {
+  if (!m) return;
+  llm_threadpool_free(m->pool);
+  for (int i = 0; i < m->n_mappings; i++)
+    if (m->mappings[i].base) munmap(m->mappings[i].base, m->mappings[i].size);
+  free(m->mappings);
+  free(m->layers);
+  free((void *)m->config.rope_freqs);
+  struct llm_scratch *s = &m->scratch;
+  float *buffers[] = { s->x, s->xb, s->q, s->k, s->v, s->attn_out, s->hb, s->hb2, s->scores };
+  for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+  pthread_mutex_destroy(&m->forward_lock);
+  free(m);
+}

@@ -1,0 +1,90 @@
+#ifndef LLM_MODEL_H
+#define LLM_MODEL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor.h"
+#include "threadpool.h"
+
+enum llm_error_kind {
+  LLM_OK = 0,
+  LLM_ERR_FORMAT,           /* a file or tensor is malformed: offsets, shapes, missing/duplicate tensors */
+  LLM_ERR_UNSUPPORTED,      /* well-formed but not something we run: an unknown weight type code */
+  LLM_ERR_INVALID_ARGUMENT, /* the caller passed something out of range */
+  LLM_ERR_SYSTEM,           /* out of memory, thread creation failed */
+};
+
+struct llm_error {
+  enum llm_error_kind kind;
+  char message[512];
+};
+
+struct llm_config {
+  int dim;
+  int hidden_dim;
+  int n_layers;
+  int n_heads;
+  int n_kv_heads;
+  int head_dim;
+  int vocab_size;
+  float norm_eps;
+  bool rope_interleaved;
+  const float *rope_freqs; /* head_dim / 2 inverse frequencies; llm_model_open copies them */
+};
+
+/* Where one tensor lives, as the format parser found it. */
+struct llm_tensor_spec {
+  const char *name; /* canonical GGUF-style name, e.g. "blk.3.attn_q.weight" */
+  int file;         /* index into llm_model_spec.files */
+  uint64_t offset;  /* absolute byte offset in that file */
+  int type;         /* enum llm_type code, validated */
+  int n_dims;
+  int64_t shape[4]; /* outermost first: [rows, cols] */
+};
+
+struct llm_model_spec {
+  const char *const *files;
+  int n_files;
+  const struct llm_tensor_spec *tensors;
+  int n_tensors;
+  struct llm_config config;
+  int n_threads;
+};
+
+struct llm_layer {
+  struct llm_tensor attn_norm, attn_q, attn_k, attn_v, attn_output;
+  struct llm_tensor ffn_norm, ffn_gate, ffn_up, ffn_down;
+};
+
+struct llm_mapping {
+  void *base;
+  size_t size;
+};
+
+/* Activations for one batch of tokens, grown on demand; guarded by forward_lock like the pool. */
+struct llm_scratch {
+  int capacity_tokens;
+  float *x, *xb, *q, *k, *v, *attn_out, *hb, *hb2;
+  int64_t scores_stride; /* floats per thread in `scores` (>= largest context seen) */
+  float *scores;
+};
+
+struct llm_model {
+  struct llm_config config; /* rope_freqs points at owned memory */
+  struct llm_tensor token_embd, output_norm, output; /* output aliases token_embd when tied */
+  struct llm_layer *layers;
+  struct llm_mapping *mappings;
+  int n_mappings;
+  struct llm_threadpool *pool;
+  pthread_mutex_t forward_lock; /* one forward pass at a time: the pool and scratch are shared */
+  struct llm_scratch scratch;
+};
+
+/* Maps the files read-only and validates every tensor against the config. Returns NULL and fills err
+ * (message naming the file and tensor) on failure. */
+struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_error *err);
+void llm_model_close(struct llm_model *model);
+
+#endif

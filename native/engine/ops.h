@@ -1,0 +1,50 @@
+#ifndef LLM_OPS_H
+#define LLM_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor.h"
+#include "threadpool.h"
+
+/* out = x / sqrt(mean(x^2) + eps) * weight, for n_rows rows of `dim` values (out may alias x). */
+void llm_rmsnorm(float *out, const float *x, const struct llm_tensor *weight, int n_rows, int dim, float eps);
+
+/* Rotates each head of `vec` (n_heads * head_dim values) for position pos: pair i turns by angle
+ * (float)pos * freqs[i], computed in float32. Interleaved pairs are (2i, 2i+1) (Meta/GGUF/llama2.c); otherwise
+ * (i, i + head_dim/2) (HF rotate_half). */
+void llm_rope(float *vec, int n_heads, int head_dim, int pos, const float *freqs, bool interleaved);
+
+/* out = silu(gate) * up, elementwise over n values (out may alias gate). */
+void llm_swiglu(float *out, const float *gate, const float *up, int64_t n);
+
+/* out = row `token` of the [vocab, dim] embedding table, converted to f32. */
+void llm_embedding(float *out, const struct llm_tensor *table, int32_t token);
+
+/* Causal grouped-query attention for n_tokens queries at positions pos.. pos+n_tokens-1.
+ * q: [n_tokens][n_heads * head_dim]; key/value caches: [context][n_kv_heads * head_dim] holding positions
+ * 0.. pos+n_tokens-1 already; out: [n_tokens][n_heads * head_dim]. scores: n_threads scratch rows of
+ * `scores_stride` >= pos + n_tokens floats. Query i attends to positions <= pos + i. */
+struct llm_attention_args {
+  float *out;
+  const float *q;
+  const float *key_cache;
+  const float *value_cache;
+  float *scores;
+  int64_t scores_stride;
+  int n_tokens;
+  int pos;
+  int n_heads;
+  int n_kv_heads;
+  int head_dim;
+};
+void llm_attention(struct llm_threadpool *pool, const struct llm_attention_args *args);
+
+/* Index of the largest value (the lowest index among equal maxima). */
+int llm_argmax(const float *values, int n);
+
+/* Writes the indices of the k largest values into out_ids, largest first; equal values: lower index first.
+ * NaNs rank below every number. O(n log k). k must be in [1, n]. */
+void llm_top_k(const float *values, int n, int k, int32_t *out_ids);
+
+#endif

@@ -1,0 +1,25 @@
+#ifndef LLM_THREADPOOL_H
+#define LLM_THREADPOOL_H
+
+#include <stddef.h>
+
+/* A fixed pool of worker threads for data-parallel loops. The thread that calls llm_parallel_for is worker 0
+ * and n_threads - 1 pthreads help it. Idle workers spin briefly (decode issues ~10 loops per layer, microseconds
+ * apart) and then sleep on a condition variable, so they burn no CPU between tokens. */
+struct llm_threadpool;
+
+/* Processes tasks [begin, end); `worker` in [0, n_threads) indexes per-thread scratch. */
+typedef void (*llm_task_fn)(void *ctx, size_t begin, size_t end, int worker);
+
+struct llm_threadpool *llm_threadpool_create(int n_threads);
+void llm_threadpool_free(struct llm_threadpool *pool);
+int llm_threadpool_size(const struct llm_threadpool *pool);
+
+/* Runs fn over tasks [0, n_tasks) split into contiguous chunks handed out dynamically, and returns when all
+ * are done. Not reentrant: one caller at a time. */
+void llm_parallel_for(struct llm_threadpool *pool, size_t n_tasks, llm_task_fn fn, void *ctx);
+
+/* Physical cores (unique (package, core) pairs in sysfs), falling back to online logical CPUs. */
+int llm_physical_cores(void);
+
+#endif

@@ -1,0 +1,52 @@
+"use strict";
+// The command line: run streams text and prints speed; help and usage errors; typed errors as exit codes.
+const { test } = require("node:test");
+const assert = require("node:assert/strict");
+const { spawnSync } = require("node:child_process");
+const path = require("node:path");
+const { modelPath } = require("./helpers/models.js");
+
+const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
+const cli = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+
+test("run streams the greedy continuation and prints prefill/decode speed", () => {
+  const r = cli("run", "--model", modelPath("tinystories", "stories260K.gguf"), "--prompt", "Once upon a time",
+    "--max-tokens", "20", "--temperature", "0", "--threads", "1");
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^Once upon a time, there was a little girl named Lily/);
+  assert.match(r.stderr, /prefill: \d+ tokens, [\d.]+ tok\/s \| decode: 20 tokens, [\d.]+ tok\/s/);
+});
+
+test("run with a separate llama2.c tokenizer", () => {
+  const r = cli("run", "-m", modelPath("tinystories", "stories260K.bin"), "--tokenizer", modelPath("tinystories", "tok512.bin"),
+    "-p", "The cat", "-n", "8", "-t", "0", "--seed", "1", "--top-k", "40", "--top-p", "0.9", "--min-p", "0.05");
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^The cat/);
+});
+
+test("--help documents every option", () => {
+  const r = cli("run", "--help");
+  assert.equal(r.status, 0);
+  for (const opt of ["--model", "--prompt", "--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--threads"]) {
+    assert.ok(r.stdout.includes(opt), opt);
+  }
+  assert.equal(cli("--help").status, 0);
+});
+
+test("usage errors exit 2; model errors exit 1 with the typed error", () => {
+  assert.equal(cli("run", "--bogus").status, 2);
+  assert.equal(cli("run").status, 2);
+  assert.equal(cli("run", "-m", "x", "--max-tokens", "lots").status, 2);
+  assert.equal(cli("frobnicate").status, 2);
+  const missing = cli("run", "--model", "/nonexistent/model.gguf", "--prompt", "hi");
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /ModelFormatError: .*\/nonexistent\/model\.gguf/);
+});
+
+test("bench prints pp and tg figures", () => {
+  const r = cli("bench", "--model", modelPath("tinystories", "stories260K.gguf"), "--pp", "16", "--tg", "8", "-r", "1", "--json");
+  assert.equal(r.status, 0, r.stderr);
+  const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(rows.map((x) => x.test), ["pp16", "tg8"]);
+  assert.ok(rows.every((x) => x.tokensPerSecond > 0));
+});

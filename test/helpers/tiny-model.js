@@ -1,0 +1,87 @@
+"use strict";
+// Writes tiny GGUF models for tests whose weights the test chooses, with stories260K's 512-token SPM vocab.
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+const { writeGguf } = require("../../dist/cjs/formats/gguf-writer.js");
+const { readGguf } = require("../../dist/cjs/formats/gguf.js");
+const { modelPath } = require("./models.js");
+
+/**
+ * fill(name, rows, cols) returns the Float32Array of a tensor (rows*cols values), or undefined for zeros.
+ * Returns the path of a new GGUF file in a temp dir (removed at process exit).
+ */
+function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, fill = () => undefined } = {}) {
+  const vocabMeta = readGguf(modelPath("tinystories", "stories260K.gguf")).metadata;
+  const vocab = vocabMeta.get("tokenizer.ggml.tokens").length;
+  const headDim = dim / heads;
+  const tensors = [];
+  const add = (name, rows, cols) => {
+    const values = fill(name, rows, cols) ?? new Float32Array(rows * cols);
+    tensors.push({
+      name,
+      ggmlType: 0,
+      dims: rows === 1 ? [cols] : [cols, rows],
+      byteLength: rows * cols * 4,
+      data: () => new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+    });
+  };
+  add("token_embd.weight", vocab, dim);
+  for (let l = 0; l < layers; l++) {
+    add(`blk.${l}.attn_norm.weight`, 1, dim);
+    add(`blk.${l}.attn_q.weight`, heads * headDim, dim);
+    add(`blk.${l}.attn_k.weight`, kvHeads * headDim, dim);
+    add(`blk.${l}.attn_v.weight`, kvHeads * headDim, dim);
+    add(`blk.${l}.attn_output.weight`, dim, heads * headDim);
+    add(`blk.${l}.ffn_norm.weight`, 1, dim);
+    add(`blk.${l}.ffn_gate.weight`, hidden, dim);
+    add(`blk.${l}.ffn_up.weight`, hidden, dim);
+    add(`blk.${l}.ffn_down.weight`, dim, hidden);
+  }
+  add("output_norm.weight", 1, dim);
+  add("output.weight", vocab, dim);
+  const u32 = (value) => ({ type: "u32", value });
+  const metadata = [
+    ["general.architecture", { type: "string", value: "llama" }],
+    ["llama.context_length", u32(64)],
+    ["llama.embedding_length", u32(dim)],
+    ["llama.block_count", u32(layers)],
+    ["llama.feed_forward_length", u32(hidden)],
+    ["llama.rope.dimension_count", u32(headDim)],
+    ["llama.attention.head_count", u32(heads)],
+    ["llama.attention.head_count_kv", u32(kvHeads)],
+    ["llama.attention.layer_norm_rms_epsilon", { type: "f32", value: 1e-5 }],
+    ["tokenizer.ggml.model", { type: "string", value: "llama" }],
+    ["tokenizer.ggml.tokens", { type: "array", itemType: "string", value: vocabMeta.get("tokenizer.ggml.tokens") }],
+    ["tokenizer.ggml.scores", { type: "array", itemType: "f32", value: vocabMeta.get("tokenizer.ggml.scores") }],
+    ["tokenizer.ggml.token_type", { type: "array", itemType: "i32", value: vocabMeta.get("tokenizer.ggml.token_type") }],
+    ["tokenizer.ggml.bos_token_id", u32(1)],
+    ["tokenizer.ggml.eos_token_id", u32(2)],
+    ["tokenizer.ggml.unknown_token_id", u32(0)],
+  ];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-tiny-"));
+  process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "tiny.gguf");
+  writeGguf(file, { metadata, tensors });
+  return file;
+}
+
+/** A model whose every layer is zero, so the output logits are output.weight · rmsnorm(embedding). */
+function writeConstantOutputModel(logitsPerToken) {
+  const dim = 16;
+  return writeTinyModel({
+    dim,
+    fill: (name, rows, cols) => {
+      if (name === "token_embd.weight" || name === "output_norm.weight") return new Float32Array(rows * cols).fill(1);
+      if (name === "output.weight") {
+        // rmsnorm(ones) = ones, so logit[v] = sum of row v = logitsPerToken[v].
+        const w = new Float32Array(rows * cols);
+        for (let v = 0; v < rows; v++) w.fill((logitsPerToken[v] ?? 0) / cols, v * cols, (v + 1) * cols);
+        return w;
+      }
+      return undefined;
+    },
+  });
+}
+
+module.exports = { writeTinyModel, writeConstantOutputModel };

@@ -1,0 +1,409 @@
+"use strict";
+// The addon against a plain-JS float64 Llama forward pass on tiny random models (f32/f16/bf16 weights, GQA,
+// sizes that are not multiples of the SIMD width), plus the addon's error contract.
+const { test } = require("node:test");
+const assert = require("node:assert");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+
+const binding = require("node-gyp-build")(path.join(__dirname, ".."));
+const TYPE = { f32: 0, f16: 1, bf16: 2 };
+
+const CONFIG = { dim: 40, hiddenDim: 36, layers: 2, heads: 4, kvHeads: 2, headDim: 10, vocabSize: 67, normEps: 1e-5 };
+
+// Deterministic xorshift so failures reproduce.
+function makeRandom(seed) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function halfToNumber(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const mantissa = h & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+/**
+ * A random tensor: its bytes in the given type and the exact values those bytes hold (what the reference
+ * computes with). Matrices get values of magnitude ~scale; norms get values around 1.
+ */
+function randomTensor(random, type, count, { scale, around = 0 }) {
+  const values = new Float64Array(count);
+  const bytes = Buffer.alloc(count * (type === "f32" ? 4 : 2));
+  for (let i = 0; i < count; i++) {
+    f32[0] = around + (random() * 2 - 1) * scale;
+    if (type === "f32") {
+      bytes.writeFloatLE(f32[0], i * 4);
+      values[i] = f32[0];
+    } else if (type === "bf16") {
+      const bits = u32[0] >>> 16;
+      bytes.writeUInt16LE(bits, i * 2);
+      u32[0] = bits << 16;
+      values[i] = f32[0];
+    } else {
+      // Random half: sign, exponent near that of `scale`, random mantissa.
+      const sign = f32[0] < 0 ? 0x8000 : 0;
+      const magnitude = Math.abs(f32[0]) || scale;
+      const exponent = Math.min(30, Math.max(1, Math.floor(Math.log2(magnitude)) + 15));
+      const bits = sign | (exponent << 10) | Math.floor(random() * 1024);
+      bytes.writeUInt16LE(bits, i * 2);
+      values[i] = halfToNumber(bits);
+    }
+  }
+  return { bytes, values };
+}
+
+/**
+ * Writes a random model to temp files. types: { matrix, norm, embedding }; tied: no output.weight;
+ * splitOutput: output.weight in a second file. Returns the spec, the reference weights and the file paths.
+ */
+function writeModel({ types, tied = false, splitOutput = false, ropeInterleaved, seed }) {
+  const random = makeRandom(seed);
+  const c = CONFIG;
+  const qDim = c.heads * c.headDim;
+  const kvDim = c.kvHeads * c.headDim;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-forward-"));
+  const files = [path.join(dir, "model.bin"), path.join(dir, "output.bin")];
+  const chunks = [[], []];
+  const sizes = [16, 0]; // a small leading gap so offsets are not all 0
+  chunks[0].push(Buffer.alloc(16));
+  const tensors = [];
+  const weights = { layers: [] };
+  function add(name, type, shape, init, file = 0) {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const { bytes, values } = randomTensor(random, type, count, init);
+    tensors.push({ name, file, offset: sizes[file], type: TYPE[type], shape });
+    chunks[file].push(bytes);
+    sizes[file] += bytes.length;
+    return values;
+  }
+  const matrix = { scale: 0.3 };
+  const norm = { scale: 0.2, around: 1 };
+  weights.tokenEmbd = add("token_embd.weight", types.embedding, [c.vocabSize, c.dim], { scale: 1 });
+  for (let l = 0; l < c.layers; l++) {
+    const p = `blk.${l}.`;
+    weights.layers.push({
+      attnNorm: add(p + "attn_norm.weight", types.norm, [c.dim], norm),
+      q: add(p + "attn_q.weight", types.matrix, [qDim, c.dim], matrix),
+      k: add(p + "attn_k.weight", types.matrix, [kvDim, c.dim], matrix),
+      v: add(p + "attn_v.weight", types.matrix, [kvDim, c.dim], matrix),
+      o: add(p + "attn_output.weight", types.matrix, [c.dim, qDim], matrix),
+      ffnNorm: add(p + "ffn_norm.weight", types.norm, [c.dim], norm),
+      gate: add(p + "ffn_gate.weight", types.matrix, [c.hiddenDim, c.dim], matrix),
+      up: add(p + "ffn_up.weight", types.matrix, [c.hiddenDim, c.dim], matrix),
+      down: add(p + "ffn_down.weight", types.matrix, [c.dim, c.hiddenDim], matrix),
+    });
+  }
+  weights.outputNorm = add("output_norm.weight", types.norm, [c.dim], norm);
+  weights.output = tied
+    ? weights.tokenEmbd
+    : add("output.weight", types.matrix, [c.vocabSize, c.dim], matrix, splitOutput ? 1 : 0);
+  fs.writeFileSync(files[0], Buffer.concat(chunks[0]));
+  fs.writeFileSync(files[1], Buffer.concat(chunks[1]));
+  const ropeFreqs = new Float32Array(c.headDim / 2);
+  for (let i = 0; i < ropeFreqs.length; i++) ropeFreqs[i] = 1 / Math.pow(10000, (2 * i) / c.headDim);
+  const spec = { files, tensors, threads: 2, config: { ...c, ropeInterleaved, ropeFreqs } };
+  return { spec, weights, dir };
+}
+
+// ---- float64 reference ----
+
+function matvec(w, x, rows, cols) {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let i = 0; i < cols; i++) s += w[r * cols + i] * x[i];
+    out[r] = s;
+  }
+  return out;
+}
+
+function rmsnorm(x, w, eps) {
+  let ss = 0;
+  for (const v of x) ss += v * v;
+  const scale = 1 / Math.sqrt(ss / x.length + eps);
+  return x.map((v, i) => v * scale * w[i]);
+}
+
+function rope(vec, nHeads, headDim, pos, freqs, interleaved) {
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(pos * freqs[i]); // the engine's float32 angle
+      const a = h * headDim + (interleaved ? 2 * i : i);
+      const b = h * headDim + (interleaved ? 2 * i + 1 : i + half);
+      const x0 = vec[a];
+      const x1 = vec[b];
+      vec[a] = x0 * Math.cos(angle) - x1 * Math.sin(angle);
+      vec[b] = x1 * Math.cos(angle) + x0 * Math.sin(angle);
+    }
+  }
+}
+
+/** Logits of every position of `tokens`, computed one token at a time with a KV cache. */
+function referenceForward(spec, weights, tokens) {
+  const c = spec.config;
+  const qDim = c.heads * c.headDim;
+  const kvDim = c.kvHeads * c.headDim;
+  const cache = weights.layers.map(() => ({ k: [], v: [] }));
+  const all = [];
+  tokens.forEach((token, pos) => {
+    let x = Float64Array.from(weights.tokenEmbd.subarray(token * c.dim, (token + 1) * c.dim));
+    weights.layers.forEach((layer, l) => {
+      const h = rmsnorm(x, layer.attnNorm, c.normEps);
+      const q = matvec(layer.q, h, qDim, c.dim);
+      const k = matvec(layer.k, h, kvDim, c.dim);
+      const v = matvec(layer.v, h, kvDim, c.dim);
+      rope(q, c.heads, c.headDim, pos, c.ropeFreqs, c.ropeInterleaved);
+      rope(k, c.kvHeads, c.headDim, pos, c.ropeFreqs, c.ropeInterleaved);
+      cache[l].k.push(k);
+      cache[l].v.push(v);
+      const attn = new Float64Array(qDim);
+      for (let head = 0; head < c.heads; head++) {
+        const kvHead = Math.floor(head / (c.heads / c.kvHeads));
+        const scores = cache[l].k.map((kp) => {
+          let s = 0;
+          for (let i = 0; i < c.headDim; i++) s += q[head * c.headDim + i] * kp[kvHead * c.headDim + i];
+          return s / Math.sqrt(c.headDim);
+        });
+        const max = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - max));
+        const sum = e.reduce((a, b) => a + b, 0);
+        cache[l].v.forEach((vp, p) => {
+          for (let i = 0; i < c.headDim; i++) attn[head * c.headDim + i] += (e[p] / sum) * vp[kvHead * c.headDim + i];
+        });
+      }
+      const o = matvec(layer.o, attn, c.dim, qDim);
+      x = x.map((val, i) => val + o[i]);
+      const h2 = rmsnorm(x, layer.ffnNorm, c.normEps);
+      const gate = matvec(layer.gate, h2, c.hiddenDim, c.dim);
+      const up = matvec(layer.up, h2, c.hiddenDim, c.dim);
+      const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]);
+      const down = matvec(layer.down, act, c.dim, c.hiddenDim);
+      x = x.map((val, i) => val + down[i]);
+    });
+    all.push(matvec(weights.output, rmsnorm(x, weights.outputNorm, c.normEps), c.vocabSize, c.dim));
+  });
+  return all;
+}
+
+function maxAbsDiff(a, b) {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst;
+}
+
+function randomTokens(seed, n) {
+  const random = makeRandom(seed);
+  return Int32Array.from({ length: n }, () => Math.floor(random() * CONFIG.vocabSize));
+}
+
+const VARIANTS = [
+  { label: "f32, interleaved rope, tied output", types: { matrix: "f32", norm: "f32", embedding: "f32" }, tied: true, ropeInterleaved: true },
+  { label: "f16 matrices, half rope, output in a second file", types: { matrix: "f16", norm: "f32", embedding: "f16" }, splitOutput: true, ropeInterleaved: false },
+  { label: "bf16 everywhere, half rope", types: { matrix: "bf16", norm: "bf16", embedding: "bf16" }, ropeInterleaved: false },
+  { label: "bf16 matrices, interleaved rope, tied bf16 embedding", types: { matrix: "bf16", norm: "f32", embedding: "bf16" }, tied: true, ropeInterleaved: true },
+];
+
+VARIANTS.forEach((variant, index) => {
+  test(`forward matches the float64 reference: ${variant.label}`, async () => {
+    const { spec, weights, dir } = writeModel({ ...variant, seed: 1000 + index });
+    const model = new binding.Model(spec);
+    try {
+      const tokens = randomTokens(7 + index, 9);
+      const reference = referenceForward(spec, weights, tokens);
+      const V = CONFIG.vocabSize;
+
+      // Prefill: one batch, every position's logits.
+      const prefill = model.createContext(16);
+      assert.strictEqual(prefill.contextSize, 16);
+      const { logits: all } = await prefill.decode(tokens, 0, { logits: "all" });
+      assert.strictEqual(all.length, tokens.length * V);
+      for (let t = 0; t < tokens.length; t++) {
+        const diff = maxAbsDiff(all.subarray(t * V, (t + 1) * V), reference[t]);
+        assert.ok(diff < 1e-4, `position ${t}: max |engine - reference| = ${diff}`);
+      }
+
+      // Token-by-token decode equals the batched prefill.
+      const stepwise = model.createContext(16);
+      for (let t = 0; t < tokens.length; t++) {
+        const { logits } = await stepwise.decode(tokens.subarray(t, t + 1), t);
+        assert.strictEqual(logits.length, V);
+        const diff = maxAbsDiff(logits, all.subarray(t * V, (t + 1) * V));
+        assert.ok(diff < 1e-5, `decode at ${t} vs prefill: ${diff}`);
+      }
+
+      // Prefill in two batches continuing the cache; top-k against a sort of the logits.
+      const split = model.createContext(16);
+      const none = await split.decode(tokens.subarray(0, 4), 0, { logits: "none" });
+      assert.strictEqual(none.logits, undefined);
+      const { logits: last, top } = await split.decode(tokens.subarray(4), 4, { topK: 7 });
+      assert.ok(maxAbsDiff(last, all.subarray((tokens.length - 1) * V)) < 1e-5);
+      const sorted = [...last.keys()].sort((a, b) => last[b] - last[a] || a - b);
+      assert.deepStrictEqual([...top], sorted.slice(0, 7));
+      for (const ctx of [prefill, stepwise, split]) ctx.close();
+    } finally {
+      model.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test("a prompt longer than one internal batch, and two contexts decoding at once on one model", async () => {
+  const { spec, weights, dir } = writeModel({ ...VARIANTS[1], seed: 77 });
+  const model = new binding.Model(spec);
+  try {
+    const tokens = randomTokens(78, 300);
+    const reference = referenceForward(spec, weights, tokens);
+    const a = model.createContext(300);
+    const b = model.createContext(40);
+    const [long, short] = await Promise.all([
+      a.decode(tokens, 0, { topK: 3 }),
+      b.decode(tokens.subarray(0, 33), 0, { logits: "none", topK: 5 }),
+    ]);
+    assert.ok(maxAbsDiff(long.logits, reference[299]) < 1e-4);
+    assert.strictEqual(short.logits, undefined);
+    const ref32 = reference[32];
+    const sorted = [...ref32.keys()].sort((x, y) => ref32[y] - ref32[x] || x - y);
+    assert.deepStrictEqual([...short.top], sorted.slice(0, 5));
+    a.close();
+    b.close();
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("physicalCores and cpuFeatures", () => {
+  assert.ok(Number.isInteger(binding.physicalCores()) && binding.physicalCores() >= 1);
+  assert.match(binding.cpuFeatures(), /^(avx2|scalar)$/);
+});
+
+// ---- errors ----
+
+function withModel(mutate, check) {
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 5 });
+  try {
+    mutate(spec);
+    assert.throws(() => new binding.Model(spec), check);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("a tensor past the end of its file is MODEL_FORMAT naming the tensor, file and numbers", () => {
+  withModel(
+    (spec) => {
+      spec.tensors.find((t) => t.name === "blk.1.attn_q.weight").offset = fs.statSync(spec.files[0]).size - 100;
+    },
+    (err) => {
+      assert.strictEqual(err.code, "MODEL_FORMAT");
+      assert.match(err.message, /blk\.1\.attn_q\.weight/);
+      assert.match(err.message, /model\.bin/);
+      assert.match(err.message, /past the end of the file \(offset \d+ \+ 6400 bytes > file size \d+\)/);
+      return true;
+    },
+  );
+});
+
+test("a wrong shape is MODEL_FORMAT naming the tensor and both shapes", () => {
+  withModel(
+    (spec) => {
+      spec.tensors.find((t) => t.name === "blk.0.attn_k.weight").shape = [40, 20];
+    },
+    (err) => {
+      assert.strictEqual(err.code, "MODEL_FORMAT");
+      assert.match(err.message, /blk\.0\.attn_k\.weight .*shape \[40, 20\], expected \[20, 40\]/);
+      return true;
+    },
+  );
+  withModel(
+    (spec) => {
+      spec.tensors.find((t) => t.name === "output_norm.weight").shape = [1, 40];
+    },
+    (err) => err.code === "MODEL_FORMAT" && /output_norm\.weight .*expected \[40\]/.test(err.message),
+  );
+});
+
+test("an unknown type code is UNSUPPORTED_MODEL", () => {
+  withModel(
+    (spec) => {
+      spec.tensors.find((t) => t.name === "blk.0.ffn_up.weight").type = 9;
+    },
+    (err) => err.code === "UNSUPPORTED_MODEL" && /blk\.0\.ffn_up\.weight .*type code 9/.test(err.message),
+  );
+});
+
+test("missing and duplicate tensors, a bad config, are rejected", () => {
+  withModel(
+    (spec) => {
+      spec.tensors = spec.tensors.filter((t) => t.name !== "blk.1.ffn_down.weight");
+    },
+    (err) => err.code === "MODEL_FORMAT" && /blk\.1\.ffn_down\.weight is missing/.test(err.message),
+  );
+  withModel(
+    (spec) => {
+      spec.tensors.push({ ...spec.tensors[3] });
+    },
+    (err) => err.code === "MODEL_FORMAT" && /more than once/.test(err.message),
+  );
+  withModel(
+    (spec) => {
+      spec.config.kvHeads = 3;
+    },
+    (err) => err.code === "INVALID_ARGUMENT" && /kvHeads = 3/.test(err.message),
+  );
+});
+
+test("decode errors: token out of range, context overflow, busy, use after close", async () => {
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 6 });
+  const model = new binding.Model(spec);
+  try {
+    const ctx = model.createContext(8);
+    await assert.rejects(ctx.decode(Int32Array.of(1, 67, 2), 0), (err) => {
+      assert.strictEqual(err.code, "INVALID_ARGUMENT");
+      assert.match(err.message, /token id 67 .*vocabulary \(size 67\)/);
+      return true;
+    });
+    await assert.rejects(ctx.decode(Int32Array.of(-1), 0), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(ctx.decode(new Int32Array(0), 0), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(ctx.decode(Int32Array.of(1, 2, 3), 6), (err) => {
+      assert.strictEqual(err.code, "CONTEXT_OVERFLOW");
+      assert.match(err.message, /3 tokens at pos 6 need 9 positions, more than the context size 8$/);
+      return true;
+    });
+    const running = ctx.decode(Int32Array.of(1, 2), 0);
+    await assert.rejects(ctx.decode(Int32Array.of(3), 2), { code: "CONTEXT_BUSY" });
+    await running;
+    ctx.close();
+    ctx.close(); // idempotent
+    await assert.rejects(ctx.decode(Int32Array.of(1), 0), { code: "DISPOSED" });
+
+    // Closing the model while a decode runs: the decode finishes, the unmap waits for it.
+    const other = model.createContext(300);
+    const inFlight = other.decode(randomTokens(3, 300), 0);
+    model.close();
+    const { logits } = await inFlight;
+    assert.strictEqual(logits.length, CONFIG.vocabSize);
+    assert.ok(logits.every(Number.isFinite));
+    await assert.rejects(other.decode(Int32Array.of(1), 300 - 1), { code: "DISPOSED" });
+    assert.throws(() => model.createContext(4), { code: "DISPOSED" });
+    other.close();
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,23 @@
+"use strict";
+// Runs the C kernel checks (scalar vs SIMD matmul at edge sizes, rope layouts, top-k) built beside the addon.
+const { test } = require("node:test");
+const assert = require("node:assert");
+const path = require("node:path");
+const fs = require("node:fs");
+const { spawnSync } = require("node:child_process");
+
+test("kernel_tests: SIMD kernels agree with the scalar references", () => {
+  const exe = path.join(__dirname, "..", "build", "Release", "kernel_tests");
+  assert.ok(fs.existsSync(exe), `${exe} is missing: build with npx cmake-js compile`);
+  const run = spawnSync(exe, [], { encoding: "utf8" });
+  assert.strictEqual(run.status, 0, `kernel_tests failed:\n${run.stdout}${run.stderr}`);
+  assert.match(run.stdout, /all checks passed/);
+});
+
+test("the forward tests pass on the portable scalar kernels too (LLAMA_NAPI_KERNELS=scalar)", () => {
+  const run = spawnSync(process.execPath, ["--test", path.join(__dirname, "native-forward.test.js")], {
+    encoding: "utf8",
+    env: { ...process.env, LLAMA_NAPI_KERNELS: "scalar" },
+  });
+  assert.strictEqual(run.status, 0, `forward tests failed on scalar kernels:\n${run.stdout}${run.stderr}`);
+});
