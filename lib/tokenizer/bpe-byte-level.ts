@@ -7,7 +7,9 @@
 /** BYTE_TO_CHAR[b] is the character that stands for byte b. */
 export const BYTE_TO_CHAR: readonly string[] = buildByteToChar();
 
-const CHAR_TO_BYTE = new Map<number, number>(BYTE_TO_CHAR.map((ch, b) => [ch.charCodeAt(0), b]));
+/** CHAR_TO_BYTE[code] is the byte a character stands for, -1 for characters outside the alphabet. */
+const CHAR_TO_BYTE = new Int16Array(0x100 + 68).fill(-1);
+BYTE_TO_CHAR.forEach((ch, b) => (CHAR_TO_BYTE[ch.charCodeAt(0)] = b));
 
 function buildByteToChar(): string[] {
   const isPrintable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
@@ -22,10 +24,10 @@ function buildByteToChar(): string[] {
  * the alphabet is taken as literal text (its UTF-8 bytes) instead.
  */
 export function byteLevelToBytes(text: string): Buffer {
-  const bytes = Buffer.alloc(text.length);
+  const bytes = Buffer.allocUnsafe(text.length); // pooled: a vocab makes 100k+ of these; every byte is written below
   for (let i = 0; i < text.length; i++) {
-    const b = CHAR_TO_BYTE.get(text.charCodeAt(i));
-    if (b === undefined) return Buffer.from(text, "utf8");
+    const b = CHAR_TO_BYTE[text.charCodeAt(i)] ?? -1;
+    if (b < 0) return Buffer.from(text, "utf8");
     bytes[i] = b;
   }
   return bytes;
