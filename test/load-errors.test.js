@@ -1,0 +1,115 @@
+"use strict";
+// loadModel on corrupted copies of the real model files: every failure is a typed error naming the file.
+const { test } = require("node:test");
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+const { loadModel, ModelFormatError, UnsupportedModelError } = require("../dist/cjs/index.js");
+const { modelPath } = require("./helpers/models.js");
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-corrupt-"));
+process.on("exit", () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function corruptCopy(name, source, mutate) {
+  const bytes = Buffer.from(fs.readFileSync(source));
+  const out = path.join(tmp, name);
+  fs.writeFileSync(out, mutate(bytes));
+  return out;
+}
+
+async function assertLoadFails(file, errorClass, pattern, options) {
+  await assert.rejects(loadModel(file, options), (err) => {
+    assert.ok(err instanceof errorClass, `${file}: expected ${errorClass.name}, got ${err.name}: ${err.message}`);
+    assert.ok(err.message.includes(file), `message should name ${file}: ${err.message}`);
+    if (pattern) assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+const gguf = () => modelPath("tinystories", "stories260K.gguf");
+
+test("GGUF: wrong magic", async () => {
+  const f = corruptCopy("magic.gguf", gguf(), (b) => (b.write("GGUX", 0), b));
+  // Not GGUF any more, and not a plausible llama2.c header either.
+  await assertLoadFails(f, ModelFormatError);
+});
+
+test("GGUF: truncated inside the header", async () => {
+  await assertLoadFails(corruptCopy("head.gguf", gguf(), (b) => b.subarray(0, 200)), ModelFormatError);
+});
+
+test("GGUF: truncated inside the tensor data (a tensor runs past the end of the file)", async () => {
+  const f = corruptCopy("data.gguf", gguf(), (b) => b.subarray(0, b.length - 4096));
+  await assertLoadFails(f, ModelFormatError, /output\.weight|past the end|truncated/);
+});
+
+test("GGUF: unknown architecture", async () => {
+  const f = corruptCopy("arch.gguf", gguf(), (b) => {
+    const key = b.indexOf("general.architecture");
+    const value = b.indexOf("llama", key + 20);
+    b.write("gemma", value);
+    return b;
+  });
+  await assertLoadFails(f, UnsupportedModelError, /gemma/);
+});
+
+test("GGUF: an impossible tensor count", async () => {
+  const f = corruptCopy("count.gguf", gguf(), (b) => (b.writeBigUInt64LE(1n << 40n, 8), b));
+  await assertLoadFails(f, ModelFormatError);
+});
+
+test("llama2.c .bin: truncated", async () => {
+  const bin = modelPath("tinystories", "stories260K.bin");
+  const f = corruptCopy("short.bin", bin, (b) => b.subarray(0, b.length - 1000));
+  await assertLoadFails(f, ModelFormatError, /\d+/, { tokenizer: modelPath("tinystories", "tok512.bin") });
+});
+
+test("llama2.c tokenizer.bin: truncated", async () => {
+  const tok = corruptCopy("tok.bin", modelPath("tinystories", "tok512.bin"), (b) => b.subarray(0, 3000));
+  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.bin"), { tokenizer: tok }), (err) => {
+    assert.ok(err instanceof ModelFormatError, err.message);
+    assert.ok(err.message.includes(tok), err.message);
+    return true;
+  });
+});
+
+function hfCopy(name, { config, safetensors } = {}) {
+  const src = modelPath("trained", "sotu-l2-23m");
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(src)) {
+    if (f === "model.safetensors" && safetensors) continue;
+    fs.symlinkSync(path.join(src, f), path.join(dir, f));
+  }
+  if (config) {
+    fs.rmSync(path.join(dir, "config.json"));
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config(JSON.parse(fs.readFileSync(path.join(src, "config.json"), "utf8")))));
+  }
+  if (safetensors) corruptCopy(path.join(name, "model.safetensors"), path.join(src, "model.safetensors"), safetensors);
+  return dir;
+}
+
+test("HF: a shape that does not match config.json", async () => {
+  const dir = hfCopy("shape", { config: (c) => ({ ...c, intermediate_size: 1024 }) });
+  await assertLoadFails(dir, ModelFormatError, /ffn_gate|gate_proj|1024/);
+});
+
+test("HF: an unknown architecture", async () => {
+  const dir = hfCopy("arch", { config: (c) => ({ ...c, model_type: "mistral", architectures: ["MistralForCausalLM"] }) });
+  await assertLoadFails(dir, UnsupportedModelError, /mistral/i);
+});
+
+test("HF: safetensors header length past the end of the file", async () => {
+  const dir = hfCopy("header", { safetensors: (b) => (b.writeBigUInt64LE(1n << 40n, 0), b) });
+  await assertLoadFails(dir, ModelFormatError);
+});
+
+test("HF: safetensors truncated inside the weights", async () => {
+  const dir = hfCopy("truncated", { safetensors: (b) => b.subarray(0, b.length >> 1) });
+  await assertLoadFails(dir, ModelFormatError);
+});
+
+test("a missing path", async () => {
+  await assertLoadFails(path.join(tmp, "nope.gguf"), ModelFormatError);
+});
