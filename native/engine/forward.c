@@ -84,8 +84,9 @@ static bool reserve_scratch(struct llm_model *m, int n_tokens, int context_size)
   return true;
 }
 
-/* One chunk of at most MAX_BATCH tokens; the Llama block reads top to bottom. */
-static void forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n, int pos,
+/* One chunk of at most MAX_BATCH tokens; the Llama block reads top to bottom. False when a matmul cannot get
+ * scratch memory for its quantized activations. */
+static bool forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n, int pos,
                           float *logits, enum llm_logits_mode logits_mode) {
   const struct llm_config *c = &m->config;
   struct llm_scratch *s = &m->scratch;
@@ -107,7 +108,7 @@ static void forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const
     llm_rmsnorm(s->xb, s->x, &layer->attn_norm, n, dim, c->norm_eps);
     float *const qkv_out[] = { s->q, s->k, s->v };
     const struct llm_tensor *const qkv[] = { &layer->attn_q, &layer->attn_k, &layer->attn_v };
-    llm_matmul_many(pool, 3, qkv_out, qkv, s->xb, n);
+    if (!llm_matmul_many(pool, 3, qkv_out, qkv, s->xb, n)) return false;
     for (int t = 0; t < n; t++) {
       llm_rope(s->q + t * q_dim, c->n_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
       llm_rope(s->k + t * kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
@@ -120,24 +121,24 @@ static void forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const
       .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
     };
     llm_attention(pool, &attention);
-    llm_matmul(pool, s->xb, &layer->attn_output, s->attn_out, n);
+    if (!llm_matmul(pool, s->xb, &layer->attn_output, s->attn_out, n)) return false;
     for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
 
     /* Feed-forward: down(silu(gate(h)) * up(h)). */
     llm_rmsnorm(s->xb, s->x, &layer->ffn_norm, n, dim, c->norm_eps);
     float *const gate_up_out[] = { s->hb, s->hb2 };
     const struct llm_tensor *const gate_up[] = { &layer->ffn_gate, &layer->ffn_up };
-    llm_matmul_many(pool, 2, gate_up_out, gate_up, s->xb, n);
+    if (!llm_matmul_many(pool, 2, gate_up_out, gate_up, s->xb, n)) return false;
     llm_swiglu(s->hb, s->hb, s->hb2, n * hidden);
-    llm_matmul(pool, s->xb, &layer->ffn_down, s->hb, n);
+    if (!llm_matmul(pool, s->xb, &layer->ffn_down, s->hb, n)) return false;
     for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
   }
 
   /* Final norm and the vocabulary projection, only for the positions whose logits are wanted. */
-  if (logits_mode == LLM_LOGITS_NONE) return;
+  if (logits_mode == LLM_LOGITS_NONE) return true;
   int first = logits_mode == LLM_LOGITS_ALL ? 0 : n - 1;
   llm_rmsnorm(s->xb, s->x + (int64_t)first * dim, &m->output_norm, n - first, dim, c->norm_eps);
-  llm_matmul(pool, logits, &m->output, s->xb, n - first);
+  return llm_matmul(pool, logits, &m->output, s->xb, n - first);
 }
 
 bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n_tokens, int pos,
@@ -163,7 +164,7 @@ bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t 
                                 : last_chunk                  ? logits_mode
                                                               : LLM_LOGITS_NONE;
     float *chunk_logits = logits_mode == LLM_LOGITS_ALL ? logits + (int64_t)done * c->vocab_size : logits;
-    forward_batch(m, cache, tokens + done, n, pos + done, chunk_logits, mode);
+    ok = forward_batch(m, cache, tokens + done, n, pos + done, chunk_logits, mode);
     done += n;
   }
   pthread_mutex_unlock(&m->forward_lock);

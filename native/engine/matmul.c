@@ -1,160 +1,168 @@
+/* The matmul driver: converts the activations to each kernel's format once, then splits the weight rows of
+ * all products across the pool and walks each share in register tiles of rows x tokens (dot.h). */
 #include "matmul.h"
 
-#include "cpu_features.h"
+#include "dot.h"
+#include "quant.h"
 
-#if LLM_HAVE_AVX2_KERNELS
-#include <immintrin.h>
-#endif
-
-/* Rows per parallel task; also the row tile of the SIMD micro-kernel. */
-#define ROW_TILE 4
-/* Tokens per micro-kernel call: 4 rows x 3 tokens = 12 accumulators + 4 weight registers = all 16 ymm. */
-#define TOKEN_TILE 3
-/* How far ahead of the loads the decode kernel prefetches weights. */
-#define PREFETCH_BYTES 1024
+/* Rows per parallel task: a multiple of every kernel's row tile. */
+#define TASK_ROWS 4
 /* Activation bytes kept hot in L2 while a thread walks its rows: bounds the tokens processed per pass. */
 #define ACTIVATION_BLOCK_BYTES (256 * 1024)
+/* Alignment of each converted activation matrix in the scratch. */
+#define SCRATCH_ALIGN 64
 
-void llm_matmul_rows_scalar(float *out, const struct llm_tensor *w, const float *x, int n_tokens, int64_t row_begin,
-                            int64_t row_end) {
-  const int64_t rows = w->rows, cols = w->cols;
-  for (int64_t r = row_begin; r < row_end; r++) {
-    for (int t = 0; t < n_tokens; t++) {
-      const float *xt = x + (int64_t)t * cols;
-      float sum = 0.0f;
-      for (int64_t c = 0; c < cols; c++) sum += llm_tensor_get(w->data, w->type, r * cols + c) * xt[c];
-      out[(int64_t)t * rows + r] = sum;
-    }
+size_t llm_activation_row_bytes(enum llm_activation format, int64_t cols) {
+  switch (format) {
+  case LLM_ACTIVATION_Q8_0: return (size_t)(cols / LLM_QK8_0) * sizeof(struct llm_block_q8_0);
+  case LLM_ACTIVATION_Q8_K: return (size_t)(cols / LLM_QK_K) * sizeof(struct llm_block_q8_K);
+  default: return (size_t)cols * sizeof(float);
   }
 }
 
+void llm_quantize_activation_row(enum llm_activation format, const float *x, void *y, int64_t n) {
+  switch (format) {
+  case LLM_ACTIVATION_Q8_0: llm_quantize_row_q8_0_ref(x, y, n); break;
+  case LLM_ACTIVATION_Q8_K: llm_quantize_row_q8_K(x, y, n); break;
+  default: memcpy(y, x, (size_t)n * sizeof(float)); break;
+  }
+}
+
+const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_set set) {
+  static const struct llm_dot_kernel *const scalar[LLM_TYPE_COUNT] = {
+    [LLM_F32] = &llm_dot_f32_scalar,   [LLM_F16] = &llm_dot_f16_scalar,   [LLM_BF16] = &llm_dot_bf16_scalar,
+    [LLM_Q8_0] = &llm_dot_q8_0_scalar, [LLM_Q4_0] = &llm_dot_q4_0_scalar, [LLM_Q4_K] = &llm_dot_q4_K_scalar,
+    [LLM_Q6_K] = &llm_dot_q6_K_scalar,
+  };
 #if LLM_HAVE_AVX2_KERNELS
-
-#define AVX2_INLINE static inline __attribute__((always_inline)) LLM_TARGET_AVX2
-
-/* 8 consecutive weights from element i, widened to f32. */
-AVX2_INLINE __m256 load8(const void *data, int64_t i, enum llm_type type) {
-  switch (type) {
-  case LLM_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)data + i)));
-  case LLM_BF16: {
-    __m256i widened = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)data + i)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(widened, 16));
-  }
-  default: return _mm256_loadu_ps((const float *)data + i);
-  }
-}
-
-AVX2_INLINE float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-/* out[t][row + i] for i < n_rows, t < n_tok: n_rows x n_tok dot products sharing each weight and activation
- * load. Called with constant n_rows/n_tok so the compiler unrolls the loops and keeps acc in registers. */
-AVX2_INLINE void micro_kernel(float *out, const struct llm_tensor *w, enum llm_type type, const float *x, int64_t row,
-                              int t0, const int n_rows, const int n_tok) {
-  const int64_t cols = w->cols;
-  const int64_t elem_size = type == LLM_F32 ? 4 : 2;
-  const float *xt = x + (int64_t)t0 * cols;
-  __m256 acc[ROW_TILE][TOKEN_TILE];
-  for (int i = 0; i < n_rows; i++)
-    for (int j = 0; j < n_tok; j++) acc[i][j] = _mm256_setzero_ps();
-  int64_t c = 0;
-  for (; c + 8 <= cols; c += 8) {
-    __m256 wv[ROW_TILE];
-    for (int i = 0; i < n_rows; i++) wv[i] = load8(w->data, (row + i) * cols + c, type);
-    if (n_tok == 1 && ((c * elem_size) & 63) == 0) {
-      /* Decode is bound by memory: pull each row's next cache lines early (4 interleaved streams are more
-       * than the hardware prefetchers keep ahead of on their own). */
-      for (int i = 0; i < n_rows; i++)
-        _mm_prefetch((const char *)w->data + ((row + i) * cols + c) * elem_size + PREFETCH_BYTES, _MM_HINT_T0);
-    }
-    for (int j = 0; j < n_tok; j++) {
-      __m256 xv = _mm256_loadu_ps(xt + j * cols + c);
-      for (int i = 0; i < n_rows; i++) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
-    }
-  }
-  for (int i = 0; i < n_rows; i++) {
-    for (int j = 0; j < n_tok; j++) {
-      float sum = hsum(acc[i][j]);
-      for (int64_t cc = c; cc < cols; cc++)
-        sum += llm_tensor_get(w->data, type, (row + i) * cols + cc) * xt[j * cols + cc];
-      out[(int64_t)(t0 + j) * w->rows + row + i] = sum;
-    }
-  }
-}
-
-AVX2_INLINE void rows_avx2(float *out, const struct llm_tensor *w, enum llm_type type, const float *x, int n_tokens,
-                           int64_t row_begin, int64_t row_end) {
-  int64_t block = ACTIVATION_BLOCK_BYTES / (w->cols * (int64_t)sizeof(float));
-  int tokens_per_pass = block < TOKEN_TILE ? TOKEN_TILE : (int)(block < n_tokens ? block : n_tokens);
-  for (int pass = 0; pass < n_tokens; pass += tokens_per_pass) {
-    int pass_end = pass + tokens_per_pass < n_tokens ? pass + tokens_per_pass : n_tokens;
-    int64_t r = row_begin;
-    for (; r + ROW_TILE <= row_end; r += ROW_TILE) {
-      int t = pass;
-      for (; t + TOKEN_TILE <= pass_end; t += TOKEN_TILE) micro_kernel(out, w, type, x, r, t, ROW_TILE, TOKEN_TILE);
-      for (; t < pass_end; t++) micro_kernel(out, w, type, x, r, t, ROW_TILE, 1);
-    }
-    for (; r < row_end; r++)
-      for (int t = pass; t < pass_end; t++) micro_kernel(out, w, type, x, r, t, 1, 1);
-  }
-}
-
-LLM_TARGET_AVX2 void llm_matmul_rows_avx2(float *out, const struct llm_tensor *w, const float *x, int n_tokens,
-                                          int64_t row_begin, int64_t row_end) {
-  /* One specialised copy of the loops per weight type. */
-  switch (w->type) {
-  case LLM_F16: rows_avx2(out, w, LLM_F16, x, n_tokens, row_begin, row_end); break;
-  case LLM_BF16: rows_avx2(out, w, LLM_BF16, x, n_tokens, row_begin, row_end); break;
-  default: rows_avx2(out, w, LLM_F32, x, n_tokens, row_begin, row_end); break;
-  }
-}
-
+  static const struct llm_dot_kernel *const avx2[LLM_TYPE_COUNT] = {
+    [LLM_F32] = &llm_dot_f32_avx2,   [LLM_F16] = &llm_dot_f16_avx2,   [LLM_BF16] = &llm_dot_bf16_avx2,
+    [LLM_Q8_0] = &llm_dot_q8_0_avx2, [LLM_Q4_0] = &llm_dot_q4_0_avx2, [LLM_Q4_K] = &llm_dot_q4_K_avx2,
+    [LLM_Q6_K] = &llm_dot_q6_K_avx2,
+  };
+  if (set == LLM_KERNELS_AVX2 && (unsigned)type < LLM_TYPE_COUNT) return avx2[type];
 #endif
+  return (unsigned)type < LLM_TYPE_COUNT ? scalar[type] : NULL;
+}
+
+/* One weight matrix with its kernel and the activations converted for it. */
+struct product {
+  const struct llm_tensor *w;
+  const struct llm_dot_kernel *kernel;
+  const void *x;
+  size_t x_stride;
+  float *out;
+};
 
 struct matmul_job {
   int n_products;
-  float *const *outs;
-  const struct llm_tensor *const *weights;
-  const float *x;
+  struct product products[LLM_MATMUL_MAX_PRODUCTS];
   int n_tokens;
-  void (*kernel)(float *, const struct llm_tensor *, const float *, int, int64_t, int64_t);
 };
 
-static int64_t row_tiles(const struct llm_tensor *w) { return (w->rows + ROW_TILE - 1) / ROW_TILE; }
-
-/* Tasks number the row tiles of all products back to back; a chunk may span the end of one and the start of
- * the next. */
-static void matmul_task(void *ctx, size_t begin, size_t end, int worker) {
-  const struct matmul_job *job = ctx;
-  int64_t first_tile = 0;
-  for (int p = 0; p < job->n_products && (size_t)first_tile < end; p++) {
-    const struct llm_tensor *w = job->weights[p];
-    int64_t tiles = row_tiles(w);
-    int64_t lo = (int64_t)begin > first_tile ? (int64_t)begin - first_tile : 0;
-    int64_t hi = (int64_t)end - first_tile < tiles ? (int64_t)end - first_tile : tiles;
-    if (lo < hi) {
-      int64_t row_end = hi * ROW_TILE < w->rows ? hi * ROW_TILE : w->rows;
-      job->kernel(job->outs[p], w, job->x, job->n_tokens, lo * ROW_TILE, row_end);
+/* Rows [row_begin, row_end) of one product for every token. */
+static void product_rows(const struct product *p, int n_tokens, int64_t row_begin, int64_t row_end) {
+  const struct llm_dot_kernel *k = p->kernel;
+  const int64_t rows = p->w->rows, cols = p->w->cols;
+  const size_t w_stride = llm_row_bytes(p->w->type, cols);
+  const int64_t fit = ACTIVATION_BLOCK_BYTES / (int64_t)p->x_stride;
+  const int tokens_per_pass = fit < k->token_tile ? k->token_tile : (int)(fit < n_tokens ? fit : n_tokens);
+  for (int pass = 0; pass < n_tokens; pass += tokens_per_pass) {
+    const int pass_end = pass + tokens_per_pass < n_tokens ? pass + tokens_per_pass : n_tokens;
+    for (int64_t r = row_begin; r < row_end; r += k->row_tile) {
+      const int n_rows = row_end - r < k->row_tile ? (int)(row_end - r) : k->row_tile;
+      const char *w = (const char *)p->w->data + r * (int64_t)w_stride;
+      int t = pass;
+      for (; t + k->token_tile <= pass_end; t += k->token_tile)
+        k->tile(cols, w, w_stride, (const char *)p->x + t * p->x_stride, p->x_stride, p->out + t * rows + r, rows,
+                n_rows, k->token_tile);
+      for (; t < pass_end; t++)
+        k->tile(cols, w, w_stride, (const char *)p->x + t * p->x_stride, p->x_stride, p->out + t * rows + r, rows,
+                n_rows, 1);
     }
-    first_tile += tiles;
   }
 }
 
-void llm_matmul_many(struct llm_threadpool *pool, int n_products, float *const outs[],
-                     const struct llm_tensor *const weights[], const float *x, int n_tokens) {
-  struct matmul_job job = { n_products, outs, weights, x, n_tokens, llm_matmul_rows_scalar };
-#if LLM_HAVE_AVX2_KERNELS
-  if (llm_kernel_set() == LLM_KERNELS_AVX2) job.kernel = llm_matmul_rows_avx2;
-#endif
-  int64_t tiles = 0;
-  for (int p = 0; p < n_products; p++) tiles += row_tiles(weights[p]);
-  llm_parallel_for(pool, (size_t)tiles, matmul_task, &job);
+static int64_t row_tasks(const struct llm_tensor *w) { return (w->rows + TASK_ROWS - 1) / TASK_ROWS; }
+
+/* Tasks number the row groups of all products back to back; a chunk may span the end of one and the start of
+ * the next. */
+static void matmul_task(void *ctx, size_t begin, size_t end, int worker) {
+  const struct matmul_job *job = ctx;
+  int64_t first_task = 0;
+  for (int p = 0; p < job->n_products && (size_t)first_task < end; p++) {
+    const struct product *product = &job->products[p];
+    const int64_t tasks = row_tasks(product->w);
+    const int64_t lo = (int64_t)begin > first_task ? (int64_t)begin - first_task : 0;
+    const int64_t hi = (int64_t)end - first_task < tasks ? (int64_t)end - first_task : tasks;
+    if (lo < hi) {
+      const int64_t row_end = hi * TASK_ROWS < product->w->rows ? hi * TASK_ROWS : product->w->rows;
+      product_rows(product, job->n_tokens, lo * TASK_ROWS, row_end);
+    }
+    first_task += tasks;
+  }
 }
 
-void llm_matmul(struct llm_threadpool *pool, float *out, const struct llm_tensor *w, const float *x, int n_tokens) {
-  llm_matmul_many(pool, 1, &out, &w, x, n_tokens);
+/* Converting the activations: every token row into every format the products need. */
+struct convert_job {
+  const float *x;
+  int64_t cols;
+  void *converted[3]; /* by enum llm_activation; NULL where not needed */
+};
+
+static void convert_task(void *ctx, size_t begin, size_t end, int worker) {
+  const struct convert_job *job = ctx;
+  for (size_t t = begin; t < end; t++)
+    for (int f = LLM_ACTIVATION_Q8_0; f <= LLM_ACTIVATION_Q8_K; f++)
+      if (job->converted[f])
+        llm_quantize_activation_row((enum llm_activation)f, job->x + t * job->cols,
+                                    (char *)job->converted[f] + t * llm_activation_row_bytes(f, job->cols), job->cols);
+}
+
+bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, int n_products, float *const outs[],
+                        const struct llm_tensor *const weights[], const float *x, int n_tokens) {
+  const int64_t cols = weights[0]->cols;
+  struct matmul_job job = { .n_products = n_products, .n_tokens = n_tokens };
+  size_t offsets[3] = { 0 }, scratch_bytes = 0;
+  bool needed[3] = { false };
+  for (int p = 0; p < n_products; p++) {
+    const struct llm_dot_kernel *kernel = llm_dot_kernel(weights[p]->type, set);
+    job.products[p] = (struct product){ weights[p], kernel, x, (size_t)cols * sizeof(float), outs[p] };
+    if (kernel->activation != LLM_ACTIVATION_F32 && !needed[kernel->activation]) {
+      needed[kernel->activation] = true;
+      offsets[kernel->activation] = scratch_bytes;
+      size_t bytes = (size_t)n_tokens * llm_activation_row_bytes(kernel->activation, cols);
+      scratch_bytes += (bytes + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+    }
+  }
+  if (scratch_bytes > 0) {
+    char *scratch = llm_threadpool_scratch(pool, scratch_bytes);
+    if (!scratch) return false;
+    struct convert_job convert = { x, cols, { NULL } };
+    for (int f = LLM_ACTIVATION_Q8_0; f <= LLM_ACTIVATION_Q8_K; f++)
+      if (needed[f]) convert.converted[f] = scratch + offsets[f];
+    /* One token converts faster than the pool wakes up. */
+    if (n_tokens == 1) convert_task(&convert, 0, 1, 0);
+    else llm_parallel_for(pool, (size_t)n_tokens, convert_task, &convert);
+    for (int p = 0; p < n_products; p++) {
+      enum llm_activation format = job.products[p].kernel->activation;
+      if (format != LLM_ACTIVATION_F32) {
+        job.products[p].x = convert.converted[format];
+        job.products[p].x_stride = llm_activation_row_bytes(format, cols);
+      }
+    }
+  }
+  int64_t tasks = 0;
+  for (int p = 0; p < n_products; p++) tasks += row_tasks(weights[p]);
+  llm_parallel_for(pool, (size_t)tasks, matmul_task, &job);
+  return true;
+}
+
+bool llm_matmul_many(struct llm_threadpool *pool, int n_products, float *const outs[],
+                     const struct llm_tensor *const weights[], const float *x, int n_tokens) {
+  return llm_matmul_many_on(pool, llm_kernel_set(), n_products, outs, weights, x, n_tokens);
+}
+
+bool llm_matmul(struct llm_threadpool *pool, float *out, const struct llm_tensor *w, const float *x, int n_tokens) {
+  return llm_matmul_many(pool, 1, &out, &w, x, n_tokens);
 }

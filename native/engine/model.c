@@ -185,9 +185,11 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
       break;
     }
     const char *path = spec->files[t->file];
-    size_t elem_size = llm_type_size(t->type);
-    if (elem_size == 0) {
-      ok = fail(err, LLM_ERR_UNSUPPORTED, "tensor %s in %s has unsupported type code %d (known: 0 f32, 1 f16, 2 bf16)",
+    int block_size = llm_type_block_size(t->type);
+    if (block_size == 0) {
+      ok = fail(err, LLM_ERR_UNSUPPORTED,
+                "tensor %s in %s has unsupported type code %d (known: 0 f32, 1 f16, 2 bf16, 3 q8_0, 4 q4_0, 5 q4_K, "
+                "6 q6_K)",
                 name, path, t->type);
       break;
     }
@@ -197,9 +199,16 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
       ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has %d dimensions", name, path, t->n_dims);
       break;
     }
-    /* Element count and byte size, refusing anything that would overflow 64 bits. */
-    uint64_t bytes = elem_size;
-    for (int d = 0; d < t->n_dims && ok; d++) {
+    /* Rows are stored whole blocks at a time: the innermost dimension must fill its blocks exactly. */
+    const int64_t cols = t->shape[t->n_dims - 1];
+    if (cols < 0 || cols % block_size != 0) {
+      ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s: %lld values per row is not a multiple of the %s "
+                "block size %d", name, path, shape, (long long)cols, llm_type_name(t->type), block_size);
+      break;
+    }
+    /* Byte size, refusing anything that would overflow 64 bits. */
+    uint64_t bytes = llm_row_bytes(t->type, cols);
+    for (int d = 0; d < t->n_dims - 1 && ok; d++) {
       if (t->shape[d] < 0 || (t->shape[d] > 0 && bytes > UINT64_MAX / (uint64_t)t->shape[d]))
         ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has an invalid shape %s", name, path, shape);
       else bytes *= (uint64_t)t->shape[d];
@@ -233,6 +242,11 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
       format_shape(expected, sizeof expected, slot.n_dims == 1 ? dims + 1 : dims, slot.n_dims);
       ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s, expected %s %s", name, path, shape, expected,
                 slot.shape_meaning);
+      break;
+    }
+    if (slot.n_dims == 1 && llm_type_is_quantized(t->type)) {
+      ok = fail(err, LLM_ERR_UNSUPPORTED, "tensor %s in %s is %s; norm weights must be f32, f16 or bf16", name, path,
+                llm_type_name(t->type));
       break;
     }
     present[slot.slot_index] = true;

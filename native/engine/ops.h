@@ -18,7 +18,7 @@ void llm_rope(float *vec, int n_heads, int head_dim, int pos, const float *freqs
 /* out = silu(gate) * up, elementwise over n values (out may alias gate). */
 void llm_swiglu(float *out, const float *gate, const float *up, int64_t n);
 
-/* out = row `token` of the [vocab, dim] embedding table, converted to f32. */
+/* out = row `token` of the [vocab, dim] embedding table, converted (dequantized) to f32. */
 void llm_embedding(float *out, const struct llm_tensor *table, int32_t token);
 
 /* Causal grouped-query attention for n_tokens queries at positions pos.. pos+n_tokens-1.

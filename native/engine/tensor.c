@@ -2,23 +2,56 @@
 
 #include <string.h>
 
-size_t llm_type_size(int type) {
-  switch (type) {
-  case LLM_F32: return 4;
-  case LLM_F16: return 2;
-  case LLM_BF16: return 2;
-  default: return 0;
-  }
+#include "quant.h"
+
+/* Per type: name, values per block, bytes per block, and the row conversions. */
+struct type_info {
+  const char *name;
+  int block_size;
+  size_t block_bytes;
+  void (*quantize)(const float *x, void *y, int64_t n);
+  void (*dequantize)(const void *x, float *y, int64_t n);
+};
+
+static void f32_from_f32(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof(float)); }
+static void f32_to_f32(const void *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof(float)); }
+static void f16_from_f32(const float *x, void *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) ((uint16_t *)y)[i] = llm_f32_to_f16(x[i]);
+}
+static void f16_to_f32(const void *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = llm_f16_to_f32(((const uint16_t *)x)[i]);
+}
+static void bf16_from_f32(const float *x, void *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) ((uint16_t *)y)[i] = llm_f32_to_bf16(x[i]);
+}
+static void bf16_to_f32(const void *x, float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = llm_bf16_to_f32(((const uint16_t *)x)[i]);
 }
 
-const char *llm_type_name(int type) {
-  switch (type) {
-  case LLM_F32: return "f32";
-  case LLM_F16: return "f16";
-  case LLM_BF16: return "bf16";
-  default: return "unknown";
-  }
+static const struct type_info TYPES[LLM_TYPE_COUNT] = {
+  [LLM_F32] = { "f32", 1, 4, f32_from_f32, f32_to_f32 },
+  [LLM_F16] = { "f16", 1, 2, f16_from_f32, f16_to_f32 },
+  [LLM_BF16] = { "bf16", 1, 2, bf16_from_f32, bf16_to_f32 },
+  [LLM_Q8_0] = { "q8_0", LLM_QK8_0, 34, llm_quantize_row_q8_0_ref, llm_dequantize_row_q8_0 },
+  [LLM_Q4_0] = { "q4_0", LLM_QK4_0, 18, llm_quantize_row_q4_0_ref, llm_dequantize_row_q4_0 },
+  [LLM_Q4_K] = { "q4_K", LLM_QK_K, 144, llm_quantize_row_q4_K_ref, llm_dequantize_row_q4_K },
+  [LLM_Q6_K] = { "q6_K", LLM_QK_K, 210, llm_quantize_row_q6_K_ref, llm_dequantize_row_q6_K },
+};
+
+static const struct type_info *info(int type) { return type >= 0 && type < LLM_TYPE_COUNT ? &TYPES[type] : NULL; }
+
+int llm_type_block_size(int type) { return info(type) ? info(type)->block_size : 0; }
+size_t llm_type_block_bytes(int type) { return info(type) ? info(type)->block_bytes : 0; }
+const char *llm_type_name(int type) { return info(type) ? info(type)->name : "unknown"; }
+
+size_t llm_row_bytes(int type, int64_t cols) {
+  const struct type_info *t = info(type);
+  if (!t || cols < 0 || cols % t->block_size != 0) return 0;
+  return (size_t)(cols / t->block_size) * t->block_bytes;
 }
+
+void llm_quantize_row(enum llm_type type, const float *x, void *y, int64_t n) { TYPES[type].quantize(x, y, n); }
+void llm_dequantize_row(enum llm_type type, const void *x, float *y, int64_t n) { TYPES[type].dequantize(x, y, n); }
 
 /* IEEE half to single, exact for every input including subnormals, infinities and NaN. */
 float llm_f16_to_f32(uint16_t h) {
@@ -44,4 +77,36 @@ float llm_f16_to_f32(uint16_t h) {
   float f;
   memcpy(&f, &bits, sizeof f);
   return f;
+}
+
+/* Single to half, round to nearest even (what F16C's vcvtps2ph does with rounding mode 0, and so what ggml stores
+ * for every block scale). */
+uint16_t llm_f32_to_f16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+  uint32_t abs = u & 0x7fffffff;
+  if (abs > 0x7f800000) return sign | 0x7e00 | (uint16_t)((abs >> 13) & 0x3ff); /* NaN stays NaN */
+  if (abs >= 0x477ff000) return sign | 0x7c00; /* rounds to >= 65520: infinity */
+  if (abs < 0x38800000) {
+    /* Result is subnormal (or zero): value / 2^-24 rounded to nearest even. */
+    if (abs < 0x33000000) return sign; /* below half the smallest subnormal */
+    uint32_t mantissa = (abs & 0x7fffff) | 0x800000;
+    int shift = 126 - (int)(abs >> 23); /* 14..24: value = mantissa * 2^(e-150), unit 2^-24 */
+    uint32_t rounded = mantissa >> shift, rest = mantissa & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (rounded & 1))) rounded++;
+    return sign | (uint16_t)rounded;
+  }
+  uint32_t h = ((abs >> 13) - (112u << 10)); /* rebias exponent, keep 10 mantissa bits */
+  uint32_t rest = abs & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; /* a carry into the exponent is still correct */
+  return sign | (uint16_t)h;
+}
+
+uint16_t llm_f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+  u += 0x7fff + ((u >> 16) & 1);
+  return (uint16_t)(u >> 16);
 }

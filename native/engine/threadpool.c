@@ -44,6 +44,10 @@ struct llm_threadpool {
   size_t chunk;
   atomic_size_t next_task;
   atomic_int workers_busy;
+
+  /* Scratch for the current caller (llm_threadpool_scratch), 64-byte aligned. */
+  void *scratch;
+  size_t scratch_bytes;
 };
 
 struct worker_arg {
@@ -148,10 +152,22 @@ void llm_threadpool_free(struct llm_threadpool *pool) {
   }
   pthread_cond_destroy(&pool->wake);
   pthread_mutex_destroy(&pool->mutex);
+  free(pool->scratch);
   free(pool);
 }
 
 int llm_threadpool_size(const struct llm_threadpool *pool) { return pool->n_threads; }
+
+void *llm_threadpool_scratch(struct llm_threadpool *pool, size_t bytes) {
+  if (bytes <= pool->scratch_bytes) return pool->scratch;
+  size_t rounded = (bytes + 63) / 64 * 64;
+  void *grown = aligned_alloc(64, rounded);
+  if (!grown) return NULL;
+  free(pool->scratch);
+  pool->scratch = grown;
+  pool->scratch_bytes = rounded;
+  return grown;
+}
 
 void llm_parallel_for(struct llm_threadpool *pool, size_t n_tasks, llm_task_fn fn, void *ctx) {
   if (n_tasks == 0) return;

@@ -19,6 +19,11 @@ int llm_threadpool_size(const struct llm_threadpool *pool);
  * are done. Not reentrant: one caller at a time. */
 void llm_parallel_for(struct llm_threadpool *pool, size_t n_tasks, llm_task_fn fn, void *ctx);
 
+/* A buffer of at least `bytes` (64-byte aligned) owned by the pool, for data that the caller of
+ * llm_parallel_for shares with the workers during one loop; grown on demand, so earlier contents may be lost.
+ * NULL if it cannot grow. Like llm_parallel_for, one caller at a time. */
+void *llm_threadpool_scratch(struct llm_threadpool *pool, size_t bytes);
+
 /* Physical cores (unique (package, core) pairs in sysfs), falling back to online logical CPUs. */
 int llm_physical_cores(void);
 

@@ -7,8 +7,14 @@
 #include <string.h>
 
 #include "cpu_features.h"
+#include "dot.h"
 #include "matmul.h"
 #include "ops.h"
+#include "quant.h"
+
+#if LLM_HAVE_AVX2_KERNELS
+#include <immintrin.h>
+#endif
 
 static int failures = 0;
 
@@ -31,85 +37,92 @@ static float uniform(void) { /* [-1, 1) */
   return (float)((rng_state >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
 }
 
-static uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return (uint16_t)(u >> 16);
-}
-
-/* Round-to-nearest half, normal range only (test values are in [-1, 1) and not tiny). */
-static uint16_t f32_to_f16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  uint32_t sign = (u >> 16) & 0x8000;
-  int32_t exponent = (int32_t)((u >> 23) & 0xff) - 127 + 15;
-  uint32_t mantissa = u & 0x7fffff;
-  if (exponent <= 0) return (uint16_t)sign;
-  uint32_t h = sign | ((uint32_t)exponent << 10) | (mantissa >> 13);
-  if ((mantissa & 0x1fff) > 0x1000 || ((mantissa & 0x1fff) == 0x1000 && (h & 1))) h++;
-  return (uint16_t)h;
-}
-
-static void *random_weights(enum llm_type type, int64_t n) {
-  void *data = malloc((size_t)n * llm_type_size(type));
-  for (int64_t i = 0; i < n; i++) {
-    float v = uniform();
-    if (type == LLM_F32) ((float *)data)[i] = v;
-    else if (type == LLM_F16) ((uint16_t *)data)[i] = f32_to_f16(v);
-    else ((uint16_t *)data)[i] = f32_to_bf16(v);
-  }
+/* Random weights of a type: uniform f32 values in [-1, 1) converted with the engine's own quantizers. The
+ * scalar kernels are the reference for the SIMD ones, and dequantize (checked against hand-made blocks below)
+ * is the reference for both. */
+static void *random_weights(enum llm_type type, int64_t rows, int64_t cols) {
+  float *values = malloc((size_t)(rows * cols) * sizeof(float));
+  for (int64_t i = 0; i < rows * cols; i++) values[i] = uniform();
+  void *data = malloc((size_t)rows * llm_row_bytes(type, cols));
+  llm_quantize_row(type, values, data, rows * cols);
+  free(values);
   return data;
 }
 
-/* Scalar matmul vs the dispatched one (AVX2 where available) and, with a pool, the threaded split. Error is
- * relative to sum |w*x|, the scale of rounding in a reordered float sum. */
+/* One weight type through the whole driver on the scalar kernels and on the CPU's best (with a pool: the
+ * threaded split). Error is relative to sum |w*x|, the scale of rounding in a reordered float sum. For
+ * quantized weights the scalar result is also checked against a float64 sum of dequantized weights times the
+ * dequantized (quantized) activations: the same number, computed the obvious way. */
 static void check_matmul(struct llm_threadpool *pool, enum llm_type type, int64_t rows, int64_t cols, int n_tokens) {
-  struct llm_tensor w = { random_weights(type, rows * cols), type, rows, cols };
+  struct llm_tensor w = { random_weights(type, rows, cols), type, rows, cols };
+  const struct llm_tensor *ws[1] = { &w };
   float *x = malloc((size_t)(n_tokens * cols) * sizeof(float));
   for (int64_t i = 0; i < n_tokens * cols; i++) x[i] = uniform();
   float *expected = malloc((size_t)(n_tokens * rows) * sizeof(float));
   float *actual = malloc((size_t)(n_tokens * rows) * sizeof(float));
-  llm_matmul_rows_scalar(expected, &w, x, n_tokens, 0, rows);
-  llm_matmul(pool, actual, &w, x, n_tokens);
-  double worst = 0.0;
+  float *w_f32 = malloc((size_t)(rows * cols) * sizeof(float));
+  float *x_used = malloc((size_t)(n_tokens * cols) * sizeof(float));
+  llm_dequantize_row(type, w.data, w_f32, rows * cols);
+  /* The activations as the kernels see them: quantized to the kernel's format, then back to f32. */
+  enum llm_activation format = llm_dot_kernel(type, LLM_KERNELS_SCALAR)->activation;
+  void *x_quantized = malloc(llm_activation_row_bytes(format, cols));
+  for (int t = 0; t < n_tokens; t++) {
+    llm_quantize_activation_row(format, x + t * cols, x_quantized, cols);
+    if (format == LLM_ACTIVATION_Q8_0) llm_dequantize_row_q8_0(x_quantized, x_used + t * cols, cols);
+    else if (format == LLM_ACTIVATION_Q8_K) llm_dequantize_row_q8_K(x_quantized, x_used + t * cols, cols);
+    else memcpy(x_used + t * cols, x + t * cols, (size_t)cols * sizeof(float));
+  }
+  free(x_quantized);
+  float *expected_out[1] = { expected }, *actual_out[1] = { actual };
+  llm_matmul_many_on(pool, LLM_KERNELS_SCALAR, 1, expected_out, ws, x, n_tokens);
+  llm_matmul_many(pool, 1, actual_out, ws, x, n_tokens);
+  double worst = 0.0, worst_vs_f64 = 0.0;
   for (int t = 0; t < n_tokens; t++) {
     for (int64_t r = 0; r < rows; r++) {
-      double magnitude = 0.0;
-      for (int64_t c = 0; c < cols; c++) magnitude += fabs(llm_tensor_get(w.data, type, r * cols + c) * x[t * cols + c]);
-      double err = fabs(expected[t * rows + r] - actual[t * rows + r]) / (magnitude + 1e-30);
-      if (err > worst) worst = err;
+      double magnitude = 0.0, exact = 0.0;
+      for (int64_t c = 0; c < cols; c++) {
+        magnitude += fabs((double)w_f32[r * cols + c] * x_used[t * cols + c]);
+        exact += (double)w_f32[r * cols + c] * x_used[t * cols + c];
+      }
+      worst = fmax(worst, fabs(expected[t * rows + r] - actual[t * rows + r]) / (magnitude + 1e-30));
+      worst_vs_f64 = fmax(worst_vs_f64, fabs(expected[t * rows + r] - exact) / (magnitude + 1e-30));
     }
   }
-  report(worst < 1e-6, "matmul %-4s rows %3lld cols %3lld tokens %2d (%s, %d threads): max relative error %.2e",
+  const double bound = llm_type_is_quantized(type) ? 1e-5 : 1e-6;
+  report(worst < bound && worst_vs_f64 < bound,
+         "matmul %-4s rows %3lld cols %4lld tokens %2d (%s, %d threads): max relative error %.2e, scalar vs float64 %.2e",
          llm_type_name(type), (long long)rows, (long long)cols, n_tokens, llm_kernel_set_name(llm_kernel_set()),
-         llm_threadpool_size(pool), worst);
+         llm_threadpool_size(pool), worst, worst_vs_f64);
   free((void *)w.data);
   free(x);
   free(expected);
   free(actual);
+  free(w_f32);
+  free(x_used);
 }
 
-/* Three products sharing their input in one parallel loop (chunks straddle matrix boundaries) vs scalar. */
-static void check_matmul_many(struct llm_threadpool *pool, int n_tokens) {
-  const int64_t cols = 45, rows[3] = { 30, 9, 17 };
-  const enum llm_type types[3] = { LLM_F32, LLM_BF16, LLM_F16 };
+/* Three products sharing their input in one parallel loop (chunks straddle matrix boundaries, and the
+ * activations go to several formats at once) vs scalar. */
+static void check_matmul_many(struct llm_threadpool *pool, const enum llm_type types[3], int64_t cols, int n_tokens) {
+  const int64_t rows[3] = { 30, 9, 17 };
   struct llm_tensor w[3];
   float *outs[3], *expected[3];
   const struct llm_tensor *ws[3];
   float *x = malloc((size_t)(n_tokens * cols) * sizeof(float));
   for (int64_t i = 0; i < n_tokens * cols; i++) x[i] = uniform();
   for (int p = 0; p < 3; p++) {
-    w[p] = (struct llm_tensor){ random_weights(types[p], rows[p] * cols), types[p], rows[p], cols };
+    w[p] = (struct llm_tensor){ random_weights(types[p], rows[p], cols), types[p], rows[p], cols };
     ws[p] = &w[p];
     outs[p] = malloc((size_t)(n_tokens * rows[p]) * sizeof(float));
     expected[p] = malloc((size_t)(n_tokens * rows[p]) * sizeof(float));
-    llm_matmul_rows_scalar(expected[p], &w[p], x, n_tokens, 0, rows[p]);
   }
+  llm_matmul_many_on(pool, LLM_KERNELS_SCALAR, 3, expected, ws, x, n_tokens);
   llm_matmul_many(pool, 3, outs, ws, x, n_tokens);
   double worst = 0.0;
   for (int p = 0; p < 3; p++)
     for (int64_t i = 0; i < n_tokens * rows[p]; i++) worst = fmax(worst, fabs(outs[p][i] - expected[p][i]));
-  report(worst < 1e-5, "matmul_many 3 products, tokens %d (%d threads): max error %.2e", n_tokens,
+  report(worst < 1e-5 * cols, "matmul_many %s/%s/%s cols %lld, tokens %d (%d threads): max error %.2e",
+         llm_type_name(types[0]), llm_type_name(types[1]), llm_type_name(types[2]), (long long)cols, n_tokens,
          llm_threadpool_size(pool), worst);
   for (int p = 0; p < 3; p++) {
     free((void *)w[p].data);
@@ -117,6 +130,146 @@ static void check_matmul_many(struct llm_threadpool *pool, int n_tokens) {
     free(expected[p]);
   }
   free(x);
+}
+
+static uint16_t half_bits(const void *block) { /* the leading d of a q8_0/q4_0 block */
+  uint16_t d;
+  memcpy(&d, block, sizeof d);
+  return d;
+}
+
+/* q8_0 and q4_0 reference quantization on blocks whose result is known by hand: zeros, ties (roundf rounds
+ * them away from zero, q4_0's +8.5 truncation rounds them up), the sign of the largest magnitude, clamping, and
+ * the round-to-nearest-even of d into a half. */
+static void check_reference_blocks(void) {
+  float x[32];
+  struct llm_block_q8_0 q8;
+  uint8_t q4[18];
+
+  memset(x, 0, sizeof x);
+  llm_quantize_row_q8_0_ref(x, &q8, 32);
+  int ok = q8.d == 0;
+  for (int j = 0; j < 32; j++) ok &= q8.qs[j] == 0;
+  llm_quantize_row_q4_0_ref(x, q4, 32);
+  ok &= half_bits(q4) == 0x8000; /* d = 0 / -8 = -0 */
+  for (int j = 0; j < 16; j++) ok &= q4[2 + j] == 0x88;
+  report(ok, "q8_0/q4_0 reference: all-zero block (q4_0 d = -0, values 8)");
+
+  /* amax 127: d = 1 exactly, so each value is its own rounding. */
+  const float q8_in[12] = { 127, -127, 63.5f, -63.5f, 0.5f, -0.5f, 1.5f, 2.5f, -2.5f, 0.49999997f, 126.5f, 3 };
+  const int8_t q8_want[12] = { 127, -127, 64, -64, 1, -1, 2, 3, -3, 0, 127, 3 };
+  memset(x, 0, sizeof x);
+  memcpy(x, q8_in, sizeof q8_in);
+  llm_quantize_row_q8_0_ref(x, &q8, 32);
+  ok = q8.d == 0x3c00 && memcmp(q8.qs, q8_want, sizeof q8_want) == 0;
+  report(ok, "q8_0 reference: d = 1, ties round away from zero");
+
+  /* d = amax / 127 exactly halfway between two halves: ties to even. */
+  memset(x, 0, sizeof x);
+  x[3] = 127.0f * (1.0f + 0x1p-11f);
+  llm_quantize_row_q8_0_ref(x, &q8, 32);
+  ok = q8.d == 0x3c00;
+  x[3] = -127.0f * (1.0f + 3 * 0x1p-11f);
+  llm_quantize_row_q8_0_ref(x, &q8, 32);
+  ok &= q8.d == 0x3c02 && q8.qs[3] == -127;
+  report(ok, "q8_0 reference: d rounds to the nearest even half on ties (0x%04x)", q8.d);
+
+  /* Largest magnitude -8: d = 1, values map to round(x) + 8 with ties up, 7.5 clamps to 15. */
+  const float q4_in[8] = { -8, 7, 7.5f, 0.5f, -0.5f, 1.5f, -1.5f, 3.2f };
+  const int q4_want[8] = { 0, 15, 15, 9, 8, 10, 7, 11 };
+  memset(x, 0, sizeof x);
+  for (int j = 0; j < 8; j++) x[2 * j] = q4_in[j]; /* low nibbles: values 0..15 */
+  x[16] = 8.0f - 1e-3f;                              /* a high nibble */
+  llm_quantize_row_q4_0_ref(x, q4, 32);
+  ok = half_bits(q4) == 0x3c00;
+  for (int j = 0; j < 8; j++) ok &= (q4[2 + 2 * j] & 0x0f) == q4_want[j];
+  ok &= (q4[2] >> 4) == 15; /* 7.999 + 8.5 = 16.499 -> 16 -> clamped */
+  report(ok, "q4_0 reference: d = max / -8 keeps the sign, ties round up, +8 clamps to 15");
+
+  /* Largest magnitude +8: d = -1, so +8 -> q 0 (value 8) and -8 clamps to 15 (value -7). */
+  memset(x, 0, sizeof x);
+  x[0] = 8;
+  x[1] = -8;
+  llm_quantize_row_q4_0_ref(x, q4, 32);
+  float back[32];
+  llm_dequantize_row_q4_0(q4, back, 32);
+  ok = half_bits(q4) == 0xbc00 && (q4[2] & 0x0f) == 0 && (q4[3] & 0x0f) == 15 && back[0] == 8 && back[1] == -7;
+  report(ok, "q4_0 reference: positive max gives d = -1 (the -max end clamps to -7)");
+}
+
+/* Per-element error bounds of quantize -> dequantize on random rows: q8_0 within d/2 (d the unrounded scale)
+ * plus 127 times the half rounding of d; q4_0 within |d|/2 except the clamped end (|d|); K-quants by RMSE
+ * relative to the RMS of the data. */
+static void check_round_trip(enum llm_type type, int64_t n) {
+  float *x = malloc((size_t)n * sizeof(float)), *back = malloc((size_t)n * sizeof(float));
+  void *q = malloc(llm_row_bytes(type, n));
+  for (int64_t i = 0; i < n; i++) x[i] = uniform() * (i % 64 < 32 ? 1.0f : 0.01f); /* blocks of different scales */
+  llm_quantize_row(type, x, q, n);
+  llm_dequantize_row(type, q, back, n);
+  int ok = 1;
+  double err2 = 0, sum2 = 0;
+  const int block = llm_type_block_size(type);
+  for (int64_t b = 0; b < n / block; b++) {
+    float amax = 0;
+    for (int j = 0; j < block; j++) amax = fmaxf(amax, fabsf(x[b * block + j]));
+    const float d_half = llm_f16_to_f32(half_bits((const char *)q + b * llm_type_block_bytes(type)));
+    for (int j = 0; j < block; j++) {
+      const int64_t i = b * block + j;
+      const double err = fabs((double)back[i] - x[i]);
+      err2 += err * err;
+      sum2 += (double)x[i] * x[i];
+      if (type == LLM_Q8_0) ok &= err <= amax / 127 / 2 + 127 * fabs(d_half - amax / 127) + 1e-7;
+      if (type == LLM_Q4_0) ok &= err <= fabsf(d_half) * (fabsf(x[i]) > 7.5f * fabsf(d_half) ? 1.0f : 0.5f) + 1e-6f;
+    }
+  }
+  const double relative_rmse = sqrt(err2 / sum2);
+  if (type == LLM_Q4_K) ok &= relative_rmse < 0.08;
+  if (type == LLM_Q6_K) ok &= relative_rmse < 0.02;
+  report(ok, "round trip %-4s n %lld: relative RMSE %.4f", llm_type_name(type), (long long)n, relative_rmse);
+  free(x);
+  free(back);
+  free(q);
+}
+
+#if LLM_HAVE_AVX2_KERNELS
+LLM_TARGET_AVX2 static uint16_t f16c_convert(float f) { return _cvtss_sh(f, 0); }
+#endif
+
+/* The portable f32 -> f16 (which sets every block scale) against the F16C instruction on special values and
+ * random bit patterns across the whole range. */
+static void check_f16_conversion(void) {
+#if LLM_HAVE_AVX2_KERNELS
+  if (llm_kernel_set() != LLM_KERNELS_AVX2) return;
+  const float specials[] = { 0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 1e10f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f,
+                             0x1p-14f, 0x1.ffcp-15f, 0x1.002p0f, 0x1.006p0f, INFINITY, -INFINITY };
+  int mismatches = 0;
+  for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++)
+    mismatches += llm_f32_to_f16(specials[i]) != f16c_convert(specials[i]);
+  for (int i = 0; i < 2000000; i++) {
+    uint32_t bits = (uint32_t)(rng_state >> 32);
+    uniform();
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    if (isnan(f)) continue;
+    mismatches += llm_f32_to_f16(f) != f16c_convert(f);
+  }
+  report(mismatches == 0, "f32 -> f16 matches F16C on specials and 2M random patterns (%d mismatches)", mismatches);
+#endif
+}
+
+/* Each quantized embedding row comes out as its dequantized row. */
+static void check_embedding(enum llm_type type) {
+  const int64_t vocab = 5, dim = 512;
+  struct llm_tensor table = { random_weights(type, vocab, dim), type, vocab, dim };
+  float row[512], all[5 * 512];
+  llm_dequantize_row(type, table.data, all, vocab * dim);
+  int ok = 1;
+  for (int t = 0; t < vocab; t++) {
+    llm_embedding(row, &table, t);
+    ok &= memcmp(row, all + t * dim, sizeof row) == 0;
+  }
+  report(ok, "embedding %s: rows equal the dequantized table", llm_type_name(type));
+  free((void *)table.data);
 }
 
 static void check_rope(bool interleaved) {
@@ -174,20 +327,46 @@ static void check_top_k(int n, int k, int distinct_values) {
 int main(void) {
   printf("kernel set: %s\n", llm_kernel_set_name(llm_kernel_set()));
   struct llm_threadpool *single = llm_threadpool_create(1), *pair = llm_threadpool_create(3);
-  const enum llm_type types[] = { LLM_F32, LLM_F16, LLM_BF16 };
-  const int64_t shapes[][2] = { { 1, 1 }, { 5, 7 }, { 13, 40 }, { 33, 61 }, { 64, 96 }, { 7, 131 } };
   const int token_counts[] = { 1, 2, 3, 4, 5, 6, 7, 17 };
+  /* Float types at sizes that are not multiples of the SIMD width. */
+  const enum llm_type float_types[] = { LLM_F32, LLM_F16, LLM_BF16 };
+  const int64_t float_shapes[][2] = { { 1, 1 }, { 5, 7 }, { 13, 40 }, { 33, 61 }, { 64, 96 }, { 7, 131 } };
   for (size_t t = 0; t < 3; t++)
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (size_t s = 0; s < sizeof float_shapes / sizeof float_shapes[0]; s++)
       for (size_t n = 0; n < sizeof token_counts / sizeof token_counts[0]; n++)
-        check_matmul(single, types[t], shapes[s][0], shapes[s][1], token_counts[n]);
+        check_matmul(single, float_types[t], float_shapes[s][0], float_shapes[s][1], token_counts[n]);
+  /* Quantized types: one block and many per row, row counts that leave partial row tiles. */
+  const enum llm_type quant_types[] = { LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K };
+  const int64_t quant_rows[] = { 1, 5, 13, 33 };
+  for (size_t t = 0; t < 4; t++) {
+    const int64_t block = llm_type_block_size(quant_types[t]);
+    const int64_t col_counts[] = { block, 3 * block, block == 32 ? 4096 : 2816 };
+    for (size_t r = 0; r < sizeof quant_rows / sizeof quant_rows[0]; r++)
+      for (size_t c = 0; c < 3; c++)
+        for (size_t n = 0; n < sizeof token_counts / sizeof token_counts[0]; n++)
+          if (c < 2 || token_counts[n] <= 3) check_matmul(single, quant_types[t], quant_rows[r], col_counts[c], token_counts[n]);
+  }
   /* Threaded split, and a column count large enough to take several token passes. */
   for (size_t t = 0; t < 3; t++) {
-    check_matmul(pair, types[t], 301, 77, 1);
-    check_matmul(pair, types[t], 50, 9000, 40);
+    check_matmul(pair, float_types[t], 301, 77, 1);
+    check_matmul(pair, float_types[t], 50, 9000, 40);
   }
-  check_matmul_many(pair, 1);
-  check_matmul_many(pair, 5);
+  for (size_t t = 0; t < 4; t++) {
+    check_matmul(pair, quant_types[t], 301, 512, 1);
+    check_matmul(pair, quant_types[t], 50, 8192, 40);
+  }
+  const enum llm_type float_mix[3] = { LLM_F32, LLM_BF16, LLM_F16 };
+  const enum llm_type quant_mix[3] = { LLM_Q4_K, LLM_Q8_0, LLM_Q6_K };
+  const enum llm_type all_mix[3] = { LLM_Q4_0, LLM_F16, LLM_Q4_K };
+  check_matmul_many(pair, float_mix, 45, 1);
+  check_matmul_many(pair, float_mix, 45, 5);
+  check_matmul_many(pair, quant_mix, 512, 1);
+  check_matmul_many(pair, quant_mix, 512, 5);
+  check_matmul_many(pair, all_mix, 256, 7);
+  check_reference_blocks();
+  for (size_t t = 0; t < 4; t++) check_round_trip(quant_types[t], 4096);
+  check_f16_conversion();
+  for (size_t t = 0; t < 4; t++) check_embedding(quant_types[t]);
   check_rope(true);
   check_rope(false);
   check_top_k(1, 1, 0);

@@ -1,0 +1,253 @@
+/* q4_K: super-blocks of 256 values in 8 sub-blocks of 32, value = d * scale_s * q - dmin * min_s with 4-bit q
+ * and 6-bit scale_s/min_s packed into 12 bytes (144 bytes per block). Bytes 32k..32k+31 of qs hold sub-block 2k
+ * in their low nibbles and sub-block 2k+1 in their high nibbles. Multiplied with q8_K activations. */
+#include <math.h>
+
+#include "dot.h"
+#include "quant.h"
+#include "simd_avx2.h"
+
+struct block_q4_K {
+  uint16_t d;    /* scale of the sub-block scales */
+  uint16_t dmin; /* scale of the sub-block mins */
+  uint8_t scales[12];
+  uint8_t qs[LLM_QK_K / 2];
+};
+_Static_assert(sizeof(struct block_q4_K) == 144, "q4_K block is 144 bytes per 256 values");
+
+/* The 8 scales then the 8 mins of a block, each 6 bits: the first four of each are the low 6 bits of bytes
+ * 0-3 (scales) and 4-7 (mins); the last four take their low 4 bits from the nibbles of bytes 8-11 and their top
+ * 2 bits from the top bits of bytes 0-3 (scales) and 4-7 (mins). Four bytes at a time, in little-endian words. */
+static inline void unpack_scales_mins(const uint8_t packed[12], uint8_t out[16]) {
+  uint32_t in[3], words[4];
+  memcpy(in, packed, sizeof in);
+  words[0] = in[0] & 0x3f3f3f3f;
+  words[1] = (in[2] & 0x0f0f0f0f) | ((in[0] >> 6) & 0x03030303) << 4;
+  words[2] = in[1] & 0x3f3f3f3f;
+  words[3] = ((in[2] >> 4) & 0x0f0f0f0f) | ((in[1] >> 6) & 0x03030303) << 4;
+  memcpy(out, words, sizeof words);
+}
+
+/* ggml's make_qkx2_quants: a weighted least-squares fit of scale and min for one sub-block, trying nstep + 1
+ * scales around (max - min) / nmax and keeping the one of least weighted squared error. Returns the scale;
+ * *neg_min receives -min (>= 0). */
+static float fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
+                           float rmin, float rdelta, int nstep) {
+  float min = x[0], max = x[0], sum_w = weights[0], sum_x = sum_w * x[0];
+  for (int i = 1; i < n; i++) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    sum_w += weights[i];
+    sum_x += weights[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    memset(L, 0, (size_t)n);
+    *neg_min = -min;
+    return 0.0f;
+  }
+  float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+  for (int i = 0; i < n; i++) {
+    int l = llm_nearest_int(iscale * (x[i] - min));
+    L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+    float diff = scale * L[i] + min - x[i];
+    best_error += weights[i] * diff * diff;
+  }
+  uint8_t trial[32]; /* n <= 32 */
+  for (int step = 0; step <= nstep; step++) {
+    iscale = (rmin + rdelta * step + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; i++) {
+      int l = llm_nearest_int(iscale * (x[i] - min));
+      l = l < 0 ? 0 : l > nmax ? nmax : l;
+      trial[i] = (uint8_t)l;
+      float w = weights[i];
+      sum_l += w * l;
+      sum_l2 += w * l * l;
+      sum_xl += w * l * x[i];
+    }
+    float det = sum_w * sum_l2 - sum_l * sum_l;
+    if (det > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float error = 0;
+      for (int i = 0; i < n; i++) {
+        float diff = this_scale * trial[i] + this_min - x[i];
+        error += weights[i] * diff * diff;
+      }
+      if (error < best_error) {
+        memcpy(L, trial, (size_t)n);
+        best_error = error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *neg_min = -min;
+  return scale;
+}
+
+/* ggml's quantize_row_q4_K_ref: fit each sub-block (weights favour large values), quantize the 8 scales and 8
+ * mins to 6 bits against the block's largest, then requantize the values with the rounded scales. */
+void llm_quantize_row_q4_K_ref(const float *x, void *out, int64_t n) {
+  struct block_q4_K *y = out;
+  for (int64_t b = 0; b < n / LLM_QK_K; b++, x += LLM_QK_K) {
+    uint8_t L[LLM_QK_K];
+    float weights[32], scales[8], mins[8], max_scale = 0, max_min = 0;
+    for (int s = 0; s < 8; s++) {
+      const float *xs = x + 32 * s;
+      float sum_x2 = 0;
+      for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
+      const float av_x = sqrtf(sum_x2 / 32);
+      for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(xs[l]);
+      scales[s] = fit_scale_min(32, 15, xs, weights, L + 32 * s, &mins[s], -1.0f, 0.1f, 20);
+      if (scales[s] > max_scale) max_scale = scales[s];
+      if (mins[s] > max_min) max_min = mins[s];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    memset(y[b].scales, 0, sizeof y[b].scales);
+    for (int s = 0; s < 8; s++) {
+      uint8_t ls = (uint8_t)llm_nearest_int(inv_scale * scales[s]), lm = (uint8_t)llm_nearest_int(inv_min * mins[s]);
+      ls = ls < 63 ? ls : 63;
+      lm = lm < 63 ? lm : 63;
+      if (s < 4) {
+        y[b].scales[s] |= ls;
+        y[b].scales[s + 4] |= lm;
+      } else {
+        y[b].scales[s + 4] = (uint8_t)((ls & 0x0f) | (lm & 0x0f) << 4);
+        y[b].scales[s - 4] |= (uint8_t)((ls >> 4) << 6);
+        y[b].scales[s] |= (uint8_t)((lm >> 4) << 6);
+      }
+    }
+    y[b].d = llm_f32_to_f16(max_scale / 63.0f);
+    y[b].dmin = llm_f32_to_f16(max_min / 63.0f);
+    uint8_t sm[16];
+    unpack_scales_mins(y[b].scales, sm);
+    for (int s = 0; s < 8; s++) {
+      const float d = llm_f16_to_f32(y[b].d) * sm[s];
+      if (d == 0.0f) continue;
+      const float dm = llm_f16_to_f32(y[b].dmin) * sm[8 + s];
+      for (int l = 0; l < 32; l++) {
+        int q = llm_nearest_int((x[32 * s + l] + dm) / d);
+        L[32 * s + l] = (uint8_t)(q < 0 ? 0 : q > 15 ? 15 : q);
+      }
+    }
+    for (int k = 0; k < 4; k++)
+      for (int l = 0; l < 32; l++) y[b].qs[32 * k + l] = (uint8_t)(L[64 * k + l] | L[64 * k + 32 + l] << 4);
+  }
+}
+
+/* Value i of a block as the unsigned 4-bit q, whose sub-block is i / 32. */
+static inline int q4_K_value(const struct block_q4_K *b, int i) {
+  const uint8_t byte = b->qs[32 * (i / 64) + i % 32];
+  return (i % 64) < 32 ? byte & 0x0f : byte >> 4;
+}
+
+void llm_dequantize_row_q4_K(const void *in, float *y, int64_t n) {
+  const struct block_q4_K *x = in;
+  for (int64_t b = 0; b < n / LLM_QK_K; b++) {
+    uint8_t sm[16];
+    unpack_scales_mins(x[b].scales, sm);
+    const float d = llm_f16_to_f32(x[b].d), dmin = llm_f16_to_f32(x[b].dmin);
+    for (int i = 0; i < LLM_QK_K; i++) *y++ = d * sm[i / 32] * (float)q4_K_value(&x[b], i) - dmin * sm[8 + i / 32];
+  }
+}
+
+/* sum_i (d sc q_i - dmin m) y_i = d * sum_s sc_s (q . y)_s - dmin * sum_s m_s (sum of y over s): integers per
+ * block, then two float terms. */
+static float dot_q4_K_q8_K(int64_t cols, const void *w_row, const void *x_row) {
+  const struct block_q4_K *w = w_row;
+  const struct llm_block_q8_K *x = x_row;
+  float sum = 0.0f;
+  for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+    uint8_t sm[16];
+    unpack_scales_mins(w[b].scales, sm);
+    int32_t sumi = 0, sum_mins = 0;
+    for (int s = 0; s < 8; s++) {
+      int32_t sub = 0;
+      for (int l = 0; l < 32; l++) sub += q4_K_value(&w[b], 32 * s + l) * x[b].qs[32 * s + l];
+      sumi += sm[s] * sub;
+      sum_mins += sm[8 + s] * (x[b].bsums[2 * s] + x[b].bsums[2 * s + 1]);
+    }
+    sum += x[b].d * (llm_f16_to_f32(w[b].d) * (float)sumi - llm_f16_to_f32(w[b].dmin) * (float)sum_mins);
+  }
+  return sum;
+}
+
+LLM_DEFINE_SCALAR_TILE(tile_q4_K_scalar, dot_q4_K_q8_K)
+const struct llm_dot_kernel llm_dot_q4_K_scalar = { LLM_ACTIVATION_Q8_K, 1, 1, tile_q4_K_scalar };
+
+#if LLM_HAVE_AVX2_KERNELS
+
+#define PREFETCH_BLOCKS 7 /* ~1 KiB ahead per row */
+
+/* Per row and block: the nibbles of each 64 values split into two vectors of unsigned 4-bit values, the 8
+ * scales as int16 broadcasts, the 8 mins repeated in pairs to meet the 16 bsums of each token. Per row and
+ * token: maddubs/madd per sub-block into int32, then the two float terms. */
+LLM_AVX2_INLINE void tile_q4_K_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                    float *out, int64_t out_stride, const int ROWS, const int TOKENS) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+  __m256 acc[4][4];
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < TOKENS; j++) acc[i][j] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+    __m256i sumi[4][4], sum_mins[4][4];
+    float wd[4], wdmin[4];
+    for (int i = 0; i < ROWS; i++) {
+      const struct block_q4_K *wb = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
+      if (TOKENS == 1) {
+        _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 128, _MM_HINT_T0);
+      }
+      wd[i] = llm_half_to_float(wb->d);
+      wdmin[i] = llm_half_to_float(wb->dmin);
+      uint8_t sm[16];
+      unpack_scales_mins(wb->scales, sm);
+      const __m128i scales_mins = _mm_loadu_si128((const __m128i *)sm);
+      const __m128i mins = _mm_srli_si128(scales_mins, 8);
+      const __m256i mins_in_pairs = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+      const __m256i scales16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
+      for (int j = 0; j < TOKENS; j++) {
+        const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)((const char *)x + j * x_stride) + b;
+        sum_mins[i][j] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xb->bsums), mins_in_pairs);
+        sumi[i][j] = _mm256_setzero_si256();
+      }
+      for (int k = 0; k < 4; k++) {
+        const __m256i packed = _mm256_loadu_si256((const __m256i *)(wb->qs + 32 * k));
+        const __m256i lo = _mm256_and_si256(packed, low_nibbles);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
+        /* Broadcast int16 scales 2k and 2k+1 by byte shuffles (k is a constant once unrolled). */
+        const __m256i scale_lo = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k) + 0x0100)));
+        const __m256i scale_hi = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k + 1) + 0x0100)));
+        for (int j = 0; j < TOKENS; j++) {
+          const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)((const char *)x + j * x_stride) + b;
+          const __m256i y_lo = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k));
+          const __m256i y_hi = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k + 32));
+          const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), scale_lo);
+          const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), scale_hi);
+          sumi[i][j] = _mm256_add_epi32(sumi[i][j], _mm256_add_epi32(p_lo, p_hi));
+        }
+      }
+    }
+    for (int j = 0; j < TOKENS; j++) {
+      const float xd = ((const struct llm_block_q8_K *)((const char *)x + j * x_stride) + b)->d;
+      for (int i = 0; i < ROWS; i++) {
+        acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(wd[i] * xd), _mm256_cvtepi32_ps(sumi[i][j]), acc[i][j]);
+        acc[i][j] = _mm256_fnmadd_ps(_mm256_set1_ps(wdmin[i] * xd), _mm256_cvtepi32_ps(sum_mins[i][j]), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < TOKENS; j++) out[j * out_stride + i] = llm_hsum_ps(acc[i][j]);
+}
+
+LLM_DEFINE_AVX2_TILE(tile_q4_K_avx2_dispatch, tile_q4_K_avx2, 2, 2)
+const struct llm_dot_kernel llm_dot_q4_K_avx2 = { LLM_ACTIVATION_Q8_K, 2, 2, tile_q4_K_avx2_dispatch };
+
+#endif
