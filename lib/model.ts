@@ -2,9 +2,10 @@
  * The public model object: loads any supported format, owns the engine, the tokenizer and a pool of contexts
  * (KV caches), and offers evaluate / generate / complete.
  */
-import { ContextOverflowError, DisposedError, InvalidArgumentError } from "./errors";
+import { applyChatTemplate, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
+import { ContextOverflowError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
-import type { ModelDescriptor, ModelFormat, RopeScaling, TensorType } from "./formats/types";
+import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { runGeneration } from "./generation/generate";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { Engine, type EngineContext, physicalCores } from "./native/engine";
@@ -28,30 +29,21 @@ export interface LoadModelOptions {
   onProgress?: (progress: LoadProgress) => void;
 }
 
-export interface ModelInfo {
+export type ModelInfo = Pick<
+  ModelConfig,
+  | "architecture" | "vocabSize" | "contextLength" | "dim" | "hiddenDim" | "layers" | "heads" | "kvHeads"
+  | "headDim" | "ropeTheta" | "ropeScaling" | "tiedEmbeddings"
+> & {
   format: ModelFormat;
-  architecture: "llama";
-  vocabSize: number;
-  /** The context length the model was trained for. */
-  contextLength: number;
-  /** The context size of this loaded model (KV cache length). */
+  /** The context size of this loaded model (KV cache length); contextLength is what the model was trained for. */
   contextSize: number;
-  dim: number;
-  hiddenDim: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
   weightType: TensorType;
-  ropeTheta: number;
-  ropeScaling: RopeScaling | undefined;
-  tiedEmbeddings: boolean;
   parameters: number;
   tokenizer: Tokenizer["kind"];
   bosId: number | undefined;
   eosIds: number[];
   threads: number;
-}
+};
 
 const DEFAULT_MAX_CONTEXT = 4096;
 
@@ -83,16 +75,19 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       `the tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} only ${desc.config.vocabSize}`,
     );
   }
+  const chatTemplate = loadChatTemplate(desc, tokenizer);
   report({ stage: "weights", progress: 0.6 });
   const threads = options.threads ?? physicalCores();
   const engine = Engine.open(desc, threads);
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
   report({ stage: "ready", progress: 1 });
-  return new LlamaModel(desc, tokenizer, engine, contextSize, threads);
+  return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
 }
 
 export class LlamaModel implements AsyncDisposable {
   readonly info: ModelInfo;
+  /** The chat template (Jinja) the model's files carry; undefined when they carry none (a built-in one is used). */
+  readonly chatTemplate: string | undefined;
   /** Contexts not in use; `contexts` holds every context ever created (idle or not), for dispose. */
   private readonly idleContexts: EngineContext[] = [];
   private readonly contexts = new Set<EngineContext>();
@@ -106,26 +101,18 @@ export class LlamaModel implements AsyncDisposable {
     private readonly engine: Engine,
     contextSize: number,
     threads: number,
+    private readonly chat: ChatTemplate | undefined,
   ) {
-    const c = desc.config;
+    this.chatTemplate = chat?.builtin ? undefined : chat?.text;
+    const { architecture, vocabSize, contextLength, dim, hiddenDim, layers, heads, kvHeads, headDim, ropeTheta, ropeScaling, tiedEmbeddings } =
+      desc.config;
     const eosIds = [...new Set([...desc.eosIds, ...tokenizer.eosIds])];
     this.stopIds = new Set(eosIds);
     this.info = {
       format: desc.format,
-      architecture: c.architecture,
-      vocabSize: c.vocabSize,
-      contextLength: c.contextLength,
+      architecture, vocabSize, contextLength, dim, hiddenDim, layers, heads, kvHeads, headDim, ropeTheta, ropeScaling, tiedEmbeddings,
       contextSize,
-      dim: c.dim,
-      hiddenDim: c.hiddenDim,
-      layers: c.layers,
-      heads: c.heads,
-      kvHeads: c.kvHeads,
-      headDim: c.headDim,
       weightType: desc.weightType,
-      ropeTheta: c.ropeTheta,
-      ropeScaling: c.ropeScaling,
-      tiedEmbeddings: c.tiedEmbeddings,
       parameters: desc.tensors.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0),
       tokenizer: tokenizer.kind,
       bosId: desc.bosId ?? tokenizer.bosId,
@@ -140,6 +127,16 @@ export class LlamaModel implements AsyncDisposable {
     return this.tokenizer.tokenize(text, options);
   }
 
+  /**
+   * Renders a conversation with the model's chat template (or the built-in Llama 2 / Llama 3 one) and tokenizes it.
+   * The result is a prompt: `model.generate(model.applyChatTemplate(messages))`.
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): ChatPrompt {
+    this.assertUsable();
+    if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
+    return applyChatTemplate(this.chat, this.tokenizer, messages, options);
+  }
+
   detokenize(ids: readonly number[]): string {
     this.assertUsable();
     this.checkTokenIds(ids, "detokenize");
@@ -151,6 +148,28 @@ export class LlamaModel implements AsyncDisposable {
     this.assertUsable();
     const promptIds = this.promptIds({ tokens: [...ids] });
     return this.withContext(async (ctx) => (await ctx.decode(promptIds, 0, { logits: "last" })).logits!);
+  }
+
+  /**
+   * @internal Every position's logits of `ids` run from position 0 on a fresh context, `batchSize` positions per
+   * native call: yields each batch's logits (count × vocab) before running the next, so memory stays bounded.
+   * For evaluation tools (perplexity); ids are trusted to be in range.
+   */
+  async *logitBatches(ids: Int32Array, batchSize: number): AsyncGenerator<{ first: number; count: number; logits: Float32Array }> {
+    this.assertUsable();
+    if (ids.length > this.info.contextSize) {
+      throw new ContextOverflowError(`${ids.length} tokens do not fit the context of ${this.info.contextSize}`, ids.length, this.info.contextSize);
+    }
+    const context = this.acquireContext();
+    try {
+      for (let first = 0; first < ids.length; first += batchSize) {
+        const count = Math.min(batchSize, ids.length - first);
+        const { logits } = await context.decode(ids.subarray(first, first + count), first, { logits: "all" });
+        yield { first, count, logits: logits! };
+      }
+    } finally {
+      this.releaseContext(context);
+    }
   }
 
   /** Streams generated tokens; breaking out of the loop stops the native work after the current step. */

@@ -187,7 +187,7 @@ test("llama-2-tiny-random.gguf: F16 weights with F32 norms, full Llama 2 vocab",
   assert.equal(m.metadata["general.file_type"], 1);
 });
 
-test("quantized GGUFs: readGguf lists them, parseGgufModel names the unsupported type", () => {
+test("quantized GGUFs: readGguf lists them, parseGgufModel describes them with their types", () => {
   const expected = { "q4_0": "Q4_0", "q4_K_M": "Q4_K", "q6_K": "Q6_K", "q8_0": "Q8_0" };
   const hfNorm = (() => {
     // output_norm is F32 in the GGUFs, written from the same bf16 weights as the HF file (bf16 → f32 is exact).
@@ -217,7 +217,9 @@ test("quantized GGUFs: readGguf lists them, parseGgufModel names the unsupported
     fs.readSync(fd, buf, 0, norm.byteLength, norm.offset);
     fs.closeSync(fd);
     assert.deepEqual(Array.from({ length: 256 }, (_, i) => buf.readFloatLE(4 * i)), hfNorm, `${suffix} output_norm`);
-    assertThrowsNaming(() => parseGgufModel(file), UnsupportedModelError, file, new RegExp(`type (${typeName}|Q6_K), not supported yet`));
+    const m = parseGgufModel(file);
+    assert.equal(m.tensors.find((t) => t.name === "blk.1.attn_q.weight").type, typeName[0].toLowerCase() + typeName.slice(1));
+    assert.equal(m.tensors.find((t) => t.name === "output_norm.weight").type, "f32");
   }
   const q8 = readGguf(modelPath("trained", "sotu-l2-23m-gguf", "sotu-l2-23m-q8_0.gguf"));
   assert.equal(q8.tensors.find((t) => t.name === "blk.0.attn_q.weight").byteLength, (256 * 256 / 32) * 34);
@@ -274,7 +276,12 @@ test("synthetic GGUF: tied embeddings, BF16, rope_freqs.weight, eot id", () => {
   spec.tensors = spec.tensors.filter((t) => t.name !== "output.weight").map((t) => (t.dims.length === 2 ? { ...t, type: 30, bytes: t.bytes / 2 } : t));
   spec.tensors.push({ name: "rope_freqs.weight", dims: [2], type: 0, bytes: 8 });
   const file = writeGguf(tmpFile("tied.gguf"), spec);
+  const freqs = readGguf(file).tensors.find((t) => t.name === "rope_freqs.weight");
+  const fd = fs.openSync(file, "r+");
+  fs.writeSync(fd, Buffer.from(new Float32Array([1, 8]).buffer), 0, 8, freqs.offset);
+  fs.closeSync(fd);
   const m = parseGgufModel(file);
+  assert.deepEqual([...m.config.ropeFreqFactors], [1, 8]);
   assert.equal(m.config.tiedEmbeddings, true);
   assert.equal(m.weightType, "bf16");
   assert.equal(m.config.ropeScaling, undefined);
@@ -318,7 +325,8 @@ test("synthetic GGUF rule breaks", () => {
     ["unknown architecture", tinyLlama({ kv: { "general.architecture": [T.STR, "mamba"] } }), UnsupportedModelError, /architecture mamba/],
     ["missing key", tinyLlama({ kv: { "llama.block_count": undefined } }), ModelFormatError, /llama\.block_count is missing/],
     ["unknown ggml type", tinyLlama({ tensorType: { "blk.0.attn_q.weight": 99 } }), ModelFormatError, /blk\.0\.attn_q\.weight has unknown ggml type 99/],
-    ["quantized type", tinyLlama({ dims: { "blk.0.attn_q.weight": [32, 8] }, tensorType: { "blk.0.attn_q.weight": 8 } }), UnsupportedModelError, /blk\.0\.attn_q\.weight has type Q8_0, not supported yet/],
+    ["unsupported quantized type", tinyLlama({ dims: { "blk.0.attn_q.weight": [32, 8] }, tensorType: { "blk.0.attn_q.weight": 3 } }), UnsupportedModelError, /blk\.0\.attn_q\.weight has type Q4_1, not supported \(supported: F32, F16, Q4_0, Q8_0, Q4_K, Q6_K, BF16/],
+    ["quantized row not whole blocks", tinyLlama({ tensorType: { "blk.0.attn_q.weight": 8 } }), ModelFormatError, /blk\.0\.attn_q\.weight: row length 8 is not a multiple of the Q8_0 block size 32/],
     ["shape mismatch", tinyLlama({ dims: { "blk.0.ffn_up.weight": [8, 17] } }), ModelFormatError, /blk\.0\.ffn_up\.weight has shape \[17, 8\], but the config implies \[16, 8\]/],
     ["missing tensor", (() => { const s = tinyLlama(); s.tensors = s.tensors.filter((t) => t.name !== "blk.0.ffn_up.weight"); return s; })(), ModelFormatError, /blk\.0\.ffn_up\.weight is missing/],
     ["duplicate tensor", (() => { const s = tinyLlama(); s.tensors.push(s.tensors[1]); return s; })(), ModelFormatError, /appears twice/],

@@ -289,7 +289,7 @@ test("a prompt longer than one internal batch, and two contexts decoding at once
 
 test("physicalCores and cpuFeatures", () => {
   assert.ok(Number.isInteger(binding.physicalCores()) && binding.physicalCores() >= 1);
-  assert.match(binding.cpuFeatures(), /^(avx2|scalar)$/);
+  assert.match(binding.cpuFeatures(), /^(avx512|avx2|scalar)$/);
 });
 
 // ---- errors ----

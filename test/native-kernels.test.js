@@ -21,3 +21,11 @@ test("the forward tests pass on the portable scalar kernels too (LLAMA_NAPI_KERN
   });
   assert.strictEqual(run.status, 0, `forward tests failed on scalar kernels:\n${run.stdout}${run.stderr}`);
 });
+
+test("the forward tests pass on the AVX2 kernels too (LLAMA_NAPI_KERNELS=avx2)", { skip: process.env.LLAMA_NAPI_KERNELS !== undefined }, () => {
+  const run = spawnSync(process.execPath, ["--test", path.join(__dirname, "native-forward.test.js"), path.join(__dirname, "native-quant.test.js")], {
+    encoding: "utf8",
+    env: { ...process.env, LLAMA_NAPI_KERNELS: "avx2" },
+  });
+  assert.strictEqual(run.status, 0, `forward tests failed on AVX2 kernels:\n${run.stdout}${run.stderr}`);
+});

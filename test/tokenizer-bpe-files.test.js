@@ -83,7 +83,10 @@ test("BOS and EOS come from tokenizer_config.json, else the Llama 3 names; add_b
 test("tokenizer.json errors name the file", async () => {
   const cases = [
     ["wordpiece.json", JSON.stringify(tinyTokenizerJson({ model: { type: "WordPiece" } })), UnsupportedModelError],
+    ["unigram.json", JSON.stringify(tinyTokenizerJson({ model: { type: "Unigram" } })), UnsupportedModelError],
     ["unknown-merge.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["b c", "x yz"] } })), ModelFormatError],
+    ["unknown-merge-pair.json", JSON.stringify(tinyTokenizerJson({ model: { merges: [["b", "c"], ["a", "zz"]] } })), ModelFormatError],
+    ["merge-result-unknown.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["c a"] } })), ModelFormatError],
     ["bad-merge.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["abc"] } })), ModelFormatError],
     ["truncated.json", JSON.stringify(tinyTokenizerJson()).slice(0, 500), ModelFormatError],
     ["gpt2-regex.json", JSON.stringify(tinyTokenizerJson({ pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, use_regex: true } })), UnsupportedModelError],

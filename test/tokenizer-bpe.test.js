@@ -104,6 +104,7 @@ test("special tokens are parsed only on request and never printed", async () => 
     assert.equal(Buffer.from(tokenizer.tokenBytes(9906)).toString(), "Hello");
     assert.equal(Buffer.from(tokenizer.tokenBytes(220)).toString(), " ", "no leading-space stripping");
     assert.equal(tokenizer.detokenize([220, 9906]), " Hello");
+    assert.deepEqual([128009, 9906, 220, 271].map((id) => tokenizer.tokenText(id)), ["<|eot_id|>", "Hello", "Ġ", "ĊĊ"], "as tokenizer.json spells them");
   }
 });
 

@@ -61,8 +61,10 @@ test("all Llama 2 sources agree on token bytes and types", async () => {
     for (const tok of others) {
       assert.deepEqual(tok.tokenBytes(id), reference.tokenBytes(id), `bytes of token ${id}`);
       assert.equal(tok.isSpecial(id), reference.isSpecial(id), `isSpecial(${id})`);
+      assert.equal(tok.tokenText(id), reference.tokenText(id), `tokenText(${id})`);
     }
   }
+  assert.deepEqual([1, 2, 29871, 15043, 3 + 0xf0].map((id) => reference.tokenText(id)), ["<s>", "</s>", "▁", "▁Hello", "<0xF0>"]);
   assert.deepEqual([...reference.tokenBytes(29871)], [0x20]); // "▁"
   assert.deepEqual([...reference.tokenBytes(3 + 0xf0)], [0xf0]); // <0xF0>
   assert.deepEqual([...reference.tokenBytes(1)], []); // <s>

@@ -18,6 +18,8 @@ export interface CommandSpec {
   name: string;
   summary: string;
   usage: string;
+  /** Names of required positional arguments, in order; parseCommand stores each under its name. */
+  positionals?: string[];
   options: Record<string, OptionSpec>;
 }
 
@@ -31,12 +33,18 @@ export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
     parserOptions[name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
   }
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  const names = spec.positionals ?? [];
   try {
-    ({ values } = parseArgs({ args: argv, options: parserOptions, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({ args: argv, options: parserOptions, strict: true, allowPositionals: names.length > 0 }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\n\n${helpText(spec)}`);
   }
+  if (positionals.length !== names.length) {
+    throw new UsageError(`expected ${names.length} arguments (${names.join(" ")}), got ${positionals.length}\n\n${helpText(spec)}`);
+  }
   const out: ParsedOptions = { ...values };
+  names.forEach((name, i) => (out[name] = positionals[i]));
   for (const [name, o] of Object.entries(spec.options)) {
     const raw = values[name];
     if (o.number && typeof raw === "string") {

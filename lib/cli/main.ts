@@ -3,11 +3,17 @@
 import { LlamaNapiError } from "../errors";
 import { helpText, UsageError, type CommandSpec } from "./args";
 import { bench, benchCommand } from "./bench";
+import { convert, convertCommand } from "./convert";
+import { perplexityCommand, perplexityMain } from "./perplexity";
+import { quantizeCommand, quantizeMain } from "./quantize";
 import { run, runCommand } from "./run";
 
 const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Promise<number> }> = {
   run: { spec: runCommand, main: run },
   bench: { spec: benchCommand, main: bench },
+  convert: { spec: convertCommand, main: convert },
+  quantize: { spec: quantizeCommand, main: quantizeMain },
+  perplexity: { spec: perplexityCommand, main: perplexityMain },
 };
 
 function usage(): string {

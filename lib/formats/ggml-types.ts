@@ -1,6 +1,7 @@
 /**
  * ggml tensor element types as numbered in GGUF files: name, elements per block and bytes per block, so a
- * tensor's byte size can be checked for every type, including the ones the engine does not compute with yet.
+ * tensor's byte size can be checked for every type, including the ones the engine does not compute with. The one
+ * table of block layouts: the engine's types are looked up here too (TENSOR_TYPE_LAYOUT).
  */
 import type { TensorType } from "./types";
 
@@ -18,17 +19,17 @@ const QK_K = 256;
 export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map<number, GgmlType>([
   [0, { name: "F32", blockSize: 1, blockBytes: 4, tensorType: "f32" }],
   [1, { name: "F16", blockSize: 1, blockBytes: 2, tensorType: "f16" }],
-  [2, { name: "Q4_0", blockSize: 32, blockBytes: 18 }],
+  [2, { name: "Q4_0", blockSize: 32, blockBytes: 18, tensorType: "q4_0" }],
   [3, { name: "Q4_1", blockSize: 32, blockBytes: 20 }],
   [6, { name: "Q5_0", blockSize: 32, blockBytes: 22 }],
   [7, { name: "Q5_1", blockSize: 32, blockBytes: 24 }],
-  [8, { name: "Q8_0", blockSize: 32, blockBytes: 34 }],
+  [8, { name: "Q8_0", blockSize: 32, blockBytes: 34, tensorType: "q8_0" }],
   [9, { name: "Q8_1", blockSize: 32, blockBytes: 36 }],
   [10, { name: "Q2_K", blockSize: QK_K, blockBytes: 84 }],
   [11, { name: "Q3_K", blockSize: QK_K, blockBytes: 110 }],
-  [12, { name: "Q4_K", blockSize: QK_K, blockBytes: 144 }],
+  [12, { name: "Q4_K", blockSize: QK_K, blockBytes: 144, tensorType: "q4_K" }],
   [13, { name: "Q5_K", blockSize: QK_K, blockBytes: 176 }],
-  [14, { name: "Q6_K", blockSize: QK_K, blockBytes: 210 }],
+  [14, { name: "Q6_K", blockSize: QK_K, blockBytes: 210, tensorType: "q6_K" }],
   [15, { name: "Q8_K", blockSize: QK_K, blockBytes: 292 }],
   [16, { name: "IQ2_XXS", blockSize: QK_K, blockBytes: 66 }],
   [17, { name: "IQ2_XS", blockSize: QK_K, blockBytes: 74 }],
@@ -49,3 +50,14 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map<number, GgmlTyp
   [35, { name: "TQ2_0", blockSize: QK_K, blockBytes: 66 }],
   [39, { name: "MXFP4", blockSize: 32, blockBytes: 17 }],
 ]);
+
+/** The ggml type number and block layout of each engine type. */
+export const TENSOR_TYPE_LAYOUT: Readonly<Record<TensorType, GgmlType & { code: number }>> = Object.fromEntries(
+  [...GGML_TYPES].filter(([, t]) => t.tensorType).map(([code, t]) => [t.tensorType, { ...t, code }]),
+) as Record<TensorType, GgmlType & { code: number }>;
+
+/** Bytes of one row of `cols` elements; undefined when `cols` is not a whole number of blocks. */
+export function rowBytes(type: TensorType, cols: number): number | undefined {
+  const { blockSize, blockBytes } = TENSOR_TYPE_LAYOUT[type];
+  return cols % blockSize === 0 ? (cols / blockSize) * blockBytes : undefined;
+}

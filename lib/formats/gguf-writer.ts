@@ -1,7 +1,7 @@
 /**
- * Writes GGUF v3 files: metadata, tensor infos, aligned tensor data. Tensor data is produced one tensor at a
- * time, so a multi-gigabyte model is never held in memory. The file is written to a temporary name and renamed
- * at the end, so a failed write never leaves a half-written file at the destination.
+ * Writes GGUF v3 files: metadata, tensor infos, aligned tensor data. Tensor data is appended piece by piece in file
+ * order (GgufWriter), so a multi-gigabyte model is never held in memory. The file is written to a temporary name and
+ * renamed at the end, so a failed write never leaves a half-written file at the destination.
  */
 import fs from "node:fs";
 
@@ -20,13 +20,17 @@ const VALUE_TYPE: Record<Scalar | "array", number> = {
   u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12,
 };
 
-export interface GgufTensorToWrite {
+/** A tensor's header record: what the file says about it before its data. */
+export interface GgufTensorHeader {
   name: string;
   /** ggml type code (0 = F32, 1 = F16, 30 = BF16, ...). */
   ggmlType: number;
   /** GGUF order: ne[0] (the contiguous row length) first. */
   dims: number[];
   byteLength: number;
+}
+
+export interface GgufTensorToWrite extends GgufTensorHeader {
   /** Produces the tensor's bytes; called once, in file order. */
   data: () => Uint8Array;
 }
@@ -88,14 +92,13 @@ class ByteWriter {
 
 const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
 
-export function writeGguf(path: string, file: GgufToWrite): void {
-  const alignment = file.alignment ?? 32;
+function encodeHeader(metadata: GgufToWrite["metadata"], tensors: readonly GgufTensorHeader[], alignment: number): Buffer {
   const head = new ByteWriter();
   head.u32(0x46554747); // "GGUF"
   head.u32(3);
-  head.u64(file.tensors.length);
-  head.u64(file.metadata.length);
-  for (const [key, v] of file.metadata) {
+  head.u64(tensors.length);
+  head.u64(metadata.length);
+  for (const [key, v] of metadata) {
     head.string(key);
     head.u32(VALUE_TYPE[v.type]);
     if (v.type === "array") {
@@ -107,7 +110,7 @@ export function writeGguf(path: string, file: GgufToWrite): void {
     }
   }
   let offset = 0;
-  for (const t of file.tensors) {
+  for (const t of tensors) {
     head.string(t.name);
     head.u32(t.dims.length);
     for (const d of t.dims) head.u64(d);
@@ -116,32 +119,92 @@ export function writeGguf(path: string, file: GgufToWrite): void {
     offset = alignUp(offset + t.byteLength, alignment);
   }
   head.padTo(alignment);
+  return head.toBuffer();
+}
 
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    const fd = fs.openSync(tmp, "w");
+/**
+ * A GGUF file being written: the header goes out on open, then write() appends tensor data in file order (any
+ * number of pieces per tensor; the padding between tensors is added here). commit() checks that every tensor got
+ * exactly its bytes and moves the file into place; abort() removes it.
+ */
+export class GgufWriter {
+  private readonly tmp: string;
+  private fd: number | undefined;
+  private tensor = 0;
+  private tensorBytes = 0;
+
+  private constructor(
+    private readonly path: string,
+    private readonly tensors: readonly GgufTensorHeader[],
+    private readonly alignment: number,
+  ) {
+    this.tmp = `${path}.tmp-${process.pid}`;
+  }
+
+  /** Opens the temporary file and writes the header; fs errors name `path`'s temporary file. */
+  static open(path: string, metadata: GgufToWrite["metadata"], tensors: readonly GgufTensorHeader[], alignment = 32): GgufWriter {
+    const w = new GgufWriter(path, tensors, alignment);
+    const head = encodeHeader(metadata, tensors, alignment);
+    w.fd = fs.openSync(w.tmp, "w");
     try {
-      fs.writeSync(fd, head.toBuffer());
-      let written = 0;
-      file.tensors.forEach((t, i) => {
-        const data = t.data();
-        if (data.byteLength !== t.byteLength) {
-          throw new Error(`tensor ${t.name}: produced ${data.byteLength} bytes, expected ${t.byteLength}`);
-        }
-        fs.writeSync(fd, data);
-        written += data.byteLength;
-        const pad = alignUp(written, alignment) - written;
-        if (pad && i < file.tensors.length - 1) {
-          fs.writeSync(fd, Buffer.alloc(pad));
-          written += pad;
-        }
-      });
-    } finally {
-      fs.closeSync(fd);
+      fs.writeSync(w.fd, head);
+    } catch (err) {
+      w.abort();
+      throw err;
     }
-    fs.renameSync(tmp, path);
+    return w;
+  }
+
+  /** Appends the next bytes of tensor data. */
+  write(data: Uint8Array): void {
+    while (this.tensor < this.tensors.length && this.tensors[this.tensor].byteLength === this.tensorBytes) this.nextTensor();
+    const t = this.tensors[this.tensor];
+    if (!t || this.tensorBytes + data.byteLength > t.byteLength) {
+      throw new Error(`tensor ${t?.name ?? "(none left)"}: more data than its ${t?.byteLength ?? 0} bytes`);
+    }
+    fs.writeSync(this.fd!, data);
+    this.tensorBytes += data.byteLength;
+  }
+
+  commit(): void {
+    while (this.tensor < this.tensors.length && this.tensors[this.tensor].byteLength === this.tensorBytes) this.nextTensor();
+    if (this.tensor < this.tensors.length) {
+      const t = this.tensors[this.tensor];
+      throw new Error(`tensor ${t.name}: produced ${this.tensorBytes} bytes, expected ${t.byteLength}`);
+    }
+    fs.closeSync(this.fd!);
+    this.fd = undefined;
+    fs.renameSync(this.tmp, this.path);
+  }
+
+  /** Closes and removes the temporary file (idempotent; the destination is never touched). */
+  abort(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+    fs.rmSync(this.tmp, { force: true });
+  }
+
+  private nextTensor(): void {
+    const t = this.tensors[this.tensor];
+    this.tensor++;
+    this.tensorBytes = 0;
+    const pad = alignUp(t.byteLength, this.alignment) - t.byteLength;
+    if (pad && this.tensor < this.tensors.length) fs.writeSync(this.fd!, Buffer.alloc(pad));
+  }
+}
+
+/** Writes a whole GGUF file whose tensors produce their bytes synchronously. */
+export function writeGguf(path: string, file: GgufToWrite): void {
+  const w = GgufWriter.open(path, file.metadata, file.tensors, file.alignment);
+  try {
+    for (const t of file.tensors) {
+      const data = t.data();
+      if (data.byteLength !== t.byteLength) throw new Error(`tensor ${t.name}: produced ${data.byteLength} bytes, expected ${t.byteLength}`);
+      w.write(data);
+    }
+    w.commit();
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    w.abort();
     throw err;
   }
 }

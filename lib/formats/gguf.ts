@@ -27,6 +27,8 @@ export interface GgufFile {
   dataOffset: number;
   /** Integers are numbers; a 64-bit value beyond 2^53 stays a bigint. Arrays are plain arrays. */
   metadata: Map<string, unknown>;
+  /** How each value is stored, so that it can be written back as it was: "u32", "string", "array:f32", ... */
+  metadataTypes: Map<string, string>;
   tensors: GgufTensor[];
 }
 
@@ -50,6 +52,13 @@ enum ValueType {
   INT64 = 11,
   FLOAT64 = 12,
 }
+
+/** Value type names as gguf-writer spells them. */
+const VALUE_TYPE_NAMES: Record<ValueType, string> = {
+  [ValueType.UINT8]: "u8", [ValueType.INT8]: "i8", [ValueType.UINT16]: "u16", [ValueType.INT16]: "i16",
+  [ValueType.UINT32]: "u32", [ValueType.INT32]: "i32", [ValueType.FLOAT32]: "f32", [ValueType.BOOL]: "bool",
+  [ValueType.STRING]: "string", [ValueType.ARRAY]: "array", [ValueType.UINT64]: "u64", [ValueType.INT64]: "i64", [ValueType.FLOAT64]: "f64",
+};
 
 /** The fewest bytes one value of each type occupies, to bound counts before allocating. */
 const MIN_VALUE_BYTES: Record<ValueType, number> = {
@@ -108,6 +117,11 @@ function readValue(c: Cursor, type: number, key: string, depth: number): unknown
   }
 }
 
+/** The item type name of the array value starting at `offset` (already validated by readValue). */
+function arrayItemTypeName(file: BinaryFile, offset: number): string {
+  return VALUE_TYPE_NAMES[file.read(offset, 4, "array item type").readUInt32LE(0) as ValueType];
+}
+
 /** One tensor info record; its offset is relative to the data section. */
 function readTensorInfo(c: Cursor): { name: string; dims: number[]; ggmlType: number; relativeOffset: number } {
   const path = c.file.path;
@@ -153,10 +167,14 @@ export function readGguf(path: string): GgufFile {
     const kvCount = readCount(c, 13, "metadata key/value count");
 
     const metadata = new Map<string, unknown>();
+    const metadataTypes = new Map<string, string>();
     for (let i = 0; i < kvCount; i++) {
       const key = readString(c, `metadata key #${i}`);
       if (metadata.has(key)) throw new ModelFormatError(`${path}: metadata key ${key} appears twice`);
-      metadata.set(key, readValue(c, c.u32(`metadata ${key} type`), key, 0));
+      const type = c.u32(`metadata ${key} type`);
+      const start = c.position;
+      metadata.set(key, readValue(c, type, key, 0));
+      metadataTypes.set(key, type === ValueType.ARRAY ? `array:${arrayItemTypeName(file, start)}` : VALUE_TYPE_NAMES[type as ValueType]);
     }
 
     const alignment = metadata.get("general.alignment") ?? DEFAULT_ALIGNMENT;
@@ -183,7 +201,7 @@ export function readGguf(path: string): GgufFile {
       file.checkRange(offset, byteLength, `tensor ${name} data`);
       return { name, dims, ggmlType, offset, byteLength };
     });
-    return { path, version, alignment, dataOffset, metadata, tensors };
+    return { path, version, alignment, dataOffset, metadata, metadataTypes, tensors };
   });
 }
 
@@ -218,7 +236,21 @@ function typeCounts(g: GgufFile): string {
   return [...counts].sort((a, b) => b[1] - a[1]).map(([name, n]) => `${name} × ${n}`).join(", ");
 }
 
-/** Builds the model descriptor of a GGUF Llama model (F32/F16/BF16 tensors). */
+const SUPPORTED_TYPE_NAMES = [...GGML_TYPES.values()].filter((t) => t.tensorType).map((t) => t.name).join(", ");
+
+/** The headDim/2 f32 divisors of a rope_freqs.weight tensor (llama.cpp's encoding of Llama 3.1 RoPE scaling). */
+function readRopeFreqFactors(path: string, t: TensorInfo, headDim: number): Float32Array {
+  if (t.type !== "f32" || t.shape.length !== 1 || t.shape[0] !== headDim / 2) {
+    throw new ModelFormatError(`${path}: tensor rope_freqs.weight must be ${headDim / 2} f32 values (found ${t.type} [${t.shape.join(", ")}])`);
+  }
+  const bytes = BinaryFile.with(path, (file) => file.read(t.offset, t.byteLength, "tensor rope_freqs.weight"));
+  const factors = new Float32Array(t.shape[0]);
+  for (let i = 0; i < factors.length; i++) factors[i] = bytes.readFloatLE(4 * i);
+  if (!factors.every((f) => f > 0 && Number.isFinite(f))) throw new ModelFormatError(`${path}: rope_freqs.weight holds a factor that is not positive`);
+  return factors;
+}
+
+/** Builds the model descriptor of a GGUF Llama model (F32/F16/BF16 and Q8_0/Q4_0/Q4_K/Q6_K tensors). */
 export function parseGgufModel(file: string): ModelDescriptor {
   const path = nodePath.resolve(file);
   const g = readGguf(path);
@@ -237,7 +269,9 @@ export function parseGgufModel(file: string): ModelDescriptor {
   for (const t of g.tensors) {
     const type = GGML_TYPES.get(t.ggmlType)!;
     if (!type.tensorType) {
-      throw new UnsupportedModelError(`${path}: tensor ${t.name} has type ${type.name}, not supported yet (the file holds ${typeCounts(g)})`);
+      throw new UnsupportedModelError(
+        `${path}: tensor ${t.name} has type ${type.name}, not supported (supported: ${SUPPORTED_TYPE_NAMES}; the file holds ${typeCounts(g)})`,
+      );
     }
     const info: TensorInfo = { name: t.name, file: 0, offset: t.offset, byteLength: t.byteLength, type: type.tensorType, shape: [...t.dims].reverse() };
     if (t.name === "rope_freqs.weight") ropeFreqs = info;
@@ -270,6 +304,7 @@ export function parseGgufModel(file: string): ModelDescriptor {
     ropeLayout: "interleaved",
     tiedEmbeddings: !tensors.some((t) => t.name === "output.weight"),
   };
+  if (ropeFreqs) config.ropeFreqFactors = readRopeFreqFactors(path, ropeFreqs, headDim);
   checkConfig(path, config);
   checkTensors(path, config, tensors);
 
@@ -285,7 +320,7 @@ export function parseGgufModel(file: string): ModelDescriptor {
     files: [path],
     config,
     tensors,
-    tokenizer: { kind: "gguf", metadata: g.metadata },
+    tokenizer: { kind: "gguf", metadata: g.metadata, metadataTypes: g.metadataTypes },
     bosId: typeof bos === "number" ? bos : undefined,
     eosIds,
     weightType: dominantType(tensors),

@@ -44,7 +44,10 @@ export function tokenizerSourceFromFile(file: string): TokenizerSource {
   const contentPath = target ?? path;
   const content = target ? BinaryFile.with(target, (f) => f.read(0, Math.min(f.size, SNIFF_BYTES), "start")) : head;
 
-  if (content.subarray(0, 4).toString("latin1") === GGUF_MAGIC) return { kind: "gguf", metadata: readGguf(contentPath).metadata };
+  if (content.subarray(0, 4).toString("latin1") === GGUF_MAGIC) {
+    const { metadata, metadataTypes } = readGguf(contentPath);
+    return { kind: "gguf", metadata, metadataTypes };
+  }
   if (content.toString("utf8").trimStart().startsWith("{")) {
     const configPath = nodePath.join(nodePath.dirname(path), "tokenizer_config.json");
     return fs.existsSync(configPath) ? { kind: "hf-json", path: contentPath, configPath } : { kind: "hf-json", path: contentPath };

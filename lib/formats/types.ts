@@ -3,10 +3,11 @@
  * tokenizer comes from. Parsers read headers only; the native side maps the files and computes.
  */
 
-/** Weight element types the engine computes with (quantized types join this list later). */
-export type TensorType = "f32" | "f16" | "bf16";
-
-export const TENSOR_TYPE_BYTES: Record<TensorType, number> = { f32: 4, f16: 2, bf16: 2 };
+/**
+ * Weight element types the engine computes with: floats, and ggml's block-quantized types (a row is a run of
+ * blocks; GGML_TYPES in ./ggml-types has each type's block size and bytes, see tensorTypeLayout()).
+ */
+export type TensorType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_K" | "q6_K";
 
 /**
  * One weight tensor, stored contiguously in row-major order.
@@ -24,7 +25,7 @@ export interface TensorInfo {
   file: number;
   /** Absolute byte offset of the first element in that file. */
   offset: number;
-  /** Bytes the tensor occupies (product of shape × element size). */
+  /** Bytes the tensor occupies (rows × blocks per row × block bytes). */
   byteLength: number;
   type: TensorType;
   shape: number[];
@@ -49,6 +50,11 @@ export interface ModelConfig {
   ropeTheta: number;
   ropeScaling?: RopeScaling;
   /**
+   * Per-frequency divisors (headDim/2 of them) applied after ropeTheta, as llama.cpp's rope_freqs.weight tensor
+   * stores Llama 3.1 scaling in GGUF files. Absent when the scaling is described by ropeScaling (or there is none).
+   */
+  ropeFreqFactors?: Float32Array;
+  /**
    * How q/k pairs are rotated: "interleaved" pairs (2i, 2i+1) as in Meta checkpoints, GGUF and llama2.c;
    * "half" pairs (i, i + headDim/2) as in HF transformers checkpoints (rotate_half).
    */
@@ -58,7 +64,7 @@ export interface ModelConfig {
 
 /** Where the tokenizer comes from; resolved into a Tokenizer by lib/tokenizer. */
 export type TokenizerSource =
-  | { kind: "gguf"; metadata: Map<string, unknown> }
+  | { kind: "gguf"; metadata: Map<string, unknown>; /** readGguf's metadataTypes, to write the keys back. */ metadataTypes?: Map<string, string> }
   | { kind: "sentencepiece"; path: string }
   | { kind: "llama2c"; path: string }
   | { kind: "hf-json"; path: string; configPath?: string }

@@ -5,7 +5,7 @@
 import path from "node:path";
 
 /** Engine weight type codes: the order of `enum llm_type` in native/engine/tensor.h. */
-export const NATIVE_TYPE_CODES = { f32: 0, f16: 1, bf16: 2 } as const;
+export const NATIVE_TYPE_CODES = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_K: 5, q6_K: 6 } as const;
 
 export interface NativeTensorSpec {
   name: string;
@@ -72,6 +72,19 @@ export interface NativeBinding {
   physicalCores(): number;
   /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */
   cpuFeatures(): string;
+  /** Encodes rows × cols f32 values as `typeCode` blocks (ggml's reference quantizers), on a worker thread. */
+  quantize(typeCode: number, src: Float32Array, rows: number, cols: number): Promise<Uint8Array>;
+  /** Decodes rows × cols values of `typeCode` blocks to f32, on a worker thread. */
+  dequantize(typeCode: number, src: Uint8Array, rows: number, cols: number): Promise<Float32Array>;
+  /** The engine's weight types and their block layouts. */
+  typeInfo(): NativeTypeInfo[];
+}
+
+export interface NativeTypeInfo {
+  code: number;
+  name: string;
+  blockSize: number;
+  blockBytes: number;
 }
 
 let binding: NativeBinding | undefined;

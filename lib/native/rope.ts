@@ -4,7 +4,7 @@
  */
 import type { ModelConfig } from "../formats/types";
 
-export function ropeFrequencies(config: Pick<ModelConfig, "headDim" | "ropeTheta" | "ropeScaling">): Float32Array {
+export function ropeFrequencies(config: Pick<ModelConfig, "headDim" | "ropeTheta" | "ropeScaling" | "ropeFreqFactors">): Float32Array {
   const half = config.headDim / 2;
   const freqs = new Float32Array(half);
   for (let i = 0; i < half; i++) {
@@ -12,6 +12,9 @@ export function ropeFrequencies(config: Pick<ModelConfig, "headDim" | "ropeTheta
     const exponent = Math.fround((2 * i) / config.headDim);
     freqs[i] = Math.fround(1 / Math.fround(Math.pow(config.ropeTheta, exponent)));
   }
+  // GGUF's rope_freqs.weight: llama.cpp divides each frequency by its factor.
+  const factors = config.ropeFreqFactors;
+  if (factors) return freqs.map((f, i) => Math.fround(f / factors[i]));
   const scaling = config.ropeScaling;
   if (!scaling) return freqs;
   if (scaling.type === "linear") {
@@ -32,4 +35,14 @@ export function ropeFrequencies(config: Pick<ModelConfig, "headDim" | "ropeTheta
     }
   }
   return freqs;
+}
+
+/**
+ * The scaling as per-frequency divisors (unscaled / scaled frequency): llama.cpp's rope_freqs.weight, which GGUF
+ * files carry instead of the Llama 3.1 rope_scaling parameters.
+ */
+export function ropeFreqFactors(config: Pick<ModelConfig, "headDim" | "ropeTheta" | "ropeScaling" | "ropeFreqFactors">): Float32Array {
+  const unscaled = ropeFrequencies({ headDim: config.headDim, ropeTheta: config.ropeTheta });
+  const scaled = ropeFrequencies(config);
+  return unscaled.map((f, i) => f / scaled[i]);
 }

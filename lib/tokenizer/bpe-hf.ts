@@ -30,7 +30,19 @@ async function readJson(path: string): Promise<Json> {
   return json;
 }
 
+/** The vocab of a tokenizer.json as the file writes it: token texts by id, added tokens, merges (by priority). */
+export interface HfBpeTables {
+  texts: (string | undefined)[];
+  added: AddedToken[];
+  merges: [string, string][];
+}
+
 export async function loadHfBpeSpec(path: string, configPath?: string): Promise<BpeSpec> {
+  return (await loadHfBpe(path, configPath)).spec;
+}
+
+/** The runnable spec plus the file's own tables (GGUF conversion writes those back as they are). */
+export async function loadHfBpe(path: string, configPath?: string): Promise<{ spec: BpeSpec; tables: HfBpeTables }> {
   const json = await readJson(path);
   const config = configPath === undefined ? {} : await readJson(configPath);
   const model = json.model;
@@ -53,7 +65,8 @@ export async function loadHfBpeSpec(path: string, configPath?: string): Promise<
   for (const [text, id] of Object.entries(model.vocab)) setText(id, text);
   const added = readAddedTokens(path, json.added_tokens);
   for (const t of added) setText(t.id, t.text);
-  const vocab = buildTextVocab(path, texts, added, readMerges(path, model.merges));
+  const merges = readMerges(path, model.merges);
+  const vocab = buildTextVocab(path, texts, added, merges);
 
   const idOfConfigToken = (key: string): number | undefined => {
     const v = config[key];
@@ -68,7 +81,7 @@ export async function loadHfBpeSpec(path: string, configPath?: string): Promise<
   // add_bos_token when the config says; else whether the post-processor template adds it; else Llama's habit: yes.
   const addBosDefault =
     typeof config.add_bos_token === "boolean" ? config.add_bos_token : templateBos !== undefined ? templateBos !== "" : true;
-  return {
+  const spec: BpeSpec = {
     origin: path,
     ...vocab,
     preTokenizer,
@@ -77,6 +90,7 @@ export async function loadHfBpeSpec(path: string, configPath?: string): Promise<
     eosIds: collectEosIds([idOfConfigToken("eos_token")], vocab.idOf),
     addBosDefault,
   };
+  return { spec, tables: { texts, added, merges } };
 }
 
 /** Accepts Split(regex, Isolated) steps we know followed by a ByteLevel step that adds no regex or prefix space. */

@@ -4,8 +4,11 @@
  * BpeSpec it runs on.
  */
 import { InvalidArgumentError, ModelFormatError } from "../errors";
+import { BYTE_TO_CHAR } from "./bpe-byte-level";
 import type { MergeTable } from "./bpe-merge";
 import type { PreTokenizer } from "./bpe-pretokenizer";
+import { SpecialTokenSplitter } from "./special-tokens";
+import { decodeTokens } from "./stream";
 import type { TokenizeOptions, Tokenizer } from "./types";
 
 /** A token matched in raw text before pre-tokenizing: special ones only with {special: true}, others always. */
@@ -47,12 +50,11 @@ export class BpeTokenizer implements Tokenizer {
 
   private readonly byteIds = new Int32Array(256).fill(-1);
   private readonly special: Uint8Array;
-  private readonly addedIds = new Map<string, number>();
-  /** Match the added tokens to cut out of the text, with and without the special ones (undefined: none). */
-  private readonly allAddedRegex: RegExp | undefined;
-  private readonly nonSpecialAddedRegex: RegExp | undefined;
+  private readonly addedTexts = new Map<number, string>();
+  /** Cut the added tokens out of the text: all of them ({special: true}), or only the non-special ones. */
+  private readonly allAdded: SpecialTokenSplitter;
+  private readonly nonSpecialAdded: SpecialTokenSplitter;
   private readonly cache = new Map<string, number[]>();
-  private readonly decoder = new TextDecoder("utf-8", { ignoreBOM: true }); // a leading U+FEFF is text, not a marker
 
   constructor(private readonly spec: BpeSpec) {
     this.vocabSize = spec.tokenBytes.length;
@@ -67,10 +69,10 @@ export class BpeTokenizer implements Tokenizer {
     this.special = new Uint8Array(this.vocabSize);
     for (const t of spec.addedTokens) {
       if (t.special) this.special[t.id] = 1;
-      this.addedIds.set(t.text, t.id);
+      this.addedTexts.set(t.id, t.text);
     }
-    this.allAddedRegex = alternation(spec.addedTokens);
-    this.nonSpecialAddedRegex = alternation(spec.addedTokens.filter((t) => !t.special));
+    this.allAdded = new SpecialTokenSplitter(spec.addedTokens.map((t) => [t.text, t.id] as const));
+    this.nonSpecialAdded = new SpecialTokenSplitter(spec.addedTokens.filter((t) => !t.special).map((t) => [t.text, t.id] as const));
   }
 
   tokenize(text: string, options: TokenizeOptions = {}): number[] {
@@ -79,31 +81,29 @@ export class BpeTokenizer implements Tokenizer {
       if (this.bosId === undefined) throw new InvalidArgumentError(`addBos: ${this.spec.origin} has no BOS token`);
       out.push(this.bosId);
     }
-    const regex = options.special ? this.allAddedRegex : this.nonSpecialAddedRegex;
-    if (regex === undefined) {
-      this.encodeText(text, out);
-      return out;
+    for (const part of (options.special ? this.allAdded : this.nonSpecialAdded).split(text)) {
+      if (typeof part === "number") out.push(part);
+      else this.encodeText(part, out);
     }
-    let start = 0;
-    regex.lastIndex = 0;
-    for (let m = regex.exec(text); m !== null; m = regex.exec(text)) {
-      this.encodeText(text.slice(start, m.index), out);
-      out.push(this.addedIds.get(m[0])!);
-      start = m.index + m[0].length;
-    }
-    this.encodeText(text.slice(start), out);
     return out;
   }
 
   detokenize(ids: number[]): string {
-    const parts: Uint8Array[] = [];
-    for (const id of ids) if (!this.isSpecial(id)) parts.push(this.spec.tokenBytes[id]);
-    return this.decoder.decode(Buffer.concat(parts));
+    return decodeTokens(this, ids);
   }
 
   tokenBytes(id: number): Uint8Array {
     this.checkId(id);
     return this.spec.tokenBytes[id];
+  }
+
+  tokenText(id: number): string {
+    this.checkId(id);
+    const added = this.addedTexts.get(id);
+    if (added !== undefined) return added;
+    let text = "";
+    for (const b of this.spec.tokenBytes[id]) text += BYTE_TO_CHAR[b];
+    return text;
   }
 
   isSpecial(id: number): boolean {
@@ -142,12 +142,4 @@ export class BpeTokenizer implements Tokenizer {
     this.spec.merges.apply(symbols, ids);
     return ids;
   }
-}
-
-/** A regex matching any of the tokens' texts, longest first so that the leftmost-longest match wins. */
-function alternation(tokens: AddedToken[]): RegExp | undefined {
-  const texts = tokens.map((t) => t.text).filter((t) => t.length > 0);
-  if (texts.length === 0) return undefined;
-  texts.sort((a, b) => b.length - a.length);
-  return new RegExp(texts.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
 }

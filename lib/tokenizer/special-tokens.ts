@@ -1,6 +1,7 @@
 /**
- * Finds special-token strings ("<s>", "</s>", ...) in text for `tokenize(text, { special: true })`: the text splits
- * into plain fragments and token ids. At any position the longest matching token wins, as in llama.cpp.
+ * Finds special-token strings ("<s>", "<|eot_id|>", ...) in text for `tokenize(text, { special: true })`, and BPE's
+ * added tokens, which are cut out of text always: the text splits into plain fragments and token ids. At any
+ * position the longest matching token wins, as in llama.cpp. Both tokenizers use it.
  */
 
 /** A plain-text fragment (tokenized normally) or the id of a special token found in the text. */

@@ -1,13 +1,13 @@
 /**
  * The SentencePiece (Llama 2) tokenizer over an SpmVocab, whatever file the vocab came from. Text fragments are
  * encoded by SpmEncoder, or by another FragmentEncoder (tokenizer.model goes through sentencepiece-js);
- * decoding is always ours, built on tokenBytes through StreamingDetokenizer.
+ * decoding is always ours, built on tokenBytes through decodeTokens (./stream).
  */
 import { InvalidArgumentError, ModelFormatError } from "../errors";
 import { SpecialTokenSplitter } from "./special-tokens";
 import { SpmEncoder, type FragmentEncoder } from "./spm-encode";
 import { SPACE_SYMBOL, SpmTokenType, parseBytePiece, type SpmVocab } from "./spm-vocab";
-import { StreamingDetokenizer } from "./stream";
+import { decodeTokens } from "./stream";
 import type { TokenizeOptions, Tokenizer } from "./types";
 
 const utf8 = new TextEncoder();
@@ -23,6 +23,7 @@ export class SpmTokenizer implements Tokenizer {
   readonly addBosDefault: boolean;
   readonly addsDummyPrefix: boolean;
   private readonly types: ArrayLike<number>;
+  private readonly pieces: readonly string[];
   private readonly bytes: Uint8Array[];
   private readonly specials: SpecialTokenSplitter;
   private readonly encodeFragment: FragmentEncoder;
@@ -36,6 +37,7 @@ export class SpmTokenizer implements Tokenizer {
     this.addBosDefault = vocab.addBos && vocab.bosId !== undefined;
     this.addsDummyPrefix = vocab.addDummyPrefix;
     this.types = vocab.types;
+    this.pieces = vocab.pieces;
     this.bytes = vocab.pieces.map((piece, id) => pieceBytes(piece, vocab.types[id]));
     // As in llama.cpp: control, user-defined and unknown pieces ("<s>", "</s>", "<unk>") are what special parsing finds.
     const specialTypes = [SpmTokenType.Control, SpmTokenType.UserDefined, SpmTokenType.Unknown];
@@ -60,13 +62,17 @@ export class SpmTokenizer implements Tokenizer {
   }
 
   detokenize(ids: number[]): string {
-    const stream = new StreamingDetokenizer(this, ids);
-    return stream.contextText + stream.flush();
+    return decodeTokens(this, ids);
   }
 
   tokenBytes(id: number): Uint8Array {
     this.checkId(id);
     return this.bytes[id].slice();
+  }
+
+  tokenText(id: number): string {
+    this.checkId(id);
+    return this.pieces[id];
   }
 
   isSpecial(id: number): boolean {

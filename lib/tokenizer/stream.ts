@@ -40,3 +40,9 @@ export class StreamingDetokenizer {
     return this.decoder.decode();
   }
 }
+
+/** Full decode of `ids`: the streaming path run to the end, so full and incremental decoding cannot disagree. */
+export function decodeTokens(tokenizer: Tokenizer, ids: readonly number[]): string {
+  const stream = new StreamingDetokenizer(tokenizer, ids);
+  return stream.contextText + stream.flush();
+}

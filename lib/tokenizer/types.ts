@@ -26,6 +26,11 @@ export interface Tokenizer {
    * control tokens such as <s> give no bytes). Streaming decode is built on this.
    */
   tokenBytes(id: number): Uint8Array;
+  /**
+   * The token as the vocabulary spells it: "<s>" and "<|eot_id|>" for special tokens, "▁the" in SPM, "Ġthe" in
+   * byte-level BPE (GPT-2's byte alphabet). Chat templates take their bos_token / eos_token strings from it.
+   */
+  tokenText(id: number): string;
   /** Whether the id is a control/special token (never printed). */
   isSpecial(id: number): boolean;
 }

@@ -9,9 +9,10 @@ const { modelPath } = require("./models.js");
 
 /**
  * fill(name, rows, cols) returns the Float32Array of a tensor (rows*cols values), or undefined for zeros.
+ * metadata: more [key, GgufValue] entries (a chat template, an eot id, ...).
  * Returns the path of a new GGUF file in a temp dir (removed at process exit).
  */
-function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, fill = () => undefined } = {}) {
+function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, fill = () => undefined, metadata: extra = [] } = {}) {
   const vocabMeta = readGguf(modelPath("tinystories", "stories260K.gguf")).metadata;
   const vocab = vocabMeta.get("tokenizer.ggml.tokens").length;
   const headDim = dim / heads;
@@ -58,6 +59,7 @@ function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden =
     ["tokenizer.ggml.bos_token_id", u32(1)],
     ["tokenizer.ggml.eos_token_id", u32(2)],
     ["tokenizer.ggml.unknown_token_id", u32(0)],
+    ...extra,
   ];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-tiny-"));
   process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
@@ -67,10 +69,11 @@ function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden =
 }
 
 /** A model whose every layer is zero, so the output logits are output.weight · rmsnorm(embedding). */
-function writeConstantOutputModel(logitsPerToken) {
+function writeConstantOutputModel(logitsPerToken, metadata = []) {
   const dim = 16;
   return writeTinyModel({
     dim,
+    metadata,
     fill: (name, rows, cols) => {
       if (name === "token_embd.weight" || name === "output_norm.weight") return new Float32Array(rows * cols).fill(1);
       if (name === "output.weight") {

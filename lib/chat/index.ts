@@ -1,0 +1,19 @@
+/** Chat templates: the model's own (GGUF key, tokenizer_config.json) or a built-in Llama 2 / Llama 3 one. */
+import type { ModelDescriptor } from "../formats/types";
+import type { Tokenizer } from "../tokenizer/types";
+import { builtinChatTemplate } from "./builtin-templates";
+import { ChatTemplate } from "./template";
+import { findChatTemplate } from "./template-source";
+
+export { applyChatTemplate } from "./apply";
+export { ChatTemplate } from "./template";
+export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./types";
+
+/**
+ * The template a model's conversations are rendered with, compiled (so a broken one fails the load): the model's
+ * own, else the built-in one that fits its tokenizer; undefined when neither exists.
+ */
+export function loadChatTemplate(desc: ModelDescriptor, tokenizer: Tokenizer): ChatTemplate | undefined {
+  const own = findChatTemplate(desc);
+  return own ? new ChatTemplate(own.text, own.origin) : builtinChatTemplate(tokenizer);
+}

@@ -1,0 +1,87 @@
+/**
+ * `llama-napi perplexity --model M --file TEXT`: perplexity on a text file, as llama-perplexity measures it, with
+ * an optional KL divergence from a base model.
+ */
+import { readFile } from "node:fs/promises";
+import { InvalidArgumentError } from "../errors";
+import { perplexity, type PerplexityResult } from "../eval/perplexity";
+import { windowLength } from "../eval/windows";
+import { loadModel, type LlamaModel } from "../model";
+import { type CommandSpec, parseCommand, UsageError } from "./args";
+import { ProgressBar } from "./progress-bar";
+
+export const perplexityCommand: CommandSpec = {
+  name: "perplexity",
+  summary: "Measure perplexity on a text file (and KL divergence from a base model).",
+  usage: "llama-napi perplexity --model PATH --file TEXT [--ctx 512] [--llama-cpp-windows] [--doc-separator STR] [--kl-base PATH] [--threads N] [--json]",
+  options: {
+    model: { type: "string", short: "m", placeholder: "PATH", description: "Model file or directory" },
+    file: { type: "string", short: "f", placeholder: "TEXT", description: "UTF-8 text to score" },
+    ctx: { type: "string", number: "int", short: "c", placeholder: "N", description: "Window size in predicted tokens (default 512)" },
+    "llama-cpp-windows": { type: "boolean", description: "Score only the second half of each whole window, as llama-perplexity does" },
+    "doc-separator": { type: "string", placeholder: "STR", description: 'Split into documents at STR ("\\n" for newline), each BOS text EOS' },
+    "kl-base": { type: "string", placeholder: "PATH", description: "Base model: also report KL(base || model) and top-1 agreement" },
+    chunks: { type: "string", number: "int", placeholder: "N", description: "Evaluate only the first N windows" },
+    threads: { type: "string", number: "int", short: "t", placeholder: "N", description: "Worker threads (default: physical cores)" },
+    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+    json: { type: "boolean", description: "Print the result as one JSON object" },
+  },
+};
+
+function report(r: PerplexityResult): string {
+  const how = r.mode === "llama-cpp" ? "second half of each window (llama.cpp)" : "every predicted token";
+  const lines = [
+    `${r.tokens} tokens, ${r.windows} windows of ${r.contextSize}, ${r.scored} scored (${how}), ${r.seconds.toFixed(1)} s`,
+    `Final estimate: PPL = ${r.ppl.toFixed(4)} +/- ${r.pplError.toFixed(5)}`,
+  ];
+  if (r.kl) {
+    lines.push(
+      `Base model PPL on the same tokens: ${r.kl.basePpl.toFixed(4)}`,
+      `Mean KLD: ${r.kl.mean.toFixed(6)} ± ${r.kl.error.toFixed(6)}`,
+      `Same top token: ${(100 * r.kl.top1Agreement).toFixed(3)} %`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export async function perplexityMain(argv: string[]): Promise<number> {
+  const o = parseCommand(perplexityCommand, argv);
+  if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi perplexity --help)");
+  if (typeof o.file !== "string") throw new UsageError("--file is required (see llama-napi perplexity --help)");
+  const contextSize = (o.ctx as number | undefined) ?? 512;
+  let text: string;
+  try {
+    text = await readFile(o.file, "utf8");
+  } catch (err) {
+    throw new InvalidArgumentError(`--file ${o.file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  const llamaCppWindows = o["llama-cpp-windows"] === true;
+  const load = (path: string) =>
+    loadModel(path, {
+      threads: o.threads as number | undefined,
+      contextSize: windowLength(contextSize, llamaCppWindows ? "llama-cpp" : "all"),
+      tokenizer: o.tokenizer as string | undefined,
+    });
+  const models: LlamaModel[] = [];
+  const bar = new ProgressBar();
+  try {
+    const model = await load(o.model);
+    models.push(model);
+    const base = typeof o["kl-base"] === "string" ? await load(o["kl-base"]) : undefined;
+    if (base) models.push(base);
+    const result = await perplexity(model, text, {
+      contextSize,
+      llamaCppWindows,
+      base,
+      maxWindows: o.chunks as number | undefined,
+      documentSeparator: typeof o["doc-separator"] === "string" ? o["doc-separator"].replaceAll("\\n", "\n") : undefined,
+      onProgress: (p) => bar.update(p.windowsDone, p.windows, `PPL ${p.ppl.toFixed(4)}`),
+    });
+    bar.finish();
+    process.stdout.write(o.json ? `${JSON.stringify(result)}\n` : report(result));
+    return 0;
+  } finally {
+    bar.finish();
+    await Promise.all(models.map((m) => m.dispose()));
+  }
+}

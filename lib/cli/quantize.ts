@@ -1,0 +1,51 @@
+/** `llama-napi quantize IN OUT --type T [--mix q4_K_M]`: converts a model to a GGUF file of the given weight type. */
+import { quantize } from "../quantize/quantize";
+import { QUANTIZE_MIXES, QUANTIZE_TYPES } from "../quantize/tensor-types";
+import { type CommandSpec, parseCommand, UsageError } from "./args";
+import { ProgressBar } from "./progress-bar";
+
+export const quantizeCommand: CommandSpec = {
+  name: "quantize",
+  summary: "Write a model (any format loadModel reads) as a GGUF file with quantized or converted weights.",
+  usage: `llama-napi quantize IN OUT --type ${QUANTIZE_TYPES.join("|")} [--mix ${QUANTIZE_MIXES.join("|")}] [--threads N]`,
+  positionals: ["input", "output"],
+  options: {
+    type: { type: "string", placeholder: "TYPE", description: `Weight type: ${QUANTIZE_TYPES.join(", ")}` },
+    "quantization-encoding": { type: "string", placeholder: "TYPE", description: "Same as --type" },
+    mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type q4_K)` },
+    threads: { type: "string", number: "int", short: "t", placeholder: "N", description: "Chunks encoded in parallel (default: physical cores)" },
+    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+  },
+};
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
+  if (value !== undefined && !(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`--${flag} must be one of ${allowed.join(", ")} (got "${value}")`);
+  }
+  return value as T | undefined;
+}
+
+export async function quantizeMain(argv: string[]): Promise<number> {
+  const o = parseCommand(quantizeCommand, argv);
+  if (o.type !== undefined && o["quantization-encoding"] !== undefined && o.type !== o["quantization-encoding"]) {
+    throw new UsageError("--type and --quantization-encoding disagree; give one");
+  }
+  const type = oneOf("type", (o.type ?? o["quantization-encoding"]) as string | undefined, QUANTIZE_TYPES);
+  if (type === undefined) throw new UsageError(`--type is required: one of ${QUANTIZE_TYPES.join(", ")}`);
+  const mix = oneOf("mix", o.mix as string | undefined, QUANTIZE_MIXES);
+
+  const bar = new ProgressBar();
+  const result = await quantize(o.input as string, o.output as string, {
+    type,
+    mix,
+    threads: o.threads as number | undefined,
+    tokenizer: o.tokenizer as string | undefined,
+    onProgress: (p) => bar.update(p.tensorsDone, p.tensorsTotal, p.tensor, p.bytesRead),
+  }).finally(() => bar.finish());
+  for (const notice of result.notices) process.stderr.write(`notice: ${notice}\n`);
+  const counts = new Map<string, number>();
+  for (const t of result.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
+  const summary = [...counts].map(([t, n]) => `${t} × ${n}`).join(", ");
+  process.stdout.write(`wrote ${result.path}: ${result.tensors.length} tensors (${summary}), ${(result.bytesWritten / 1e6).toFixed(1)} MB of weights\n`);
+  return 0;
+}
