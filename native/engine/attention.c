@@ -52,7 +52,7 @@ LLM_TARGET_AVX2 static void axpy_avx2(float *y, float alpha, const float *x, int
 
 static struct attention_kernels attention_kernels(void) {
 #if LLM_HAVE_AVX2_KERNELS
-  if (llm_kernel_set() == LLM_KERNELS_AVX2) return (struct attention_kernels){ dot_avx2, axpy_avx2 };
+  if (llm_kernel_set() >= LLM_KERNELS_AVX2) return (struct attention_kernels){ dot_avx2, axpy_avx2 };
 #endif
   return (struct attention_kernels){ dot_scalar, axpy_scalar };
 }

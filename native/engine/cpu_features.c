@@ -3,15 +3,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum llm_kernel_set detect(void) {
-  /* LLAMA_NAPI_KERNELS=scalar forces the portable kernels: lets tests cover them on an AVX2 machine. */
-  const char *forced = getenv("LLAMA_NAPI_KERNELS");
-  if (forced && strcmp(forced, "scalar") == 0) return LLM_KERNELS_SCALAR;
+bool llm_kernel_set_supported(enum llm_kernel_set set) {
+  switch (set) {
+  case LLM_KERNELS_SCALAR: return true;
 #if LLM_HAVE_AVX2_KERNELS
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return LLM_KERNELS_AVX2;
+  case LLM_KERNELS_AVX2:
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
+#if LLM_HAVE_AVX512_KERNELS
+  case LLM_KERNELS_AVX512:
+    return llm_kernel_set_supported(LLM_KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+#endif
+  default: return false;
+  }
+}
+
+static enum llm_kernel_set detect(void) {
+  /* LLAMA_NAPI_KERNELS=scalar|avx2|avx512 caps the set: lets tests cover the lower sets on a bigger machine. */
+  enum llm_kernel_set cap = LLM_KERNELS_AVX512;
+  const char *forced = getenv("LLAMA_NAPI_KERNELS");
+  if (forced && strcmp(forced, "scalar") == 0) cap = LLM_KERNELS_SCALAR;
+  else if (forced && strcmp(forced, "avx2") == 0) cap = LLM_KERNELS_AVX2;
+  for (int set = cap; set > LLM_KERNELS_SCALAR; set--)
+    if (llm_kernel_set_supported((enum llm_kernel_set)set)) return (enum llm_kernel_set)set;
   return LLM_KERNELS_SCALAR;
 }
 
@@ -26,4 +43,6 @@ enum llm_kernel_set llm_kernel_set(void) {
   return (enum llm_kernel_set)set;
 }
 
-const char *llm_kernel_set_name(enum llm_kernel_set set) { return set == LLM_KERNELS_AVX2 ? "avx2" : "scalar"; }
+const char *llm_kernel_set_name(enum llm_kernel_set set) {
+  return set == LLM_KERNELS_AVX512 ? "avx512" : set == LLM_KERNELS_AVX2 ? "avx2" : "scalar";
+}

@@ -3,18 +3,27 @@
 
 #include <stdbool.h>
 
-/* Which kernel family runs: AVX2 (with FMA and F16C) where the CPU has it, portable scalar C elsewhere.
- * The SIMD kernels are compiled with function-level target attributes, so one binary runs on any x86-64. */
-enum llm_kernel_set { LLM_KERNELS_SCALAR = 0, LLM_KERNELS_AVX2 = 1 };
+/* Which kernel family runs: AVX-512 (F, BW, VL, DQ on top of AVX2) where the CPU has it, else AVX2 (with FMA
+ * and F16C), else portable scalar C. The SIMD kernels are compiled with function-level target attributes, so one
+ * binary runs on any x86-64. The sets are ordered: a higher set may use any lower set's kernels. */
+enum llm_kernel_set { LLM_KERNELS_SCALAR = 0, LLM_KERNELS_AVX2 = 1, LLM_KERNELS_AVX512 = 2 };
+#define LLM_KERNEL_SET_COUNT 3
 
+/* The set in use: the best the CPU supports, or the one LLAMA_NAPI_KERNELS=scalar|avx2|avx512 forces (clamped
+ * to what the CPU supports). */
 enum llm_kernel_set llm_kernel_set(void);
+/* Whether this CPU (and build) can run a set, whatever LLAMA_NAPI_KERNELS says: the tests compare each. */
+bool llm_kernel_set_supported(enum llm_kernel_set set);
 const char *llm_kernel_set_name(enum llm_kernel_set set);
 
 #if defined(__x86_64__)
 #define LLM_HAVE_AVX2_KERNELS 1
+#define LLM_HAVE_AVX512_KERNELS 1
 #define LLM_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LLM_TARGET_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
 #else
 #define LLM_HAVE_AVX2_KERNELS 0
+#define LLM_HAVE_AVX512_KERNELS 0
 #endif
 
 #endif

@@ -12,7 +12,19 @@
 #include "cpu_features.h"
 #include "tensor.h"
 
-enum llm_activation { LLM_ACTIVATION_F32, LLM_ACTIVATION_Q8_0, LLM_ACTIVATION_Q8_K };
+/* The panel formats (prompt processing on AVX-512) hold the same quantized values as q8_0 / q8_K, laid out for
+ * broadcasts: a row is the cols values as unsigned bytes (value + 128, so they can be maddubs' unsigned operand),
+ * then the f32 scale of each block (q8_0: per 32 values; q8_K: per 256), then for q8_K the int16 sum of each
+ * 32 values (the q4_K scales and mins). Rows are padded to 64 bytes. */
+enum llm_activation {
+  LLM_ACTIVATION_F32,
+  LLM_ACTIVATION_Q8_0,
+  LLM_ACTIVATION_Q8_K,
+  LLM_ACTIVATION_Q8_0_PANEL,
+  LLM_ACTIVATION_Q8_K_PANEL,
+  LLM_ACTIVATION_Q8_0_PANEL_SIGNED, /* as LLM_ACTIVATION_Q8_0_PANEL with the values as signed bytes, unbiased */
+};
+#define LLM_ACTIVATION_COUNT 6
 
 /* Bytes of one activation row of `cols` values in a format (cols a multiple of its block size). */
 size_t llm_activation_row_bytes(enum llm_activation format, int64_t cols);
@@ -25,11 +37,27 @@ void llm_quantize_activation_row(enum llm_activation format, const float *x, voi
 typedef void (*llm_dot_tile_fn)(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                 float *out, int64_t out_stride, int n_rows, int n_tokens);
 
+/* Packs rows [0, n_rows) (n_rows <= panel_rows) of a weight matrix into a panel: the rows' values interleaved
+ * so that one vector holds the same columns of every row, with their scales, zero-padded to panel_rows rows. */
+typedef void (*llm_pack_fn)(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel);
+/* out[j * out_stride + i] = row i of the panel times activation row j (panel format), i < n_rows, j < n_tokens. */
+typedef void (*llm_panel_gemm_fn)(int64_t cols, const void *panel, const void *x, size_t x_stride, float *out,
+                                  int64_t out_stride, int n_rows, int n_tokens);
+
 struct llm_dot_kernel {
   enum llm_activation activation;
   int row_tile;   /* rows that share each activation load */
   int token_tile; /* tokens that share each weight load (prompt processing) */
   llm_dot_tile_fn tile;
+  /* Optional packed-panel path, taken for n_tokens >= panel_min_tokens: each thread packs panel_rows weight
+   * rows at a time into its scratch (panel_bytes(cols) bytes, never the whole matrix) and multiplies the panel
+   * with every token. The weights' unpacking is then paid once per panel instead of once per token tile. */
+  enum llm_activation panel_activation;
+  int panel_rows;
+  int panel_min_tokens;
+  size_t (*panel_bytes)(int64_t cols);
+  llm_pack_fn pack;
+  llm_panel_gemm_fn gemm;
 };
 
 /* The kernel for a weight type on a kernel set; NULL for an unknown type. */
@@ -38,6 +66,10 @@ const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_
 /* The kernels of each file, listed by llm_dot_kernel (matmul.c). */
 extern const struct llm_dot_kernel llm_dot_f32_scalar, llm_dot_f16_scalar, llm_dot_bf16_scalar;
 extern const struct llm_dot_kernel llm_dot_q8_0_scalar, llm_dot_q4_0_scalar, llm_dot_q4_K_scalar, llm_dot_q6_K_scalar;
+#if LLM_HAVE_AVX512_KERNELS
+extern const struct llm_dot_kernel llm_dot_f32_avx512, llm_dot_f16_avx512, llm_dot_bf16_avx512;
+extern const struct llm_dot_kernel llm_dot_q8_0_avx512, llm_dot_q4_0_avx512, llm_dot_q4_K_avx512, llm_dot_q6_K_avx512;
+#endif
 #if LLM_HAVE_AVX2_KERNELS
 extern const struct llm_dot_kernel llm_dot_f32_avx2, llm_dot_f16_avx2, llm_dot_bf16_avx2;
 extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot_q4_K_avx2, llm_dot_q6_K_avx2;

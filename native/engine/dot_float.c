@@ -1,6 +1,7 @@
 /* Dot-product tiles for f32, f16 and bf16 weights against f32 activations. */
 #include "dot.h"
 #include "simd_avx2.h"
+#include "simd_avx512.h"
 
 /* Row-at-a-time reference: float accumulation in column order. */
 static inline float dot_float_row(enum llm_type type, int64_t cols, const void *w, const float *x) {
@@ -78,5 +79,155 @@ LLM_DEFINE_AVX2_TILE(tile_bf16_avx2, TILE_BF16, 4, 3)
 const struct llm_dot_kernel llm_dot_f32_avx2 = { LLM_ACTIVATION_F32, 4, 3, tile_f32_avx2 };
 const struct llm_dot_kernel llm_dot_f16_avx2 = { LLM_ACTIVATION_F32, 4, 3, tile_f16_avx2 };
 const struct llm_dot_kernel llm_dot_bf16_avx2 = { LLM_ACTIVATION_F32, 4, 3, tile_bf16_avx2 };
+
+#endif
+
+#if LLM_HAVE_AVX512_KERNELS
+
+/* 16 weights from element i (n < 16: the first n, the rest zero), widened to f32. */
+LLM_AVX512_INLINE __m512 load16(const void *data, int64_t i, enum llm_type type, __mmask16 mask) {
+  switch (type) {
+  case LLM_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, (const uint16_t *)data + i));
+  case LLM_BF16:
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, (const uint16_t *)data + i)), 16));
+  default: return _mm512_maskz_loadu_ps(mask, (const float *)data + i);
+  }
+}
+
+/* The panel path (prompt processing): 16 rows transposed to f32 column vectors, row r in lane r, so each
+ * column costs one vector load shared by all tokens of a tile, one broadcast and one FMA per token, and no
+ * horizontal sums. Packed 16 x 16 values at a time, transposed in registers. */
+static size_t float_panel_bytes(int64_t cols) { return (size_t)cols * LLM_PANEL_ROWS * sizeof(float); }
+
+LLM_AVX512_INLINE void pack_float(enum llm_type type, int64_t cols, const void *w, size_t w_stride, int n_rows,
+                                  void *panel) {
+  for (int64_t c = 0; c < cols; c += 16) {
+    const int n = cols - c >= 16 ? 16 : (int)(cols - c);
+    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+    __m512i rows[16], v[16];
+    for (int r = 0; r < LLM_PANEL_ROWS; r++)
+      rows[r] = r < n_rows ? _mm512_castps_si512(load16((const char *)w + r * w_stride, c, type, mask)) : _mm512_setzero_si512();
+    llm_transpose_16x16_regs(rows, v);
+    for (int j = 0; j < n; j++) _mm512_store_si512((__m512i *)((float *)panel + (c + j) * LLM_PANEL_ROWS), v[j]);
+  }
+}
+
+/* One row and one token sum as 4 partial sums by column modulo 4, folded as (s0 + s2) + (s1 + s3), then the
+ * leftover columns one by one, unfused. The panel kernel keeps the 4 partial sums of 16 rows in 4 vectors per
+ * token; the decode kernel keeps them in the 4 lanes of one xmm per row. Same steps, same bits: a token gets the
+ * same result in a batch or alone. (4 rather than 8 partial sums leaves registers for 6 tokens per panel load.) */
+#define FLOAT_TILE_TOKENS 6
+
+LLM_AVX512_INLINE void gemm_float_tile(int64_t cols, const float *panel, const float *x, int64_t x_stride, float *out,
+                                       int64_t out_stride, __mmask16 mask, const int TOKENS) {
+  __m512 acc[FLOAT_TILE_TOKENS][4];
+  for (int t = 0; t < TOKENS; t++)
+    for (int l = 0; l < 4; l++) acc[t][l] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 4 <= cols; c += 4) {
+    for (int l = 0; l < 4; l++) {
+      const __m512 wv = _mm512_load_ps(panel + (c + l) * LLM_PANEL_ROWS);
+      for (int t = 0; t < TOKENS; t++) acc[t][l] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * x_stride + c + l]), acc[t][l]);
+    }
+  }
+  for (int t = 0; t < TOKENS; t++) {
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][2]), _mm512_add_ps(acc[t][1], acc[t][3]));
+    for (int64_t cc = c; cc < cols; cc++)
+      sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_load_ps(panel + cc * LLM_PANEL_ROWS), _mm512_set1_ps(x[t * x_stride + cc])));
+    _mm512_mask_storeu_ps(out + t * out_stride, mask, sum);
+  }
+}
+
+LLM_TARGET_AVX512 static void gemm_float(int64_t cols, const void *panel, const void *x, size_t x_stride, float *out,
+                                         int64_t out_stride, int n_rows, int n_tokens) {
+  const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
+  const float *xs = x;
+  const int64_t stride = (int64_t)(x_stride / sizeof(float));
+  int t = 0;
+  for (; t + FLOAT_TILE_TOKENS <= n_tokens; t += FLOAT_TILE_TOKENS)
+    gemm_float_tile(cols, panel, xs + t * stride, stride, out + t * out_stride, out_stride, mask, FLOAT_TILE_TOKENS);
+  if (t + 4 <= n_tokens) {
+    gemm_float_tile(cols, panel, xs + t * stride, stride, out + t * out_stride, out_stride, mask, 4);
+    t += 4;
+  }
+  if (t + 2 <= n_tokens) {
+    gemm_float_tile(cols, panel, xs + t * stride, stride, out + t * out_stride, out_stride, mask, 2);
+    t += 2;
+  }
+  if (t < n_tokens) gemm_float_tile(cols, panel, xs + t * stride, stride, out + t * out_stride, out_stride, mask, 1);
+}
+
+/* 4 weights from element i widened to f32 (exactly as load16 widens them). */
+LLM_AVX512_INLINE __m128 load4(const void *data, int64_t i, enum llm_type type) {
+  switch (type) {
+  case LLM_F16: return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)((const uint16_t *)data + i)));
+  case LLM_BF16:
+    return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *)((const uint16_t *)data + i))), 16));
+  default: return _mm_loadu_ps((const float *)data + i);
+  }
+}
+
+/* The decode twin of gemm_float_tile: 4 rows at a time (4 independent chains), one token. */
+LLM_AVX512_INLINE void rows_float(enum llm_type type, int64_t cols, const void *w, size_t w_stride, const float *x,
+                                  float *out, const int ROWS) {
+  const int64_t elem_size = type == LLM_F32 ? 4 : 2;
+  __m128 acc[4];
+  for (int i = 0; i < ROWS; i++) acc[i] = _mm_setzero_ps();
+  int64_t c = 0;
+  for (; c + 4 <= cols; c += 4) {
+    if (((c * elem_size) & 63) == 0)
+      for (int i = 0; i < ROWS; i++) _mm_prefetch((const char *)w + i * w_stride + c * elem_size + PREFETCH_BYTES, _MM_HINT_T0);
+    const __m128 xv = _mm_loadu_ps(x + c);
+    for (int i = 0; i < ROWS; i++) acc[i] = _mm_fmadd_ps(load4((const char *)w + i * w_stride, c, type), xv, acc[i]);
+  }
+  for (int i = 0; i < ROWS; i++) {
+    const __m128 halves = _mm_add_ps(acc[i], _mm_movehl_ps(acc[i], acc[i])); /* s0 + s2, s1 + s3 */
+    __m128 sum = _mm_add_ss(halves, _mm_movehdup_ps(halves));
+    const void *wr = (const char *)w + i * w_stride;
+    for (int64_t cc = c; cc < cols; cc++) sum = _mm_add_ss(sum, _mm_mul_ss(_mm_set_ss(llm_tensor_get(wr, type, cc)), _mm_set_ss(x[cc])));
+    out[i] = _mm_cvtss_f32(sum);
+  }
+}
+
+LLM_AVX512_INLINE void tile_float_decode(enum llm_type type, int64_t cols, const void *w, size_t w_stride, const void *x,
+                                         size_t x_stride, float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  for (int j = 0; j < n_tokens; j++) {
+    const float *xj = (const float *)((const char *)x + j * x_stride);
+    int i = 0;
+    for (; i + 4 <= n_rows; i += 4) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 4);
+    for (; i < n_rows; i++) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 1);
+  }
+}
+LLM_TARGET_AVX512 static void tile_f32_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                              float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  tile_float_decode(LLM_F32, cols, w, w_stride, x, x_stride, out, out_stride, n_rows, n_tokens);
+}
+LLM_TARGET_AVX512 static void tile_f16_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                              float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  tile_float_decode(LLM_F16, cols, w, w_stride, x, x_stride, out, out_stride, n_rows, n_tokens);
+}
+LLM_TARGET_AVX512 static void tile_bf16_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                               float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  tile_float_decode(LLM_BF16, cols, w, w_stride, x, x_stride, out, out_stride, n_rows, n_tokens);
+}
+
+LLM_TARGET_AVX512 static void pack_f32(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
+  pack_float(LLM_F32, cols, w, w_stride, n_rows, panel);
+}
+LLM_TARGET_AVX512 static void pack_f16(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
+  pack_float(LLM_F16, cols, w, w_stride, n_rows, panel);
+}
+LLM_TARGET_AVX512 static void pack_bf16(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
+  pack_float(LLM_BF16, cols, w, w_stride, n_rows, panel);
+}
+
+/* Decode and small batches run the twins of gemm_float. */
+const struct llm_dot_kernel llm_dot_f32_avx512 = { LLM_ACTIVATION_F32, 4, 1, tile_f32_avx512, LLM_ACTIVATION_F32,
+                                                   LLM_PANEL_ROWS, 4, float_panel_bytes, pack_f32, gemm_float };
+const struct llm_dot_kernel llm_dot_f16_avx512 = { LLM_ACTIVATION_F32, 4, 1, tile_f16_avx512, LLM_ACTIVATION_F32,
+                                                   LLM_PANEL_ROWS, 4, float_panel_bytes, pack_f16, gemm_float };
+const struct llm_dot_kernel llm_dot_bf16_avx512 = { LLM_ACTIVATION_F32, 4, 1, tile_bf16_avx512, LLM_ACTIVATION_F32,
+                                                    LLM_PANEL_ROWS, 4, float_panel_bytes, pack_bf16, gemm_float };
 
 #endif

@@ -1,31 +1,87 @@
 /* The matmul driver: converts the activations to each kernel's format once, then splits the weight rows of
- * all products across the pool and walks each share in register tiles of rows x tokens (dot.h). */
+ * all products across the pool and walks each share in register tiles of rows x tokens (dot.h), or, for
+ * batches on kernels that have one, packs each 16-row panel into per-thread scratch and multiplies it with the
+ * whole batch. */
 #include "matmul.h"
 
 #include "dot.h"
 #include "quant.h"
 
-/* Rows per parallel task: a multiple of every kernel's row tile. */
+/* Rows per parallel task, at least (for kernels whose row tile is larger, one row tile). */
 #define TASK_ROWS 4
 /* Activation bytes kept hot in L2 while a thread walks its rows: bounds the tokens processed per pass. */
 #define ACTIVATION_BLOCK_BYTES (256 * 1024)
 /* Alignment of each converted activation matrix in the scratch. */
 #define SCRATCH_ALIGN 64
 
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
 size_t llm_activation_row_bytes(enum llm_activation format, int64_t cols) {
   switch (format) {
   case LLM_ACTIVATION_Q8_0: return (size_t)(cols / LLM_QK8_0) * sizeof(struct llm_block_q8_0);
   case LLM_ACTIVATION_Q8_K: return (size_t)(cols / LLM_QK_K) * sizeof(struct llm_block_q8_K);
+  case LLM_ACTIVATION_Q8_0_PANEL:
+  case LLM_ACTIVATION_Q8_0_PANEL_SIGNED: return round_up((size_t)cols + (size_t)(cols / LLM_QK8_0) * sizeof(float), 64);
+  case LLM_ACTIVATION_Q8_K_PANEL:
+    return round_up((size_t)cols + (size_t)(cols / LLM_QK_K) * sizeof(float) + (size_t)(cols / 32) * sizeof(int16_t), 64);
   default: return (size_t)cols * sizeof(float);
   }
 }
 
-void llm_quantize_activation_row(enum llm_activation format, const float *x, void *y, int64_t n) {
+typedef void (*quantize_row_fn)(const float *x, void *y, int64_t n);
+
+/* The activation quantizers of a kernel set: every set's give the same bits. */
+static void quantizers(enum llm_kernel_set set, quantize_row_fn *q8_0, quantize_row_fn *q8_K) {
+  *q8_0 = llm_quantize_row_q8_0_ref;
+  *q8_K = llm_quantize_row_q8_K;
+#if LLM_HAVE_AVX512_KERNELS
+  if (set == LLM_KERNELS_AVX512) {
+    *q8_0 = llm_quantize_row_q8_0_avx512;
+    *q8_K = llm_quantize_row_q8_K_avx512;
+  }
+#endif
+}
+
+static void quantize_activation_row(enum llm_kernel_set set, enum llm_activation format, const float *x, void *y,
+                                    int64_t n) {
+  quantize_row_fn quantize_q8_0, quantize_q8_K;
+  quantizers(set, &quantize_q8_0, &quantize_q8_K);
   switch (format) {
-  case LLM_ACTIVATION_Q8_0: llm_quantize_row_q8_0_ref(x, y, n); break;
-  case LLM_ACTIVATION_Q8_K: llm_quantize_row_q8_K(x, y, n); break;
+  case LLM_ACTIVATION_Q8_0: quantize_q8_0(x, y, n); break;
+  case LLM_ACTIVATION_Q8_K: quantize_q8_K(x, y, n); break;
+  case LLM_ACTIVATION_Q8_0_PANEL:
+  case LLM_ACTIVATION_Q8_0_PANEL_SIGNED: {
+    const int bias = format == LLM_ACTIVATION_Q8_0_PANEL ? 128 : 0;
+    uint8_t *qs = y;
+    float *d = (float *)(qs + n);
+    for (int64_t b = 0; b < n / LLM_QK8_0; b++) {
+      struct llm_block_q8_0 block;
+      quantize_q8_0(x + b * LLM_QK8_0, &block, LLM_QK8_0);
+      for (int j = 0; j < LLM_QK8_0; j++) qs[b * LLM_QK8_0 + j] = (uint8_t)(block.qs[j] + bias);
+      d[b] = llm_f16_to_f32(block.d);
+    }
+    break;
+  }
+  case LLM_ACTIVATION_Q8_K_PANEL: {
+    uint8_t *qs = y;
+    float *d = (float *)(qs + n);
+    int16_t *sums = (int16_t *)(d + n / LLM_QK_K);
+    for (int64_t b = 0; b < n / LLM_QK_K; b++) {
+      struct llm_block_q8_K block;
+      quantize_q8_K(x + b * LLM_QK_K, &block, LLM_QK_K);
+      for (int j = 0; j < LLM_QK_K; j++) qs[b * LLM_QK_K + j] = (uint8_t)(block.qs[j] + 128);
+      d[b] = block.d;
+      for (int s = 0; s < LLM_QK_K / 32; s++)
+        sums[b * (LLM_QK_K / 32) + s] = (int16_t)(block.bsums[2 * s] + block.bsums[2 * s + 1]);
+    }
+    break;
+  }
   default: memcpy(y, x, (size_t)n * sizeof(float)); break;
   }
+}
+
+void llm_quantize_activation_row(enum llm_activation format, const float *x, void *y, int64_t n) {
+  quantize_activation_row(LLM_KERNELS_SCALAR, format, x, y, n);
 }
 
 const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_set set) {
@@ -34,6 +90,14 @@ const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_
     [LLM_Q8_0] = &llm_dot_q8_0_scalar, [LLM_Q4_0] = &llm_dot_q4_0_scalar, [LLM_Q4_K] = &llm_dot_q4_K_scalar,
     [LLM_Q6_K] = &llm_dot_q6_K_scalar,
   };
+#if LLM_HAVE_AVX512_KERNELS
+  static const struct llm_dot_kernel *const avx512[LLM_TYPE_COUNT] = {
+    [LLM_F32] = &llm_dot_f32_avx512,   [LLM_F16] = &llm_dot_f16_avx512,   [LLM_BF16] = &llm_dot_bf16_avx512,
+    [LLM_Q8_0] = &llm_dot_q8_0_avx512, [LLM_Q4_0] = &llm_dot_q4_0_avx512, [LLM_Q4_K] = &llm_dot_q4_K_avx512,
+    [LLM_Q6_K] = &llm_dot_q6_K_avx512,
+  };
+  if (set == LLM_KERNELS_AVX512 && (unsigned)type < LLM_TYPE_COUNT) return avx512[type];
+#endif
 #if LLM_HAVE_AVX2_KERNELS
   static const struct llm_dot_kernel *const avx2[LLM_TYPE_COUNT] = {
     [LLM_F32] = &llm_dot_f32_avx2,   [LLM_F16] = &llm_dot_f16_avx2,   [LLM_BF16] = &llm_dot_bf16_avx2,
@@ -49,6 +113,8 @@ const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_
 struct product {
   const struct llm_tensor *w;
   const struct llm_dot_kernel *kernel;
+  bool panel; /* through kernel->pack and kernel->gemm */
+  int task_rows;
   const void *x;
   size_t x_stride;
   float *out;
@@ -58,6 +124,8 @@ struct matmul_job {
   int n_products;
   struct product products[LLM_MATMUL_MAX_PRODUCTS];
   int n_tokens;
+  char *panels; /* panel_stride bytes per worker */
+  size_t panel_stride;
 };
 
 /* Rows [row_begin, row_end) of one product for every token. */
@@ -83,7 +151,20 @@ static void product_rows(const struct product *p, int n_tokens, int64_t row_begi
   }
 }
 
-static int64_t row_tasks(const struct llm_tensor *w) { return (w->rows + TASK_ROWS - 1) / TASK_ROWS; }
+/* The panel path: pack panel_rows rows at a time into this worker's panel, then multiply it with every token
+ * (the activations of a whole batch stay in L2 while the panel sits in L1/L2). */
+static void product_panels(const struct product *p, int n_tokens, int64_t row_begin, int64_t row_end, void *panel) {
+  const struct llm_dot_kernel *k = p->kernel;
+  const int64_t rows = p->w->rows, cols = p->w->cols;
+  const size_t w_stride = llm_row_bytes(p->w->type, cols);
+  for (int64_t r = row_begin; r < row_end; r += k->panel_rows) {
+    const int n_rows = row_end - r < k->panel_rows ? (int)(row_end - r) : k->panel_rows;
+    k->pack(cols, (const char *)p->w->data + r * (int64_t)w_stride, w_stride, n_rows, panel);
+    k->gemm(cols, panel, p->x, p->x_stride, p->out + r, rows, n_rows, n_tokens);
+  }
+}
+
+static int64_t row_tasks(const struct product *p) { return (p->w->rows + p->task_rows - 1) / p->task_rows; }
 
 /* Tasks number the row groups of all products back to back; a chunk may span the end of one and the start of
  * the next. */
@@ -92,12 +173,15 @@ static void matmul_task(void *ctx, size_t begin, size_t end, int worker) {
   int64_t first_task = 0;
   for (int p = 0; p < job->n_products && (size_t)first_task < end; p++) {
     const struct product *product = &job->products[p];
-    const int64_t tasks = row_tasks(product->w);
+    const int64_t tasks = row_tasks(product);
     const int64_t lo = (int64_t)begin > first_task ? (int64_t)begin - first_task : 0;
     const int64_t hi = (int64_t)end - first_task < tasks ? (int64_t)end - first_task : tasks;
     if (lo < hi) {
-      const int64_t row_end = hi * TASK_ROWS < product->w->rows ? hi * TASK_ROWS : product->w->rows;
-      product_rows(product, job->n_tokens, lo * TASK_ROWS, row_end);
+      const int64_t task_rows = product->task_rows;
+      const int64_t row_end = hi * task_rows < product->w->rows ? hi * task_rows : product->w->rows;
+      if (product->panel)
+        product_panels(product, job->n_tokens, lo * task_rows, row_end, job->panels + (size_t)worker * job->panel_stride);
+      else product_rows(product, job->n_tokens, lo * task_rows, row_end);
     }
     first_task += tasks;
   }
@@ -105,17 +189,18 @@ static void matmul_task(void *ctx, size_t begin, size_t end, int worker) {
 
 /* Converting the activations: every token row into every format the products need. */
 struct convert_job {
+  enum llm_kernel_set set;
   const float *x;
   int64_t cols;
-  void *converted[3]; /* by enum llm_activation; NULL where not needed */
+  void *converted[LLM_ACTIVATION_COUNT]; /* by enum llm_activation; NULL where not needed */
 };
 
 static void convert_task(void *ctx, size_t begin, size_t end, int worker) {
   const struct convert_job *job = ctx;
   for (size_t t = begin; t < end; t++)
-    for (int f = LLM_ACTIVATION_Q8_0; f <= LLM_ACTIVATION_Q8_K; f++)
+    for (int f = LLM_ACTIVATION_F32 + 1; f < LLM_ACTIVATION_COUNT; f++)
       if (job->converted[f])
-        llm_quantize_activation_row((enum llm_activation)f, job->x + t * job->cols,
+        quantize_activation_row(job->set, (enum llm_activation)f, job->x + t * job->cols,
                                     (char *)job->converted[f] + t * llm_activation_row_bytes(f, job->cols), job->cols);
 }
 
@@ -123,41 +208,52 @@ bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, in
                         const struct llm_tensor *const weights[], const float *x, int n_tokens) {
   const int64_t cols = weights[0]->cols;
   struct matmul_job job = { .n_products = n_products, .n_tokens = n_tokens };
-  size_t offsets[3] = { 0 }, scratch_bytes = 0;
-  bool needed[3] = { false };
+  size_t offsets[LLM_ACTIVATION_COUNT] = { 0 }, scratch_bytes = 0, panel_bytes = 0;
+  bool needed[LLM_ACTIVATION_COUNT] = { false };
+  enum llm_activation formats[LLM_MATMUL_MAX_PRODUCTS];
   for (int p = 0; p < n_products; p++) {
     const struct llm_dot_kernel *kernel = llm_dot_kernel(weights[p]->type, set);
-    job.products[p] = (struct product){ weights[p], kernel, x, (size_t)cols * sizeof(float), outs[p] };
-    if (kernel->activation != LLM_ACTIVATION_F32 && !needed[kernel->activation]) {
-      needed[kernel->activation] = true;
-      offsets[kernel->activation] = scratch_bytes;
-      size_t bytes = (size_t)n_tokens * llm_activation_row_bytes(kernel->activation, cols);
-      scratch_bytes += (bytes + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN;
+    const bool panel = kernel->gemm && n_tokens >= kernel->panel_min_tokens;
+    const int task_rows = panel ? kernel->panel_rows : kernel->row_tile > TASK_ROWS ? kernel->row_tile : TASK_ROWS;
+    job.products[p] = (struct product){ weights[p], kernel, panel, task_rows, x,
+                                        (size_t)cols * sizeof(float), outs[p] };
+    formats[p] = panel ? kernel->panel_activation : kernel->activation;
+    if (panel && kernel->panel_bytes(cols) > panel_bytes) panel_bytes = kernel->panel_bytes(cols);
+    if (formats[p] != LLM_ACTIVATION_F32 && !needed[formats[p]]) {
+      needed[formats[p]] = true;
+      offsets[formats[p]] = scratch_bytes;
+      scratch_bytes += round_up((size_t)n_tokens * llm_activation_row_bytes(formats[p], cols), SCRATCH_ALIGN);
     }
   }
+  const size_t panels_offset = scratch_bytes;
+  job.panel_stride = round_up(panel_bytes, SCRATCH_ALIGN);
+  scratch_bytes += job.panel_stride * (size_t)llm_threadpool_size(pool);
   if (scratch_bytes > 0) {
     char *scratch = llm_threadpool_scratch(pool, scratch_bytes);
     if (!scratch) return false;
-    struct convert_job convert = { x, cols, { NULL } };
-    for (int f = LLM_ACTIVATION_Q8_0; f <= LLM_ACTIVATION_Q8_K; f++)
-      if (needed[f]) convert.converted[f] = scratch + offsets[f];
-    /* One token converts faster than the pool wakes up. */
-    if (n_tokens == 1) convert_task(&convert, 0, 1, 0);
-    else llm_parallel_for(pool, (size_t)n_tokens, convert_task, &convert);
+    job.panels = scratch + panels_offset;
+    struct convert_job convert = { set, x, cols, { NULL } };
+    bool any = false;
+    for (int f = LLM_ACTIVATION_F32 + 1; f < LLM_ACTIVATION_COUNT; f++)
+      if (needed[f]) {
+        convert.converted[f] = scratch + offsets[f];
+        any = true;
+      }
+    /* One token converts faster than the pool wakes up. Float products (a panel scratch only) convert nothing. */
+    if (any && n_tokens == 1) convert_task(&convert, 0, 1, 0);
+    else if (any) llm_parallel_for(pool, (size_t)n_tokens, convert_task, &convert);
     for (int p = 0; p < n_products; p++) {
-      enum llm_activation format = job.products[p].kernel->activation;
-      if (format != LLM_ACTIVATION_F32) {
-        job.products[p].x = convert.converted[format];
-        job.products[p].x_stride = llm_activation_row_bytes(format, cols);
+      if (formats[p] != LLM_ACTIVATION_F32) {
+        job.products[p].x = convert.converted[formats[p]];
+        job.products[p].x_stride = llm_activation_row_bytes(formats[p], cols);
       }
     }
   }
   int64_t tasks = 0;
-  for (int p = 0; p < n_products; p++) tasks += row_tasks(weights[p]);
+  for (int p = 0; p < n_products; p++) tasks += row_tasks(&job.products[p]);
   llm_parallel_for(pool, (size_t)tasks, matmul_task, &job);
   return true;
 }
-
 bool llm_matmul_many(struct llm_threadpool *pool, int n_products, float *const outs[],
                      const struct llm_tensor *const weights[], const float *x, int n_tokens) {
   return llm_matmul_many_on(pool, llm_kernel_set(), n_products, outs, weights, x, n_tokens);

@@ -41,6 +41,14 @@ void llm_dequantize_row_q6_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_K(const void *x, float *y, int64_t n);
 
+#include "cpu_features.h"
+#if LLM_HAVE_AVX512_KERNELS
+/* The activation quantizers on AVX-512: bit-identical to llm_quantize_row_q8_0_ref and llm_quantize_row_q8_K
+ * for finite inputs (kernel_tests compares them). */
+void llm_quantize_row_q8_0_avx512(const float *x, void *y, int64_t n);
+void llm_quantize_row_q8_K_avx512(const float *x, void *y, int64_t n);
+#endif
+
 /* Round to nearest, ties to even, for |f| < 2^22: adding 1.5 * 2^23 leaves the rounded integer in the low
  * mantissa bits. The K-quant quantizers use exactly this rounding (ggml's nearest_int). */
 static inline int llm_nearest_int(float f) {

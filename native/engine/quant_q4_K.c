@@ -6,6 +6,7 @@
 #include "dot.h"
 #include "quant.h"
 #include "simd_avx2.h"
+#include "simd_avx512.h"
 
 struct block_q4_K {
   uint16_t d;    /* scale of the sub-block scales */
@@ -249,5 +250,196 @@ LLM_AVX2_INLINE void tile_q4_K_avx2(int64_t cols, const void *w, size_t w_stride
 
 LLM_DEFINE_AVX2_TILE(tile_q4_K_avx2_dispatch, tile_q4_K_avx2, 2, 2)
 const struct llm_dot_kernel llm_dot_q4_K_avx2 = { LLM_ACTIVATION_Q8_K, 2, 2, tile_q4_K_avx2_dispatch };
+
+#endif
+
+#if LLM_HAVE_AVX512_KERNELS
+
+/* The panel of 16 rows, per super-block: for each of the 8 sub-blocks, 8 vectors of the signed values q - 8
+ * (vector g: values 4g..4g+3 of the sub-block, row r in lane r); per sub-block the row scales as int16 pairs;
+ * per row 128 * sum_s scale_s * sum(q - 8) as int32 (the activations come biased by +128), d and dmin; then the
+ * scales and the mins of sub-blocks 2k, 2k+1 as int16 pairs, which madd meets with the activation sums (dot.h).
+ * With w' = q - 8 and x + 128 as maddubs' operands, sum x q = sum (x + 128) w' + 8 sum x - 128 sum w'.
+ * Per row and token: I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x) exactly, then
+ * x_d * (d * I - dmin * M) in f32 (the decode kernel takes the same steps). */
+#define Q4_K_PANEL_W 0
+#define Q4_K_PANEL_SCALES (64 * 64)
+#define Q4_K_PANEL_CORR (Q4_K_PANEL_SCALES + 8 * 64)
+#define Q4_K_PANEL_D (Q4_K_PANEL_CORR + 64)
+#define Q4_K_PANEL_DMIN (Q4_K_PANEL_D + 64)
+#define Q4_K_PANEL_SCALE_PAIRS (Q4_K_PANEL_DMIN + 64)
+#define Q4_K_PANEL_MIN_PAIRS (Q4_K_PANEL_SCALE_PAIRS + 4 * 64)
+#define Q4_K_PANEL_BLOCK (Q4_K_PANEL_MIN_PAIRS + 4 * 64)
+
+static size_t q4_K_panel_bytes(int64_t cols) { return (size_t)(cols / LLM_QK_K) * Q4_K_PANEL_BLOCK; }
+
+LLM_TARGET_AVX512 static void pack_q4_K(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
+  const __m256i low = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8), ones16 = _mm256_set1_epi16(1);
+  _Alignas(64) uint8_t staging[LLM_PANEL_ROWS][LLM_QK_K];
+  memset(staging, 0, sizeof staging);
+  for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+    uint8_t *pb = (uint8_t *)panel + b * Q4_K_PANEL_BLOCK;
+    int16_t *scales = (int16_t *)(pb + Q4_K_PANEL_SCALES);
+    int16_t *scale_pairs = (int16_t *)(pb + Q4_K_PANEL_SCALE_PAIRS), *min_pairs = (int16_t *)(pb + Q4_K_PANEL_MIN_PAIRS);
+    int32_t *corr = (int32_t *)(pb + Q4_K_PANEL_CORR);
+    float *d = (float *)(pb + Q4_K_PANEL_D), *dmin = (float *)(pb + Q4_K_PANEL_DMIN);
+    for (int r = 0; r < LLM_PANEL_ROWS; r++) {
+      uint8_t sm[16] = { 0 };
+      if (r < n_rows) {
+        const struct block_q4_K *blk = (const struct block_q4_K *)((const char *)w + r * w_stride) + b;
+        unpack_scales_mins(blk->scales, sm);
+        __m256i weighted = _mm256_setzero_si256(); /* sum_s scale_s * sum q, in int32 lanes */
+        for (int k = 0; k < 4; k++) {
+          const __m256i packed = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * k));
+          const __m256i lo = _mm256_and_si256(packed, low), hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+          _mm256_store_si256((__m256i *)(staging[r] + 64 * k), _mm256_sub_epi8(lo, eight));
+          _mm256_store_si256((__m256i *)(staging[r] + 64 * k + 32), _mm256_sub_epi8(hi, eight));
+          weighted = _mm256_add_epi32(weighted, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi8((char)sm[2 * k])), ones16));
+          weighted = _mm256_add_epi32(weighted, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_set1_epi8((char)sm[2 * k + 1])), ones16));
+        }
+        int scale_sum = 0;
+        for (int s = 0; s < 8; s++) scale_sum += sm[s];
+        corr[r] = 128 * (llm_hsum_epi32(weighted) - 8 * 32 * scale_sum);
+        d[r] = _cvtsh_ss(blk->d);
+        dmin[r] = _cvtsh_ss(blk->dmin);
+      } else {
+        corr[r] = 0;
+        d[r] = dmin[r] = 0.0f;
+      }
+      for (int s = 0; s < 8; s++) {
+        scales[s * 32 + 2 * r] = scales[s * 32 + 2 * r + 1] = sm[s];
+        scale_pairs[(s / 2) * 32 + 2 * r + s % 2] = sm[s];
+        min_pairs[(s / 2) * 32 + 2 * r + s % 2] = sm[8 + s];
+      }
+    }
+    llm_panel_transpose(&staging[0][0], LLM_QK_K, pb + Q4_K_PANEL_W);
+  }
+}
+
+LLM_AVX512_INLINE void gemm_q4_K_tile(int64_t cols, const uint8_t *panel, const uint8_t *x, size_t x_stride, float *out,
+                                      int64_t out_stride, __mmask16 mask, const int TOKENS) {
+  const int64_t nb = cols / LLM_QK_K;
+  __m512 acc[4];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *pb = panel + b * Q4_K_PANEL_BLOCK;
+    __m512i sum[4];
+    for (int t = 0; t < TOKENS; t++) sum[t] = _mm512_setzero_si512();
+    for (int s = 0; s < 8; s++) {
+      __m512i p[4];
+      for (int g = 0; g < 8; g++) {
+        const __m512i wv = _mm512_load_si512((const __m512i *)(pb + Q4_K_PANEL_W + 64 * (8 * s + g)));
+        for (int t = 0; t < TOKENS; t++) {
+          const __m512i m = _mm512_maddubs_epi16(llm_bcast4(x + t * x_stride + b * LLM_QK_K + 32 * s + 4 * g), wv);
+          p[t] = g == 0 ? m : _mm512_add_epi16(p[t], m);
+        }
+      }
+      const __m512i scale = _mm512_load_si512((const __m512i *)(pb + Q4_K_PANEL_SCALES + 64 * s));
+      for (int t = 0; t < TOKENS; t++) sum[t] = _mm512_add_epi32(sum[t], _mm512_madd_epi16(p[t], scale));
+    }
+    const __m512i corr = _mm512_load_si512((const __m512i *)(pb + Q4_K_PANEL_CORR));
+    const __m512 d = _mm512_load_ps((const float *)(pb + Q4_K_PANEL_D)), dmin = _mm512_load_ps((const float *)(pb + Q4_K_PANEL_DMIN));
+    for (int t = 0; t < TOKENS; t++) {
+      const uint8_t *xt = x + t * x_stride;
+      const uint8_t *xsums = xt + cols + nb * sizeof(float) + b * 8 * sizeof(int16_t);
+      __m512i scaled_sums = _mm512_setzero_si512(), min_sums = _mm512_setzero_si512();
+      for (int k = 0; k < 4; k++) {
+        const __m512i pair = llm_bcast4(xsums + 4 * k);
+        scaled_sums = _mm512_add_epi32(scaled_sums, _mm512_madd_epi16(_mm512_load_si512((const __m512i *)(pb + Q4_K_PANEL_SCALE_PAIRS + 64 * k)), pair));
+        min_sums = _mm512_add_epi32(min_sums, _mm512_madd_epi16(_mm512_load_si512((const __m512i *)(pb + Q4_K_PANEL_MIN_PAIRS + 64 * k)), pair));
+      }
+      const __m512i exact = _mm512_add_epi32(_mm512_sub_epi32(sum[t], corr), _mm512_slli_epi32(scaled_sums, 3));
+      const __m512 term = _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(exact), d), _mm512_mul_ps(_mm512_cvtepi32_ps(min_sums), dmin));
+      acc[t] = _mm512_fmadd_ps(term, _mm512_set1_ps(((const float *)(xt + cols))[b]), acc[t]);
+    }
+  }
+  for (int t = 0; t < TOKENS; t++) _mm512_mask_storeu_ps(out + t * out_stride, mask, acc[t]);
+}
+
+LLM_TARGET_AVX512 static void gemm_q4_K(int64_t cols, const void *panel, const void *x, size_t x_stride, float *out,
+                                        int64_t out_stride, int n_rows, int n_tokens) {
+  const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
+  const uint8_t *xs = x;
+  int t = 0;
+  for (; t + 4 <= n_tokens; t += 4) gemm_q4_K_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 4);
+  if (t + 2 <= n_tokens) {
+    gemm_q4_K_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 2);
+    t += 2;
+  }
+  if (t < n_tokens) gemm_q4_K_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 1);
+}
+
+/* Decode: per super-block and row the exact integers I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x), 4
+ * rows folded into the lanes of one vector each, then the panel's float steps lane by lane (batch == decode,
+ * bit for bit). */
+LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, float *out,
+                                        const int ROWS) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+  __m128 acc = _mm_setzero_ps();
+  for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+    const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)x + b;
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
+    __m256i sumi[4], mins[4];
+    uint16_t wd[4] = { 0, 0, 0, 0 }, wdmin[4] = { 0, 0, 0, 0 };
+    for (int i = 0; i < 4; i++) {
+      if (i >= ROWS) {
+        sumi[i] = mins[i] = _mm256_setzero_si256();
+        continue;
+      }
+      const struct block_q4_K *wb = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
+      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
+      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 64, _MM_HINT_T0);
+      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 128, _MM_HINT_T0);
+      uint8_t sm[16];
+      unpack_scales_mins(wb->scales, sm);
+      wd[i] = wb->d;
+      wdmin[i] = wb->dmin;
+      const __m128i scales_mins = _mm_loadu_si128((const __m128i *)sm);
+      const __m128i min_bytes = _mm_srli_si128(scales_mins, 8);
+      mins[i] = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(min_bytes, min_bytes)));
+      const __m256i scales16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
+      __m256i sum = _mm256_setzero_si256();
+      for (int k = 0; k < 4; k++) {
+        const __m256i packed = _mm256_loadu_si256((const __m256i *)(wb->qs + 32 * k));
+        const __m256i lo = _mm256_and_si256(packed, low_nibbles);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
+        const __m256i scale_lo = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k) + 0x0100)));
+        const __m256i scale_hi = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k + 1) + 0x0100)));
+        const __m256i y_lo = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k));
+        const __m256i y_hi = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k + 32));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), scale_lo));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), scale_hi));
+      }
+      sumi[i] = sum;
+    }
+    const __m256i folded = llm_fold_4_rows(sumi[0], sumi[1], sumi[2], sumi[3]);
+    const __m256i folded_mins = llm_fold_4_rows(mins[0], mins[1], mins[2], mins[3]);
+    const __m128i exact = _mm_add_epi32(_mm256_castsi256_si128(folded), _mm256_extracti128_si256(folded, 1));
+    const __m128i exact_mins = _mm_add_epi32(_mm256_castsi256_si128(folded_mins), _mm256_extracti128_si256(folded_mins, 1));
+    const __m128 d = _mm_cvtph_ps(_mm_setr_epi16((short)wd[0], (short)wd[1], (short)wd[2], (short)wd[3], 0, 0, 0, 0));
+    const __m128 dmin =
+        _mm_cvtph_ps(_mm_setr_epi16((short)wdmin[0], (short)wdmin[1], (short)wdmin[2], (short)wdmin[3], 0, 0, 0, 0));
+    const __m128 term = _mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(exact), d), _mm_mul_ps(_mm_cvtepi32_ps(exact_mins), dmin));
+    acc = _mm_fmadd_ps(term, _mm_set1_ps(xb->d), acc);
+  }
+  float lanes[4];
+  _mm_storeu_ps(lanes, acc);
+  for (int i = 0; i < ROWS; i++) out[i] = lanes[i];
+}
+
+LLM_TARGET_AVX512 static void tile_q4_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                               float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  for (int j = 0; j < n_tokens; j++) {
+    const void *xj = (const char *)x + j * x_stride;
+    int i = 0;
+    for (; i + 4 <= n_rows; i += 4) rows_q4_K_avx512(cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 4);
+    for (; i < n_rows; i++) rows_q4_K_avx512(cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 1);
+  }
+}
+
+const struct llm_dot_kernel llm_dot_q4_K_avx512 = {
+  LLM_ACTIVATION_Q8_K, 4, 1, tile_q4_K_avx512, LLM_ACTIVATION_Q8_K_PANEL, LLM_PANEL_ROWS, 4,
+  q4_K_panel_bytes, pack_q4_K, gemm_q4_K,
+};
 
 #endif

@@ -75,7 +75,10 @@ static void check_matmul(struct llm_threadpool *pool, enum llm_type type, int64_
   free(x_quantized);
   float *expected_out[1] = { expected }, *actual_out[1] = { actual };
   llm_matmul_many_on(pool, LLM_KERNELS_SCALAR, 1, expected_out, ws, x, n_tokens);
-  llm_matmul_many(pool, 1, actual_out, ws, x, n_tokens);
+  /* Every SIMD set this CPU runs, whatever LLAMA_NAPI_KERNELS picks for production. */
+  for (int set = LLM_KERNELS_SCALAR + 1; set < LLM_KERNEL_SET_COUNT; set++) {
+  if (!llm_kernel_set_supported((enum llm_kernel_set)set)) continue;
+  llm_matmul_many_on(pool, (enum llm_kernel_set)set, 1, actual_out, ws, x, n_tokens);
   double worst = 0.0, worst_vs_f64 = 0.0;
   for (int t = 0; t < n_tokens; t++) {
     for (int64_t r = 0; r < rows; r++) {
@@ -91,8 +94,9 @@ static void check_matmul(struct llm_threadpool *pool, enum llm_type type, int64_
   const double bound = llm_type_is_quantized(type) ? 1e-5 : 1e-6;
   report(worst < bound && worst_vs_f64 < bound,
          "matmul %-4s rows %3lld cols %4lld tokens %2d (%s, %d threads): max relative error %.2e, scalar vs float64 %.2e",
-         llm_type_name(type), (long long)rows, (long long)cols, n_tokens, llm_kernel_set_name(llm_kernel_set()),
+         llm_type_name(type), (long long)rows, (long long)cols, n_tokens, llm_kernel_set_name((enum llm_kernel_set)set),
          llm_threadpool_size(pool), worst, worst_vs_f64);
+  }
   free((void *)w.data);
   free(x);
   free(expected);
@@ -117,19 +121,76 @@ static void check_matmul_many(struct llm_threadpool *pool, const enum llm_type t
     expected[p] = malloc((size_t)(n_tokens * rows[p]) * sizeof(float));
   }
   llm_matmul_many_on(pool, LLM_KERNELS_SCALAR, 3, expected, ws, x, n_tokens);
-  llm_matmul_many(pool, 3, outs, ws, x, n_tokens);
-  double worst = 0.0;
-  for (int p = 0; p < 3; p++)
-    for (int64_t i = 0; i < n_tokens * rows[p]; i++) worst = fmax(worst, fabs(outs[p][i] - expected[p][i]));
-  report(worst < 1e-5 * cols, "matmul_many %s/%s/%s cols %lld, tokens %d (%d threads): max error %.2e",
-         llm_type_name(types[0]), llm_type_name(types[1]), llm_type_name(types[2]), (long long)cols, n_tokens,
-         llm_threadpool_size(pool), worst);
+  for (int set = LLM_KERNELS_SCALAR + 1; set < LLM_KERNEL_SET_COUNT; set++) {
+    if (!llm_kernel_set_supported((enum llm_kernel_set)set)) continue;
+    llm_matmul_many_on(pool, (enum llm_kernel_set)set, 3, outs, ws, x, n_tokens);
+    double worst = 0.0;
+    for (int p = 0; p < 3; p++)
+      for (int64_t i = 0; i < n_tokens * rows[p]; i++) worst = fmax(worst, fabs(outs[p][i] - expected[p][i]));
+    report(worst < 1e-5 * cols, "matmul_many %s/%s/%s cols %lld, tokens %d (%s, %d threads): max error %.2e",
+           llm_type_name(types[0]), llm_type_name(types[1]), llm_type_name(types[2]), (long long)cols, n_tokens,
+           llm_kernel_set_name((enum llm_kernel_set)set), llm_threadpool_size(pool), worst);
+  }
   for (int p = 0; p < 3; p++) {
     free((void *)w[p].data);
     free(outs[p]);
     free(expected[p]);
   }
   free(x);
+}
+
+/* A batch of tokens and the same tokens one at a time must give bit-identical results on the CPU's best set
+ * (the forward tests compare batch and step-by-step logits: a last-bit difference can flip the rounding of a
+ * quantized activation downstream). */
+static void check_batch_equals_steps(struct llm_threadpool *pool, enum llm_type type, int64_t rows, int64_t cols,
+                                     int n_tokens) {
+  struct llm_tensor w = { random_weights(type, rows, cols), type, rows, cols };
+  float *x = malloc((size_t)(n_tokens * cols) * sizeof(float));
+  for (int64_t i = 0; i < n_tokens * cols; i++) x[i] = uniform();
+  float *batch = malloc((size_t)(n_tokens * rows) * sizeof(float)), *step = malloc((size_t)rows * sizeof(float));
+  llm_matmul(pool, batch, &w, x, n_tokens);
+  int identical = 1;
+  for (int t = 0; t < n_tokens; t++) {
+    llm_matmul(pool, step, &w, x + t * cols, 1);
+    identical &= memcmp(step, batch + t * rows, (size_t)rows * sizeof(float)) == 0;
+  }
+  report(identical, "batch == one token at a time, bit for bit: %-4s rows %lld cols %lld tokens %d (%s)",
+         llm_type_name(type), (long long)rows, (long long)cols, n_tokens, llm_kernel_set_name(llm_kernel_set()));
+  free((void *)w.data);
+  free(x);
+  free(batch);
+  free(step);
+}
+
+/* The AVX-512 activation quantizers against the references, bit for bit: random rows, exact ties (x * id landing
+ * on k + 0.5, where roundf and round-half-even differ), repeated maxima of both signs, all-zero blocks. */
+static void check_activation_quantizers(void) {
+#if LLM_HAVE_AVX512_KERNELS
+  if (!llm_kernel_set_supported(LLM_KERNELS_AVX512)) return;
+  enum { N = 4096 };
+  static float x[N];
+  static unsigned char a[N * 2], b[N * 2];
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < N; i++) x[i] = uniform() * (i % 512 < 256 ? 1.0f : 1e-3f);
+    if (round == 1) /* ties: amax 127 makes id 1, then halves round away from zero in q8_0 */
+      for (int i = 0; i < N; i++) x[i] = i % 32 == 0 ? 127.0f : (float)((i * 7) % 253 - 126) + 0.5f * (i % 2 ? 1 : -1);
+    if (round == 2) /* equal magnitudes of both signs: the first one decides q8_K's sign */
+      for (int i = 0; i < N; i++) x[i] = i % 3 == 0 ? -2.0f : i % 3 == 1 ? 2.0f : uniform();
+    if (round == 3)
+      for (int i = 0; i < N; i++) x[i] = i < 1024 ? 0.0f : x[i];
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    llm_quantize_row_q8_0_ref(x, a, N);
+    llm_quantize_row_q8_0_avx512(x, b, N);
+    report(memcmp(a, b, llm_row_bytes(LLM_Q8_0, N)) == 0, "q8_0 activation quantizer avx512 == reference (case %d)", round);
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    llm_quantize_row_q8_K(x, a, N);
+    llm_quantize_row_q8_K_avx512(x, b, N);
+    report(memcmp(a, b, (N / LLM_QK_K) * sizeof(struct llm_block_q8_K)) == 0,
+           "q8_K activation quantizer avx512 == reference (case %d)", round);
+  }
+#endif
 }
 
 static uint16_t half_bits(const void *block) { /* the leading d of a q8_0/q4_0 block */
@@ -239,7 +300,7 @@ LLM_TARGET_AVX2 static uint16_t f16c_convert(float f) { return _cvtss_sh(f, 0); 
  * random bit patterns across the whole range. */
 static void check_f16_conversion(void) {
 #if LLM_HAVE_AVX2_KERNELS
-  if (llm_kernel_set() != LLM_KERNELS_AVX2) return;
+  if (llm_kernel_set() < LLM_KERNELS_AVX2) return;
   const float specials[] = { 0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 1e10f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f,
                              0x1p-14f, 0x1.ffcp-15f, 0x1.002p0f, 0x1.006p0f, INFINITY, -INFINITY };
   int mismatches = 0;
@@ -325,7 +386,7 @@ static void check_top_k(int n, int k, int distinct_values) {
 }
 
 int main(void) {
-  printf("kernel set: %s\n", llm_kernel_set_name(llm_kernel_set()));
+  printf("kernel set: %s (the matmul checks cover every set this CPU supports)\n", llm_kernel_set_name(llm_kernel_set()));
   struct llm_threadpool *single = llm_threadpool_create(1), *pair = llm_threadpool_create(3);
   const int token_counts[] = { 1, 2, 3, 4, 5, 6, 7, 17 };
   /* Float types at sizes that are not multiples of the SIMD width. */
@@ -363,6 +424,9 @@ int main(void) {
   check_matmul_many(pair, quant_mix, 512, 1);
   check_matmul_many(pair, quant_mix, 512, 5);
   check_matmul_many(pair, all_mix, 256, 7);
+  const enum llm_type k_mix[3] = { LLM_Q4_K, LLM_Q4_K, LLM_Q6_K };
+  check_matmul_many(single, k_mix, 512, 9);
+  check_matmul_many(pair, k_mix, 768, 17);
   check_reference_blocks();
   for (size_t t = 0; t < 4; t++) check_round_trip(quant_types[t], 4096);
   check_f16_conversion();
@@ -375,6 +439,31 @@ int main(void) {
   check_top_k(1000, 1000, 0);
   check_top_k(5000, 50, 3);
   check_top_k(64, 64, 2);
+  check_activation_quantizers();
+  /* The packed panels of the AVX-512 set (16 rows, token tiles of 8/4/2/1): one full panel, two and a partial
+   * one, rows that end mid-panel across thread chunks, and float columns that end mid-vector. */
+  for (size_t t = 0; t < 4; t++) {
+    const int64_t block = llm_type_block_size(quant_types[t]);
+    const int64_t extra_rows[] = { 16, 47 };
+    for (size_t r = 0; r < 2; r++)
+      for (size_t n = 0; n < sizeof token_counts / sizeof token_counts[0]; n++)
+        check_matmul(single, quant_types[t], extra_rows[r], 5 * block, token_counts[n]);
+    check_matmul(pair, quant_types[t], 77, 3 * block, 33);
+  }
+  for (size_t t = 0; t < 4; t++) {
+    const int64_t block = llm_type_block_size(quant_types[t]);
+    check_batch_equals_steps(single, quant_types[t], 37, 3 * block, 13);
+    check_batch_equals_steps(pair, quant_types[t], 70, 2 * block, 6);
+  }
+  for (size_t t = 0; t < 3; t++) {
+    check_batch_equals_steps(single, float_types[t], 37, 75, 13);
+    check_batch_equals_steps(pair, float_types[t], 70, 64, 6);
+  }
+  for (size_t t = 0; t < 3; t++) {
+    check_matmul(single, float_types[t], 47, 16, 9);
+    check_matmul(single, float_types[t], 17, 33, 15);
+    check_matmul(pair, float_types[t], 77, 70, 33);
+  }
   llm_threadpool_free(single);
   llm_threadpool_free(pair);
   if (failures) printf("%d check(s) failed\n", failures);
