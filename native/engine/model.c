@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "model.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,8 +48,9 @@ static bool validate_config(const struct llm_model_spec *spec, struct llm_error 
   if (c->n_heads % c->n_kv_heads != 0)
     return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.heads = %d is not a multiple of config.kvHeads = %d",
                 c->n_heads, c->n_kv_heads);
-  if (c->head_dim % 2 != 0)
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.headDim = %d must be even for rotary embeddings", c->head_dim);
+  if (c->head_dim % 2 != 0 || c->head_dim > LLM_MAX_HEAD_DIM)
+    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.headDim = %d must be even and at most %d", c->head_dim,
+                LLM_MAX_HEAD_DIM);
   if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
     return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.normEps = %g must be a finite number >= 0", c->norm_eps);
   if (!c->rope_freqs) return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.ropeFreqs is missing");

@@ -13,6 +13,10 @@ void llm_rmsnorm(float *out, const float *x, const struct llm_tensor *weight, in
 /* Rotates each head of `vec` (n_heads * head_dim values) for position pos: pair i turns by angle
  * (float)pos * freqs[i], computed in float32. Interleaved pairs are (2i, 2i+1) (Meta/GGUF/llama2.c); otherwise
  * (i, i + head_dim/2) (HF rotate_half). */
+/* The largest head size the engine accepts (real models use 64..256); rope works on one head on the stack. */
+#define LLM_MAX_HEAD_DIM 1024
+
+/* Rotates q or k of one token in place; the output is in interleaved pair order whatever the input layout. */
 void llm_rope(float *vec, int n_heads, int head_dim, int pos, const float *freqs, bool interleaved);
 
 /* out = silu(gate) * up, elementwise over n values (out may alias gate). */

@@ -341,14 +341,15 @@ static void check_rope(bool interleaved) {
     float vec[30], ref[30];
     for (int i = 0; i < n_heads * head_dim; i++) vec[i] = ref[i] = uniform();
     llm_rope(vec, n_heads, head_dim, pos, freqs, interleaved);
-    /* The textbook formula: complex rotation of each pair by pos * theta_i. */
+    /* The textbook formula: complex rotation of each pair by pos * theta_i, pair i stored at (2i, 2i+1). */
     for (int h = 0; h < n_heads; h++) {
+      float in[10];
+      memcpy(in, ref + h * head_dim, sizeof in);
       for (int i = 0; i < half; i++) {
-        int a = h * head_dim + (interleaved ? 2 * i : i), b = h * head_dim + (interleaved ? 2 * i + 1 : i + half);
         double angle = (double)(float)((float)pos * freqs[i]);
-        double x0 = ref[a], x1 = ref[b];
-        ref[a] = (float)(x0 * cos(angle) - x1 * sin(angle));
-        ref[b] = (float)(x1 * cos(angle) + x0 * sin(angle));
+        double x0 = in[interleaved ? 2 * i : i], x1 = in[interleaved ? 2 * i + 1 : i + half];
+        ref[h * head_dim + 2 * i] = (float)(x0 * cos(angle) - x1 * sin(angle));
+        ref[h * head_dim + 2 * i + 1] = (float)(x1 * cos(angle) + x0 * sin(angle));
       }
     }
     double worst = 0.0;
