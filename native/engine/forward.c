@@ -1,7 +1,5 @@
 #include "forward.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,23 +10,15 @@
  * in cache while the weights stream past. Each chunk sees the previous ones through the KV cache. */
 #define MAX_BATCH 256
 
-static bool fail(struct llm_error *err, enum llm_error_kind kind, const char *fmt, ...) {
-  err->kind = kind;
-  va_list args;
-  va_start(args, fmt);
-  vsnprintf(err->message, sizeof err->message, fmt, args);
-  va_end(args);
-  return false;
-}
 
 struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err) {
   if (context_size < 1) {
-    fail(err, LLM_ERR_INVALID_ARGUMENT, "context size %d must be at least 1", context_size);
+    llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "context size %d must be at least 1", context_size);
     return NULL;
   }
   struct llm_kv_cache *cache = calloc(1, sizeof *cache);
   if (!cache) {
-    fail(err, LLM_ERR_SYSTEM, "out of memory");
+    llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
     return NULL;
   }
   cache->context_size = context_size;
@@ -42,7 +32,7 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
     cache->values = malloc(bytes);
   }
   if (!cache->keys || !cache->values) {
-    fail(err, LLM_ERR_SYSTEM, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)", context_size,
+    llm_fail(err, LLM_ERR_SYSTEM, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)", context_size,
          overflow ? SIZE_MAX >> 20 : bytes >> 20);
     llm_kv_cache_free(cache);
     return NULL;
@@ -144,15 +134,15 @@ static bool forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const
 bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n_tokens, int pos,
                  float *logits, enum llm_logits_mode logits_mode, struct llm_error *err) {
   const struct llm_config *c = &m->config;
-  if (n_tokens < 1) return fail(err, LLM_ERR_INVALID_ARGUMENT, "no tokens to decode");
+  if (n_tokens < 1) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "no tokens to decode");
   if (pos < 0 || pos > cache->context_size - n_tokens)
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "positions %d..%d do not fit in a context of %d", pos,
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "positions %d..%d do not fit in a context of %d", pos,
                 pos + n_tokens - 1, cache->context_size);
   if (cache->n_layers != c->n_layers || cache->kv_dim != (int64_t)c->n_kv_heads * c->head_dim)
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "KV cache was created for a different model");
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "KV cache was created for a different model");
   for (int i = 0; i < n_tokens; i++)
     if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-      return fail(err, LLM_ERR_INVALID_ARGUMENT, "token id %d at index %d is outside the vocabulary [0, %d)",
+      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "token id %d at index %d is outside the vocabulary [0, %d)",
                   tokens[i], i, c->vocab_size);
 
   pthread_mutex_lock(&m->forward_lock);
@@ -168,6 +158,6 @@ bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t 
     done += n;
   }
   pthread_mutex_unlock(&m->forward_lock);
-  if (!ok) return fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", n_tokens);
+  if (!ok) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", n_tokens);
   return true;
 }

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +17,6 @@
 #define MAX_LAYERS 4096
 #define MAX_THREADS 1024
 
-static bool fail(struct llm_error *err, enum llm_error_kind kind, const char *fmt, ...) {
-  err->kind = kind;
-  va_list args;
-  va_start(args, fmt);
-  vsnprintf(err->message, sizeof err->message, fmt, args);
-  va_end(args);
-  return false;
-}
 
 static bool validate_config(const struct llm_model_spec *spec, struct llm_error *err) {
   const struct llm_config *c = &spec->config;
@@ -40,40 +31,40 @@ static bool validate_config(const struct llm_model_spec *spec, struct llm_error 
   };
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
     if (fields[i].value < 1 || fields[i].value > fields[i].max)
-      return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.%s = %d is out of range [1, %d]", fields[i].name,
+      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.%s = %d is out of range [1, %d]", fields[i].name,
                   fields[i].value, fields[i].max);
   if ((int64_t)c->n_heads * c->head_dim > MAX_DIMENSION)
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config heads * headDim = %lld is too large",
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config heads * headDim = %lld is too large",
                 (long long)c->n_heads * c->head_dim);
   if (c->n_heads % c->n_kv_heads != 0)
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.heads = %d is not a multiple of config.kvHeads = %d",
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.heads = %d is not a multiple of config.kvHeads = %d",
                 c->n_heads, c->n_kv_heads);
   if (c->head_dim % 2 != 0 || c->head_dim > LLM_MAX_HEAD_DIM)
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.headDim = %d must be even and at most %d", c->head_dim,
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.headDim = %d must be even and at most %d", c->head_dim,
                 LLM_MAX_HEAD_DIM);
   if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
-    return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.normEps = %g must be a finite number >= 0", c->norm_eps);
-  if (!c->rope_freqs) return fail(err, LLM_ERR_INVALID_ARGUMENT, "config.ropeFreqs is missing");
-  if (spec->n_files < 1) return fail(err, LLM_ERR_INVALID_ARGUMENT, "no weight files given");
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.normEps = %g must be a finite number >= 0", c->norm_eps);
+  if (!c->rope_freqs) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.ropeFreqs is missing");
+  if (spec->n_files < 1) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "no weight files given");
   return true;
 }
 
 static bool map_files(struct llm_model *m, const struct llm_model_spec *spec, struct llm_error *err) {
   m->mappings = calloc((size_t)spec->n_files, sizeof *m->mappings);
-  if (!m->mappings) return fail(err, LLM_ERR_SYSTEM, "out of memory");
+  if (!m->mappings) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
   for (int i = 0; i < spec->n_files; i++) {
     const char *path = spec->files[i];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, LLM_ERR_FORMAT, "cannot open %s: %s", path, strerror(errno));
+    if (fd < 0) return llm_fail(err, LLM_ERR_FORMAT, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
       int e = errno;
       close(fd);
-      return fail(err, LLM_ERR_FORMAT, "cannot stat %s: %s", path, strerror(e));
+      return llm_fail(err, LLM_ERR_FORMAT, "cannot stat %s: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
       close(fd);
-      return fail(err, LLM_ERR_FORMAT, "%s is not a regular file", path);
+      return llm_fail(err, LLM_ERR_FORMAT, "%s is not a regular file", path);
     }
     size_t size = (size_t)st.st_size;
     void *base = NULL;
@@ -82,7 +73,7 @@ static bool map_files(struct llm_model *m, const struct llm_model_spec *spec, st
       if (base == MAP_FAILED) {
         int e = errno;
         close(fd);
-        return fail(err, LLM_ERR_FORMAT, "cannot map %s: %s", path, strerror(e));
+        return llm_fail(err, LLM_ERR_FORMAT, "cannot map %s: %s", path, strerror(e));
       }
     }
     close(fd); /* the mapping keeps the file referenced */
@@ -176,20 +167,20 @@ static void format_shape(char *buf, size_t size, const int64_t *shape, int n_dim
 static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec, struct llm_error *err) {
   int n_slots = GLOBAL_TENSORS + m->config.n_layers * TENSORS_PER_LAYER;
   bool *present = calloc((size_t)n_slots, sizeof *present);
-  if (!present) return fail(err, LLM_ERR_SYSTEM, "out of memory");
+  if (!present) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
   bool ok = true;
   for (int i = 0; i < spec->n_tensors && ok; i++) {
     const struct llm_tensor_spec *t = &spec->tensors[i];
     const char *name = t->name ? t->name : "(unnamed)";
     if (t->file < 0 || t->file >= spec->n_files) {
-      ok = fail(err, LLM_ERR_INVALID_ARGUMENT, "tensor %s refers to file %d, but %d file(s) were given", name,
+      ok = llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "tensor %s refers to file %d, but %d file(s) were given", name,
                 t->file, spec->n_files);
       break;
     }
     const char *path = spec->files[t->file];
     int block_size = llm_type_block_size(t->type);
     if (block_size == 0) {
-      ok = fail(err, LLM_ERR_UNSUPPORTED,
+      ok = llm_fail(err, LLM_ERR_UNSUPPORTED,
                 "tensor %s in %s has unsupported type code %d (known: 0 f32, 1 f16, 2 bf16, 3 q8_0, 4 q4_0, 5 q4_K, "
                 "6 q6_K)",
                 name, path, t->type);
@@ -198,13 +189,13 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
     char shape[128];
     format_shape(shape, sizeof shape, t->shape, t->n_dims > 4 ? 4 : t->n_dims);
     if (t->n_dims < 1 || t->n_dims > 4) {
-      ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has %d dimensions", name, path, t->n_dims);
+      ok = llm_fail(err, LLM_ERR_FORMAT, "tensor %s in %s has %d dimensions", name, path, t->n_dims);
       break;
     }
     /* Rows are stored whole blocks at a time: the innermost dimension must fill its blocks exactly. */
     const int64_t cols = t->shape[t->n_dims - 1];
     if (cols < 0 || cols % block_size != 0) {
-      ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s: %lld values per row is not a multiple of the %s "
+      ok = llm_fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s: %lld values per row is not a multiple of the %s "
                 "block size %d", name, path, shape, (long long)cols, llm_type_name(t->type), block_size);
       break;
     }
@@ -212,13 +203,13 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
     uint64_t bytes = llm_row_bytes(t->type, cols);
     for (int d = 0; d < t->n_dims - 1 && ok; d++) {
       if (t->shape[d] < 0 || (t->shape[d] > 0 && bytes > UINT64_MAX / (uint64_t)t->shape[d]))
-        ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has an invalid shape %s", name, path, shape);
+        ok = llm_fail(err, LLM_ERR_FORMAT, "tensor %s in %s has an invalid shape %s", name, path, shape);
       else bytes *= (uint64_t)t->shape[d];
     }
     if (!ok) break;
     const struct llm_mapping *map = &m->mappings[t->file];
     if (t->offset > map->size || bytes > map->size - t->offset) {
-      ok = fail(err, LLM_ERR_FORMAT,
+      ok = llm_fail(err, LLM_ERR_FORMAT,
                 "tensor %s in %s runs past the end of the file (offset %llu + %llu bytes > file size %llu)", name,
                 path, (unsigned long long)t->offset, (unsigned long long)bytes, (unsigned long long)map->size);
       break;
@@ -228,12 +219,12 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
     long out_of_range;
     if (!find_slot(m, name, &slot, &out_of_range)) {
       if (out_of_range >= 0)
-        ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s belongs to layer %ld, but the model has %d layers", name,
+        ok = llm_fail(err, LLM_ERR_FORMAT, "tensor %s in %s belongs to layer %ld, but the model has %d layers", name,
                   path, out_of_range, m->config.n_layers);
       continue; /* a tensor the engine does not use */
     }
     if (present[slot.slot_index]) {
-      ok = fail(err, LLM_ERR_FORMAT, "tensor %s appears more than once (again in %s)", name, path);
+      ok = llm_fail(err, LLM_ERR_FORMAT, "tensor %s appears more than once (again in %s)", name, path);
       break;
     }
     bool shape_ok = slot.n_dims == 1 ? t->n_dims == 1 && t->shape[0] == slot.cols
@@ -242,12 +233,12 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
       char expected[128];
       int64_t dims[2] = { slot.rows, slot.cols };
       format_shape(expected, sizeof expected, slot.n_dims == 1 ? dims + 1 : dims, slot.n_dims);
-      ok = fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s, expected %s %s", name, path, shape, expected,
+      ok = llm_fail(err, LLM_ERR_FORMAT, "tensor %s in %s has shape %s, expected %s %s", name, path, shape, expected,
                 slot.shape_meaning);
       break;
     }
     if (slot.n_dims == 1 && llm_type_is_quantized(t->type)) {
-      ok = fail(err, LLM_ERR_UNSUPPORTED, "tensor %s in %s is %s; norm weights must be f32, f16 or bf16", name, path,
+      ok = llm_fail(err, LLM_ERR_UNSUPPORTED, "tensor %s in %s is %s; norm weights must be f32, f16 or bf16", name, path,
                 llm_type_name(t->type));
       break;
     }
@@ -259,11 +250,11 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
   for (int s = 0; s < n_slots && ok; s++) {
     if (present[s] || s == OUTPUT) continue;
     if (s < GLOBAL_TENSORS) {
-      ok = fail(err, LLM_ERR_FORMAT, "required tensor %s is missing from the model files (first: %s)",
+      ok = llm_fail(err, LLM_ERR_FORMAT, "required tensor %s is missing from the model files (first: %s)",
                 GLOBAL_TENSOR_NAMES[s], spec->files[0]);
     } else {
       int layer = (s - GLOBAL_TENSORS) / TENSORS_PER_LAYER;
-      ok = fail(err, LLM_ERR_FORMAT, "required tensor blk.%d.%s is missing from the model files (first: %s)", layer,
+      ok = llm_fail(err, LLM_ERR_FORMAT, "required tensor blk.%d.%s is missing from the model files (first: %s)", layer,
                 LAYER_TENSOR_NAMES[(s - GLOBAL_TENSORS) % TENSORS_PER_LAYER], spec->files[0]);
     }
   }
@@ -278,7 +269,7 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
   if (!validate_config(spec, err)) return NULL;
   struct llm_model *m = calloc(1, sizeof *m);
   if (!m) {
-    fail(err, LLM_ERR_SYSTEM, "out of memory");
+    llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
     return NULL;
   }
   pthread_mutex_init(&m->forward_lock, NULL);
@@ -289,7 +280,7 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
   m->layers = calloc((size_t)spec->config.n_layers, sizeof *m->layers);
   if (!freqs || !m->layers) {
     free(freqs);
-    fail(err, LLM_ERR_SYSTEM, "out of memory");
+    llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
     llm_model_close(m);
     return NULL;
   }
@@ -301,7 +292,7 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
   }
   m->pool = llm_threadpool_create(spec->n_threads);
   if (!m->pool) {
-    fail(err, LLM_ERR_SYSTEM, "cannot start %d threads", spec->n_threads);
+    llm_fail(err, LLM_ERR_SYSTEM, "cannot start %d threads", spec->n_threads);
     llm_model_close(m);
     return NULL;
   }

@@ -21,6 +21,10 @@ struct llm_error {
   char message[512];
 };
 
+/* Fills err with a printf-style message; returns false so callers can `return llm_fail(...)`. */
+bool llm_fail(struct llm_error *err, enum llm_error_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct llm_config {
   int dim;
   int hidden_dim;
