@@ -9,6 +9,7 @@ const path = require("node:path");
 const { parseArgs } = require("node:util");
 const { GgufWriter } = require("../dist/cjs/formats/gguf-writer.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
+const { expectedTensorShapes } = require("../dist/cjs/formats/llama-tensors.js");
 const { rowBytes, TENSOR_TYPE_LAYOUT } = require("../dist/cjs/formats/ggml-types.js");
 const { encodeRows } = require("../dist/cjs/quantize/tensor-codec.js");
 const { chooseTensorType, fileType, QUANTIZE_TYPES } = require("../dist/cjs/quantize/tensor-types.js");
@@ -53,20 +54,8 @@ function add(name, rows, cols) {
   const { type } = chooseTensorType({ name, shape: rows === 1 ? [cols] : [rows, cols], layers, tiedEmbeddings: false }, values.type, values.mix);
   tensors.push({ name, rows, cols, type, ggmlType: TENSOR_TYPE_LAYOUT[type].code, dims: rows === 1 ? [cols] : [cols, rows], byteLength: rows * rowBytes(type, cols) });
 }
-add("token_embd.weight", vocab, dim);
-for (let l = 0; l < layers; l++) {
-  add(`blk.${l}.attn_norm.weight`, 1, dim);
-  add(`blk.${l}.attn_q.weight`, heads * headDim, dim);
-  add(`blk.${l}.attn_k.weight`, kvHeads * headDim, dim);
-  add(`blk.${l}.attn_v.weight`, kvHeads * headDim, dim);
-  add(`blk.${l}.attn_output.weight`, dim, heads * headDim);
-  add(`blk.${l}.ffn_norm.weight`, 1, dim);
-  add(`blk.${l}.ffn_gate.weight`, hidden, dim);
-  add(`blk.${l}.ffn_up.weight`, hidden, dim);
-  add(`blk.${l}.ffn_down.weight`, dim, hidden);
-}
-add("output_norm.weight", 1, dim);
-add("output.weight", vocab, dim);
+const config = { dim, hiddenDim: hidden, layers, heads, kvHeads, headDim, vocabSize: vocab, tiedEmbeddings: false };
+for (const [name, shape] of expectedTensorShapes(config)) add(name, shape.length === 1 ? 1 : shape[0], shape.at(-1));
 
 const modelsDir = process.env.LLAMA_NAPI_TEST_MODELS ?? path.join(__dirname, "..", "..", "shared", "models");
 const vocabMeta = readGguf(path.join(modelsDir, "vocab", "ggml-vocab-llama-spm.gguf")).metadata;

@@ -5,6 +5,7 @@ const os = require("node:os");
 const path = require("node:path");
 const { writeGguf } = require("../../dist/cjs/formats/gguf-writer.js");
 const { readGguf } = require("../../dist/cjs/formats/gguf.js");
+const { expectedTensorShapes } = require("../../dist/cjs/formats/llama-tensors.js");
 const { modelPath } = require("./models.js");
 
 /**
@@ -27,20 +28,8 @@ function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden =
       data: () => new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
     });
   };
-  add("token_embd.weight", vocab, dim);
-  for (let l = 0; l < layers; l++) {
-    add(`blk.${l}.attn_norm.weight`, 1, dim);
-    add(`blk.${l}.attn_q.weight`, heads * headDim, dim);
-    add(`blk.${l}.attn_k.weight`, kvHeads * headDim, dim);
-    add(`blk.${l}.attn_v.weight`, kvHeads * headDim, dim);
-    add(`blk.${l}.attn_output.weight`, dim, heads * headDim);
-    add(`blk.${l}.ffn_norm.weight`, 1, dim);
-    add(`blk.${l}.ffn_gate.weight`, hidden, dim);
-    add(`blk.${l}.ffn_up.weight`, hidden, dim);
-    add(`blk.${l}.ffn_down.weight`, dim, hidden);
-  }
-  add("output_norm.weight", 1, dim);
-  add("output.weight", vocab, dim);
+  const config = { dim, hiddenDim: hidden, layers, heads, kvHeads, headDim, vocabSize: vocab, tiedEmbeddings: false };
+  for (const [name, shape] of expectedTensorShapes(config)) add(name, shape.length === 1 ? 1 : shape[0], shape.at(-1));
   const u32 = (value) => ({ type: "u32", value });
   const metadata = [
     ["general.architecture", { type: "string", value: "llama" }],
