@@ -8,22 +8,11 @@ const os = require("node:os");
 const path = require("node:path");
 
 const binding = require("node-gyp-build")(path.join(__dirname, ".."));
+const { makeRandom } = require("./helpers/random.js");
 const TYPE = { f32: 0, f16: 1, bf16: 2 };
 
 const CONFIG = { dim: 40, hiddenDim: 36, layers: 2, heads: 4, kvHeads: 2, headDim: 10, vocabSize: 67, normEps: 1e-5 };
 
-// Deterministic xorshift so failures reproduce.
-function makeRandom(seed) {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

@@ -12,22 +12,11 @@ const binding = require("node-gyp-build")(path.join(__dirname, ".."));
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { readSafetensors } = require("../dist/cjs/formats/safetensors.js");
 const { modelPath } = require("./helpers/models.js");
+const { makeRandom } = require("./helpers/random.js");
 
 const TYPE = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_K: 5, q6_K: 6 };
 const GGML_TYPE = { q8_0: 8, q4_0: 2, q6_K: 14, q4_K: 12 };
 
-// Deterministic xorshift so failures reproduce.
-function makeRandom(seed) {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
 
 function randomValues(random, count, scale = 1) {
   const values = new Float32Array(count);

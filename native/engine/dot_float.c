@@ -190,27 +190,12 @@ LLM_AVX512_INLINE void rows_float(enum llm_type type, int64_t cols, const void *
   }
 }
 
-LLM_AVX512_INLINE void tile_float_decode(enum llm_type type, int64_t cols, const void *w, size_t w_stride, const void *x,
-                                         size_t x_stride, float *out, int64_t out_stride, int n_rows, int n_tokens) {
-  for (int j = 0; j < n_tokens; j++) {
-    const float *xj = (const float *)((const char *)x + j * x_stride);
-    int i = 0;
-    for (; i + 4 <= n_rows; i += 4) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 4);
-    for (; i < n_rows; i++) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 1);
-  }
-}
-LLM_TARGET_AVX512 static void tile_f32_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                              float *out, int64_t out_stride, int n_rows, int n_tokens) {
-  tile_float_decode(LLM_F32, cols, w, w_stride, x, x_stride, out, out_stride, n_rows, n_tokens);
-}
-LLM_TARGET_AVX512 static void tile_f16_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                              float *out, int64_t out_stride, int n_rows, int n_tokens) {
-  tile_float_decode(LLM_F16, cols, w, w_stride, x, x_stride, out, out_stride, n_rows, n_tokens);
-}
-LLM_TARGET_AVX512 static void tile_bf16_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                               float *out, int64_t out_stride, int n_rows, int n_tokens) {
-  tile_float_decode(LLM_BF16, cols, w, w_stride, x, x_stride, out, out_stride, n_rows, n_tokens);
-}
+#define ROWS_F32(cols, w, w_stride, x, out, ROWS) rows_float(LLM_F32, cols, w, w_stride, x, out, ROWS)
+#define ROWS_F16(cols, w, w_stride, x, out, ROWS) rows_float(LLM_F16, cols, w, w_stride, x, out, ROWS)
+#define ROWS_BF16(cols, w, w_stride, x, out, ROWS) rows_float(LLM_BF16, cols, w, w_stride, x, out, ROWS)
+LLM_DEFINE_AVX512_DECODE_TILE(tile_f32_avx512, ROWS_F32)
+LLM_DEFINE_AVX512_DECODE_TILE(tile_f16_avx512, ROWS_F16)
+LLM_DEFINE_AVX512_DECODE_TILE(tile_bf16_avx512, ROWS_BF16)
 
 LLM_TARGET_AVX512 static void pack_f32(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
   pack_float(LLM_F32, cols, w, w_stride, n_rows, panel);

@@ -427,15 +427,7 @@ LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_st
   for (int i = 0; i < ROWS; i++) out[i] = lanes[i];
 }
 
-LLM_TARGET_AVX512 static void tile_q4_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                               float *out, int64_t out_stride, int n_rows, int n_tokens) {
-  for (int j = 0; j < n_tokens; j++) {
-    const void *xj = (const char *)x + j * x_stride;
-    int i = 0;
-    for (; i + 4 <= n_rows; i += 4) rows_q4_K_avx512(cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 4);
-    for (; i < n_rows; i++) rows_q4_K_avx512(cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 1);
-  }
-}
+LLM_DEFINE_AVX512_DECODE_TILE(tile_q4_K_avx512, rows_q4_K_avx512)
 
 const struct llm_dot_kernel llm_dot_q4_K_avx512 = {
   LLM_ACTIVATION_Q8_K, 4, 1, tile_q4_K_avx512, LLM_ACTIVATION_Q8_K_PANEL, LLM_PANEL_ROWS, 4,

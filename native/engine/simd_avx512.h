@@ -31,14 +31,18 @@ LLM_AVX512_INLINE float llm_fma1(float a, float b, float acc) {
 }
 LLM_AVX512_INLINE float llm_mul1(float a, float b) { return _mm_cvtss_f32(_mm_mul_ss(_mm_set_ss(a), _mm_set_ss(b))); }
 
-/* The decode (one token) tile of a panel kernel: rows one at a time through row_dot(cols, w_row, x_row),
- * which must give exactly what the panel kernel gives for that row and token. */
-#define LLM_DEFINE_AVX512_ROW_TILE(name, row_dot)                                                                 \
+/* The decode tile of a panel kernel: rows four at a time, then one at a time, through the always-inline
+ * rows(cols, w, w_stride, x, out, ROWS), which must give exactly what the panel kernel gives for each row and
+ * token (so a token's logits do not depend on the batch it came in). */
+#define LLM_DEFINE_AVX512_DECODE_TILE(name, rows)                                                                  \
   LLM_TARGET_AVX512 static void name(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, \
                                      float *out, int64_t out_stride, int n_rows, int n_tokens) {                   \
-    for (int j = 0; j < n_tokens; j++)                                                                             \
-      for (int i = 0; i < n_rows; i++)                                                                             \
-        out[j * out_stride + i] = row_dot(cols, (const char *)w + i * w_stride, (const char *)x + j * x_stride);  \
+    for (int j = 0; j < n_tokens; j++) {                                                                           \
+      const void *xj = (const char *)x + j * x_stride;                                                             \
+      int i = 0;                                                                                                   \
+      for (; i + 4 <= n_rows; i += 4) rows(cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 4); \
+      for (; i < n_rows; i++) rows(cols, (const char *)w + i * w_stride, w_stride, xj, out + j * out_stride + i, 1);        \
+    }                                                                                                              \
   }
 
 /* Four bytes at p broadcast to every 32-bit lane (one vpbroadcastd from memory). */
