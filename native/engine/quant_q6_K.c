@@ -151,11 +151,25 @@ const struct llm_dot_kernel llm_dot_q6_K_scalar = { LLM_ACTIVATION_Q8_K, 1, 1, t
 
 #define PREFETCH_BLOCKS 5 /* ~1 KiB ahead per row */
 
+/* Half `half` of a block as unsigned 6-bit values (q + 32): q[k] holds values 128 half + 32 k .. + 31. */
+LLM_AVX2_INLINE void unpack_q6_K_half(const struct block_q6_K *blk, int half, __m256i q[4]) {
+  const __m256i mask4 = _mm256_set1_epi8(0x0f), mask2 = _mm256_set1_epi8(0x03);
+  const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half));
+  const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half + 32));
+  const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * half));
+  q[0] = _mm256_or_si256(_mm256_and_si256(ql_a, mask4), _mm256_slli_epi16(_mm256_and_si256(qh, mask2), 4));
+  q[1] = _mm256_or_si256(_mm256_and_si256(ql_b, mask4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), mask2), 4));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), mask4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), mask2), 4));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), mask4),
+                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), mask2), 4));
+}
+
 /* Unsigned 6-bit q against the activations with maddubs, each 16-value group scaled by madd, and the -32 offset
  * removed once per block as 32 * sum_g scale_g * bsum_g. */
 LLM_AVX2_INLINE void tile_q6_K_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                     float *out, int64_t out_stride, const int ROWS, const int TOKENS) {
-  const __m256i mask4 = _mm256_set1_epi8(0x0f), mask2 = _mm256_set1_epi8(0x03);
   /* Picks int16 0 in the low 128-bit lane and int16 1 in the high lane of a broadcast pair of scales. */
   const __m256i pair_spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3,
                                                2, 3, 2, 3, 2, 3, 2, 3);
@@ -178,17 +192,8 @@ LLM_AVX2_INLINE void tile_q6_K_avx2(int64_t cols, const void *w, size_t w_stride
         sumi[i][j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
       }
       for (int half = 0; half < 2; half++) {
-        const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * half));
-        const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * half + 32));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * half));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(ql_a, mask4), _mm256_slli_epi16(_mm256_and_si256(qh, mask2), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(ql_b, mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), mask2), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), mask2), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), mask2), 4));
+        unpack_q6_K_half(wb, half, q);
         for (int k = 0; k < 4; k++) {
           /* Values 128 half + 32 k + 0..31: groups 8 half + 2k (low lane) and 8 half + 2k + 1 (high lane). */
           const int pair = 4 * half + k;
@@ -231,7 +236,7 @@ const struct llm_dot_kernel llm_dot_q6_K_avx2 = { LLM_ACTIVATION_Q8_K, 2, 2, til
 static size_t q6_K_panel_bytes(int64_t cols) { return (size_t)(cols / LLM_QK_K) * Q6_K_PANEL_BLOCK; }
 
 LLM_TARGET_AVX512 static void pack_q6_K(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
-  const __m256i mask4 = _mm256_set1_epi8(0x0f), mask2 = _mm256_set1_epi8(0x03), offset = _mm256_set1_epi8(32);
+  const __m256i offset = _mm256_set1_epi8(32);
   const __m256i ones16 = _mm256_set1_epi16(1);
   /* Spreads scale bytes 0 and 1 of a 16-byte vector over the low and high 16 bytes of a 32-byte one. */
   const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -254,17 +259,8 @@ LLM_TARGET_AVX512 static void pack_q6_K(int64_t cols, const void *w, size_t w_st
       const __m128i sc = _mm_loadu_si128((const __m128i *)blk->scales);
       __m256i weighted = _mm256_setzero_si256(); /* sum_g scale_g * sum q (q unsigned), in int32 lanes */
       for (int half = 0; half < 2; half++) {
-        const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half));
-        const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half + 32));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * half));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(ql_a, mask4), _mm256_slli_epi16(_mm256_and_si256(qh, mask2), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(ql_b, mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), mask2), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), mask2), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), mask2), 4));
+        unpack_q6_K_half(blk, half, q);
         for (int k = 0; k < 4; k++) {
           /* Values 128 half + 32 k + 0..31: groups 8 half + 2k and 8 half + 2k + 1. */
           const int group = 8 * half + 2 * k;
@@ -341,7 +337,6 @@ LLM_TARGET_AVX512 static void gemm_q6_K(int64_t cols, const void *panel, const v
  * folded into the lanes of one vector, then the panel's float steps lane by lane (batch == decode, bit for bit). */
 LLM_AVX512_INLINE void rows_q6_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, float *out,
                                         const int ROWS) {
-  const __m256i mask4 = _mm256_set1_epi8(0x0f), mask2 = _mm256_set1_epi8(0x03);
   const __m256i pair_spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3,
                                                2, 3, 2, 3, 2, 3, 2, 3);
   __m128 acc = _mm_setzero_ps();
@@ -361,17 +356,8 @@ LLM_AVX512_INLINE void rows_q6_K_avx512(int64_t cols, const void *w, size_t w_st
       const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
       __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales16), 5));
       for (int half = 0; half < 2; half++) {
-        const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * half));
-        const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * half + 32));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * half));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(ql_a, mask4), _mm256_slli_epi16(_mm256_and_si256(qh, mask2), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(ql_b, mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), mask2), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_a, 4), mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), mask2), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql_b, 4), mask4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), mask2), 4));
+        unpack_q6_K_half(wb, half, q);
         for (int k = 0; k < 4; k++) {
           const int pair = 4 * half + k;
           const __m256i scale =
