@@ -7,6 +7,7 @@ const fs = require("node:fs");
 const { modelPath } = require("./helpers/models");
 const { loadTokenizer, StreamingDetokenizer } = require("../dist/cjs/tokenizer");
 const { readGguf } = require("../dist/cjs/formats/gguf");
+const { makeRandom } = require("./helpers/random.js");
 
 const BOS = 1;
 const EOS = 2;
@@ -17,16 +18,6 @@ const SOURCES = {
   "tokenizer.model": () => loadTokenizer({ kind: "sentencepiece", path: modelPath("llama2/tokenizer.model") }),
   "tokenizer.bin": () => loadTokenizer({ kind: "llama2c", path: modelPath("llama2/tokenizer.bin") }),
 };
-
-/** Seeded PRNG (mulberry32), so a failure can be reproduced. */
-function rng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Streams `generated` after `context`; returns the context text, the deltas and the flushed rest. */
 function stream(tok, context, generated) {
@@ -94,7 +85,7 @@ test("invalid UTF-8 becomes U+FFFD as TextDecoder makes it, in the stream as in 
 test("invariant on random ids: context text + deltas + flush === detokenize(all)", async () => {
   for (const [name, load] of Object.entries(SOURCES)) {
     const tok = await load();
-    const random = rng(42);
+    const random = makeRandom(42);
     // Mostly byte tokens and specials, so split and invalid characters are frequent.
     const pick = () => {
       const r = random();

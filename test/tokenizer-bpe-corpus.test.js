@@ -8,18 +8,9 @@ const assert = require("node:assert/strict");
 const { llama3Tokenizer: reference } = require("llama3-tokenizer-js/bundle/commonjs-llama3-tokenizer-with-baked-data.cjs");
 const { loadBpeTokenizer } = require("../dist/cjs/tokenizer/bpe.js");
 const { modelPath } = require("./helpers/models.js");
+const { makeRandom } = require("./helpers/random.js");
 
 const CASES = 4000;
-
-/** Seeded PRNG (mulberry32), so a failure can be reproduced. */
-function rng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Code point ranges to draw from: scripts, symbols, emoji and other astral blocks (not U+0085 or U+FEFF). */
 const RANGES = [
@@ -42,7 +33,7 @@ const CODE = [
 ];
 
 function generator(seed) {
-  const random = rng(seed);
+  const random = makeRandom(seed);
   const int = (n) => Math.floor(random() * n);
   const pick = (list) => list[int(list.length)];
   const codePoint = () => {
@@ -71,7 +62,7 @@ function generator(seed) {
 
 /** Random ordinary (non-special) token ids: any byte sequence, including ones that are not valid UTF-8. */
 function idSequences(seed, count) {
-  const random = rng(seed);
+  const random = makeRandom(seed);
   return Array.from({ length: count }, () => Array.from({ length: 1 + Math.floor(random() * 24) }, () => Math.floor(random() * 128000)));
 }
 
