@@ -23,6 +23,17 @@ export interface CommandSpec {
   options: Record<string, OptionSpec>;
 }
 
+/** Options several commands share, spelled once. */
+export const MODEL_OPTION: OptionSpec = {
+  type: "string", short: "m", placeholder: "PATH", description: "Model file or directory (GGUF, HF dir, Meta dir, llama2.c .bin)",
+};
+export const TOKENIZER_OPTION: OptionSpec = {
+  type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model",
+};
+export const THREADS_OPTION: OptionSpec = {
+  type: "string", number: "int", short: "t", placeholder: "N", description: "Threads (default: physical cores)",
+};
+
 export type ParsedOptions = Record<string, string | number | boolean | undefined>;
 
 export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {

@@ -5,15 +5,15 @@
 import { performance } from "node:perf_hooks";
 import { loadModel } from "../model";
 import { cpuFeatures } from "../native/engine";
-import { type CommandSpec, parseCommand, UsageError } from "./args";
+import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION } from "./args";
 
 export const benchCommand: CommandSpec = {
   name: "bench",
   summary: "Measure prefill (pp) and decode (tg) speed in tokens per second.",
   usage: "llama-napi bench --model PATH [--threads 1,2] [--pp 128] [--tg 128] [--repetitions 3] [--json]",
   options: {
-    model: { type: "string", short: "m", placeholder: "PATH", description: "Model file or directory" },
-    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+    model: MODEL_OPTION,
+    tokenizer: TOKENIZER_OPTION,
     threads: { type: "string", short: "t", placeholder: "LIST", description: "Comma-separated thread counts (default: physical cores)" },
     pp: { type: "string", number: "int", placeholder: "N", description: "Prompt tokens per prefill run (default 128; 0 skips)" },
     tg: { type: "string", number: "int", placeholder: "N", description: "Generated tokens per decode run (default 128; 0 skips)" },

@@ -6,7 +6,7 @@
 import { parseModel } from "../formats/detect";
 import type { TensorType } from "../formats/types";
 import { QUANTIZE_TYPES } from "../quantize/tensor-types";
-import { type CommandSpec, parseCommand } from "./args";
+import { type CommandSpec, parseCommand, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
 import { quantizeMain } from "./quantize";
 
 export const convertCommand: CommandSpec = {
@@ -16,8 +16,8 @@ export const convertCommand: CommandSpec = {
   positionals: ["input", "output"],
   options: {
     type: { type: "string", placeholder: "TYPE", description: `Weight type: ${QUANTIZE_TYPES.join(", ")} (default: the input's, f16 for a quantized input)` },
-    threads: { type: "string", number: "int", short: "t", placeholder: "N", description: "Chunks encoded in parallel (default: physical cores)" },
-    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+    threads: THREADS_OPTION,
+    tokenizer: TOKENIZER_OPTION,
   },
 };
 

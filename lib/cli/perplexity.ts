@@ -7,7 +7,7 @@ import { InvalidArgumentError } from "../errors";
 import { perplexity, type PerplexityResult } from "../eval/perplexity";
 import { windowLength } from "../eval/windows";
 import { loadModel, type LlamaModel } from "../model";
-import { type CommandSpec, parseCommand, UsageError } from "./args";
+import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
 import { ProgressBar } from "./progress-bar";
 
 export const perplexityCommand: CommandSpec = {
@@ -15,15 +15,15 @@ export const perplexityCommand: CommandSpec = {
   summary: "Measure perplexity on a text file (and KL divergence from a base model).",
   usage: "llama-napi perplexity --model PATH --file TEXT [--ctx 512] [--llama-cpp-windows] [--doc-separator STR] [--kl-base PATH] [--threads N] [--json]",
   options: {
-    model: { type: "string", short: "m", placeholder: "PATH", description: "Model file or directory" },
+    model: MODEL_OPTION,
     file: { type: "string", short: "f", placeholder: "TEXT", description: "UTF-8 text to score" },
     ctx: { type: "string", number: "int", short: "c", placeholder: "N", description: "Window size in predicted tokens (default 512)" },
     "llama-cpp-windows": { type: "boolean", description: "Score only the second half of each whole window, as llama-perplexity does" },
     "doc-separator": { type: "string", placeholder: "STR", description: 'Split into documents at STR ("\\n" for newline), each BOS text EOS' },
     "kl-base": { type: "string", placeholder: "PATH", description: "Base model: also report KL(base || model) and top-1 agreement" },
     chunks: { type: "string", number: "int", placeholder: "N", description: "Evaluate only the first N windows" },
-    threads: { type: "string", number: "int", short: "t", placeholder: "N", description: "Worker threads (default: physical cores)" },
-    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+    threads: THREADS_OPTION,
+    tokenizer: TOKENIZER_OPTION,
     json: { type: "boolean", description: "Print the result as one JSON object" },
   },
 };

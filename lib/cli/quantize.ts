@@ -1,7 +1,7 @@
 /** `llama-napi quantize IN OUT --type T [--mix q4_K_M]`: converts a model to a GGUF file of the given weight type. */
 import { quantize } from "../quantize/quantize";
 import { QUANTIZE_MIXES, QUANTIZE_TYPES } from "../quantize/tensor-types";
-import { type CommandSpec, parseCommand, UsageError } from "./args";
+import { type CommandSpec, parseCommand, UsageError, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
 import { ProgressBar } from "./progress-bar";
 
 export const quantizeCommand: CommandSpec = {
@@ -13,8 +13,8 @@ export const quantizeCommand: CommandSpec = {
     type: { type: "string", placeholder: "TYPE", description: `Weight type: ${QUANTIZE_TYPES.join(", ")}` },
     "quantization-encoding": { type: "string", placeholder: "TYPE", description: "Same as --type" },
     mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type q4_K)` },
-    threads: { type: "string", number: "int", short: "t", placeholder: "N", description: "Chunks encoded in parallel (default: physical cores)" },
-    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+    threads: THREADS_OPTION,
+    tokenizer: TOKENIZER_OPTION,
   },
 };
 

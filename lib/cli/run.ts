@@ -1,23 +1,23 @@
 /** `llama-napi run`: stream a completion to stdout, speed figures to stderr. */
 import { loadModel } from "../model";
 import { SAMPLING_DEFAULTS } from "../sampling/sampler";
-import { type CommandSpec, parseCommand, UsageError } from "./args";
+import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
 
 export const runCommand: CommandSpec = {
   name: "run",
   summary: "Generate text from a prompt, streaming it to stdout; prefill and decode speed go to stderr.",
   usage: "llama-napi run --model PATH --prompt TEXT [options]",
   options: {
-    model: { type: "string", short: "m", placeholder: "PATH", description: "Model file or directory (GGUF, HF dir, Meta dir, llama2.c .bin)" },
+    model: MODEL_OPTION,
     prompt: { type: "string", short: "p", placeholder: "TEXT", description: "The prompt (default: empty, start from BOS)" },
-    tokenizer: { type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model" },
+    tokenizer: TOKENIZER_OPTION,
     "max-tokens": { type: "string", number: "int", short: "n", placeholder: "N", description: "Tokens to generate (default 256)" },
     temperature: { type: "string", number: "float", short: "t", placeholder: "T", description: `Sampling temperature, 0 = greedy (default ${SAMPLING_DEFAULTS.temperature})` },
     "top-k": { type: "string", number: "int", placeholder: "K", description: `Keep the K most likely tokens, 0 = off (default ${SAMPLING_DEFAULTS.topK})` },
     "top-p": { type: "string", number: "float", placeholder: "P", description: `Nucleus sampling mass, 1 = off (default ${SAMPLING_DEFAULTS.topP})` },
     "min-p": { type: "string", number: "float", placeholder: "M", description: `Drop tokens below M x the top probability (default ${SAMPLING_DEFAULTS.minP})` },
     seed: { type: "string", number: "int", short: "s", placeholder: "S", description: "Random seed (default: random)" },
-    threads: { type: "string", number: "int", placeholder: "N", description: "Threads (default: physical cores)" },
+    threads: { ...THREADS_OPTION, short: undefined }, // -t is --temperature here
     "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
     "ignore-eos": { type: "boolean", description: "Keep generating past end-of-sequence tokens" },
   },
