@@ -3,14 +3,18 @@ export { loadModel, LlamaModel } from "./model";
 export type { LoadModelOptions, LoadProgress, ModelInfo } from "./model";
 export type {
   Completion,
+  ContextOverflowPolicy,
   FinishReason,
   GeneratedToken,
   GenerateOptions,
   GenerationStats,
   Prompt,
+  TokenLogprob,
 } from "./generation/types";
-export type { SamplingOptions } from "./sampling/sampler";
-export { SAMPLING_DEFAULTS } from "./sampling/sampler";
+export { ChatSession, GenerationStream } from "./generation/session";
+export type { SessionOptions } from "./generation/session";
+export type { LogitsProcessor, SamplerName, SamplingOptions } from "./sampling/sampler";
+export { SAMPLING_DEFAULTS, SAMPLER_NAMES } from "./sampling/sampler";
 export type { TokenizeOptions } from "./tokenizer/types";
 export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./chat/types";
 export type { ModelFormat, TensorType, RopeScaling } from "./formats/types";

@@ -2,11 +2,15 @@
  * The public model object: loads any supported format, owns the engine, the tokenizer and a pool of contexts
  * (KV caches), and offers evaluate / generate / complete.
  */
-import { applyChatTemplate, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
+import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
 import { ContextOverflowError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
-import { runGeneration } from "./generation/generate";
+import { createHash } from "node:crypto";
+import fs from "node:fs/promises";
+import { commonPrefixLength, runGeneration, type Sequence } from "./generation/generate";
+import { DecodeScheduler } from "./generation/scheduler";
+import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { Engine, type EngineContext, physicalCores } from "./native/engine";
 import { resolveSampling, Sampler } from "./sampling/sampler";
@@ -84,19 +88,37 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
 }
 
+function checkGenerateOptions(options: GenerateOptions): void {
+  if (options === null || typeof options !== "object") throw new InvalidArgumentError("options must be an object");
+  checkPositiveInteger("maxTokens", options.maxTokens);
+  const { stop, contextOverflow, signal } = options;
+  if (stop !== undefined && (!Array.isArray(stop) || !stop.every((s) => typeof s === "string" && s.length > 0))) {
+    throw new InvalidArgumentError("stop must be an array of non-empty strings");
+  }
+  if (contextOverflow !== undefined && contextOverflow !== "error" && contextOverflow !== "truncate-middle") {
+    throw new InvalidArgumentError(`contextOverflow must be "error" or "truncate-middle" (got ${String(contextOverflow)})`);
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidArgumentError("signal must be an AbortSignal");
+}
+
 export class LlamaModel implements AsyncDisposable {
   readonly info: ModelInfo;
   /** The chat template (Jinja) the model's files carry; undefined when they carry none (a built-in one is used). */
   readonly chatTemplate: string | undefined;
-  /** Contexts not in use; `contexts` holds every context ever created (idle or not), for dispose. */
-  private readonly idleContexts: EngineContext[] = [];
+  /**
+   * KV caches not in use, with the tokens each still holds: a new generation takes the one sharing the longest
+   * prefix with its prompt and evaluates only the rest. `contexts` holds every context alive, for dispose.
+   */
+  private readonly idle: Sequence[] = [];
   private readonly contexts = new Set<EngineContext>();
+  private readonly scheduler: DecodeScheduler;
   private readonly stopIds: ReadonlySet<number>;
+  private fingerprintPromise: Promise<string> | undefined;
   private disposed = false;
 
   /** @internal Use loadModel(). */
   constructor(
-    desc: ModelDescriptor,
+    private readonly desc: ModelDescriptor,
     private readonly tokenizer: Tokenizer,
     private readonly engine: Engine,
     contextSize: number,
@@ -104,6 +126,7 @@ export class LlamaModel implements AsyncDisposable {
     private readonly chat: ChatTemplate | undefined,
   ) {
     this.chatTemplate = chat?.builtin ? undefined : chat?.text;
+    this.scheduler = new DecodeScheduler(engine);
     const { architecture, vocabSize, contextLength, dim, hiddenDim, layers, heads, kvHeads, headDim, ropeTheta, ropeScaling, tiedEmbeddings } =
       desc.config;
     const eosIds = [...new Set([...desc.eosIds, ...tokenizer.eosIds])];
@@ -143,11 +166,20 @@ export class LlamaModel implements AsyncDisposable {
     return this.tokenizer.detokenize([...ids]);
   }
 
-  /** The logits of the last position after running `ids` from position 0 on a fresh context. */
+  /** The logits of the last position after running `ids` from position 0. */
   async evaluate(ids: readonly number[]): Promise<Float32Array> {
     this.assertUsable();
     const promptIds = this.promptIds({ tokens: [...ids] });
-    return this.withContext(async (ctx) => (await ctx.decode(promptIds, 0, { logits: "last" })).logits!);
+    const sequence = this.acquire(promptIds);
+    try {
+      const reuse = Math.min(commonPrefixLength(sequence.tokens, promptIds), promptIds.length - 1);
+      sequence.tokens.length = reuse;
+      const out = await this.scheduler.decode(sequence.context, promptIds.slice(reuse), reuse, { logits: "last" });
+      sequence.tokens.push(...promptIds.slice(reuse));
+      return out.logits!;
+    } finally {
+      this.release(sequence);
+    }
   }
 
   /**
@@ -160,38 +192,32 @@ export class LlamaModel implements AsyncDisposable {
     if (ids.length > this.info.contextSize) {
       throw new ContextOverflowError(`${ids.length} tokens do not fit the context of ${this.info.contextSize}`, ids.length, this.info.contextSize);
     }
-    const context = this.acquireContext();
+    const sequence = this.acquire([]);
+    sequence.tokens.length = 0; // positions are overwritten from 0; nothing here is reusable afterwards
     try {
       for (let first = 0; first < ids.length; first += batchSize) {
         const count = Math.min(batchSize, ids.length - first);
-        const { logits } = await context.decode(ids.subarray(first, first + count), first, { logits: "all" });
+        const { logits } = await sequence.context.decode(ids.subarray(first, first + count), first, { logits: "all" });
         yield { first, count, logits: logits! };
       }
     } finally {
-      this.releaseContext(context);
+      this.release(sequence);
     }
   }
 
-  /** Streams generated tokens; breaking out of the loop stops the native work after the current step. */
+  /**
+   * Streams generated tokens; breaking out of the loop stops the native work after the current step. Concurrent
+   * generations on one model share forward passes (continuous batching).
+   */
   async *generate(prompt: Prompt, options: GenerateOptions = {}): AsyncGenerator<GeneratedToken, Completion> {
     this.assertUsable();
-    const promptIds = this.promptIds(prompt);
-    const sampler = new Sampler(resolveSampling(options, this.info.vocabSize), this.info.vocabSize);
-    checkPositiveInteger("maxTokens", options.maxTokens);
-    const context = this.acquireContext();
+    checkGenerateOptions(options);
+    const promptIds = this.promptIds(prompt, options.contextOverflow === "truncate-middle");
+    const sequence = this.acquire(promptIds);
     try {
-      return yield* runGeneration({
-        context,
-        tokenizer: this.tokenizer,
-        promptIds,
-        sampler,
-        maxTokens: options.maxTokens ?? Infinity,
-        stopIds: options.ignoreEos ? new Set() : this.stopIds,
-        signal: options.signal,
-        assertUsable: () => this.assertUsable(),
-      });
+      return yield* this.runOn(sequence, promptIds, options, promptIds[0] === this.info.bosId ? 1 : 0);
     } finally {
-      this.releaseContext(context);
+      this.release(sequence);
     }
   }
 
@@ -205,16 +231,57 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /**
-   * Waits for the native step in flight (if any), then frees the KV caches and unmaps the weights. A generation
+   * Completes every prompt, all sequences decoding together in shared forward passes. With a `seed`, prompt i
+   * samples with seed + i. Results in prompt order.
+   */
+  async generateBatch(prompts: readonly Prompt[], options: GenerateOptions = {}): Promise<Completion[]> {
+    this.assertUsable();
+    if (!Array.isArray(prompts)) throw new InvalidArgumentError("generateBatch: prompts must be an array");
+    const { seed } = options;
+    return Promise.all(prompts.map((p, i) => this.complete(p, seed === undefined ? options : { ...options, seed: seed + i })));
+  }
+
+  /**
+   * A chat conversation that keeps its KV cache between turns: each prompt evaluates only its new tokens.
+   * `restore` reopens a session saved with session.save().
+   */
+  async createSession(options: SessionOptions = {}): Promise<ChatSession> {
+    this.assertUsable();
+    checkPositiveInteger("contextSize", options.contextSize);
+    if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
+    return ChatSession.open(this.sessionHost, options, this.info.contextSize);
+  }
+
+  /** Sequences generating (or evaluating) right now; each holds one KV cache. */
+  get activeSequences(): number {
+    return this.contexts.size - this.idle.length;
+  }
+
+  /** @internal The engine's own greedy loop on `prompt` (benchmark baseline for the JavaScript loop). */
+  async nativeGreedy(prompt: Prompt, n: number): Promise<number[]> {
+    this.assertUsable();
+    const promptIds = this.promptIds(prompt);
+    const sequence = this.acquire([]);
+    sequence.tokens.length = 0;
+    try {
+      return [...(await sequence.context.greedy(promptIds, 0, n))];
+    } finally {
+      this.release(sequence);
+    }
+  }
+
+  /**
+   * Waits for the forward passes already queued or running, then frees the KV caches and unmaps the weights. A generation
    * still being iterated ends with a DisposedError at its next step.
    */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    await this.scheduler.drained();
     await Promise.all([...this.contexts].map((ctx) => ctx.settled()));
     for (const ctx of this.contexts) ctx.close();
     this.contexts.clear();
-    this.idleContexts.length = 0;
+    this.idle.length = 0;
     this.engine.close();
   }
 
@@ -237,7 +304,7 @@ export class LlamaModel implements AsyncDisposable {
     }
   }
 
-  private promptIds(prompt: Prompt): number[] {
+  private promptIds(prompt: Prompt, truncatable = false): number[] {
     let ids: number[];
     if (typeof prompt === "string") {
       ids = this.tokenizer.tokenize(prompt, { addBos: true });
@@ -248,7 +315,7 @@ export class LlamaModel implements AsyncDisposable {
       throw new InvalidArgumentError("prompt must be a string or { tokens: number[] }");
     }
     if (ids.length === 0) throw new InvalidArgumentError("the prompt is empty (no tokens to evaluate)");
-    if (ids.length > this.info.contextSize) {
+    if (ids.length > this.info.contextSize && !truncatable) {
       throw new ContextOverflowError(
         `the prompt has ${ids.length} tokens but the context holds ${this.info.contextSize}`,
         ids.length,
@@ -258,24 +325,88 @@ export class LlamaModel implements AsyncDisposable {
     return ids;
   }
 
-  private acquireContext(): EngineContext {
-    const idle = this.idleContexts.pop();
-    if (idle) return idle;
-    const ctx = this.engine.createContext(this.info.contextSize);
-    this.contexts.add(ctx);
-    return ctx;
+  /** @internal The generation loop on a given sequence (generate() and sessions). */
+  private runOn(sequence: Sequence, promptIds: number[], options: GenerateOptions, keepTokens: number): AsyncGenerator<GeneratedToken, Completion> {
+    checkGenerateOptions(options);
+    const sampler = new Sampler(resolveSampling(options, this.info.vocabSize), this.info.vocabSize);
+    return runGeneration({
+      sequence,
+      scheduler: this.scheduler,
+      tokenizer: this.tokenizer,
+      promptIds,
+      sampler,
+      maxTokens: options.maxTokens ?? Infinity,
+      stop: options.stop ?? [],
+      stopIds: options.ignoreEos ? new Set() : this.stopIds,
+      signal: options.signal,
+      overflow: options.contextOverflow ?? "error",
+      keepTokens,
+      assertUsable: () => this.assertUsable(),
+    });
   }
 
-  private releaseContext(ctx: EngineContext): void {
-    if (!this.disposed) this.idleContexts.push(ctx);
-  }
-
-  private async withContext<T>(fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
-    const ctx = this.acquireContext();
-    try {
-      return await fn(ctx);
-    } finally {
-      this.releaseContext(ctx);
+  /** The idle sequence sharing the longest prefix with `promptIds`, or a new one. */
+  private acquire(promptIds: readonly number[]): Sequence {
+    let best = -1;
+    let bestShared = -1;
+    for (let i = 0; i < this.idle.length; i++) {
+      const shared = commonPrefixLength(this.idle[i].tokens, promptIds);
+      if (shared > bestShared) [best, bestShared] = [i, shared];
     }
+    if (best >= 0) return this.idle.splice(best, 1)[0];
+    return { context: this.createContext(this.info.contextSize), tokens: [] };
   }
+
+  private release(sequence: Sequence): void {
+    if (!this.disposed) this.idle.push(sequence);
+  }
+
+  private createContext(contextSize: number): EngineContext {
+    const context = this.engine.createContext(contextSize);
+    this.contexts.add(context);
+    return context;
+  }
+
+  /** What sessions use of the model. */
+  private readonly sessionHost: SessionHost = {
+    createContext: (contextSize) => {
+      this.assertUsable();
+      return this.createContext(contextSize);
+    },
+    releaseContext: (context) => {
+      context.close();
+      this.contexts.delete(context);
+    },
+    renderChat: (messages) => this.applyChatTemplate(messages),
+    renderChatText: (messages) => renderChat(this.chat!, this.tokenizer, messages),
+    tokenizeTemplateText: (text) => this.tokenizer.tokenize(text, { special: true, addBos: false }),
+    runOn: (sequence, promptIds, options, keepTokens) => {
+      this.assertUsable();
+      return this.runOn(sequence, promptIds, options, keepTokens);
+    },
+    fingerprint: () => (this.fingerprintPromise ??= modelFingerprint(this.desc)),
+  };
+}
+
+/**
+ * A hash of what determines the model's outputs: the configuration, every tensor's name, type and shape, and
+ * samples of every tensor's bytes (its first and last 64), enough to tell two models of one shape apart.
+ */
+async function modelFingerprint(desc: ModelDescriptor): Promise<string> {
+  const hash = createHash("sha256");
+  hash.update(JSON.stringify(desc.config));
+  const files = await Promise.all(desc.files.map((f) => fs.open(f, "r")));
+  try {
+    const sample = Buffer.alloc(64);
+    for (const t of desc.tensors) {
+      hash.update(`${t.name}:${t.type}:${t.shape.join("x")};`);
+      for (const at of [t.offset, t.offset + Math.max(0, t.byteLength - sample.length)]) {
+        const { bytesRead } = await files[t.file].read(sample, 0, Math.min(sample.length, t.byteLength), at);
+        hash.update(sample.subarray(0, bytesRead));
+      }
+    }
+  } finally {
+    await Promise.all(files.map((f) => f.close()));
+  }
+  return hash.digest("hex");
 }

@@ -396,3 +396,127 @@ test("decode errors: token out of range, context overflow, busy, use after close
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("decodeBatch: several sequences in one pass give bit-identical results to each alone", async () => {
+  const { spec, dir } = writeModel({ ...VARIANTS[1], seed: 91 });
+  const model = new binding.Model(spec);
+  try {
+    // Prompt lengths that straddle the engine's 256-token pass, so sequences are split across passes.
+    const prompts = [1, 7, 250, 300].map((n, i) => randomTokens(100 + i, n));
+    const alone = [];
+    for (const tokens of prompts) {
+      const ctx = model.createContext(320);
+      const first = await ctx.decode(tokens, 0, { logits: "all", topK: 4 });
+      const next = await ctx.decode(Int32Array.of(5), tokens.length, { topK: 2 });
+      alone.push({ first, next });
+      ctx.close();
+    }
+    const contexts = prompts.map(() => model.createContext(320));
+    const batched = await model.decodeBatch(
+      prompts.map((tokens, i) => ({ context: contexts[i], tokens, pos: 0, logits: "all", topK: 4 })),
+    );
+    const nexts = await model.decodeBatch(
+      prompts.map((tokens, i) => ({ context: contexts[i], tokens: Int32Array.of(5), pos: tokens.length, topK: 2 })),
+    );
+    for (let i = 0; i < prompts.length; i++) {
+      assert.deepStrictEqual(batched[i].logits, alone[i].first.logits, `sequence ${i}: prompt logits`);
+      assert.deepStrictEqual(batched[i].top, alone[i].first.top);
+      assert.deepStrictEqual(nexts[i].logits, alone[i].next.logits, `sequence ${i}: next-token logits`);
+      assert.deepStrictEqual(nexts[i].top, alone[i].next.top);
+    }
+    // Mixed logits modes in one pass: only what each asked for comes back.
+    const mixed = await model.decodeBatch([
+      { context: contexts[0], tokens: Int32Array.of(3), pos: 2, logits: "none" },
+      { context: contexts[1], tokens: Int32Array.of(3, 4), pos: 8, logits: "last" },
+    ]);
+    assert.strictEqual(mixed[0].logits, undefined);
+    assert.strictEqual(mixed[1].logits.length, CONFIG.vocabSize);
+    for (const ctx of contexts) ctx.close();
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("decodeBatch errors: a context twice, another model's context, bad entries, busy", async () => {
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 92 });
+  const model = new binding.Model(spec);
+  const otherModel = new binding.Model(spec);
+  try {
+    const a = model.createContext(16);
+    const b = model.createContext(16);
+    const foreign = otherModel.createContext(16);
+    const entry = (context, pos = 0) => ({ context, tokens: Int32Array.of(1, 2), pos });
+    await assert.rejects(model.decodeBatch([entry(a), entry(a, 2)]), { code: "INVALID_ARGUMENT", message: /twice/ });
+    await assert.rejects(model.decodeBatch([entry(a), entry(foreign)]), { code: "INVALID_ARGUMENT", message: /another model/ });
+    await assert.rejects(model.decodeBatch([entry(a), { context: {}, tokens: Int32Array.of(1), pos: 0 }]), {
+      code: "INVALID_ARGUMENT", message: /decodeBatch\[1\]\.context must be a context/,
+    });
+    await assert.rejects(model.decodeBatch([]), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(model.decodeBatch("x"), { code: "INVALID_ARGUMENT" });
+    await assert.rejects(model.decodeBatch([entry(a), entry(b, 15)]), {
+      code: "CONTEXT_OVERFLOW", message: /decodeBatch\[1\]: 2 tokens at pos 15 need 17 positions, more than the context size 16$/,
+    });
+    const running = a.decode(Int32Array.of(1), 0);
+    await assert.rejects(model.decodeBatch([entry(b), entry(a, 1)]), { code: "CONTEXT_BUSY" });
+    await running;
+    await model.decodeBatch([entry(a), entry(b)]); // nothing was left marked busy
+    for (const ctx of [a, b, foreign]) ctx.close();
+  } finally {
+    model.close();
+    otherModel.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("KV state: copyFrom and readState/writeState carry a sequence over exactly", async () => {
+  const { spec, dir } = writeModel({ ...VARIANTS[1], seed: 93 });
+  const model = new binding.Model(spec);
+  try {
+    const tokens = randomTokens(94, 20);
+    const source = model.createContext(32);
+    await source.decode(tokens, 0, { logits: "none" });
+    const expected = (await model.createContext(32).decode(Int32Array.of(...tokens, 9), 0)).logits;
+
+    const fork = model.createContext(24);
+    fork.copyFrom(source, 20);
+    assert.deepStrictEqual((await fork.decode(Int32Array.of(9), 20)).logits, expected);
+
+    const state = source.readState(20);
+    const kvFloats = CONFIG.kvHeads * CONFIG.headDim * CONFIG.layers * 20 * 2;
+    assert.strictEqual(state.byteLength, kvFloats * 4);
+    const restored = model.createContext(40);
+    restored.writeState(20, new Uint8Array(state));
+    assert.deepStrictEqual((await restored.decode(Int32Array.of(9), 20)).logits, expected);
+
+    assert.throws(() => restored.writeState(20, new Uint8Array(state, 4)), { code: "INVALID_ARGUMENT", message: /bytes/ });
+    assert.throws(() => restored.writeState(41, new Uint8Array(8)), { code: "INVALID_ARGUMENT" });
+    assert.throws(() => fork.copyFrom(source, 30), { code: "INVALID_ARGUMENT", message: /30 positions do not fit a context of 24/ });
+    assert.throws(() => fork.copyFrom({}, 1), { code: "INVALID_ARGUMENT" });
+    const running = source.decode(Int32Array.of(1), 20);
+    assert.throws(() => source.readState(1), { code: "CONTEXT_BUSY" });
+    await running;
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("greedy: the engine's own loop picks the argmax at every step", async () => {
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 95 });
+  const model = new binding.Model(spec);
+  try {
+    const prompt = randomTokens(96, 5);
+    const ids = await model.createContext(16).greedy(prompt, 0, 6);
+    const ctx = model.createContext(16);
+    let out = await ctx.decode(prompt, 0, { topK: 1 });
+    for (let i = 0; i < 6; i++) {
+      assert.strictEqual(ids[i], out.top[0], `step ${i}`);
+      if (i < 5) out = await ctx.decode(Int32Array.of(ids[i]), 5 + i, { topK: 1 });
+    }
+    await assert.rejects(model.createContext(16).greedy(prompt, 0, 13), { code: "CONTEXT_OVERFLOW" });
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -13,17 +13,27 @@ export function applyChatTemplate(
   messages: readonly ChatMessage[],
   options: ChatTemplateOptions = {},
 ): ChatPrompt {
-  checkMessages(messages);
+  const text = renderChat(template, tokenizer, messages, options);
   const bosToken = tokenizer.bosId === undefined ? "" : tokenizer.tokenText(tokenizer.bosId);
-  const text = template.render({
-    messages,
-    addGenerationPrompt: options.addGenerationPrompt ?? true,
-    bosToken,
-    eosToken: tokenizer.eosIds.length === 0 ? "" : tokenizer.tokenText(tokenizer.eosIds[0]),
-  });
   const templateWroteBos = bosToken !== "" && text.startsWith(bosToken);
   const tokens = tokenizer.tokenize(text, { special: true, addBos: templateWroteBos ? false : undefined });
   return { text, tokens };
+}
+
+/** The conversation as the template writes it (text, not yet tokenized). */
+export function renderChat(
+  template: ChatTemplate,
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+  options: ChatTemplateOptions = {},
+): string {
+  checkMessages(messages);
+  return template.render({
+    messages,
+    addGenerationPrompt: options.addGenerationPrompt ?? true,
+    bosToken: tokenizer.bosId === undefined ? "" : tokenizer.tokenText(tokenizer.bosId),
+    eosToken: tokenizer.eosIds.length === 0 ? "" : tokenizer.tokenText(tokenizer.eosIds[0]),
+  });
 }
 
 function checkMessages(messages: readonly ChatMessage[]): void {

@@ -5,7 +5,7 @@ import { builtinChatTemplate } from "./builtin-templates";
 import { ChatTemplate } from "./template";
 import { findChatTemplate } from "./template-source";
 
-export { applyChatTemplate } from "./apply";
+export { applyChatTemplate, renderChat } from "./apply";
 export { ChatTemplate } from "./template";
 export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./types";
 

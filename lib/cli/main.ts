@@ -3,6 +3,7 @@
 import { LlamaNapiError } from "../errors";
 import { helpText, UsageError, type CommandSpec } from "./args";
 import { bench, benchCommand } from "./bench";
+import { chat, chatCommand } from "./chat";
 import { convert, convertCommand } from "./convert";
 import { perplexityCommand, perplexityMain } from "./perplexity";
 import { quantizeCommand, quantizeMain } from "./quantize";
@@ -10,6 +11,7 @@ import { run, runCommand } from "./run";
 
 const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Promise<number> }> = {
   run: { spec: runCommand, main: run },
+  chat: { spec: chatCommand, main: chat },
   bench: { spec: benchCommand, main: bench },
   convert: { spec: convertCommand, main: convert },
   quantize: { spec: quantizeCommand, main: quantizeMain },

@@ -56,12 +56,34 @@ export interface NativeContext {
    * still running on this context, or if pos + n > contextSize.
    */
   decode(tokens: Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult>;
+  /**
+   * The engine's own greedy loop, for measuring what the JavaScript loop costs: prefill `tokens` at `pos`, then
+   * n times pick the argmax and run it. Resolves with the n generated ids.
+   */
+  greedy(tokens: Int32Array, pos: number, n: number): Promise<Int32Array>;
+  /** Makes this cache's first nPositions a copy of source's (same model; neither may be decoding). */
+  copyFrom(source: NativeContext, nPositions: number): void;
+  /** The keys and values of the first nPositions: every layer's keys, then every layer's values (f32). */
+  readState(nPositions: number): ArrayBuffer;
+  /** Restores what readState returned. */
+  writeState(nPositions: number, state: Uint8Array): void;
   /** Frees the KV cache. Idempotent. */
   close(): void;
 }
 
+export interface NativeBatchEntry extends NativeDecodeOptions {
+  context: NativeContext;
+  tokens: Int32Array;
+  pos: number;
+}
+
 export interface NativeModel {
   createContext(contextSize: number): NativeContext;
+  /**
+   * Runs several sequences (distinct contexts of this model) in one forward pass: one matrix product per weight
+   * for all their tokens, attention per sequence. Each result equals what decode() on that context alone gives.
+   */
+  decodeBatch(entries: NativeBatchEntry[]): Promise<NativeDecodeResult[]>;
   /** Unmaps the weights; the model's contexts must be closed first. Idempotent. */
   close(): void;
 }

@@ -56,25 +56,60 @@ export function cpuFeatures(): string {
   return loadBinding().cpuFeatures();
 }
 
-/** A KV cache plus the position bookkeeping the engine needs. */
+/** Runs a native call, turning a synchronous throw or a rejection into the library's typed errors. */
+function typed<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call().catch(rethrowTyped);
+  } catch (err) {
+    return Promise.reject(toTypedError(err));
+  }
+}
+
+function typedSync<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    rethrowTyped(err);
+  }
+}
+
+/** A KV cache of one sequence. */
 export class EngineContext {
   private inFlight: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly native: NativeContext) {}
+  /** @internal */
+  constructor(readonly native: NativeContext) {}
 
   get contextSize(): number {
     return this.native.contextSize;
   }
 
   decode(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> {
-    const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
-    try {
-      const result = this.native.decode(ids, pos, options).catch(rethrowTyped);
-      this.inFlight = result.catch(() => {});
-      return result;
-    } catch (err) {
-      rethrowTyped(err);
-    }
+    return this.track(typed(() => this.native.decode(toInt32(tokens), pos, options)));
+  }
+
+  /** The engine's own greedy loop (see NativeContext.greedy): the baseline the JavaScript loop is measured against. */
+  greedy(tokens: readonly number[] | Int32Array, pos: number, n: number): Promise<Int32Array> {
+    return this.track(typed(() => this.native.greedy(toInt32(tokens), pos, n)));
+  }
+
+  /** Makes this cache's first nPositions a copy of source's. */
+  copyFrom(source: EngineContext, nPositions: number): void {
+    typedSync(() => this.native.copyFrom(source.native, nPositions));
+  }
+
+  readState(nPositions: number): Uint8Array {
+    return new Uint8Array(typedSync(() => this.native.readState(nPositions)));
+  }
+
+  writeState(nPositions: number, state: Uint8Array): void {
+    typedSync(() => this.native.writeState(nPositions, state));
+  }
+
+  /** @internal Records a native call on this context so that settled() can wait for it. */
+  track<T>(result: Promise<T>): Promise<T> {
+    this.inFlight = result.catch(() => {});
+    return result;
   }
 
   /** Resolves once no decode is running on this context. */
@@ -85,6 +120,17 @@ export class EngineContext {
   close(): void {
     this.native.close();
   }
+}
+
+function toInt32(tokens: readonly number[] | Int32Array): Int32Array {
+  return tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+}
+
+/** One sequence of Engine.decodeBatch. */
+export interface BatchEntry extends NativeDecodeOptions {
+  context: EngineContext;
+  tokens: Int32Array;
+  pos: number;
 }
 
 export class Engine {
@@ -120,6 +166,17 @@ export class Engine {
     } catch (err) {
       rethrowTyped(err);
     }
+  }
+
+  /** Every entry's sequence in one forward pass; results in the same order. */
+  decodeBatch(entries: readonly BatchEntry[]): Promise<NativeDecodeResult[]> {
+    const result = typed(() =>
+      this.native.decodeBatch(
+        entries.map((e) => ({ context: e.context.native, tokens: e.tokens, pos: e.pos, logits: e.logits, topK: e.topK })),
+      ),
+    );
+    for (const e of entries) e.context.track(result);
+    return result;
   }
 
   createContext(contextSize: number): EngineContext {

@@ -1,132 +1,178 @@
 /**
- * The sampler chain: top-k → top-p → min-p → temperature → draw, as llama.cpp orders it. The engine hands us the
- * top candidates already sorted (native top-k over the vocabulary, off the JS thread); this file only does the
- * arithmetic on that short list. Temperature 0 is greedy.
+ * The sampler chain. Per token:
+ *   1. logitsProcessor(logits, tokens): the user's hook on the full logits (tokens = prompt + generated so far);
+ *   2. logitBias: added to the listed tokens' logits (-Infinity bans);
+ *   3. penalties over the last repeatLastN tokens: repeat (÷ positive logits, × negative ones), frequency
+ *      (count × f subtracted), presence (p subtracted once per present token);
+ *   4. temperature 0: greedy argmax, lowest id among ties; otherwise
+ *   5. the `samplers` stages in their order (top_k, typical_p, top_p, min_p, temperature) on a candidate list
+ *      ranked by logit, each seeing the softmax of what the earlier ones left (see stages.ts);
+ *   6. one draw from the softmax of the survivors with the seeded xoshiro128** generator.
+ *
+ * The hot path stays native: with no hook, bias, penalty or logprobs, greedy needs only the engine's best id,
+ * and a chain starting with top-k takes the engine's sorted top-k plus the logits. Once steps 1–3 change the
+ * logits the engine's ranking is stale, so it asks for the logits alone and ranks in TypeScript (top-k.ts,
+ * radix-sort.ts). With `logprobs`, the chosen token's log-probability and the top alternatives come from the
+ * distribution actually drawn from (for greedy: the softmax at temperature 1 of the processed logits).
  */
 import { InvalidArgumentError } from "../errors";
+import { CandidateList, dropImpossible, rankVocabulary, takeRanked, wholeVocabulary } from "./candidates";
+import { applyLogitBias, applyPenalties, penaltiesActive } from "./logit-adjustments";
+import { topLogprobs, type SampledToken } from "./logprobs";
+import type { ResolvedSampling, SamplerName } from "./options";
+import { RadixSorter } from "./radix-sort";
 import { Rng } from "./rng";
+import { drawPosition, logSumExp } from "./softmax";
+import { applyTemperature, keepMinP, keepTopK, keepTopP, keepTypical, planStages, truncates } from "./stages";
+import { selectTopK } from "./top-k";
 
-export interface SamplingOptions {
-  /** 0 = greedy (argmax). Default 0.8. */
-  temperature?: number;
-  /** Keep the k most likely tokens; 0 disables. Default 40. */
-  topK?: number;
-  /** Keep the smallest set whose probability reaches p; 1 disables. Default 0.95. */
-  topP?: number;
-  /** Drop tokens whose probability is below minP × the top probability; 0 disables. Default 0.05. */
-  minP?: number;
-  /** Same seed + same input = same tokens. Default: random. */
-  seed?: number;
-}
-
-export const SAMPLING_DEFAULTS = { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05 } as const;
-
-export type ResolvedSampling = Required<Omit<SamplingOptions, "seed">> & { seed: number };
-
-function checkNumber(name: string, value: unknown, ok: (v: number) => boolean, rule: string): void {
-  if (typeof value !== "number" || Number.isNaN(value) || !ok(value)) {
-    throw new InvalidArgumentError(`${name} must be ${rule} (got ${String(value)})`);
-  }
-}
-
-export function resolveSampling(options: SamplingOptions, vocabSize: number): ResolvedSampling {
-  const r = {
-    temperature: options.temperature ?? SAMPLING_DEFAULTS.temperature,
-    topK: options.topK ?? SAMPLING_DEFAULTS.topK,
-    topP: options.topP ?? SAMPLING_DEFAULTS.topP,
-    minP: options.minP ?? SAMPLING_DEFAULTS.minP,
-    seed: options.seed ?? Math.floor(Math.random() * 2 ** 32),
-  };
-  checkNumber("temperature", r.temperature, (v) => v >= 0 && Number.isFinite(v), "a finite number >= 0");
-  checkNumber("topK", r.topK, (v) => Number.isInteger(v) && v >= 0, "an integer >= 0");
-  checkNumber("topP", r.topP, (v) => v > 0 && v <= 1, "in (0, 1]");
-  checkNumber("minP", r.minP, (v) => v >= 0 && v <= 1, "in [0, 1]");
-  checkNumber("seed", r.seed, Number.isSafeInteger, "a safe integer");
-  r.topK = Math.min(r.topK, vocabSize);
-  return r;
-}
+export { MAX_LOGPROBS, SAMPLER_NAMES, SAMPLING_DEFAULTS, resolveSampling } from "./options";
+export type { LogitsProcessor, ResolvedSampling, SamplerName, SamplingOptions } from "./options";
+export type { SampledToken, CandidateLogprob } from "./logprobs";
 
 export class Sampler {
   private readonly rng: Rng;
+  /** The active stages in application order. */
+  private readonly stages: readonly SamplerName[];
+  /** Whether steps 1–3 can change the logits, which makes the engine's ranking unusable. */
+  private readonly modifiesLogits: boolean;
+  private readonly applyPenalties: boolean;
+  /**
+   * Where the candidate list comes from: the top-k (the engine's, or selected here), the whole vocabulary ranked
+   * (a truncation needs every token), or the whole vocabulary unranked (no truncation at all).
+   */
+  private readonly source: "top_k" | "ranked_vocabulary" | "vocabulary";
+  /** Scratch reused every step (allocated only for what this configuration uses). */
+  private readonly list?: CandidateList;
+  private readonly sorter?: RadixSorter;
+  private readonly alternatives?: CandidateList;
 
   constructor(
     readonly options: ResolvedSampling,
-    private readonly vocabSize: number,
+    vocabSize: number,
   ) {
     this.rng = new Rng(options.seed);
+    this.stages = planStages(options, vocabSize);
+    this.applyPenalties = penaltiesActive(options);
+    this.modifiesLogits = options.logitsProcessor !== undefined || options.logitBias.size > 0 || this.applyPenalties;
+    this.source = this.stages[0] === "top_k" ? "top_k" : this.stages.some(truncates) ? "ranked_vocabulary" : "vocabulary";
+    if (options.logprobs) this.alternatives = new CandidateList(options.logprobs);
+    if (this.greedy) return;
+    this.list = new CandidateList(this.source === "top_k" ? options.topK : vocabSize);
+    if (this.source === "ranked_vocabulary" || this.stages.includes("typical_p")) this.sorter = new RadixSorter(this.list.ids.length);
   }
 
   get greedy(): boolean {
     return this.options.temperature === 0;
   }
 
-  /**
-   * How many sorted candidates the engine must return with the logits: 1 for greedy, top-k when set, the whole
-   * (sorted) vocabulary when top-p / min-p must see every token, none for plain temperature sampling.
-   */
+  /** Sorted top ids the engine must return (0 = none). */
   get candidatesNeeded(): number {
-    const o = this.options;
-    if (this.greedy) return 1;
-    if (o.topK > 0) return o.topK;
-    return o.topP < 1 || o.minP > 0 ? this.vocabSize : 0;
+    if (this.modifiesLogits) return 0;
+    if (this.greedy) return Math.max(1, this.options.logprobs ?? 0);
+    return this.source === "top_k" ? this.options.topK : 0;
   }
 
-  /** Whether the full logits are needed (everything but greedy). */
+  /** Whether the engine must return the full last-position logits. */
   get needsLogits(): boolean {
-    return !this.greedy;
+    return !this.greedy || this.modifiesLogits || this.options.logprobs !== undefined;
   }
 
-  /** Picks the next token from the engine's output for one position. */
-  sample(logits: Float32Array | undefined, candidates: Int32Array | undefined): number {
-    if (this.greedy) return candidates![0];
+  /** `tokens`: prompt + generated ids so far (for penalties and the hook). `logits` may be mutated. */
+  sample(logits: Float32Array | undefined, candidates: Int32Array | undefined, tokens: readonly number[]): SampledToken {
+    if (this.modifiesLogits) {
+      this.adjustLogits(required(logits), tokens);
+      candidates = undefined;
+    }
+    return this.greedy ? this.pickGreedy(logits, candidates) : this.draw(required(logits), candidates);
+  }
+
+  private adjustLogits(logits: Float32Array, tokens: readonly number[]): void {
     const o = this.options;
-    const ids = candidates ?? allIds(logits!.length);
-    // Probabilities at temperature 1 over the candidate list (sorted when truncation samplers apply).
-    let n = ids.length;
-    const maxLogit = candidates ? logits![ids[0]] : maxOf(logits!);
-    const weights = new Float64Array(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) total += weights[i] = Math.exp(logits![ids[i]] - maxLogit);
-    // As in llama.cpp, top-p sees the distribution renormalised over what top-k kept.
-    if (o.topP < 1) {
-      let cum = 0;
-      for (let i = 0; i < n; i++) {
-        cum += weights[i] / total;
-        if (cum >= o.topP) {
-          n = i + 1;
-          break;
-        }
-      }
+    o.logitsProcessor?.(logits, tokens);
+    applyLogitBias(logits, o.logitBias);
+    if (this.applyPenalties) applyPenalties(logits, tokens, o);
+  }
+
+  private pickGreedy(logits: Float32Array | undefined, candidates: Int32Array | undefined): SampledToken {
+    const id = candidates?.length ? candidates[0] : argmax(required(logits));
+    const n = this.options.logprobs;
+    if (n === undefined) return { id };
+    const all = required(logits);
+    const logNormalizer = logSumExp(all, all.length);
+    const alternatives = this.alternatives;
+    if (!alternatives) return { id, logprob: all[id] - logNormalizer, topLogprobs: [] };
+    if (candidates) takeRanked(alternatives, all, candidates, n);
+    else selectTopK(all, n, alternatives);
+    return { id, logprob: all[id] - logNormalizer, topLogprobs: topLogprobs(alternatives, n, logNormalizer) };
+  }
+
+  private draw(logits: Float32Array, candidates: Int32Array | undefined): SampledToken {
+    const list = this.list!;
+    this.fillCandidates(list, logits, candidates);
+    if (list.size === 0) throw noTokenLeft();
+    for (const stage of this.stages) this.applyStage(stage, list);
+    const { position, logNormalizer } = drawPosition(list, this.rng.nextFloat());
+    const id = list.ids[position];
+    const n = this.options.logprobs;
+    if (n === undefined) return { id };
+    const logprob = list.logits[position] - logNormalizer;
+    const alternatives = this.alternatives;
+    if (!alternatives) return { id, logprob, topLogprobs: [] };
+    // An id-order list holds the whole vocabulary, so a position found by selection is the token id.
+    if (!list.ranked) selectTopK(list.logits.subarray(0, list.size), n, alternatives);
+    return { id, logprob, topLogprobs: topLogprobs(list.ranked ? list : alternatives, n, logNormalizer) };
+  }
+
+  private fillCandidates(list: CandidateList, logits: Float32Array, candidates: Int32Array | undefined): void {
+    switch (this.source) {
+      case "top_k":
+        if (candidates) return takeRanked(list, logits, candidates, this.options.topK);
+        selectTopK(logits, this.options.topK, list);
+        return dropImpossible(list);
+      case "ranked_vocabulary":
+        return rankVocabulary(list, logits, this.sorter!);
+      case "vocabulary":
+        return wholeVocabulary(list, logits);
     }
-    if (o.minP > 0) {
-      const floor = o.minP * weights[0];
-      let keep = 1;
-      while (keep < n && weights[keep] >= floor) keep++;
-      n = keep;
+  }
+
+  private applyStage(stage: SamplerName, list: CandidateList): void {
+    const o = this.options;
+    switch (stage) {
+      case "top_k":
+        return keepTopK(list, o.topK);
+      case "typical_p":
+        return keepTypical(list, o.typicalP, this.sorter!);
+      case "top_p":
+        return keepTopP(list, o.topP);
+      case "min_p":
+        return keepMinP(list, o.minP);
+      case "temperature":
+        return applyTemperature(list, o.temperature);
     }
-    // Temperature reshapes what is left; then one draw.
-    let sum = 0;
-    for (let i = 0; i < n; i++) {
-      weights[i] = Math.exp((logits![ids[i]] - maxLogit) / o.temperature);
-      sum += weights[i];
-    }
-    let u = this.rng.nextFloat() * sum;
-    for (let i = 0; i < n; i++) {
-      u -= weights[i];
-      if (u < 0) return ids[i];
-    }
-    return ids[n - 1];
   }
 }
 
-function maxOf(a: Float32Array): number {
-  let m = -Infinity;
-  for (let i = 0; i < a.length; i++) if (a[i] > m) m = a[i];
-  return m;
+/** The first id with the largest logit; NaN never wins. */
+function argmax(logits: Float32Array): number {
+  let best = -1;
+  let bestLogit = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i] > bestLogit) {
+      bestLogit = logits[i];
+      best = i;
+    }
+  }
+  if (best < 0) throw noTokenLeft();
+  return best;
 }
 
-function allIds(n: number): Int32Array {
-  const ids = new Int32Array(n);
-  for (let i = 0; i < n; i++) ids[i] = i;
-  return ids;
+function required(logits: Float32Array | undefined): Float32Array {
+  if (!logits) throw new InvalidArgumentError("Sampler.sample: this configuration needs the logits (see needsLogits)");
+  return logits;
+}
+
+function noTokenLeft(): InvalidArgumentError {
+  return new InvalidArgumentError("no token can be sampled: every logit is -Infinity or NaN (check logitBias and logitsProcessor)");
 }

@@ -11,6 +11,7 @@
 extern "C" {
 #include "cpu_features.h"
 #include "forward.h"
+#include "kv_cache.h"
 #include "model.h"
 #include "ops.h"
 #include "tensor.h"
@@ -181,65 +182,126 @@ struct ContextState {
 
 enum class LogitsWanted { kNone, kLast, kAll };
 
+// One sequence of a decode call: what to run, and (after Execute) its results.
+struct DecodeItem {
+  std::shared_ptr<ContextState> context;
+  std::vector<int32_t> tokens;
+  int pos = 0;
+  LogitsWanted wanted = LogitsWanted::kLast;
+  int top_k = 0;
+  std::vector<float> logits;
+  std::vector<int32_t> top;
+
+  llm_logits_mode Mode() const {
+    return wanted == LogitsWanted::kAll                        ? LLM_LOGITS_ALL
+           : (wanted == LogitsWanted::kLast || top_k > 0)      ? LLM_LOGITS_LAST
+                                                               : LLM_LOGITS_NONE;
+  }
+};
+
+// Checks one (tokens, pos, options) triple against its context and copies the tokens out of JS memory.
+DecodeItem ReadDecodeItem(Napi::Env env, std::shared_ptr<ContextState> context, const ModelState& model,
+                          const Napi::Value& tokens_value, const Napi::Value& pos_value,
+                          const Napi::Value& options_value, const std::string& where) {
+  if (context->closed) throw CodedError(env, "DISPOSED", where + ": the context is closed");
+  if (model.closed) throw CodedError(env, "DISPOSED", where + ": the model is closed");
+  if (context->busy)
+    throw CodedError(env, "CONTEXT_BUSY", where + ": another decode is still running on this context");
+  if (!tokens_value.IsTypedArray() || tokens_value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw CodedError(env, "INVALID_ARGUMENT", where + ": tokens must be an Int32Array");
+  Napi::Int32Array tokens = tokens_value.As<Napi::Int32Array>();
+  size_t n = tokens.ElementLength();
+  if (n == 0) throw CodedError(env, "INVALID_ARGUMENT", where + ": tokens is empty");
+  double pos = IntegerValue(pos_value, where + ": pos", 0, kMaxSafeInteger);
+  if (pos + (double)n > context->context_size)
+    // Ends with the positions needed and the context size: lib/native/engine.ts reads the last two numbers.
+    throw CodedError(env, "CONTEXT_OVERFLOW",
+                     where + ": " + std::to_string(n) + " tokens at pos " + std::to_string((long long)pos) + " need " +
+                         std::to_string((long long)pos + (long long)n) + " positions, more than the context size " +
+                         std::to_string(context->context_size));
+  const int vocab = model.model->config.vocab_size;
+  DecodeItem item;
+  item.context = std::move(context);
+  item.tokens.assign(tokens.Data(), tokens.Data() + n);
+  item.pos = (int)pos;
+  for (size_t i = 0; i < n; i++)
+    if (item.tokens[i] < 0 || item.tokens[i] >= vocab)
+      throw CodedError(env, "INVALID_ARGUMENT",
+                       where + ": token id " + std::to_string(item.tokens[i]) + " at index " + std::to_string(i) +
+                           " is outside the vocabulary (size " + std::to_string(vocab) + ")");
+  if (!options_value.IsUndefined()) {
+    if (!options_value.IsObject()) throw CodedError(env, "INVALID_ARGUMENT", where + ": options must be an object");
+    Napi::Object options = options_value.As<Napi::Object>();
+    Napi::Value logits = options.Get("logits");
+    if (!logits.IsUndefined()) {
+      std::string mode = logits.IsString() ? logits.As<Napi::String>().Utf8Value() : "";
+      if (mode == "none") item.wanted = LogitsWanted::kNone;
+      else if (mode == "all") item.wanted = LogitsWanted::kAll;
+      else if (mode != "last")
+        throw CodedError(env, "INVALID_ARGUMENT", where + ": options.logits must be \"none\", \"last\" or \"all\"");
+    }
+    Napi::Value k = options.Get("topK");
+    if (!k.IsUndefined()) item.top_k = (int)IntegerValue(k, where + ": options.topK", 0, vocab);
+  }
+  return item;
+}
+
+// Runs a batch of sequences in one llm_forward_batch on a libuv worker. Resolves with one {logits?, top?}
+// object, or an array of them for decodeBatch.
 class DecodeWorker : public Napi::AsyncWorker {
  public:
-  DecodeWorker(Napi::Env env, std::shared_ptr<ModelState> model, std::shared_ptr<ContextState> context,
-               std::vector<int32_t> tokens, int pos, LogitsWanted wanted, int top_k)
+  DecodeWorker(Napi::Env env, std::shared_ptr<ModelState> model, std::vector<DecodeItem> items, bool as_array)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         model_(std::move(model)),
-        context_(std::move(context)),
-        tokens_(std::move(tokens)),
-        pos_(pos),
-        wanted_(wanted),
-        top_k_(top_k) {
+        items_(std::move(items)),
+        as_array_(as_array) {
     model_->in_flight++;
-    context_->busy = true;
+    for (DecodeItem& item : items_) item.context->busy = true;
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
-    const int vocab = model_->model->config.vocab_size;
-    const int n = (int)tokens_.size();
-    llm_logits_mode mode = wanted_ == LogitsWanted::kAll ? LLM_LOGITS_ALL
-                           : (wanted_ == LogitsWanted::kLast || top_k_ > 0) ? LLM_LOGITS_LAST
-                                                                            : LLM_LOGITS_NONE;
+    const size_t vocab = (size_t)model_->model->config.vocab_size;
+    std::vector<llm_batch_sequence> sequences;
     try {
-      logits_.resize(mode == LLM_LOGITS_ALL ? (size_t)n * vocab : mode == LLM_LOGITS_LAST ? (size_t)vocab : 0);
-      top_.resize((size_t)top_k_);
+      sequences.reserve(items_.size());
+      for (DecodeItem& item : items_) {
+        const llm_logits_mode mode = item.Mode();
+        item.logits.resize(mode == LLM_LOGITS_ALL ? item.tokens.size() * vocab : mode == LLM_LOGITS_LAST ? vocab : 0);
+        item.top.resize((size_t)item.top_k);
+        sequences.push_back({item.context->cache, item.tokens.data(), (int)item.tokens.size(), item.pos,
+                             item.logits.data(), mode});
+      }
     } catch (const std::bad_alloc&) {
-      SetError("out of memory for the logits of " + std::to_string(n) + " tokens");
+      SetError("out of memory for the logits of a batch of " + std::to_string(items_.size()) + " sequences");
       return;
     }
     llm_error err{};
-    if (!llm_forward(model_->model, context_->cache, tokens_.data(), n, pos_, logits_.data(), mode, &err)) {
+    if (!llm_forward_batch(model_->model, sequences.data(), (int)sequences.size(), &err)) {
       error_kind_ = err.kind;
       SetError(err.message);
       return;
     }
-    if (top_k_ > 0) {
-      const float* last = logits_.data() + (mode == LLM_LOGITS_ALL ? (size_t)(n - 1) * vocab : 0);
-      llm_top_k(last, vocab, top_k_, top_.data());
+    for (DecodeItem& item : items_) {
+      if (item.top_k == 0) continue;
+      const float* last = item.logits.data() + (item.Mode() == LLM_LOGITS_ALL ? (item.tokens.size() - 1) * vocab : 0);
+      llm_top_k(last, (int)vocab, item.top_k, item.top.data());
     }
   }
 
   void OnOK() override {
     Napi::Env env = Env();
     Finish();
-    Napi::Object result = Napi::Object::New(env);
-    if (wanted_ != LogitsWanted::kNone) {
-      Napi::Float32Array logits = Napi::Float32Array::New(env, logits_.size());
-      std::copy(logits_.begin(), logits_.end(), logits.Data());
-      result.Set("logits", logits);
+    if (!as_array_) {
+      deferred_.Resolve(Result(env, items_[0]));
+      return;
     }
-    if (top_k_ > 0) {
-      Napi::Int32Array top = Napi::Int32Array::New(env, top_.size());
-      std::copy(top_.begin(), top_.end(), top.Data());
-      result.Set("top", top);
-    }
-    deferred_.Resolve(result);
+    Napi::Array results = Napi::Array::New(env, items_.size());
+    for (size_t i = 0; i < items_.size(); i++) results.Set((uint32_t)i, Result(env, items_[i]));
+    deferred_.Resolve(results);
   }
 
   void OnError(const Napi::Error& error) override {
@@ -249,25 +311,114 @@ class DecodeWorker : public Napi::AsyncWorker {
   }
 
  private:
-  // Runs deferred closes now that the engine no longer uses the weights or the cache.
+  static Napi::Object Result(Napi::Env env, const DecodeItem& item) {
+    Napi::Object result = Napi::Object::New(env);
+    if (item.wanted != LogitsWanted::kNone) {
+      Napi::Float32Array logits = Napi::Float32Array::New(env, item.logits.size());
+      std::copy(item.logits.begin(), item.logits.end(), logits.Data());
+      result.Set("logits", logits);
+    }
+    if (item.top_k > 0) {
+      Napi::Int32Array top = Napi::Int32Array::New(env, item.top.size());
+      std::copy(item.top.begin(), item.top.end(), top.Data());
+      result.Set("top", top);
+    }
+    return result;
+  }
+
+  // Runs deferred closes now that the engine no longer uses the weights or the caches.
   void Finish() {
-    context_->busy = false;
-    context_->ReleaseIfIdle();
+    for (DecodeItem& item : items_) {
+      item.context->busy = false;
+      item.context->ReleaseIfIdle();
+    }
     model_->in_flight--;
     model_->ReleaseIfIdle();
   }
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<ModelState> model_;
-  std::shared_ptr<ContextState> context_;
-  std::vector<int32_t> tokens_;
-  int pos_;
-  LogitsWanted wanted_;
-  int top_k_;
-  std::vector<float> logits_;
-  std::vector<int32_t> top_;
+  std::vector<DecodeItem> items_;
+  bool as_array_;
   llm_error_kind error_kind_ = LLM_ERR_SYSTEM;
 };
+
+// The engine alone, for measuring what the JS loop costs: prefill `tokens`, then pick the argmax and run it,
+// n times, without returning to JS. Resolves with the n generated ids.
+class GreedyWorker : public Napi::AsyncWorker {
+ public:
+  GreedyWorker(Napi::Env env, std::shared_ptr<ModelState> model, DecodeItem item, int n)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        model_(std::move(model)),
+        item_(std::move(item)),
+        generated_((size_t)n) {
+    model_->in_flight++;
+    item_.context->busy = true;
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    const int vocab = model_->model->config.vocab_size;
+    std::vector<float> logits((size_t)vocab);
+    llm_error err{};
+    const int32_t* tokens = item_.tokens.data();
+    int n_tokens = (int)item_.tokens.size(), pos = item_.pos;
+    for (size_t i = 0; i < generated_.size(); i++) {
+      if (!llm_forward(model_->model, item_.context->cache, tokens, n_tokens, pos, logits.data(), LLM_LOGITS_LAST,
+                       &err)) {
+        error_kind_ = err.kind;
+        SetError(err.message);
+        return;
+      }
+      generated_[i] = llm_argmax(logits.data(), vocab);
+      pos += n_tokens;
+      tokens = &generated_[i];
+      n_tokens = 1;
+    }
+  }
+
+  void OnOK() override {
+    Finish();
+    Napi::Int32Array ids = Napi::Int32Array::New(Env(), generated_.size());
+    std::copy(generated_.begin(), generated_.end(), ids.Data());
+    deferred_.Resolve(ids);
+  }
+
+  void OnError(const Napi::Error& error) override {
+    Finish();
+    error.Set("code", Napi::String::New(Env(), ErrorCode(error_kind_)));
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  void Finish() {
+    item_.context->busy = false;
+    item_.context->ReleaseIfIdle();
+    model_->in_flight--;
+    model_->ReleaseIfIdle();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<ModelState> model_;
+  DecodeItem item_;
+  std::vector<int32_t> generated_;
+  llm_error_kind error_kind_ = LLM_ERR_SYSTEM;
+};
+
+// A Promise-returning method reports every failure through the promise.
+template <typename Start>
+Napi::Value Promised(Napi::Env env, Start start) {
+  try {
+    return start();
+  } catch (const Napi::Error& e) {
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(e.Value());
+    return deferred.Promise();
+  }
+}
 
 struct AddonData {
   Napi::FunctionReference context_constructor;
@@ -279,7 +430,8 @@ class Model : public Napi::ObjectWrap<Model> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Model",
-                       {InstanceMethod<&Model::CreateContext>("createContext"), InstanceMethod<&Model::Close>("close")});
+                       {InstanceMethod<&Model::CreateContext>("createContext"),
+                        InstanceMethod<&Model::DecodeBatch>("decodeBatch"), InstanceMethod<&Model::Close>("close")});
   }
 
   explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), state_(std::make_shared<ModelState>()) {
@@ -296,6 +448,7 @@ class Model : public Napi::ObjectWrap<Model> {
 
  private:
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
+  Napi::Value DecodeBatch(const Napi::CallbackInfo& info);
 
   void Close(const Napi::CallbackInfo&) {
     state_->closed = true;
@@ -310,7 +463,10 @@ class Context : public Napi::ObjectWrap<Context> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Context",
                        {InstanceAccessor<&Context::ContextSize>("contextSize"),
-                        InstanceMethod<&Context::Decode>("decode"), InstanceMethod<&Context::Close>("close")});
+                        InstanceMethod<&Context::Decode>("decode"), InstanceMethod<&Context::Greedy>("greedy"),
+                        InstanceMethod<&Context::CopyFrom>("copyFrom"),
+                        InstanceMethod<&Context::ReadState>("readState"),
+                        InstanceMethod<&Context::WriteState>("writeState"), InstanceMethod<&Context::Close>("close")});
   }
 
   // Called from Model.createContext with (model object, context size); not constructible from JS otherwise.
@@ -331,68 +487,94 @@ class Context : public Napi::ObjectWrap<Context> {
     state_->context_size = size;
   }
 
+  std::shared_ptr<ContextState> state() const { return state_; }
+  const std::shared_ptr<ModelState>& model() const { return model_; }
+
+  // The Context behind a JS value, or a coded error naming `where`.
+  static Context* From(Napi::Env env, const Napi::Value& value, const std::string& where) {
+    Napi::FunctionReference& constructor = env.GetInstanceData<AddonData>()->context_constructor;
+    if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(constructor.Value()))
+      throw CodedError(env, "INVALID_ARGUMENT", where + " must be a context of this model");
+    return Context::Unwrap(value.As<Napi::Object>());
+  }
+
  private:
   Napi::Value ContextSize(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_->context_size); }
 
   Napi::Value Decode(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    try {
-      return StartDecode(info);
-    } catch (const Napi::Error& e) {
-      // A Promise-returning method reports every failure through the promise.
-      Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-      deferred.Reject(e.Value());
-      return deferred.Promise();
-    }
+    return Promised(env, [&]() -> Napi::Value {
+      std::vector<DecodeItem> items;
+      items.push_back(ReadDecodeItem(env, state_, *model_, info[0], info[1], info[2], "decode"));
+      auto* worker = new DecodeWorker(env, model_, std::move(items), false);
+      Napi::Promise promise = worker->Promise();
+      worker->Queue();
+      return promise;
+    });
   }
 
-  Napi::Value StartDecode(const Napi::CallbackInfo& info) {
+  // greedy(tokens, pos, n): see GreedyWorker.
+  Napi::Value Greedy(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (state_->closed) throw CodedError(env, "DISPOSED", "decode: the context is closed");
-    if (model_->closed) throw CodedError(env, "DISPOSED", "decode: the model is closed");
-    if (state_->busy)
-      throw CodedError(env, "CONTEXT_BUSY", "decode: another decode is still running on this context");
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-      throw CodedError(env, "INVALID_ARGUMENT", "decode: tokens must be an Int32Array");
-    Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
-    size_t n = tokens.ElementLength();
-    if (n == 0) throw CodedError(env, "INVALID_ARGUMENT", "decode: tokens is empty");
-    double pos = IntegerValue(info[1], "decode: pos", 0, kMaxSafeInteger);
-    if (pos + (double)n > state_->context_size)
-      // Ends with the positions needed and the context size: lib/native/engine.ts reads the last two numbers.
-      throw CodedError(env, "CONTEXT_OVERFLOW",
-                       "decode: " + std::to_string(n) + " tokens at pos " + std::to_string((long long)pos) +
-                           " need " + std::to_string((long long)pos + (long long)n) +
-                           " positions, more than the context size " + std::to_string(state_->context_size));
-    const int vocab = model_->model->config.vocab_size;
-    std::vector<int32_t> ids(tokens.Data(), tokens.Data() + n);
-    for (size_t i = 0; i < n; i++)
-      if (ids[i] < 0 || ids[i] >= vocab)
-        throw CodedError(env, "INVALID_ARGUMENT",
-                         "decode: token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
-                             " is outside the vocabulary (size " + std::to_string(vocab) + ")");
+    return Promised(env, [&]() -> Napi::Value {
+      DecodeItem item = ReadDecodeItem(env, state_, *model_, info[0], info[1], env.Undefined(), "greedy");
+      const int n = (int)IntegerValue(info[2], "greedy: n", 1, state_->context_size);
+      if ((double)item.pos + (double)item.tokens.size() + n - 1 > state_->context_size)
+        throw CodedError(env, "CONTEXT_OVERFLOW",
+                         "greedy: the prompt and " + std::to_string(n) + " generated tokens need " +
+                             std::to_string(item.pos + item.tokens.size() + n - 1) +
+                             " positions, more than the context size " + std::to_string(state_->context_size));
+      auto* worker = new GreedyWorker(env, model_, std::move(item), n);
+      Napi::Promise promise = worker->Promise();
+      worker->Queue();
+      return promise;
+    });
+  }
 
-    LogitsWanted wanted = LogitsWanted::kLast;
-    int top_k = 0;
-    if (info.Length() > 2 && !info[2].IsUndefined()) {
-      if (!info[2].IsObject()) throw CodedError(env, "INVALID_ARGUMENT", "decode: options must be an object");
-      Napi::Object options = info[2].As<Napi::Object>();
-      Napi::Value logits = options.Get("logits");
-      if (!logits.IsUndefined()) {
-        std::string mode = logits.IsString() ? logits.As<Napi::String>().Utf8Value() : "";
-        if (mode == "none") wanted = LogitsWanted::kNone;
-        else if (mode == "all") wanted = LogitsWanted::kAll;
-        else if (mode != "last")
-          throw CodedError(env, "INVALID_ARGUMENT", "decode: options.logits must be \"none\", \"last\" or \"all\"");
-      }
-      Napi::Value k = options.Get("topK");
-      if (!k.IsUndefined()) top_k = (int)IntegerValue(k, "decode: options.topK", 0, vocab);
-    }
+  // Throws unless the cache can be read or written right now.
+  void CheckIdle(Napi::Env env, const ContextState& context, const std::string& where) {
+    if (context.closed) throw CodedError(env, "DISPOSED", where + ": the context is closed");
+    if (model_->closed) throw CodedError(env, "DISPOSED", where + ": the model is closed");
+    if (context.busy) throw CodedError(env, "CONTEXT_BUSY", where + ": a decode is running on the context");
+  }
 
-    auto* worker = new DecodeWorker(env, model_, state_, std::move(ids), (int)pos, wanted, top_k);
-    Napi::Promise promise = worker->Promise();
-    worker->Queue();
-    return promise;
+  // copyFrom(source, nPositions): this cache's first positions become a copy of the source's (session.fork).
+  void CopyFrom(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Context* source = From(env, info[0], "copyFrom: source");
+    if (source->model_ != model_) throw CodedError(env, "INVALID_ARGUMENT", "copyFrom: the source belongs to another model");
+    CheckIdle(env, *state_, "copyFrom");
+    CheckIdle(env, *source->state_, "copyFrom (source)");
+    const int n = (int)IntegerValue(info[1], "copyFrom: nPositions", 0, 2147483647);
+    llm_error err{};
+    if (!llm_kv_cache_copy(state_->cache, source->state_->cache, n, &err))
+      throw CodedError(env, ErrorCode(err.kind), "copyFrom: " + std::string(err.message));
+  }
+
+  // readState(nPositions) -> ArrayBuffer with the keys and values of the first positions (session.save).
+  Napi::Value ReadState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckIdle(env, *state_, "readState");
+    const int n = (int)IntegerValue(info[0], "readState: nPositions", 0, state_->context_size);
+    const size_t bytes = llm_kv_cache_state_bytes(state_->cache, n);
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bytes);
+    llm_error err{};
+    if (!llm_kv_cache_read_state(state_->cache, n, buffer.Data(), bytes, &err))
+      throw CodedError(env, ErrorCode(err.kind), "readState: " + std::string(err.message));
+    return buffer;
+  }
+
+  // writeState(nPositions, Uint8Array): the inverse of readState (restoring a saved session).
+  void WriteState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckIdle(env, *state_, "writeState");
+    const int n = (int)IntegerValue(info[0], "writeState: nPositions", 0, state_->context_size);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw CodedError(env, "INVALID_ARGUMENT", "writeState: state must be a Uint8Array");
+    Napi::Uint8Array state = info[1].As<Napi::Uint8Array>();
+    llm_error err{};
+    if (!llm_kv_cache_write_state(state_->cache, n, state.Data(), state.ByteLength(), &err))
+      throw CodedError(env, ErrorCode(err.kind), "writeState: " + std::string(err.message));
   }
 
   void Close(const Napi::CallbackInfo&) {
@@ -410,6 +592,33 @@ Napi::Value Model::CreateContext(const Napi::CallbackInfo& info) {
   if (state_->closed) throw CodedError(env, "DISPOSED", "createContext: the model is closed");
   IntegerValue(info[0], "createContext: contextSize", 1, 2147483647);
   return env.GetInstanceData<AddonData>()->context_constructor.New({Value(), info[0]});
+}
+
+// decodeBatch([{context, tokens, pos, logits?, topK?}, ...]): every sequence in one forward pass.
+Napi::Value Model::DecodeBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Promised(env, [&]() -> Napi::Value {
+    if (!info[0].IsArray()) throw CodedError(env, "INVALID_ARGUMENT", "decodeBatch: expected an array of sequences");
+    Napi::Array entries = info[0].As<Napi::Array>();
+    if (entries.Length() == 0) throw CodedError(env, "INVALID_ARGUMENT", "decodeBatch: no sequences");
+    std::vector<DecodeItem> items;
+    for (uint32_t i = 0; i < entries.Length(); i++) {
+      const std::string where = "decodeBatch[" + std::to_string(i) + "]";
+      Napi::Value entry = entries.Get(i);
+      if (!entry.IsObject()) throw CodedError(env, "INVALID_ARGUMENT", where + " must be an object");
+      Napi::Object e = entry.As<Napi::Object>();
+      Context* context = Context::From(env, e.Get("context"), where + ".context");
+      if (context->model() != state_) throw CodedError(env, "INVALID_ARGUMENT", where + ".context belongs to another model");
+      for (const DecodeItem& other : items)
+        if (other.context == context->state())
+          throw CodedError(env, "INVALID_ARGUMENT", where + ": a context appears twice in one batch");
+      items.push_back(ReadDecodeItem(env, context->state(), *state_, e.Get("tokens"), e.Get("pos"), e, where));
+    }
+    auto* worker = new DecodeWorker(env, state_, std::move(items), true);
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  });
 }
 
 // ---- Weight conversion: quantize(type, Float32Array, rows, cols) / dequantize(type, Uint8Array, rows, cols) ----

@@ -62,16 +62,16 @@ struct attention_job {
   struct attention_kernels kernels;
 };
 
-/* One (head, query) pair: scores over the visible positions, softmax, weighted sum of values. */
-static void attend(const struct llm_attention_args *a, const struct attention_kernels *kernels, int head, int token,
-                   float *scores) {
+/* One (head, query) pair of one sequence: scores over the visible positions, softmax, weighted sum of values. */
+static void attend(const struct llm_attention_args *a, const struct llm_attention_seq *seq,
+                   const struct attention_kernels *kernels, int head, int token, float *scores) {
   const int head_dim = a->head_dim;
   const int64_t kv_stride = (int64_t)a->n_kv_heads * head_dim;
   const int kv_head = head / (a->n_heads / a->n_kv_heads);
-  const float *q = a->q + ((int64_t)token * a->n_heads + head) * head_dim;
-  const float *keys = a->key_cache + (int64_t)kv_head * head_dim;
-  const float *values = a->value_cache + (int64_t)kv_head * head_dim;
-  const int n_visible = a->pos + token + 1;
+  const float *q = seq->q + ((int64_t)token * a->n_heads + head) * head_dim;
+  const float *keys = seq->key_cache + (int64_t)kv_head * head_dim;
+  const float *values = seq->value_cache + (int64_t)kv_head * head_dim;
+  const int n_visible = seq->pos + token + 1;
   const float scale = 1.0f / sqrtf((float)head_dim);
 
   float max_score = -INFINITY;
@@ -86,21 +86,32 @@ static void attend(const struct llm_attention_args *a, const struct attention_ke
   }
   float inv_sum = 1.0f / sum;
 
-  float *out = a->out + ((int64_t)token * a->n_heads + head) * head_dim;
+  float *out = seq->out + ((int64_t)token * a->n_heads + head) * head_dim;
   for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
   for (int p = 0; p < n_visible; p++) kernels->axpy(out, scores[p] * inv_sum, values + p * kv_stride, head_dim);
 }
 
+/* Tasks number the sequences' (head, query) pairs back to back, head-major within a sequence: a chunk of
+ * consecutive tasks mixes short (early) and long (late) queries. */
 static void attention_task(void *ctx, size_t begin, size_t end, int worker) {
   const struct attention_job *job = ctx;
   const struct llm_attention_args *a = job->args;
   float *scores = a->scores + worker * a->scores_stride;
-  /* Tasks are head-major: a chunk of consecutive tasks mixes short (early) and long (late) queries. */
-  for (size_t task = begin; task < end; task++)
-    attend(a, &job->kernels, (int)(task / (size_t)a->n_tokens), (int)(task % (size_t)a->n_tokens), scores);
+  size_t first_task = 0;
+  for (int s = 0; s < a->n_seqs && first_task < end; s++) {
+    const struct llm_attention_seq *seq = &a->seqs[s];
+    const size_t tasks = (size_t)a->n_heads * (size_t)seq->n_tokens;
+    const size_t lo = begin > first_task ? begin - first_task : 0;
+    const size_t hi = end - first_task < tasks ? end - first_task : tasks;
+    for (size_t task = lo; task < hi; task++)
+      attend(a, seq, &job->kernels, (int)(task / (size_t)seq->n_tokens), (int)(task % (size_t)seq->n_tokens), scores);
+    first_task += tasks;
+  }
 }
 
 void llm_attention(struct llm_threadpool *pool, const struct llm_attention_args *args) {
   struct attention_job job = { args, attention_kernels() };
-  llm_parallel_for(pool, (size_t)args->n_heads * (size_t)args->n_tokens, attention_task, &job);
+  size_t tasks = 0;
+  for (int s = 0; s < args->n_seqs; s++) tasks += (size_t)args->n_heads * (size_t)args->seqs[s].n_tokens;
+  llm_parallel_for(pool, tasks, attention_task, &job);
 }

@@ -1,3 +1,4 @@
+/* The forward pass of a Llama model over a batch of sequences. */
 #include "forward.h"
 
 #include <stdlib.h>
@@ -6,46 +7,18 @@
 #include "matmul.h"
 #include "ops.h"
 
-/* Longer prompts run in chunks of this many tokens: bounds the scratch memory and keeps a chunk's activations
- * in cache while the weights stream past. Each chunk sees the previous ones through the KV cache. */
-#define MAX_BATCH 256
+/* Passes hold at most this many tokens: bounds the scratch memory and keeps a pass's activations in cache while
+ * the weights stream past. A longer prompt runs in several passes, each seeing the previous ones through the
+ * KV cache. */
+#define MAX_PASS_TOKENS 256
 
-
-struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err) {
-  if (context_size < 1) {
-    llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "context size %d must be at least 1", context_size);
-    return NULL;
-  }
-  struct llm_kv_cache *cache = calloc(1, sizeof *cache);
-  if (!cache) {
-    llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
-    return NULL;
-  }
-  cache->context_size = context_size;
-  cache->n_layers = model->config.n_layers;
-  cache->kv_dim = (int64_t)model->config.n_kv_heads * model->config.head_dim;
-  size_t floats, bytes;
-  bool overflow = __builtin_mul_overflow((size_t)cache->n_layers * (size_t)cache->kv_dim, (size_t)context_size, &floats) ||
-                  __builtin_mul_overflow(floats, sizeof(float), &bytes);
-  if (!overflow) {
-    cache->keys = malloc(bytes);
-    cache->values = malloc(bytes);
-  }
-  if (!cache->keys || !cache->values) {
-    llm_fail(err, LLM_ERR_SYSTEM, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)", context_size,
-         overflow ? SIZE_MAX >> 20 : bytes >> 20);
-    llm_kv_cache_free(cache);
-    return NULL;
-  }
-  return cache;
-}
-
-void llm_kv_cache_free(struct llm_kv_cache *cache) {
-  if (!cache) return;
-  free(cache->keys);
-  free(cache->values);
-  free(cache);
-}
+/* A run of consecutive tokens of one sequence inside a pass. */
+struct piece {
+  const struct llm_batch_sequence *seq;
+  int first; /* index of its first token in seq->tokens */
+  int n;
+  int row;   /* its first row in the pass's activations */
+};
 
 static bool grow(float **buffer, size_t floats) {
   float *grown = realloc(*buffer, floats * sizeof(float));
@@ -74,43 +47,110 @@ static bool reserve_scratch(struct llm_model *m, int n_tokens, int context_size)
   return true;
 }
 
-/* One chunk of at most MAX_BATCH tokens; the Llama block reads top to bottom. False when a matmul cannot get
- * scratch memory for its quantized activations. */
-static bool forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n, int pos,
-                          float *logits, enum llm_logits_mode logits_mode) {
+/* The rows of a piece whose logits are wanted: all of them, its last one when it ends its sequence, or none. */
+static void logit_rows(const struct piece *p, int *first, int *count) {
+  const struct llm_batch_sequence *seq = p->seq;
+  *first = 0;
+  *count = 0;
+  if (seq->logits_mode == LLM_LOGITS_ALL) *count = p->n;
+  else if (seq->logits_mode == LLM_LOGITS_LAST && p->first + p->n == seq->n_tokens) {
+    *first = p->n - 1;
+    *count = 1;
+  }
+}
+
+static float *logits_destination(const struct piece *p, int first, int vocab) {
+  const int64_t token = p->seq->logits_mode == LLM_LOGITS_ALL ? p->first + first : 0;
+  return p->seq->logits + token * vocab;
+}
+
+/* Final norm and the vocabulary projection of the wanted rows of every piece: one product for all of them (the
+ * output matrix is the largest; streaming it once per sequence would undo the batching). */
+static bool project_logits(struct llm_model *m, const struct piece *pieces, int n_pieces) {
+  const struct llm_config *c = &m->config;
+  struct llm_scratch *s = &m->scratch;
+  const int dim = c->dim, vocab = c->vocab_size;
+  int n_rows = 0, n_owners = 0;
+  const struct piece *owner = NULL;
+  for (int i = 0; i < n_pieces; i++) {
+    int first, count;
+    logit_rows(&pieces[i], &first, &count);
+    if (count == 0) continue;
+    llm_rmsnorm(s->xb + (int64_t)n_rows * dim, s->x + (int64_t)(pieces[i].row + first) * dim, &m->output_norm, count,
+                dim, c->norm_eps);
+    n_rows += count;
+    n_owners++;
+    owner = &pieces[i];
+  }
+  if (n_rows == 0) return true;
+  if (n_owners == 1) {
+    int first, count;
+    logit_rows(owner, &first, &count);
+    return llm_matmul(m->pool, logits_destination(owner, first, vocab), &m->output, s->xb, n_rows);
+  }
+  if ((int64_t)n_rows * vocab > s->logits_capacity) {
+    if (!grow(&s->logits, (size_t)n_rows * (size_t)vocab)) return false;
+    s->logits_capacity = (int64_t)n_rows * vocab;
+  }
+  if (!llm_matmul(m->pool, s->logits, &m->output, s->xb, n_rows)) return false;
+  int row = 0;
+  for (int i = 0; i < n_pieces; i++) {
+    int first, count;
+    logit_rows(&pieces[i], &first, &count);
+    if (count == 0) continue;
+    memcpy(logits_destination(&pieces[i], first, vocab), s->logits + (int64_t)row * vocab,
+           (size_t)count * (size_t)vocab * sizeof(float));
+    row += count;
+  }
+  return true;
+}
+
+/* One pass over n tokens made of pieces of different sequences; the Llama block reads top to bottom.
+ * `attention` has room for one entry per piece. False when a matmul cannot get scratch memory. */
+static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_pieces, int n,
+                         struct llm_attention_seq *attention) {
   const struct llm_config *c = &m->config;
   struct llm_scratch *s = &m->scratch;
   struct llm_threadpool *pool = m->pool;
   const int dim = c->dim;
   const int64_t q_dim = (int64_t)c->n_heads * c->head_dim;
-  const int64_t kv_dim = cache->kv_dim;
+  const int64_t kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
   const int64_t hidden = c->hidden_dim;
-  const int64_t layer_stride = (int64_t)cache->context_size * kv_dim;
 
-  for (int t = 0; t < n; t++) llm_embedding(s->x + (int64_t)t * dim, &m->token_embd, tokens[t]);
+  for (int i = 0; i < n_pieces; i++)
+    for (int t = 0; t < pieces[i].n; t++)
+      llm_embedding(s->x + (int64_t)(pieces[i].row + t) * dim, &m->token_embd, pieces[i].seq->tokens[pieces[i].first + t]);
 
   for (int l = 0; l < c->n_layers; l++) {
     const struct llm_layer *layer = &m->layers[l];
-    float *key_cache = cache->keys + l * layer_stride;
-    float *value_cache = cache->values + l * layer_stride;
 
-    /* Attention. */
+    /* Attention: shared projections, then each sequence against its own cache. */
     llm_rmsnorm(s->xb, s->x, &layer->attn_norm, n, dim, c->norm_eps);
     float *const qkv_out[] = { s->q, s->k, s->v };
     const struct llm_tensor *const qkv[] = { &layer->attn_q, &layer->attn_k, &layer->attn_v };
     if (!llm_matmul_many(pool, 3, qkv_out, qkv, s->xb, n)) return false;
-    for (int t = 0; t < n; t++) {
-      llm_rope(s->q + t * q_dim, c->n_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
-      llm_rope(s->k + t * kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
+    for (int i = 0; i < n_pieces; i++) {
+      const struct piece *p = &pieces[i];
+      const struct llm_kv_cache *cache = p->seq->cache;
+      const int pos = p->seq->pos + p->first;
+      for (int t = 0; t < p->n; t++) {
+        llm_rope(s->q + (p->row + t) * q_dim, c->n_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
+        llm_rope(s->k + (p->row + t) * kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
+      }
+      const int64_t layer_offset = (int64_t)l * cache->context_size * kv_dim;
+      float *keys = cache->keys + layer_offset, *values = cache->values + layer_offset;
+      memcpy(keys + pos * kv_dim, s->k + p->row * kv_dim, (size_t)(p->n * kv_dim) * sizeof(float));
+      memcpy(values + pos * kv_dim, s->v + p->row * kv_dim, (size_t)(p->n * kv_dim) * sizeof(float));
+      attention[i] = (struct llm_attention_seq){
+        .out = s->attn_out + p->row * q_dim, .q = s->q + p->row * q_dim, .key_cache = keys, .value_cache = values,
+        .n_tokens = p->n, .pos = pos,
+      };
     }
-    memcpy(key_cache + pos * kv_dim, s->k, (size_t)(n * kv_dim) * sizeof(float));
-    memcpy(value_cache + pos * kv_dim, s->v, (size_t)(n * kv_dim) * sizeof(float));
-    struct llm_attention_args attention = {
-      .out = s->attn_out, .q = s->q, .key_cache = key_cache, .value_cache = value_cache, .scores = s->scores,
-      .scores_stride = s->scores_stride, .n_tokens = n, .pos = pos, .n_heads = c->n_heads,
-      .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+    struct llm_attention_args attention_args = {
+      .seqs = attention, .n_seqs = n_pieces, .scores = s->scores, .scores_stride = s->scores_stride,
+      .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
     };
-    llm_attention(pool, &attention);
+    llm_attention(pool, &attention_args);
     if (!llm_matmul(pool, s->xb, &layer->attn_output, s->attn_out, n)) return false;
     for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
 
@@ -123,41 +163,70 @@ static bool forward_batch(struct llm_model *m, struct llm_kv_cache *cache, const
     if (!llm_matmul(pool, s->xb, &layer->ffn_down, s->hb, n)) return false;
     for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
   }
+  return project_logits(m, pieces, n_pieces);
+}
 
-  /* Final norm and the vocabulary projection, only for the positions whose logits are wanted. */
-  if (logits_mode == LLM_LOGITS_NONE) return true;
-  int first = logits_mode == LLM_LOGITS_ALL ? 0 : n - 1;
-  llm_rmsnorm(s->xb, s->x + (int64_t)first * dim, &m->output_norm, n - first, dim, c->norm_eps);
-  return llm_matmul(pool, logits, &m->output, s->xb, n - first);
+static bool check_sequence(const struct llm_model *m, const struct llm_batch_sequence *seq, int index,
+                           struct llm_error *err) {
+  const struct llm_config *c = &m->config;
+  if (!seq->cache || !seq->tokens || seq->n_tokens < 1)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: no tokens to decode", index);
+  if (!llm_kv_cache_fits(seq->cache, m))
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: its KV cache was created for a different model", index);
+  if (seq->pos < 0 || seq->pos > seq->cache->context_size - seq->n_tokens)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: positions %d..%d do not fit in a context of %d", index,
+                    seq->pos, seq->pos + seq->n_tokens - 1, seq->cache->context_size);
+  if (seq->logits_mode != LLM_LOGITS_NONE && !seq->logits)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: logits wanted but no buffer given", index);
+  for (int i = 0; i < seq->n_tokens; i++)
+    if (seq->tokens[i] < 0 || seq->tokens[i] >= c->vocab_size)
+      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT,
+                      "sequence %d: token id %d at index %d is outside the vocabulary [0, %d)", index, seq->tokens[i],
+                      i, c->vocab_size);
+  return true;
+}
+
+bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seqs, int n_seqs, struct llm_error *err) {
+  if (n_seqs < 1) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "no sequences to decode");
+  int total = 0, max_context = 0;
+  for (int i = 0; i < n_seqs; i++) {
+    if (!check_sequence(m, &seqs[i], i, err)) return false;
+    for (int j = 0; j < i; j++)
+      if (seqs[j].cache == seqs[i].cache)
+        return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequences %d and %d share a KV cache", j, i);
+    total = seqs[i].n_tokens > INT32_MAX - total ? INT32_MAX : total + seqs[i].n_tokens;
+    if (seqs[i].cache->context_size > max_context) max_context = seqs[i].cache->context_size;
+  }
+  /* A pass holds at most one piece of each sequence. */
+  struct piece *pieces = malloc((size_t)n_seqs * sizeof *pieces);
+  struct llm_attention_seq *attention = malloc((size_t)n_seqs * sizeof *attention);
+
+  pthread_mutex_lock(&m->forward_lock);
+  bool ok = pieces && attention && reserve_scratch(m, total < MAX_PASS_TOKENS ? total : MAX_PASS_TOKENS, max_context);
+  for (int seq = 0, done = 0; ok && seq < n_seqs;) {
+    int rows = 0, n_pieces = 0;
+    while (seq < n_seqs && rows < MAX_PASS_TOKENS) {
+      const int left = seqs[seq].n_tokens - done;
+      const int take = left < MAX_PASS_TOKENS - rows ? left : MAX_PASS_TOKENS - rows;
+      pieces[n_pieces++] = (struct piece){ &seqs[seq], done, take, rows };
+      rows += take;
+      done += take;
+      if (done == seqs[seq].n_tokens) {
+        seq++;
+        done = 0;
+      }
+    }
+    ok = forward_pass(m, pieces, n_pieces, rows, attention);
+  }
+  pthread_mutex_unlock(&m->forward_lock);
+  free(pieces);
+  free(attention);
+  if (!ok) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", total);
+  return true;
 }
 
 bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n_tokens, int pos,
                  float *logits, enum llm_logits_mode logits_mode, struct llm_error *err) {
-  const struct llm_config *c = &m->config;
-  if (n_tokens < 1) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "no tokens to decode");
-  if (pos < 0 || pos > cache->context_size - n_tokens)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "positions %d..%d do not fit in a context of %d", pos,
-                pos + n_tokens - 1, cache->context_size);
-  if (cache->n_layers != c->n_layers || cache->kv_dim != (int64_t)c->n_kv_heads * c->head_dim)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "KV cache was created for a different model");
-  for (int i = 0; i < n_tokens; i++)
-    if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "token id %d at index %d is outside the vocabulary [0, %d)",
-                  tokens[i], i, c->vocab_size);
-
-  pthread_mutex_lock(&m->forward_lock);
-  bool ok = reserve_scratch(m, n_tokens < MAX_BATCH ? n_tokens : MAX_BATCH, cache->context_size);
-  for (int done = 0; ok && done < n_tokens;) {
-    int n = n_tokens - done < MAX_BATCH ? n_tokens - done : MAX_BATCH;
-    bool last_chunk = done + n == n_tokens;
-    enum llm_logits_mode mode = logits_mode == LLM_LOGITS_ALL ? LLM_LOGITS_ALL
-                                : last_chunk                  ? logits_mode
-                                                              : LLM_LOGITS_NONE;
-    float *chunk_logits = logits_mode == LLM_LOGITS_ALL ? logits + (int64_t)done * c->vocab_size : logits;
-    ok = forward_batch(m, cache, tokens + done, n, pos + done, chunk_logits, mode);
-    done += n;
-  }
-  pthread_mutex_unlock(&m->forward_lock);
-  if (!ok) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", n_tokens);
-  return true;
+  const struct llm_batch_sequence seq = { cache, tokens, n_tokens, pos, logits, logits_mode };
+  return llm_forward_batch(m, &seq, 1, err);
 }

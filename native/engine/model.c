@@ -308,7 +308,7 @@ void llm_model_close(struct llm_model *m) {
   free(m->layers);
   free((void *)m->config.rope_freqs);
   struct llm_scratch *s = &m->scratch;
-  float *buffers[] = { s->x, s->xb, s->q, s->k, s->v, s->attn_out, s->hb, s->hb2, s->scores };
+  float *buffers[] = { s->x, s->xb, s->q, s->k, s->v, s->attn_out, s->hb, s->hb2, s->scores, s->logits };
   for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
   pthread_mutex_destroy(&m->forward_lock);
   free(m);

@@ -73,6 +73,8 @@ struct llm_scratch {
   float *x, *xb, *q, *k, *v, *attn_out, *hb, *hb2;
   int64_t scores_stride; /* floats per thread in `scores` (>= largest context seen) */
   float *scores;
+  int64_t logits_capacity; /* floats in `logits`: the logits of several sequences computed in one product */
+  float *logits;
 };
 
 struct llm_model {

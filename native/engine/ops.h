@@ -25,19 +25,23 @@ void llm_swiglu(float *out, const float *gate, const float *up, int64_t n);
 /* out = row `token` of the [vocab, dim] embedding table, converted (dequantized) to f32. */
 void llm_embedding(float *out, const struct llm_tensor *table, int32_t token);
 
-/* Causal grouped-query attention for n_tokens queries at positions pos.. pos+n_tokens-1.
- * q: [n_tokens][n_heads * head_dim]; key/value caches: [context][n_kv_heads * head_dim] holding positions
- * 0.. pos+n_tokens-1 already; out: [n_tokens][n_heads * head_dim]. scores: n_threads scratch rows of
- * `scores_stride` >= pos + n_tokens floats. Query i attends to positions <= pos + i. */
-struct llm_attention_args {
+/* Causal grouped-query attention for the queries of several sequences. Each sequence has n_tokens queries at
+ * positions pos.. pos+n_tokens-1: q and out are [n_tokens][n_heads * head_dim]; its key/value caches are one
+ * layer's [context][n_kv_heads * head_dim], holding positions 0.. pos+n_tokens-1 already. Query i attends to
+ * positions <= pos + i. scores: n_threads scratch rows of scores_stride >= every pos + n_tokens floats. */
+struct llm_attention_seq {
   float *out;
   const float *q;
   const float *key_cache;
   const float *value_cache;
-  float *scores;
-  int64_t scores_stride;
   int n_tokens;
   int pos;
+};
+struct llm_attention_args {
+  const struct llm_attention_seq *seqs;
+  int n_seqs;
+  float *scores;
+  int64_t scores_stride;
   int n_heads;
   int n_kv_heads;
   int head_dim;

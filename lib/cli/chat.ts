@@ -1,0 +1,165 @@
+/**
+ * `llama-napi chat`: an interactive conversation in a chat session (the KV cache is kept between turns).
+ * Multi-line input: end a line with "\" to continue it, or wrap a block in lines of """. Ctrl-C stops the
+ * answer being written; a second Ctrl-C at the prompt exits.
+ */
+import readline from "node:readline";
+import type { ChatSession } from "../generation/session";
+import { loadModel } from "../model";
+import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
+
+export const chatCommand: CommandSpec = {
+  name: "chat",
+  summary: "Chat with a model interactively; the conversation's KV cache is kept between turns.",
+  usage: "llama-napi chat --model PATH [--system TEXT] [options]",
+  options: {
+    model: MODEL_OPTION,
+    tokenizer: TOKENIZER_OPTION,
+    system: { type: "string", placeholder: "TEXT", description: "System prompt" },
+    restore: { type: "string", placeholder: "FILE", description: "Continue a conversation saved with /save" },
+    ...SAMPLING_OPTIONS,
+    threads: THREADS_OPTION,
+    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
+  },
+};
+
+const HELP = `Commands: /reset (forget the conversation), /save FILE, /help, /exit. End a line with \\ to continue it,
+or put """ on a line to start and end a multi-line message. Ctrl-C stops an answer; twice at the prompt exits.
+`;
+
+/** Reads one message: a line, lines joined by a trailing backslash, or a """ block. Null at end of input. */
+class MessageReader {
+  private readonly lines: string[] = [];
+  private waiting: ((line: string | null) => void) | undefined;
+  private closed = false;
+
+  constructor(private readonly rl: readline.Interface) {
+    rl.on("line", (line) => this.deliver(line));
+    rl.on("close", () => {
+      this.closed = true;
+      this.deliver(null);
+    });
+  }
+
+  private deliver(line: string | null): void {
+    if (this.waiting) {
+      const resolve = this.waiting;
+      this.waiting = undefined;
+      resolve(line);
+    } else if (line !== null) this.lines.push(line);
+  }
+
+  private nextLine(prompt: string): Promise<string | null> {
+    if (this.lines.length > 0) return Promise.resolve(this.lines.shift()!);
+    if (this.closed) return Promise.resolve(null);
+    this.rl.setPrompt(prompt);
+    this.rl.prompt();
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  async read(): Promise<string | null> {
+    const first = await this.nextLine("> ");
+    if (first === null) return null;
+    if (first.trim() === '"""') {
+      const block: string[] = [];
+      for (;;) {
+        const line = await this.nextLine(". ");
+        if (line === null || line.trim() === '"""') return block.join("\n");
+        block.push(line);
+      }
+    }
+    let message = first;
+    while (message.endsWith("\\")) {
+      const line = await this.nextLine(". ");
+      message = message.slice(0, -1) + "\n" + (line ?? "");
+      if (line === null) break;
+    }
+    return message;
+  }
+}
+
+export async function chat(argv: string[]): Promise<number> {
+  const o = parseCommand(chatCommand, argv);
+  if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi chat --help)");
+  const options = generateOptions(o);
+  const model = await loadModel(o.model, {
+    threads: o.threads as number | undefined,
+    contextSize: o["ctx-size"] as number | undefined,
+    tokenizer: o.tokenizer as string | undefined,
+  });
+  let session: ChatSession | undefined;
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  let answering: AbortController | undefined;
+  let exitArmed = false;
+  // Ctrl-C: stop the answer being written; at the prompt, arm exit, and exit on the second press.
+  const onInterrupt = () => {
+    if (answering) {
+      answering.abort();
+    } else if (exitArmed) {
+      rl.close();
+    } else {
+      exitArmed = true;
+      process.stdout.write("\n(press Ctrl-C again to exit)\n");
+      rl.prompt();
+    }
+  };
+  rl.on("SIGINT", onInterrupt);
+  process.on("SIGINT", onInterrupt);
+  try {
+    session = await model.createSession({
+      systemPrompt: o.system as string | undefined,
+      restore: o.restore as string | undefined,
+      contextOverflow: "truncate-middle", // a long chat drops its middle rather than ending
+    });
+    if (process.stdin.isTTY) process.stdout.write(HELP);
+    const reader = new MessageReader(rl);
+    for (;;) {
+      const message = await reader.read();
+      if (message === null) break;
+      exitArmed = false;
+      const command = message.trim();
+      if (command === "/exit" || command === "/quit") break;
+      if (command === "/help") {
+        process.stdout.write(HELP);
+        continue;
+      }
+      if (command === "/reset") {
+        session.reset();
+        process.stdout.write("(conversation reset)\n");
+        continue;
+      }
+      if (command.startsWith("/save")) {
+        const file = command.slice("/save".length).trim();
+        if (!file) process.stdout.write("usage: /save FILE\n");
+        else {
+          await session.save(file);
+          process.stdout.write(`(saved to ${file})\n`);
+        }
+        continue;
+      }
+      if (command === "") continue;
+      answering = new AbortController();
+      try {
+        const stream = session.prompt(message, { ...options, signal: answering.signal });
+        const it = stream[Symbol.asyncIterator]();
+        for (;;) {
+          const step = await it.next();
+          if (step.done) {
+            process.stdout.write(step.value.finishReason === "abort" ? " [stopped]\n" : "\n");
+            break;
+          }
+          process.stdout.write(step.value.text);
+        }
+      } finally {
+        answering = undefined;
+      }
+    }
+  } finally {
+    process.off("SIGINT", onInterrupt);
+    rl.close();
+    session?.dispose();
+    await model.dispose();
+  }
+  return 0;
+}

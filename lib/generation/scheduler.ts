@@ -1,0 +1,126 @@
+/**
+ * Continuous batching: every decode request on a model goes through one scheduler, which runs all the requests
+ * waiting at that moment as one forward pass (one matrix product per weight for every active sequence). A
+ * sequence that asks while a pass is running joins the next one; one that stops asking simply drops out.
+ *
+ * Long prompts are fed in slices of at most PASS_TOKENS, so that the sequences already decoding keep getting a
+ * token per pass while a newcomer's prompt is prefilled.
+ */
+import type { BatchEntry, Engine, EngineContext } from "../native/engine";
+import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding";
+
+/** Tokens per forward pass: the engine's own pass size (MAX_PASS_TOKENS in native/engine/forward.c). */
+const PASS_TOKENS = 256;
+
+interface Request {
+  context: EngineContext;
+  tokens: Int32Array;
+  pos: number;
+  options: NativeDecodeOptions;
+  resolve: (result: NativeDecodeResult) => void;
+  reject: (err: unknown) => void;
+}
+
+export class DecodeScheduler {
+  private queue: Request[] = [];
+  private running = false;
+  private dispatchPending = false;
+  private drainWaiters: (() => void)[] = [];
+  /** Sequences in the last pass (for metrics and tests). */
+  lastBatchSize = 0;
+
+  constructor(private readonly engine: Engine) {}
+
+  /** Runs tokens at pos.. on context in the next forward pass that has room; resolves with its results. */
+  decode(context: EngineContext, tokens: readonly number[] | Int32Array, pos: number, options: NativeDecodeOptions = {}): Promise<NativeDecodeResult> {
+    return new Promise((resolve, reject) => {
+      const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+      this.queue.push({ context, tokens: ids, pos, options, resolve, reject });
+      this.scheduleDispatch();
+    });
+  }
+
+  /** Resolves once every request queued so far has run (for dispose: work already accepted completes). */
+  drained(): Promise<void> {
+    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /**
+   * Dispatches after the current turn of the event loop, so that every sequence woken by the previous pass has
+   * sampled its next token and queued it.
+   */
+  private scheduleDispatch(): void {
+    if (!this.running && this.queue.length === 0) {
+      for (const resolve of this.drainWaiters.splice(0)) resolve();
+    }
+    if (this.running || this.dispatchPending || this.queue.length === 0) return;
+    this.dispatchPending = true;
+    setImmediate(() => {
+      this.dispatchPending = false;
+      void this.dispatch();
+    });
+  }
+
+  private async dispatch(): Promise<void> {
+    if (this.running || this.queue.length === 0) return;
+    this.running = true;
+    const { pass, finishes } = this.takePass();
+    try {
+      await this.run(pass, finishes);
+    } finally {
+      this.running = false;
+      this.scheduleDispatch();
+    }
+  }
+
+  /**
+   * The next pass: queued requests in arrival order until PASS_TOKENS tokens. A request that does not fit whole
+   * contributes a slice (logits are only needed for its last token, so a leading slice needs none) and keeps its
+   * place at the head of the queue. `finishes[i]`: whether entry i completes its request.
+   */
+  private takePass(): { pass: { entry: BatchEntry; request: Request }[]; finishes: boolean[] } {
+    const pass: { entry: BatchEntry; request: Request }[] = [];
+    const finishes: boolean[] = [];
+    let room = PASS_TOKENS;
+    while (this.queue.length > 0 && room > 0) {
+      const request = this.queue[0];
+      const splittable = request.options.logits !== "all";
+      const n = request.tokens.length;
+      if (n <= room || !splittable) {
+        if (n > room && pass.length > 0) break; // an unsplittable request waits for a pass of its own
+        this.queue.shift();
+        pass.push({ entry: { context: request.context, tokens: request.tokens, pos: request.pos, ...request.options }, request });
+        finishes.push(true);
+        room -= n;
+      } else {
+        pass.push({ entry: { context: request.context, tokens: request.tokens.subarray(0, room), pos: request.pos, logits: "none" }, request });
+        finishes.push(false);
+        request.tokens = request.tokens.subarray(room);
+        request.pos += room;
+        room = 0;
+      }
+    }
+    return { pass, finishes };
+  }
+
+  private async run(pass: { entry: BatchEntry; request: Request }[], finishes: boolean[]): Promise<void> {
+    this.lastBatchSize = pass.length;
+    let results: NativeDecodeResult[];
+    try {
+      results = await this.engine.decodeBatch(pass.map((p) => p.entry));
+    } catch (err) {
+      if (pass.length === 1) return this.fail(pass[0].request, err);
+      // Which sequence failed is not known: run each alone so only the faulty one sees the error.
+      for (let i = 0; i < pass.length; i++) await this.run([pass[i]], [finishes[i]]);
+      return;
+    }
+    for (let i = 0; i < pass.length; i++) if (finishes[i]) pass[i].request.resolve(results[i]);
+  }
+
+  private fail(request: Request, err: unknown): void {
+    // A sliced request may still be queued for its remaining tokens.
+    this.queue = this.queue.filter((r) => r !== request);
+    request.reject(err);
+  }
+}

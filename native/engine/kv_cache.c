@@ -1,0 +1,103 @@
+#include "kv_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err) {
+  if (context_size < 1) {
+    llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "context size %d must be at least 1", context_size);
+    return NULL;
+  }
+  struct llm_kv_cache *cache = calloc(1, sizeof *cache);
+  if (!cache) {
+    llm_fail(err, LLM_ERR_SYSTEM, "out of memory");
+    return NULL;
+  }
+  cache->context_size = context_size;
+  cache->n_layers = model->config.n_layers;
+  cache->kv_dim = (int64_t)model->config.n_kv_heads * model->config.head_dim;
+  size_t floats, bytes;
+  bool overflow = __builtin_mul_overflow((size_t)cache->n_layers * (size_t)cache->kv_dim, (size_t)context_size, &floats) ||
+                  __builtin_mul_overflow(floats, sizeof(float), &bytes);
+  if (!overflow) {
+    cache->keys = malloc(bytes);
+    cache->values = malloc(bytes);
+  }
+  if (!cache->keys || !cache->values) {
+    llm_fail(err, LLM_ERR_SYSTEM, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)", context_size,
+             overflow ? SIZE_MAX >> 20 : bytes >> 20);
+    llm_kv_cache_free(cache);
+    return NULL;
+  }
+  return cache;
+}
+
+void llm_kv_cache_free(struct llm_kv_cache *cache) {
+  if (!cache) return;
+  free(cache->keys);
+  free(cache->values);
+  free(cache);
+}
+
+bool llm_kv_cache_fits(const struct llm_kv_cache *cache, const struct llm_model *model) {
+  return cache->n_layers == model->config.n_layers &&
+         cache->kv_dim == (int64_t)model->config.n_kv_heads * model->config.head_dim;
+}
+
+static bool check_positions(const struct llm_kv_cache *cache, int n_positions, struct llm_error *err) {
+  if (n_positions < 0 || n_positions > cache->context_size)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "%d positions do not fit a context of %d", n_positions,
+                    cache->context_size);
+  return true;
+}
+
+/* Positions [0, n) of one layer are contiguous: layer l starts at l * context_size * kv_dim. */
+static size_t layer_bytes(const struct llm_kv_cache *cache, int n_positions) {
+  return (size_t)n_positions * (size_t)cache->kv_dim * sizeof(float);
+}
+
+static float *layer_start(float *base, const struct llm_kv_cache *cache, int layer) {
+  return base + (int64_t)layer * cache->context_size * cache->kv_dim;
+}
+
+bool llm_kv_cache_copy(struct llm_kv_cache *dst, const struct llm_kv_cache *src, int n_positions,
+                       struct llm_error *err) {
+  if (dst->n_layers != src->n_layers || dst->kv_dim != src->kv_dim)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "the two KV caches belong to different models");
+  if (!check_positions(src, n_positions, err) || !check_positions(dst, n_positions, err)) return false;
+  for (int l = 0; l < src->n_layers; l++) {
+    memcpy(layer_start(dst->keys, dst, l), layer_start(src->keys, src, l), layer_bytes(src, n_positions));
+    memcpy(layer_start(dst->values, dst, l), layer_start(src->values, src, l), layer_bytes(src, n_positions));
+  }
+  return true;
+}
+
+size_t llm_kv_cache_state_bytes(const struct llm_kv_cache *cache, int n_positions) {
+  return 2 * (size_t)cache->n_layers * layer_bytes(cache, n_positions);
+}
+
+bool llm_kv_cache_read_state(const struct llm_kv_cache *cache, int n_positions, void *out, size_t out_bytes,
+                             struct llm_error *err) {
+  if (!check_positions(cache, n_positions, err)) return false;
+  if (out_bytes != llm_kv_cache_state_bytes(cache, n_positions))
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a state of %d positions is %zu bytes, not %zu", n_positions,
+                    llm_kv_cache_state_bytes(cache, n_positions), out_bytes);
+  char *p = out;
+  const size_t n = layer_bytes(cache, n_positions);
+  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(p, layer_start(cache->keys, cache, l), n);
+  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(p, layer_start(cache->values, cache, l), n);
+  return true;
+}
+
+bool llm_kv_cache_write_state(struct llm_kv_cache *cache, int n_positions, const void *in, size_t in_bytes,
+                              struct llm_error *err) {
+  if (!check_positions(cache, n_positions, err)) return false;
+  if (in_bytes != llm_kv_cache_state_bytes(cache, n_positions))
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a state of %d positions is %zu bytes, not %zu", n_positions,
+                    llm_kv_cache_state_bytes(cache, n_positions), in_bytes);
+  const char *p = in;
+  const size_t n = layer_bytes(cache, n_positions);
+  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(layer_start(cache->keys, cache, l), p, n);
+  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(layer_start(cache->values, cache, l), p, n);
+  return true;
+}

@@ -1,0 +1,112 @@
+"use strict";
+// Batched sequences: generateBatch and concurrent generate() calls share forward passes, give exactly what each
+// sequence gives alone, and one aborted sequence leaves the others running and gives its KV cache back at once.
+const { test, before, after } = require("node:test");
+const assert = require("node:assert/strict");
+const { loadModel } = require("../dist/cjs/index.js");
+const { modelPath } = require("./helpers/models.js");
+
+const PROMPTS = [
+  "The",
+  "Call me Ishmael. Some years ago, never mind how long precisely,",
+  "The President said that the Congress",
+  "In the year of our Lord one thousand eight hundred and sixty-one, the people of the United States, assembled in",
+];
+const GREEDY = { temperature: 0, maxTokens: 24, ignoreEos: true };
+let model;
+
+before(async () => {
+  model = await loadModel(modelPath("trained", "sotu-l2-23m"), { threads: 2 });
+});
+after(() => model.dispose());
+
+/** Records the largest number of sequences the model's scheduler put in one forward pass. */
+function watchBatchSizes() {
+  const scheduler = model.scheduler;
+  const run = scheduler.run.bind(scheduler);
+  let largest = 0;
+  scheduler.run = (pass, finishes) => {
+    largest = Math.max(largest, pass.length);
+    return run(pass, finishes);
+  };
+  return () => {
+    scheduler.run = run;
+    return largest;
+  };
+}
+
+test("generateBatch: 4 prompts of different lengths decode together, token for token as each alone", async () => {
+  const alone = [];
+  for (const p of PROMPTS) alone.push(await model.complete(p, GREEDY));
+  const stop = watchBatchSizes();
+  const batch = await model.generateBatch(PROMPTS, GREEDY);
+  assert.equal(stop(), 4, "all four sequences shared forward passes");
+  assert.equal(batch.length, 4);
+  for (let i = 0; i < 4; i++) {
+    assert.deepEqual(batch[i].tokens, alone[i].tokens, `prompt ${i}`);
+    assert.equal(batch[i].text, alone[i].text);
+  }
+});
+
+test("sampled sequences in a batch match their solo runs too (seed + index)", async () => {
+  const opts = { temperature: 0.9, maxTokens: 16, seed: 11, ignoreEos: true };
+  const batch = await model.generateBatch(PROMPTS.slice(0, 3), opts);
+  for (let i = 0; i < 3; i++) {
+    const solo = await model.complete(PROMPTS[i], { ...opts, seed: 11 + i });
+    assert.deepEqual(batch[i].tokens, solo.tokens);
+  }
+});
+
+test("concurrent generate() calls join a running batch and leave it independently", async () => {
+  const alone = await model.complete(PROMPTS[2], GREEDY);
+  const stop = watchBatchSizes();
+  const first = model.complete(PROMPTS[1], { ...GREEDY, maxTokens: 40 });
+  // The second starts after the first has begun decoding: it joins at the next pass.
+  await new Promise((r) => setTimeout(r, 30));
+  const second = await model.complete(PROMPTS[2], GREEDY);
+  await first;
+  assert.ok(stop() >= 2, "the two shared passes");
+  assert.deepEqual(second.tokens, alone.tokens);
+});
+
+test("aborting one sequence of a batch: the others finish unchanged and its cache is given back at once", async () => {
+  const alone = [];
+  for (const p of PROMPTS.slice(0, 3)) alone.push(await model.complete(p, { ...GREEDY, maxTokens: 32 }));
+  const controller = new AbortController();
+  const activeDuring = [];
+  const runs = PROMPTS.slice(0, 3).map(async (p, i) => {
+    const tokens = [];
+    const it = model.generate(p, { ...GREEDY, maxTokens: 32, signal: i === 1 ? controller.signal : undefined });
+    for (;;) {
+      const step = await it.next();
+      if (step.done) return { tokens, result: step.value };
+      tokens.push(step.value.id);
+      if (i === 1 && tokens.length === 5) controller.abort();
+      if (i === 0) activeDuring.push(model.activeSequences);
+    }
+  });
+  const [a, aborted, c] = await Promise.all(runs);
+  assert.equal(aborted.result.finishReason, "abort");
+  assert.equal(aborted.tokens.length, 5);
+  assert.deepEqual(aborted.tokens, alone[1].tokens.slice(0, 5));
+  assert.deepEqual(a.tokens, alone[0].tokens);
+  assert.deepEqual(c.tokens, alone[2].tokens);
+  assert.equal(activeDuring[2], 3, "three sequences active at first");
+  assert.equal(activeDuring.at(-1), 2, "the aborted one gave its cache back while the others ran");
+  assert.equal(model.activeSequences, 0);
+});
+
+test("options are validated before anything runs", async () => {
+  const bad = [
+    [{ topK: -1 }, /topK/],
+    [{ topP: 0 }, /topP/],
+    [{ topP: 1.5 }, /topP/],
+    [{ samplers: ["top_k", "nucleus"] }, /sampler/],
+    [{ maxTokens: 0 }, /maxTokens/],
+    [{ contextOverflow: "wrap" }, /contextOverflow/],
+  ];
+  for (const [options, message] of bad) {
+    await assert.rejects(model.complete("a", options), { name: "InvalidArgumentError", message }, JSON.stringify(options));
+  }
+  await assert.rejects(model.generateBatch("abc"), { name: "InvalidArgumentError" });
+});
