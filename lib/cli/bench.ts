@@ -1,8 +1,13 @@
 /**
  * `llama-napi bench`: prompt processing (ppN: one batched evaluation of N tokens) and text generation (tgN:
- * N greedy tokens, one decode step each) in tokens per second, median of several runs, like llama-bench.
+ * N greedy tokens, one decode step each) in tokens per second, median of several runs, like llama-bench. With
+ * `--peer`, llama.cpp's llama-bench runs on the same file with the same settings and both figures are printed;
+ * with `--bandwidth`, the decode roofline (weight bytes read per token / memory bandwidth) too.
  */
+import { execFile } from "node:child_process";
 import { performance } from "node:perf_hooks";
+import { promisify } from "node:util";
+import { parseModel } from "../formats/detect";
 import { loadModel } from "../model";
 import { cpuFeatures } from "../native/engine";
 import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION } from "./args";
@@ -19,6 +24,8 @@ export const benchCommand: CommandSpec = {
     tg: { type: "string", number: "int", placeholder: "N", description: "Generated tokens per decode run (default 128; 0 skips)" },
     repetitions: { type: "string", number: "int", short: "r", placeholder: "N", description: "Runs per figure; the median is printed (default 3)" },
     json: { type: "boolean", description: "Print one JSON object per row instead of a table" },
+    peer: { type: "string", placeholder: "PATH", description: "llama.cpp's llama-bench binary: run it on the same file and settings" },
+    bandwidth: { type: "string", placeholder: "LIST", description: "Memory read bandwidth in GB/s per thread count (as --threads) for the decode roofline" },
   },
 };
 
@@ -29,6 +36,10 @@ export interface BenchRow {
   test: string;
   tokensPerSecond: number;
   runs: number[];
+  /** llama-bench's median on the same file and settings (with --peer). */
+  peerTokensPerSecond?: number;
+  /** Decode roofline: bandwidth / weight bytes read per token (tg rows, with --bandwidth). */
+  rooflineTokensPerSecond?: number;
 }
 
 function median(xs: number[]): number {
@@ -37,13 +48,41 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function parseThreadList(raw: string | undefined): (number | undefined)[] {
-  if (raw === undefined) return [undefined];
+function parseNumberList(name: string, raw: string, integers: boolean): number[] {
   return raw.split(",").map((t) => {
     const n = Number(t);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--threads takes positive integers separated by commas (got "${raw}")`);
+    if (t.trim() === "" || !(n > 0) || (integers && !Number.isInteger(n))) {
+      throw new UsageError(`--${name} takes positive ${integers ? "integers" : "numbers"} separated by commas (got "${raw}")`);
+    }
     return n;
   });
+}
+
+/** llama-bench's medians for one thread count: { ppN, tgN } in tokens per second. */
+async function peerBench(
+  binary: string,
+  modelPath: string,
+  opts: { threads: number; pp: number; tg: number; repetitions: number },
+): Promise<Record<string, number>> {
+  const args = ["-m", modelPath, "-t", String(opts.threads), "-p", String(opts.pp), "-n", String(opts.tg), "-r", String(opts.repetitions), "-o", "json"];
+  let stdout: string;
+  try {
+    ({ stdout } = await promisify(execFile)(binary, args, { maxBuffer: 64 << 20 }));
+  } catch (err) {
+    throw new UsageError(`--peer: ${binary} ${args.join(" ")} failed: ${(err as Error).message}`);
+  }
+  const results = JSON.parse(stdout) as { n_prompt: number; n_gen: number; samples_ts: number[] }[];
+  const out: Record<string, number> = {};
+  for (const r of results) out[r.n_gen > 0 ? `tg${r.n_gen}` : `pp${r.n_prompt}`] = median(r.samples_ts);
+  return out;
+}
+
+/** Weight bytes read per decoded token: every tensor but the embedding table, of which one row is read. */
+async function decodeBytesPerToken(modelPath: string): Promise<number> {
+  const desc = await parseModel(modelPath);
+  const embedding = desc.tensors.find((t) => t.name === "token_embd.weight");
+  const tied = !desc.tensors.some((t) => t.name === "output.weight");
+  return desc.tensors.reduce((sum, t) => (t === embedding && !tied ? sum : sum + t.byteLength), 0);
 }
 
 export async function benchModel(
@@ -97,17 +136,38 @@ export async function bench(argv: string[]): Promise<number> {
     repetitions: (o.repetitions as number | undefined) ?? 3,
     tokenizer: o.tokenizer as string | undefined,
   };
+  const threadList: (number | undefined)[] = o.threads === undefined ? [undefined] : parseNumberList("threads", o.threads as string, true);
+  const bandwidths = o.bandwidth === undefined ? undefined : parseNumberList("bandwidth", o.bandwidth as string, false);
+  if (bandwidths && bandwidths.length !== threadList.length) throw new UsageError("--bandwidth needs one figure per --threads entry");
+  const peer = o.peer as string | undefined;
+  const bytesPerToken = bandwidths ? await decodeBytesPerToken(o.model) : 0;
   if (!o.json) {
     process.stdout.write(`cpu kernels: ${cpuFeatures()}\n`);
-    process.stdout.write(`| model | type | threads | test | tok/s (median) | runs |\n|---|---|---|---|---|---|\n`);
+    if (bandwidths) process.stdout.write(`decode reads ${(bytesPerToken / 1e6).toFixed(1)} MB of weights per token\n`);
+    const extra = `${peer ? " llama.cpp | ours ÷ llama.cpp |" : ""}${bandwidths ? " roofline | of roofline |" : ""}`;
+    process.stdout.write(`| model | type | threads | test | tok/s (median) | runs |${extra}\n`);
+    process.stdout.write(`|---|---|---|---|---|---|${extra.replace(/[^|]+\|/g, "---|")}\n`);
   }
-  for (const threads of parseThreadList(o.threads as string | undefined)) {
-    for (const r of await benchModel(o.model, { ...settings, threads })) {
-      process.stdout.write(
-        o.json
-          ? `${JSON.stringify(r)}\n`
-          : `| ${r.model} | ${r.weightType} | ${r.threads} | ${r.test} | ${r.tokensPerSecond.toFixed(2)} | ${r.runs.map((x) => x.toFixed(1)).join(", ")} |\n`,
-      );
+  for (const [i, threads] of threadList.entries()) {
+    const rows = await benchModel(o.model, { ...settings, threads });
+    const peerRows = peer ? await peerBench(peer, o.model, { ...settings, threads: rows[0]?.threads ?? threads ?? 1 }) : {};
+    for (const r of rows) {
+      if (peer) r.peerTokensPerSecond = peerRows[r.test];
+      if (bandwidths && r.test.startsWith("tg")) r.rooflineTokensPerSecond = (bandwidths[i] * 1e9) / bytesPerToken;
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+        continue;
+      }
+      let line = `| ${r.model} | ${r.weightType} | ${r.threads} | ${r.test} | ${r.tokensPerSecond.toFixed(2)} | ${r.runs.map((x) => x.toFixed(1)).join(", ")} |`;
+      if (peer) {
+        const p = r.peerTokensPerSecond;
+        line += p === undefined ? " - | - |" : ` ${p.toFixed(2)} | ${(r.tokensPerSecond / p).toFixed(2)}x |`;
+      }
+      if (bandwidths) {
+        const roof = r.rooflineTokensPerSecond;
+        line += roof === undefined ? " - | - |" : ` ${roof.toFixed(1)} | ${((100 * r.tokensPerSecond) / roof).toFixed(0)}% |`;
+      }
+      process.stdout.write(`${line}\n`);
     }
   }
   return 0;
