@@ -32,3 +32,5 @@ export {
   DisposedError,
   InvalidArgumentError,
 } from "./errors";
+export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
+export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -12,6 +12,7 @@ import { commonPrefixLength, runGeneration, type Sequence } from "./generation/g
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
+import { resolveModelPath } from "./hub";
 import { Engine, type EngineContext, physicalCores } from "./native/engine";
 import { resolveSampling, Sampler } from "./sampling/sampler";
 import { loadTokenizer } from "./tokenizer";
@@ -30,6 +31,8 @@ export interface LoadModelOptions {
   contextSize?: number;
   /** A tokenizer file, for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.model). */
   tokenizer?: string;
+  /** Use Hub models from the cache only, never the network. Default: HF_HUB_OFFLINE=1. */
+  offline?: boolean;
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -65,6 +68,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   checkPositiveInteger("contextSize", options.contextSize);
   const report = options.onProgress ?? (() => {});
 
+  // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
+  path = await resolveModelPath(path, { offline: options.offline });
   report({ stage: "parse", progress: 0 });
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
   report({ stage: "tokenizer", progress: 0.3 });

@@ -3,6 +3,8 @@
 const { test } = require("node:test");
 const assert = require("node:assert/strict");
 const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const os = require("node:os");
 const path = require("node:path");
 const { modelPath } = require("./helpers/models.js");
 
@@ -35,7 +37,13 @@ test("--help documents every option", () => {
 
 test("usage errors exit 2; model errors exit 1 with the typed error", () => {
   assert.equal(cli("run", "--bogus").status, 2);
-  assert.equal(cli("run").status, 2);
+  // Without --model, run uses the default Hub model: offline with an empty cache that is a runtime error saying so.
+  const noModel = spawnSync(process.execPath, [CLI, "run", "--offline"], {
+    encoding: "utf8",
+    env: { ...process.env, LLAMA_NAPI_CACHE: fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-cache-")) },
+  });
+  assert.equal(noModel.status, 1);
+  assert.match(noModel.stderr, /pass --model PATH/);
   assert.equal(cli("run", "-m", "x", "--max-tokens", "lots").status, 2);
   assert.equal(cli("frobnicate").status, 2);
   const missing = cli("run", "--model", "/nonexistent/model.gguf", "--prompt", "hi");

@@ -25,7 +25,7 @@ export interface CommandSpec {
 
 /** Options several commands share, spelled once. */
 export const MODEL_OPTION: OptionSpec = {
-  type: "string", short: "m", placeholder: "PATH", description: "Model file or directory (GGUF, HF dir, Meta dir, llama2.c .bin)",
+  type: "string", short: "m", placeholder: "PATH", description: "Model file or directory (GGUF, HF dir, Meta dir, llama2.c .bin), hf:OWNER/REPO[/FILE] or a URL",
 };
 export const TOKENIZER_OPTION: OptionSpec = {
   type: "string", placeholder: "PATH", description: "Tokenizer file when it is not beside the model",

@@ -5,8 +5,12 @@ import { helpText, UsageError, type CommandSpec } from "./args";
 import { bench, benchCommand } from "./bench";
 import { chat, chatCommand } from "./chat";
 import { convert, convertCommand } from "./convert";
+import { info, infoCommand } from "./info";
+import { ls, lsCommand } from "./ls";
 import { perplexityCommand, perplexityMain } from "./perplexity";
+import { pull, pullCommand } from "./pull";
 import { quantizeCommand, quantizeMain } from "./quantize";
+import { rm, rmCommand } from "./rm";
 import { run, runCommand } from "./run";
 
 const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Promise<number> }> = {
@@ -16,6 +20,10 @@ const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Pr
   convert: { spec: convertCommand, main: convert },
   quantize: { spec: quantizeCommand, main: quantizeMain },
   perplexity: { spec: perplexityCommand, main: perplexityMain },
+  pull: { spec: pullCommand, main: pull },
+  ls: { spec: lsCommand, main: ls },
+  rm: { spec: rmCommand, main: rm },
+  info: { spec: infoCommand, main: info },
 };
 
 function usage(): string {

@@ -1,32 +1,43 @@
 /** `llama-napi run`: stream a completion to stdout, speed figures to stderr. */
+import { DownloadError } from "../hub";
 import { loadModel } from "../model";
-import { SAMPLING_DEFAULTS } from "../sampling/sampler";
-import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
+import { type CommandSpec, parseCommand, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
+import { OFFLINE_OPTION, resolveModel } from "./model-download";
+import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
+
+/**
+ * The model run uses without --model: llama2.c's 260K-parameter TinyStories model as GGUF (1.2 MB), from ggml-org's
+ * test-model repository (renamed from ggml-org/models), pinned to a commit so that it never changes under us.
+ */
+export const DEFAULT_MODEL = "hf:ggml-org/models-moved@499bc8821c6b12b4e53c5bffcb21ec206f212d81/tinyllamas/stories260K.gguf";
 
 export const runCommand: CommandSpec = {
   name: "run",
   summary: "Generate text from a prompt, streaming it to stdout; prefill and decode speed go to stderr.",
-  usage: "llama-napi run --model PATH --prompt TEXT [options]",
+  usage: "llama-napi run [--model PATH|hf:OWNER/REPO/FILE|URL] --prompt TEXT [options]",
   options: {
-    model: MODEL_OPTION,
+    model: { ...MODEL_OPTION, description: `${MODEL_OPTION.description} (default: a 1.2 MB TinyStories model, ${DEFAULT_MODEL})` },
+    offline: OFFLINE_OPTION,
     prompt: { type: "string", short: "p", placeholder: "TEXT", description: "The prompt (default: empty, start from BOS)" },
     tokenizer: TOKENIZER_OPTION,
-    "max-tokens": { type: "string", number: "int", short: "n", placeholder: "N", description: "Tokens to generate (default 256)" },
-    temperature: { type: "string", number: "float", short: "t", placeholder: "T", description: `Sampling temperature, 0 = greedy (default ${SAMPLING_DEFAULTS.temperature})` },
-    "top-k": { type: "string", number: "int", placeholder: "K", description: `Keep the K most likely tokens, 0 = off (default ${SAMPLING_DEFAULTS.topK})` },
-    "top-p": { type: "string", number: "float", placeholder: "P", description: `Nucleus sampling mass, 1 = off (default ${SAMPLING_DEFAULTS.topP})` },
-    "min-p": { type: "string", number: "float", placeholder: "M", description: `Drop tokens below M x the top probability (default ${SAMPLING_DEFAULTS.minP})` },
-    seed: { type: "string", number: "int", short: "s", placeholder: "S", description: "Random seed (default: random)" },
+    ...SAMPLING_OPTIONS,
+    temperature: { ...SAMPLING_OPTIONS.temperature, short: "t" },
     threads: { ...THREADS_OPTION, short: undefined }, // -t is --temperature here
     "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
-    "ignore-eos": { type: "boolean", description: "Keep generating past end-of-sequence tokens" },
   },
 };
 
 export async function run(argv: string[]): Promise<number> {
   const o = parseCommand(runCommand, argv);
-  if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi run --help)");
-  const model = await loadModel(o.model, {
+  const path = await resolveModel((o.model as string | undefined) ?? DEFAULT_MODEL, o.offline as boolean | undefined).catch((err: unknown) => {
+    if (o.model !== undefined || !(err instanceof DownloadError)) throw err;
+    throw new DownloadError(
+      `no --model given, and the default model could not be fetched: ${err.message}\n` +
+        `pass --model PATH, or run "llama-napi pull ${DEFAULT_MODEL}" once online`,
+      { status: err.status, cause: err },
+    );
+  });
+  const model = await loadModel(path, {
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
@@ -37,16 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const prompt = (o.prompt as string | undefined) ?? "";
     process.stdout.write(prompt);
-    const it = model.generate(prompt, {
-      maxTokens: (o["max-tokens"] as number | undefined) ?? 256,
-      temperature: o.temperature as number | undefined,
-      topK: o["top-k"] as number | undefined,
-      topP: o["top-p"] as number | undefined,
-      minP: o["min-p"] as number | undefined,
-      seed: o.seed as number | undefined,
-      ignoreEos: o["ignore-eos"] as boolean | undefined,
-      signal: abort.signal,
-    });
+    const it = model.generate(prompt, { ...generateOptions(o), signal: abort.signal });
     for (;;) {
       const step = await it.next();
       if (step.done) {

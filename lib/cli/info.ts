@@ -1,0 +1,111 @@
+/**
+ * `llama-napi info MODEL`: what a model is (architecture, size, weight types, tokenizer, chat template) and the
+ * memory it needs: its weights plus the KV cache at the context size.
+ */
+import { parseModel } from "../formats/detect";
+import type { TensorType } from "../formats/types";
+import { loadModel, type ModelInfo } from "../model";
+import { type CommandSpec, parseCommand, TOKENIZER_OPTION } from "./args";
+import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
+
+export const infoCommand: CommandSpec = {
+  name: "info",
+  summary: "Describe a model: architecture, parameters, weight types, tokenizer, chat template and memory needed.",
+  usage: "llama-napi info MODEL [--tensors] [--json] [--ctx-size N]",
+  positionals: ["model"],
+  options: {
+    tensors: { type: "boolean", description: "List every tensor with its type, shape and size" },
+    json: { type: "boolean", description: "Print one JSON object" },
+    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size of the KV cache estimate (default: as run uses)" },
+    tokenizer: TOKENIZER_OPTION,
+    offline: OFFLINE_OPTION,
+  },
+};
+
+export interface ModelReport {
+  path: string;
+  format: ModelInfo["format"];
+  architecture: string;
+  parameters: number;
+  shape: Pick<ModelInfo, "dim" | "layers" | "heads" | "kvHeads" | "headDim" | "hiddenDim" | "vocabSize" | "contextLength" | "ropeTheta" | "tiedEmbeddings">;
+  weightType: TensorType;
+  /** How many tensors have each type. */
+  tensorTypes: Partial<Record<TensorType, number>>;
+  tokenizer: { kind: ModelInfo["tokenizer"]; bosId: number | undefined; eosIds: number[] };
+  /** "model": the model's files carry one; "builtin": the Llama 2 / Llama 3 format is used. */
+  chatTemplate: "model" | "builtin";
+  memory: { contextSize: number; weightBytes: number; kvCacheBytes: number; totalBytes: number };
+  tensors?: { name: string; type: TensorType; shape: number[]; bytes: number }[];
+}
+
+/** The engine keeps keys and values as f32, per layer and position: kvHeads × headDim floats each. */
+function kvCacheBytes(info: ModelInfo): number {
+  return 2 * info.layers * info.contextSize * info.kvHeads * info.headDim * Float32Array.BYTES_PER_ELEMENT;
+}
+
+async function describe(path: string, options: { contextSize?: number; tokenizer?: string; tensors: boolean }): Promise<ModelReport> {
+  const desc = await parseModel(path, { tokenizer: options.tokenizer });
+  const model = await loadModel(path, { threads: 1, contextSize: options.contextSize, tokenizer: options.tokenizer });
+  try {
+    const { info } = model;
+    const tensorTypes: Partial<Record<TensorType, number>> = {};
+    for (const t of desc.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
+    const weightBytes = desc.tensors.reduce((n, t) => n + t.byteLength, 0);
+    const kvBytes = kvCacheBytes(info);
+    const { dim, layers, heads, kvHeads, headDim, hiddenDim, vocabSize, contextLength, ropeTheta, tiedEmbeddings } = info;
+    return {
+      path,
+      format: info.format,
+      architecture: info.architecture,
+      parameters: info.parameters,
+      shape: { dim, layers, heads, kvHeads, headDim, hiddenDim, vocabSize, contextLength, ropeTheta, tiedEmbeddings },
+      weightType: info.weightType,
+      tensorTypes,
+      tokenizer: { kind: info.tokenizer, bosId: info.bosId, eosIds: info.eosIds },
+      chatTemplate: model.chatTemplate === undefined ? "builtin" : "model",
+      memory: { contextSize: info.contextSize, weightBytes, kvCacheBytes: kvBytes, totalBytes: weightBytes + kvBytes },
+      tensors: options.tensors ? desc.tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape, bytes: t.byteLength })) : undefined,
+    };
+  } finally {
+    await model.dispose();
+  }
+}
+
+function formatCount(n: number): string {
+  const [value, unit] = n >= 1e9 ? [n / 1e9, "B"] : n >= 1e6 ? [n / 1e6, "M"] : n >= 1e3 ? [n / 1e3, "K"] : [n, ""];
+  return unit ? `${value.toFixed(1)}${unit}` : String(value);
+}
+
+function formatReport(r: ModelReport): string {
+  const s = r.shape;
+  const types = Object.entries(r.tensorTypes).map(([type, count]) => `${type} × ${count}`).join(", ");
+  const lines = [
+    ["model", `${r.path} (${r.format})`],
+    ["architecture", `${r.architecture}, ${formatCount(r.parameters)} parameters (${r.parameters})`],
+    ["shape", `dim ${s.dim}, ${s.layers} layers, ${s.heads} heads (${s.kvHeads} KV) of ${s.headDim}, FFN ${s.hiddenDim}, vocab ${s.vocabSize}`],
+    ["context", `${s.contextLength} trained, rope theta ${s.ropeTheta}${s.tiedEmbeddings ? ", tied embeddings" : ""}`],
+    ["weights", Object.keys(r.tensorTypes).length > 1 ? `${types} (mostly ${r.weightType})` : types],
+    ["tokenizer", `${r.tokenizer.kind}, BOS ${r.tokenizer.bosId ?? "none"}, EOS ${r.tokenizer.eosIds.join(" ") || "none"}`],
+    ["chat template", r.chatTemplate === "model" ? "the model's own" : "built-in (the model carries none)"],
+    ["memory", `${formatBytes(r.memory.weightBytes)} weights + ${formatBytes(r.memory.kvCacheBytes)} KV cache at ` +
+      `${r.memory.contextSize} tokens = ${formatBytes(r.memory.totalBytes)}`],
+  ].map(([label, value]) => `${label.padEnd(14)}${value}`);
+  if (r.tensors) {
+    const width = Math.max(...r.tensors.map((t) => t.name.length));
+    lines.push("tensors");
+    for (const t of r.tensors) lines.push(`  ${t.name.padEnd(width)}  ${t.type.padEnd(5)} ${t.shape.join(" × ").padEnd(14)} ${formatBytes(t.bytes)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export async function info(argv: string[]): Promise<number> {
+  const o = parseCommand(infoCommand, argv);
+  const path = await resolveModel(o.model as string, o.offline as boolean | undefined);
+  const report = await describe(path, {
+    contextSize: o["ctx-size"] as number | undefined,
+    tokenizer: o.tokenizer as string | undefined,
+    tensors: o.tensors === true,
+  });
+  process.stdout.write(o.json ? `${JSON.stringify(report)}\n` : formatReport(report));
+  return 0;
+}

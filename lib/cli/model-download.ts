@@ -1,0 +1,57 @@
+/** How the commands fetch models from the Hub: the --offline option, a download progress bar, sizes for people. */
+import { performance } from "node:perf_hooks";
+import { type DownloadProgress, resolveModelPath } from "../hub";
+import type { OptionSpec } from "./args";
+import { ProgressBar } from "./progress-bar";
+
+export const OFFLINE_OPTION: OptionSpec = {
+  type: "boolean", description: "Use cached models only, never the network (also HF_HUB_OFFLINE=1)",
+};
+
+/** Redraws at most this often: a fast download reports every few kilobytes. */
+const REDRAW_MS = 100;
+
+export function formatBytes(n: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  for (; n >= 1000 && i < units.length - 1; i++) n /= 1000;
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+function formatDuration(seconds: number): string {
+  const s = Math.ceil(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** A download's bar on stderr (bytes, rate, time left) when it is a terminal; silent otherwise. */
+export function downloadProgressBar(): { onProgress: (p: DownloadProgress) => void; finish: () => void } {
+  const bar = new ProgressBar();
+  let start: { bytes: number; at: number } | undefined;
+  let drawnAt = -Infinity;
+  return {
+    onProgress(p) {
+      const now = performance.now();
+      // The rate counts this run's bytes only, not what an interrupted run left on disk.
+      start ??= { bytes: p.bytes, at: now };
+      if (now - drawnAt < REDRAW_MS && p.bytes !== p.totalBytes) return;
+      drawnAt = now;
+      const received = p.bytes - start.bytes;
+      const total = p.totalBytes ?? p.bytes;
+      const eta = received > 0 && p.totalBytes !== undefined ? `ETA ${formatDuration(((total - p.bytes) * (now - start.at)) / 1000 / received)} ` : "";
+      bar.update(p.bytes, total, `${eta}${p.file}`, received); // the file name last: a narrow terminal cuts it, not the ETA
+    },
+    finish: () => bar.finish(),
+  };
+}
+
+/** resolveModelPath with the progress bar. */
+export async function resolveModel(spec: string, offline: boolean | undefined): Promise<string> {
+  const progress = downloadProgressBar();
+  try {
+    return await resolveModelPath(spec, { offline, onProgress: progress.onProgress });
+  } finally {
+    progress.finish();
+  }
+}
