@@ -24,6 +24,7 @@ export { QUANTIZE_TYPES, QUANTIZE_MIXES } from "./quantize/tensor-types";
 export type { QuantizeType, QuantizeMix } from "./quantize/tensor-types";
 export { perplexity } from "./eval/perplexity";
 export type { PerplexityOptions, PerplexityResult, KlStats } from "./eval/perplexity";
+export { createServer, type ServerOptions, type ListenOptions, type ServerAddress, type LlamaServer } from "./server";
 export {
   LlamaNapiError,
   ModelFormatError,

@@ -12,6 +12,7 @@ import { pull, pullCommand } from "./pull";
 import { quantizeCommand, quantizeMain } from "./quantize";
 import { rm, rmCommand } from "./rm";
 import { run, runCommand } from "./run";
+import { serve, serveCommand } from "./serve";
 
 const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Promise<number> }> = {
   run: { spec: runCommand, main: run },
@@ -24,6 +25,7 @@ const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Pr
   ls: { spec: lsCommand, main: ls },
   rm: { spec: rmCommand, main: rm },
   info: { spec: infoCommand, main: info },
+  serve: { spec: serveCommand, main: serve },
 };
 
 function usage(): string {

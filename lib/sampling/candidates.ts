@@ -23,9 +23,13 @@ export class CandidateList {
 
 /** The engine's top-k (already ranked, computed on unmodified logits) with their logits. */
 export function takeRanked(list: CandidateList, logits: Float32Array, rankedIds: Int32Array, k: number): void {
-  const n = Math.min(k, rankedIds.length);
+  fillRanked(list, logits, rankedIds, Math.min(k, rankedIds.length));
+}
+
+/** The list becomes the first n ids of `order` (ranked best first) with their logits. */
+function fillRanked(list: CandidateList, logits: Float32Array, order: ArrayLike<number>, n: number): void {
   for (let i = 0; i < n; i++) {
-    const id = rankedIds[i];
+    const id = order[i];
     list.ids[i] = id;
     list.logits[i] = logits[id];
   }
@@ -47,15 +51,7 @@ export function rankVocabulary(list: CandidateList, logits: Float32Array, sorter
   const keys = sorter.keys;
   for (let i = 0; i < n; i++) keys[i] = descendingKey(bits[i]);
   // Stability keeps equal logits in id order, which is the tie rule.
-  const order = sorter.sort(n);
-  for (let i = 0; i < n; i++) {
-    const id = order[i];
-    list.ids[i] = id;
-    list.logits[i] = logits[id];
-  }
-  list.size = n;
-  list.ranked = true;
-  dropImpossible(list);
+  fillRanked(list, logits, sorter.sort(n), n);
 }
 
 /**

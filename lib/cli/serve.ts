@@ -1,0 +1,75 @@
+/** `llama-napi serve`: the OpenAI-compatible HTTP server, until SIGINT or SIGTERM. */
+import { basename } from "node:path";
+import { InvalidArgumentError, LlamaNapiError } from "../errors";
+import { loadModel } from "../model";
+import { createServer, type LlamaServer } from "../server";
+import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+
+export const serveCommand: CommandSpec = {
+  name: "serve",
+  summary: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).",
+  usage: "llama-napi serve --model PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [options]",
+  options: {
+    model: MODEL_OPTION,
+    tokenizer: TOKENIZER_OPTION,
+    threads: THREADS_OPTION,
+    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size of each slot (default: the model's, at most 4096)" },
+    host: { type: "string", placeholder: "ADDR", description: "Address to listen on (default 127.0.0.1: this machine only)" },
+    port: { type: "string", number: "int", placeholder: "N", description: "Port (default 8080; 0 picks a free one)" },
+    parallel: { type: "string", number: "int", placeholder: "N", description: "Generations in flight at once, batched together (default 4)" },
+    "queue-size": { type: "string", number: "int", placeholder: "N", description: "Generations that may wait for a slot; more get HTTP 429 (default 64)" },
+    "api-key": { type: "string", placeholder: "KEY", description: "Require 'Authorization: Bearer KEY' on /v1/*" },
+    "model-alias": { type: "string", placeholder: "NAME", description: "Model id clients use (default: the model's file or directory name)" },
+    log: { type: "boolean", description: "Log every request (JSON lines on stdout)" },
+  },
+};
+
+export async function serve(argv: string[]): Promise<number> {
+  const o = parseCommand(serveCommand, argv);
+  if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi serve --help)");
+  const host = (o.host as string | undefined) ?? "127.0.0.1";
+  const port = (o.port as number | undefined) ?? 8080;
+  if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535] (got ${port})`);
+
+  const model = await loadModel(o.model, {
+    threads: o.threads as number | undefined,
+    contextSize: o["ctx-size"] as number | undefined,
+    tokenizer: o.tokenizer as string | undefined,
+  });
+  let server: LlamaServer | undefined;
+  try {
+    const modelAlias = (o["model-alias"] as string | undefined) ?? basename(o.model);
+    try {
+      server = createServer(model, {
+        modelAlias,
+        parallel: o.parallel as number | undefined,
+        queueSize: o["queue-size"] as number | undefined,
+        apiKey: o["api-key"] as string | undefined,
+        logger: o.log === true,
+      });
+    } catch (err) {
+      // Every option createServer refuses came from a flag.
+      if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
+      throw err;
+    }
+    const address = await server.listen({ host, port }).catch((err: Error) => {
+      throw new LlamaNapiError(`cannot listen on ${host}:${port}: ${err.message}`);
+    });
+    process.stdout.write(`llama-napi serve: model "${modelAlias}" at ${address.url}/v1 (Ctrl-C stops)\n`);
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      // Both handlers go at the first signal, so a second Ctrl-C during shutdown kills the process as usual.
+      const stop = (received: NodeJS.Signals) => {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+        resolve(received);
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+    process.stderr.write(`llama-napi serve: ${signal}, shutting down\n`);
+  } finally {
+    await server?.close();
+    await model.dispose();
+  }
+  return 0;
+}

@@ -1,0 +1,216 @@
+/**
+ * The handler both generation endpoints share: admit the request (or 429), run each choice in a slot, answer as
+ * one JSON response or as an SSE stream. A request owns an AbortController: the client going away or the server
+ * closing aborts its generations, which then leave the batch at the next step and give their slots back.
+ */
+import { randomUUID } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { Completion, GeneratedToken } from "../generation/types";
+import type { LlamaModel } from "../model";
+import { ApiError, invalidParameter, modelNotFound, toApiError } from "./errors";
+import type { ServerMetrics } from "./metrics";
+import { ChoiceText, type ResponseFormat } from "./responses";
+import type { GenerationBody } from "./schemas";
+import { SseStream } from "./sse";
+import type { SlotScheduler } from "./slot-scheduler";
+import { choiceOptions, type GenerationPlan } from "./translate";
+
+/** A generation request being served, for close(): how to abort it, and when its response is out. */
+export interface InFlightRequest {
+  controller: AbortController;
+  /** Resolves when the response has ended (or the connection dropped). */
+  finished: Promise<void>;
+}
+
+export interface ServerContext {
+  model: LlamaModel;
+  /** The model id clients name in requests. */
+  modelAlias: string;
+  slots: SlotScheduler;
+  metrics: ServerMetrics;
+  inFlight: Set<InFlightRequest>;
+}
+
+/** How long a client told "queue full" should wait: about one short generation on a busy server. */
+const RETRY_AFTER_SECONDS = 1;
+
+/** The abort reason of a request whose client disconnected: there is nobody to tell. */
+const CLIENT_GONE = new ApiError(499, "the client closed the connection", { code: "client_closed_request" });
+
+export function completionHandler<Body extends GenerationBody>(
+  ctx: ServerContext,
+  format: ResponseFormat,
+  planOf: (body: Body, model: LlamaModel) => GenerationPlan,
+) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const body = request.body as Body;
+    if (body.model !== ctx.modelAlias) throw modelNotFound(body.model);
+    const plan = planOf(body, ctx.model);
+    admit(ctx, plan.prompts.length * plan.n);
+
+    const abort = new AbortController();
+    const inFlight: InFlightRequest = {
+      controller: abort,
+      finished: new Promise((resolve) =>
+        reply.raw.once("close", () => {
+          if (!reply.raw.writableFinished) abort.abort(CLIENT_GONE);
+          ctx.inFlight.delete(inFlight);
+          resolve();
+        }),
+      ),
+    };
+    ctx.inFlight.add(inFlight);
+    const run = new Run(ctx, format, plan, abort.signal);
+    try {
+      return plan.stream ? await run.stream(reply) : await run.respond();
+    } catch (err) {
+      abort.abort(err); // the other choices of a failed request stop too
+      throw err;
+    }
+  };
+}
+
+function admit(ctx: ServerContext, generations: number): void {
+  const { slots } = ctx;
+  if (generations > slots.slots + slots.queueLimit) {
+    throw invalidParameter(
+      `Invalid 'n': the request asks for ${generations} generations but this server takes at most ${slots.slots + slots.queueLimit} at once.`,
+      "n",
+    );
+  }
+  if (!slots.canAdmit(generations)) {
+    throw new ApiError(429, `The server is busy: ${slots.activeSlots} generations running and ${slots.queueDepth} waiting. Retry later.`, {
+      code: "queue_full",
+      headers: { "retry-after": String(RETRY_AFTER_SECONDS) },
+    });
+  }
+}
+
+/** One request being served: its choices (prompt × n), their texts, and the response they make. */
+class Run {
+  private readonly id: string;
+  private readonly created = Math.floor(Date.now() / 1000);
+  private readonly texts: ChoiceText[];
+
+  constructor(
+    private readonly ctx: ServerContext,
+    private readonly format: ResponseFormat,
+    private readonly plan: GenerationPlan,
+    private readonly signal: AbortSignal,
+  ) {
+    this.id = format.idPrefix + randomUUID().replace(/-/g, "");
+    const scored = plan.options.logprobs !== undefined;
+    this.texts = Array.from({ length: plan.prompts.length * plan.n }, () => new ChoiceText(scored, (token) => this.tokenText(token)));
+  }
+
+  async respond(): Promise<object> {
+    const completions = await this.runChoices(() => {}, () => {});
+    return {
+      ...this.header(this.format.object),
+      choices: completions.map((c, i) => this.format.choice(i, c.text, this.texts[i].takeScores(), c.finishReason)),
+      usage: this.usage(completions),
+    };
+  }
+
+  async stream(reply: FastifyReply): Promise<FastifyReply> {
+    const sse = new SseStream(reply);
+    const chunk = (choice: object) => ({ ...this.header(this.format.chunkObject), choices: [choice], ...(this.plan.includeUsage && { usage: null }) });
+    const opened = new Set<number>();
+    const open = (index: number) => {
+      if (opened.has(index)) return;
+      opened.add(index);
+      const opening = this.format.openingChoice(index);
+      if (opening) sse.send(chunk(opening));
+    };
+    const sendText = (index: number, text: string) => {
+      open(index);
+      sse.send(chunk(this.format.deltaChoice(index, text, this.texts[index].takeScores())));
+    };
+    try {
+      const completions = await this.runChoices(
+        (index, token) => {
+          if (token.text !== "") sendText(index, token.text);
+        },
+        (index, completion) => {
+          if (this.texts[index].hasUnreported) sendText(index, "");
+          open(index);
+          sse.send(chunk(this.format.finishChoice(index, completion.finishReason)));
+        },
+      );
+      if (this.plan.includeUsage) sse.send({ ...this.header(this.format.chunkObject), choices: [], usage: this.usage(completions) });
+      sse.done();
+    } catch (err) {
+      if (!sse.opened) throw err;
+      sse.fail(toApiError(err).body);
+    }
+    return reply;
+  }
+
+  /**
+   * Runs every choice, each in a slot of its own, and resolves with their completions in choice order. `onToken`
+   * sees each token after it is added to the choice's text; `onFinish` each completion as it ends. A request that
+   * was aborted (client gone, server closing) rejects with the abort reason.
+   */
+  private async runChoices(
+    onToken: (index: number, token: GeneratedToken) => void,
+    onFinish: (index: number, completion: Completion) => void,
+  ): Promise<Completion[]> {
+    const { plan } = this;
+    const choices = plan.prompts.flatMap((prompt) => Array.from({ length: plan.n }, (_, i) => ({ prompt, options: choiceOptions(plan, i, this.signal) })));
+    const completions = await Promise.all(
+      choices.map(async ({ prompt, options }, index) => {
+        const completion = await this.generateInSlot(prompt, options, (token) => {
+          this.texts[index].add(token);
+          onToken(index, token);
+        });
+        if (!this.signal.aborted) onFinish(index, completion);
+        return completion;
+      }),
+    );
+    if (this.signal.aborted) throw this.signal.reason;
+    return completions;
+  }
+
+  private async generateInSlot(prompt: number[], options: GenerationPlan["options"], onToken: (token: GeneratedToken) => void): Promise<Completion> {
+    const { model, slots, metrics } = this.ctx;
+    const release = await slots.acquire(this.signal);
+    try {
+      const generation = model.generate({ tokens: prompt }, options);
+      for (;;) {
+        const step = await generation.next();
+        if (step.done) {
+          metrics.recordGeneration(step.value.stats);
+          return step.value;
+        }
+        onToken(step.value);
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The chosen token's own text, as the generation reports its alternatives' (" the", not "the"). Decoding it alone
+   * would drop SentencePiece's leading space, which only goes at the very start of a text: so decode it twice and
+   * keep what the second copy adds.
+   */
+  private tokenText(token: GeneratedToken): string {
+    const { model } = this.ctx;
+    return model.detokenize([token.id, token.id]).slice(model.detokenize([token.id]).length);
+  }
+
+  private header(object: string) {
+    return { id: this.id, object, created: this.created, model: this.ctx.modelAlias };
+  }
+
+  /** Prompt tokens once per prompt (its n choices share it), completion tokens of every choice. */
+  private usage(completions: Completion[]) {
+    let promptTokens = 0;
+    let completionTokens = 0;
+    completions.forEach((c, i) => {
+      if (i % this.plan.n === 0) promptTokens += c.stats.promptTokens;
+      completionTokens += c.stats.genTokens;
+    });
+    return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  }
+}

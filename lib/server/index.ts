@@ -1,0 +1,88 @@
+/**
+ * An OpenAI-compatible HTTP server over a loaded model: `createServer(model, options).listen({ port, host })`.
+ * Layers: schemas.ts + translate.ts (OpenAI bodies → prompts and GenerateOptions), slot-scheduler.ts (slots and
+ * the bounded queue), completion-route.ts (running a request, JSON or SSE via sse.ts, shapes in responses.ts),
+ * metrics.ts (Prometheus), errors.ts (OpenAI's error shape), app.ts (routes and auth).
+ */
+import type { AddressInfo } from "node:net";
+import { InvalidArgumentError } from "../errors";
+import type { LlamaModel } from "../model";
+import { ApiError } from "./errors";
+
+export interface ServerOptions {
+  /** Generations in flight at once; they share each forward pass (continuous batching). Default 4. */
+  parallel?: number;
+  /** Generations that may wait for a slot; past that, requests get a 429. Default 64. */
+  queueSize?: number;
+  /** When set, /v1/* requires `Authorization: Bearer <apiKey>` (/health and /metrics stay open). */
+  apiKey?: string;
+  /** The model id clients name in requests and /v1/models lists. Default "default" (the CLI: the model's file name). */
+  modelAlias?: string;
+  /** Largest request body in bytes; larger ones get a 413. Default 1 MiB. */
+  bodyLimit?: number;
+  /** Log every request as JSON lines on stdout (fastify's logger). Default false: only server errors are logged. */
+  logger?: boolean;
+}
+
+export interface ListenOptions {
+  /** Default 8080; 0 picks a free port. */
+  port?: number;
+  /** Default 127.0.0.1 (loopback only). */
+  host?: string;
+}
+
+export interface ServerAddress {
+  host: string;
+  port: number;
+  /** The base URL, e.g. http://127.0.0.1:8080 (clients add /v1). */
+  url: string;
+}
+
+export interface LlamaServer {
+  listen(options?: ListenOptions): Promise<ServerAddress>;
+  /** Aborts the generations in flight (their clients get a 503 or an error event), then stops listening. Leaves the model loaded. */
+  close(): Promise<void>;
+}
+
+const SHUTTING_DOWN = new ApiError(503, "The server is shutting down.", { code: "server_shutting_down" });
+
+export function createServer(model: LlamaModel, options: ServerOptions = {}): LlamaServer {
+  const parallel = checkInteger("parallel", options.parallel ?? 4, 1);
+  const queueSize = checkInteger("queueSize", options.queueSize ?? 64, 0);
+  const bodyLimit = checkInteger("bodyLimit", options.bodyLimit ?? 1024 * 1024, 1);
+  const modelAlias = checkString("modelAlias", options.modelAlias ?? "default");
+  const apiKey = options.apiKey === undefined ? undefined : checkString("apiKey", options.apiKey);
+  // Fastify and prom-client take a few hundred milliseconds to load: only programs that serve pay for them, not
+  // every `import "llama-napi"`.
+  const { buildApp } = require("./app") as typeof import("./app");
+  const { fastify, context } = buildApp(model, { modelAlias, parallel, queueSize, apiKey, bodyLimit, logger: options.logger ?? false });
+  return {
+    async listen({ port = 8080, host = "127.0.0.1" } = {}) {
+      await fastify.listen({ port, host });
+      const address = fastify.server.address() as AddressInfo;
+      const urlHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      return { host: address.address, port: address.port, url: `http://${urlHost}:${address.port}` };
+    },
+    async close() {
+      const closed = fastify.close(); // stops accepting; requests that still arrive on open connections get a 503
+      const requests = [...context.inFlight];
+      for (const request of requests) request.controller.abort(SHUTTING_DOWN);
+      await Promise.all(requests.map((request) => request.finished));
+      // Their keep-alive connections are idle now; left open, closing would wait for the clients to drop them.
+      fastify.server.closeIdleConnections();
+      await closed;
+    },
+  };
+}
+
+function checkInteger(name: string, value: unknown, min: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+    throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got ${String(value)})`);
+  }
+  return value;
+}
+
+function checkString(name: string, value: unknown): string {
+  if (typeof value !== "string" || value.length === 0) throw new InvalidArgumentError(`${name} must be a non-empty string (got ${String(value)})`);
+  return value;
+}

@@ -1,0 +1,130 @@
+/**
+ * OpenAI's response shapes for the two generation endpoints: `chat.completion` (and its `chat.completion.chunk`
+ * stream) and the legacy `text_completion`, with their two logprobs formats. Everything else about a request
+ * (running it, streaming it) is the same for both and lives in completion-route.ts.
+ */
+import type { FinishReason, GeneratedToken, TokenLogprob } from "../generation/types";
+
+/** A generated token with its log-probability, as the responses report it. */
+export interface ScoredToken {
+  /** The token's own text. */
+  text: string;
+  logprob: number;
+  top: TokenLogprob[];
+  /** Where its text starts in the choice's text (the legacy format reports it). */
+  offset: number;
+}
+
+/** What the two endpoints differ in. */
+export interface ResponseFormat {
+  /** Prefix of the response id. */
+  idPrefix: string;
+  object: string;
+  chunkObject: string;
+  /** A choice of a whole (non-streamed) response. */
+  choice(index: number, text: string, logprobs: ScoredToken[] | undefined, finishReason: FinishReason): object;
+  /** The first chunk of a streamed choice, before any text, or undefined when the format has none. */
+  openingChoice(index: number): object | undefined;
+  /** A streamed piece of text with the logprobs of the tokens that released it. */
+  deltaChoice(index: number, text: string, logprobs: ScoredToken[] | undefined): object;
+  /** The last chunk of a streamed choice. */
+  finishChoice(index: number, finishReason: FinishReason): object;
+}
+
+/** The tokens' bytes, which say what a piece of a multi-byte character is when its text cannot. */
+function utf8Bytes(text: string): number[] {
+  return [...Buffer.from(text, "utf8")];
+}
+
+function chatLogprobs(tokens: ScoredToken[] | undefined) {
+  if (!tokens) return null;
+  return {
+    content: tokens.map((t) => ({
+      token: t.text,
+      logprob: t.logprob,
+      bytes: utf8Bytes(t.text),
+      top_logprobs: t.top.map((alt) => ({ token: alt.text, logprob: alt.logprob, bytes: utf8Bytes(alt.text) })),
+    })),
+    refusal: null,
+  };
+}
+
+function legacyLogprobs(tokens: ScoredToken[] | undefined) {
+  if (!tokens) return null;
+  return {
+    tokens: tokens.map((t) => t.text),
+    token_logprobs: tokens.map((t) => t.logprob),
+    top_logprobs: tokens.map((t) => Object.fromEntries(t.top.map((alt) => [alt.text, alt.logprob]))),
+    text_offset: tokens.map((t) => t.offset),
+  };
+}
+
+/** OpenAI reports only why a generation ended normally; an abort never reaches a client (it left, or got an error). */
+function finishReasonOf(reason: FinishReason): "stop" | "length" {
+  return reason === "length" ? "length" : "stop";
+}
+
+export const CHAT_FORMAT: ResponseFormat = {
+  idPrefix: "chatcmpl-",
+  object: "chat.completion",
+  chunkObject: "chat.completion.chunk",
+  choice: (index, text, logprobs, finishReason) => ({
+    index,
+    message: { role: "assistant", content: text, refusal: null },
+    logprobs: chatLogprobs(logprobs),
+    finish_reason: finishReasonOf(finishReason),
+  }),
+  openingChoice: (index) => ({ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }),
+  deltaChoice: (index, text, logprobs) => ({ index, delta: { content: text }, logprobs: chatLogprobs(logprobs), finish_reason: null }),
+  finishChoice: (index, finishReason) => ({ index, delta: {}, logprobs: null, finish_reason: finishReasonOf(finishReason) }),
+};
+
+export const TEXT_FORMAT: ResponseFormat = {
+  idPrefix: "cmpl-",
+  object: "text_completion",
+  chunkObject: "text_completion",
+  choice: (index, text, logprobs, finishReason) => ({
+    index,
+    text,
+    logprobs: legacyLogprobs(logprobs),
+    finish_reason: finishReasonOf(finishReason),
+  }),
+  openingChoice: () => undefined,
+  deltaChoice: (index, text, logprobs) => ({ index, text, logprobs: legacyLogprobs(logprobs), finish_reason: null }),
+  finishChoice: (index, finishReason) => ({ index, text: "", logprobs: null, finish_reason: finishReasonOf(finishReason) }),
+};
+
+/**
+ * One choice's text as it is generated, and the scored tokens not yet reported. A token can release no text (part
+ * of a character, or held back as a possible stop string): its score waits for the next text to go out with.
+ */
+export class ChoiceText {
+  text = "";
+  private unreported: ScoredToken[] = [];
+
+  constructor(
+    /** Whether the request asked for logprobs. */
+    private readonly scored: boolean,
+    private readonly tokenText: (token: GeneratedToken) => string,
+  ) {}
+
+  add(token: GeneratedToken): void {
+    // The end-of-sequence token may release held-back text; it is not part of the output, so it has no score.
+    if (token.logprob !== undefined) {
+      this.unreported.push({ text: this.tokenText(token), logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.text.length });
+    }
+    this.text += token.text;
+  }
+
+  /** The scored tokens since the last call, or undefined when logprobs were not asked for. */
+  takeScores(): ScoredToken[] | undefined {
+    if (!this.scored) return undefined;
+    const scores = this.unreported;
+    this.unreported = [];
+    return scores;
+  }
+
+  get hasUnreported(): boolean {
+    return this.unreported.length > 0;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * JSON schemas of the request bodies, checked by the framework before a handler runs (wrong types and
+ * out-of-range values become 400s naming the parameter, see errors.ts), and the body types they guarantee.
+ * Optional parameters accept null as "not given", as OpenAI's API does. Unknown parameters are ignored.
+ */
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+const number = (range: { minimum?: number; maximum?: number; exclusiveMinimum?: number }) => ({ type: ["number", "null"], ...range });
+const integer = (range: { minimum?: number; maximum?: number }) => ({ type: ["integer", "null"], ...range });
+const boolean = { type: ["boolean", "null"] };
+const tokenIds = { type: "array", minItems: 1, items: { type: "integer", minimum: 0 } };
+
+/** What both endpoints accept: sampling, length, stop, streaming. */
+const generationProperties = {
+  model: { type: "string" },
+  max_tokens: integer({ minimum: 1 }),
+  temperature: number({ minimum: 0, maximum: 2 }),
+  top_p: number({ exclusiveMinimum: 0, maximum: 1 }),
+  frequency_penalty: number({ minimum: -2, maximum: 2 }),
+  presence_penalty: number({ minimum: -2, maximum: 2 }),
+  seed: integer({ minimum: -MAX_SAFE, maximum: MAX_SAFE }),
+  n: integer({ minimum: 1, maximum: 128 }),
+  stop: {
+    description: "a string or an array of at most 4 non-empty strings",
+    anyOf: [{ type: "string", minLength: 1 }, { type: "array", maxItems: 4, items: { type: "string", minLength: 1 } }, { type: "null" }],
+  },
+  stream: boolean,
+  stream_options: { type: ["object", "null"], properties: { include_usage: boolean } },
+  logit_bias: {
+    type: ["object", "null"],
+    propertyNames: { pattern: "^(0|[1-9][0-9]*)$" },
+    additionalProperties: { type: "number", minimum: -100, maximum: 100 },
+  },
+  // Extensions (llama.cpp's names).
+  top_k: integer({ minimum: 0 }),
+  min_p: number({ minimum: 0, maximum: 1 }),
+  typical_p: number({ exclusiveMinimum: 0, maximum: 1 }),
+  repeat_penalty: number({ exclusiveMinimum: 0 }),
+  repeat_last_n: integer({ minimum: -1 }),
+  ignore_eos: boolean,
+} as const;
+
+export const chatCompletionSchema = {
+  type: "object",
+  required: ["model", "messages"],
+  properties: {
+    ...generationProperties,
+    messages: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "object",
+        required: ["role", "content"],
+        properties: {
+          role: { enum: ["system", "developer", "user", "assistant"] },
+          content: {
+            description: "a string or an array of text parts",
+            anyOf: [
+              { type: "string" },
+              {
+                type: "array",
+                items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+              },
+            ],
+          },
+          name: { type: "string" },
+        },
+      },
+    },
+    max_completion_tokens: integer({ minimum: 1 }),
+    logprobs: boolean,
+    top_logprobs: integer({ minimum: 0, maximum: 20 }),
+  },
+} as const;
+
+export const completionSchema = {
+  type: "object",
+  required: ["model", "prompt"],
+  properties: {
+    ...generationProperties,
+    prompt: {
+      description: "a string, an array of strings, an array of token ids or an array of token-id arrays",
+      anyOf: [
+        { type: "string" },
+        { type: "array", minItems: 1, items: { type: "string" } },
+        tokenIds,
+        { type: "array", minItems: 1, items: tokenIds },
+      ],
+    },
+    logprobs: integer({ minimum: 0, maximum: 20 }),
+  },
+} as const;
+
+type Optional<T> = T | null | undefined;
+
+export interface GenerationBody {
+  model: string;
+  max_tokens?: Optional<number>;
+  temperature?: Optional<number>;
+  top_p?: Optional<number>;
+  frequency_penalty?: Optional<number>;
+  presence_penalty?: Optional<number>;
+  seed?: Optional<number>;
+  n?: Optional<number>;
+  stop?: Optional<string | string[]>;
+  stream?: Optional<boolean>;
+  stream_options?: Optional<{ include_usage?: Optional<boolean> }>;
+  logit_bias?: Optional<Record<string, number>>;
+  top_k?: Optional<number>;
+  min_p?: Optional<number>;
+  typical_p?: Optional<number>;
+  repeat_penalty?: Optional<number>;
+  repeat_last_n?: Optional<number>;
+  ignore_eos?: Optional<boolean>;
+  /** Parameters this server does not implement (tools, echo, ...) are looked up by name to refuse them. */
+  [unknown: string]: unknown;
+}
+
+export type TextPart = { type: "text"; text: string };
+
+export interface ChatCompletionBody extends GenerationBody {
+  messages: { role: "system" | "developer" | "user" | "assistant"; content: string | TextPart[]; name?: string }[];
+  max_completion_tokens?: Optional<number>;
+  logprobs?: Optional<boolean>;
+  top_logprobs?: Optional<number>;
+}
+
+export interface CompletionBody extends GenerationBody {
+  prompt: string | string[] | number[] | number[][];
+  logprobs?: Optional<number>;
+}
