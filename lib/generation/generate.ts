@@ -81,8 +81,9 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
     topK: sampler.candidatesNeeded,
   };
   const pieceDecoder = new TextDecoder();
+  const piece = (id: number) => pieceDecoder.decode(tokenizer.tokenBytes(id));
   const withText = (alternatives: { id: number; logprob: number }[]): TokenLogprob[] =>
-    alternatives.map(({ id, logprob }) => ({ id, text: pieceDecoder.decode(tokenizer.tokenBytes(id)), logprob }));
+    alternatives.map(({ id, logprob }) => ({ id, text: piece(id), logprob }));
 
   /** Brings the cache to hold `ids` (reusing its common prefix) and returns the last position's output. */
   const evaluate = async (ids: number[]) => {
@@ -131,7 +132,10 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
     const delta = released.emit + (last && !released.stopped ? stops.flush() : "");
     text += delta;
     const step: GeneratedToken = { id, text: delta };
-    if (pick.logprob !== undefined) step.logprob = pick.logprob;
+    if (pick.logprob !== undefined) {
+      step.logprob = pick.logprob;
+      step.piece = piece(id);
+    }
     if (pick.topLogprobs) step.topLogprobs = withText(pick.topLogprobs);
     if (released.stopped) {
       finishReason = "stop";

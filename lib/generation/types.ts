@@ -41,6 +41,8 @@ export interface GeneratedToken {
   text: string;
   /** With `logprobs`: the chosen token's log-probability. */
   logprob?: number;
+  /** With `logprobs`: the chosen token's own text, spelled as its alternatives' (" the", with the space). */
+  piece?: string;
   /** With `logprobs: n`: the n most likely tokens of the same distribution, most likely first. */
   topLogprobs?: TokenLogprob[];
 }

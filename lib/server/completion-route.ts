@@ -100,7 +100,7 @@ class Run {
   ) {
     this.id = format.idPrefix + randomUUID().replace(/-/g, "");
     const scored = plan.options.logprobs !== undefined;
-    this.texts = Array.from({ length: plan.prompts.length * plan.n }, () => new ChoiceText(scored, (token) => this.tokenText(token)));
+    this.texts = Array.from({ length: plan.prompts.length * plan.n }, () => new ChoiceText(scored));
   }
 
   async respond(): Promise<object> {
@@ -187,16 +187,6 @@ class Run {
     } finally {
       release();
     }
-  }
-
-  /**
-   * The chosen token's own text, as the generation reports its alternatives' (" the", not "the"). Decoding it alone
-   * would drop SentencePiece's leading space, which only goes at the very start of a text: so decode it twice and
-   * keep what the second copy adds.
-   */
-  private tokenText(token: GeneratedToken): string {
-    const { model } = this.ctx;
-    return model.detokenize([token.id, token.id]).slice(model.detokenize([token.id]).length);
   }
 
   private header(object: string) {

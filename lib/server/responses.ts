@@ -105,13 +105,12 @@ export class ChoiceText {
   constructor(
     /** Whether the request asked for logprobs. */
     private readonly scored: boolean,
-    private readonly tokenText: (token: GeneratedToken) => string,
   ) {}
 
   add(token: GeneratedToken): void {
     // The end-of-sequence token may release held-back text; it is not part of the output, so it has no score.
     if (token.logprob !== undefined) {
-      this.unreported.push({ text: this.tokenText(token), logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.text.length });
+      this.unreported.push({ text: token.piece ?? "", logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.text.length });
     }
     this.text += token.text;
   }
