@@ -3,7 +3,9 @@
 // GGUF), so that both llama-napi and llama.cpp can load and time it. Weights are encoded by the library's quantize
 // path (tensor-codec, llama-quantize's per-tensor type rules), so q4_0 keeps output.weight at q6_K as llama.cpp does.
 // Usage: node bench/random-model.js --shape stories110M|tinyllama|llama7b --type f32|f16|bf16|q8_0|q4_0|q4_K|q6_K
-//          [--mix q4_K_M] --out FILE
+//          [--mix q4_K_M] [--repeat-rows N] --out FILE
+// --repeat-rows N encodes N random rows per tensor and repeats them: the llama7b shape takes about an hour to
+// encode row by row, and a speed benchmark needs the sizes and the formats, not distinct rows.
 "use strict";
 const path = require("node:path");
 const { parseArgs } = require("node:util");
@@ -23,7 +25,7 @@ const SHAPES = {
 const { values } = parseArgs({
   options: {
     shape: { type: "string", default: "stories110M" }, type: { type: "string", default: "f32" }, mix: { type: "string" },
-    out: { type: "string" }, seed: { type: "string", default: "1" },
+    out: { type: "string" }, seed: { type: "string", default: "1" }, "repeat-rows": { type: "string" },
   },
 });
 const shape = SHAPES[values.shape];
@@ -87,11 +89,23 @@ const metadata = [
   try {
     for (const t of tensors) {
       const norm = t.rows === 1; // norms near 1, weights near 0 (std 0.02 keeps activations in a sane range)
+      const encode = (n) => encodeRows(t.type, fillRandom(new Float32Array(n * t.cols), norm ? 0.05 : 0.02, norm ? 1 : 0), n, t.cols);
       // Row chunks keep memory bounded for the large shapes.
       const chunk = Math.max(1, Math.floor((1 << 22) / t.cols));
+      const repeated = values["repeat-rows"] ? await encode(Math.min(t.rows, Math.max(1, Number(values["repeat-rows"])))) : undefined;
+      const repeatedRows = repeated ? repeated.length / rowBytes(t.type, t.cols) : 0;
       for (let first = 0; first < t.rows; first += chunk) {
         const n = Math.min(chunk, t.rows - first);
-        writer.write(await encodeRows(t.type, fillRandom(new Float32Array(n * t.cols), norm ? 0.05 : 0.02, norm ? 1 : 0), n, t.cols));
+        if (!repeated) {
+          writer.write(await encode(n));
+          continue;
+        }
+        for (let row = first; row < first + n;) {
+          const take = Math.min(repeatedRows - (row % repeatedRows), first + n - row);
+          const start = (row % repeatedRows) * rowBytes(t.type, t.cols);
+          writer.write(repeated.subarray(start, start + take * rowBytes(t.type, t.cols)));
+          row += take;
+        }
       }
     }
     writer.commit();

@@ -40,3 +40,8 @@ export class DisposedError extends LlamaNapiError {
 export class InvalidArgumentError extends LlamaNapiError {
   override name = "InvalidArgumentError";
 }
+
+/** The accelerator asked for is missing (no GPU, no driver, a build without CUDA), out of memory, or failed. */
+export class DeviceError extends LlamaNapiError {
+  override name = "DeviceError";
+}

@@ -32,6 +32,7 @@ export {
   ContextOverflowError,
   DisposedError,
   InvalidArgumentError,
+  DeviceError,
 } from "./errors";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -3,7 +3,7 @@
  * (KV caches), and offers evaluate / generate / complete.
  */
 import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
-import { ContextOverflowError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
+import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
@@ -13,7 +13,7 @@ import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
-import { Engine, type EngineContext, physicalCores } from "./native/engine";
+import { cudaInfo, Engine, type EngineContext, physicalCores } from "./native/engine";
 import { resolveSampling, Sampler } from "./sampling/sampler";
 import { loadTokenizer } from "./tokenizer";
 import type { TokenizeOptions, Tokenizer } from "./tokenizer/types";
@@ -33,6 +33,14 @@ export interface LoadModelOptions {
   tokenizer?: string;
   /** Use Hub models from the cache only, never the network. Default: HF_HUB_OFFLINE=1. */
   offline?: boolean;
+  /**
+   * Where the weights live and the forward passes run. "cuda": the whole model on a GPU (a DeviceError when the
+   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory); "cpu"; "auto" (default):
+   * the GPU when there is one.
+   */
+  device?: "cuda" | "cpu" | "auto";
+  /** The CUDA device index for device "cuda" or "auto". Default 0. */
+  gpu?: number;
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -50,9 +58,34 @@ export type ModelInfo = Pick<
   bosId: number | undefined;
   eosIds: number[];
   threads: number;
+  /** Where the model runs. */
+  device: "cpu" | "cuda";
+  /** The GPU, when device is "cuda". */
+  gpu?: { index: number; name: string };
 };
 
 const DEFAULT_MAX_CONTEXT = 4096;
+
+/** The device loadModel runs on: "auto" takes the GPU when the addon has CUDA and sees it. */
+function resolveDevice(device: unknown, gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {
+  if (device !== undefined && device !== "auto" && device !== "cpu" && device !== "cuda") {
+    throw new InvalidArgumentError(`device must be "auto", "cpu" or "cuda" (got ${String(device)})`);
+  }
+  if (gpu !== undefined && (typeof gpu !== "number" || !Number.isInteger(gpu) || gpu < 0)) {
+    throw new InvalidArgumentError(`gpu must be a CUDA device index, an integer >= 0 (got ${String(gpu)})`);
+  }
+  const index = gpu ?? 0;
+  if (device === "cpu") return { kind: "cpu", gpu: index };
+  const cuda = cudaInfo();
+  if (device === "cuda" && cuda.devices <= index) {
+    throw new DeviceError(
+      cuda.devices === 0
+        ? `device "cuda" was asked for, but CUDA is not available: ${cuda.reason ?? "no CUDA device"}`
+        : `gpu ${index} was asked for, but this machine has ${cuda.devices} CUDA device(s)`,
+    );
+  }
+  return { kind: cuda.devices > index ? "cuda" : "cpu", gpu: index };
+}
 
 function checkPositiveInteger(name: string, value: unknown): void {
   if (value !== undefined && (typeof value !== "number" || !Number.isInteger(value) || value < 1)) {
@@ -65,6 +98,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
   }
   checkPositiveInteger("threads", options.threads);
+  const device = resolveDevice(options.device, options.gpu);
   checkPositiveInteger("contextSize", options.contextSize);
   const report = options.onProgress ?? (() => {});
 
@@ -87,7 +121,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const chatTemplate = loadChatTemplate(desc, tokenizer);
   report({ stage: "weights", progress: 0.6 });
   const threads = options.threads ?? physicalCores();
-  const engine = Engine.open(desc, threads);
+  const engine = Engine.open(desc, threads, device);
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
   report({ stage: "ready", progress: 1 });
   return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
@@ -146,6 +180,8 @@ export class LlamaModel implements AsyncDisposable {
       bosId: desc.bosId ?? tokenizer.bosId,
       eosIds,
       threads,
+      device: engine.device.kind,
+      ...(engine.device.kind === "cuda" ? { gpu: { index: engine.device.gpu!, name: engine.device.name! } } : {}),
     };
   }
 

@@ -34,6 +34,24 @@ export interface NativeModelSpec {
     ropeFreqs: Float32Array;
   };
   threads: number;
+  /** Where the weights live and the forward passes run; default "cpu". */
+  device?: "cpu" | "cuda";
+  /** The CUDA device index, for device "cuda"; default 0. */
+  gpu?: number;
+}
+
+/** Where a model runs: the CPU, or a CUDA GPU (its index and name). */
+export interface NativeDevice {
+  kind: "cpu" | "cuda";
+  gpu?: number;
+  name?: string;
+}
+
+/** Whether the addon was built with the CUDA backend, and how many GPUs it can use now (with the reason for none). */
+export interface NativeCudaInfo {
+  compiled: boolean;
+  devices: number;
+  reason?: string;
 }
 
 export interface NativeDecodeOptions {
@@ -78,6 +96,7 @@ export interface NativeBatchEntry extends NativeDecodeOptions {
 }
 
 export interface NativeModel {
+  readonly device: NativeDevice;
   createContext(contextSize: number): NativeContext;
   /**
    * Runs several sequences (distinct contexts of this model) in one forward pass: one matrix product per weight
@@ -94,6 +113,8 @@ export interface NativeBinding {
   physicalCores(): number;
   /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */
   cpuFeatures(): string;
+  /** The CUDA backend: compiled in, and GPUs usable. */
+  cudaInfo(): NativeCudaInfo;
   /** Encodes rows × cols f32 values as `typeCode` blocks (ggml's reference quantizers), on a worker thread. */
   quantize(typeCode: number, src: Float32Array, rows: number, cols: number): Promise<Uint8Array>;
   /** Decodes rows × cols values of `typeCode` blocks to f32, on a worker thread. */

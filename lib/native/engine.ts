@@ -4,6 +4,7 @@
  */
 import {
   ContextOverflowError,
+  DeviceError,
   DisposedError,
   InvalidArgumentError,
   LlamaNapiError,
@@ -15,7 +16,9 @@ import {
   loadBinding,
   NATIVE_TYPE_CODES,
   type NativeContext,
+  type NativeCudaInfo,
   type NativeDecodeOptions,
+  type NativeDevice,
   type NativeDecodeResult,
   type NativeModel,
 } from "./binding";
@@ -34,6 +37,8 @@ export function toTypedError(err: unknown): unknown {
       return new InvalidArgumentError(err.message, { cause: err });
     case "DISPOSED":
       return new DisposedError(err.message, { cause: err });
+    case "DEVICE_ERROR":
+      return new DeviceError(err.message, { cause: err });
     case "CONTEXT_OVERFLOW": {
       const [tokens, size] = (err.message.match(/\d+/g) ?? []).slice(-2).map(Number);
       return new ContextOverflowError(err.message, tokens ?? NaN, size ?? NaN);
@@ -54,6 +59,11 @@ export function physicalCores(): number {
 
 export function cpuFeatures(): string {
   return loadBinding().cpuFeatures();
+}
+
+/** Whether the addon has the CUDA backend and how many GPUs it can use. */
+export function cudaInfo(): NativeCudaInfo {
+  return loadBinding().cudaInfo();
 }
 
 /** Runs a native call, turning a synchronous throw or a rejection into the library's typed errors. */
@@ -136,7 +146,8 @@ export interface BatchEntry extends NativeDecodeOptions {
 export class Engine {
   private constructor(private readonly native: NativeModel) {}
 
-  static open(desc: ModelDescriptor, threads: number): Engine {
+  /** Opens the weights on the CPU, or uploads them to a CUDA GPU (`device.kind` "cuda"). */
+  static open(desc: ModelDescriptor, threads: number, device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" }): Engine {
     const { config } = desc;
     try {
       const native = new (loadBinding().Model)({
@@ -161,6 +172,8 @@ export class Engine {
           ropeFreqs: ropeFrequencies(config),
         },
         threads,
+        device: device.kind,
+        gpu: device.gpu ?? 0,
       });
       return new Engine(native);
     } catch (err) {
@@ -177,6 +190,11 @@ export class Engine {
     );
     for (const e of entries) e.context.track(result);
     return result;
+  }
+
+  /** Where the weights live and the forward passes run. */
+  get device(): NativeDevice {
+    return this.native.device;
   }
 
   createContext(contextSize: number): EngineContext {

@@ -16,6 +16,9 @@ extern "C" {
 #include "ops.h"
 #include "tensor.h"
 #include "threadpool.h"
+#ifdef LLAMA_NAPI_HAVE_CUDA
+#include "llm_cuda.h"
+#endif
 }
 
 namespace {
@@ -31,6 +34,7 @@ const char* ErrorCode(llm_error_kind kind) {
     case LLM_ERR_FORMAT: return "MODEL_FORMAT";
     case LLM_ERR_UNSUPPORTED: return "UNSUPPORTED_MODEL";
     case LLM_ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case LLM_ERR_DEVICE: return "DEVICE_ERROR";
     default: return "SYSTEM_ERROR";
   }
 }
@@ -192,10 +196,9 @@ struct DecodeItem {
   std::vector<float> logits;
   std::vector<int32_t> top;
 
+  // The logits that cross back; the top k comes separately (ranked by the engine, on the device when there is one).
   llm_logits_mode Mode() const {
-    return wanted == LogitsWanted::kAll                        ? LLM_LOGITS_ALL
-           : (wanted == LogitsWanted::kLast || top_k > 0)      ? LLM_LOGITS_LAST
-                                                               : LLM_LOGITS_NONE;
+    return wanted == LogitsWanted::kAll ? LLM_LOGITS_ALL : wanted == LogitsWanted::kLast ? LLM_LOGITS_LAST : LLM_LOGITS_NONE;
   }
 };
 
@@ -273,7 +276,8 @@ class DecodeWorker : public Napi::AsyncWorker {
         item.logits.resize(mode == LLM_LOGITS_ALL ? item.tokens.size() * vocab : mode == LLM_LOGITS_LAST ? vocab : 0);
         item.top.resize((size_t)item.top_k);
         sequences.push_back({item.context->cache, item.tokens.data(), (int)item.tokens.size(), item.pos,
-                             item.logits.data(), mode});
+                             mode == LLM_LOGITS_NONE ? nullptr : item.logits.data(), mode, item.top_k,
+                             item.top_k > 0 ? item.top.data() : nullptr});
       }
     } catch (const std::bad_alloc&) {
       SetError("out of memory for the logits of a batch of " + std::to_string(items_.size()) + " sequences");
@@ -283,12 +287,6 @@ class DecodeWorker : public Napi::AsyncWorker {
     if (!llm_forward_batch(model_->model, sequences.data(), (int)sequences.size(), &err)) {
       error_kind_ = err.kind;
       SetError(err.message);
-      return;
-    }
-    for (DecodeItem& item : items_) {
-      if (item.top_k == 0) continue;
-      const float* last = item.logits.data() + (item.Mode() == LLM_LOGITS_ALL ? (item.tokens.size() - 1) * vocab : 0);
-      llm_top_k(last, (int)vocab, item.top_k, item.top.data());
     }
   }
 
@@ -361,19 +359,18 @@ class GreedyWorker : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    const int vocab = model_->model->config.vocab_size;
-    std::vector<float> logits((size_t)vocab);
     llm_error err{};
     const int32_t* tokens = item_.tokens.data();
     int n_tokens = (int)item_.tokens.size(), pos = item_.pos;
     for (size_t i = 0; i < generated_.size(); i++) {
-      if (!llm_forward(model_->model, item_.context->cache, tokens, n_tokens, pos, logits.data(), LLM_LOGITS_LAST,
-                       &err)) {
+      // The argmax is the top 1: the engine ranks it where the logits are, so only the id comes back.
+      const llm_batch_sequence step = {item_.context->cache, tokens, n_tokens, pos, nullptr, LLM_LOGITS_NONE, 1,
+                                       &generated_[i]};
+      if (!llm_forward_batch(model_->model, &step, 1, &err)) {
         error_kind_ = err.kind;
         SetError(err.message);
         return;
       }
-      generated_[i] = llm_argmax(logits.data(), vocab);
       pos += n_tokens;
       tokens = &generated_[i];
       n_tokens = 1;
@@ -431,17 +428,36 @@ class Model : public Napi::ObjectWrap<Model> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Model",
                        {InstanceMethod<&Model::CreateContext>("createContext"),
-                        InstanceMethod<&Model::DecodeBatch>("decodeBatch"), InstanceMethod<&Model::Close>("close")});
+                        InstanceMethod<&Model::DecodeBatch>("decodeBatch"), InstanceMethod<&Model::Close>("close"),
+                        InstanceAccessor<&Model::Device>("device")});
   }
 
+  // spec.device: "cpu" (default) or "cuda", with spec.gpu (default 0): the weights are uploaded to that GPU.
   explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), state_(std::make_shared<ModelState>()) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw CodedError(env, "INVALID_ARGUMENT", "new Model(spec): spec must be an object");
+    Napi::Object spec = info[0].As<Napi::Object>();
     SpecStorage storage;
-    ReadSpec(info[0].As<Napi::Object>(), storage);
+    ReadSpec(spec, storage);
+    Napi::Value device = spec.Get("device");
+    const std::string kind = device.IsUndefined() ? "cpu" : device.IsString() ? device.As<Napi::String>().Utf8Value() : "";
+    if (kind != "cpu" && kind != "cuda") throw CodedError(env, "INVALID_ARGUMENT", "spec.device must be \"cpu\" or \"cuda\"");
+    Napi::Value gpu = spec.Get("gpu");
+    gpu_ = gpu.IsUndefined() ? 0 : (int)IntegerValue(gpu, "spec.gpu", 0, 1024);
+#ifndef LLAMA_NAPI_HAVE_CUDA
+    if (kind == "cuda")
+      throw CodedError(env, "DEVICE_ERROR", "this build of llama-napi has no CUDA backend (it was compiled without nvcc or with LLAMA_NAPI_CUDA=0)");
+#endif
     llm_error err{};
     state_->model = llm_model_open(&storage.spec, &err);
     if (!state_->model) throw CodedError(env, ErrorCode(err.kind), err.message);
+#ifdef LLAMA_NAPI_HAVE_CUDA
+    if (kind == "cuda" && !llm_cuda_attach(state_->model, gpu_, &err)) {
+      llm_model_close(state_->model);
+      state_->model = nullptr;
+      throw CodedError(env, ErrorCode(err.kind), err.message);
+    }
+#endif
   }
 
   std::shared_ptr<ModelState> state() const { return state_; }
@@ -455,7 +471,21 @@ class Model : public Napi::ObjectWrap<Model> {
     state_->ReleaseIfIdle();
   }
 
+  // {kind: "cpu"} or {kind: "cuda", gpu, name}: where the weights live and the forward passes run.
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object device = Napi::Object::New(env);
+    const llm_backend* backend = state_->model ? state_->model->backend : nullptr;
+    device.Set("kind", backend ? backend->name : "cpu");
+    if (backend) {
+      device.Set("gpu", gpu_);
+      device.Set("name", backend->device);
+    }
+    return device;
+  }
+
   std::shared_ptr<ModelState> state_;
+  int gpu_ = 0;
 };
 
 class Context : public Napi::ObjectWrap<Context> {
@@ -743,6 +773,24 @@ Napi::Value TypeInfo(const Napi::CallbackInfo& info) {
 
 Napi::Value PhysicalCores(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), llm_physical_cores()); }
 
+// {compiled, devices, reason?}: whether this build has the CUDA backend, how many GPUs it can use, and why none.
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object result = Napi::Object::New(env);
+#ifdef LLAMA_NAPI_HAVE_CUDA
+  char why[256] = "";
+  const int devices = llm_cuda_device_count(why, sizeof why);
+  result.Set("compiled", true);
+  result.Set("devices", devices);
+  if (devices == 0) result.Set("reason", why);
+#else
+  result.Set("compiled", false);
+  result.Set("devices", 0);
+  result.Set("reason", "this build of llama-napi has no CUDA backend (it was compiled without nvcc or with LLAMA_NAPI_CUDA=0)");
+#endif
+  return result;
+}
+
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), llm_kernel_set_name(llm_kernel_set()));
 }
@@ -754,6 +802,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", Model::Define(env));
   exports.Set("physicalCores", Napi::Function::New<PhysicalCores>(env));
   exports.Set("cpuFeatures", Napi::Function::New<CpuFeatures>(env));
+  exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env));
   exports.Set("quantize", Napi::Function::New<Convert<ConvertWorker::Direction::kQuantize>>(env));
   exports.Set("dequantize", Napi::Function::New<Convert<ConvertWorker::Direction::kDequantize>>(env));
   exports.Set("typeInfo", Napi::Function::New<TypeInfo>(env));

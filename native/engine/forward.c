@@ -47,13 +47,16 @@ static bool reserve_scratch(struct llm_model *m, int n_tokens, int context_size)
   return true;
 }
 
-/* The rows of a piece whose logits are wanted: all of them, its last one when it ends its sequence, or none. */
+static bool ends_sequence(const struct piece *p) { return p->first + p->n == p->seq->n_tokens; }
+
+/* The rows of a piece whose logits are wanted: all of them, its last one when it ends its sequence (for the logits
+ * or the top k), or none. */
 static void logit_rows(const struct piece *p, int *first, int *count) {
   const struct llm_batch_sequence *seq = p->seq;
   *first = 0;
   *count = 0;
   if (seq->logits_mode == LLM_LOGITS_ALL) *count = p->n;
-  else if (seq->logits_mode == LLM_LOGITS_LAST && p->first + p->n == seq->n_tokens) {
+  else if ((seq->logits_mode == LLM_LOGITS_LAST || seq->top_k > 0) && ends_sequence(p)) {
     *first = p->n - 1;
     *count = 1;
   }
@@ -83,10 +86,14 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
     owner = &pieces[i];
   }
   if (n_rows == 0) return true;
-  if (n_owners == 1) {
+  if (n_owners == 1 && owner->seq->logits_mode != LLM_LOGITS_NONE) {
     int first, count;
     logit_rows(owner, &first, &count);
-    return llm_matmul(m->pool, logits_destination(owner, first, vocab), &m->output, s->xb, n_rows);
+    float *logits = logits_destination(owner, first, vocab);
+    if (!llm_matmul(m->pool, logits, &m->output, s->xb, n_rows)) return false;
+    if (owner->seq->top_k > 0 && ends_sequence(owner))
+      llm_top_k(logits + (int64_t)(count - 1) * vocab, vocab, owner->seq->top_k, owner->seq->top_ids);
+    return true;
   }
   if ((int64_t)n_rows * vocab > s->logits_capacity) {
     if (!grow(&s->logits, (size_t)n_rows * (size_t)vocab)) return false;
@@ -98,8 +105,12 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
     int first, count;
     logit_rows(&pieces[i], &first, &count);
     if (count == 0) continue;
-    memcpy(logits_destination(&pieces[i], first, vocab), s->logits + (int64_t)row * vocab,
-           (size_t)count * (size_t)vocab * sizeof(float));
+    const struct llm_batch_sequence *seq = pieces[i].seq;
+    if (seq->logits_mode != LLM_LOGITS_NONE)
+      memcpy(logits_destination(&pieces[i], first, vocab), s->logits + (int64_t)row * vocab,
+             (size_t)count * (size_t)vocab * sizeof(float));
+    if (seq->top_k > 0 && ends_sequence(&pieces[i]))
+      llm_top_k(s->logits + (int64_t)(row + count - 1) * vocab, vocab, seq->top_k, seq->top_ids);
     row += count;
   }
   return true;
@@ -178,6 +189,9 @@ static bool check_sequence(const struct llm_model *m, const struct llm_batch_seq
                     seq->pos, seq->pos + seq->n_tokens - 1, seq->cache->context_size);
   if (seq->logits_mode != LLM_LOGITS_NONE && !seq->logits)
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: logits wanted but no buffer given", index);
+  if (seq->top_k < 0 || seq->top_k > c->vocab_size || (seq->top_k > 0 && !seq->top_ids))
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: top_k = %d needs 0 <= k <= %d and a buffer", index,
+                    seq->top_k, c->vocab_size);
   for (int i = 0; i < seq->n_tokens; i++)
     if (seq->tokens[i] < 0 || seq->tokens[i] >= c->vocab_size)
       return llm_fail(err, LLM_ERR_INVALID_ARGUMENT,
@@ -196,6 +210,12 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
         return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequences %d and %d share a KV cache", j, i);
     total = seqs[i].n_tokens > INT32_MAX - total ? INT32_MAX : total + seqs[i].n_tokens;
     if (seqs[i].cache->context_size > max_context) max_context = seqs[i].cache->context_size;
+  }
+  if (m->backend) {
+    pthread_mutex_lock(&m->forward_lock);
+    const bool ok = m->backend->forward_batch(m->backend, seqs, n_seqs, err);
+    pthread_mutex_unlock(&m->forward_lock);
+    return ok;
   }
   /* A pass holds at most one piece of each sequence. */
   struct piece *pieces = malloc((size_t)n_seqs * sizeof *pieces);
@@ -227,6 +247,6 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
 
 bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n_tokens, int pos,
                  float *logits, enum llm_logits_mode logits_mode, struct llm_error *err) {
-  const struct llm_batch_sequence seq = { cache, tokens, n_tokens, pos, logits, logits_mode };
+  const struct llm_batch_sequence seq = { cache, tokens, n_tokens, pos, logits, logits_mode, 0, NULL };
   return llm_forward_batch(m, &seq, 1, err);
 }

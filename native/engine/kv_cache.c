@@ -19,6 +19,24 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
   size_t floats, bytes;
   bool overflow = __builtin_mul_overflow((size_t)cache->n_layers * (size_t)cache->kv_dim, (size_t)context_size, &floats) ||
                   __builtin_mul_overflow(floats, sizeof(float), &bytes);
+  struct llm_backend *backend = model->backend;
+  if (backend) {
+    cache->backend = backend;
+    if (overflow) {
+      llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a KV cache of %d positions is too large", context_size);
+      llm_kv_cache_free(cache);
+      return NULL;
+    }
+    struct llm_error device_err;
+    if (!(cache->keys = backend->alloc(backend, bytes, &device_err)) ||
+        !(cache->values = backend->alloc(backend, bytes, &device_err))) {
+      llm_fail(err, device_err.kind, "allocating a KV cache of %d positions (2 x %zu MiB) on %s: %s", context_size,
+               bytes >> 20, backend->device, device_err.message);
+      llm_kv_cache_free(cache);
+      return NULL;
+    }
+    return cache;
+  }
   if (!overflow) {
     cache->keys = malloc(bytes);
     cache->values = malloc(bytes);
@@ -34,8 +52,13 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
 
 void llm_kv_cache_free(struct llm_kv_cache *cache) {
   if (!cache) return;
-  free(cache->keys);
-  free(cache->values);
+  if (cache->backend) {
+    if (cache->keys) cache->backend->free(cache->backend, cache->keys);
+    if (cache->values) cache->backend->free(cache->backend, cache->values);
+  } else {
+    free(cache->keys);
+    free(cache->values);
+  }
   free(cache);
 }
 
@@ -60,14 +83,24 @@ static float *layer_start(float *base, const struct llm_kv_cache *cache, int lay
   return base + (int64_t)layer * cache->context_size * cache->kv_dim;
 }
 
+/* memcpy, or the backend's copy when the cache lives in device memory (`direction` says which side is which). */
+static bool move_bytes(const struct llm_kv_cache *cache, void *dst, const void *src, size_t n,
+                       enum llm_copy_direction direction, struct llm_error *err) {
+  if (cache->backend) return cache->backend->copy(cache->backend, dst, src, n, direction, err);
+  memcpy(dst, src, n);
+  return true;
+}
+
 bool llm_kv_cache_copy(struct llm_kv_cache *dst, const struct llm_kv_cache *src, int n_positions,
                        struct llm_error *err) {
-  if (dst->n_layers != src->n_layers || dst->kv_dim != src->kv_dim)
+  if (dst->n_layers != src->n_layers || dst->kv_dim != src->kv_dim || dst->backend != src->backend)
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "the two KV caches belong to different models");
   if (!check_positions(src, n_positions, err) || !check_positions(dst, n_positions, err)) return false;
+  const size_t n = layer_bytes(src, n_positions);
   for (int l = 0; l < src->n_layers; l++) {
-    memcpy(layer_start(dst->keys, dst, l), layer_start(src->keys, src, l), layer_bytes(src, n_positions));
-    memcpy(layer_start(dst->values, dst, l), layer_start(src->values, src, l), layer_bytes(src, n_positions));
+    if (!move_bytes(src, layer_start(dst->keys, dst, l), layer_start(src->keys, src, l), n, LLM_COPY_DEVICE_TO_DEVICE, err) ||
+        !move_bytes(src, layer_start(dst->values, dst, l), layer_start(src->values, src, l), n, LLM_COPY_DEVICE_TO_DEVICE, err))
+      return false;
   }
   return true;
 }
@@ -84,8 +117,10 @@ bool llm_kv_cache_read_state(const struct llm_kv_cache *cache, int n_positions, 
                     llm_kv_cache_state_bytes(cache, n_positions), out_bytes);
   char *p = out;
   const size_t n = layer_bytes(cache, n_positions);
-  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(p, layer_start(cache->keys, cache, l), n);
-  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(p, layer_start(cache->values, cache, l), n);
+  for (int l = 0; l < cache->n_layers; l++, p += n)
+    if (!move_bytes(cache, p, layer_start(cache->keys, cache, l), n, LLM_COPY_DEVICE_TO_HOST, err)) return false;
+  for (int l = 0; l < cache->n_layers; l++, p += n)
+    if (!move_bytes(cache, p, layer_start(cache->values, cache, l), n, LLM_COPY_DEVICE_TO_HOST, err)) return false;
   return true;
 }
 
@@ -97,7 +132,9 @@ bool llm_kv_cache_write_state(struct llm_kv_cache *cache, int n_positions, const
                     llm_kv_cache_state_bytes(cache, n_positions), in_bytes);
   const char *p = in;
   const size_t n = layer_bytes(cache, n_positions);
-  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(layer_start(cache->keys, cache, l), p, n);
-  for (int l = 0; l < cache->n_layers; l++, p += n) memcpy(layer_start(cache->values, cache, l), p, n);
+  for (int l = 0; l < cache->n_layers; l++, p += n)
+    if (!move_bytes(cache, layer_start(cache->keys, cache, l), p, n, LLM_COPY_HOST_TO_DEVICE, err)) return false;
+  for (int l = 0; l < cache->n_layers; l++, p += n)
+    if (!move_bytes(cache, layer_start(cache->values, cache, l), p, n, LLM_COPY_HOST_TO_DEVICE, err)) return false;
   return true;
 }

@@ -7,13 +7,15 @@
 #include "model.h"
 
 /* Keys and values of every position processed so far: f32 [layer][position][kvHeads * headDim]. Keys are
- * stored already rotated (RoPE applied), so a position's entries never change once written. */
+ * stored already rotated (RoPE applied), so a position's entries never change once written. A cache created for
+ * a model with a backend lives in that backend's memory, in the same layout. */
 struct llm_kv_cache {
   int context_size;
   int n_layers;
   int64_t kv_dim;
   float *keys;
   float *values;
+  struct llm_backend *backend; /* NULL: keys and values are host memory */
 };
 
 struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err);

@@ -301,6 +301,7 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
 
 void llm_model_close(struct llm_model *m) {
   if (!m) return;
+  if (m->backend) m->backend->destroy(m->backend);
   llm_threadpool_free(m->pool);
   for (int i = 0; i < m->n_mappings; i++)
     if (m->mappings[i].base) munmap(m->mappings[i].base, m->mappings[i].size);

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tensor.h"
@@ -14,6 +15,7 @@ enum llm_error_kind {
   LLM_ERR_UNSUPPORTED,      /* well-formed but not something we run: an unknown weight type code */
   LLM_ERR_INVALID_ARGUMENT, /* the caller passed something out of range */
   LLM_ERR_SYSTEM,           /* out of memory, thread creation failed */
+  LLM_ERR_DEVICE,           /* the accelerator is missing, out of memory or failed */
 };
 
 struct llm_error {
@@ -77,6 +79,26 @@ struct llm_scratch {
   float *logits;
 };
 
+struct llm_batch_sequence;
+
+/* Directions of llm_backend.copy. */
+enum llm_copy_direction { LLM_COPY_DEVICE_TO_DEVICE, LLM_COPY_DEVICE_TO_HOST, LLM_COPY_HOST_TO_DEVICE };
+
+/* An accelerator holding its own copy of the weights (native/cuda/). When a model has one, llm_forward_batch runs
+ * there (after validating its arguments, under forward_lock) and KV caches keep their keys and values in its
+ * memory. The hooks fill err on failure. */
+struct llm_backend {
+  const char *name;   /* "cuda" */
+  const char *device; /* the device as people know it, e.g. "NVIDIA H100 80GB HBM3" */
+  bool (*forward_batch)(struct llm_backend *backend, const struct llm_batch_sequence *sequences, int n_sequences,
+                        struct llm_error *err);
+  void *(*alloc)(struct llm_backend *backend, size_t bytes, struct llm_error *err);
+  void (*free)(struct llm_backend *backend, void *memory);
+  bool (*copy)(struct llm_backend *backend, void *dst, const void *src, size_t bytes, enum llm_copy_direction direction,
+               struct llm_error *err);
+  void (*destroy)(struct llm_backend *backend);
+};
+
 struct llm_model {
   struct llm_config config; /* rope_freqs points at owned memory */
   struct llm_tensor token_embd, output_norm, output; /* output aliases token_embd when tied */
@@ -86,6 +108,7 @@ struct llm_model {
   struct llm_threadpool *pool;
   pthread_mutex_t forward_lock; /* one forward pass at a time: the pool and scratch are shared */
   struct llm_scratch scratch;
+  struct llm_backend *backend; /* NULL: the CPU; owned (destroyed by llm_model_close) */
 };
 
 /* Maps the files read-only and validates every tensor against the config. Returns NULL and fills err

@@ -1,0 +1,70 @@
+#!/bin/bash
+# On the lent GPU machine, after bench/cuda/pack.sh here: unpacks .cudapack, runs the CUDA tests (the kernel tests
+# and test/cuda.test.js on the packed models), then the benchmark table: a random-weight Llama-2-7B shape per weight
+# type, written on the machine itself (GBs), tg128 and pp512 with the decode roofline. Logs and the table go to
+# $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--bench TYPES|--no-bench]
+#   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+out=${OUT:-/tmp/cuda-out}
+mkdir -p "$out"
+tests=auto
+types="q4_0 q8_0 f16 q4_K"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tests) tests=$2; shift 2 ;;
+    --no-tests) tests=none; shift ;;
+    --bench) types=$2; shift 2 ;;
+    --no-bench) types=""; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+source .device/env.sh
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.max.sm,clocks.max.mem --format=csv | tee "$out/gpu.txt"
+models=/tmp/llama-napi-models
+mkdir -p "$models"
+tar -xJf .cudapack/runtime.tar.xz
+for pack in .cudapack/models-*.tar.xz; do [ -e "$pack" ] && tar -C "$models" -xJf "$pack"; done
+for path_file in .cudapack/planes/*.path; do
+  [ -e "$path_file" ] || continue
+  key=${path_file%.path}
+  python3 bench/cuda/planes.py join "$key" "$models/$(cat "$path_file")"
+done
+export LLAMA_NAPI_TEST_MODELS=$models
+status=0
+
+if [ "$tests" != none ]; then
+  # The trained reference models that were packed (the others are reported as not run).
+  LLAMA_NAPI_CUDA_TRAINED=$(cd "$models" && ls trained/*/config.json trained/*/params.json 2>/dev/null | xargs -r -n1 dirname | xargs -r -n1 basename | paste -sd, -)
+  export LLAMA_NAPI_CUDA_TRAINED
+  pattern_args=()
+  [ "$tests" != auto ] && pattern_args=(--test-name-pattern="$tests")
+  echo "== node --test test/cuda.test.js ${pattern_args[*]} (trained models: ${LLAMA_NAPI_CUDA_TRAINED:-none})"
+  node --test --test-reporter=spec "${pattern_args[@]}" test/cuda.test.js 2>&1 | tee "$out/tests.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+
+if [ -n "$types" ]; then
+  table="$out/bench.md"
+  echo "| type | file GiB | load s | tg128 engine loop | tg128 JS loop | roofline tok/s (3.0 TB/s) | of roofline | pp512 |" > "$table"
+  echo "|---|---|---|---|---|---|---|---|" >> "$table"
+  for type in $types; do
+    file=/tmp/llama7b-$type.gguf
+    start=$(date +%s)
+    node bench/random-model.js --shape llama7b --type "$type" --repeat-rows 64 --out "$file" > /dev/null || { status=1; continue; }
+    echo "== $type: written in $(( $(date +%s) - start )) s"
+    for graphs in 1 $([ "$type" = q4_0 ] && echo 0); do
+      line=$(LLAMA_NAPI_CUDA_GRAPHS=$graphs node bench/cuda/bench.js --model "$file" 2>&1 | tail -1)
+      echo "$line" | tee -a "$out/bench.jsonl"
+      node -e '
+        const r = JSON.parse(process.argv[1]), note = process.argv[2] === "0" ? " (no graph)" : "";
+        console.log(`| ${r.weightType}${note} | ${(r.bytes / 2 ** 30).toFixed(2)} | ${r.loadSeconds} | ${r.tg128} | ${r.tg128Js} | ${r.rooflineTokS} | ${(100 * r.tgOfRoofline).toFixed(0)}% | ${r.pp512} |`);
+      ' "$line" "$graphs" >> "$table" || status=1
+    done
+    rm -f "$file"
+  done
+  cat "$table"
+fi
+exit $status

@@ -1,0 +1,489 @@
+// The CUDA backend: uploads every tensor once, keeps a pass's activations in device memory, and runs
+// llm_forward_batch's passes there, with the same semantics as forward.c: rows (tokens) of several sequences go
+// through each weight product together, each row attends to its own cache, and only the logits and top-k ids that
+// were asked for are copied back. Passes where every sequence decodes one token are captured as CUDA graphs
+// (keyed by their shape) and replayed: the kernels read each row's token, position and cache from device memory.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels.cuh"
+#include "llm_cuda.h"
+
+extern "C" {
+#include "forward.h"
+#include "kv_cache.h"
+#include "ops.h"
+}
+
+namespace {
+
+// Rows per pass: bounds the activations and attention partials a prompt needs at once.
+constexpr int kMaxPassRows = 512;
+constexpr size_t kTensorAlignment = 256;
+// Decode graphs kept (one per batch shape seen recently).
+constexpr size_t kMaxGraphs = 8;
+
+struct cuda_layer {
+  cuda_matrix attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down;
+};
+
+struct decode_graph {
+  int n_rows, n_logit_rows, n_chunks;
+  cudaGraphExec_t exec;
+};
+
+// Device memory of a pass, grown on demand (growing drops the graphs, which hold the old addresses).
+struct pass_buffers {
+  int rows = 0, logit_rows = 0;
+  size_t partial_floats = 0;
+  float *x = nullptr, *xb = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr, *hb = nullptr,
+        *hb2 = nullptr, *logits = nullptr, *partial = nullptr;
+  void *act = nullptr;         // quantized activations of one product group
+  cuda_row *rows_info = nullptr;
+  int32_t *logit_map = nullptr; // pass row of each logit row
+  int32_t *top_ids = nullptr;   // TOP_K_DEVICE_MAX per row
+};
+
+struct cuda_backend {
+  llm_backend base; // first member: the engine's pointer is this object's
+  llm_model *model;
+  int gpu;
+  char device_name[256];
+  cudaStream_t stream = nullptr;
+  uint8_t *weights = nullptr;
+  cuda_matrix token_embd, output_norm, output;
+  std::vector<cuda_layer> layers;
+  float *rope_freqs = nullptr;
+  pass_buffers buf;
+  // Pinned staging for what crosses the bus every pass.
+  cuda_row *rows_host = nullptr;
+  int32_t *logit_map_host = nullptr;
+  int32_t *top_ids_host = nullptr;
+  std::vector<decode_graph> graphs;
+  bool use_graphs = true;
+};
+
+bool cuda_fail(llm_error *err, cudaError_t e, const char *what) {
+  cudaGetLastError(); // clear a non-sticky error so the next call starts clean
+  return llm_fail(err, LLM_ERR_DEVICE, "%s: %s (CUDA error %d)", what, cudaGetErrorString(e), (int)e);
+}
+
+#define CUDA_TRY(call, what)                          \
+  do {                                                \
+    const cudaError_t e_ = (call);                    \
+    if (e_ != cudaSuccess) return cuda_fail(err, e_, what); \
+  } while (0)
+
+#define LAUNCH(call)                   \
+  do {                                 \
+    const cudaError_t e_ = (call);     \
+    if (e_ != cudaSuccess) return e_;  \
+  } while (0)
+
+// cudaMalloc, or LLM_ERR_DEVICE naming the bytes wanted and free.
+void *device_alloc(const cuda_backend *b, size_t bytes, const char *what, llm_error *err) {
+  void *p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+  if (e == cudaSuccess) return p;
+  cudaGetLastError();
+  size_t free_bytes = 0, total_bytes = 0;
+  cudaMemGetInfo(&free_bytes, &total_bytes);
+  llm_fail(err, LLM_ERR_DEVICE, "out of device memory for %s: %zu bytes (%.1f MiB) needed, %zu bytes (%.1f MiB) free of %.1f MiB on %s (GPU %d): %s",
+           what, bytes, bytes / 1048576.0, free_bytes, free_bytes / 1048576.0, total_bytes / 1048576.0, b->device_name,
+           b->gpu, cudaGetErrorString(e));
+  return nullptr;
+}
+
+cuda_matrix matrix_of(const llm_tensor &t, const uint8_t *device_data) {
+  return cuda_matrix{ device_data, (int)t.type, t.rows, t.cols, llm_row_bytes(t.type, t.cols) };
+}
+
+size_t tensor_bytes(const llm_tensor &t) { return (size_t)t.rows * llm_row_bytes(t.type, t.cols); }
+
+// Every tensor in one allocation, 256-byte aligned (16-byte loads), each followed by slack for the widest
+// over-read of a 2-byte aligned block. Tensors sharing bytes (tied embeddings) share the copy.
+bool upload_weights(cuda_backend *b, llm_error *err) {
+  llm_model *m = b->model;
+  std::vector<std::pair<const llm_tensor *, cuda_matrix *>> slots = {
+    { &m->token_embd, &b->token_embd }, { &m->output_norm, &b->output_norm }, { &m->output, &b->output }
+  };
+  b->layers.resize(m->config.n_layers);
+  for (int l = 0; l < m->config.n_layers; l++) {
+    const llm_layer &src = m->layers[l];
+    cuda_layer &dst = b->layers[l];
+    slots.insert(slots.end(), { { &src.attn_norm, &dst.attn_norm }, { &src.attn_q, &dst.attn_q }, { &src.attn_k, &dst.attn_k },
+                                { &src.attn_v, &dst.attn_v }, { &src.attn_output, &dst.attn_output },
+                                { &src.ffn_norm, &dst.ffn_norm }, { &src.ffn_gate, &dst.ffn_gate },
+                                { &src.ffn_up, &dst.ffn_up }, { &src.ffn_down, &dst.ffn_down } });
+  }
+  std::vector<size_t> offsets(slots.size()), first_user(slots.size());
+  size_t total = 0;
+  for (size_t i = 0; i < slots.size(); i++) {
+    size_t j = 0;
+    while (j < i && slots[j].first->data != slots[i].first->data) j++;
+    first_user[i] = j;
+    if (j < i) {
+      offsets[i] = offsets[j];
+      continue;
+    }
+    offsets[i] = total;
+    total += (tensor_bytes(*slots[i].first) + 16 + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+  }
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading the free device memory");
+  if (total > free_bytes)
+    return llm_fail(err, LLM_ERR_DEVICE,
+                    "out of device memory: the weights need %zu bytes (%.1f MiB) but %s (GPU %d) has %zu bytes (%.1f MiB) free of %.1f MiB",
+                    total, total / 1048576.0, b->device_name, b->gpu, free_bytes, free_bytes / 1048576.0,
+                    total_bytes / 1048576.0);
+  b->weights = static_cast<uint8_t *>(device_alloc(b, total, "the weights", err));
+  if (!b->weights) return false;
+  for (size_t i = 0; i < slots.size(); i++) {
+    const llm_tensor &t = *slots[i].first;
+    *slots[i].second = matrix_of(t, b->weights + offsets[i]);
+    if (first_user[i] != i) continue; // shares an earlier tensor's bytes, already copied
+    CUDA_TRY(cudaMemcpy(b->weights + offsets[i], t.data, tensor_bytes(t), cudaMemcpyHostToDevice), "copying the weights to the GPU");
+  }
+  const size_t freq_bytes = (size_t)m->config.head_dim / 2 * sizeof(float);
+  if (!(b->rope_freqs = static_cast<float *>(device_alloc(b, freq_bytes, "the rope frequencies", err)))) return false;
+  CUDA_TRY(cudaMemcpy(b->rope_freqs, m->config.rope_freqs, freq_bytes, cudaMemcpyHostToDevice), "copying the rope frequencies");
+  return true;
+}
+
+void drop_graphs(cuda_backend *b) {
+  for (decode_graph &g : b->graphs) cudaGraphExecDestroy(g.exec);
+  b->graphs.clear();
+}
+
+void free_pass_buffers(pass_buffers &p) {
+  void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.rows_info, p.logit_map, p.top_ids };
+  for (void *ptr : all) cudaFree(ptr);
+  p = pass_buffers();
+}
+
+// Makes the pass buffers hold n_rows rows, n_logit_rows logit rows and the attention partials of n_chunks chunks.
+bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_error *err) {
+  const llm_config &c = b->model->config;
+  pass_buffers &p = b->buf;
+  const size_t partial = attention_partial_floats(n_rows, c.n_heads, c.head_dim, n_chunks);
+  if (n_rows <= p.rows && n_logit_rows <= p.logit_rows && partial <= p.partial_floats) return true;
+  CUDA_TRY(cudaStreamSynchronize(b->stream), "waiting for the GPU");
+  drop_graphs(b);
+  const int rows = std::max({ p.rows, n_rows, 1 });
+  const int logit_rows = std::max({ p.logit_rows, n_logit_rows, 1 });
+  const size_t partial_floats = std::max({ p.partial_floats, partial, attention_partial_floats(rows, c.n_heads, c.head_dim, 1) });
+  free_pass_buffers(p);
+  const size_t r = (size_t)rows, q_dim = (size_t)c.n_heads * c.head_dim, kv_dim = (size_t)c.n_kv_heads * c.head_dim;
+  const size_t widest = std::max({ (size_t)c.dim, q_dim, (size_t)c.hidden_dim });
+  const struct {
+    void **ptr;
+    size_t bytes;
+  } wanted[] = {
+    { (void **)&p.x, r * c.dim * 4 },          { (void **)&p.xb, r * c.dim * 4 },
+    { (void **)&p.q, r * q_dim * 4 },          { (void **)&p.k, r * kv_dim * 4 },
+    { (void **)&p.v, r * kv_dim * 4 },         { (void **)&p.attn, r * q_dim * 4 },
+    { (void **)&p.hb, r * c.hidden_dim * 4 },  { (void **)&p.hb2, r * c.hidden_dim * 4 },
+    { (void **)&p.logits, (size_t)logit_rows * c.vocab_size * 4 },
+    { (void **)&p.partial, partial_floats * 4 },
+    // q8_0 is the widest activation layout: 48 bytes per 32 values.
+    { (void **)&p.act, r * (widest / 32 + 1) * sizeof(act_q8_0) },
+    { (void **)&p.rows_info, r * sizeof(cuda_row) },
+    { (void **)&p.logit_map, r * sizeof(int32_t) },
+    { (void **)&p.top_ids, r * TOP_K_DEVICE_MAX * sizeof(int32_t) },
+  };
+  for (const auto &w : wanted) {
+    if (!(*w.ptr = device_alloc(b, w.bytes, "the activations of a pass", err))) {
+      free_pass_buffers(p);
+      return false;
+    }
+  }
+  p.rows = rows;
+  p.logit_rows = logit_rows;
+  p.partial_floats = partial_floats;
+  return true;
+}
+
+// The products of one input: grouped by weight type (one launch per group), the input quantized once per
+// activation layout the groups need.
+cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float *const outs[], int n_products,
+                     const float *x, int n_tokens, matmul_mode mode) {
+  const int64_t cols = weights[0]->cols;
+  bool done[MATMUL_MAX_PRODUCTS] = {};
+  act_format held = ACT_F32; // the layout b->buf.act holds x in (ACT_F32: none yet)
+  for (int i = 0; i < n_products; i++) {
+    if (done[i]) continue;
+    const cuda_matrix *group[MATMUL_MAX_PRODUCTS];
+    float *group_outs[MATMUL_MAX_PRODUCTS];
+    int n = 0;
+    for (int j = i; j < n_products; j++) {
+      if (done[j] || weights[j]->type != weights[i]->type) continue;
+      group[n] = weights[j];
+      group_outs[n++] = outs[j];
+      done[j] = true;
+    }
+    const act_format format = activation_format(weights[i]->type);
+    const void *input = x;
+    if (format != ACT_F32) {
+      if (format != held) LAUNCH(launch_quantize(format, x, b->buf.act, n_tokens, cols, b->stream));
+      held = format;
+      input = b->buf.act;
+    }
+    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream));
+  }
+  return cudaSuccess;
+}
+
+// Enqueues one pass over the rows in buf.rows_info: the Llama blocks, then the final norm and the vocabulary
+// product of the rows in buf.logit_map.
+cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks) {
+  const llm_config &c = b->model->config;
+  pass_buffers &p = b->buf;
+  cudaStream_t s = b->stream;
+  LAUNCH(launch_embedding(p.x, &b->token_embd, p.rows_info, n, s));
+  for (const cuda_layer &layer : b->layers) {
+    const int l = (int)(&layer - b->layers.data());
+    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s));
+    const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
+    float *const qkv_out[] = { p.q, p.k, p.v };
+    LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE));
+    LAUNCH(launch_rope_store(p.q, p.k, p.v, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, b->rope_freqs,
+                             c.rope_interleaved, s));
+    LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial, s));
+    const cuda_matrix *o[] = { &layer.attn_output };
+    float *const residual[] = { p.x };
+    LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD));
+
+    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s));
+    const cuda_matrix *gate_up[] = { &layer.ffn_gate, &layer.ffn_up };
+    float *const gate_up_out[] = { p.hb, p.hb2 };
+    if (layer.ffn_gate.type == layer.ffn_up.type) {
+      LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_SWIGLU));
+    } else {
+      LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_STORE));
+      LAUNCH(launch_swiglu(p.hb, p.hb, p.hb2, (int64_t)n * c.hidden_dim, s));
+    }
+    const cuda_matrix *down[] = { &layer.ffn_down };
+    LAUNCH(products(b, down, residual, 1, p.hb, n, MATMUL_ADD));
+  }
+  if (n_logit_rows == 0) return cudaSuccess;
+  LAUNCH(launch_rmsnorm(p.xb, p.x, &b->output_norm, p.logit_map, n_logit_rows, c.dim, c.norm_eps, s));
+  const cuda_matrix *output[] = { &b->output };
+  float *const logits[] = { p.logits };
+  return products(b, output, logits, 1, p.xb, n_logit_rows, MATMUL_STORE);
+}
+
+// A decode pass through its graph: replayed when one of this shape exists, else captured first.
+bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, llm_error *err) {
+  for (const decode_graph &g : b->graphs) {
+    if (g.n_rows == n && g.n_logit_rows == n_logit_rows && g.n_chunks == n_chunks) {
+      CUDA_TRY(cudaGraphLaunch(g.exec, b->stream), "replaying a decode graph");
+      return true;
+    }
+  }
+  // Thread-local capture: the JS thread may allocate or copy KV caches meanwhile.
+  CUDA_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "capturing a decode graph");
+  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
+  CUDA_TRY(enqueued, "launching the kernels of a decode pass");
+  CUDA_TRY(ended, "capturing a decode graph");
+  decode_graph g = { n, n_logit_rows, n_chunks, nullptr };
+  const cudaError_t made = cudaGraphInstantiate(&g.exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CUDA_TRY(made, "instantiating a decode graph");
+  if (b->graphs.size() == kMaxGraphs) {
+    cudaGraphExecDestroy(b->graphs.front().exec);
+    b->graphs.erase(b->graphs.begin());
+  }
+  b->graphs.push_back(g);
+  CUDA_TRY(cudaGraphLaunch(g.exec, b->stream), "replaying a decode graph");
+  return true;
+}
+
+// Where a pass's logit row goes: its sequence and token.
+struct logit_owner {
+  int seq, token, logit_row;
+};
+
+// Copies back what each sequence asked for: its logits rows and, for its last token, the top k ids (ranked on the
+// device; on the host from the logits when k is above what the device kernel takes).
+bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<logit_owner> &owners, llm_error *err) {
+  const int vocab = b->model->config.vocab_size;
+  struct host_top_k {
+    const llm_batch_sequence *seq;
+    const float *logits;
+  };
+  std::vector<host_top_k> host_ranked;
+  std::vector<std::vector<float>> host_rows;
+  std::vector<std::pair<int, const llm_batch_sequence *>> device_ranked; // (slot in top_ids, sequence)
+  for (const logit_owner &o : owners) {
+    const llm_batch_sequence &s = seqs[o.seq];
+    const float *row = b->buf.logits + (int64_t)o.logit_row * vocab;
+    float *host_row = nullptr;
+    if (s.logits_mode != LLM_LOGITS_NONE) {
+      host_row = s.logits + (s.logits_mode == LLM_LOGITS_ALL ? (int64_t)o.token * vocab : 0);
+      CUDA_TRY(cudaMemcpyAsync(host_row, row, (size_t)vocab * sizeof(float), cudaMemcpyDeviceToHost, b->stream), "copying logits");
+    }
+    if (s.top_k == 0 || o.token != s.n_tokens - 1) continue;
+    if (s.top_k <= TOP_K_DEVICE_MAX) {
+      const int slot = (int)device_ranked.size();
+      int32_t *ids = b->buf.top_ids + (int64_t)slot * TOP_K_DEVICE_MAX;
+      CUDA_TRY(launch_top_k(row, 1, vocab, s.top_k, ids, b->stream), "ranking the top k");
+      CUDA_TRY(cudaMemcpyAsync(b->top_ids_host + (int64_t)slot * TOP_K_DEVICE_MAX, ids, (size_t)s.top_k * sizeof(int32_t),
+                               cudaMemcpyDeviceToHost, b->stream), "copying the top k");
+      device_ranked.push_back({ slot, &s });
+    } else {
+      if (!host_row) {
+        host_rows.emplace_back((size_t)vocab);
+        host_row = host_rows.back().data();
+        CUDA_TRY(cudaMemcpyAsync(host_row, row, (size_t)vocab * sizeof(float), cudaMemcpyDeviceToHost, b->stream), "copying logits");
+      }
+      host_ranked.push_back({ &s, host_row });
+    }
+  }
+  CUDA_TRY(cudaStreamSynchronize(b->stream), "running a forward pass");
+  for (const auto &d : device_ranked)
+    memcpy(d.second->top_ids, b->top_ids_host + (int64_t)d.first * TOP_K_DEVICE_MAX, (size_t)d.second->top_k * sizeof(int32_t));
+  for (const host_top_k &h : host_ranked) llm_top_k(h.logits, vocab, h.seq->top_k, h.seq->top_ids);
+  return true;
+}
+
+int chunks_for(int positions) { return (positions + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK; }
+
+bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs, llm_error *err) {
+  cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
+  CUDA_TRY(cudaSetDevice(b->gpu), "selecting the GPU");
+  std::vector<logit_owner> owners;
+  for (int seq = 0, token = 0; seq < n_seqs;) {
+    int n = 0, n_logit_rows = 0, max_visible = 0, max_context = 0;
+    bool decode = true; // every sequence of the pass runs one token: the graph's case
+    owners.clear();
+    while (seq < n_seqs && n < kMaxPassRows) {
+      const llm_batch_sequence &s = seqs[seq];
+      const llm_kv_cache *cache = s.cache;
+      b->rows_host[n] = cuda_row{ cache->keys, cache->values, (int64_t)cache->context_size * cache->kv_dim, s.pos + token,
+                                  s.tokens[token] };
+      const bool last = token == s.n_tokens - 1;
+      if (s.logits_mode == LLM_LOGITS_ALL || (last && (s.logits_mode == LLM_LOGITS_LAST || s.top_k > 0))) {
+        b->logit_map_host[n_logit_rows] = n;
+        owners.push_back({ seq, token, n_logit_rows++ });
+      }
+      decode = decode && s.n_tokens == 1;
+      max_visible = std::max(max_visible, s.pos + token + 1);
+      max_context = std::max(max_context, cache->context_size);
+      n++;
+      if (++token == s.n_tokens) {
+        seq++;
+        token = 0;
+      }
+    }
+    // A graph must serve every later position: its chunks cover the whole context.
+    const bool graph = decode && b->use_graphs;
+    const int n_chunks = chunks_for(graph ? max_context : max_visible);
+    if (n_chunks > 65535) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a context of %d positions is too long for the CUDA backend", max_context);
+    if (!reserve(b, n, n_logit_rows, n_chunks, err)) return false;
+    CUDA_TRY(cudaMemcpyAsync(b->buf.rows_info, b->rows_host, n * sizeof(cuda_row), cudaMemcpyHostToDevice, b->stream), "copying the pass's rows");
+    if (n_logit_rows > 0)
+      CUDA_TRY(cudaMemcpyAsync(b->buf.logit_map, b->logit_map_host, n_logit_rows * sizeof(int32_t), cudaMemcpyHostToDevice, b->stream),
+               "copying the pass's rows");
+    if (graph) {
+      if (!run_graph(b, n, n_logit_rows, n_chunks, err)) return false;
+    } else {
+      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks), "launching the kernels of a forward pass");
+    }
+    if (!deliver(b, seqs, owners, err)) return false;
+  }
+  return true;
+}
+
+void *cache_alloc(llm_backend *base, size_t bytes, llm_error *err) {
+  cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
+  const cudaError_t e = cudaSetDevice(b->gpu);
+  if (e != cudaSuccess) {
+    cuda_fail(err, e, "selecting the GPU");
+    return nullptr;
+  }
+  return device_alloc(b, bytes, "a KV cache", err);
+}
+
+void cache_free(llm_backend *base, void *memory) {
+  cudaSetDevice(reinterpret_cast<cuda_backend *>(base)->gpu);
+  cudaFree(memory);
+}
+
+bool cache_copy(llm_backend *base, void *dst, const void *src, size_t bytes, llm_copy_direction direction, llm_error *err) {
+  CUDA_TRY(cudaSetDevice(reinterpret_cast<cuda_backend *>(base)->gpu), "selecting the GPU");
+  const cudaMemcpyKind kind = direction == LLM_COPY_DEVICE_TO_DEVICE ? cudaMemcpyDeviceToDevice
+                              : direction == LLM_COPY_DEVICE_TO_HOST ? cudaMemcpyDeviceToHost
+                                                                     : cudaMemcpyHostToDevice;
+  CUDA_TRY(cudaMemcpy(dst, src, bytes, kind), "copying a KV cache");
+  return true;
+}
+
+void destroy(llm_backend *base) {
+  cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
+  cudaSetDevice(b->gpu);
+  if (b->stream) cudaStreamSynchronize(b->stream);
+  drop_graphs(b);
+  free_pass_buffers(b->buf);
+  cudaFree(b->weights);
+  cudaFree(b->rope_freqs);
+  cudaFreeHost(b->rows_host);
+  cudaFreeHost(b->logit_map_host);
+  cudaFreeHost(b->top_ids_host);
+  if (b->stream) cudaStreamDestroy(b->stream);
+  delete b;
+}
+
+} // namespace
+
+extern "C" int llm_cuda_device_count(char *why, size_t why_size) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    if (why_size) snprintf(why, why_size, "%s", cudaGetErrorString(e));
+    return 0;
+  }
+  if (n == 0 && why_size) snprintf(why, why_size, "no CUDA device found");
+  return n;
+}
+
+extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
+  char why[256];
+  const int count = llm_cuda_device_count(why, sizeof why);
+  if (count == 0) return llm_fail(err, LLM_ERR_DEVICE, "CUDA is not available: %s", why);
+  if (gpu < 0 || gpu >= count)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "gpu %d does not exist: this machine has %d CUDA device(s)", gpu, count);
+  if (model->backend) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "the model is already on %s", model->backend->device);
+  CUDA_TRY(cudaSetDevice(gpu), "selecting the GPU");
+  cudaDeviceProp props;
+  CUDA_TRY(cudaGetDeviceProperties(&props, gpu), "reading the GPU's properties");
+  if (props.major < 8)
+    return llm_fail(err, LLM_ERR_DEVICE, "%s (GPU %d) has compute capability %d.%d; the CUDA backend needs 8.0 or newer",
+                    props.name, gpu, props.major, props.minor);
+  cuda_backend *b = new cuda_backend();
+  b->model = model;
+  b->gpu = gpu;
+  snprintf(b->device_name, sizeof b->device_name, "%s", props.name);
+  b->base = llm_backend{ "cuda", b->device_name, forward_batch, cache_alloc, cache_free, cache_copy, destroy };
+  const char *graphs = getenv("LLAMA_NAPI_CUDA_GRAPHS");
+  b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+  bool ok = true;
+  cudaError_t e = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
+  if (e == cudaSuccess) e = cudaMallocHost(&b->rows_host, kMaxPassRows * sizeof(cuda_row));
+  if (e == cudaSuccess) e = cudaMallocHost(&b->logit_map_host, kMaxPassRows * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMallocHost(&b->top_ids_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(int32_t));
+  if (e != cudaSuccess) ok = cuda_fail(err, e, "setting up the GPU");
+  if (ok) ok = upload_weights(b, err);
+  if (!ok) {
+    destroy(&b->base);
+    return false;
+  }
+  model->backend = &b->base;
+  return true;
+}

@@ -1,0 +1,89 @@
+// Activation quantizers: the engine's q8_0 (llm_quantize_row_q8_0_ref) and q8_K (llm_quantize_row_q8_K) to the
+// bit, so that the integer dot products of the quantized weights see the same activations as on the CPU.
+#include "kernels.cuh"
+
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+
+// One warp per block of 32 values, one value per lane: d = amax / 127 (stored as a half), q = roundf(x / d).
+__global__ void quantize_q8_0_kernel(const float *x, act_q8_0 *y, int64_t n_blocks) {
+  const int64_t b = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / LLM_CUDA_WARP;
+  if (b >= n_blocks) return;
+  const int lane = threadIdx.x % LLM_CUDA_WARP;
+  const float v = x[b * 32 + lane];
+  const float amax = warp_max(fabsf(v));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int q = (int)roundf(__fmul_rn(v, id));
+  y[b].qs[lane] = (int8_t)q;
+  const int sum = warp_sum_int(q);
+  if (lane == 0) {
+    y[b].d = __half2float(__float2half_rn(d));
+    y[b].sum = sum;
+  }
+}
+
+// One warp per block of 256 values, 8 consecutive values per lane. The value of largest magnitude (the first
+// such) maps to -127; values round half to even; bsums are the sums of each 16 (two lanes).
+__global__ void quantize_q8_K_kernel(const float *x, act_q8_K *y, int64_t n_blocks) {
+  const int64_t b = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / LLM_CUDA_WARP;
+  if (b >= n_blocks) return;
+  const int lane = threadIdx.x % LLM_CUDA_WARP;
+  const float4 *src = reinterpret_cast<const float4 *>(x + b * 256 + lane * 8);
+  const float4 lo = src[0], hi = src[1];
+  const float v[8] = { lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w };
+  float amax = 0.0f, max = 0.0f;
+  int first = 0x7fffffff;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    if (amax < fabsf(v[i])) {
+      amax = fabsf(v[i]);
+      max = v[i];
+      first = lane * 8 + i;
+    }
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float other_amax = __shfl_xor_sync(0xffffffffu, amax, offset);
+    const float other_max = __shfl_xor_sync(0xffffffffu, max, offset);
+    const int other_first = __shfl_xor_sync(0xffffffffu, first, offset);
+    if (other_amax > amax || (other_amax == amax && other_first < first)) {
+      amax = other_amax;
+      max = other_max;
+      first = other_first;
+    }
+  }
+  act_q8_K &out = y[b];
+  if (amax == 0.0f) {
+    reinterpret_cast<int2 *>(out.qs)[lane] = make_int2(0, 0);
+    if (lane < 16) out.bsums[lane] = 0;
+    if (lane == 0) out.d = 0.0f;
+    return;
+  }
+  const float iscale = -127.0f / max;
+  uint32_t packed[2] = { 0, 0 };
+  int sum = 0;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    const int q = min((int)rintf(__fmul_rn(iscale, v[i])), 127);
+    packed[i / 4] |= (uint32_t)(q & 0xff) << (8 * (i % 4));
+    sum += q;
+  }
+  reinterpret_cast<int2 *>(out.qs)[lane] = make_int2((int)packed[0], (int)packed[1]);
+  sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+  if (lane % 2 == 0) out.bsums[lane / 2] = (int16_t)sum;
+  if (lane == 0) out.d = 1.0f / iscale;
+}
+
+} // namespace
+
+cudaError_t launch_quantize(act_format format, const float *x, void *out, int n_rows, int64_t cols, cudaStream_t stream) {
+  if (format == ACT_F32) return cudaErrorInvalidValue;
+  const int64_t n_blocks = (int64_t)n_rows * (cols / (format == ACT_Q8_0 ? 32 : 256));
+  const unsigned grid = (unsigned)((n_blocks + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  if (grid == 0) return cudaSuccess;
+  if (format == ACT_Q8_0) quantize_q8_0_kernel<<<grid, kWarpsPerBlock * LLM_CUDA_WARP, 0, stream>>>(x, static_cast<act_q8_0 *>(out), n_blocks);
+  else quantize_q8_K_kernel<<<grid, kWarpsPerBlock * LLM_CUDA_WARP, 0, stream>>>(x, static_cast<act_q8_K *>(out), n_blocks);
+  return cudaGetLastError();
+}

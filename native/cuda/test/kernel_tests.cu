@@ -1,0 +1,539 @@
+// The CUDA kernels against the engine's CPU functions on random data at awkward sizes (rows and columns that are
+// not multiples of the warp or of a vector width, where the format allows), then a whole tiny model on the GPU
+// against the CPU, the out-of-memory error at load, and the process going on after it. One line per check; exits
+// non-zero if any fails. Run by test/cuda.test.js on a machine with a GPU.
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels.cuh"
+#include "llm_cuda.h"
+
+extern "C" {
+#include "forward.h"
+#include "kv_cache.h"
+#include "matmul.h"
+#include "ops.h"
+#include "quant.h"
+}
+
+namespace {
+
+int failures = 0, passes = 0;
+
+void report(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void report(bool ok, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  printf("%s ", ok ? "ok  " : "FAIL");
+  vprintf(fmt, args);
+  printf("\n");
+  va_end(args);
+  fflush(stdout);
+  if (ok) passes++;
+  else failures++;
+}
+
+void check_cuda(cudaError_t e, const char *what) {
+  if (e != cudaSuccess) {
+    printf("FAIL %s: %s\n", what, cudaGetErrorString(e));
+    exit(1);
+  }
+}
+
+uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+float uniform() { // [-1, 1)
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (float)((rng_state >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+}
+
+std::vector<float> random_floats(size_t n, float scale = 1.0f) {
+  std::vector<float> v(n);
+  for (float &x : v) x = uniform() * scale;
+  return v;
+}
+
+// Device memory holding a copy of a host vector; poisoned (NaN bytes) when made empty, to catch unwritten output.
+template <typename T> struct device_array {
+  T *ptr = nullptr;
+  size_t n = 0;
+  explicit device_array(size_t count) : n(count) {
+    check_cuda(cudaMalloc(&ptr, count * sizeof(T) + 64), "cudaMalloc");
+    check_cuda(cudaMemset(ptr, 0xff, count * sizeof(T) + 64), "cudaMemset");
+  }
+  explicit device_array(const std::vector<T> &host) : device_array(host.size()) {
+    check_cuda(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  ~device_array() { cudaFree(ptr); }
+  std::vector<T> read() const {
+    std::vector<T> host(n);
+    check_cuda(cudaDeviceSynchronize(), "kernel");
+    check_cuda(cudaMemcpy(host.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    return host;
+  }
+};
+
+// Largest |a - b| relative to the largest |b| (1 when the sizes differ or a value is NaN where b's is not).
+double relative_error(const std::vector<float> &a, const std::vector<float> &b) {
+  if (a.size() != b.size()) return 1;
+  double diff = 0, scale = 1e-30;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (isnan(a[i]) != isnan(b[i])) return 1;
+    if (isnan(b[i])) continue;
+    diff = fmax(diff, fabs((double)a[i] - b[i]));
+    scale = fmax(scale, fabs((double)b[i]));
+  }
+  return diff / scale;
+}
+
+// A random weight matrix of a type, made by the engine's own quantizers; its device copy.
+struct test_matrix {
+  std::vector<uint8_t> bytes;
+  llm_tensor host;
+  device_array<uint8_t> device;
+  cuda_matrix matrix;
+  test_matrix(llm_type type, int64_t rows, int64_t cols)
+      : bytes((size_t)rows * llm_row_bytes(type, cols)), device(bytes.size() + 16) {
+    std::vector<float> values = random_floats((size_t)(rows * cols));
+    for (int64_t r = 0; r < rows; r++)
+      llm_quantize_row(type, values.data() + r * cols, bytes.data() + r * llm_row_bytes(type, cols), cols);
+    check_cuda(cudaMemcpy(device.ptr, bytes.data(), bytes.size(), cudaMemcpyHostToDevice), "upload");
+    host = llm_tensor{ bytes.data(), type, rows, cols };
+    matrix = cuda_matrix{ device.ptr, (int)type, rows, cols, llm_row_bytes(type, cols) };
+  }
+};
+
+// x quantized on the device as the products need it; the f32 rows themselves for float weights.
+const void *device_activations(llm_type type, const device_array<float> &x, int n_tokens, int64_t cols, device_array<uint8_t> &scratch) {
+  const act_format format = activation_format(type);
+  if (format == ACT_F32) return x.ptr;
+  check_cuda(launch_quantize(format, x.ptr, scratch.ptr, n_tokens, cols, 0), "launch_quantize");
+  return scratch.ptr;
+}
+
+void test_quantize(llm_threadpool *) {
+  const int64_t cols = 768;
+  const int n_rows = 3;
+  std::vector<float> x = random_floats(n_rows * cols, 3.0f);
+  for (int i = 0; i < 256; i++) x[i] = 0.0f;      // an all-zero q8_K block
+  x[cols + 5] = 2.5f, x[cols + 9] = -2.5f;        // equal magnitudes: the first one decides the sign
+  x[2 * cols + 7] = 1e-30f;                       // a tiny value next to normal ones
+  device_array<float> dx(x);
+  {
+    device_array<act_q8_0> out(n_rows * cols / 32);
+    check_cuda(launch_quantize(ACT_Q8_0, dx.ptr, out.ptr, n_rows, cols, 0), "quantize q8_0");
+    std::vector<act_q8_0> got = out.read();
+    std::vector<llm_block_q8_0> ref(n_rows * cols / 32);
+    llm_quantize_row_q8_0_ref(x.data(), ref.data(), n_rows * cols);
+    bool ok = true;
+    for (size_t b = 0; b < ref.size(); b++) {
+      int sum = 0;
+      for (int j = 0; j < 32; j++) sum += ref[b].qs[j];
+      ok = ok && memcmp(ref[b].qs, got[b].qs, 32) == 0 && llm_f16_to_f32(ref[b].d) == got[b].d && sum == got[b].sum;
+    }
+    report(ok, "quantize q8_0 activations: bit-identical to llm_quantize_row_q8_0_ref (%d x %lld)", n_rows, (long long)cols);
+  }
+  {
+    device_array<act_q8_K> out(n_rows * cols / 256);
+    check_cuda(launch_quantize(ACT_Q8_K, dx.ptr, out.ptr, n_rows, cols, 0), "quantize q8_K");
+    std::vector<act_q8_K> got = out.read();
+    std::vector<llm_block_q8_K> ref(n_rows * cols / 256);
+    llm_quantize_row_q8_K(x.data(), ref.data(), n_rows * cols);
+    bool ok = true;
+    for (size_t b = 0; b < ref.size(); b++)
+      ok = ok && memcmp(ref[b].qs, got[b].qs, 256) == 0 && ref[b].d == got[b].d && memcmp(ref[b].bsums, got[b].bsums, 32) == 0;
+    report(ok, "quantize q8_K activations: bit-identical to llm_quantize_row_q8_K (%d x %lld)", n_rows, (long long)cols);
+  }
+}
+
+void test_matmul(llm_threadpool *pool) {
+  struct shape {
+    llm_type type;
+    int64_t cols;
+  };
+  const shape shapes[] = {
+    { LLM_F32, 37 }, { LLM_F32, 260 }, { LLM_F16, 36 }, { LLM_F16, 264 }, { LLM_BF16, 36 }, { LLM_BF16, 264 },
+    { LLM_Q8_0, 32 }, { LLM_Q8_0, 352 }, { LLM_Q4_0, 32 }, { LLM_Q4_0, 352 }, { LLM_Q4_K, 256 }, { LLM_Q4_K, 768 },
+    { LLM_Q6_K, 256 }, { LLM_Q6_K, 768 },
+  };
+  const int row_counts[] = { 1, 67 };
+  const int token_counts[] = { 1, 2, 3, 8, 13 };
+  for (const shape &s : shapes) {
+    for (int rows : row_counts) {
+      test_matrix w(s.type, rows, s.cols);
+      for (int n_tokens : token_counts) {
+        std::vector<float> x = random_floats((size_t)n_tokens * s.cols);
+        std::vector<float> ref((size_t)n_tokens * rows);
+        llm_matmul(pool, ref.data(), &w.host, x.data(), n_tokens);
+        device_array<float> dx(x), out((size_t)n_tokens * rows);
+        device_array<uint8_t> act((size_t)n_tokens * activation_row_bytes(ACT_Q8_0, s.cols + 256));
+        const void *input = device_activations(s.type, dx, n_tokens, s.cols, act);
+        const cuda_matrix *weights[] = { &w.matrix };
+        float *const outs[] = { out.ptr };
+        check_cuda(launch_matmul(weights, outs, 1, input, activation_row_bytes(activation_format(s.type), s.cols), n_tokens,
+                                 MATMUL_STORE, 0), "launch_matmul");
+        const double e = relative_error(out.read(), ref);
+        report(e < 2e-5, "matmul %s %d x %lld, %d tokens: relative error %.2e vs llm_matmul", llm_type_name(s.type), rows,
+               (long long)s.cols, n_tokens, e);
+      }
+    }
+  }
+  // Three products of one input in one launch, the residual add, and the fused SwiGLU.
+  for (llm_type type : { LLM_F16, LLM_Q4_0, LLM_Q4_K }) {
+    const int64_t cols = 512;
+    const int n_tokens = 5;
+    test_matrix a(type, 70, cols), b(type, 33, cols), c(type, 70, cols);
+    std::vector<float> x = random_floats(n_tokens * cols);
+    std::vector<float> ra(n_tokens * 70), rb(n_tokens * 33), rc(n_tokens * 70);
+    llm_matmul(pool, ra.data(), &a.host, x.data(), n_tokens);
+    llm_matmul(pool, rb.data(), &b.host, x.data(), n_tokens);
+    llm_matmul(pool, rc.data(), &c.host, x.data(), n_tokens);
+    device_array<float> dx(x), oa(ra.size()), ob(rb.size()), oc(rc.size());
+    device_array<uint8_t> act(n_tokens * activation_row_bytes(ACT_Q8_0, cols));
+    const void *input = device_activations(type, dx, n_tokens, cols, act);
+    const size_t stride = activation_row_bytes(activation_format(type), cols);
+    const cuda_matrix *three[] = { &a.matrix, &b.matrix, &c.matrix };
+    float *const three_out[] = { oa.ptr, ob.ptr, oc.ptr };
+    check_cuda(launch_matmul(three, three_out, 3, input, stride, n_tokens, MATMUL_STORE, 0), "launch_matmul x3");
+    const double e3 = std::max(relative_error(oa.read(), ra), std::max(relative_error(ob.read(), rb), relative_error(oc.read(), rc)));
+    report(e3 < 2e-5, "matmul %s: three products in one launch, relative error %.2e", llm_type_name(type), e3);
+
+    std::vector<float> residual = random_floats(ra.size()), added(ra.size());
+    for (size_t i = 0; i < ra.size(); i++) added[i] = residual[i] + ra[i];
+    device_array<float> dres(residual);
+    const cuda_matrix *one[] = { &a.matrix };
+    float *const res_out[] = { dres.ptr };
+    check_cuda(launch_matmul(one, res_out, 1, input, stride, n_tokens, MATMUL_ADD, 0), "launch_matmul add");
+    const double ea = relative_error(dres.read(), added);
+    report(ea < 2e-5, "matmul %s: accumulate into the residual, relative error %.2e", llm_type_name(type), ea);
+
+    std::vector<float> swiglu(ra.size());
+    llm_swiglu(swiglu.data(), ra.data(), rc.data(), (int64_t)ra.size());
+    device_array<float> dswiglu(ra.size());
+    const cuda_matrix *pair[] = { &a.matrix, &c.matrix };
+    float *const pair_out[] = { dswiglu.ptr, oc.ptr };
+    check_cuda(launch_matmul(pair, pair_out, 2, input, stride, n_tokens, MATMUL_SWIGLU, 0), "launch_matmul swiglu");
+    const double es = relative_error(dswiglu.read(), swiglu);
+    report(es < 5e-5, "matmul %s: gate and up fused with SwiGLU, relative error %.2e", llm_type_name(type), es);
+  }
+}
+
+void test_rmsnorm_embedding_swiglu() {
+  for (llm_type type : { LLM_F32, LLM_F16, LLM_BF16 }) {
+    for (int dim : { 37, 4096 }) {
+      test_matrix w(type, 1, dim);
+      const int n_rows = 3;
+      std::vector<float> x = random_floats((size_t)n_rows * dim, 4.0f), ref((size_t)n_rows * dim);
+      // Rows in reverse through the row map, as the logits' final norm gathers them.
+      std::vector<int32_t> map = { 2, 1, 0 };
+      for (int r = 0; r < n_rows; r++) llm_rmsnorm(ref.data() + r * dim, x.data() + map[r] * dim, &w.host, 1, dim, 1e-5f);
+      device_array<float> dx(x), out(ref.size());
+      device_array<int32_t> dmap(map);
+      check_cuda(launch_rmsnorm(out.ptr, dx.ptr, &w.matrix, dmap.ptr, n_rows, dim, 1e-5f, 0), "launch_rmsnorm");
+      const double e = relative_error(out.read(), ref);
+      report(e < 1e-6, "rmsnorm %s weights, dim %d, gathered rows: relative error %.2e", llm_type_name(type), dim, e);
+    }
+  }
+  for (int t = 0; t < LLM_TYPE_COUNT; t++) {
+    const llm_type type = (llm_type)t;
+    const int64_t cols = llm_type_block_size(type) == 256 ? 512 : llm_type_block_size(type) == 32 ? 96 : 41;
+    test_matrix table(type, 50, cols);
+    std::vector<cuda_row> rows(4);
+    const int tokens[] = { 49, 0, 17, 17 };
+    std::vector<float> ref(4 * cols);
+    for (int r = 0; r < 4; r++) {
+      rows[r] = cuda_row{ nullptr, nullptr, 0, 0, tokens[r] };
+      llm_embedding(ref.data() + r * cols, &table.host, tokens[r]);
+    }
+    device_array<cuda_row> drows(rows);
+    device_array<float> out(ref.size());
+    check_cuda(launch_embedding(out.ptr, &table.matrix, drows.ptr, 4, 0), "launch_embedding");
+    std::vector<float> got = out.read();
+    report(memcmp(got.data(), ref.data(), ref.size() * sizeof(float)) == 0,
+           "embedding %s: bit-identical to llm_embedding (the engine's dequantizer)", llm_type_name(type));
+  }
+  std::vector<float> gate = random_floats(1000, 8.0f), up = random_floats(1000), ref(1000);
+  llm_swiglu(ref.data(), gate.data(), up.data(), 1000);
+  device_array<float> dg(gate), du(up), out(1000);
+  check_cuda(launch_swiglu(out.ptr, dg.ptr, du.ptr, 1000, 0), "launch_swiglu");
+  const double e = relative_error(out.read(), ref);
+  report(e < 1e-6, "swiglu: relative error %.2e vs llm_swiglu", e);
+}
+
+// Rope and the cache store, then attention over those caches, for several sequences at once: a prompt of 5 tokens
+// late in a context that spans three chunks, and single decoded tokens.
+void test_rope_attention(llm_threadpool *pool) {
+  struct seq_case {
+    int pos, n_tokens;
+  };
+  const seq_case cases[] = { { 600, 5 }, { 300, 1 }, { 0, 1 } };
+  for (int head_dim : { 10, 40, 128 }) {
+    for (bool interleaved : { true, false }) {
+      const int n_heads = 4, n_kv_heads = 2, context = 700, n_layers = 2, layer = 1;
+      const int64_t q_dim = (int64_t)n_heads * head_dim, kv_dim = (int64_t)n_kv_heads * head_dim;
+      const int64_t layer_stride = (int64_t)context * kv_dim;
+      std::vector<float> freqs(head_dim / 2);
+      for (int i = 0; i < head_dim / 2; i++) freqs[i] = powf(10000.0f, -2.0f * i / head_dim);
+      device_array<float> dfreqs(freqs);
+      int n_rows = 0;
+      for (const seq_case &c : cases) n_rows += c.n_tokens;
+      std::vector<float> q = random_floats(n_rows * q_dim), k = random_floats(n_rows * kv_dim), v = random_floats(n_rows * kv_dim);
+      // Caches full of random history; the rows' own positions are written by the store.
+      std::vector<std::vector<float>> keys, values;
+      std::vector<device_array<float> *> dkeys, dvalues;
+      std::vector<cuda_row> rows;
+      for (const seq_case &c : cases) {
+        keys.push_back(random_floats(n_layers * layer_stride));
+        values.push_back(random_floats(n_layers * layer_stride));
+        dkeys.push_back(new device_array<float>(keys.back()));
+        dvalues.push_back(new device_array<float>(values.back()));
+        for (int t = 0; t < c.n_tokens; t++)
+          rows.push_back(cuda_row{ dkeys.back()->ptr, dvalues.back()->ptr, layer_stride, c.pos + t, 0 });
+      }
+      // The CPU: rope each row, store k and v, then attention.
+      std::vector<float> q_cpu = q, k_cpu = k;
+      std::vector<llm_attention_seq> seqs;
+      std::vector<float> out_cpu(n_rows * q_dim);
+      int row = 0;
+      for (size_t s = 0; s < 3; s++) {
+        for (int t = 0; t < cases[s].n_tokens; t++, row++) {
+          llm_rope(q_cpu.data() + row * q_dim, n_heads, head_dim, cases[s].pos + t, freqs.data(), interleaved);
+          llm_rope(k_cpu.data() + row * kv_dim, n_kv_heads, head_dim, cases[s].pos + t, freqs.data(), interleaved);
+          memcpy(keys[s].data() + layer * layer_stride + (cases[s].pos + t) * kv_dim, k_cpu.data() + row * kv_dim, kv_dim * 4);
+          memcpy(values[s].data() + layer * layer_stride + (cases[s].pos + t) * kv_dim, v.data() + row * kv_dim, kv_dim * 4);
+        }
+        const int first = row - cases[s].n_tokens;
+        seqs.push_back(llm_attention_seq{ out_cpu.data() + first * q_dim, q_cpu.data() + first * q_dim,
+                                          keys[s].data() + layer * layer_stride, values[s].data() + layer * layer_stride,
+                                          cases[s].n_tokens, cases[s].pos });
+      }
+      std::vector<float> scores((size_t)llm_threadpool_size(pool) * context);
+      const llm_attention_args args = { seqs.data(), 3, scores.data(), context, n_heads, n_kv_heads, head_dim };
+      llm_attention(pool, &args);
+
+      device_array<float> dq(q), dk(k), dv(v), out(n_rows * q_dim);
+      device_array<cuda_row> drows(rows);
+      check_cuda(launch_rope_store(dq.ptr, dk.ptr, dv.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, dfreqs.ptr,
+                                   interleaved, 0), "launch_rope_store");
+      const double eq = relative_error(dq.read(), q_cpu);
+      double ec = 0;
+      for (size_t s = 0; s < 3; s++)
+        ec = std::max(ec, std::max(relative_error(dkeys[s]->read(), keys[s]), relative_error(dvalues[s]->read(), values[s])));
+      report(eq < 1e-5 && ec < 1e-5, "rope (%s, head_dim %d) and the cache store: relative error q %.2e, caches %.2e",
+             interleaved ? "interleaved" : "half", head_dim, eq, ec);
+      const int n_chunks = (context + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK;
+      device_array<float> partial(attention_partial_floats(n_rows, n_heads, head_dim, n_chunks));
+      check_cuda(launch_attention(out.ptr, dq.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial.ptr, 0),
+                 "launch_attention");
+      const double ea = relative_error(out.read(), out_cpu);
+      report(ea < 1e-5, "attention (head_dim %d, GQA 4/2, %d chunks, a prompt and two decodes): relative error %.2e vs llm_attention",
+             head_dim, n_chunks, ea);
+      for (size_t s = 0; s < 3; s++) {
+        delete dkeys[s];
+        delete dvalues[s];
+      }
+    }
+  }
+}
+
+void test_top_k() {
+  struct top_case {
+    const char *what;
+    int n, k;
+    int levels; // 0: continuous values; else values drawn from this many levels (many ties)
+  };
+  const top_case cases[] = { { "random", 32000, 1, 0 }, { "random", 32000, 40, 0 }, { "random", 128256, 64, 0 },
+                             { "ties", 32000, 40, 5 }, { "ties", 1000, 64, 3 }, { "small n", 70, 64, 0 } };
+  for (const top_case &c : cases) {
+    std::vector<float> values = random_floats(c.n, 10.0f);
+    if (c.levels)
+      for (float &v : values) v = floorf((v + 10.0f) / 20.0f * c.levels);
+    values[c.n / 3] = NAN;
+    values[c.n / 2] = -0.0f;
+    values[c.n / 2 + 1] = 0.0f;
+    std::vector<int32_t> ref(c.k);
+    llm_top_k(values.data(), c.n, c.k, ref.data());
+    device_array<float> dv(values);
+    device_array<int32_t> out(c.k);
+    check_cuda(launch_top_k(dv.ptr, 1, c.n, c.k, out.ptr, 0), "launch_top_k");
+    report(out.read() == ref, "top-k %s: n %d, k %d identical to llm_top_k", c.what, c.n, c.k);
+  }
+}
+
+// ---- A whole model: GPU against CPU, and the out-of-memory error at load ----
+
+struct tiny_model {
+  std::string path;
+  std::vector<std::string> names;
+  std::vector<llm_tensor_spec> tensors;
+  std::vector<float> freqs;
+  llm_model_spec spec{};
+  const char *file = nullptr;
+};
+
+// A random model in one file: f32 tensors except the given type for the matrices of layer 0 (the rest stay f32 so
+// that a quantized type's block size only constrains the matrices it is used for).
+void write_tiny_model(tiny_model &m, llm_type matrix_type, int vocab) {
+  llm_config c = {};
+  c.dim = 256, c.hidden_dim = 512, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.vocab_size = vocab;
+  c.norm_eps = 1e-5f;
+  c.rope_interleaved = false;
+  m.freqs.resize(c.head_dim / 2);
+  for (int i = 0; i < c.head_dim / 2; i++) m.freqs[i] = powf(10000.0f, -2.0f * i / c.head_dim);
+  c.rope_freqs = m.freqs.data();
+  char path[] = "/tmp/llama-napi-cuda-XXXXXX";
+  const int fd = mkstemp(path);
+  FILE *f = fdopen(fd, "wb");
+  m.path = path;
+  uint64_t offset = 0;
+  auto add = [&](const std::string &name, llm_type type, int64_t rows, int64_t cols, float around) {
+    std::vector<float> values = random_floats((size_t)(rows * cols), 0.1f);
+    for (float &v : values) v += around;
+    std::vector<uint8_t> bytes((size_t)rows * llm_row_bytes(type, cols));
+    for (int64_t r = 0; r < rows; r++)
+      llm_quantize_row(type, values.data() + r * cols, bytes.data() + r * llm_row_bytes(type, cols), cols);
+    fwrite(bytes.data(), 1, bytes.size(), f);
+    m.names.push_back(name);
+    llm_tensor_spec t = {};
+    t.file = 0, t.offset = offset, t.type = type, t.n_dims = rows == 1 ? 1 : 2;
+    if (rows == 1) t.shape[0] = cols;
+    else t.shape[0] = rows, t.shape[1] = cols;
+    m.tensors.push_back(t);
+    offset += bytes.size();
+  };
+  add("token_embd.weight", LLM_F32, vocab, c.dim, 0);
+  for (int l = 0; l < c.n_layers; l++) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const llm_type t = l == 0 ? matrix_type : LLM_F32;
+    const int q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+    add(p + "attn_norm.weight", LLM_F32, 1, c.dim, 1);
+    add(p + "attn_q.weight", t, q_dim, c.dim, 0);
+    add(p + "attn_k.weight", t, kv_dim, c.dim, 0);
+    add(p + "attn_v.weight", t, kv_dim, c.dim, 0);
+    add(p + "attn_output.weight", t, c.dim, q_dim, 0);
+    add(p + "ffn_norm.weight", LLM_F32, 1, c.dim, 1);
+    add(p + "ffn_gate.weight", t, c.hidden_dim, c.dim, 0);
+    add(p + "ffn_up.weight", t, c.hidden_dim, c.dim, 0);
+    add(p + "ffn_down.weight", t, c.dim, c.hidden_dim, 0);
+  }
+  add("output_norm.weight", LLM_F32, 1, c.dim, 1);
+  add("output.weight", matrix_type, vocab, c.dim, 0);
+  fclose(f);
+  for (size_t i = 0; i < m.tensors.size(); i++) m.tensors[i].name = m.names[i].c_str();
+  m.file = m.path.c_str();
+  m.spec.files = &m.file;
+  m.spec.n_files = 1;
+  m.spec.tensors = m.tensors.data();
+  m.spec.n_tensors = (int)m.tensors.size();
+  m.spec.config = c;
+  m.spec.n_threads = 2;
+}
+
+// Logits of a 9-token prompt and two decoded tokens, and the top 5 of the last, on one model.
+std::vector<float> run_model(llm_model *model, std::vector<int32_t> &top) {
+  const int vocab = model->config.vocab_size;
+  llm_error err{};
+  llm_kv_cache *cache = llm_kv_cache_create(model, 64, &err);
+  std::vector<float> logits(11 * (size_t)vocab, NAN);
+  const int32_t prompt[] = { 1, 5, 9, 200, 7, 3, 3, 60, 11 };
+  top.assign(5, -1);
+  bool ok = cache && llm_forward(model, cache, prompt, 9, 0, logits.data(), LLM_LOGITS_ALL, &err);
+  for (int step = 0; ok && step < 2; step++) {
+    const int32_t token = 40 + step;
+    llm_batch_sequence seq = { cache, &token, 1, 9 + step, logits.data() + (9 + step) * (size_t)vocab, LLM_LOGITS_LAST, 5, top.data() };
+    ok = llm_forward_batch(model, &seq, 1, &err);
+  }
+  if (!ok) printf("     forward failed: %s\n", err.message);
+  llm_kv_cache_free(cache);
+  return logits;
+}
+
+void test_model() {
+  for (llm_type type : { LLM_F16, LLM_BF16, LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K }) {
+    tiny_model m;
+    write_tiny_model(m, type, 1000);
+    llm_error err{};
+    llm_model *cpu = llm_model_open(&m.spec, &err), *gpu = llm_model_open(&m.spec, &err);
+    if (!cpu || !gpu || !llm_cuda_attach(gpu, 0, &err)) {
+      report(false, "model with %s matrices: %s", llm_type_name(type), err.message);
+    } else {
+      std::vector<int32_t> top_cpu, top_gpu;
+      const std::vector<float> a = run_model(cpu, top_cpu), b = run_model(gpu, top_gpu);
+      const double e = relative_error(b, a);
+      report(e < 1e-4 && top_cpu == top_gpu, "model with %s matrices on %s: 9-token prompt + 2 decodes, logits relative error %.2e, top-5 %s",
+             llm_type_name(type), gpu->backend->device, e, top_cpu == top_gpu ? "identical" : "DIFFERENT");
+    }
+    llm_model_close(cpu);
+    llm_model_close(gpu);
+    unlink(m.path.c_str());
+  }
+}
+
+void test_out_of_memory() {
+  tiny_model m;
+  write_tiny_model(m, LLM_F32, 80000); // ~160 MB of weights
+  size_t free_bytes = 0, total = 0;
+  check_cuda(cudaMemGetInfo(&free_bytes, &total), "cudaMemGetInfo");
+  // Hold all but ~64 MB of the device (in pieces: one allocation of nearly everything can fail on fragmentation).
+  std::vector<void *> hog;
+  const size_t piece = 256u << 20, keep = 64u << 20;
+  for (size_t left = free_bytes; left > keep;) {
+    void *p = nullptr;
+    const size_t want = std::min(piece, left - keep);
+    if (cudaMalloc(&p, want) != cudaSuccess) {
+      cudaGetLastError();
+      break;
+    }
+    hog.push_back(p);
+    left -= want;
+  }
+  llm_error err{};
+  llm_model *model = llm_model_open(&m.spec, &err);
+  const bool refused = model && !llm_cuda_attach(model, 0, &err);
+  report(refused && err.kind == LLM_ERR_DEVICE && strstr(err.message, "bytes") && strstr(err.message, "free"),
+         "out of device memory at load: \"%s\"", err.message);
+  for (void *p : hog) cudaFree(p);
+  const bool attached = model && !model->backend && llm_cuda_attach(model, 0, &err);
+  std::vector<int32_t> top;
+  const std::vector<float> logits = attached ? run_model(model, top) : std::vector<float>();
+  bool finite = attached;
+  for (float v : logits) finite = finite && isfinite(v);
+  report(finite, "after the refusal the process goes on: the same model loads and runs once memory is free");
+  llm_model_close(model);
+  unlink(m.path.c_str());
+}
+
+} // namespace
+
+int main() {
+  char why[256] = "";
+  const int devices = llm_cuda_device_count(why, sizeof why);
+  if (devices == 0) {
+    printf("FAIL no CUDA device: %s\n", why);
+    return 1;
+  }
+  cudaDeviceProp props;
+  check_cuda(cudaGetDeviceProperties(&props, 0), "cudaGetDeviceProperties");
+  printf("device: %s, compute capability %d.%d, %d SMs, %.1f GiB\n", props.name, props.major, props.minor,
+         props.multiProcessorCount, props.totalGlobalMem / 1073741824.0);
+  llm_threadpool *pool = llm_threadpool_create(2);
+  test_quantize(pool);
+  test_matmul(pool);
+  test_rmsnorm_embedding_swiglu();
+  test_rope_attention(pool);
+  test_top_k();
+  test_model();
+  test_out_of_memory();
+  llm_threadpool_free(pool);
+  printf("%d passed, %d failed\n", passes, failures);
+  return failures ? 1 : 0;
+}
