@@ -13,6 +13,7 @@ const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { parseModel } = require("../dist/cjs/formats/detect.js");
 const { ropeFrequencies } = require("../dist/cjs/native/rope.js");
 const { modelPath } = require("./helpers/models.js");
+const { maxAbsDiff } = require("./helpers/reference.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-convert-"));
@@ -28,13 +29,6 @@ function convert(dir, name, ...args) {
 }
 
 const reference = (dir) => JSON.parse(fs.readFileSync(path.join(dir, "reference-public.json"), "utf8"));
-
-function maxAbsDiff(a, b) {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 /**
  * The greedy 48-token continuation of a case: ids and text as HF decoded them (the continuation alone, so without

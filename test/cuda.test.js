@@ -11,6 +11,7 @@ const fs = require("node:fs");
 const path = require("node:path");
 const { loadModel, DeviceError } = require("../dist/cjs/index.js");
 const { modelPath } = require("./helpers/models.js");
+const { readReference, maxAbsDiff } = require("./helpers/reference.js");
 
 const root = path.join(__dirname, "..");
 const binding = require("node-gyp-build")(root);
@@ -42,20 +43,6 @@ if (cuda.devices === 0) {
   });
 } else {
   gpuTests();
-}
-
-function readReference(dir) {
-  const ref = JSON.parse(fs.readFileSync(modelPath(dir, "reference-public.json"), "utf8"));
-  const raw = fs.readFileSync(modelPath(dir, "logits-public.f32"));
-  const all = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-  return { ref, logitsOf: (i) => all.subarray(i * ref.vocab_size, (i + 1) * ref.vocab_size) };
-}
-
-function maxAbsDiff(a, b) {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 function gpuTests() {

@@ -8,6 +8,7 @@ const os = require("node:os");
 const path = require("node:path");
 const { loadModel, ContextOverflowError, InvalidArgumentError } = require("../dist/cjs/index.js");
 const { modelPath } = require("./helpers/models.js");
+const { maxAbsDiff } = require("./helpers/reference.js");
 
 const GREEDY = { temperature: 0, maxTokens: 12 };
 const SYSTEM = "You answer questions about American history.";
@@ -22,12 +23,6 @@ after(async () => {
   await model.dispose();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-function maxAbsDiff(a, b) {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 test("a second turn evaluates only its new tokens, and its logits equal a fresh evaluation of the whole conversation", async () => {
   const session = await model.createSession({ systemPrompt: SYSTEM });

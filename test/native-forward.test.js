@@ -9,10 +9,10 @@ const path = require("node:path");
 
 const binding = require("node-gyp-build")(path.join(__dirname, ".."));
 const { makeRandom } = require("./helpers/random.js");
+const { maxAbsDiff } = require("./helpers/reference.js");
 const TYPE = { f32: 0, f16: 1, bf16: 2 };
 
 const CONFIG = { dim: 40, hiddenDim: 36, layers: 2, heads: 4, kvHeads: 2, headDim: 10, vocabSize: 67, normEps: 1e-5 };
-
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -187,12 +187,6 @@ function referenceForward(spec, weights, tokens) {
     all.push(matvec(weights.output, rmsnorm(x, weights.outputNorm, c.normEps), c.vocabSize, c.dim));
   });
   return all;
-}
-
-function maxAbsDiff(a, b) {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
 }
 
 function randomTokens(seed, n) {

@@ -6,20 +6,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const { loadModel } = require("../dist/cjs/index.js");
 const { modelPath } = require("./helpers/models.js");
-
-function readReference(dir) {
-  const ref = JSON.parse(fs.readFileSync(modelPath(dir, "reference-public.json"), "utf8"));
-  const raw = fs.readFileSync(modelPath(dir, "logits-public.f32"));
-  const all = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-  return { ref, logitsOf: (i) => all.subarray(i * ref.vocab_size, (i + 1) * ref.vocab_size) };
-}
-
-function maxAbsDiff(a, b) {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
+const { readReference, maxAbsDiff } = require("./helpers/reference.js");
 
 const TRAINED = [
   { name: "sotu-l2-23m (HF safetensors, bf16)", model: ["trained", "sotu-l2-23m"], reference: "trained/sotu-l2-23m" },
