@@ -11,23 +11,12 @@
 #include "matmul.h"
 #include "ops.h"
 #include "quant.h"
+#include "report.h"
 
 #if LLM_HAVE_AVX2_KERNELS
 #include <immintrin.h>
 #endif
 
-static int failures = 0;
-
-static void report(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void report(int ok, const char *fmt, ...) {
-  va_list args;
-  va_start(args, fmt);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(fmt, args);
-  printf("\n");
-  va_end(args);
-  if (!ok) failures++;
-}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float uniform(void) { /* [-1, 1) */
@@ -467,7 +456,7 @@ int main(void) {
   }
   llm_threadpool_free(single);
   llm_threadpool_free(pair);
-  if (failures) printf("%d check(s) failed\n", failures);
-  else printf("all checks passed\n");
+  if (failures) printf("%d check(s) failed, %d passed\n", failures, passes);
+  else printf("all %d checks passed\n", passes);
   return failures ? 1 : 0;
 }

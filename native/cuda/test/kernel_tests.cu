@@ -23,23 +23,10 @@ extern "C" {
 #include "ops.h"
 #include "quant.h"
 }
+#include "../../test/report.h"
 
 namespace {
 
-int failures = 0, passes = 0;
-
-void report(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void report(bool ok, const char *fmt, ...) {
-  va_list args;
-  va_start(args, fmt);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(fmt, args);
-  printf("\n");
-  va_end(args);
-  fflush(stdout);
-  if (ok) passes++;
-  else failures++;
-}
 
 void check_cuda(cudaError_t e, const char *what) {
   if (e != cudaSuccess) {
