@@ -100,11 +100,13 @@ export async function benchModel(
     const row = (test: string, runs: number[]) =>
       rows.push({ model: modelPath, weightType, threads, test, tokensPerSecond: median(runs), runs });
     if (opts.pp > 0) {
-      // Deterministic pseudo-random prompt ids (the content does not change the work done).
-      const ids = Array.from({ length: opts.pp }, (_, i) => (i * 7919 + 13) % vocabSize);
-      await model.evaluate(ids.slice(0, 8)); // warm-up: touch the weights once
+      // Pseudo-random prompt ids (the content does not change the work done), different from the first token on in
+      // every run: the model reuses a cached prefix, and a run must evaluate all of its tokens.
+      const prompt = (run: number) => Array.from({ length: opts.pp }, (_, i) => (i * 7919 + 13 + run * 104729) % vocabSize);
+      await model.evaluate(prompt(opts.repetitions).slice(0, 8)); // warm-up: touch the weights once
       const runs: number[] = [];
       for (let r = 0; r < opts.repetitions; r++) {
+        const ids = prompt(r);
         const t0 = performance.now();
         await model.evaluate(ids);
         runs.push(opts.pp / ((performance.now() - t0) / 1000));
