@@ -457,6 +457,6 @@ int main(void) {
   llm_threadpool_free(single);
   llm_threadpool_free(pair);
   if (failures) printf("%d check(s) failed, %d passed\n", failures, passes);
-  else printf("all %d checks passed\n", passes);
+  else printf("all checks passed (%d)\n", passes);
   return failures ? 1 : 0;
 }
