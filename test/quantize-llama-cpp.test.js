@@ -6,7 +6,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { modelPath, tensorBytes } = require("./helpers/models.js");
 const { quantize, loadModel } = require("../dist/cjs/index.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
@@ -14,13 +14,6 @@ const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "quantize-llama-cpp-"));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function tensorBytes(file, t) {
-  const buf = Buffer.alloc(t.byteLength);
-  const fd = fs.openSync(file, "r");
-  fs.readSync(fd, buf, 0, t.byteLength, t.offset);
-  fs.closeSync(fd);
-  return buf;
-}
 
 const CASES = [
   { file: "q8_0", options: { type: "q8_0" }, fileType: 7 },

@@ -7,7 +7,7 @@ const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 const { spawnSync } = require("node:child_process");
-const { modelPath } = require("./helpers/models.js");
+const { modelPath, tensorBytes } = require("./helpers/models.js");
 const { quantize, loadModel, InvalidArgumentError, ModelFormatError, UnsupportedModelError, QUANTIZE_TYPES } = require("../dist/cjs/index.js");
 const { writeTinyModel } = require("./helpers/tiny-model.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
@@ -19,14 +19,6 @@ test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const out = (name) => path.join(tmp, name);
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 
-/** The bytes of a tensor of a parsed model (TensorInfo) or a GGUF file (GgufTensor). */
-function tensorBytes(file, t) {
-  const buf = Buffer.alloc(t.byteLength);
-  const fd = fs.openSync(file, "r");
-  fs.readSync(fd, buf, 0, t.byteLength, t.offset);
-  fs.closeSync(fd);
-  return buf;
-}
 
 /** HF rotate-half rows → GGUF interleaved rows, per head (the reference permutation, written out plainly). */
 function hfToGgufRows(buf, rows, rowBytes, headDim) {

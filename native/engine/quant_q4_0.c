@@ -96,16 +96,10 @@ LLM_AVX2_INLINE void tile_q4_0_avx2(int64_t cols, const void *w, size_t w_stride
       for (int i = 0; i < 4; i++)
         sums[i] = i < ROWS ? _mm256_sub_epi32(llm_sum_pairs_i16(_mm256_maddubs_epi16(wq[i], xq)), offset)
                            : _mm256_setzero_si256();
-      const __m256i folded = llm_fold_4_rows(sums[0], sums[1], sums[2], sums[3]);
-      const __m256 scales = _mm256_mul_ps(row_scales, _mm256_set1_ps(llm_half_to_float(xb->d)));
-      acc[j] = _mm256_fmadd_ps(scales, _mm256_cvtepi32_ps(folded), acc[j]);
+      acc[j] = llm_accumulate_4_rows(acc[j], row_scales, llm_half_to_float(xb->d), sums);
     }
   }
-  for (int j = 0; j < TOKENS; j++) {
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc[j]);
-    for (int i = 0; i < ROWS; i++) out[j * out_stride + i] = lanes[i] + lanes[i + 4];
-  }
+  llm_store_4_rows(acc, TOKENS, ROWS, out, out_stride);
 }
 
 LLM_DEFINE_AVX2_TILE(tile_q4_0_avx2_dispatch, tile_q4_0_avx2, 4, 4)

@@ -72,16 +72,10 @@ LLM_AVX2_INLINE void tile_q8_0_avx2(int64_t cols, const void *w, size_t w_stride
       const __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
       __m256i sums[4];
       for (int i = 0; i < 4; i++) sums[i] = i < ROWS ? llm_dot_i8(wq[i], xq) : _mm256_setzero_si256();
-      const __m256i folded = llm_fold_4_rows(sums[0], sums[1], sums[2], sums[3]);
-      const __m256 scales = _mm256_mul_ps(row_scales, _mm256_set1_ps(llm_half_to_float(xb->d)));
-      acc[j] = _mm256_fmadd_ps(scales, _mm256_cvtepi32_ps(folded), acc[j]);
+      acc[j] = llm_accumulate_4_rows(acc[j], row_scales, llm_half_to_float(xb->d), sums);
     }
   }
-  for (int j = 0; j < TOKENS; j++) {
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc[j]);
-    for (int i = 0; i < ROWS; i++) out[j * out_stride + i] = lanes[i] + lanes[i + 4];
-  }
+  llm_store_4_rows(acc, TOKENS, ROWS, out, out_stride);
 }
 
 LLM_DEFINE_AVX2_TILE(tile_q8_0_avx2_dispatch, tile_q8_0_avx2, 4, 4)

@@ -41,6 +41,21 @@ LLM_AVX2_INLINE __m256 llm_halves_4_rows(uint16_t h0, uint16_t h1, uint16_t h2, 
   const __m128 scales = _mm_cvtph_ps(_mm_setr_epi16((short)h0, (short)h1, (short)h2, (short)h3, 0, 0, 0, 0));
   return _mm256_set_m128(scales, scales);
 }
+
+/* One block of 4 rows for one token: acc += (row scales x the activation block's scale) * its 4 row sums folded. */
+LLM_AVX2_INLINE __m256 llm_accumulate_4_rows(__m256 acc, __m256 row_scales, float x_scale, const __m256i sums[4]) {
+  const __m256i folded = llm_fold_4_rows(sums[0], sums[1], sums[2], sums[3]);
+  return _mm256_fmadd_ps(_mm256_mul_ps(row_scales, _mm256_set1_ps(x_scale)), _mm256_cvtepi32_ps(folded), acc);
+}
+
+/* The tile's results: row i of token j is lanes i + i+4 of acc[j] (the two 128-bit halves of the fold). */
+LLM_AVX2_INLINE void llm_store_4_rows(const __m256 acc[], int n_tokens, int n_rows, float *out, int64_t out_stride) {
+  for (int j = 0; j < n_tokens; j++) {
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc[j]);
+    for (int i = 0; i < n_rows; i++) out[j * out_stride + i] = lanes[i] + lanes[i + 4];
+  }
+}
 #endif
 
 #endif

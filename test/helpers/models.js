@@ -16,4 +16,16 @@ function modelPath(...parts) {
   return p;
 }
 
-module.exports = { MODELS_DIR, modelPath };
+/** The bytes of a tensor (anything with offset and byteLength: a parsed model's TensorInfo, a GgufTensor) in file. */
+function tensorBytes(file, t) {
+  const buf = Buffer.alloc(t.byteLength);
+  const fd = fs.openSync(file, "r");
+  try {
+    fs.readSync(fd, buf, 0, t.byteLength, t.offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return buf;
+}
+
+module.exports = { MODELS_DIR, modelPath, tensorBytes };
