@@ -190,9 +190,26 @@ const struct llm_dot_kernel llm_dot_q4_K_scalar = { LLM_ACTIVATION_Q8_K, 1, 1, t
 /* Per row and block: the nibbles of each 64 values split into two vectors of unsigned 4-bit values, the 8
  * scales as int16 broadcasts, the 8 mins repeated in pairs to meet the 16 bsums of each token. Per row and
  * token: maddubs/madd per sub-block into int32, then the two float terms. */
+/* Quarter k (64 values) of a q4_K block: its low and high nibbles as bytes, and the int16 scales of its two
+ * sub-blocks broadcast from scales16 (byte shuffles; k is a constant once unrolled). Shared by the AVX2 tile and
+ * the AVX-512 decode rows, so that they unpack identically. */
+struct q4_K_quarter {
+  __m256i lo, hi, scale_lo, scale_hi;
+};
+
+LLM_AVX2_INLINE struct q4_K_quarter unpack_q4_K_quarter(const uint8_t *qs, __m256i scales16, int k) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+  const __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+  return (struct q4_K_quarter){
+    _mm256_and_si256(packed, low_nibbles),
+    _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles),
+    _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k) + 0x0100))),
+    _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k + 1) + 0x0100))),
+  };
+}
+
 LLM_AVX2_INLINE void tile_q4_K_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                     float *out, int64_t out_stride, const int ROWS, const int TOKENS) {
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
   __m256 acc[4][4];
   for (int i = 0; i < ROWS; i++)
     for (int j = 0; j < TOKENS; j++) acc[i][j] = _mm256_setzero_ps();
@@ -220,12 +237,8 @@ LLM_AVX2_INLINE void tile_q4_K_avx2(int64_t cols, const void *w, size_t w_stride
         sumi[i][j] = _mm256_setzero_si256();
       }
       for (int k = 0; k < 4; k++) {
-        const __m256i packed = _mm256_loadu_si256((const __m256i *)(wb->qs + 32 * k));
-        const __m256i lo = _mm256_and_si256(packed, low_nibbles);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-        /* Broadcast int16 scales 2k and 2k+1 by byte shuffles (k is a constant once unrolled). */
-        const __m256i scale_lo = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k) + 0x0100)));
-        const __m256i scale_hi = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k + 1) + 0x0100)));
+        const struct q4_K_quarter q = unpack_q4_K_quarter(wb->qs, scales16, k);
+        const __m256i lo = q.lo, hi = q.hi, scale_lo = q.scale_lo, scale_hi = q.scale_hi;
         for (int j = 0; j < TOKENS; j++) {
           const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)((const char *)x + j * x_stride) + b;
           const __m256i y_lo = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k));
@@ -374,7 +387,6 @@ LLM_TARGET_AVX512 static void gemm_q4_K(int64_t cols, const void *panel, const v
  * bit for bit). */
 LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, float *out,
                                         const int ROWS) {
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
   __m128 acc = _mm_setzero_ps();
   for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
     const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)x + b;
@@ -400,11 +412,8 @@ LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_st
       const __m256i scales16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
       __m256i sum = _mm256_setzero_si256();
       for (int k = 0; k < 4; k++) {
-        const __m256i packed = _mm256_loadu_si256((const __m256i *)(wb->qs + 32 * k));
-        const __m256i lo = _mm256_and_si256(packed, low_nibbles);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-        const __m256i scale_lo = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k) + 0x0100)));
-        const __m256i scale_hi = _mm256_shuffle_epi8(scales16, _mm256_set1_epi16((short)(0x0202 * (2 * k + 1) + 0x0100)));
+        const struct q4_K_quarter q = unpack_q4_K_quarter(wb->qs, scales16, k);
+        const __m256i lo = q.lo, hi = q.hi, scale_lo = q.scale_lo, scale_hi = q.scale_hi;
         const __m256i y_lo = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k));
         const __m256i y_hi = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k + 32));
         sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), scale_lo));
