@@ -23,8 +23,12 @@ enum llm_activation {
   LLM_ACTIVATION_Q8_0_PANEL,
   LLM_ACTIVATION_Q8_K_PANEL,
   LLM_ACTIVATION_Q8_0_PANEL_SIGNED, /* as LLM_ACTIVATION_Q8_0_PANEL with the values as signed bytes, unbiased */
+  /* f32 in groups of 4 tokens (the last group holds what is left, k <= 4): per 4 columns, the k tokens' 4 values
+   * side by side, then each token's leftover columns (cols % 4). A group of one token is a plain f32 row. Rows
+   * are cols floats apart, so token t of a group starting at token g sits at x + g * row bytes. */
+  LLM_ACTIVATION_F32_INTERLEAVED,
 };
-#define LLM_ACTIVATION_COUNT 6
+#define LLM_ACTIVATION_COUNT 7
 
 /* Bytes of one activation row of `cols` values in a format (cols a multiple of its block size). */
 size_t llm_activation_row_bytes(enum llm_activation format, int64_t cols);
@@ -33,7 +37,7 @@ void llm_quantize_activation_row(enum llm_activation format, const float *x, voi
 
 /* out[j * out_stride + i] = sum over `cols` values of weight row i times activation row j, for i < n_rows and
  * j < n_tokens. Weight rows are w_stride bytes apart, activation rows x_stride bytes apart. The driver calls
- * with n_rows <= row_tile, and n_tokens == token_tile or 1. */
+ * with n_rows <= row_tile and n_tokens <= token_tile. */
 typedef void (*llm_dot_tile_fn)(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                 float *out, int64_t out_stride, int n_rows, int n_tokens);
 
@@ -47,7 +51,7 @@ typedef void (*llm_panel_gemm_fn)(int64_t cols, const void *panel, const void *x
 struct llm_dot_kernel {
   enum llm_activation activation;
   int row_tile;   /* rows that share each activation load */
-  int token_tile; /* tokens that share each weight load (prompt processing) */
+  int token_tile; /* tokens that share each weight load (prompt processing, small batches) */
   llm_dot_tile_fn tile;
   /* Optional packed-panel path, taken for n_tokens >= panel_min_tokens: each thread packs panel_rows weight
    * rows at a time into its scratch (panel_bytes(cols) bytes, never the whole matrix) and multiplies the panel
@@ -94,8 +98,9 @@ extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot
                                    float *out, int64_t out_stride, int n_rows, int n_tokens) {                  \
     if (n_rows == (ROWS) && n_tokens == (TOKENS)) {                                                             \
       tile(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS);                                      \
-    } else if (n_rows == (ROWS) && n_tokens == 1) {                                                             \
-      tile(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, 1);                                           \
+    } else if (n_rows == (ROWS)) {                                                                              \
+      for (int j = 0; j < n_tokens; j++)                                                                        \
+        tile(cols, w, w_stride, (const char *)x + j * x_stride, x_stride, out + j * out_stride, out_stride, ROWS, 1); \
     } else {                                                                                                    \
       for (int i = 0; i < n_rows; i++)                                                                          \
         for (int j = 0; j < n_tokens; j++)                                                                      \

@@ -190,12 +190,99 @@ LLM_AVX512_INLINE void rows_float(enum llm_type type, int64_t cols, const void *
   }
 }
 
-#define ROWS_F32(cols, w, w_stride, x, out, ROWS) rows_float(LLM_F32, cols, w, w_stride, x, out, ROWS)
-#define ROWS_F16(cols, w, w_stride, x, out, ROWS) rows_float(LLM_F16, cols, w, w_stride, x, out, ROWS)
-#define ROWS_BF16(cols, w, w_stride, x, out, ROWS) rows_float(LLM_BF16, cols, w, w_stride, x, out, ROWS)
-LLM_DEFINE_AVX512_DECODE_TILE(tile_f32_avx512, ROWS_F32)
-LLM_DEFINE_AVX512_DECODE_TILE(tile_f16_avx512, ROWS_F16)
-LLM_DEFINE_AVX512_DECODE_TILE(tile_bf16_avx512, ROWS_BF16)
+/* Most tokens of a small batch (several sequences decoding together) multiplied with each weight load. */
+#define FLOAT_SMALL_BATCH_TOKENS 8
+
+/* The same chains for 2..8 tokens at once, the activations interleaved by 4 tokens (LLM_ACTIVATION_F32_INTERLEAVED):
+ * the 4 lanes of up to 4 tokens side by side in one zmm (token j of a group in lanes 4j..4j+3), each row's 4
+ * weights broadcast to all four, so one weight load and one FMA serve 4 tokens. Per token and row the steps are
+ * rows_float's (and so gemm_float_tile's): same bits, 4 to 8 times the work per weight byte read. */
+LLM_AVX512_INLINE void rows_float_tokens(enum llm_type type, int64_t cols, const void *w, size_t w_stride,
+                                         const float *x, float *out, int64_t out_stride, const int ROWS, const int TOKENS) {
+  const int GROUPS = (TOKENS + 3) / 4;
+  const int64_t elem_size = type == LLM_F32 ? 4 : 2, body = cols / 4 * 4;
+  int group_tokens[FLOAT_SMALL_BATCH_TOKENS / 4];
+  __mmask16 group_mask[FLOAT_SMALL_BATCH_TOKENS / 4];
+  const float *group_x[FLOAT_SMALL_BATCH_TOKENS / 4];
+  for (int g = 0; g < GROUPS; g++) {
+    group_tokens[g] = TOKENS - 4 * g < 4 ? TOKENS - 4 * g : 4;
+    group_mask[g] = (__mmask16)((1u << (4 * group_tokens[g])) - 1);
+    group_x[g] = x + 4 * g * cols;
+  }
+  __m512 acc[4][FLOAT_SMALL_BATCH_TOKENS / 4];
+  for (int i = 0; i < ROWS; i++)
+    for (int g = 0; g < GROUPS; g++) acc[i][g] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < body; c += 4) {
+    if (((c * elem_size) & 63) == 0)
+      for (int i = 0; i < ROWS; i++) _mm_prefetch((const char *)w + i * w_stride + c * elem_size + PREFETCH_BYTES, _MM_HINT_T0);
+    __m512 xv[FLOAT_SMALL_BATCH_TOKENS / 4];
+    for (int g = 0; g < GROUPS; g++) xv[g] = _mm512_maskz_loadu_ps(group_mask[g], group_x[g] + c * group_tokens[g]);
+    for (int i = 0; i < ROWS; i++) {
+      const __m512 wv = _mm512_broadcast_f32x4(load4((const char *)w + i * w_stride, c, type));
+      for (int g = 0; g < GROUPS; g++) acc[i][g] = _mm512_fmadd_ps(wv, xv[g], acc[i][g]);
+    }
+  }
+  for (int i = 0; i < ROWS; i++) {
+    const void *wr = (const char *)w + i * w_stride;
+    for (int g = 0; g < GROUPS; g++) {
+      /* In each token's 4 lanes: (s0 + s2) + (s1 + s3) lands in the first. */
+      const __m512 halves = _mm512_add_ps(acc[i][g], _mm512_permute_ps(acc[i][g], 0x4e));
+      float sums[16];
+      _mm512_storeu_ps(sums, _mm512_add_ps(halves, _mm512_permute_ps(halves, 0xb1)));
+      for (int j = 0; j < group_tokens[g]; j++) {
+        const float *leftover = group_x[g] + body * group_tokens[g] + j * (cols - body);
+        __m128 sum = _mm_set_ss(sums[4 * j]);
+        for (int64_t cc = body; cc < cols; cc++)
+          sum = _mm_add_ss(sum, _mm_mul_ss(_mm_set_ss(llm_tensor_get(wr, type, cc)), _mm_set_ss(leftover[cc - body])));
+        out[(4 * g + j) * out_stride + i] = _mm_cvtss_f32(sum);
+      }
+    }
+  }
+}
+
+/* n_rows x n_tokens (n_tokens <= FLOAT_SMALL_BATCH_TOKENS), rows four at a time, with compile-time tile sizes. */
+LLM_AVX512_INLINE void tile_float_tokens(enum llm_type type, int64_t cols, const void *w, size_t w_stride, const float *x,
+                                         float *out, int64_t out_stride, int n_rows, const int TOKENS) {
+  int i = 0;
+  if (TOKENS == 1) {
+    for (; i + 4 <= n_rows; i += 4) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, 4);
+    for (; i < n_rows; i++) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, 1);
+    return;
+  }
+  for (; i + 4 <= n_rows; i += 4)
+    rows_float_tokens(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, out_stride, 4, TOKENS);
+  for (; i < n_rows; i++)
+    rows_float_tokens(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, out_stride, 1, TOKENS);
+}
+
+/* x: the activations interleaved (LLM_ACTIVATION_F32_INTERLEAVED), starting at a group. */
+LLM_AVX512_INLINE void tile_float_avx512(enum llm_type type, int64_t cols, const void *w, size_t w_stride, const void *x,
+                                         float *out, int64_t out_stride, int n_rows, int n_tokens) {
+#define FLOAT_TOKENS_CASE(T) \
+  case T: tile_float_tokens(type, cols, w, w_stride, x, out, out_stride, n_rows, T); break;
+  switch (n_tokens) {
+    FLOAT_TOKENS_CASE(1) FLOAT_TOKENS_CASE(2) FLOAT_TOKENS_CASE(3) FLOAT_TOKENS_CASE(4)
+    FLOAT_TOKENS_CASE(5) FLOAT_TOKENS_CASE(6) FLOAT_TOKENS_CASE(7) FLOAT_TOKENS_CASE(8)
+  }
+#undef FLOAT_TOKENS_CASE
+}
+_Static_assert(FLOAT_SMALL_BATCH_TOKENS == 8, "tile_float_avx512 has a case per token count");
+
+LLM_TARGET_AVX512 static void tile_f32_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                              float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  (void)x_stride; /* cols floats per token (the interleaved layout) */
+  tile_float_avx512(LLM_F32, cols, w, w_stride, x, out, out_stride, n_rows, n_tokens);
+}
+LLM_TARGET_AVX512 static void tile_f16_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                              float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  (void)x_stride; /* cols floats per token (the interleaved layout) */
+  tile_float_avx512(LLM_F16, cols, w, w_stride, x, out, out_stride, n_rows, n_tokens);
+}
+LLM_TARGET_AVX512 static void tile_bf16_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                               float *out, int64_t out_stride, int n_rows, int n_tokens) {
+  (void)x_stride; /* cols floats per token (the interleaved layout) */
+  tile_float_avx512(LLM_BF16, cols, w, w_stride, x, out, out_stride, n_rows, n_tokens);
+}
 
 LLM_TARGET_AVX512 static void pack_f32(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
   pack_float(LLM_F32, cols, w, w_stride, n_rows, panel);
@@ -207,12 +294,14 @@ LLM_TARGET_AVX512 static void pack_bf16(int64_t cols, const void *w, size_t w_st
   pack_float(LLM_BF16, cols, w, w_stride, n_rows, panel);
 }
 
-/* Decode and small batches run the twins of gemm_float. */
-const struct llm_dot_kernel llm_dot_f32_avx512 = { LLM_ACTIVATION_F32, 4, 1, tile_f32_avx512, LLM_ACTIVATION_F32,
-                                                   LLM_PANEL_ROWS, 4, float_panel_bytes, pack_f32, gemm_float };
-const struct llm_dot_kernel llm_dot_f16_avx512 = { LLM_ACTIVATION_F32, 4, 1, tile_f16_avx512, LLM_ACTIVATION_F32,
-                                                   LLM_PANEL_ROWS, 4, float_panel_bytes, pack_f16, gemm_float };
-const struct llm_dot_kernel llm_dot_bf16_avx512 = { LLM_ACTIVATION_F32, 4, 1, tile_bf16_avx512, LLM_ACTIVATION_F32,
-                                                    LLM_PANEL_ROWS, 4, float_panel_bytes, pack_bf16, gemm_float };
+/* Decode and small batches run the twins of gemm_float; from FLOAT_PANEL_MIN_TOKENS tokens on, packing a panel
+ * pays for itself. */
+#define FLOAT_PANEL_MIN_TOKENS 9
+#define FLOAT_KERNEL(tile, pack)                                                                   \
+  { LLM_ACTIVATION_F32_INTERLEAVED, 4, FLOAT_SMALL_BATCH_TOKENS, tile, LLM_ACTIVATION_F32, LLM_PANEL_ROWS, \
+    FLOAT_PANEL_MIN_TOKENS, float_panel_bytes, pack, gemm_float }
+const struct llm_dot_kernel llm_dot_f32_avx512 = FLOAT_KERNEL(tile_f32_avx512, pack_f32);
+const struct llm_dot_kernel llm_dot_f16_avx512 = FLOAT_KERNEL(tile_f16_avx512, pack_f16);
+const struct llm_dot_kernel llm_dot_bf16_avx512 = FLOAT_KERNEL(tile_bf16_avx512, pack_bf16);
 
 #endif

@@ -80,6 +80,16 @@ static void quantize_activation_row(enum llm_kernel_set set, enum llm_activation
   }
 }
 
+/* Token t of n_tokens into the interleaved layout (dot.h) that starts at y. */
+static void interleave_token(const float *x, float *y, int64_t cols, int t, int n_tokens) {
+  const int group = t / 4 * 4, slot = t - group;
+  const int k = n_tokens - group < 4 ? n_tokens - group : 4;
+  const int64_t body = cols / 4 * 4;
+  float *dst = y + group * cols;
+  for (int64_t c = 0; c < body; c += 4) memcpy(dst + c * k + 4 * slot, x + c, 4 * sizeof(float));
+  memcpy(dst + body * k + slot * (cols - body), x + body, (size_t)(cols - body) * sizeof(float));
+}
+
 void llm_quantize_activation_row(enum llm_activation format, const float *x, void *y, int64_t n) {
   quantize_activation_row(LLM_KERNELS_SCALAR, format, x, y, n);
 }
@@ -133,7 +143,8 @@ static void product_rows(const struct product *p, int n_tokens, int64_t row_begi
   const struct llm_dot_kernel *k = p->kernel;
   const int64_t rows = p->w->rows, cols = p->w->cols;
   const size_t w_stride = llm_row_bytes(p->w->type, cols);
-  const int64_t fit = ACTIVATION_BLOCK_BYTES / (int64_t)p->x_stride;
+  /* Whole token tiles per pass, so that tiles start at multiples of the tile (the interleaved groups, dot.h). */
+  const int64_t fit = ACTIVATION_BLOCK_BYTES / (int64_t)p->x_stride / k->token_tile * k->token_tile;
   const int tokens_per_pass = fit < k->token_tile ? k->token_tile : (int)(fit < n_tokens ? fit : n_tokens);
   for (int pass = 0; pass < n_tokens; pass += tokens_per_pass) {
     const int pass_end = pass + tokens_per_pass < n_tokens ? pass + tokens_per_pass : n_tokens;
@@ -144,9 +155,9 @@ static void product_rows(const struct product *p, int n_tokens, int64_t row_begi
       for (; t + k->token_tile <= pass_end; t += k->token_tile)
         k->tile(cols, w, w_stride, (const char *)p->x + t * p->x_stride, p->x_stride, p->out + t * rows + r, rows,
                 n_rows, k->token_tile);
-      for (; t < pass_end; t++)
+      if (t < pass_end)
         k->tile(cols, w, w_stride, (const char *)p->x + t * p->x_stride, p->x_stride, p->out + t * rows + r, rows,
-                n_rows, 1);
+                n_rows, pass_end - t);
     }
   }
 }
@@ -192,16 +203,21 @@ struct convert_job {
   enum llm_kernel_set set;
   const float *x;
   int64_t cols;
+  int n_tokens;
   void *converted[LLM_ACTIVATION_COUNT]; /* by enum llm_activation; NULL where not needed */
 };
 
 static void convert_task(void *ctx, size_t begin, size_t end, int worker) {
   const struct convert_job *job = ctx;
   for (size_t t = begin; t < end; t++)
-    for (int f = LLM_ACTIVATION_F32 + 1; f < LLM_ACTIVATION_COUNT; f++)
-      if (job->converted[f])
+    for (int f = LLM_ACTIVATION_F32 + 1; f < LLM_ACTIVATION_COUNT; f++) {
+      if (!job->converted[f]) continue;
+      if (f == LLM_ACTIVATION_F32_INTERLEAVED)
+        interleave_token(job->x + t * job->cols, job->converted[f], job->cols, (int)t, job->n_tokens);
+      else
         quantize_activation_row(job->set, (enum llm_activation)f, job->x + t * job->cols,
-                                    (char *)job->converted[f] + t * llm_activation_row_bytes(f, job->cols), job->cols);
+                                (char *)job->converted[f] + t * llm_activation_row_bytes(f, job->cols), job->cols);
+    }
 }
 
 bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, int n_products, float *const outs[],
@@ -218,6 +234,7 @@ bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, in
     job.products[p] = (struct product){ weights[p], kernel, panel, task_rows, x,
                                         (size_t)cols * sizeof(float), outs[p] };
     formats[p] = panel ? kernel->panel_activation : kernel->activation;
+    if (formats[p] == LLM_ACTIVATION_F32_INTERLEAVED && n_tokens == 1) formats[p] = LLM_ACTIVATION_F32; /* the same */
     if (panel && kernel->panel_bytes(cols) > panel_bytes) panel_bytes = kernel->panel_bytes(cols);
     if (formats[p] != LLM_ACTIVATION_F32 && !needed[formats[p]]) {
       needed[formats[p]] = true;
@@ -232,7 +249,7 @@ bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, in
     char *scratch = llm_threadpool_scratch(pool, scratch_bytes);
     if (!scratch) return false;
     job.panels = scratch + panels_offset;
-    struct convert_job convert = { set, x, cols, { NULL } };
+    struct convert_job convert = { set, x, cols, n_tokens, { NULL } };
     bool any = false;
     for (int f = LLM_ACTIVATION_F32 + 1; f < LLM_ACTIVATION_COUNT; f++)
       if (needed[f]) {

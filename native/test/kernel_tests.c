@@ -445,7 +445,11 @@ int main(void) {
     check_batch_equals_steps(single, quant_types[t], 37, 3 * block, 13);
     check_batch_equals_steps(pair, quant_types[t], 70, 2 * block, 6);
   }
+  /* Float small batches (2..8 tokens: several sequences decoding together) run their own kernels. */
   for (size_t t = 0; t < 3; t++) {
+    const int small_batches[] = { 2, 3, 4, 5, 8 };
+    for (size_t n = 0; n < sizeof small_batches / sizeof small_batches[0]; n++)
+      check_batch_equals_steps(single, float_types[t], 37, 75, small_batches[n]);
     check_batch_equals_steps(single, float_types[t], 37, 75, 13);
     check_batch_equals_steps(pair, float_types[t], 70, 64, 6);
   }
