@@ -79,6 +79,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
   const decodeOptions = {
     logits: sampler.needsLogits ? ("last" as const) : ("none" as const),
     topK: sampler.candidatesNeeded,
+    speculate: sampler.picksEngineTop,
   };
   const pieceDecoder = new TextDecoder();
   const piece = (id: number) => pieceDecoder.decode(tokenizer.tokenBytes(id));
@@ -107,55 +108,61 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
   let decodeMs = 0;
   let decodes = 0;
 
-  for (;;) {
-    if (req.signal?.aborted) {
-      finishReason = "abort";
-      break;
-    }
-    const pick = sampler.sample(out.logits, out.top, history);
-    const { id } = pick;
-    if (req.stopIds.has(id)) {
-      finishReason = "stop";
-      // Text held back as a possible stop-string start was not one after all: the end token releases it.
-      const held = stops.push(detok.flush()).emit + stops.flush();
-      if (held) {
-        text += held;
-        yield { id, text: held };
+  try {
+    for (;;) {
+      if (req.signal?.aborted) {
+        finishReason = "abort";
+        break;
       }
-      break;
+      const pick = sampler.sample(out.logits, out.top, history);
+      const { id } = pick;
+      if (req.stopIds.has(id)) {
+        finishReason = "stop";
+        // Text held back as a possible stop-string start was not one after all: the end token releases it.
+        const held = stops.push(detok.flush()).emit + stops.flush();
+        if (held) {
+          text += held;
+          yield { id, text: held };
+        }
+        break;
+      }
+      tokens.push(id);
+      history.push(id);
+      const full = sequence.tokens.length >= context.contextSize && req.overflow === "error";
+      const last = tokens.length >= req.maxTokens || full;
+      const released = stops.push(detok.push(id) + (last ? detok.flush() : ""));
+      const delta = released.emit + (last && !released.stopped ? stops.flush() : "");
+      text += delta;
+      const step: GeneratedToken = { id, text: delta };
+      if (pick.logprob !== undefined) {
+        step.logprob = pick.logprob;
+        step.piece = piece(id);
+      }
+      if (pick.topLogprobs) step.topLogprobs = withText(pick.topLogprobs);
+      if (released.stopped) {
+        finishReason = "stop";
+        stopString = released.stop;
+        if (delta) yield step;
+        break;
+      }
+      yield step;
+      if (last) break;
+      const stepStart = performance.now();
+      if (sequence.tokens.length < context.contextSize) {
+        req.assertUsable();
+        out = await req.scheduler.decode(context, [id], sequence.tokens.length, decodeOptions);
+        sequence.tokens.push(id);
+      } else {
+        // truncate-middle: the context is full; drop the middle and evaluate what follows the kept start again.
+        ({ out } = await evaluate(truncateMiddle([...sequence.tokens, id], req.keepTokens)));
+      }
+      decodeMs += performance.now() - stepStart;
+      decodes++;
     }
-    tokens.push(id);
-    history.push(id);
-    const full = sequence.tokens.length >= context.contextSize && req.overflow === "error";
-    const last = tokens.length >= req.maxTokens || full;
-    const released = stops.push(detok.push(id) + (last ? detok.flush() : ""));
-    const delta = released.emit + (last && !released.stopped ? stops.flush() : "");
-    text += delta;
-    const step: GeneratedToken = { id, text: delta };
-    if (pick.logprob !== undefined) {
-      step.logprob = pick.logprob;
-      step.piece = piece(id);
-    }
-    if (pick.topLogprobs) step.topLogprobs = withText(pick.topLogprobs);
-    if (released.stopped) {
-      finishReason = "stop";
-      stopString = released.stop;
-      if (delta) yield step;
-      break;
-    }
-    yield step;
-    if (last) break;
-    const stepStart = performance.now();
-    if (sequence.tokens.length < context.contextSize) {
-      req.assertUsable();
-      out = await req.scheduler.decode(context, [id], sequence.tokens.length, decodeOptions);
-      sequence.tokens.push(id);
-    } else {
-      // truncate-middle: the context is full; drop the middle and evaluate what follows the kept start again.
-      ({ out } = await evaluate(truncateMiddle([...sequence.tokens, id], req.keepTokens)));
-    }
-    decodeMs += performance.now() - stepStart;
-    decodes++;
+  } finally {
+    // The engine may be running the step after the last token ahead: the context is the sequence's again (for
+    // the next turn, a fork or a save) once that pass is over.
+    if (decodeOptions.speculate) await context.settled();
   }
   return {
     text,

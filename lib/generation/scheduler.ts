@@ -5,6 +5,10 @@
  *
  * Long prompts are fed in slices of at most PASS_TOKENS, so that the sequences already decoding keep getting a
  * token per pass while a newcomer's prompt is prefilled.
+ *
+ * A greedy sequence decodes with `speculate`: the engine then runs its argmax at the next position while
+ * JavaScript is still sampling (NativeDecodeOptions.speculate), and its next request claims that step instead of
+ * waiting for a pass. The engine keeps such a chain going until a request of another kind arrives.
  */
 import type { BatchEntry, Engine, EngineContext } from "../native/engine";
 import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding";
@@ -33,8 +37,10 @@ export class DecodeScheduler {
 
   /** Runs tokens at pos.. on context in the next forward pass that has room; resolves with its results. */
   decode(context: EngineContext, tokens: readonly number[] | Int32Array, pos: number, options: NativeDecodeOptions = {}): Promise<NativeDecodeResult> {
+    const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+    const claimed = options.speculate ? context.claim(ids, pos, options) : undefined;
+    if (claimed) return claimed;
     return new Promise((resolve, reject) => {
-      const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
       this.queue.push({ context, tokens: ids, pos, options, resolve, reject });
       this.scheduleDispatch();
     });
@@ -108,6 +114,8 @@ export class DecodeScheduler {
     this.lastBatchSize = pass.length;
     let results: NativeDecodeResult[];
     try {
+      // A context may still be in a look-ahead chain (a step it did not claim): wait for that pass to end.
+      await Promise.all(pass.map((p) => p.entry.context.settled()));
       results = await this.engine.decodeBatch(pass.map((p) => p.entry));
     } catch (err) {
       if (pass.length === 1) return this.fail(pass[0].request, err);

@@ -1,7 +1,10 @@
 /**
- * The shape of the compiled addon (native/addon/). Only lib/native/ touches it; everything above speaks the
- * typed API. The addon is loaded lazily so that importing the package never fails on a machine without it.
+ * The shape of the compiled addon (native/addon/), and which binary of it to load. Only lib/native/ touches it;
+ * everything above speaks the typed API. The addon is loaded lazily so that importing the package never fails on a
+ * machine without it.
  */
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 
 /** Engine weight type codes: the order of `enum llm_type` in native/engine/tensor.h. */
@@ -59,6 +62,11 @@ export interface NativeDecodeOptions {
   logits?: "none" | "last" | "all";
   /** When > 0, also return the ids of the k largest last-position logits, largest first. */
   topK?: number;
+  /**
+   * The caller's next decode on this context will be this pass's top id at the next position (a greedy
+   * sampler): the engine runs that step right away, and `claim` picks it up (needs topK >= 1).
+   */
+  speculate?: boolean;
 }
 
 export interface NativeDecodeResult {
@@ -85,6 +93,14 @@ export interface NativeContext {
   readState(nPositions: number): ArrayBuffer;
   /** Restores what readState returned. */
   writeState(nPositions: number, state: Uint8Array): void;
+  /**
+   * The look-ahead step (see NativeDecodeOptions.speculate) for exactly this decode (one token at pos, the same
+   * logits and topK), as a promise of its result; undefined when there is none: decode as usual once settle()
+   * resolves.
+   */
+  claim(tokens: Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> | undefined;
+  /** Ends any look-ahead on this context; resolves once no pass uses its cache. */
+  settle(): Promise<void>;
   /** Frees the KV cache. Idempotent. */
   close(): void;
 }
@@ -121,6 +137,11 @@ export interface NativeBinding {
   dequantize(typeCode: number, src: Uint8Array, rows: number, cols: number): Promise<Float32Array>;
   /** The engine's weight types and their block layouts. */
   typeInfo(): NativeTypeInfo[];
+  /**
+   * Reads the byte ranges of the files once, on a worker thread, calling onProgress with the bytes read so far
+   * (rising, the last call at the total); fills the page cache the weights are mapped from.
+   */
+  pageIn(files: string[], ranges: { file: number; offset: number; length: number }[], onProgress: (bytes: number) => void): Promise<void>;
 }
 
 export interface NativeTypeInfo {
@@ -130,12 +151,96 @@ export interface NativeTypeInfo {
   blockBytes: number;
 }
 
+/** The addon binary this process loaded, and why the CUDA binary was passed over when one was. */
+export interface LoadedBinary {
+  path: string;
+  /** "cuda": the separate CUDA prebuild; "cpu": the CPU prebuild, or a source build (which has CUDA when nvcc was found). */
+  kind: "cpu" | "cuda";
+  /** Set when a GPU seemed present but the CUDA binary failed its check: what went wrong. */
+  cudaFailure?: string;
+}
+
+/** The package root: this file is dist/cjs/native/binding.js. */
+const PACKAGE_ROOT = path.resolve(__dirname, "../../..");
+/** How long the CUDA binary's check may take: loading the CUDA runtime and JIT-compiling PTX for a new GPU is slow. */
+const CUDA_PROBE_TIMEOUT_MS = 60_000;
+const CUDA_FALLBACK_WARNING = "LLAMA_NAPI_CUDA_FALLBACK";
+
 let binding: NativeBinding | undefined;
+let loaded: LoadedBinary | undefined;
 
 export function loadBinding(): NativeBinding {
   if (!binding) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    binding = require("node-gyp-build")(path.resolve(__dirname, "../../..")) as NativeBinding;
+    loaded = chooseBinary();
+    binding = loadNative(loaded.path) as NativeBinding;
   }
   return binding;
+}
+
+/** Loads a file as a native addon whatever its name (require would run a file not named *.node as JavaScript). */
+function loadNative(file: string): unknown {
+  const module = { exports: {} };
+  process.dlopen(module, file);
+  return module.exports;
+}
+
+/** Which binary loadBinding() loaded (loading it if it has not yet). */
+export function loadedBinary(): LoadedBinary {
+  loadBinding();
+  return loaded!;
+}
+
+/**
+ * The CPU binary is what node-gyp-build finds: build/Release (a source build) or prebuilds/<platform>-<arch>/.
+ * The CUDA prebuild sits in a cuda/ folder beside the CPU one, where node-gyp-build does not look, with the same
+ * name (LLAMA_NAPI_CUDA_BINARY names another file). It is used only when a GPU seems present (LLAMA_NAPI_CUDA=1:
+ * always tried; 0: never) and it passes a check in a child process: a binary that cannot load (wrong driver, a
+ * missing library, a crash in its initializers) then costs a warning instead of this process.
+ */
+function chooseBinary(): LoadedBinary {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cpu: string = require("node-gyp-build").resolve(PACKAGE_ROOT);
+  const wanted = process.env.LLAMA_NAPI_CUDA;
+  const explicit = process.env.LLAMA_NAPI_CUDA_BINARY;
+  // A source build is one binary with both backends: there is no CUDA prebuild to choose unless one is named.
+  const isSourceBuild = path.relative(path.join(PACKAGE_ROOT, "prebuilds"), cpu).startsWith("..");
+  const candidate = explicit || (isSourceBuild ? undefined : path.join(path.dirname(cpu), "cuda", path.basename(cpu)));
+  if (wanted === "0" || !candidate || !fs.existsSync(candidate) || (wanted !== "1" && !gpuPresent())) {
+    return { path: cpu, kind: "cpu" };
+  }
+  const failure = probeCudaBinary(candidate);
+  if (failure === undefined) return { path: candidate, kind: "cuda" };
+  process.emitWarning(`the CUDA binary ${candidate} cannot be used (${failure}); running on the CPU with ${cpu}`, {
+    code: CUDA_FALLBACK_WARNING,
+  });
+  return { path: cpu, kind: "cpu", cudaFailure: `the CUDA binary ${candidate} cannot be used: ${failure}` };
+}
+
+/** An NVIDIA driver is loaded: its control device or its /proc entry exists. */
+function gpuPresent(): boolean {
+  return fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia");
+}
+
+/** Loads the binary in a child process and asks it for a GPU; undefined when it has one, else what went wrong. */
+function probeCudaBinary(file: string): string | undefined {
+  const script = `const addon = { exports: {} }; process.dlopen(addon, ${JSON.stringify(file)});
+                  process.stdout.write(JSON.stringify(addon.exports.cudaInfo()));`;
+  const child = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: CUDA_PROBE_TIMEOUT_MS });
+  if ((child.error as NodeJS.ErrnoException | undefined)?.code === "ETIMEDOUT") {
+    return `its check did not finish in ${CUDA_PROBE_TIMEOUT_MS / 1000} s`;
+  }
+  if (child.error) return `its check could not start: ${child.error.message}`;
+  if (child.signal) return `loading it killed the checking process with ${child.signal}`;
+  if (child.status !== 0) {
+    // Node prints the stack of the failed dlopen; its first line with "Error" says what failed.
+    const line = child.stderr.split("\n").find((l) => /Error\b/.test(l)) ?? child.stderr.trim().split("\n").pop();
+    return `loading it failed: ${line?.trim() || `exit status ${child.status}`}`;
+  }
+  let info: NativeCudaInfo;
+  try {
+    info = JSON.parse(child.stdout) as NativeCudaInfo;
+  } catch {
+    return `its check printed no result`;
+  }
+  return info.devices > 0 ? undefined : `it sees no usable GPU: ${info.reason ?? "no CUDA device"}`;
 }

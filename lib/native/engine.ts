@@ -14,6 +14,7 @@ import {
 import type { ModelDescriptor } from "../formats/types";
 import {
   loadBinding,
+  loadedBinary,
   NATIVE_TYPE_CODES,
   type NativeContext,
   type NativeCudaInfo,
@@ -61,9 +62,40 @@ export function cpuFeatures(): string {
   return loadBinding().cpuFeatures();
 }
 
-/** Whether the addon has the CUDA backend and how many GPUs it can use. */
+/**
+ * Whether the addon has the CUDA backend and how many GPUs it can use; when the CUDA binary was passed over for a
+ * failed check, the reason says so (the CPU binary's own reason would only say it has no CUDA).
+ */
 export function cudaInfo(): NativeCudaInfo {
-  return loadBinding().cudaInfo();
+  const info = loadBinding().cudaInfo();
+  const { cudaFailure } = loadedBinary();
+  return info.devices === 0 && cudaFailure ? { ...info, reason: cudaFailure } : info;
+}
+
+/**
+ * Reads every byte of the model's tensor data once (in file order, contiguous tensors merged into one range) into the
+ * page cache that the engine maps the weights from, reporting the bytes read so far: strictly rising, the last
+ * report at the total. This is the disk work the first forward pass or the GPU upload would otherwise do unseen.
+ */
+export async function readWeights(desc: ModelDescriptor, onProgress: (loadedBytes: number, totalBytes: number) => void): Promise<void> {
+  const ranges: { file: number; offset: number; length: number }[] = [];
+  const sorted = [...desc.tensors].sort((a, b) => a.file - b.file || a.offset - b.offset);
+  for (const t of sorted) {
+    const last = ranges[ranges.length - 1];
+    if (last && last.file === t.file && t.offset <= last.offset + last.length) {
+      last.length = Math.max(last.length, t.offset + t.byteLength - last.offset);
+    } else {
+      ranges.push({ file: t.file, offset: t.offset, length: t.byteLength });
+    }
+  }
+  const total = ranges.reduce((n, r) => n + r.length, 0);
+  let reported = 0;
+  onProgress(0, total);
+  const report = (bytes: number) => {
+    if (bytes > reported) onProgress((reported = bytes), total);
+  };
+  await typed(() => loadBinding().pageIn(desc.files, ranges, report));
+  report(total); // the worker's last count may be coalesced away
 }
 
 /** Runs a native call, turning a synchronous throw or a rejection into the library's typed errors. */
@@ -116,15 +148,22 @@ export class EngineContext {
     typedSync(() => this.native.writeState(nPositions, state));
   }
 
+  /** The engine's look-ahead result for this decode (NativeContext.claim), or undefined. */
+  claim(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> | undefined {
+    const claimed = typedSync(() => this.native.claim(toInt32(tokens), pos, options));
+    return claimed && this.track(typed(() => claimed));
+  }
+
   /** @internal Records a native call on this context so that settled() can wait for it. */
   track<T>(result: Promise<T>): Promise<T> {
     this.inFlight = result.catch(() => {});
     return result;
   }
 
-  /** Resolves once no decode is running on this context. */
-  settled(): Promise<unknown> {
-    return this.inFlight;
+  /** Resolves once no decode or look-ahead is running on this context (and ends the look-ahead). */
+  async settled(): Promise<void> {
+    await this.inFlight;
+    await this.native.settle();
   }
 
   close(): void {
@@ -185,7 +224,14 @@ export class Engine {
   decodeBatch(entries: readonly BatchEntry[]): Promise<NativeDecodeResult[]> {
     const result = typed(() =>
       this.native.decodeBatch(
-        entries.map((e) => ({ context: e.context.native, tokens: e.tokens, pos: e.pos, logits: e.logits, topK: e.topK })),
+        entries.map((e) => ({
+          context: e.context.native,
+          tokens: e.tokens,
+          pos: e.pos,
+          logits: e.logits,
+          topK: e.topK,
+          speculate: e.speculate,
+        })),
       ),
     );
     for (const e of entries) e.context.track(result);

@@ -1,9 +1,18 @@
 // N-API glue over the C engine: converts the NativeModelSpec of lib/native/binding.ts into an llm_model_spec,
 // runs forward passes on libuv worker threads, and turns engine errors into JS errors with a `code`.
+#include <fcntl.h>
 #include <napi.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -151,12 +160,22 @@ void ReadSpec(const Napi::Object& js, SpecStorage& s) {
 // ---- Shared state: the JS objects hold these, and so does a decode in flight ----
 
 // The weights. close() unmaps at once unless a decode is running, in which case the decode's completion
-// (on the JS thread, like close) does it. All fields are touched on the JS thread only; the engine pointer
-// is used by workers only while in_flight counts them.
+// (on the JS thread, like close) does it. The fields above the mutexes are touched on the JS thread only; the
+// engine pointer is used by workers only while in_flight counts them.
 struct ModelState {
   llm_model* model = nullptr;
   bool closed = false;
   int in_flight = 0;
+  uint64_t chains_started = 0;  // look-ahead chains (DecodeWorker), numbered from 1
+
+  // Forward passes run one at a time: the engine's thread pool and scratch belong to the model.
+  std::mutex pass_mutex;
+  // Guards every context's Speculation and the workers' records of finished look-ahead steps.
+  std::mutex speculation_mutex;
+  // Chains numbered up to this stop after their current pass: a pass that is not a look-ahead is waiting.
+  std::atomic<uint64_t> stop_chains_upto{0};
+
+  void StopChains() { stop_chains_upto.store(chains_started); }
 
   void ReleaseIfIdle() {
     if (closed && in_flight == 0 && model) {
@@ -169,12 +188,45 @@ struct ModelState {
   }
 };
 
+enum class LogitsWanted { kNone, kLast, kAll };
+
+// What one sequence's pass returns.
+struct StepResult {
+  std::vector<float> logits;
+  std::vector<int32_t> top;
+};
+
+// The look-ahead step of a greedy sequence (see DecodeWorker): its next token, the argmax of its last pass, run at
+// the next position before JavaScript asks for it. Guarded by ModelState::speculation_mutex.
+struct Speculation {
+  enum class State { kNone, kRunning, kDone } state = State::kNone;
+  int32_t token = 0;
+  int pos = 0;
+  LogitsWanted wanted = LogitsWanted::kLast;
+  int top_k = 0;
+  bool claimed = false;    // JavaScript asked for exactly this step: deliver it and look further ahead
+  bool abandoned = false;  // JavaScript asked for something else, or settled the context: stop after this step
+  StepResult result;       // kDone, unclaimed: kept for a claim that comes after the chain moved on
+};
+
+// A KV cache. Like the model, close() while a decode runs is completed by the decode. Fields other than `spec`
+// are touched on the JS thread only.
 struct ContextState {
   llm_kv_cache* cache = nullptr;
   int context_size = 0;
   bool closed = false;
-  bool busy = false;
+  bool busy = false;  // a worker uses the cache (a decode, or a look-ahead chain it is part of)
+  Speculation spec;
+  std::deque<Napi::Promise::Deferred> claims;          // claimed look-ahead steps awaiting their results, in order
+  std::vector<Napi::Promise::Deferred> settle_waiters;  // settle() calls awaiting !busy
 
+  // On the JS thread, when a worker lets go of the cache.
+  void Release() {
+    busy = false;
+    for (Napi::Promise::Deferred& waiter : settle_waiters) waiter.Resolve(waiter.Env().Undefined());
+    settle_waiters.clear();
+    ReleaseIfIdle();
+  }
   void ReleaseIfIdle() {
     if (closed && !busy && cache) {
       llm_kv_cache_free(cache);
@@ -184,23 +236,38 @@ struct ContextState {
   ~ContextState() { llm_kv_cache_free(cache); }
 };
 
-enum class LogitsWanted { kNone, kLast, kAll };
-
-// One sequence of a decode call: what to run, and (after Execute) its results.
+// One sequence of a decode call: what to run, and (after each pass) its results.
 struct DecodeItem {
   std::shared_ptr<ContextState> context;
   std::vector<int32_t> tokens;
   int pos = 0;
   LogitsWanted wanted = LogitsWanted::kLast;
   int top_k = 0;
-  std::vector<float> logits;
-  std::vector<int32_t> top;
+  bool speculate = false;  // the caller's next token will be this pass's argmax: look ahead
+  StepResult result;
 
   // The logits that cross back; the top k comes separately (ranked by the engine, on the device when there is one).
   llm_logits_mode Mode() const {
     return wanted == LogitsWanted::kAll ? LLM_LOGITS_ALL : wanted == LogitsWanted::kLast ? LLM_LOGITS_LAST : LLM_LOGITS_NONE;
   }
+  // Whether a look-ahead step fits: the argmax is known and the next position is inside the context.
+  bool CanLookAhead() const { return speculate && top_k > 0 && pos + (int)tokens.size() < context->context_size; }
 };
+
+Napi::Object ResultObject(Napi::Env env, LogitsWanted wanted, int top_k, const StepResult& result) {
+  Napi::Object object = Napi::Object::New(env);
+  if (wanted != LogitsWanted::kNone) {
+    Napi::Float32Array logits = Napi::Float32Array::New(env, result.logits.size());
+    std::copy(result.logits.begin(), result.logits.end(), logits.Data());
+    object.Set("logits", logits);
+  }
+  if (top_k > 0) {
+    Napi::Int32Array top = Napi::Int32Array::New(env, result.top.size());
+    std::copy(result.top.begin(), result.top.end(), top.Data());
+    object.Set("top", top);
+  }
+  return object;
+}
 
 // Checks one (tokens, pos, options) triple against its context and copies the tokens out of JS memory.
 DecodeItem ReadDecodeItem(Napi::Env env, std::shared_ptr<ContextState> context, const ModelState& model,
@@ -245,91 +312,193 @@ DecodeItem ReadDecodeItem(Napi::Env env, std::shared_ptr<ContextState> context, 
     }
     Napi::Value k = options.Get("topK");
     if (!k.IsUndefined()) item.top_k = (int)IntegerValue(k, where + ": options.topK", 0, vocab);
+    item.speculate = options.Get("speculate").ToBoolean().Value();
   }
   return item;
 }
 
-// Runs a batch of sequences in one llm_forward_batch on a libuv worker. Resolves with one {logits?, top?}
+// One forward pass of `items` (under the model's pass lock), each item's results into item.result.
+bool RunPass(ModelState& model, const std::vector<DecodeItem*>& items, llm_error* err, std::string* alloc_error) {
+  const size_t vocab = (size_t)model.model->config.vocab_size;
+  std::vector<llm_batch_sequence> sequences;
+  try {
+    sequences.reserve(items.size());
+    for (DecodeItem* item : items) {
+      const llm_logits_mode mode = item->Mode();
+      item->result.logits.resize(mode == LLM_LOGITS_ALL ? item->tokens.size() * vocab : mode == LLM_LOGITS_LAST ? vocab : 0);
+      item->result.top.resize((size_t)item->top_k);
+      sequences.push_back({item->context->cache, item->tokens.data(), (int)item->tokens.size(), item->pos,
+                           mode == LLM_LOGITS_NONE ? nullptr : item->result.logits.data(), mode, item->top_k,
+                           item->top_k > 0 ? item->result.top.data() : nullptr});
+    }
+  } catch (const std::bad_alloc&) {
+    *alloc_error = "out of memory for the logits of a batch of " + std::to_string(items.size()) + " sequences";
+    return false;
+  }
+  std::lock_guard<std::mutex> pass(model.pass_mutex);
+  return llm_forward_batch(model.model, sequences.data(), (int)sequences.size(), err);
+}
+
+// Runs a batch of sequences in one llm_forward_batch on a libuv worker and resolves with one {logits?, top?}
 // object, or an array of them for decodeBatch.
-class DecodeWorker : public Napi::AsyncWorker {
+//
+// Then it looks ahead for the sequences that asked to (`speculate`: their sampler is greedy, so their next
+// token will be this pass's argmax): it runs those tokens at the next positions at once, while JavaScript
+// samples, streams and asks for them. The ask (Context.claim) finds the step running or done, and a claimed
+// step is followed by the next one, so a greedy generation's passes follow each other without a round trip
+// through the event loop between them. A sequence leaves the chain when its step is not claimed by the time the
+// pass ends, or is claimed with another token, or is settled; the whole chain stops after its current pass when
+// another decode is waiting (ModelState::StopChains). A step's keys and values lie past the end of its
+// sequence until a claim makes them part of it; otherwise the sequence's next decode overwrites them.
+class DecodeWorker : public Napi::AsyncProgressQueueWorker<char> {
  public:
   DecodeWorker(Napi::Env env, std::shared_ptr<ModelState> model, std::vector<DecodeItem> items, bool as_array)
-      : Napi::AsyncWorker(env),
+      : Napi::AsyncProgressQueueWorker<char>(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         model_(std::move(model)),
         items_(std::move(items)),
         as_array_(as_array) {
     model_->in_flight++;
-    for (DecodeItem& item : items_) item.context->busy = true;
+    model_->StopChains();
+    chain_id_ = ++model_->chains_started;
+    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+    for (DecodeItem& item : items_) {
+      item.context->busy = true;
+      item.context->spec = Speculation{};  // a kept step is overwritten by this decode
+    }
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
-  void Execute() override {
-    const size_t vocab = (size_t)model_->model->config.vocab_size;
-    std::vector<llm_batch_sequence> sequences;
-    try {
-      sequences.reserve(items_.size());
-      for (DecodeItem& item : items_) {
-        const llm_logits_mode mode = item.Mode();
-        item.logits.resize(mode == LLM_LOGITS_ALL ? item.tokens.size() * vocab : mode == LLM_LOGITS_LAST ? vocab : 0);
-        item.top.resize((size_t)item.top_k);
-        sequences.push_back({item.context->cache, item.tokens.data(), (int)item.tokens.size(), item.pos,
-                             mode == LLM_LOGITS_NONE ? nullptr : item.logits.data(), mode, item.top_k,
-                             item.top_k > 0 ? item.top.data() : nullptr});
+  void Execute(const ExecutionProgress& progress) override {
+    std::vector<DecodeItem*> chain;
+    for (DecodeItem& item : items_) chain.push_back(&item);
+    if (!Pass(chain)) return;
+    {
+      std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+      for (DecodeItem& item : items_) first_.push_back(item.result);
+      first_ready_ = true;
+      chain.clear();
+      for (DecodeItem& item : items_) (item.CanLookAhead() ? chain : released_).push_back(&item);
+    }
+    const char step = 0;
+    progress.Send(&step, 1);
+    while (!chain.empty()) {
+      {
+        std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+        if (model_->stop_chains_upto.load() >= chain_id_) break;
+        for (DecodeItem* item : chain) {
+          Speculation& spec = item->context->spec;
+          spec = Speculation{};
+          spec.state = Speculation::State::kRunning;
+          spec.token = item->result.top[0];
+          spec.pos = item->pos + (int)item->tokens.size();
+          spec.wanted = item->wanted;
+          spec.top_k = item->top_k;
+          item->tokens.assign(1, spec.token);
+          item->pos = spec.pos;
+        }
       }
-    } catch (const std::bad_alloc&) {
-      SetError("out of memory for the logits of a batch of " + std::to_string(items_.size()) + " sequences");
-      return;
+      llm_error err{};
+      std::string alloc_error;
+      const bool ok = RunPass(*model_, chain, &err, &alloc_error);
+      std::vector<DecodeItem*> next;
+      {
+        std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+        for (DecodeItem* item : chain) {
+          Speculation& spec = item->context->spec;
+          if (spec.claimed) {
+            deliveries_.push_back({item->context, item->wanted, item->top_k, ok, item->result, ok ? "" : alloc_error.empty() ? err.message : alloc_error,
+                                   alloc_error.empty() ? err.kind : LLM_ERR_SYSTEM});
+            spec.state = Speculation::State::kNone;
+            (ok && !spec.abandoned && item->CanLookAhead() ? next : released_).push_back(item);
+          } else {
+            spec.state = ok && !spec.abandoned ? Speculation::State::kDone : Speculation::State::kNone;
+            if (spec.state == Speculation::State::kDone) spec.result = item->result;
+            released_.push_back(item);
+          }
+        }
+      }
+      progress.Send(&step, 1);
+      chain = std::move(next);
     }
-    llm_error err{};
-    if (!llm_forward_batch(model_->model, sequences.data(), (int)sequences.size(), &err)) {
-      error_kind_ = err.kind;
-      SetError(err.message);
-    }
+    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+    for (DecodeItem* item : chain) released_.push_back(item);
   }
 
+  void OnProgress(const char*, size_t) override { Flush(); }
+
   void OnOK() override {
-    Napi::Env env = Env();
+    Flush();
     Finish();
-    if (!as_array_) {
-      deferred_.Resolve(Result(env, items_[0]));
-      return;
-    }
-    Napi::Array results = Napi::Array::New(env, items_.size());
-    for (size_t i = 0; i < items_.size(); i++) results.Set((uint32_t)i, Result(env, items_[i]));
-    deferred_.Resolve(results);
   }
 
   void OnError(const Napi::Error& error) override {
-    Finish();
     error.Set("code", Napi::String::New(Env(), ErrorCode(error_kind_)));
     deferred_.Reject(error.Value());
+    for (DecodeItem& item : items_) item.context->Release();
+    Finish();
   }
 
  private:
-  static Napi::Object Result(Napi::Env env, const DecodeItem& item) {
-    Napi::Object result = Napi::Object::New(env);
-    if (item.wanted != LogitsWanted::kNone) {
-      Napi::Float32Array logits = Napi::Float32Array::New(env, item.logits.size());
-      std::copy(item.logits.begin(), item.logits.end(), logits.Data());
-      result.Set("logits", logits);
-    }
-    if (item.top_k > 0) {
-      Napi::Int32Array top = Napi::Int32Array::New(env, item.top.size());
-      std::copy(item.top.begin(), item.top.end(), top.Data());
-      result.Set("top", top);
-    }
-    return result;
+  // A claimed look-ahead step's outcome, for the JS thread.
+  struct Delivery {
+    std::shared_ptr<ContextState> context;
+    LogitsWanted wanted;
+    int top_k;
+    bool ok;
+    StepResult result;
+    std::string error;
+    llm_error_kind error_kind;
+  };
+
+  bool Pass(const std::vector<DecodeItem*>& items) {
+    llm_error err{};
+    std::string alloc_error;
+    if (RunPass(*model_, items, &err, &alloc_error)) return true;
+    error_kind_ = alloc_error.empty() ? err.kind : LLM_ERR_SYSTEM;
+    SetError(alloc_error.empty() ? std::string(err.message) : alloc_error);
+    return false;
   }
 
-  // Runs deferred closes now that the engine no longer uses the weights or the caches.
-  void Finish() {
-    for (DecodeItem& item : items_) {
-      item.context->busy = false;
-      item.context->ReleaseIfIdle();
+  // On the JS thread: the first pass's results, claimed steps' results, and the caches the worker let go of.
+  void Flush() {
+    Napi::Env env = Env();
+    std::vector<Delivery> deliveries;
+    std::vector<DecodeItem*> released;
+    bool first_ready;
+    {
+      std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+      deliveries.swap(deliveries_);
+      released.swap(released_);
+      first_ready = first_ready_;
     }
+    if (first_ready && !first_delivered_) {
+      first_delivered_ = true;
+      if (!as_array_) {
+        deferred_.Resolve(ResultObject(env, items_[0].wanted, items_[0].top_k, first_[0]));
+      } else {
+        Napi::Array results = Napi::Array::New(env, items_.size());
+        for (size_t i = 0; i < items_.size(); i++)
+          results.Set((uint32_t)i, ResultObject(env, items_[i].wanted, items_[i].top_k, first_[i]));
+        deferred_.Resolve(results);
+      }
+    }
+    for (Delivery& d : deliveries) {
+      Napi::Promise::Deferred claim = d.context->claims.front();
+      d.context->claims.pop_front();
+      if (d.ok) {
+        claim.Resolve(ResultObject(env, d.wanted, d.top_k, d.result));
+      } else {
+        Napi::Error error = CodedError(env, ErrorCode(d.error_kind), d.error);
+        claim.Reject(error.Value());
+      }
+    }
+    for (DecodeItem* item : released) item->context->Release();
+  }
+
+  void Finish() {
     model_->in_flight--;
     model_->ReleaseIfIdle();
   }
@@ -338,7 +507,14 @@ class DecodeWorker : public Napi::AsyncWorker {
   std::shared_ptr<ModelState> model_;
   std::vector<DecodeItem> items_;
   bool as_array_;
+  uint64_t chain_id_ = 0;
   llm_error_kind error_kind_ = LLM_ERR_SYSTEM;
+  // Guarded by the model's speculation_mutex until Flush takes them.
+  std::vector<StepResult> first_;
+  bool first_ready_ = false;
+  std::vector<Delivery> deliveries_;
+  std::vector<DecodeItem*> released_;
+  bool first_delivered_ = false;  // JS thread
 };
 
 // The engine alone, for measuring what the JS loop costs: prefill `tokens`, then pick the argmax and run it,
@@ -352,7 +528,10 @@ class GreedyWorker : public Napi::AsyncWorker {
         item_(std::move(item)),
         generated_((size_t)n) {
     model_->in_flight++;
+    model_->StopChains();
     item_.context->busy = true;
+    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+    item_.context->spec = Speculation{};
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -366,6 +545,7 @@ class GreedyWorker : public Napi::AsyncWorker {
       // The argmax is the top 1: the engine ranks it where the logits are, so only the id comes back.
       const llm_batch_sequence step = {item_.context->cache, tokens, n_tokens, pos, nullptr, LLM_LOGITS_NONE, 1,
                                        &generated_[i]};
+      std::lock_guard<std::mutex> pass(model_->pass_mutex);
       if (!llm_forward_batch(model_->model, &step, 1, &err)) {
         error_kind_ = err.kind;
         SetError(err.message);
@@ -392,8 +572,7 @@ class GreedyWorker : public Napi::AsyncWorker {
 
  private:
   void Finish() {
-    item_.context->busy = false;
-    item_.context->ReleaseIfIdle();
+    item_.context->Release();
     model_->in_flight--;
     model_->ReleaseIfIdle();
   }
@@ -468,6 +647,7 @@ class Model : public Napi::ObjectWrap<Model> {
 
   void Close(const Napi::CallbackInfo&) {
     state_->closed = true;
+    state_->StopChains();
     state_->ReleaseIfIdle();
   }
 
@@ -496,7 +676,8 @@ class Context : public Napi::ObjectWrap<Context> {
                         InstanceMethod<&Context::Decode>("decode"), InstanceMethod<&Context::Greedy>("greedy"),
                         InstanceMethod<&Context::CopyFrom>("copyFrom"),
                         InstanceMethod<&Context::ReadState>("readState"),
-                        InstanceMethod<&Context::WriteState>("writeState"), InstanceMethod<&Context::Close>("close")});
+                        InstanceMethod<&Context::WriteState>("writeState"), InstanceMethod<&Context::Claim>("claim"),
+                        InstanceMethod<&Context::Settle>("settle"), InstanceMethod<&Context::Close>("close")});
   }
 
   // Called from Model.createContext with (model object, context size); not constructible from JS otherwise.
@@ -576,6 +757,7 @@ class Context : public Napi::ObjectWrap<Context> {
     CheckIdle(env, *state_, "copyFrom");
     CheckIdle(env, *source->state_, "copyFrom (source)");
     const int n = (int)IntegerValue(info[1], "copyFrom: nPositions", 0, 2147483647);
+    Abandon();
     llm_error err{};
     if (!llm_kv_cache_copy(state_->cache, source->state_->cache, n, &err))
       throw CodedError(env, ErrorCode(err.kind), "copyFrom: " + std::string(err.message));
@@ -602,12 +784,74 @@ class Context : public Napi::ObjectWrap<Context> {
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw CodedError(env, "INVALID_ARGUMENT", "writeState: state must be a Uint8Array");
     Napi::Uint8Array state = info[1].As<Napi::Uint8Array>();
+    Abandon();
     llm_error err{};
     if (!llm_kv_cache_write_state(state_->cache, n, state.Data(), state.ByteLength(), &err))
       throw CodedError(env, ErrorCode(err.kind), "writeState: " + std::string(err.message));
   }
 
+  // claim(tokens, pos, options): the look-ahead step for exactly this decode (one token at pos, the same logits and
+  // topK options; see DecodeWorker) as a promise of its result, or undefined when there is none, in which case
+  // the caller decodes as usual once settle() resolves.
+  Napi::Value Claim(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_->closed || model_->closed) return env.Undefined();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw CodedError(env, "INVALID_ARGUMENT", "claim: tokens must be an Int32Array");
+    Napi::Int32Array tokens = info[0].As<Napi::Int32Array>();
+    const double pos = IntegerValue(info[1], "claim: pos", 0, kMaxSafeInteger);
+    LogitsWanted wanted = LogitsWanted::kLast;
+    int top_k = 0;
+    if (info[2].IsObject()) {
+      Napi::Object options = info[2].As<Napi::Object>();
+      Napi::Value logits = options.Get("logits");
+      if (logits.IsString()) {
+        const std::string mode = logits.As<Napi::String>().Utf8Value();
+        wanted = mode == "none" ? LogitsWanted::kNone : mode == "all" ? LogitsWanted::kAll : LogitsWanted::kLast;
+      }
+      Napi::Value k = options.Get("topK");
+      if (k.IsNumber()) top_k = k.As<Napi::Number>().Int32Value();
+    }
+    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+    Speculation& spec = state_->spec;
+    const bool match = spec.state != Speculation::State::kNone && !spec.claimed && !spec.abandoned &&
+                       tokens.ElementLength() == 1 && tokens[0] == spec.token && pos == spec.pos &&
+                       wanted == spec.wanted && top_k == spec.top_k;
+    if (!match) {
+      if (spec.state == Speculation::State::kRunning) spec.abandoned = true;
+      else spec = Speculation{};
+      return env.Undefined();
+    }
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    if (spec.state == Speculation::State::kRunning) {
+      spec.claimed = true;
+      state_->claims.push_back(deferred);
+    } else {
+      deferred.Resolve(ResultObject(env, spec.wanted, spec.top_k, spec.result));
+      spec = Speculation{};
+    }
+    return deferred.Promise();
+  }
+
+  // settle(): ends any look-ahead on this context; resolves once no worker uses the cache.
+  Napi::Value Settle(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Abandon();
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    if (state_->busy) state_->settle_waiters.push_back(deferred);
+    else deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+
+  // A look-ahead step still running stops its chain for this context; a kept one is dropped.
+  void Abandon() {
+    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+    if (state_->spec.state == Speculation::State::kRunning) state_->spec.abandoned = true;
+    else state_->spec = Speculation{};
+  }
+
   void Close(const Napi::CallbackInfo&) {
+    Abandon();
     state_->closed = true;
     state_->ReleaseIfIdle();
   }
@@ -650,6 +894,133 @@ Napi::Value Model::DecodeBatch(const Napi::CallbackInfo& info) {
     return promise;
   });
 }
+
+// ---- Reading the weights in: pageIn(files, ranges, onProgress) ----
+
+// Reads byte ranges of the model files (the tensor data) once, in chunks, on a libuv worker, reporting the bytes
+// done after each chunk. The reads fill the page cache that the engine's read-only mappings share, so a load with
+// progress does the disk work the first forward pass (or the GPU upload) would otherwise do unseen. pread, not
+// touching a mapping: a file shorter than a range is an error here, never a SIGBUS.
+class PageInWorker : public Napi::AsyncProgressWorker<uint64_t> {
+ public:
+  struct Range {
+    int file;
+    uint64_t offset, length;
+  };
+
+  PageInWorker(Napi::Env env, std::vector<std::string> files, std::vector<Range> ranges, Napi::Function on_progress)
+      : Napi::AsyncProgressWorker<uint64_t>(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        files_(std::move(files)),
+        ranges_(std::move(ranges)),
+        on_progress_(Napi::Persistent(on_progress)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute(const ExecutionProgress& progress) override {
+    // Large enough that the per-call overhead vanishes, small enough that progress moves smoothly.
+    const size_t kChunk = 8u << 20;
+    std::vector<char> buffer;
+    try {
+      buffer.resize(kChunk);
+    } catch (const std::bad_alloc&) {
+      SetError("out of memory for an 8 MiB read buffer");
+      return;
+    }
+    uint64_t done = 0;
+    for (size_t f = 0; f < files_.size(); f++) {
+      const char* path = files_[f].c_str();
+      const int fd = open(path, O_RDONLY | O_CLOEXEC);
+      struct stat st;
+      if (fd < 0 || fstat(fd, &st) != 0) {
+        SetError(std::string("cannot read ") + path + ": " + strerror(errno));
+        if (fd >= 0) close(fd);
+        return;
+      }
+#ifdef POSIX_FADV_SEQUENTIAL
+      posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+      for (const Range& r : ranges_) {
+        if (r.file != (int)f) continue;
+        if (r.offset > (uint64_t)st.st_size || r.length > (uint64_t)st.st_size - r.offset) {
+          error_code_ = "MODEL_FORMAT";
+          SetError(std::string(path) + ": tensor data at " + std::to_string(r.offset) + " + " + std::to_string(r.length) +
+                   " bytes runs past the end of the file (" + std::to_string((long long)st.st_size) + " bytes)");
+          close(fd);
+          return;
+        }
+        for (uint64_t at = r.offset, end = r.offset + r.length; at < end;) {
+          const ssize_t n = pread(fd, buffer.data(), (size_t)std::min<uint64_t>(kChunk, end - at), (off_t)at);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) {
+            SetError(std::string("cannot read ") + path + " at " + std::to_string(at) + ": " +
+                     (n == 0 ? "unexpected end of file" : strerror(errno)));
+            close(fd);
+            return;
+          }
+          at += (uint64_t)n;
+          done += (uint64_t)n;
+          progress.Send(&done, 1);
+        }
+      }
+      close(fd);
+    }
+  }
+
+  // Progress is coalesced (only the latest count arrives when JS is busy), so the counts a caller sees rise
+  // monotonically; the last one equals the total before the promise resolves.
+  void OnProgress(const uint64_t* done, size_t count) override {
+    if (count > 0) on_progress_.Call({Napi::Number::New(Env(), (double)*done)});
+  }
+
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+  void OnError(const Napi::Error& error) override {
+    error.Set("code", Napi::String::New(Env(), error_code_));
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<std::string> files_;
+  std::vector<Range> ranges_;
+  Napi::FunctionReference on_progress_;
+  const char* error_code_ = "SYSTEM_ERROR";
+};
+
+Napi::Value StartPageIn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw CodedError(env, "INVALID_ARGUMENT", "pageIn: files must be an array of paths");
+  Napi::Array file_array = info[0].As<Napi::Array>();
+  std::vector<std::string> files;
+  for (uint32_t i = 0; i < file_array.Length(); i++) {
+    Napi::Value path = file_array.Get(i);
+    if (!path.IsString()) throw CodedError(env, "INVALID_ARGUMENT", "pageIn: files[" + std::to_string(i) + "] must be a string");
+    files.push_back(path.As<Napi::String>().Utf8Value());
+  }
+  if (!info[1].IsArray()) throw CodedError(env, "INVALID_ARGUMENT", "pageIn: ranges must be an array");
+  Napi::Array range_array = info[1].As<Napi::Array>();
+  std::vector<PageInWorker::Range> ranges;
+  for (uint32_t i = 0; i < range_array.Length(); i++) {
+    const std::string where = "pageIn: ranges[" + std::to_string(i) + "]";
+    Napi::Value item = range_array.Get(i);
+    if (!item.IsObject()) throw CodedError(env, "INVALID_ARGUMENT", where + " must be an object");
+    Napi::Object r = item.As<Napi::Object>();
+    PageInWorker::Range range;
+    range.file = (int)IntegerValue(Property(r, "file", where), where + ".file", 0, (double)files.size() - 1);
+    range.offset = (uint64_t)IntegerValue(Property(r, "offset", where), where + ".offset", 0, kMaxSafeInteger);
+    range.length = (uint64_t)IntegerValue(Property(r, "length", where), where + ".length", 0, kMaxSafeInteger);
+    ranges.push_back(range);
+  }
+  if (!info[2].IsFunction()) throw CodedError(env, "INVALID_ARGUMENT", "pageIn: onProgress must be a function");
+  auto* worker = new PageInWorker(env, std::move(files), std::move(ranges), info[2].As<Napi::Function>());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+Napi::Value PageIn(const Napi::CallbackInfo& info) { return Promised(info.Env(), [&]() { return StartPageIn(info); }); }
 
 // ---- Weight conversion: quantize(type, Float32Array, rows, cols) / dequantize(type, Uint8Array, rows, cols) ----
 
@@ -806,6 +1177,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantize", Napi::Function::New<Convert<ConvertWorker::Direction::kQuantize>>(env));
   exports.Set("dequantize", Napi::Function::New<Convert<ConvertWorker::Direction::kDequantize>>(env));
   exports.Set("typeInfo", Napi::Function::New<TypeInfo>(env));
+  exports.Set("pageIn", Napi::Function::New<PageIn>(env));
   return exports;
 }
 
