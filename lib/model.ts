@@ -13,15 +13,15 @@ import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
-import { cudaInfo, Engine, type EngineContext, physicalCores } from "./native/engine";
+import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
 import { resolveSampling, Sampler } from "./sampling/sampler";
 import { loadTokenizer } from "./tokenizer";
 import type { TokenizeOptions, Tokenizer } from "./tokenizer/types";
 
+/** How far loadModel has read the weights: the bytes of tensor data read from disk so far, of all of them. */
 export interface LoadProgress {
-  stage: "parse" | "tokenizer" | "weights" | "ready";
-  /** 0..1 over the whole load. */
-  progress: number;
+  loadedBytes: number;
+  totalBytes: number;
 }
 
 export interface LoadModelOptions {
@@ -41,6 +41,11 @@ export interface LoadModelOptions {
   device?: "cuda" | "cpu" | "auto";
   /** The CUDA device index for device "cuda" or "auto". Default 0. */
   gpu?: number;
+  /**
+   * Called as the weights are read: first with loadedBytes 0, then with strictly rising counts, last with the total.
+   * With it, loadModel reads all the tensor data into memory before it resolves (the work the first generation, or
+   * the GPU upload, would otherwise do); without it, the mapped weights are read on first use.
+   */
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -100,13 +105,12 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   checkPositiveInteger("threads", options.threads);
   const device = resolveDevice(options.device, options.gpu);
   checkPositiveInteger("contextSize", options.contextSize);
-  const report = options.onProgress ?? (() => {});
+  const { onProgress } = options;
+  if (onProgress !== undefined && typeof onProgress !== "function") throw new InvalidArgumentError("onProgress must be a function");
 
   // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
   path = await resolveModelPath(path, { offline: options.offline });
-  report({ stage: "parse", progress: 0 });
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
-  report({ stage: "tokenizer", progress: 0.3 });
   if (!desc.tokenizer) {
     throw new InvalidArgumentError(
       `no tokenizer found for ${path}: pass { tokenizer: "path/to/tokenizer" } (llama2.c tokenizer.bin, tokenizer.model or tokenizer.json)`,
@@ -119,11 +123,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     );
   }
   const chatTemplate = loadChatTemplate(desc, tokenizer);
-  report({ stage: "weights", progress: 0.6 });
+  if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
   const engine = Engine.open(desc, threads, device);
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
-  report({ stage: "ready", progress: 1 });
   return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
 }
 

@@ -56,6 +56,10 @@ test("pull fetches into the cache, ls lists it, rm removes it; exit codes say ho
   assert.equal(pulled.stdout, `hf:acme/tiny/model.gguf: 600.0 kB at ${file}\n`);
   assert.equal(pulled.stderr, "", "no progress bar when stderr is not a terminal");
 
+  const pulledJson = await cli(["pull", "hf:acme/tiny/model.gguf", "--json"]);
+  assert.equal(pulledJson.status, 0, pulledJson.stderr);
+  assert.deepEqual(JSON.parse(pulledJson.stdout), { spec: "hf:acme/tiny/model.gguf", path: file, files: 1, bytes: 600_000, complete: true });
+
   const listed = await cli(["ls"]);
   assert.equal(listed.status, 0);
   assert.match(listed.stdout, /^MODEL +SIZE +FILES +PATH\nhf:acme\/tiny\/model\.gguf +600\.0 kB +1 +\S+model\.gguf\n$/);

@@ -2,10 +2,12 @@
 // What a user gets from npm: the packed tarball installed into a fresh project outside this repository (so none of
 // its node_modules can be borrowed), once with a prebuilt binary inside (no compiler used) and once forced to build
 // from source with cmake-js; each install then generates text. Dependencies come from the npm registry.
-// The prebuild and the source build are CPU-only (LLAMA_NAPI_CUDA=0) to keep the run short.
+// The prebuild and the source build are CPU-only (LLAMA_NAPI_CUDA=0) to keep the run short; a stand-in for the
+// CUDA prebuild (a file that is no shared library) checks that prebuilds/*/cuda/ is packed and that the installed
+// package, told a GPU is present, survives it.
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
-const { execFileSync } = require("node:child_process");
+const { execFileSync, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
@@ -22,17 +24,21 @@ function sh(cmd, args, options) {
   return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20, ...options });
 }
 
-/** Greedy text from the installed package, run from inside the project. */
-function generate(project) {
+/** Greedy text from the installed package, run from inside the project: the text, the files used, the warnings. */
+function generate(project, env = process.env) {
   const script = `
+    const path = require("node:path");
     const { loadModel } = require("llama-napi");
+    const { loadedBinary } = require(path.join(path.dirname(require.resolve("llama-napi")), "native", "binding.js"));
     (async () => {
       const model = await loadModel(${JSON.stringify(MODEL)});
       const r = await model.complete("Once upon a time", { temperature: 0, maxTokens: 16 });
-      console.log(JSON.stringify({ text: r.text, binary: require.resolve("llama-napi") }));
+      console.log(JSON.stringify({ text: r.text, binary: require.resolve("llama-napi"), native: loadedBinary().path }));
       await model.dispose();
     })();`;
-  return JSON.parse(sh(process.execPath, ["-e", script], { cwd: project }));
+  const child = spawnSync(process.execPath, ["-e", script], { cwd: project, env, encoding: "utf8" });
+  assert.equal(child.status, 0, child.stderr);
+  return { ...JSON.parse(child.stdout), stderr: child.stderr };
 }
 
 function freshProject(name) {
@@ -65,18 +71,30 @@ test("installed with a prebuilt binary: no compilation, and it generates", () =>
   const pkg = path.join(unpacked, "package");
   fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(pkg, "node_modules"), "dir");
   sh(NPM, ["run", "prebuild"], { cwd: pkg, env: CPU_ONLY });
-  const prebuilds = fs.readdirSync(path.join(pkg, "prebuilds", `${process.platform}-${process.arch}`));
-  assert.deepEqual(prebuilds, ["llama-napi.napi.glibc.node"], "the prebuildify layout node-gyp-build reads");
+  const platformDir = path.join(pkg, "prebuilds", `${process.platform}-${process.arch}`);
+  assert.deepEqual(fs.readdirSync(platformDir), ["llama-napi.napi.glibc.node"], "the prebuildify layout node-gyp-build reads");
+  fs.mkdirSync(path.join(platformDir, "cuda"));
+  fs.writeFileSync(path.join(platformDir, "cuda", "llama-napi.napi.glibc.node"), "not a shared library\n");
   fs.unlinkSync(path.join(pkg, "node_modules"));
   const withPrebuild = JSON.parse(sh(NPM, ["pack", "--json", "--ignore-scripts", "--pack-destination", work], { cwd: pkg }));
+  const packed = withPrebuild[0].files.map((f) => f.path);
+  assert.ok(packed.includes(`prebuilds/${process.platform}-${process.arch}/cuda/llama-napi.napi.glibc.node`), "the CUDA prebuild is packed");
 
   const project = freshProject("uses-prebuild");
   const log = sh(NPM, ["install", "--no-audit", "--no-fund", "--foreground-scripts", path.join(work, withPrebuild[0].filename)], { cwd: project });
   assert.match(log, /using the prebuilt binary/);
   assert.ok(!fs.existsSync(path.join(project, "node_modules", "llama-napi", "build")), "nothing was compiled");
-  const out = generate(project);
+  const out = generate(project, CPU_ONLY);
   assert.ok(out.binary.startsWith(project));
   assert.ok(out.text.length > 20, out.text);
+  const cpuPrebuild = path.join(project, "node_modules", "llama-napi", "prebuilds", `${process.platform}-${process.arch}`, "llama-napi.napi.glibc.node");
+  assert.equal(out.native, cpuPrebuild);
+  assert.equal(out.stderr, "");
+  // Told a GPU is present, the package checks the CUDA prebuild, which fails: a warning, and the CPU prebuild.
+  const withGpu = generate(project, { ...process.env, LLAMA_NAPI_CUDA: "1" });
+  assert.match(withGpu.stderr, /\[LLAMA_NAPI_CUDA_FALLBACK\] Warning: the CUDA binary .*cuda\/llama-napi\.napi\.glibc\.node cannot be used/);
+  assert.equal(withGpu.native, cpuPrebuild);
+  assert.equal(withGpu.text, out.text);
 });
 
 test("installed from source (LLAMA_NAPI_BUILD_FROM_SOURCE=1): cmake-js compiles it, and it generates the same text", () => {

@@ -8,9 +8,9 @@ import { execFile } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { parseModel } from "../formats/detect";
-import { loadModel } from "../model";
 import { cpuFeatures } from "../native/engine";
 import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION } from "./args";
+import { loadModelWithProgress } from "./model-download";
 
 export const benchCommand: CommandSpec = {
   name: "bench",
@@ -89,7 +89,7 @@ export async function benchModel(
   modelPath: string,
   opts: { threads?: number; pp: number; tg: number; repetitions: number; tokenizer?: string },
 ): Promise<BenchRow[]> {
-  const model = await loadModel(modelPath, {
+  const model = await loadModelWithProgress(modelPath, {
     threads: opts.threads,
     tokenizer: opts.tokenizer,
     contextSize: Math.max(opts.pp, opts.tg + 1, 16),

@@ -1,12 +1,13 @@
 /**
  * `llama-napi chat`: an interactive conversation in a chat session (the KV cache is kept between turns).
  * Multi-line input: end a line with "\" to continue it, or wrap a block in lines of """. Ctrl-C stops the
- * answer being written; a second Ctrl-C at the prompt exits.
+ * answer being written; a second Ctrl-C at the prompt exits. With --json (for scripts feeding stdin), each answer
+ * is one JSON line on stdout and nothing else is written there.
  */
 import readline from "node:readline";
 import type { ChatSession } from "../generation/session";
-import { loadModel } from "../model";
 import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { loadModelWithProgress } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
 
 export const chatCommand: CommandSpec = {
@@ -21,6 +22,7 @@ export const chatCommand: CommandSpec = {
     ...SAMPLING_OPTIONS,
     threads: THREADS_OPTION,
     "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
+    json: { type: "boolean", description: "One JSON line per answer (text, tokens, finishReason, stats); no prompts, messages to stderr" },
   },
 };
 
@@ -83,13 +85,18 @@ export async function chat(argv: string[]): Promise<number> {
   const o = parseCommand(chatCommand, argv);
   if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi chat --help)");
   const options = generateOptions(o);
-  const model = await loadModel(o.model, {
+  const json = o.json === true;
+  // What is meant for a person: in JSON mode stdout carries the answers alone.
+  const say = (text: string) => (json ? process.stderr : process.stdout).write(text);
+  const model = await loadModelWithProgress(o.model, {
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
   });
   let session: ChatSession | undefined;
-  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const rl = json
+    ? readline.createInterface({ input: process.stdin, terminal: false })
+    : readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
   let answering: AbortController | undefined;
   let exitArmed = false;
   // Ctrl-C: stop the answer being written; at the prompt, arm exit, and exit on the second press.
@@ -100,7 +107,7 @@ export async function chat(argv: string[]): Promise<number> {
       rl.close();
     } else {
       exitArmed = true;
-      process.stdout.write("\n(press Ctrl-C again to exit)\n");
+      say("\n(press Ctrl-C again to exit)\n");
       rl.prompt();
     }
   };
@@ -112,7 +119,7 @@ export async function chat(argv: string[]): Promise<number> {
       restore: o.restore as string | undefined,
       contextOverflow: "truncate-middle", // a long chat drops its middle rather than ending
     });
-    if (process.stdin.isTTY) process.stdout.write(HELP);
+    if (process.stdin.isTTY && !json) process.stdout.write(HELP);
     const reader = new MessageReader(rl);
     for (;;) {
       const message = await reader.read();
@@ -121,20 +128,20 @@ export async function chat(argv: string[]): Promise<number> {
       const command = message.trim();
       if (command === "/exit" || command === "/quit") break;
       if (command === "/help") {
-        process.stdout.write(HELP);
+        say(HELP);
         continue;
       }
       if (command === "/reset") {
         session.reset();
-        process.stdout.write("(conversation reset)\n");
+        say("(conversation reset)\n");
         continue;
       }
       if (command.startsWith("/save")) {
         const file = command.slice("/save".length).trim();
-        if (!file) process.stdout.write("usage: /save FILE\n");
+        if (!file) say("usage: /save FILE\n");
         else {
           await session.save(file);
-          process.stdout.write(`(saved to ${file})\n`);
+          say(`(saved to ${file})\n`);
         }
         continue;
       }
@@ -142,6 +149,10 @@ export async function chat(argv: string[]): Promise<number> {
       answering = new AbortController();
       try {
         const stream = session.prompt(message, { ...options, signal: answering.signal });
+        if (json) {
+          process.stdout.write(`${JSON.stringify(await stream)}\n`);
+          continue;
+        }
         const it = stream[Symbol.asyncIterator]();
         for (;;) {
           const step = await it.next();

@@ -18,6 +18,7 @@ export const convertCommand: CommandSpec = {
     type: { type: "string", placeholder: "TYPE", description: `Weight type: ${QUANTIZE_TYPES.join(", ")} (default: the input's, f16 for a quantized input)` },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
+    json: { type: "boolean", description: "Print a summary as one JSON object, as quantize --json does" },
   },
 };
 
@@ -35,6 +36,7 @@ export async function convert(argv: string[]): Promise<number> {
   const passOn = [
     ...(o.threads !== undefined ? ["--threads", String(o.threads)] : []),
     ...(tokenizer !== undefined ? ["--tokenizer", tokenizer] : []),
+    ...(o.json ? ["--json"] : []),
   ];
   return quantizeMain([input, o.output as string, "--type", type, ...passOn]);
 }

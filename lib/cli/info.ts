@@ -45,7 +45,8 @@ function kvCacheBytes(info: ModelInfo): number {
 
 async function describe(path: string, options: { contextSize?: number; tokenizer?: string; tensors: boolean }): Promise<ModelReport> {
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
-  const model = await loadModel(path, { threads: 1, contextSize: options.contextSize, tokenizer: options.tokenizer });
+  // On the CPU: the weights stay mapped and unread (on a GPU they would be uploaded, for nothing).
+  const model = await loadModel(path, { threads: 1, device: "cpu", contextSize: options.contextSize, tokenizer: options.tokenizer });
   try {
     const { info } = model;
     const tensorTypes: Partial<Record<TensorType, number>> = {};

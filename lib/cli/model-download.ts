@@ -1,6 +1,11 @@
-/** How the commands fetch models from the Hub: the --offline option, a download progress bar, sizes for people. */
+/**
+ * How the commands get models: the --offline option, a download progress bar, a load progress bar, sizes for
+ * people.
+ */
+import { basename } from "node:path";
 import { performance } from "node:perf_hooks";
 import { type DownloadProgress, resolveModelPath } from "../hub";
+import { type LlamaModel, loadModel, type LoadModelOptions } from "../model";
 import type { OptionSpec } from "./args";
 import { ProgressBar } from "./progress-bar";
 
@@ -27,7 +32,7 @@ function formatDuration(seconds: number): string {
 
 /** A download's bar on stderr (bytes, rate, time left) when it is a terminal; silent otherwise. */
 export function downloadProgressBar(): { onProgress: (p: DownloadProgress) => void; finish: () => void } {
-  const bar = new ProgressBar();
+  const bar = new ProgressBar(formatBytes);
   let start: { bytes: number; at: number } | undefined;
   let drawnAt = -Infinity;
   return {
@@ -53,5 +58,20 @@ export async function resolveModel(spec: string, offline: boolean | undefined): 
     return await resolveModelPath(spec, { offline, onProgress: progress.onProgress });
   } finally {
     progress.finish();
+  }
+}
+
+/**
+ * loadModel with a bar on stderr of the weights being read, when stderr is a terminal. Elsewhere no onProgress is
+ * passed, so the weights are read on first use as in any library load, and nothing is printed.
+ */
+export async function loadModelWithProgress(path: string, options: LoadModelOptions): Promise<LlamaModel> {
+  if (!process.stderr.isTTY) return loadModel(path, options);
+  const bar = new ProgressBar(formatBytes);
+  const label = `loading ${basename(path)}`;
+  try {
+    return await loadModel(path, { ...options, onProgress: (p) => bar.update(p.loadedBytes, p.totalBytes, label, p.loadedBytes) });
+  } finally {
+    bar.finish();
   }
 }

@@ -6,8 +6,9 @@ import { readFile } from "node:fs/promises";
 import { InvalidArgumentError } from "../errors";
 import { perplexity, type PerplexityResult } from "../eval/perplexity";
 import { windowLength } from "../eval/windows";
-import { loadModel, type LlamaModel } from "../model";
+import type { LlamaModel } from "../model";
 import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
+import { loadModelWithProgress } from "./model-download";
 import { ProgressBar } from "./progress-bar";
 
 export const perplexityCommand: CommandSpec = {
@@ -57,7 +58,7 @@ export async function perplexityMain(argv: string[]): Promise<number> {
   }
   const llamaCppWindows = o["llama-cpp-windows"] === true;
   const load = (path: string) =>
-    loadModel(path, {
+    loadModelWithProgress(path, {
       threads: o.threads as number | undefined,
       contextSize: windowLength(contextSize, llamaCppWindows ? "llama-cpp" : "all"),
       tokenizer: o.tokenizer as string | undefined,

@@ -7,7 +7,11 @@ export class ProgressBar {
   private readonly start = performance.now();
   private drawn = false;
 
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {}
+  /** formatCount shows `done` and `total` (e.g. as bytes); default: the plain number. */
+  constructor(
+    private readonly formatCount: (n: number) => string = String,
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {}
 
   /** Draws `done`/`total` with a label and, given bytes processed so far, the throughput in MB/s. */
   update(done: number, total: number, label: string, bytes?: number): void {
@@ -15,7 +19,7 @@ export class ProgressBar {
     const filled = Math.round((WIDTH * done) / Math.max(total, 1));
     const seconds = (performance.now() - this.start) / 1000;
     const rate = bytes !== undefined && seconds > 0 ? ` ${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : "";
-    const line = `[${"#".repeat(filled)}${" ".repeat(WIDTH - filled)}] ${done}/${total}${rate} ${label}`;
+    const line = `[${"#".repeat(filled)}${" ".repeat(WIDTH - filled)}] ${this.formatCount(done)}/${this.formatCount(total)}${rate} ${label}`;
     this.stream.write(`\r\x1b[2K${line.slice(0, (this.stream.columns ?? 100) - 1)}`);
     this.drawn = true;
   }

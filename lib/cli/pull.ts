@@ -8,13 +8,19 @@ export const pullCommand: CommandSpec = {
   summary: "Download a model from the Hugging Face Hub or a URL into the cache, or bring a cached one up to date.",
   usage: "llama-napi pull hf:OWNER/REPO[@REVISION][/PATH] | URL",
   positionals: ["model"],
-  options: {},
+  options: {
+    json: { type: "boolean", description: "Print one JSON object: spec, path, files, bytes, complete" },
+  },
 };
 
 export async function pull(argv: string[]): Promise<number> {
   const o = parseCommand(pullCommand, argv);
   const progress = downloadProgressBar();
   const model = await pullModel(o.model as string, { onProgress: progress.onProgress }).finally(progress.finish);
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(model)}\n`);
+    return 0;
+  }
   const files = model.files > 1 ? ` in ${model.files} files` : "";
   process.stdout.write(`${model.spec}: ${formatBytes(model.bytes)}${files} at ${model.path}\n`);
   return 0;

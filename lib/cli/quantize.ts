@@ -1,6 +1,6 @@
 /** `llama-napi quantize IN OUT --type T [--mix q4_K_M]`: converts a model to a GGUF file of the given weight type. */
 import { quantize } from "../quantize/quantize";
-import { QUANTIZE_MIXES, QUANTIZE_TYPES } from "../quantize/tensor-types";
+import { QUANTIZE_MIXES, QUANTIZE_TYPES, type QuantizeMix, type QuantizeType } from "../quantize/tensor-types";
 import { type CommandSpec, parseCommand, UsageError, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
 import { ProgressBar } from "./progress-bar";
 
@@ -15,8 +15,23 @@ export const quantizeCommand: CommandSpec = {
     mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type q4_K)` },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
+    json: { type: "boolean", description: "Print a summary as one JSON object (path, type, tensor types, bytes, notices)" },
   },
 };
+
+/** What quantize and convert print with --json. */
+export interface QuantizeSummary {
+  path: string;
+  type: QuantizeType;
+  mix?: QuantizeMix;
+  /** llama.cpp's general.file_type. */
+  fileType: number;
+  tensors: number;
+  /** How many tensors have each type. */
+  tensorTypes: Record<string, number>;
+  bytesWritten: number;
+  notices: string[];
+}
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
   if (value !== undefined && !(allowed as readonly string[]).includes(value)) {
@@ -42,10 +57,16 @@ export async function quantizeMain(argv: string[]): Promise<number> {
     tokenizer: o.tokenizer as string | undefined,
     onProgress: (p) => bar.update(p.tensorsDone, p.tensorsTotal, p.tensor, p.bytesRead),
   }).finally(() => bar.finish());
+  const tensorTypes: Record<string, number> = {};
+  for (const t of result.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
+  if (o.json) {
+    const { path, fileType, bytesWritten, notices } = result;
+    const summary: QuantizeSummary = { path, type, mix, fileType, tensors: result.tensors.length, tensorTypes, bytesWritten, notices };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return 0;
+  }
   for (const notice of result.notices) process.stderr.write(`notice: ${notice}\n`);
-  const counts = new Map<string, number>();
-  for (const t of result.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
-  const summary = [...counts].map(([t, n]) => `${t} × ${n}`).join(", ");
-  process.stdout.write(`wrote ${result.path}: ${result.tensors.length} tensors (${summary}), ${(result.bytesWritten / 1e6).toFixed(1)} MB of weights\n`);
+  const types = Object.entries(tensorTypes).map(([t, n]) => `${t} × ${n}`).join(", ");
+  process.stdout.write(`wrote ${result.path}: ${result.tensors.length} tensors (${types}), ${(result.bytesWritten / 1e6).toFixed(1)} MB of weights\n`);
   return 0;
 }

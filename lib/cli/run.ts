@@ -1,8 +1,7 @@
-/** `llama-napi run`: stream a completion to stdout, speed figures to stderr. */
+/** `llama-napi run`: stream a completion to stdout, speed figures to stderr; or, with --json, one JSON object. */
 import { DownloadError } from "../hub";
-import { loadModel } from "../model";
 import { type CommandSpec, parseCommand, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
-import { OFFLINE_OPTION, resolveModel } from "./model-download";
+import { loadModelWithProgress, OFFLINE_OPTION, resolveModel } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
 
 /**
@@ -24,6 +23,7 @@ export const runCommand: CommandSpec = {
     temperature: { ...SAMPLING_OPTIONS.temperature, short: "t" },
     threads: { ...THREADS_OPTION, short: undefined }, // -t is --temperature here
     "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
+    json: { type: "boolean", description: "Print one JSON object at the end (text, tokens, finishReason, stats) instead of streaming" },
   },
 };
 
@@ -37,7 +37,7 @@ export async function run(argv: string[]): Promise<number> {
       { status: err.status, cause: err },
     );
   });
-  const model = await loadModel(path, {
+  const model = await loadModelWithProgress(path, {
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
@@ -47,6 +47,11 @@ export async function run(argv: string[]): Promise<number> {
   process.once("SIGINT", onSigint);
   try {
     const prompt = (o.prompt as string | undefined) ?? "";
+    if (o.json) {
+      const completion = await model.complete(prompt, { ...generateOptions(o), signal: abort.signal });
+      process.stdout.write(`${JSON.stringify(completion)}\n`);
+      return 0;
+    }
     process.stdout.write(prompt);
     const it = model.generate(prompt, { ...generateOptions(o), signal: abort.signal });
     for (;;) {

@@ -1,9 +1,9 @@
 /** `llama-napi serve`: the OpenAI-compatible HTTP server, until SIGINT or SIGTERM. */
 import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
-import { loadModel } from "../model";
 import { createServer, type LlamaServer } from "../server";
 import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { loadModelWithProgress } from "./model-download";
 
 export const serveCommand: CommandSpec = {
   name: "serve",
@@ -31,7 +31,7 @@ export async function serve(argv: string[]): Promise<number> {
   const port = (o.port as number | undefined) ?? 8080;
   if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535] (got ${port})`);
 
-  const model = await loadModel(o.model, {
+  const model = await loadModelWithProgress(o.model, {
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
