@@ -162,7 +162,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
   } finally {
     // The engine may be running the step after the last token ahead: the context is the sequence's again (for
     // the next turn, a fork or a save) once that pass is over.
-    if (decodeOptions.speculate) await context.settled();
+    if (decodeOptions.speculate) await req.scheduler.finish(context);
   }
   return {
     text,

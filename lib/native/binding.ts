@@ -119,6 +119,8 @@ export interface NativeModel {
    * for all their tokens, attention per sequence. Each result equals what decode() on that context alone gives.
    */
   decodeBatch(entries: NativeBatchEntry[]): Promise<NativeDecodeResult[]>;
+  /** Every look-ahead chain (NativeDecodeOptions.speculate) stops after its current pass. */
+  stopLookAhead(): void;
   /** Unmaps the weights; the model's contexts must be closed first. Idempotent. */
   close(): void;
 }

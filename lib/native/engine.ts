@@ -238,6 +238,11 @@ export class Engine {
     return result;
   }
 
+  /** Ends every look-ahead chain after its current pass (see NativeDecodeOptions.speculate). */
+  stopLookAhead(): void {
+    this.native.stopLookAhead();
+  }
+
   /** Where the weights live and the forward passes run. */
   get device(): NativeDevice {
     return this.native.device;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -170,12 +172,18 @@ struct ModelState {
 
   // Forward passes run one at a time: the engine's thread pool and scratch belong to the model.
   std::mutex pass_mutex;
-  // Guards every context's Speculation and the workers' records of finished look-ahead steps.
+  // Guards every context's Speculation and the workers' records of finished look-ahead steps; the condition
+  // wakes a chain waiting for claims (a claim, an abandon, a stop).
   std::mutex speculation_mutex;
+  std::condition_variable speculation_cv;
   // Chains numbered up to this stop after their current pass: a pass that is not a look-ahead is waiting.
   std::atomic<uint64_t> stop_chains_upto{0};
 
-  void StopChains() { stop_chains_upto.store(chains_started); }
+  void StopChains() {
+    std::lock_guard<std::mutex> lock(speculation_mutex);
+    stop_chains_upto.store(chains_started);
+    speculation_cv.notify_all();
+  }
 
   void ReleaseIfIdle() {
     if (closed && in_flight == 0 && model) {
@@ -375,56 +383,65 @@ class DecodeWorker : public Napi::AsyncProgressQueueWorker<char> {
     std::vector<DecodeItem*> chain;
     for (DecodeItem& item : items_) chain.push_back(&item);
     if (!Pass(chain)) return;
+    chain.clear();
     {
+      // The next steps are announced before this pass's results reach JavaScript, so its claims find them.
       std::lock_guard<std::mutex> lock(model_->speculation_mutex);
       for (DecodeItem& item : items_) first_.push_back(item.result);
       first_ready_ = true;
-      chain.clear();
-      for (DecodeItem& item : items_) (item.CanLookAhead() ? chain : released_).push_back(&item);
+      for (DecodeItem& item : items_) {
+        if (item.CanLookAhead() && !Stopped()) {
+          StartStep(&item);
+          chain.push_back(&item);
+        } else {
+          released_.push_back(&item);
+        }
+      }
     }
     const char step = 0;
     progress.Send(&step, 1);
     while (!chain.empty()) {
-      {
-        std::lock_guard<std::mutex> lock(model_->speculation_mutex);
-        if (model_->stop_chains_upto.load() >= chain_id_) break;
-        for (DecodeItem* item : chain) {
-          Speculation& spec = item->context->spec;
-          spec = Speculation{};
-          spec.state = Speculation::State::kRunning;
-          spec.token = item->result.top[0];
-          spec.pos = item->pos + (int)item->tokens.size();
-          spec.wanted = item->wanted;
-          spec.top_k = item->top_k;
-          item->tokens.assign(1, spec.token);
-          item->pos = spec.pos;
-        }
-      }
       llm_error err{};
       std::string alloc_error;
+      const auto start = std::chrono::steady_clock::now();
       const bool ok = RunPass(*model_, chain, &err, &alloc_error);
       std::vector<DecodeItem*> next;
       {
-        std::lock_guard<std::mutex> lock(model_->speculation_mutex);
+        std::unique_lock<std::mutex> lock(model_->speculation_mutex);
+        // JavaScript has usually asked for these steps while the pass ran; when it is late (a pass shorter than
+        // its turn, a busy machine), wait a little rather than drop the chain.
+        const auto patience = std::min(2 * (std::chrono::steady_clock::now() - start) + std::chrono::milliseconds(1),
+                                       std::chrono::steady_clock::duration(std::chrono::milliseconds(50)));
+        model_->speculation_cv.wait_for(lock, patience, [&] {
+          if (Stopped()) return true;
+          for (DecodeItem* item : chain)
+            if (!item->context->spec.claimed && !item->context->spec.abandoned) return false;
+          return true;
+        });
         for (DecodeItem* item : chain) {
           Speculation& spec = item->context->spec;
           if (spec.claimed) {
-            deliveries_.push_back({item->context, item->wanted, item->top_k, ok, item->result, ok ? "" : alloc_error.empty() ? err.message : alloc_error,
+            deliveries_.push_back({item->context, item->wanted, item->top_k, ok, item->result,
+                                   ok ? "" : alloc_error.empty() ? err.message : alloc_error,
                                    alloc_error.empty() ? err.kind : LLM_ERR_SYSTEM});
-            spec.state = Speculation::State::kNone;
-            (ok && !spec.abandoned && item->CanLookAhead() ? next : released_).push_back(item);
+            if (ok && !spec.abandoned && item->CanLookAhead() && !Stopped()) {
+              StartStep(item);
+              next.push_back(item);
+              continue;
+            }
+            spec = Speculation{};
+          } else if (ok && !spec.abandoned) {
+            spec.state = Speculation::State::kDone;
+            spec.result = item->result;
           } else {
-            spec.state = ok && !spec.abandoned ? Speculation::State::kDone : Speculation::State::kNone;
-            if (spec.state == Speculation::State::kDone) spec.result = item->result;
-            released_.push_back(item);
+            spec = Speculation{};
           }
+          released_.push_back(item);
         }
       }
       progress.Send(&step, 1);
       chain = std::move(next);
     }
-    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
-    for (DecodeItem* item : chain) released_.push_back(item);
   }
 
   void OnProgress(const char*, size_t) override { Flush(); }
@@ -452,6 +469,21 @@ class DecodeWorker : public Napi::AsyncProgressQueueWorker<char> {
     std::string error;
     llm_error_kind error_kind;
   };
+
+  bool Stopped() const { return model_->stop_chains_upto.load() >= chain_id_; }
+
+  // The look-ahead step after an item's last pass: its argmax at the next position (under speculation_mutex).
+  static void StartStep(DecodeItem* item) {
+    Speculation& spec = item->context->spec;
+    spec = Speculation{};
+    spec.state = Speculation::State::kRunning;
+    spec.token = item->result.top[0];
+    spec.pos = item->pos + (int)item->tokens.size();
+    spec.wanted = item->wanted;
+    spec.top_k = item->top_k;
+    item->tokens.assign(1, spec.token);
+    item->pos = spec.pos;
+  }
 
   bool Pass(const std::vector<DecodeItem*>& items) {
     llm_error err{};
@@ -607,7 +639,8 @@ class Model : public Napi::ObjectWrap<Model> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Model",
                        {InstanceMethod<&Model::CreateContext>("createContext"),
-                        InstanceMethod<&Model::DecodeBatch>("decodeBatch"), InstanceMethod<&Model::Close>("close"),
+                        InstanceMethod<&Model::DecodeBatch>("decodeBatch"),
+                        InstanceMethod<&Model::StopLookAhead>("stopLookAhead"), InstanceMethod<&Model::Close>("close"),
                         InstanceAccessor<&Model::Device>("device")});
   }
 
@@ -644,6 +677,9 @@ class Model : public Napi::ObjectWrap<Model> {
  private:
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   Napi::Value DecodeBatch(const Napi::CallbackInfo& info);
+
+  // stopLookAhead(): every look-ahead chain stops after its current pass (a decode of another kind is waiting).
+  void StopLookAhead(const Napi::CallbackInfo&) { state_->StopChains(); }
 
   void Close(const Napi::CallbackInfo&) {
     state_->closed = true;
@@ -820,12 +856,14 @@ class Context : public Napi::ObjectWrap<Context> {
     if (!match) {
       if (spec.state == Speculation::State::kRunning) spec.abandoned = true;
       else spec = Speculation{};
+      model_->speculation_cv.notify_all();
       return env.Undefined();
     }
     Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
     if (spec.state == Speculation::State::kRunning) {
       spec.claimed = true;
       state_->claims.push_back(deferred);
+      model_->speculation_cv.notify_all();
     } else {
       deferred.Resolve(ResultObject(env, spec.wanted, spec.top_k, spec.result));
       spec = Speculation{};
@@ -848,6 +886,7 @@ class Context : public Napi::ObjectWrap<Context> {
     std::lock_guard<std::mutex> lock(model_->speculation_mutex);
     if (state_->spec.state == Speculation::State::kRunning) state_->spec.abandoned = true;
     else state_->spec = Speculation{};
+    model_->speculation_cv.notify_all();
   }
 
   void Close(const Napi::CallbackInfo&) {
