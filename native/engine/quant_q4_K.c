@@ -384,42 +384,59 @@ LLM_TARGET_AVX512 static void gemm_q4_K(int64_t cols, const void *panel, const v
 
 /* Decode: per super-block and row the exact integers I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x), 4
  * rows folded into the lanes of one vector each, then the panel's float steps lane by lane (batch == decode,
- * bit for bit). */
+ * bit for bit). The integer products run two rows per zmm (row 2p in the low half, 2p + 1 in the high half,
+ * the activations broadcast to both), so each unpack, maddubs and madd serves two rows. */
 LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, float *out,
                                         const int ROWS) {
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
   __m128 acc = _mm_setzero_ps();
   for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
     const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)x + b;
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
-    __m256i sumi[4], mins[4];
+    const struct block_q4_K *wb[4] = { NULL, NULL, NULL, NULL };
+    __m256i scales16[4], mins[4], sumi[4];
     uint16_t wd[4] = { 0, 0, 0, 0 }, wdmin[4] = { 0, 0, 0, 0 };
     for (int i = 0; i < 4; i++) {
       if (i >= ROWS) {
-        sumi[i] = mins[i] = _mm256_setzero_si256();
+        scales16[i] = mins[i] = _mm256_setzero_si256();
         continue;
       }
-      const struct block_q4_K *wb = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
-      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
-      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 64, _MM_HINT_T0);
-      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 128, _MM_HINT_T0);
+      wb[i] = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
+      _mm_prefetch((const char *)(wb[i] + PREFETCH_BLOCKS), _MM_HINT_T0);
+      _mm_prefetch((const char *)(wb[i] + PREFETCH_BLOCKS) + 64, _MM_HINT_T0);
+      _mm_prefetch((const char *)(wb[i] + PREFETCH_BLOCKS) + 128, _MM_HINT_T0);
       uint8_t sm[16];
-      unpack_scales_mins(wb->scales, sm);
-      wd[i] = wb->d;
-      wdmin[i] = wb->dmin;
+      unpack_scales_mins(wb[i]->scales, sm);
+      wd[i] = wb[i]->d;
+      wdmin[i] = wb[i]->dmin;
       const __m128i scales_mins = _mm_loadu_si128((const __m128i *)sm);
       const __m128i min_bytes = _mm_srli_si128(scales_mins, 8);
       mins[i] = _mm256_madd_epi16(bsums, _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(min_bytes, min_bytes)));
-      const __m256i scales16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
-      __m256i sum = _mm256_setzero_si256();
-      for (int k = 0; k < 4; k++) {
-        const struct q4_K_quarter q = unpack_q4_K_quarter(wb->qs, scales16, k);
-        const __m256i lo = q.lo, hi = q.hi, scale_lo = q.scale_lo, scale_hi = q.scale_hi;
-        const __m256i y_lo = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k));
-        const __m256i y_hi = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k + 32));
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), scale_lo));
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), scale_hi));
+      scales16[i] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
+    }
+    for (int p = 0; p < 2; p++) {
+      const int r0 = 2 * p, r1 = 2 * p + 1;
+      if (r0 >= ROWS) {
+        sumi[r0] = sumi[r1] = _mm256_setzero_si256();
+        continue;
       }
-      sumi[i] = sum;
+      const __m512i scales = _mm512_inserti64x4(_mm512_castsi256_si512(scales16[r0]), scales16[r1], 1);
+      __m512i sum = _mm512_setzero_si512();
+      for (int k = 0; k < 4; k++) {
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)(wb[r0]->qs + 32 * k));
+        const __m256i q1 = r1 < ROWS ? _mm256_loadu_si256((const __m256i *)(wb[r1]->qs + 32 * k)) : _mm256_setzero_si256();
+        const __m512i packed = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+        const __m512i lo = _mm512_and_si512(packed, low_nibbles);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
+        const __m512i scale_lo = _mm512_shuffle_epi8(scales, _mm512_set1_epi16((short)(0x0202 * (2 * k) + 0x0100)));
+        const __m512i scale_hi = _mm512_shuffle_epi8(scales, _mm512_set1_epi16((short)(0x0202 * (2 * k + 1) + 0x0100)));
+        const __m512i y_lo = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k)));
+        const __m512i y_hi = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(xb->qs + 64 * k + 32)));
+        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(_mm512_maddubs_epi16(lo, y_lo), scale_lo));
+        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(_mm512_maddubs_epi16(hi, y_hi), scale_hi));
+      }
+      sumi[r0] = _mm512_castsi512_si256(sum);
+      sumi[r1] = _mm512_extracti64x4_epi64(sum, 1);
     }
     const __m256i folded = llm_fold_4_rows(sumi[0], sumi[1], sumi[2], sumi[3]);
     const __m256i folded_mins = llm_fold_4_rows(mins[0], mins[1], mins[2], mins[3]);
