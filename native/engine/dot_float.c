@@ -168,11 +168,15 @@ LLM_AVX512_INLINE __m128 load4(const void *data, int64_t i, enum llm_type type) 
   }
 }
 
-/* The decode twin of gemm_float_tile: 4 rows at a time (4 independent chains), one token. */
+/* Rows of one decode step that run side by side: each row is one chain of dependent FMAs (the panel's order),
+ * so it takes 8 chains to cover the FMA latency on both ports. */
+#define FLOAT_DECODE_ROWS 8
+
+/* The decode twin of gemm_float_tile: up to FLOAT_DECODE_ROWS rows at a time (independent chains), one token. */
 LLM_AVX512_INLINE void rows_float(enum llm_type type, int64_t cols, const void *w, size_t w_stride, const float *x,
                                   float *out, const int ROWS) {
   const int64_t elem_size = type == LLM_F32 ? 4 : 2;
-  __m128 acc[4];
+  __m128 acc[FLOAT_DECODE_ROWS];
   for (int i = 0; i < ROWS; i++) acc[i] = _mm_setzero_ps();
   int64_t c = 0;
   for (; c + 4 <= cols; c += 4) {
@@ -245,6 +249,8 @@ LLM_AVX512_INLINE void tile_float_tokens(enum llm_type type, int64_t cols, const
                                          float *out, int64_t out_stride, int n_rows, const int TOKENS) {
   int i = 0;
   if (TOKENS == 1) {
+    for (; i + FLOAT_DECODE_ROWS <= n_rows; i += FLOAT_DECODE_ROWS)
+      rows_float(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, FLOAT_DECODE_ROWS);
     for (; i + 4 <= n_rows; i += 4) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, 4);
     for (; i < n_rows; i++) rows_float(type, cols, (const char *)w + i * w_stride, w_stride, x, out + i, 1);
     return;
@@ -297,8 +303,8 @@ LLM_TARGET_AVX512 static void pack_bf16(int64_t cols, const void *w, size_t w_st
 /* Decode and small batches run the twins of gemm_float; from FLOAT_PANEL_MIN_TOKENS tokens on, packing a panel
  * pays for itself. */
 #define FLOAT_PANEL_MIN_TOKENS 9
-#define FLOAT_KERNEL(tile, pack)                                                                   \
-  { LLM_ACTIVATION_F32_INTERLEAVED, 4, FLOAT_SMALL_BATCH_TOKENS, tile, LLM_ACTIVATION_F32, LLM_PANEL_ROWS, \
+#define FLOAT_KERNEL(tile, pack)                                                                                   \
+  { LLM_ACTIVATION_F32_INTERLEAVED, FLOAT_DECODE_ROWS, FLOAT_SMALL_BATCH_TOKENS, tile, LLM_ACTIVATION_F32, LLM_PANEL_ROWS, \
     FLOAT_PANEL_MIN_TOKENS, float_panel_bytes, pack, gemm_float }
 const struct llm_dot_kernel llm_dot_f32_avx512 = FLOAT_KERNEL(tile_f32_avx512, pack_f32);
 const struct llm_dot_kernel llm_dot_f16_avx512 = FLOAT_KERNEL(tile_f16_avx512, pack_f16);
