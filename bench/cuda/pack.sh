@@ -4,7 +4,9 @@
 # -O build-cuda`), dist/ and the runtime node_modules as one tar.xz, and the chosen test models (bf16 weights as
 # byte planes, bench/cuda/planes.py). Then call the device with carry [".device", ".cudapack"] and
 # `bash bench/cuda/run.sh ...`. Usage: bench/cuda/pack.sh MODEL_SET...   (small, sotu-l2-23m, sotu-l2-23m-meta,
-# sotu-l3-26m; `small` = stories260K and the Llama 2 vocabulary that bench/random-model.js needs)
+# sotu-l3-26m; `small` = stories260K and the Llama 2 vocabulary that bench/random-model.js needs, and which
+# test/cuda.test.js reads at load). One trained set per call: `small sotu-l3-26m` is 63.2 MiB, the largest that
+# fits (then `run.sh --tests sotu-l3 --no-bench`).
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 cd "$root"

@@ -2,19 +2,22 @@
 # On the lent GPU machine, after bench/cuda/pack.sh here: unpacks .cudapack, runs the CUDA tests (the kernel tests
 # and test/cuda.test.js on the packed models), then the benchmark table: a random-weight Llama-2-7B shape per weight
 # type, written on the machine itself (GBs), tg128 and pp512 with the decode roofline. Logs and the table go to
-# $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--bench TYPES|--no-bench]
-#   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"
+# $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--no-kernel-times] [--bench TYPES|--no-bench]
+#   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"; kernel times: the products of a
+#   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 out=${OUT:-/tmp/cuda-out}
 mkdir -p "$out"
 tests=auto
+kernel_times=1
 types="q4_0 q8_0 f16 q4_K"
 while [ $# -gt 0 ]; do
   case "$1" in
     --tests) tests=$2; shift 2 ;;
     --no-tests) tests=none; shift ;;
+    --no-kernel-times) kernel_times=0; shift ;;
     --bench) types=$2; shift 2 ;;
     --no-bench) types=""; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -43,6 +46,12 @@ if [ "$tests" != none ]; then
   [ "$tests" != auto ] && pattern_args=(--test-name-pattern="$tests")
   echo "== node --test test/cuda.test.js ${pattern_args[*]} (trained models: ${LLAMA_NAPI_CUDA_TRAINED:-none})"
   node --test --test-reporter=spec "${pattern_args[@]}" test/cuda.test.js 2>&1 | tee "$out/tests.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+
+if [ "$kernel_times" = 1 ]; then
+  echo "== cuda_kernel_tests --time"
+  build/Release/cuda_kernel_tests --time 2>&1 | tee "$out/kernel-times.txt"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 

@@ -26,8 +26,10 @@ __device__ float block_reduce(float v, bool is_max, float *scratch) {
 }
 
 __global__ void __launch_bounds__(kThreads) attention_chunk_kernel(const float *q, const cuda_row *rows, int layer, int n_heads,
-                                                                   int n_kv_heads, int head_dim, int n_chunks, float *partial) {
+                                                                   int n_kv_heads, int head_dim, int n_chunks, float *partial,
+                                                                   const uint8_t *row_tiled) {
   const int row = blockIdx.x, head = blockIdx.y, chunk = blockIdx.z;
+  if (row_tiled && row_tiled[row]) return;
   const cuda_row info = rows[row];
   const int begin = chunk * ATTENTION_CHUNK, end = min(begin + ATTENTION_CHUNK, info.pos + 1);
   const int64_t index = partial_index(row, head, chunk, n_heads, n_chunks);
@@ -75,10 +77,16 @@ __global__ void __launch_bounds__(kThreads) attention_chunk_kernel(const float *
 
   const float *values = info.values + layer * info.layer_stride + kv_head * head_dim;
   float *out = partial + (int64_t)gridDim.x * n_heads * n_chunks * 2 + index * head_dim;
+  // Eight independent sums per thread, so that eight positions' values are loaded at once (one running sum: decode
+  // measured 2% slower, bench/RESULTS.md).
   for (int i = threadIdx.x; i < head_dim; i += kThreads) {
-    float acc = 0.0f;
-    for (int p = begin; p < end; p++) acc += scores[p - begin] * values[p * kv_dim + i];
-    out[i] = acc;
+    float acc[8] = {};
+    int p = begin;
+    for (; p + 8 <= end; p += 8)
+#pragma unroll
+      for (int j = 0; j < 8; j++) acc[j] += scores[p + j - begin] * values[(p + j) * kv_dim + i];
+    for (; p < end; p++) acc[0] += scores[p - begin] * values[p * kv_dim + i];
+    out[i] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   }
   if (threadIdx.x == 0) {
     stats[0] = max;
@@ -86,8 +94,11 @@ __global__ void __launch_bounds__(kThreads) attention_chunk_kernel(const float *
   }
 }
 
-__global__ void attention_merge_kernel(float *out, const float *partial, int n_rows, int n_heads, int head_dim, int n_chunks) {
+// With quantized, the rows also go out as q8_0 activations (each warp's 32 values of a step are one block).
+__global__ void attention_merge_kernel(float *out, const float *partial, int n_rows, int n_heads, int head_dim, int n_chunks,
+                                       const uint8_t *row_tiled, act_q8_0 *quantized) {
   const int row = blockIdx.x, head = blockIdx.y;
+  if (row_tiled && row_tiled[row]) return;
   const float *stats = partial + partial_index(row, head, 0, n_heads, n_chunks) * 2;
   const float *values = partial + (int64_t)n_rows * n_heads * n_chunks * 2 + partial_index(row, head, 0, n_heads, n_chunks) * head_dim;
   float max = -INFINITY;
@@ -102,6 +113,7 @@ __global__ void attention_merge_kernel(float *out, const float *partial, int n_r
     for (int c = 0; c < n_chunks; c++)
       if (stats[2 * c + 1] > 0.0f) acc += values[(int64_t)c * head_dim + i] * expf(stats[2 * c] - max);
     o[i] = acc * inv_sum;
+    if (quantized) quantize_warp_q8_0(o[i], quantized[(((int64_t)row * n_heads + head) * head_dim + i) / 32]);
   }
 }
 
@@ -112,14 +124,17 @@ size_t attention_partial_floats(int n_rows, int n_heads, int head_dim, int n_chu
 }
 
 cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, int n_rows, int layer, int n_heads,
-                             int n_kv_heads, int head_dim, int n_chunks, float *partial, cudaStream_t stream) {
+                             int n_kv_heads, int head_dim, int n_chunks, float *partial, const uint8_t *row_tiled,
+                             cudaStream_t stream, act_q8_0 *quantized) {
   if (n_rows == 0) return cudaSuccess;
   if (n_chunks < 1 || n_chunks > 65535 || n_heads > 65535 || head_dim > LLM_CUDA_MAX_HEAD_DIM) return cudaErrorInvalidValue;
+  const int merge_threads = head_dim < kThreads ? head_dim : kThreads;
+  if (quantized && (head_dim % LLM_CUDA_WARP != 0 || row_tiled)) return cudaErrorInvalidValue;
   attention_chunk_kernel<<<dim3(n_rows, n_heads, n_chunks), kThreads, 0, stream>>>(q, rows, layer, n_heads, n_kv_heads,
-                                                                                    head_dim, n_chunks, partial);
+                                                                                    head_dim, n_chunks, partial, row_tiled);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  attention_merge_kernel<<<dim3(n_rows, n_heads), head_dim < kThreads ? head_dim : kThreads, 0, stream>>>(
-      out, partial, n_rows, n_heads, head_dim, n_chunks);
+  attention_merge_kernel<<<dim3(n_rows, n_heads), merge_threads, 0, stream>>>(out, partial, n_rows, n_heads, head_dim,
+                                                                             n_chunks, row_tiled, quantized);
   return cudaGetLastError();
 }

@@ -46,6 +46,8 @@ struct pass_buffers {
   cuda_row *rows_info = nullptr;
   int32_t *logit_map = nullptr; // pass row of each logit row
   int32_t *top_ids = nullptr;   // TOP_K_DEVICE_MAX per row
+  int32_t *attn_tiles = nullptr; // the prompt attention's tiles (plan_attention_tiles): 2 per row at most
+  uint8_t *row_tiled = nullptr;  // per row: attends in a tile
 };
 
 struct cuda_backend {
@@ -63,6 +65,8 @@ struct cuda_backend {
   cuda_row *rows_host = nullptr;
   int32_t *logit_map_host = nullptr;
   int32_t *top_ids_host = nullptr;
+  int32_t *attn_tiles_host = nullptr;
+  uint8_t *row_tiled_host = nullptr;
   std::vector<decode_graph> graphs;
   bool use_graphs = true;
 };
@@ -160,7 +164,8 @@ void drop_graphs(cuda_backend *b) {
 }
 
 void free_pass_buffers(pass_buffers &p) {
-  void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.rows_info, p.logit_map, p.top_ids };
+  void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.rows_info, p.logit_map, p.top_ids,
+                  p.attn_tiles, p.row_tiled };
   for (void *ptr : all) cudaFree(ptr);
   p = pass_buffers();
 }
@@ -189,11 +194,13 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
     { (void **)&p.hb, r * c.hidden_dim * 4 },  { (void **)&p.hb2, r * c.hidden_dim * 4 },
     { (void **)&p.logits, (size_t)logit_rows * c.vocab_size * 4 },
     { (void **)&p.partial, partial_floats * 4 },
-    // q8_0 is the widest activation layout: 48 bytes per 32 values.
-    { (void **)&p.act, r * (widest / 32 + 1) * sizeof(act_q8_0) },
+    // bf16 x2 is the widest activation layout: 4 bytes per value (q8_0: 48 bytes per 32).
+    { (void **)&p.act, r * std::max(widest * 4, (widest / 32 + 1) * sizeof(act_q8_0)) },
     { (void **)&p.rows_info, r * sizeof(cuda_row) },
     { (void **)&p.logit_map, r * sizeof(int32_t) },
     { (void **)&p.top_ids, r * TOP_K_DEVICE_MAX * sizeof(int32_t) },
+    { (void **)&p.attn_tiles, r * 2 * sizeof(int32_t) },
+    { (void **)&p.row_tiled, r },
   };
   for (const auto &w : wanted) {
     if (!(*w.ptr = device_alloc(b, w.bytes, "the activations of a pass", err))) {
@@ -208,12 +215,11 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
 }
 
 // The products of one input: grouped by weight type (one launch per group), the input quantized once per
-// activation layout the groups need.
+// activation layout the groups need. `held`: the layout b->buf.act already holds x in (ACT_F32: none).
 cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float *const outs[], int n_products,
-                     const float *x, int n_tokens, matmul_mode mode) {
+                     const float *x, int n_tokens, matmul_mode mode, act_format held = ACT_F32) {
   const int64_t cols = weights[0]->cols;
   bool done[MATMUL_MAX_PRODUCTS] = {};
-  act_format held = ACT_F32; // the layout b->buf.act holds x in (ACT_F32: none yet)
   for (int i = 0; i < n_products; i++) {
     if (done[i]) continue;
     const cuda_matrix *group[MATMUL_MAX_PRODUCTS];
@@ -225,7 +231,7 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
       group_outs[n++] = outs[j];
       done[j] = true;
     }
-    const act_format format = activation_format(weights[i]->type);
+    const act_format format = matmul_activation_format(*weights[i], n_tokens);
     const void *input = x;
     if (format != ACT_F32) {
       if (format != held) LAUNCH(launch_quantize(format, x, b->buf.act, n_tokens, cols, b->stream));
@@ -238,32 +244,43 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
 }
 
 // Enqueues one pass over the rows in buf.rows_info: the Llama blocks, then the final norm and the vocabulary
-// product of the rows in buf.logit_map.
-cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks) {
+// product of the rows in buf.logit_map. n_tiles tiles in buf.attn_tiles, of n_tiled_rows rows, attend as prompts.
+cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks, int n_tiles, int n_tiled_rows) {
   const llm_config &c = b->model->config;
   pass_buffers &p = b->buf;
   cudaStream_t s = b->stream;
   LAUNCH(launch_embedding(p.x, &b->token_embd, p.rows_info, n, s));
   for (const cuda_layer &layer : b->layers) {
     const int l = (int)(&layer - b->layers.data());
-    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s));
+    // The norms quantize their rows themselves when the products after them take q8_0 activations.
+    const act_format qkv_format = matmul_activation_format(layer.attn_q, n);
+    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s,
+                          qkv_format == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
     float *const qkv_out[] = { p.q, p.k, p.v };
-    LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE));
+    LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE, qkv_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32));
     LAUNCH(launch_rope_store(p.q, p.k, p.v, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, b->rope_freqs,
                              c.rope_interleaved, s));
-    LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial, s));
+    LAUNCH(launch_attention_tiles(p.attn, p.q, p.rows_info, p.attn_tiles, n_tiles, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
+    // Without tiles (every decode pass) the merge quantizes its rows for the output product itself.
+    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n) == ACT_Q8_0;
+    if (n_tiled_rows < n)
+      LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
+                              n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *o[] = { &layer.attn_output };
     float *const residual[] = { p.x };
-    LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD));
+    LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD, attn_quantized ? ACT_Q8_0 : ACT_F32));
 
-    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s));
+    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n);
+    const act_format ffn_held = ffn_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32;
+    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s,
+                          ffn_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *gate_up[] = { &layer.ffn_gate, &layer.ffn_up };
     float *const gate_up_out[] = { p.hb, p.hb2 };
     if (layer.ffn_gate.type == layer.ffn_up.type) {
-      LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_SWIGLU));
+      LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_SWIGLU, ffn_held));
     } else {
-      LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_STORE));
+      LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_STORE, ffn_held));
       LAUNCH(launch_swiglu(p.hb, p.hb, p.hb2, (int64_t)n * c.hidden_dim, s));
     }
     const cuda_matrix *down[] = { &layer.ffn_down };
@@ -286,7 +303,7 @@ bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, llm_error
   }
   // Thread-local capture: the JS thread may allocate or copy KV caches meanwhile.
   CUDA_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "capturing a decode graph");
-  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks);
+  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0);
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
   CUDA_TRY(enqueued, "launching the kernels of a decode pass");
@@ -381,8 +398,11 @@ bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs
         token = 0;
       }
     }
+    // Prompt runs attend in tiles (never in a decode pass, whose rows are of different sequences).
+    int n_tiled_rows = 0;
+    const int n_tiles = plan_attention_tiles(b->rows_host, n, b->model->config.head_dim, b->attn_tiles_host, b->row_tiled_host, &n_tiled_rows);
     // A graph must serve every later position: its chunks cover the whole context.
-    const bool graph = decode && b->use_graphs;
+    const bool graph = decode && b->use_graphs && n_tiles == 0;
     const int n_chunks = chunks_for(graph ? max_context : max_visible);
     if (n_chunks > 65535) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a context of %d positions is too long for the CUDA backend", max_context);
     if (!reserve(b, n, n_logit_rows, n_chunks, err)) return false;
@@ -390,10 +410,15 @@ bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs
     if (n_logit_rows > 0)
       CUDA_TRY(cudaMemcpyAsync(b->buf.logit_map, b->logit_map_host, n_logit_rows * sizeof(int32_t), cudaMemcpyHostToDevice, b->stream),
                "copying the pass's rows");
+    if (n_tiles > 0) {
+      CUDA_TRY(cudaMemcpyAsync(b->buf.attn_tiles, b->attn_tiles_host, 2 * n_tiles * sizeof(int32_t), cudaMemcpyHostToDevice, b->stream),
+               "copying the pass's rows");
+      CUDA_TRY(cudaMemcpyAsync(b->buf.row_tiled, b->row_tiled_host, n, cudaMemcpyHostToDevice, b->stream), "copying the pass's rows");
+    }
     if (graph) {
       if (!run_graph(b, n, n_logit_rows, n_chunks, err)) return false;
     } else {
-      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks), "launching the kernels of a forward pass");
+      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks, n_tiles, n_tiled_rows), "launching the kernels of a forward pass");
     }
     if (!deliver(b, seqs, owners, err)) return false;
   }
@@ -435,6 +460,8 @@ void destroy(llm_backend *base) {
   cudaFreeHost(b->rows_host);
   cudaFreeHost(b->logit_map_host);
   cudaFreeHost(b->top_ids_host);
+  cudaFreeHost(b->attn_tiles_host);
+  cudaFreeHost(b->row_tiled_host);
   if (b->stream) cudaStreamDestroy(b->stream);
   delete b;
 }
@@ -478,6 +505,8 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   if (e == cudaSuccess) e = cudaMallocHost(&b->rows_host, kMaxPassRows * sizeof(cuda_row));
   if (e == cudaSuccess) e = cudaMallocHost(&b->logit_map_host, kMaxPassRows * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->top_ids_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMallocHost(&b->attn_tiles_host, (size_t)kMaxPassRows * 2 * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMallocHost(&b->row_tiled_host, kMaxPassRows);
   if (e != cudaSuccess) ok = cuda_fail(err, e, "setting up the GPU");
   if (ok) ok = upload_weights(b, err);
   if (!ok) {

@@ -53,6 +53,22 @@ struct act_q8_K {
 };
 static_assert(sizeof(act_q8_K) == 304, "act_q8_K is 19 16-byte loads");
 
+// One q8_0 block of activations from the 32 lanes of a warp, lane i holding value i: d = amax / 127 (stored as a
+// half), q = roundf(x / d), bit for bit llm_quantize_row_q8_0_ref. Shared by the quantizer and the fused RMSNorm.
+__device__ __forceinline__ void quantize_warp_q8_0(float v, act_q8_0 &out) {
+  const int lane = threadIdx.x % LLM_CUDA_WARP;
+  const float amax = warp_max(fabsf(v));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int q = (int)roundf(__fmul_rn(v, id));
+  out.qs[lane] = (int8_t)q;
+  const int sum = warp_sum_int(q);
+  if (lane == 0) {
+    out.d = __half2float(__float2half_rn(d));
+    out.sum = sum;
+  }
+}
+
 // A row of `cols` activations in each format, in bytes (cols a multiple of the format's block where it has one).
 inline size_t act_row_bytes_q8_0(int64_t cols) { return (size_t)(cols / 32) * sizeof(act_q8_0); }
 inline size_t act_row_bytes_q8_K(int64_t cols) { return (size_t)(cols / 256) * sizeof(act_q8_K); }

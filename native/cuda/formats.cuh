@@ -6,6 +6,8 @@
 //                           them with the same values of one activation row in the format's Activation layout.
 // Quantized weights meet quantized activations as on the CPU (q8_0 for q8_0/q4_0, q8_K for q4_K/q6_K), so the
 // inner products are the same integers (dp4a) and only the order of the float sums differs.
+// The quantized formats also give `unpack_*`: a block (or part of one) as signed int8 values in order, read with
+// plain loads from wherever it was staged, for the tensor-core products of matmul_mma.cu.
 #pragma once
 
 #include <type_traits>
@@ -29,6 +31,13 @@ __device__ __forceinline__ void load16_align16(const void *p, int (&v)[4]) {
   v[1] = q.y;
   v[2] = q.z;
   v[3] = q.w;
+}
+
+// The same from memory of any kind (a block staged in shared memory), with plain loads.
+__device__ __forceinline__ void read16_align2(const uint8_t *p, int (&v)[4]) {
+  const uint16_t *h = reinterpret_cast<const uint16_t *>(p);
+#pragma unroll
+  for (int i = 0; i < 4; i++) v[i] = (int)((uint32_t)h[2 * i] | (uint32_t)h[2 * i + 1] << 16);
 }
 
 // ---- f32, f16, bf16: VEC values per unit (16-byte loads when VEC * element size is 16, else element loads) ----
@@ -136,6 +145,19 @@ struct FormatQ8_0 {
     for (int i = 0; i < 4; i++) sumi = __dp4a(w.q[4 + i], b[i], __dp4a(w.q[i], a[i], sumi));
     return (float)sumi * (w.d * __ldg(&x[u].d));
   }
+
+  // The block's 32 values (already signed bytes) and its scale.
+  static __device__ void unpack_signed(const uint8_t *block, int (&q)[8], float &d) {
+    d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(block));
+    int lo[4], hi[4];
+    read16_align2(block + 2, lo);
+    read16_align2(block + 18, hi);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      q[i] = lo[i];
+      q[4 + i] = hi[i];
+    }
+  }
 };
 
 // ---- q4_0 (quant_q4_0.c): blocks of 18 bytes, byte j holds q_j (low nibble) and q_(j+16); value = d * (q - 8) ----
@@ -178,6 +200,18 @@ struct FormatQ4_0 {
     }
     sumi -= 8 * __ldg(&x[u].sum);
     return (float)sumi * (w.d * __ldg(&x[u].d));
+  }
+
+  // The block's 32 values q - 8 as signed bytes (the offset applied per byte, so products need no sum term).
+  static __device__ void unpack_signed(const uint8_t *block, int (&q)[8], float &d) {
+    d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(block));
+    int packed[4];
+    read16_align2(block + 2, packed);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      q[i] = (int)__vsub4((uint32_t)packed[i] & 0x0f0f0f0fu, 0x08080808u);
+      q[4 + i] = (int)__vsub4(((uint32_t)packed[i] >> 4) & 0x0f0f0f0fu, 0x08080808u);
+    }
   }
 };
 
@@ -263,6 +297,22 @@ struct FormatQ4_K {
     const int sum_mins = w.min[0] * (__ldg(bsums) + __ldg(bsums + 1)) + w.min[1] * (__ldg(bsums + 2) + __ldg(bsums + 3));
     return __ldg(&a.d) * (w.d * (float)sumi - w.dmin * (float)sum_mins);
   }
+
+  // Quarter k of a 16-byte aligned block: sub-blocks 2k and 2k + 1 as 64 bytes 0..15 (the 4-bit q, unsigned;
+  // the scales and mins apply per sub-block outside the integer products).
+  static __device__ void unpack_quarter(const uint8_t *block, int k, int (&q)[16]) {
+    const int4 *qs = reinterpret_cast<const int4 *>(block + 16 + 32 * k);
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+      const int4 v = qs[c];
+      const int words[4] = { v.x, v.y, v.z, v.w };
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        q[4 * c + i] = words[i] & 0x0f0f0f0f;
+        q[8 + 4 * c + i] = (words[i] >> 4) & 0x0f0f0f0f;
+      }
+    }
+  }
 };
 
 // ---- q6_K (quant_q6_K.c): 210-byte super-blocks, 16 groups of 16 values, value = d * scale_g * (q - 32) ----
@@ -289,6 +339,18 @@ struct FormatQ6_K {
     return d * (float)(int8_t)__ldg(block + 192 + j / 16) * (float)(q - 32);
   }
 
+  // The 6-bit values of quarter k's four groups (v[g][4 bytes], 0..63) from its low-bit bytes a (ql[64 half + l0
+  // ..]) and b (ql[64 half + 32 + l0 ..]) and its high-bit bytes h (qh[32 half + l0 ..]).
+  static __device__ void combine(const int (&a)[4], const int (&b)[4], const int (&h)[4], int (&v)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      v[0][i] = (a[i] & 0x0f0f0f0f) | ((h[i] << 4) & 0x30303030);
+      v[1][i] = (b[i] & 0x0f0f0f0f) | ((h[i] << 2) & 0x30303030);
+      v[2][i] = ((a[i] >> 4) & 0x0f0f0f0f) | (h[i] & 0x30303030);
+      v[3][i] = ((b[i] >> 4) & 0x0f0f0f0f) | ((h[i] >> 2) & 0x30303030);
+    }
+  }
+
   static __device__ Unit load(const uint8_t *row, int64_t u) {
     const uint8_t *block = row + (u / 4) * kBlockBytes;
     const int k = (int)(u % 4), half = k / 2, l0 = 16 * (k % 2);
@@ -297,13 +359,7 @@ struct FormatQ6_K {
     load16_align2(block + 64 * half + 32 + l0, b);
     load16_align2(block + 128 + 32 * half + l0, h);
     Unit w;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      w.v[0][i] = (a[i] & 0x0f0f0f0f) | ((h[i] << 4) & 0x30303030);
-      w.v[1][i] = (b[i] & 0x0f0f0f0f) | ((h[i] << 2) & 0x30303030);
-      w.v[2][i] = ((a[i] >> 4) & 0x0f0f0f0f) | (h[i] & 0x30303030);
-      w.v[3][i] = ((b[i] >> 4) & 0x0f0f0f0f) | ((h[i] >> 2) & 0x30303030);
-    }
+    combine(a, b, h, w.v);
 #pragma unroll
     for (int g = 0; g < 4; g++) w.scale[g] = (int8_t)__ldg(block + 192 + 8 * half + k % 2 + 2 * g);
     w.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block + 208)));
@@ -326,6 +382,21 @@ struct FormatQ6_K {
       sumi += w.scale[g] * group;
     }
     return w.d * __ldg(&a.d) * (float)sumi;
+  }
+
+  // Quarter k of a 2-byte aligned block as values q - 32 in signed bytes: v[g] holds positions l0..l0 + 15 of
+  // group 8 half + k % 2 + 2g (values 128 half + 32 g + l0 ..), whose scale is applied outside the products.
+  static __device__ void unpack_quarter(const uint8_t *block, int k, int (&v)[4][4]) {
+    const int half = k / 2, l0 = 16 * (k % 2);
+    int a[4], b[4], h[4];
+    read16_align2(block + 64 * half + l0, a);
+    read16_align2(block + 64 * half + 32 + l0, b);
+    read16_align2(block + 128 + 32 * half + l0, h);
+    combine(a, b, h, v);
+#pragma unroll
+    for (int g = 0; g < 4; g++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) v[g][i] = (int)__vsub4((uint32_t)v[g][i], 0x20202020u);
   }
 };
 

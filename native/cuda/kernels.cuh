@@ -26,13 +26,19 @@ struct cuda_row {
   int32_t token;
 };
 
-// The activation layout a weight type is multiplied with.
-enum act_format { ACT_F32, ACT_Q8_0, ACT_Q8_K };
+// The activation layout a weight type is multiplied with: on the CUDA cores (activation_format), on the tensor
+// cores (mma_activation_format: f16 for f16 weights; for bf16 weights each row's bf16 values then the bf16 of
+// what they leave over, two terms), and by launch_matmul for a count of tokens (matmul_activation_format).
+enum act_format { ACT_F32, ACT_Q8_0, ACT_Q8_K, ACT_F16, ACT_BF16X2 };
 act_format activation_format(int type);
+act_format mma_activation_format(int type);
+struct cuda_matrix;
+act_format matmul_activation_format(const cuda_matrix &w, int n_tokens);
 // Bytes of one activation row of `cols` values in a format.
 size_t activation_row_bytes(act_format format, int64_t cols);
 
-// Converts n_rows rows of `cols` f32 values (contiguous) to a quantized activation format (q8_0 or q8_K).
+// Converts n_rows rows of `cols` f32 values (contiguous) to an activation format other than f32 (q8_0 and q8_K:
+// cols a multiple of their blocks; f16 and bf16x2: of 8).
 cudaError_t launch_quantize(act_format format, const float *x, void *out, int n_rows, int64_t cols, cudaStream_t stream);
 
 enum matmul_mode {
@@ -43,14 +49,26 @@ enum matmul_mode {
 #define MATMUL_MAX_PRODUCTS 3
 
 // out_p[t * rows_p + r] = sum_c W_p[r][c] x_t[c] for each product p (all of one type and cols) and token t <
-// n_tokens. x holds n_tokens activation rows in activation_format(type), x_stride bytes apart. Each warp reads
-// its weight row once for up to 8 tokens; for one token this is the bandwidth-bound decode product.
+// n_tokens. x holds n_tokens activation rows in matmul_activation_format(W, n_tokens), x_stride bytes apart. Below
+// matmul_takes_tensor_cores each warp reads its weight row once for up to 8 tokens (for one token this is the
+// bandwidth-bound decode product); from there on, tiles on the tensor cores. SWIGLU on the tensor-core path also
+// writes the up product to outs[1].
 cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
                           size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream);
 
-// out row i = x row (row_map ? row_map[i] : i) / rms * weight, rows of dim values (llm_rmsnorm).
+// The same products on the tensor cores (matmul_mma.cu), which launch_matmul takes where
+// matmul_takes_tensor_cores: enough tokens (16 for f16/bf16, 32 for the quantized types) and weights that
+// matmul_mma_supports (the quantized types; f16/bf16 with rows of 16-byte multiples). add: out += W x. SwiGLU is
+// launch_matmul's: it runs these as two products and then launch_swiglu.
+bool matmul_mma_supports(int type, size_t row_bytes);
+bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens);
+cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
+                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream);
+
+// out row i = x row (row_map ? row_map[i] : i) / rms * weight, rows of dim values (llm_rmsnorm); with quantized,
+// also those rows as q8_0 activations (dim a multiple of 32), as launch_quantize would make them of out.
 cudaError_t launch_rmsnorm(float *out, const float *x, const cuda_matrix *weight, const int32_t *row_map, int n_rows,
-                           int dim, float eps, cudaStream_t stream);
+                           int dim, float eps, cudaStream_t stream, act_q8_0 *quantized = nullptr);
 
 // out row r = row rows[r].token of the table, dequantized (llm_embedding).
 cudaError_t launch_embedding(float *out, const cuda_matrix *table, const cuda_row *rows, int n_rows, cudaStream_t stream);
@@ -63,10 +81,24 @@ cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cu
 
 // Causal grouped-query attention of each row's query against positions 0..pos of its cache (llm_attention):
 // split-K over chunks of ATTENTION_CHUNK positions, then a merge. partial holds attention_partial_floats(...).
+// Rows with row_tiled[r] set (nullptr: none) are left to launch_attention_tiles. With quantized (and no row_tiled,
+// head_dim a multiple of 32), the output rows also go out as q8_0 activations, as launch_quantize would make them.
 #define ATTENTION_CHUNK 256
 size_t attention_partial_floats(int n_rows, int n_heads, int head_dim, int n_chunks);
 cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, int n_rows, int layer, int n_heads,
-                             int n_kv_heads, int head_dim, int n_chunks, float *partial, cudaStream_t stream);
+                             int n_kv_heads, int head_dim, int n_chunks, float *partial, const uint8_t *row_tiled,
+                             cudaStream_t stream, act_q8_0 *quantized = nullptr);
+
+// The same for prompts in tiles (attention_prompt.cu): up to ATTENTION_TILE_ROWS consecutive rows of one sequence
+// at consecutive positions share every key and value they load. plan_attention_tiles picks a pass's tiles on the
+// host from its rows: runs of at least ATTENTION_TILE_MIN_ROWS such rows, when head_dim <= 128 and a multiple of
+// 4; tiles[2i] and tiles[2i + 1] are tile i's first row and row count, row_tiled[r] = 1 for the rows of tiles
+// (n_rows entries). Returns the tile count; *n_tiled_rows, their rows.
+#define ATTENTION_TILE_ROWS 32
+#define ATTENTION_TILE_MIN_ROWS 8
+int plan_attention_tiles(const cuda_row *rows, int n_rows, int head_dim, int32_t *tiles, uint8_t *row_tiled, int *n_tiled_rows);
+cudaError_t launch_attention_tiles(float *out, const float *q, const cuda_row *rows, const int32_t *tiles, int n_tiles,
+                                   int layer, int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
 
 // out = silu(gate) * up over n values (llm_swiglu), for gate and up products of different types.
 cudaError_t launch_swiglu(float *out, const float *gate, const float *up, int64_t n, cudaStream_t stream);

@@ -117,10 +117,28 @@ act_format activation_format(int type) {
   }
 }
 
+act_format mma_activation_format(int type) {
+  return type == LLM_F16 ? ACT_F16 : type == LLM_BF16 ? ACT_BF16X2 : activation_format(type);
+}
+
+// From where the tiles beat the warp-per-row kernel on a 7B layer's products (cuda_kernel_tests --time on the H100,
+// bench/RESULTS.md): at 16 tokens already for f16/bf16 (66 against 100 us, 4096 x 4096), between 16 and 32 tokens
+// for the quantized types (there the tiles' grid is only rows / 128 blocks).
+bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens) {
+  const int min_tokens = w.type == LLM_F16 || w.type == LLM_BF16 ? 16 : 32;
+  return n_tokens >= min_tokens && matmul_mma_supports(w.type, w.row_bytes);
+}
+
+act_format matmul_activation_format(const cuda_matrix &w, int n_tokens) {
+  return matmul_takes_tensor_cores(w, n_tokens) ? mma_activation_format(w.type) : activation_format(w.type);
+}
+
 size_t activation_row_bytes(act_format format, int64_t cols) {
   switch (format) {
   case ACT_Q8_0: return act_row_bytes_q8_0(cols);
   case ACT_Q8_K: return act_row_bytes_q8_K(cols);
+  case ACT_F16: return (size_t)cols * 2;
+  case ACT_BF16X2: return (size_t)cols * 4;
   default: return (size_t)cols * sizeof(float);
   }
 }
@@ -139,6 +157,13 @@ cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[
     p.total_rows += weights[i]->rows;
   }
   if (mode == MATMUL_SWIGLU) p.total_rows = first.rows;
+  if (matmul_takes_tensor_cores(first, n_tokens)) {
+    if (mode != MATMUL_SWIGLU) return launch_matmul_mma(weights, outs, n_products, x, x_stride, n_tokens, mode == MATMUL_ADD, stream);
+    // Gate and up apart, then SwiGLU: the tiles hold one product's accumulators.
+    const cudaError_t e = launch_matmul_mma(weights, outs, 2, x, x_stride, n_tokens, false, stream);
+    if (e != cudaSuccess) return e;
+    return launch_swiglu(outs[0], outs[0], outs[1], (int64_t)n_tokens * first.rows, stream);
+  }
   p.n_products = n_products;
   p.n_units = first.cols;
   p.row_bytes = first.row_bytes;

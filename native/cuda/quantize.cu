@@ -1,27 +1,17 @@
 // Activation quantizers: the engine's q8_0 (llm_quantize_row_q8_0_ref) and q8_K (llm_quantize_row_q8_K) to the
-// bit, so that the integer dot products of the quantized weights see the same activations as on the CPU.
+// bit, so that the integer dot products of the quantized weights see the same activations as on the CPU; and the
+// half-precision forms the tensor cores multiply f16 and bf16 weights with (matmul_mma.cu).
 #include "kernels.cuh"
 
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
-// One warp per block of 32 values, one value per lane: d = amax / 127 (stored as a half), q = roundf(x / d).
+// One warp per block of 32 values, one value per lane.
 __global__ void quantize_q8_0_kernel(const float *x, act_q8_0 *y, int64_t n_blocks) {
   const int64_t b = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / LLM_CUDA_WARP;
   if (b >= n_blocks) return;
-  const int lane = threadIdx.x % LLM_CUDA_WARP;
-  const float v = x[b * 32 + lane];
-  const float amax = warp_max(fabsf(v));
-  const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int q = (int)roundf(__fmul_rn(v, id));
-  y[b].qs[lane] = (int8_t)q;
-  const int sum = warp_sum_int(q);
-  if (lane == 0) {
-    y[b].d = __half2float(__float2half_rn(d));
-    y[b].sum = sum;
-  }
+  quantize_warp_q8_0(x[b * 32 + threadIdx.x % LLM_CUDA_WARP], y[b]);
 }
 
 // One warp per block of 256 values, 8 consecutive values per lane. The value of largest magnitude (the first
@@ -76,10 +66,45 @@ __global__ void quantize_q8_K_kernel(const float *x, act_q8_K *y, int64_t n_bloc
   if (lane == 0) out.d = 1.0f / iscale;
 }
 
+// 8 values per thread: f16 rounded to nearest; or bf16 x2, hi = bf16(x) and lo = bf16(x - hi) (x - hi is exact in
+// f32, and lo leaves 2^-16 of x over), a row's hi values followed by its lo values.
+template <bool BF16X2> __global__ void convert_half_kernel(const float *x, uint8_t *out, int64_t n_units, int64_t units_per_row) {
+  const int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (u >= n_units) return;
+  const float4 *src = reinterpret_cast<const float4 *>(x) + 2 * u;
+  const float4 a = src[0], b = src[1];
+  const float v[8] = { a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w };
+  uint32_t hi[4], lo[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    if constexpr (BF16X2) {
+      const __nv_bfloat16 h0 = __float2bfloat16_rn(v[2 * i]), h1 = __float2bfloat16_rn(v[2 * i + 1]);
+      const __nv_bfloat16 l0 = __float2bfloat16_rn(v[2 * i] - __bfloat162float(h0)), l1 = __float2bfloat16_rn(v[2 * i + 1] - __bfloat162float(h1));
+      hi[i] = (uint32_t)__bfloat16_as_ushort(h0) | (uint32_t)__bfloat16_as_ushort(h1) << 16;
+      lo[i] = (uint32_t)__bfloat16_as_ushort(l0) | (uint32_t)__bfloat16_as_ushort(l1) << 16;
+    } else {
+      hi[i] = (uint32_t)__half_as_ushort(__float2half_rn(v[2 * i])) | (uint32_t)__half_as_ushort(__float2half_rn(v[2 * i + 1])) << 16;
+    }
+  }
+  const int64_t row = u / units_per_row, unit = u % units_per_row;
+  uint4 *dst = reinterpret_cast<uint4 *>(out + row * units_per_row * 16 * (BF16X2 ? 2 : 1)) + unit;
+  *dst = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+  if constexpr (BF16X2) dst[units_per_row] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+}
+
 } // namespace
 
 cudaError_t launch_quantize(act_format format, const float *x, void *out, int n_rows, int64_t cols, cudaStream_t stream) {
   if (format == ACT_F32) return cudaErrorInvalidValue;
+  if (format == ACT_F16 || format == ACT_BF16X2) {
+    if (cols % 8 != 0) return cudaErrorInvalidValue;
+    const int64_t n_units = (int64_t)n_rows * (cols / 8);
+    const unsigned grid = (unsigned)((n_units + 255) / 256);
+    if (grid == 0) return cudaSuccess;
+    if (format == ACT_F16) convert_half_kernel<false><<<grid, 256, 0, stream>>>(x, static_cast<uint8_t *>(out), n_units, cols / 8);
+    else convert_half_kernel<true><<<grid, 256, 0, stream>>>(x, static_cast<uint8_t *>(out), n_units, cols / 8);
+    return cudaGetLastError();
+  }
   const int64_t n_blocks = (int64_t)n_rows * (cols / (format == ACT_Q8_0 ? 32 : 256));
   const unsigned grid = (unsigned)((n_blocks + kWarpsPerBlock - 1) / kWarpsPerBlock);
   if (grid == 0) return cudaSuccess;

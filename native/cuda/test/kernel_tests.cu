@@ -82,26 +82,32 @@ double relative_error(const std::vector<float> &a, const std::vector<float> &b) 
   return diff / scale;
 }
 
-// A random weight matrix of a type, made by the engine's own quantizers; its device copy.
+// A random weight matrix of a type, made by the engine's own quantizers (or, for timing alone, random bytes: the
+// quantizers take seconds for a 7B layer's matrices); its device copy.
 struct test_matrix {
   std::vector<uint8_t> bytes;
   llm_tensor host;
   device_array<uint8_t> device;
   cuda_matrix matrix;
-  test_matrix(llm_type type, int64_t rows, int64_t cols)
+  test_matrix(llm_type type, int64_t rows, int64_t cols, bool random_bytes = false)
       : bytes((size_t)rows * llm_row_bytes(type, cols)), device(bytes.size() + 16) {
-    std::vector<float> values = random_floats((size_t)(rows * cols));
-    for (int64_t r = 0; r < rows; r++)
-      llm_quantize_row(type, values.data() + r * cols, bytes.data() + r * llm_row_bytes(type, cols), cols);
+    if (random_bytes) {
+      for (uint8_t &b : bytes) b = (uint8_t)(uniform() * 127.0f);
+    } else {
+      std::vector<float> values = random_floats((size_t)(rows * cols));
+      for (int64_t r = 0; r < rows; r++)
+        llm_quantize_row(type, values.data() + r * cols, bytes.data() + r * llm_row_bytes(type, cols), cols);
+    }
     check_cuda(cudaMemcpy(device.ptr, bytes.data(), bytes.size(), cudaMemcpyHostToDevice), "upload");
     host = llm_tensor{ bytes.data(), type, rows, cols };
     matrix = cuda_matrix{ device.ptr, (int)type, rows, cols, llm_row_bytes(type, cols) };
   }
 };
 
-// x quantized on the device as the products need it; the f32 rows themselves for float weights.
-const void *device_activations(llm_type type, const device_array<float> &x, int n_tokens, int64_t cols, device_array<uint8_t> &scratch) {
-  const act_format format = activation_format(type);
+// x in an activation format on the device (quantized or converted into scratch); the f32 rows themselves for
+// ACT_F32. Scratch for n rows: activation_scratch(n, cols).
+size_t activation_scratch(int n_tokens, int64_t cols) { return (size_t)n_tokens * cols * 4 + 256; } // bf16 x2 is the widest
+const void *device_activations(act_format format, const device_array<float> &x, int n_tokens, int64_t cols, device_array<uint8_t> &scratch) {
   if (format == ACT_F32) return x.ptr;
   check_cuda(launch_quantize(format, x.ptr, scratch.ptr, n_tokens, cols, 0), "launch_quantize");
   return scratch.ptr;
@@ -142,6 +148,14 @@ void test_quantize(llm_threadpool *) {
   }
 }
 
+// Largest relative error a product may show against llm_matmul. The quantized types form the CPU's integers, so
+// only the order of float sums differs. On the tensor cores f16 weights meet activations rounded to f16 (2^-11 of
+// each value, llama.cpp's choice too); bf16 weights meet activations split into two bf16 terms (2^-16 left over).
+double product_tolerance(llm_type type, bool tensor_cores) {
+  if (!tensor_cores) return 2e-5;
+  return type == LLM_F16 ? 1e-3 : type == LLM_BF16 ? 5e-5 : 2e-5;
+}
+
 void test_matmul(llm_threadpool *pool) {
   struct shape {
     llm_type type;
@@ -153,7 +167,7 @@ void test_matmul(llm_threadpool *pool) {
     { LLM_Q6_K, 256 }, { LLM_Q6_K, 768 },
   };
   const int row_counts[] = { 1, 67 };
-  const int token_counts[] = { 1, 2, 3, 8, 13 };
+  const int token_counts[] = { 1, 2, 3, 8, 13, 20 }; // 20: f16 and bf16 on the tensor cores, the others not yet
   for (const shape &s : shapes) {
     for (int rows : row_counts) {
       test_matrix w(s.type, rows, s.cols);
@@ -162,37 +176,46 @@ void test_matmul(llm_threadpool *pool) {
         std::vector<float> ref((size_t)n_tokens * rows);
         llm_matmul(pool, ref.data(), &w.host, x.data(), n_tokens);
         device_array<float> dx(x), out((size_t)n_tokens * rows);
-        device_array<uint8_t> act((size_t)n_tokens * activation_row_bytes(ACT_Q8_0, s.cols + 256));
-        const void *input = device_activations(s.type, dx, n_tokens, s.cols, act);
+        device_array<uint8_t> act(activation_scratch(n_tokens, s.cols));
+        const act_format format = matmul_activation_format(w.matrix, n_tokens);
+        const void *input = device_activations(format, dx, n_tokens, s.cols, act);
         const cuda_matrix *weights[] = { &w.matrix };
         float *const outs[] = { out.ptr };
-        check_cuda(launch_matmul(weights, outs, 1, input, activation_row_bytes(activation_format(s.type), s.cols), n_tokens,
+        check_cuda(launch_matmul(weights, outs, 1, input, activation_row_bytes(format, s.cols), n_tokens,
                                  MATMUL_STORE, 0), "launch_matmul");
         const double e = relative_error(out.read(), ref);
-        report(e < 2e-5, "matmul %s %d x %lld, %d tokens: relative error %.2e vs llm_matmul", llm_type_name(s.type), rows,
-               (long long)s.cols, n_tokens, e);
+        const bool mma = matmul_takes_tensor_cores(w.matrix, n_tokens);
+        report(e < product_tolerance(s.type, mma), "matmul %s %d x %lld, %d tokens (%s): relative error %.2e vs llm_matmul",
+               llm_type_name(s.type), rows, (long long)s.cols, n_tokens, mma ? "tensor cores" : "CUDA cores", e);
       }
     }
   }
-  // Three products of one input in one launch, the residual add, and the fused SwiGLU.
-  for (llm_type type : { LLM_F16, LLM_Q4_0, LLM_Q4_K }) {
+  // Three products of one input in one launch, the residual add, and the fused SwiGLU: on the CUDA cores (5
+  // tokens) and on the tensor cores (40 tokens).
+  for (llm_type type : { LLM_F16, LLM_BF16, LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K })
+  for (int n_tokens : { 5, 40 }) {
+    if (n_tokens == 5 && (type == LLM_BF16 || type == LLM_Q8_0 || type == LLM_Q6_K)) continue; // as before
     const int64_t cols = 512;
-    const int n_tokens = 5;
     test_matrix a(type, 70, cols), b(type, 33, cols), c(type, 70, cols);
+    const bool mma = matmul_takes_tensor_cores(a.matrix, n_tokens);
+    const double tolerance = product_tolerance(type, mma);
+    const char *path = mma ? "tensor cores" : "CUDA cores";
     std::vector<float> x = random_floats(n_tokens * cols);
     std::vector<float> ra(n_tokens * 70), rb(n_tokens * 33), rc(n_tokens * 70);
     llm_matmul(pool, ra.data(), &a.host, x.data(), n_tokens);
     llm_matmul(pool, rb.data(), &b.host, x.data(), n_tokens);
     llm_matmul(pool, rc.data(), &c.host, x.data(), n_tokens);
     device_array<float> dx(x), oa(ra.size()), ob(rb.size()), oc(rc.size());
-    device_array<uint8_t> act(n_tokens * activation_row_bytes(ACT_Q8_0, cols));
-    const void *input = device_activations(type, dx, n_tokens, cols, act);
-    const size_t stride = activation_row_bytes(activation_format(type), cols);
+    device_array<uint8_t> act(activation_scratch(n_tokens, cols));
+    const act_format format = matmul_activation_format(a.matrix, n_tokens);
+    const void *input = device_activations(format, dx, n_tokens, cols, act);
+    const size_t stride = activation_row_bytes(format, cols);
     const cuda_matrix *three[] = { &a.matrix, &b.matrix, &c.matrix };
     float *const three_out[] = { oa.ptr, ob.ptr, oc.ptr };
     check_cuda(launch_matmul(three, three_out, 3, input, stride, n_tokens, MATMUL_STORE, 0), "launch_matmul x3");
     const double e3 = std::max(relative_error(oa.read(), ra), std::max(relative_error(ob.read(), rb), relative_error(oc.read(), rc)));
-    report(e3 < 2e-5, "matmul %s: three products in one launch, relative error %.2e", llm_type_name(type), e3);
+    report(e3 < tolerance, "matmul %s, %d tokens (%s): three products in one launch, relative error %.2e", llm_type_name(type),
+           n_tokens, path, e3);
 
     std::vector<float> residual = random_floats(ra.size()), added(ra.size());
     for (size_t i = 0; i < ra.size(); i++) added[i] = residual[i] + ra[i];
@@ -201,7 +224,8 @@ void test_matmul(llm_threadpool *pool) {
     float *const res_out[] = { dres.ptr };
     check_cuda(launch_matmul(one, res_out, 1, input, stride, n_tokens, MATMUL_ADD, 0), "launch_matmul add");
     const double ea = relative_error(dres.read(), added);
-    report(ea < 2e-5, "matmul %s: accumulate into the residual, relative error %.2e", llm_type_name(type), ea);
+    report(ea < tolerance, "matmul %s, %d tokens (%s): accumulate into the residual, relative error %.2e", llm_type_name(type),
+           n_tokens, path, ea);
 
     std::vector<float> swiglu(ra.size());
     llm_swiglu(swiglu.data(), ra.data(), rc.data(), (int64_t)ra.size());
@@ -210,7 +234,93 @@ void test_matmul(llm_threadpool *pool) {
     float *const pair_out[] = { dswiglu.ptr, oc.ptr };
     check_cuda(launch_matmul(pair, pair_out, 2, input, stride, n_tokens, MATMUL_SWIGLU, 0), "launch_matmul swiglu");
     const double es = relative_error(dswiglu.read(), swiglu);
-    report(es < 5e-5, "matmul %s: gate and up fused with SwiGLU, relative error %.2e", llm_type_name(type), es);
+    report(es < 2.5 * tolerance, "matmul %s, %d tokens (%s): gate and up with SwiGLU, relative error %.2e", llm_type_name(type),
+           n_tokens, path, es);
+  }
+}
+
+// The tensor-core tiles (launch_matmul_mma) at sizes that are not multiples of theirs: 128 rows, 64 tokens, 256
+// (quantized) or 128 (f16/bf16) columns; a single token too, although launch_matmul sends so few elsewhere.
+void test_matmul_mma(llm_threadpool *pool) {
+  struct shape {
+    llm_type type;
+    int64_t cols;
+  };
+  const shape shapes[] = { { LLM_Q8_0, 352 }, { LLM_Q8_0, 1024 }, { LLM_Q4_0, 352 }, { LLM_Q4_0, 1056 }, { LLM_Q4_K, 768 },
+                           { LLM_Q6_K, 768 }, { LLM_F16, 264 }, { LLM_F16, 520 }, { LLM_BF16, 264 }, { LLM_BF16, 520 } };
+  for (const shape &s : shapes) {
+    for (int rows : { 67, 200 }) {
+      test_matrix w(s.type, rows, s.cols);
+      for (int n_tokens : { 1, 33, 77, 130 }) {
+        std::vector<float> x = random_floats((size_t)n_tokens * s.cols);
+        std::vector<float> ref((size_t)n_tokens * rows);
+        llm_matmul(pool, ref.data(), &w.host, x.data(), n_tokens);
+        device_array<float> dx(x), out((size_t)n_tokens * rows);
+        device_array<uint8_t> act(activation_scratch(n_tokens, s.cols));
+        const act_format format = mma_activation_format(s.type);
+        const void *input = device_activations(format, dx, n_tokens, s.cols, act);
+        const cuda_matrix *weights[] = { &w.matrix };
+        float *const outs[] = { out.ptr };
+        check_cuda(launch_matmul_mma(weights, outs, 1, input, activation_row_bytes(format, s.cols), n_tokens,
+                                     false, 0), "launch_matmul_mma");
+        const double e = relative_error(out.read(), ref);
+        report(e < product_tolerance(s.type, true), "matmul on the tensor cores %s %d x %lld, %d tokens: relative error %.2e vs llm_matmul",
+               llm_type_name(s.type), rows, (long long)s.cols, n_tokens, e);
+      }
+    }
+  }
+}
+
+// With --time: the products of a 7B layer's shapes at several token counts, launch_matmul (whichever path it
+// takes) against the tensor-core tiles, median of 9 event-timed runs, in TOPS (2 rows cols tokens per second).
+// --time TYPE: that type's 4096 x 4096 product of 512 tokens alone (for a profiler).
+void time_products(const char *only) {
+  for (llm_type type : { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K, LLM_F16, LLM_BF16 }) {
+    if (only && strcmp(only, llm_type_name(type)) != 0) continue;
+    for (int64_t rows : { 4096, 11008 }) {
+      if (only && rows != 4096) continue;
+      const int64_t cols = 4096;
+      test_matrix w(type, rows, cols, true);
+      const int max_tokens = 512;
+      device_array<float> dx(random_floats((size_t)max_tokens * cols)), out((size_t)max_tokens * rows);
+      // The activations in the CUDA cores' format and in the tensor cores' (they differ for f16 and bf16).
+      device_array<uint8_t> act_warp(activation_scratch(max_tokens, cols)), act_mma(activation_scratch(max_tokens, cols));
+      const void *input_warp = device_activations(activation_format(type), dx, max_tokens, cols, act_warp);
+      const void *input_mma = device_activations(mma_activation_format(type), dx, max_tokens, cols, act_mma);
+      const cuda_matrix *weights[] = { &w.matrix };
+      float *const outs[] = { out.ptr };
+      for (int n_tokens : { 8, 16, 24, 31, 32, 64, 128, 512 }) {
+        if (only && n_tokens != 512) continue;
+        double ms[2];
+        for (int path = 0; path < 2; path++) {
+          cudaEvent_t start, stop;
+          cudaEventCreate(&start);
+          cudaEventCreate(&stop);
+          std::vector<float> runs;
+          for (int r = 0; r < 10; r++) {
+            cudaEventRecord(start);
+            const act_format format = path == 0 ? matmul_activation_format(w.matrix, n_tokens) : mma_activation_format(type);
+            const void *input = format == activation_format(type) ? input_warp : input_mma;
+            const size_t stride = activation_row_bytes(format, cols);
+            check_cuda(path == 0 ? launch_matmul(weights, outs, 1, input, stride, n_tokens, MATMUL_STORE, 0)
+                                 : launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0), "timed product");
+            cudaEventRecord(stop);
+            check_cuda(cudaEventSynchronize(stop), "timed product");
+            float t = 0;
+            cudaEventElapsedTime(&t, start, stop);
+            if (r > 0) runs.push_back(t);
+          }
+          std::sort(runs.begin(), runs.end());
+          ms[path] = runs[runs.size() / 2];
+          cudaEventDestroy(start);
+          cudaEventDestroy(stop);
+        }
+        const double ops = 2.0 * rows * cols * n_tokens;
+        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%s) %8.1f us %6.1f TOPS | tensor cores %8.1f us %6.1f TOPS\n",
+               llm_type_name(type), (long long)rows, (long long)cols, n_tokens, matmul_takes_tensor_cores(w.matrix, n_tokens) ? "mma " : "warp",
+               1e3 * ms[0], ops / ms[0] * 1e-9, 1e3 * ms[1], ops / ms[1] * 1e-9);
+      }
+    }
   }
 }
 
@@ -226,8 +336,22 @@ void test_rmsnorm_embedding_swiglu() {
       device_array<float> dx(x), out(ref.size());
       device_array<int32_t> dmap(map);
       check_cuda(launch_rmsnorm(out.ptr, dx.ptr, &w.matrix, dmap.ptr, n_rows, dim, 1e-5f, 0), "launch_rmsnorm");
-      const double e = relative_error(out.read(), ref);
+      const std::vector<float> normed = out.read();
+      const double e = relative_error(normed, ref);
       report(e < 1e-6, "rmsnorm %s weights, dim %d, gathered rows: relative error %.2e", llm_type_name(type), dim, e);
+      if (dim % 32 == 0) {
+        // Fused with the q8_0 quantization: the same rows, and the bytes launch_quantize makes of them.
+        device_array<float> fused_out(ref.size());
+        device_array<act_q8_0> fused_act((size_t)n_rows * dim / 32), act((size_t)n_rows * dim / 32);
+        check_cuda(launch_rmsnorm(fused_out.ptr, dx.ptr, &w.matrix, dmap.ptr, n_rows, dim, 1e-5f, 0, fused_act.ptr), "launch_rmsnorm q8_0");
+        check_cuda(launch_quantize(ACT_Q8_0, fused_out.ptr, act.ptr, n_rows, dim, 0), "launch_quantize");
+        const std::vector<act_q8_0> got = fused_act.read(), want = act.read();
+        bool same = fused_out.read() == normed;
+        for (size_t i = 0; i < got.size(); i++)
+          same = same && memcmp(got[i].qs, want[i].qs, 32) == 0 && got[i].d == want[i].d && got[i].sum == want[i].sum;
+        report(same, "rmsnorm %s weights, dim %d, fused with the q8_0 quantization: bit-identical to rmsnorm then launch_quantize",
+               llm_type_name(type), dim);
+      }
     }
   }
   for (int t = 0; t < LLM_TYPE_COUNT; t++) {
@@ -257,12 +381,14 @@ void test_rmsnorm_embedding_swiglu() {
 }
 
 // Rope and the cache store, then attention over those caches, for several sequences at once: a prompt of 5 tokens
-// late in a context that spans three chunks, and single decoded tokens.
+// late in a context that spans three chunks, single decoded tokens, and prompts of 45 and 40 tokens (tiles of 32 +
+// 13 and 32 + 8 rows for launch_attention_tiles).
 void test_rope_attention(llm_threadpool *pool) {
   struct seq_case {
     int pos, n_tokens;
   };
-  const seq_case cases[] = { { 600, 5 }, { 300, 1 }, { 0, 1 } };
+  const seq_case cases[] = { { 600, 5 }, { 300, 1 }, { 0, 1 }, { 100, 45 }, { 0, 40 } };
+  const size_t n_cases = sizeof cases / sizeof cases[0];
   for (int head_dim : { 10, 40, 128 }) {
     for (bool interleaved : { true, false }) {
       const int n_heads = 4, n_kv_heads = 2, context = 700, n_layers = 2, layer = 1;
@@ -291,7 +417,7 @@ void test_rope_attention(llm_threadpool *pool) {
       std::vector<llm_attention_seq> seqs;
       std::vector<float> out_cpu(n_rows * q_dim);
       int row = 0;
-      for (size_t s = 0; s < 3; s++) {
+      for (size_t s = 0; s < n_cases; s++) {
         for (int t = 0; t < cases[s].n_tokens; t++, row++) {
           llm_rope(q_cpu.data() + row * q_dim, n_heads, head_dim, cases[s].pos + t, freqs.data(), interleaved);
           llm_rope(k_cpu.data() + row * kv_dim, n_kv_heads, head_dim, cases[s].pos + t, freqs.data(), interleaved);
@@ -304,7 +430,7 @@ void test_rope_attention(llm_threadpool *pool) {
                                           cases[s].n_tokens, cases[s].pos });
       }
       std::vector<float> scores((size_t)llm_threadpool_size(pool) * context);
-      const llm_attention_args args = { seqs.data(), 3, scores.data(), context, n_heads, n_kv_heads, head_dim };
+      const llm_attention_args args = { seqs.data(), (int)n_cases, scores.data(), context, n_heads, n_kv_heads, head_dim };
       llm_attention(pool, &args);
 
       device_array<float> dq(q), dk(k), dv(v), out(n_rows * q_dim);
@@ -313,18 +439,49 @@ void test_rope_attention(llm_threadpool *pool) {
                                    interleaved, 0), "launch_rope_store");
       const double eq = relative_error(dq.read(), q_cpu);
       double ec = 0;
-      for (size_t s = 0; s < 3; s++)
+      for (size_t s = 0; s < n_cases; s++)
         ec = std::max(ec, std::max(relative_error(dkeys[s]->read(), keys[s]), relative_error(dvalues[s]->read(), values[s])));
       report(eq < 1e-5 && ec < 1e-5, "rope (%s, head_dim %d) and the cache store: relative error q %.2e, caches %.2e",
              interleaved ? "interleaved" : "half", head_dim, eq, ec);
       const int n_chunks = (context + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK;
       device_array<float> partial(attention_partial_floats(n_rows, n_heads, head_dim, n_chunks));
-      check_cuda(launch_attention(out.ptr, dq.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial.ptr, 0),
-                 "launch_attention");
+      check_cuda(launch_attention(out.ptr, dq.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial.ptr,
+                                  nullptr, 0), "launch_attention");
       const double ea = relative_error(out.read(), out_cpu);
-      report(ea < 1e-5, "attention (head_dim %d, GQA 4/2, %d chunks, a prompt and two decodes): relative error %.2e vs llm_attention",
+      report(ea < 1e-5, "attention (head_dim %d, GQA 4/2, %d chunks, prompts and two decodes): relative error %.2e vs llm_attention",
              head_dim, n_chunks, ea);
-      for (size_t s = 0; s < 3; s++) {
+      if (head_dim % 32 == 0) {
+        // The merge quantizing its rows for the output product: the bytes launch_quantize makes of them.
+        const std::vector<float> split = out.read();
+        device_array<float> out_q(n_rows * q_dim);
+        device_array<act_q8_0> fused(n_rows * q_dim / 32), want(n_rows * q_dim / 32);
+        check_cuda(launch_attention(out_q.ptr, dq.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial.ptr,
+                                    nullptr, 0, fused.ptr), "launch_attention q8_0");
+        check_cuda(launch_quantize(ACT_Q8_0, out_q.ptr, want.ptr, n_rows, q_dim, 0), "launch_quantize");
+        const std::vector<act_q8_0> got = fused.read(), ref_q = want.read();
+        bool same = out_q.read() == split;
+        for (size_t i = 0; i < got.size(); i++)
+          same = same && memcmp(got[i].qs, ref_q[i].qs, 32) == 0 && got[i].d == ref_q[i].d && got[i].sum == ref_q[i].sum;
+        report(same, "attention (head_dim %d) quantizing its rows to q8_0 in the merge: bit-identical to launch_quantize", head_dim);
+      }
+      // The prompts' runs in tiles, the other rows split-K, as a pass runs them.
+      std::vector<int32_t> tiles(2 * n_rows);
+      std::vector<uint8_t> row_tiled(n_rows);
+      int n_tiled_rows = 0;
+      const int n_tiles = plan_attention_tiles(rows.data(), n_rows, head_dim, tiles.data(), row_tiled.data(), &n_tiled_rows);
+      device_array<int32_t> dtiles(tiles);
+      device_array<uint8_t> drow_tiled(row_tiled);
+      device_array<float> out_tiled(n_rows * q_dim);
+      check_cuda(launch_attention_tiles(out_tiled.ptr, dq.ptr, drows.ptr, dtiles.ptr, n_tiles, layer, n_heads, n_kv_heads, head_dim, 0),
+                 "launch_attention_tiles");
+      check_cuda(launch_attention(out_tiled.ptr, dq.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial.ptr,
+                                  drow_tiled.ptr, 0), "launch_attention");
+      const double et = relative_error(out_tiled.read(), out_cpu);
+      const int expected_tiles = head_dim % 4 == 0 ? 4 : 0; // 32 + 13 and 32 + 8 rows
+      report(et < 1e-5 && n_tiles == expected_tiles,
+             "attention (head_dim %d) with %d prompt tiles (%d rows) and the rest split-K: relative error %.2e vs llm_attention",
+             head_dim, n_tiles, n_tiled_rows, et);
+      for (size_t s = 0; s < n_cases; s++) {
         delete dkeys[s];
         delete dvalues[s];
       }
@@ -425,18 +582,23 @@ void write_tiny_model(tiny_model &m, llm_type matrix_type, int vocab) {
   m.spec.n_threads = 2;
 }
 
-// Logits of a 9-token prompt and two decoded tokens, and the top 5 of the last, on one model.
-std::vector<float> run_model(llm_model *model, std::vector<int32_t> &top) {
+// Logits of a prompt (9 tokens: the products on the CUDA cores; 70: on the tensor cores), evaluated in passes of
+// up to pass_tokens, and two decoded tokens, and the top 5 of the last, on one model.
+std::vector<float> run_model(llm_model *model, std::vector<int32_t> &top, int n_prompt = 9, int pass_tokens = 1 << 30) {
   const int vocab = model->config.vocab_size;
   llm_error err{};
-  llm_kv_cache *cache = llm_kv_cache_create(model, 64, &err);
-  std::vector<float> logits(11 * (size_t)vocab, NAN);
-  const int32_t prompt[] = { 1, 5, 9, 200, 7, 3, 3, 60, 11 };
+  llm_kv_cache *cache = llm_kv_cache_create(model, 128, &err);
+  std::vector<float> logits((n_prompt + 2) * (size_t)vocab, NAN);
+  std::vector<int32_t> prompt = { 1, 5, 9, 200, 7, 3, 3, 60, 11 };
+  while ((int)prompt.size() < n_prompt) prompt.push_back((int32_t)(prompt.size() * 37 % 1000));
   top.assign(5, -1);
-  bool ok = cache && llm_forward(model, cache, prompt, 9, 0, logits.data(), LLM_LOGITS_ALL, &err);
+  bool ok = cache != nullptr;
+  for (int first = 0; ok && first < n_prompt; first += pass_tokens)
+    ok = llm_forward(model, cache, prompt.data() + first, std::min(pass_tokens, n_prompt - first), first,
+                     logits.data() + (size_t)first * vocab, LLM_LOGITS_ALL, &err);
   for (int step = 0; ok && step < 2; step++) {
     const int32_t token = 40 + step;
-    llm_batch_sequence seq = { cache, &token, 1, 9 + step, logits.data() + (9 + step) * (size_t)vocab, LLM_LOGITS_LAST, 5, top.data() };
+    llm_batch_sequence seq = { cache, &token, 1, n_prompt + step, logits.data() + (n_prompt + step) * (size_t)vocab, LLM_LOGITS_LAST, 5, top.data() };
     ok = llm_forward_batch(model, &seq, 1, &err);
   }
   if (!ok) printf("     forward failed: %s\n", err.message);
@@ -453,11 +615,24 @@ void test_model() {
     if (!cpu || !gpu || !llm_cuda_attach(gpu, 0, &err)) {
       report(false, "model with %s matrices: %s", llm_type_name(type), err.message);
     } else {
-      std::vector<int32_t> top_cpu, top_gpu;
-      const std::vector<float> a = run_model(cpu, top_cpu), b = run_model(gpu, top_gpu);
-      const double e = relative_error(b, a);
-      report(e < 1e-4 && top_cpu == top_gpu, "model with %s matrices on %s: 9-token prompt + 2 decodes, logits relative error %.2e, top-5 %s",
-             llm_type_name(type), gpu->backend->device, e, top_cpu == top_gpu ? "identical" : "DIFFERENT");
+      for (int n_prompt : { 9, 70 }) {
+        std::vector<int32_t> top_cpu, top_gpu, top_passes;
+        const std::vector<float> a = run_model(cpu, top_cpu, n_prompt), b = run_model(gpu, top_gpu, n_prompt);
+        const double e = relative_error(b, a);
+        // The same prompt on the GPU in passes of 10 tokens (the CUDA cores), for comparison.
+        const double e_passes = n_prompt > 10 ? relative_error(run_model(gpu, top_passes, n_prompt, 10), a) : 0.0;
+        // The quantized types quantize every activation to q8: a float difference of 1e-7 (the order of a sum) that
+        // puts one of them on the other side of a rounding step moves it by 1/127 of its block's largest value,
+        // and the logits of this random model by up to ~1e-2 (seen as much on the CUDA cores as on the tensor
+        // cores; the products alone are held to 2e-5 above). f16 prompts on the tensor cores round the
+        // activations to f16 (product_tolerance). The float types otherwise agree to rounding.
+        const bool quantized = activation_format(type) != ACT_F32;
+        const double tolerance = quantized ? 3e-2 : type == LLM_F16 && n_prompt >= 16 ? 2e-3 : 1e-4;
+        char passes[64] = "";
+        if (n_prompt > 10) snprintf(passes, sizeof passes, " (in passes of 10 tokens: %.2e)", e_passes);
+        report(e < tolerance && top_cpu == top_gpu, "model with %s matrices on %s: %d-token prompt + 2 decodes, logits relative error %.2e%s, top-5 %s",
+               llm_type_name(type), gpu->backend->device, n_prompt, e, passes, top_cpu == top_gpu ? "identical" : "DIFFERENT");
+      }
     }
     llm_model_close(cpu);
     llm_model_close(gpu);
@@ -501,7 +676,7 @@ void test_out_of_memory() {
 
 } // namespace
 
-int main() {
+int main(int argc, char **argv) {
   char why[256] = "";
   const int devices = llm_cuda_device_count(why, sizeof why);
   if (devices == 0) {
@@ -512,9 +687,14 @@ int main() {
   check_cuda(cudaGetDeviceProperties(&props, 0), "cudaGetDeviceProperties");
   printf("device: %s, compute capability %d.%d, %d SMs, %.1f GiB\n", props.name, props.major, props.minor,
          props.multiProcessorCount, props.totalGlobalMem / 1073741824.0);
+  if (argc > 1 && strcmp(argv[1], "--time") == 0) {
+    time_products(argc > 2 ? argv[2] : nullptr);
+    return 0;
+  }
   llm_threadpool *pool = llm_threadpool_create(2);
   test_quantize(pool);
   test_matmul(pool);
+  test_matmul_mma(pool);
   test_rmsnorm_embedding_swiglu();
   test_rope_attention(pool);
   test_top_k();
