@@ -169,8 +169,10 @@ export class DecodeScheduler {
   }
 
   private fail(request: Request, err: unknown): void {
-    // A sliced request may still be queued for its remaining tokens.
+    // A sliced request may still be queued for its remaining tokens. Its generation ends with the error, so no
+    // pass waits for its look-ahead.
     this.queue = this.queue.filter((r) => r !== request);
+    this.lookingAhead.delete(request.context);
     request.reject(err);
   }
 }
