@@ -5,7 +5,7 @@
 # byte planes, bench/cuda/planes.py). Then call the device with carry [".device", ".cudapack"] and
 # `bash bench/cuda/run.sh ...`. Usage: bench/cuda/pack.sh MODEL_SET...   (small, sotu-l2-23m, sotu-l2-23m-meta,
 # sotu-l3-26m; `small` = stories260K and the Llama 2 vocabulary that bench/random-model.js needs, and which
-# test/cuda.test.js reads at load). One trained set per call: `small sotu-l3-26m` is 63.2 MiB, the largest that
+# test/cuda.test.js reads at load; --llamacpp: llama.cpp's source for run.sh --llamacpp). One trained set per call: `small sotu-l3-26m` is 63.2 MiB, the largest that
 # fits (then `run.sh --tests sotu-l3 --no-bench`).
 set -euo pipefail
 root=$(git rev-parse --show-toplevel)
@@ -27,6 +27,12 @@ rm -rf "$stage"
 
 for set in "$@"; do
   case "$set" in
+    --llamacpp) # llama.cpp's source as node-llama-cpp carries it (../shared/peers/build-llamacpp.sh fetched it), without
+      # its docs, models and the backends other than CPU and CUDA, for run.sh --llamacpp
+      src=${PEERS:-$HOME/.cache/llama-napi-peers}/llamacpp/src
+      (cd "$src" && git rev-parse --short HEAD > .git-commit && tar --exclude=.git --exclude=./docs --exclude=./models \
+        --exclude=./media --exclude=./gguf-py --exclude=./benches --exclude='./ggml/src/ggml-'{metal,sycl,vulkan,opencl,hexagon,et,cann,musa} \
+        -cJf "$root/.cudapack/llamacpp-src.tar.xz" .) ;;
     small) tar -C "$models" -cJf .cudapack/models-small.tar.xz tinystories gguf/llama-2-tiny-random.gguf vocab/ggml-vocab-llama-spm.gguf ;;
     sotu-l2-23m | sotu-l2-23m-meta | sotu-l3-26m)
       extra=()

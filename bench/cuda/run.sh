@@ -3,8 +3,13 @@
 # and test/cuda.test.js on the packed models), then the benchmark table: a random-weight Llama-2-7B shape per weight
 # type, written on the machine itself (GBs), tg128 and pp512 with the decode roofline. Logs and the table go to
 # $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--no-kernel-times] [--bench TYPES|--no-bench]
+#   [--also VAR=VALUE] [--llamacpp]
 #   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"; kernel times: the products of a
-#   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time)
+#   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time); --also: each
+#   type benchmarked a second time with that environment variable (e.g. LLAMA_NAPI_CUDA_PDL=0); --llamacpp:
+#   llama.cpp's llama-bench on the same files (pp512, tg128, flash attention, all layers on the GPU), built here
+#   from .cudapack/llamacpp-src.tar.xz (the source node-llama-cpp carries; bench/cuda/pack.sh --llamacpp) while
+#   the tests run
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -13,8 +18,12 @@ mkdir -p "$out"
 tests=auto
 kernel_times=1
 types="q4_0 q8_0 f16 q4_K"
+also=""
+llamacpp=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --also) also=$2; shift 2 ;;
+    --llamacpp) llamacpp=1; shift ;;
     --tests) tests=$2; shift 2 ;;
     --no-tests) tests=none; shift ;;
     --no-kernel-times) kernel_times=0; shift ;;
@@ -25,6 +34,13 @@ while [ $# -gt 0 ]; do
 done
 
 source .device/env.sh
+# cuBLAS (loaded at run time for prompt products) from the CUDA toolkit, where the loader does not know it.
+if ! ldconfig -p | grep -q libcublas.so; then
+  for dir in /usr/local/cuda/lib64 "$(dirname "$(command -v nvcc)")/../lib64"; do
+    [ -e "$dir/libcublas.so" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && break
+  done
+fi
+export LLAMA_NAPI_EXPECT_CUBLAS=1
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.max.sm,clocks.max.mem --format=csv | tee "$out/gpu.txt"
 models=/tmp/llama-napi-models
 mkdir -p "$models"
@@ -37,6 +53,17 @@ for path_file in .cudapack/planes/*.path; do
 done
 export LLAMA_NAPI_TEST_MODELS=$models
 status=0
+
+llamacpp_bin=/tmp/llamacpp/build/bin
+if [ "$llamacpp" = 1 ]; then
+  # In its own session, so that it builds on while the tests run (this call waits for it before llama-bench).
+  mkdir -p /tmp/llamacpp/src
+  tar -C /tmp/llamacpp/src -xJf .cudapack/llamacpp-src.tar.xz
+  setsid bash -c 'cmake -S /tmp/llamacpp/src -B /tmp/llamacpp/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF \
+      -DLLAMA_OPENSSL=OFF && nice cmake --build /tmp/llamacpp/build --target llama-bench -j 12; echo $? > /tmp/llamacpp/done' \
+    > "$out/llamacpp-build.log" 2>&1 < /dev/null &
+fi
 
 if [ "$tests" != none ]; then
   # The trained reference models that were packed (the others are reported as not run).
@@ -64,16 +91,25 @@ if [ -n "$types" ]; then
     start=$(date +%s)
     node bench/random-model.js --shape llama7b --type "$type" --repeat-rows 64 --out "$file" > /dev/null || { status=1; continue; }
     echo "== $type: written in $(( $(date +%s) - start )) s"
-    for graphs in 1 $([ "$type" = q4_0 ] && echo 0); do
-      line=$(LLAMA_NAPI_CUDA_GRAPHS=$graphs node bench/cuda/bench.js --model "$file" 2>&1 | tail -1)
+    for variant in "" $also; do
+      line=$(env $variant node bench/cuda/bench.js --model "$file" 2>&1 | tail -1)
       echo "$line" | tee -a "$out/bench.jsonl"
       node -e '
-        const r = JSON.parse(process.argv[1]), note = process.argv[2] === "0" ? " (no graph)" : "";
+        const r = JSON.parse(process.argv[1]), note = process.argv[2] ? ` (${process.argv[2]})` : "";
         console.log(`| ${r.weightType}${note} | ${(r.bytes / 2 ** 30).toFixed(2)} | ${r.loadSeconds} | ${r.tg128} | ${r.tg128Js} | ${r.rooflineTokS} | ${(100 * r.tgOfRoofline).toFixed(0)}% | ${r.pp512} |`);
-      ' "$line" "$graphs" >> "$table" || status=1
+      ' "$line" "$variant" >> "$table" || status=1
     done
-    rm -f "$file"
+    [ "$llamacpp" = 1 ] || rm -f "$file"
   done
   cat "$table"
+fi
+
+if [ "$llamacpp" = 1 ]; then
+  while [ ! -e /tmp/llamacpp/done ]; do sleep 2; done
+  echo "== llama.cpp build: exit $(cat /tmp/llamacpp/done) ($(cd /tmp/llamacpp/src && cat .git-commit 2>/dev/null))"
+  for type in $types; do
+    "$llamacpp_bin/llama-bench" -m /tmp/llama7b-$type.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o md 2>&1 | tee -a "$out/llamacpp-bench.md" || status=1
+    rm -f /tmp/llama7b-$type.gguf
+  done
 fi
 exit $status

@@ -68,6 +68,9 @@ struct cuda_backend {
   int32_t *attn_tiles_host = nullptr;
   uint8_t *row_tiled_host = nullptr;
   std::vector<decode_graph> graphs;
+  // A quantized matrix dequantized for cuBLAS (matmul_cublas.cu): made at the first prompt pass that can use it.
+  matmul_workspace workspace = { nullptr, 0 };
+  bool workspace_tried = false;
   bool use_graphs = true;
 };
 
@@ -175,6 +178,17 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
   const llm_config &c = b->model->config;
   pass_buffers &p = b->buf;
   const size_t partial = attention_partial_floats(n_rows, c.n_heads, c.head_dim, n_chunks);
+  if (n_rows >= CUBLAS_MIN_TOKENS_QUANTIZED && !b->workspace_tried) {
+    b->workspace_tried = true;
+    // Room for the largest quantized matrix of the layers (the output matrix meets few rows in most passes and
+    // stays on the tiles when it does not fit); without the memory, the quantized products stay on the tiles.
+    size_t bytes = 0;
+    for (const cuda_layer &layer : b->layers)
+      for (const cuda_matrix *m : { &layer.attn_q, &layer.attn_k, &layer.attn_v, &layer.attn_output, &layer.ffn_gate, &layer.ffn_up, &layer.ffn_down })
+        bytes = std::max(bytes, cublas_workspace_bytes(*m));
+    if (bytes > 0 && cudaMalloc(&b->workspace.f16_weights, bytes) == cudaSuccess) b->workspace.f16_weight_bytes = bytes;
+    else cudaGetLastError(); // not an error of the pass: clear it
+  }
   if (n_rows <= p.rows && n_logit_rows <= p.logit_rows && partial <= p.partial_floats) return true;
   CUDA_TRY(cudaStreamSynchronize(b->stream), "waiting for the GPU");
   drop_graphs(b);
@@ -231,14 +245,14 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
       group_outs[n++] = outs[j];
       done[j] = true;
     }
-    const act_format format = matmul_activation_format(*weights[i], n_tokens);
+    const act_format format = matmul_activation_format(*weights[i], n_tokens, &b->workspace);
     const void *input = x;
     if (format != ACT_F32) {
       if (format != held) LAUNCH(launch_quantize(format, x, b->buf.act, n_tokens, cols, b->stream));
       held = format;
       input = b->buf.act;
     }
-    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream));
+    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream, &b->workspace));
   }
   return cudaSuccess;
 }
@@ -253,7 +267,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
   for (const cuda_layer &layer : b->layers) {
     const int l = (int)(&layer - b->layers.data());
     // The norms quantize their rows themselves when the products after them take q8_0 activations.
-    const act_format qkv_format = matmul_activation_format(layer.attn_q, n);
+    const act_format qkv_format = matmul_activation_format(layer.attn_q, n, &b->workspace);
     LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s,
                           qkv_format == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
@@ -263,7 +277,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
                              c.rope_interleaved, s));
     LAUNCH(launch_attention_tiles(p.attn, p.q, p.rows_info, p.attn_tiles, n_tiles, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
     // Without tiles (every decode pass) the merge quantizes its rows for the output product itself.
-    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n) == ACT_Q8_0;
+    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, &b->workspace) == ACT_Q8_0;
     if (n_tiled_rows < n)
       LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
                               n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr));
@@ -271,7 +285,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
     float *const residual[] = { p.x };
     LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD, attn_quantized ? ACT_Q8_0 : ACT_F32));
 
-    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n);
+    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n, &b->workspace);
     const act_format ffn_held = ffn_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32;
     LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s,
                           ffn_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
@@ -456,6 +470,7 @@ void destroy(llm_backend *base) {
   drop_graphs(b);
   free_pass_buffers(b->buf);
   cudaFree(b->weights);
+  cudaFree(b->workspace.f16_weights);
   cudaFree(b->rope_freqs);
   cudaFreeHost(b->rows_host);
   cudaFreeHost(b->logit_map_host);

@@ -33,7 +33,8 @@ enum act_format { ACT_F32, ACT_Q8_0, ACT_Q8_K, ACT_F16, ACT_BF16X2 };
 act_format activation_format(int type);
 act_format mma_activation_format(int type);
 struct cuda_matrix;
-act_format matmul_activation_format(const cuda_matrix &w, int n_tokens);
+struct matmul_workspace;
+act_format matmul_activation_format(const cuda_matrix &w, int n_tokens, const matmul_workspace *workspace = nullptr);
 // Bytes of one activation row of `cols` values in a format.
 size_t activation_row_bytes(act_format format, int64_t cols);
 
@@ -49,12 +50,32 @@ enum matmul_mode {
 #define MATMUL_MAX_PRODUCTS 3
 
 // out_p[t * rows_p + r] = sum_c W_p[r][c] x_t[c] for each product p (all of one type and cols) and token t <
-// n_tokens. x holds n_tokens activation rows in matmul_activation_format(W, n_tokens), x_stride bytes apart. Below
-// matmul_takes_tensor_cores each warp reads its weight row once for up to 8 tokens (for one token this is the
-// bandwidth-bound decode product); from there on, tiles on the tensor cores. SWIGLU on the tensor-core path also
-// writes the up product to outs[1].
+// n_tokens. x holds n_tokens activation rows in matmul_activation_format(W, n_tokens, workspace), x_stride bytes
+// apart. Below matmul_takes_tensor_cores each warp reads its weight row once for up to 8 tokens (for one token this
+// is the bandwidth-bound decode product); from there on, cuBLAS where matmul_takes_cublas, else tiles on the tensor
+// cores. SWIGLU on those two paths also writes the up product to outs[1].
 cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
-                          size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream);
+                          size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream,
+                          const matmul_workspace *workspace = nullptr);
+
+// Device memory that prompt products may use: room for one weight matrix dequantized to f16, for cuBLAS (null or
+// too small for a matrix: that matrix stays on the tensor-core tiles).
+struct matmul_workspace {
+  __half *f16_weights;
+  size_t f16_weight_bytes;
+};
+
+// The same products through cuBLAS (matmul_cublas.cu), loaded at run time where the machine has it: launch_matmul
+// takes them where matmul_takes_cublas (from cublas_min_tokens: quantized weights are dequantized into the
+// workspace first, which pays off from more tokens). x: the tokens' activations in f16 (ACT_F16).
+#define CUBLAS_MIN_TOKENS_QUANTIZED 128 // the fewest of any quantized type: from here a pass makes the workspace
+int cublas_min_tokens(int type);
+bool cublas_loaded();
+// The workspace a matrix needs on that path: 0 for f16 weights, and where cuBLAS cannot take it.
+size_t cublas_workspace_bytes(const cuda_matrix &w);
+bool matmul_takes_cublas(const cuda_matrix &w, int n_tokens, const matmul_workspace *workspace);
+cudaError_t launch_matmul_cublas(const cuda_matrix *const weights[], float *const outs[], int n_products, const __half *x,
+                                 int n_tokens, bool add, const matmul_workspace *workspace, cudaStream_t stream);
 
 // The same products on the tensor cores (matmul_mma.cu), which launch_matmul takes where
 // matmul_takes_tensor_cores: enough tokens (16 for f16/bf16, 32 for the quantized types) and weights that

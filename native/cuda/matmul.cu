@@ -129,7 +129,8 @@ bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens) {
   return n_tokens >= min_tokens && matmul_mma_supports(w.type, w.row_bytes);
 }
 
-act_format matmul_activation_format(const cuda_matrix &w, int n_tokens) {
+act_format matmul_activation_format(const cuda_matrix &w, int n_tokens, const matmul_workspace *workspace) {
+  if (matmul_takes_cublas(w, n_tokens, workspace)) return ACT_F16;
   return matmul_takes_tensor_cores(w, n_tokens) ? mma_activation_format(w.type) : activation_format(w.type);
 }
 
@@ -144,7 +145,8 @@ size_t activation_row_bytes(act_format format, int64_t cols) {
 }
 
 cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
-                          size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream) {
+                          size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream,
+                          const matmul_workspace *workspace) {
   if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || (mode == MATMUL_SWIGLU && n_products != 2) || n_tokens < 1)
     return cudaErrorInvalidValue;
   MatmulParams p = {};
@@ -157,11 +159,14 @@ cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[
     p.total_rows += weights[i]->rows;
   }
   if (mode == MATMUL_SWIGLU) p.total_rows = first.rows;
-  if (matmul_takes_tensor_cores(first, n_tokens)) {
-    if (mode != MATMUL_SWIGLU) return launch_matmul_mma(weights, outs, n_products, x, x_stride, n_tokens, mode == MATMUL_ADD, stream);
-    // Gate and up apart, then SwiGLU: the tiles hold one product's accumulators.
-    const cudaError_t e = launch_matmul_mma(weights, outs, 2, x, x_stride, n_tokens, false, stream);
-    if (e != cudaSuccess) return e;
+  const bool blas = matmul_takes_cublas(first, n_tokens, workspace);
+  if (blas || matmul_takes_tensor_cores(first, n_tokens)) {
+    const bool add = mode == MATMUL_ADD;
+    if (blas && x_stride != activation_row_bytes(ACT_F16, first.cols)) return cudaErrorInvalidValue;
+    const cudaError_t e = blas ? launch_matmul_cublas(weights, outs, n_products, static_cast<const __half *>(x), n_tokens, add, workspace, stream)
+                               : launch_matmul_mma(weights, outs, n_products, x, x_stride, n_tokens, add, stream);
+    // SwiGLU after gate and up apart: both paths hold one product's results at a time.
+    if (e != cudaSuccess || mode != MATMUL_SWIGLU) return e;
     return launch_swiglu(outs[0], outs[0], outs[1], (int64_t)n_tokens * first.rows, stream);
   }
   p.n_products = n_products;

@@ -271,8 +271,82 @@ void test_matmul_mma(llm_threadpool *pool) {
   }
 }
 
+// The weights of a test matrix dequantized, as an f32 tensor.
+struct dequantized_matrix {
+  std::vector<float> values;
+  llm_tensor host;
+  explicit dequantized_matrix(const test_matrix &m) : values((size_t)(m.host.rows * m.host.cols)) {
+    for (int64_t r = 0; r < m.host.rows; r++)
+      llm_dequantize_row(m.host.type, m.bytes.data() + r * m.matrix.row_bytes, values.data() + r * m.host.cols, m.host.cols);
+    host = llm_tensor{ values.data(), LLM_F32, m.host.rows, m.host.cols };
+  }
+};
+
+// The cuBLAS path (launch_matmul with a workspace, where the library loads): quantized weights dequantized to f16,
+// f16 weights as they are, against f16 activations; one product, the residual add and SwiGLU. The reference is the
+// weights' own values times the f32 activations (llm_matmul's q8 activations would differ from it by ~4e-3).
+// Without cuBLAS on the machine this is a failure only where LLAMA_NAPI_EXPECT_CUBLAS=1 says it should be there
+// (bench/cuda/run.sh).
+void test_matmul_cublas(llm_threadpool *pool) {
+  const char *expect = getenv("LLAMA_NAPI_EXPECT_CUBLAS");
+  if (!cublas_loaded()) {
+    const bool expected = expect && strcmp(expect, "1") == 0;
+    report(!expected, "cuBLAS %s: its products not tested", expected ? "expected but not loaded" : "not on this machine");
+    return;
+  }
+  struct shape {
+    llm_type type;
+    int64_t cols;
+  };
+  const shape shapes[] = { { LLM_Q8_0, 352 }, { LLM_Q4_0, 1056 }, { LLM_Q4_K, 768 }, { LLM_Q6_K, 768 }, { LLM_F16, 264 } };
+  for (const shape &s : shapes) {
+    for (int rows : { 67, 200 }) {
+      test_matrix w(s.type, rows, s.cols), up(s.type, rows, s.cols);
+      device_array<__half> dequantized((size_t)rows * s.cols);
+      const matmul_workspace workspace = { dequantized.ptr, dequantized.n * sizeof(__half) };
+      for (int n_tokens : { cublas_min_tokens(s.type), cublas_min_tokens(s.type) + 37 }) {
+        std::vector<float> x = random_floats((size_t)n_tokens * s.cols);
+        std::vector<float> ref((size_t)n_tokens * rows), ref_up(ref.size());
+        const dequantized_matrix w32(w), up32(up);
+        llm_matmul(pool, ref.data(), &w32.host, x.data(), n_tokens);
+        llm_matmul(pool, ref_up.data(), &up32.host, x.data(), n_tokens);
+        device_array<float> dx(x), out(ref.size()), out_up(ref.size());
+        device_array<uint8_t> act(activation_scratch(n_tokens, s.cols));
+        const act_format format = matmul_activation_format(w.matrix, n_tokens, &workspace);
+        const void *input = device_activations(format, dx, n_tokens, s.cols, act);
+        const size_t stride = activation_row_bytes(format, s.cols);
+        const cuda_matrix *one[] = { &w.matrix };
+        float *const outs[] = { out.ptr };
+        check_cuda(launch_matmul(one, outs, 1, input, stride, n_tokens, MATMUL_STORE, 0, &workspace), "launch_matmul (cuBLAS)");
+        const bool blas = matmul_takes_cublas(w.matrix, n_tokens, &workspace) && format == ACT_F16;
+        const double e = relative_error(out.read(), ref);
+        report(blas && e < 1e-3, "matmul through cuBLAS %s %d x %lld, %d tokens: relative error %.2e vs the f32 product",
+               llm_type_name(s.type), rows, (long long)s.cols, n_tokens, e);
+
+        std::vector<float> residual = random_floats(ref.size()), added(ref.size());
+        for (size_t i = 0; i < ref.size(); i++) added[i] = residual[i] + ref[i];
+        device_array<float> dres(residual);
+        float *const res_out[] = { dres.ptr };
+        check_cuda(launch_matmul(one, res_out, 1, input, stride, n_tokens, MATMUL_ADD, 0, &workspace), "launch_matmul (cuBLAS) add");
+        const double ea = relative_error(dres.read(), added);
+        report(ea < 1e-3, "matmul through cuBLAS %s, %d tokens: accumulate into the residual, relative error %.2e",
+               llm_type_name(s.type), n_tokens, ea);
+
+        std::vector<float> swiglu(ref.size());
+        llm_swiglu(swiglu.data(), ref.data(), ref_up.data(), (int64_t)ref.size());
+        const cuda_matrix *pair[] = { &w.matrix, &up.matrix };
+        float *const pair_out[] = { out.ptr, out_up.ptr };
+        check_cuda(launch_matmul(pair, pair_out, 2, input, stride, n_tokens, MATMUL_SWIGLU, 0, &workspace), "launch_matmul (cuBLAS) swiglu");
+        const double es = relative_error(out.read(), swiglu);
+        report(es < 2.5e-3, "matmul through cuBLAS %s, %d tokens: gate and up with SwiGLU, relative error %.2e",
+               llm_type_name(s.type), n_tokens, es);
+      }
+    }
+  }
+}
+
 // With --time: the products of a 7B layer's shapes at several token counts, launch_matmul (whichever path it
-// takes) against the tensor-core tiles, median of 9 event-timed runs, in TOPS (2 rows cols tokens per second).
+// takes, with a workspace for cuBLAS: its times include the dequantization) against the tensor-core tiles, median of 9 event-timed runs, in TOPS (2 rows cols tokens per second).
 // --time TYPE: that type's 4096 x 4096 product of 512 tokens alone (for a profiler).
 void time_products(const char *only) {
   for (llm_type type : { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K, LLM_F16, LLM_BF16 }) {
@@ -285,11 +359,15 @@ void time_products(const char *only) {
       device_array<float> dx(random_floats((size_t)max_tokens * cols)), out((size_t)max_tokens * rows);
       // The activations in the CUDA cores' format and in the tensor cores' (they differ for f16 and bf16).
       device_array<uint8_t> act_warp(activation_scratch(max_tokens, cols)), act_mma(activation_scratch(max_tokens, cols));
+      device_array<uint8_t> act_f16(activation_scratch(max_tokens, cols));
       const void *input_warp = device_activations(activation_format(type), dx, max_tokens, cols, act_warp);
       const void *input_mma = device_activations(mma_activation_format(type), dx, max_tokens, cols, act_mma);
+      const void *input_f16 = device_activations(ACT_F16, dx, max_tokens, cols, act_f16);
+      device_array<__half> dequantized(cublas_workspace_bytes(w.matrix) / sizeof(__half) + 1);
+      const matmul_workspace workspace = { dequantized.ptr, cublas_workspace_bytes(w.matrix) };
       const cuda_matrix *weights[] = { &w.matrix };
       float *const outs[] = { out.ptr };
-      for (int n_tokens : { 8, 16, 24, 31, 32, 64, 128, 512 }) {
+      for (int n_tokens : { 8, 16, 24, 31, 32, 64, 128, 256, 512 }) {
         if (only && n_tokens != 512) continue;
         double ms[2];
         for (int path = 0; path < 2; path++) {
@@ -299,10 +377,10 @@ void time_products(const char *only) {
           std::vector<float> runs;
           for (int r = 0; r < 10; r++) {
             cudaEventRecord(start);
-            const act_format format = path == 0 ? matmul_activation_format(w.matrix, n_tokens) : mma_activation_format(type);
-            const void *input = format == activation_format(type) ? input_warp : input_mma;
+            const act_format format = path == 0 ? matmul_activation_format(w.matrix, n_tokens, &workspace) : mma_activation_format(type);
+            const void *input = format == activation_format(type) ? input_warp : format == mma_activation_format(type) ? input_mma : input_f16;
             const size_t stride = activation_row_bytes(format, cols);
-            check_cuda(path == 0 ? launch_matmul(weights, outs, 1, input, stride, n_tokens, MATMUL_STORE, 0)
+            check_cuda(path == 0 ? launch_matmul(weights, outs, 1, input, stride, n_tokens, MATMUL_STORE, 0, &workspace)
                                  : launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0), "timed product");
             cudaEventRecord(stop);
             check_cuda(cudaEventSynchronize(stop), "timed product");
@@ -316,8 +394,9 @@ void time_products(const char *only) {
           cudaEventDestroy(stop);
         }
         const double ops = 2.0 * rows * cols * n_tokens;
-        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%s) %8.1f us %6.1f TOPS | tensor cores %8.1f us %6.1f TOPS\n",
-               llm_type_name(type), (long long)rows, (long long)cols, n_tokens, matmul_takes_tensor_cores(w.matrix, n_tokens) ? "mma " : "warp",
+        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%-6s) %8.1f us %6.1f TOPS | tensor cores %8.1f us %6.1f TOPS\n",
+               llm_type_name(type), (long long)rows, (long long)cols, n_tokens,
+               matmul_takes_cublas(w.matrix, n_tokens, &workspace) ? "cublas" : matmul_takes_tensor_cores(w.matrix, n_tokens) ? "mma" : "warp",
                1e3 * ms[0], ops / ms[0] * 1e-9, 1e3 * ms[1], ops / ms[1] * 1e-9);
       }
     }
@@ -695,6 +774,7 @@ int main(int argc, char **argv) {
   test_quantize(pool);
   test_matmul(pool);
   test_matmul_mma(pool);
+  test_matmul_cublas(pool);
   test_rmsnorm_embedding_swiglu();
   test_rope_attention(pool);
   test_top_k();
