@@ -71,6 +71,7 @@ struct cuda_backend {
   // A quantized matrix dequantized for cuBLAS (matmul_cublas.cu): made at the first prompt pass that can use it.
   matmul_workspace workspace = { nullptr, 0 };
   bool workspace_tried = false;
+  bool capturing = false; // enqueueing a pass into a graph, where cuBLAS stays out (it may allocate)
   bool use_graphs = true;
 };
 
@@ -228,6 +229,9 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
   return true;
 }
 
+// What the products of a pass may use for cuBLAS: nothing while a graph is captured.
+const matmul_workspace *blas_workspace(const cuda_backend *b) { return b->capturing ? nullptr : &b->workspace; }
+
 // The products of one input: grouped by weight type (one launch per group), the input quantized once per
 // activation layout the groups need. `held`: the layout b->buf.act already holds x in (ACT_F32: none).
 cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float *const outs[], int n_products,
@@ -245,14 +249,14 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
       group_outs[n++] = outs[j];
       done[j] = true;
     }
-    const act_format format = matmul_activation_format(*weights[i], n_tokens, &b->workspace);
+    const act_format format = matmul_activation_format(*weights[i], n_tokens, blas_workspace(b));
     const void *input = x;
     if (format != ACT_F32) {
       if (format != held) LAUNCH(launch_quantize(format, x, b->buf.act, n_tokens, cols, b->stream));
       held = format;
       input = b->buf.act;
     }
-    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream, &b->workspace));
+    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream, blas_workspace(b)));
   }
   return cudaSuccess;
 }
@@ -267,7 +271,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
   for (const cuda_layer &layer : b->layers) {
     const int l = (int)(&layer - b->layers.data());
     // The norms quantize their rows themselves when the products after them take q8_0 activations.
-    const act_format qkv_format = matmul_activation_format(layer.attn_q, n, &b->workspace);
+    const act_format qkv_format = matmul_activation_format(layer.attn_q, n, blas_workspace(b));
     LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s,
                           qkv_format == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
@@ -277,7 +281,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
                              c.rope_interleaved, s));
     LAUNCH(launch_attention_tiles(p.attn, p.q, p.rows_info, p.attn_tiles, n_tiles, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
     // Without tiles (every decode pass) the merge quantizes its rows for the output product itself.
-    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, &b->workspace) == ACT_Q8_0;
+    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, blas_workspace(b)) == ACT_Q8_0;
     if (n_tiled_rows < n)
       LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
                               n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr));
@@ -285,7 +289,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
     float *const residual[] = { p.x };
     LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD, attn_quantized ? ACT_Q8_0 : ACT_F32));
 
-    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n, &b->workspace);
+    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n, blas_workspace(b));
     const act_format ffn_held = ffn_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32;
     LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s,
                           ffn_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
@@ -317,7 +321,9 @@ bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, llm_error
   }
   // Thread-local capture: the JS thread may allocate or copy KV caches meanwhile.
   CUDA_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "capturing a decode graph");
+  b->capturing = true;
   const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0);
+  b->capturing = false;
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
   CUDA_TRY(enqueued, "launching the kernels of a decode pass");

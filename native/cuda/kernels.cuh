@@ -58,8 +58,8 @@ cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[
                           size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream,
                           const matmul_workspace *workspace = nullptr);
 
-// Device memory that prompt products may use: room for one weight matrix dequantized to f16, for cuBLAS (null or
-// too small for a matrix: that matrix stays on the tensor-core tiles).
+// Device memory that prompt products may use: room for one weight matrix dequantized to f16, for cuBLAS (too small
+// for a matrix: that matrix stays on the tensor-core tiles; no workspace at all: no cuBLAS, as in a captured graph).
 struct matmul_workspace {
   __half *f16_weights;
   size_t f16_weight_bytes;
