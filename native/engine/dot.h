@@ -27,8 +27,11 @@ enum llm_activation {
    * side by side, then each token's leftover columns (cols % 4). A group of one token is a plain f32 row. Rows
    * are cols floats apart, so token t of a group starting at token g sits at x + g * row bytes. */
   LLM_ACTIVATION_F32_INTERLEAVED,
+  /* As LLM_ACTIVATION_Q8_0_PANEL_SIGNED, then the int32 sum of each block's values (before the padding): the
+   * q4_0 decode kernel's per-block work on the activations, done once per token instead of once per 4 rows. */
+  LLM_ACTIVATION_Q8_0_SUMS,
 };
-#define LLM_ACTIVATION_COUNT 7
+#define LLM_ACTIVATION_COUNT 8
 
 /* Bytes of one activation row of `cols` values in a format (cols a multiple of its block size). */
 size_t llm_activation_row_bytes(enum llm_activation format, int64_t cols);

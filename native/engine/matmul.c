@@ -22,6 +22,8 @@ size_t llm_activation_row_bytes(enum llm_activation format, int64_t cols) {
   case LLM_ACTIVATION_Q8_K: return (size_t)(cols / LLM_QK_K) * sizeof(struct llm_block_q8_K);
   case LLM_ACTIVATION_Q8_0_PANEL:
   case LLM_ACTIVATION_Q8_0_PANEL_SIGNED: return round_up((size_t)cols + (size_t)(cols / LLM_QK8_0) * sizeof(float), 64);
+  case LLM_ACTIVATION_Q8_0_SUMS:
+    return round_up((size_t)cols + (size_t)(cols / LLM_QK8_0) * (sizeof(float) + sizeof(int32_t)), 64);
   case LLM_ACTIVATION_Q8_K_PANEL:
     return round_up((size_t)cols + (size_t)(cols / LLM_QK_K) * sizeof(float) + (size_t)(cols / 32) * sizeof(int16_t), 64);
   default: return (size_t)cols * sizeof(float);
@@ -50,15 +52,22 @@ static void quantize_activation_row(enum llm_kernel_set set, enum llm_activation
   case LLM_ACTIVATION_Q8_0: quantize_q8_0(x, y, n); break;
   case LLM_ACTIVATION_Q8_K: quantize_q8_K(x, y, n); break;
   case LLM_ACTIVATION_Q8_0_PANEL:
-  case LLM_ACTIVATION_Q8_0_PANEL_SIGNED: {
+  case LLM_ACTIVATION_Q8_0_PANEL_SIGNED:
+  case LLM_ACTIVATION_Q8_0_SUMS: {
     const int bias = format == LLM_ACTIVATION_Q8_0_PANEL ? 128 : 0;
     uint8_t *qs = y;
     float *d = (float *)(qs + n);
+    int32_t *sums = (int32_t *)(d + n / LLM_QK8_0);
     for (int64_t b = 0; b < n / LLM_QK8_0; b++) {
       struct llm_block_q8_0 block;
       quantize_q8_0(x + b * LLM_QK8_0, &block, LLM_QK8_0);
-      for (int j = 0; j < LLM_QK8_0; j++) qs[b * LLM_QK8_0 + j] = (uint8_t)(block.qs[j] + bias);
+      int32_t sum = 0;
+      for (int j = 0; j < LLM_QK8_0; j++) {
+        qs[b * LLM_QK8_0 + j] = (uint8_t)(block.qs[j] + bias);
+        sum += block.qs[j];
+      }
       d[b] = llm_f16_to_f32(block.d);
+      if (format == LLM_ACTIVATION_Q8_0_SUMS) sums[b] = sum;
     }
     break;
   }

@@ -198,18 +198,20 @@ LLM_TARGET_AVX512 static void gemm_q4_0(int64_t cols, const void *panel, const v
   if (t < n_tokens) gemm_q4_0_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 1);
 }
 
-/* Decode: per block and row the exact integer sum(x (q - 8)) (the panel's I), 4 rows folded into the lanes of
- * one vector, then the panel's float steps lane by lane, so a token gets the same logits whether it comes in a
- * batch or alone. */
+/* Decode: per block and row the exact integer sum(x (q - 8)) (the panel's I) as sum(x q) - 8 sum(x), 4 rows
+ * folded into the lanes of one vector, then the panel's float steps lane by lane, so a token gets the same logits
+ * whether it comes in a batch or alone. The activations come as LLM_ACTIVATION_Q8_0_SUMS: sum(x) and the f32
+ * scale of each block are loads, not work per 4 rows. */
 LLM_AVX512_INLINE void rows_q4_0_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, float *out,
                                         const int ROWS) {
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi8(1);
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
   const __m256i nibble_shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-  const struct llm_block_q8_0 *xb = x;
+  const int8_t *xqs = x;
+  const float *xd = (const float *)(xqs + cols);
+  const int32_t *xsums = (const int32_t *)(xd + cols / LLM_QK4_0);
   __m128 acc = _mm_setzero_ps();
   for (int64_t b = 0; b < cols / LLM_QK4_0; b++) {
-    const __m256i xq = _mm256_loadu_si256((const __m256i *)xb[b].qs);
-    const __m256i offset = _mm256_slli_epi32(llm_sum_pairs_i16(_mm256_maddubs_epi16(ones, xq)), 3);
+    const __m256i xq = _mm256_loadu_si256((const __m256i *)(xqs + b * LLM_QK4_0));
     __m256i sums[4];
     uint16_t wd[4] = { 0, 0, 0, 0 };
     for (int i = 0; i < 4; i++) {
@@ -218,16 +220,17 @@ LLM_AVX512_INLINE void rows_q4_0_avx512(int64_t cols, const void *w, size_t w_st
         continue;
       }
       const struct block_q4_0 *wb = (const struct block_q4_0 *)((const char *)w + i * w_stride) + b;
-      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
+      _mm_prefetch((const char *)wb + LLM_DECODE_PREFETCH_ROWS * w_stride, _MM_HINT_T0);
       const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)wb->qs));
       const __m256i wq = _mm256_and_si256(_mm256_srlv_epi32(both, nibble_shift), low_nibbles);
-      sums[i] = _mm256_sub_epi32(llm_sum_pairs_i16(_mm256_maddubs_epi16(wq, xq)), offset);
+      sums[i] = llm_sum_pairs_i16(_mm256_maddubs_epi16(wq, xq));
       wd[i] = wb->d;
     }
     const __m256i folded = llm_fold_4_rows(sums[0], sums[1], sums[2], sums[3]);
-    const __m128i exact = _mm_add_epi32(_mm256_castsi256_si128(folded), _mm256_extracti128_si256(folded, 1));
+    const __m128i exact = _mm_sub_epi32(_mm_add_epi32(_mm256_castsi256_si128(folded), _mm256_extracti128_si256(folded, 1)),
+                                        _mm_slli_epi32(_mm_set1_epi32(xsums[b]), 3));
     const __m128 scales = _mm_cvtph_ps(_mm_setr_epi16((short)wd[0], (short)wd[1], (short)wd[2], (short)wd[3], 0, 0, 0, 0));
-    acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtepi32_ps(exact), scales), _mm_set1_ps(_cvtsh_ss(xb[b].d)), acc);
+    acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtepi32_ps(exact), scales), _mm_set1_ps(xd[b]), acc);
   }
   float lanes[4];
   _mm_storeu_ps(lanes, acc);
@@ -237,7 +240,7 @@ LLM_AVX512_INLINE void rows_q4_0_avx512(int64_t cols, const void *w, size_t w_st
 LLM_DEFINE_AVX512_DECODE_TILE(tile_q4_0_avx512, rows_q4_0_avx512)
 
 const struct llm_dot_kernel llm_dot_q4_0_avx512 = {
-  LLM_ACTIVATION_Q8_0, 4, 1, tile_q4_0_avx512, LLM_ACTIVATION_Q8_0_PANEL, LLM_PANEL_ROWS, 4,
+  LLM_ACTIVATION_Q8_0_SUMS, 4, 1, tile_q4_0_avx512, LLM_ACTIVATION_Q8_0_PANEL, LLM_PANEL_ROWS, 4,
   q4_0_panel_bytes, pack_q4_0, gemm_q4_0,
 };
 

@@ -402,9 +402,8 @@ LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_st
         continue;
       }
       wb[i] = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
-      _mm_prefetch((const char *)(wb[i] + PREFETCH_BLOCKS), _MM_HINT_T0);
-      _mm_prefetch((const char *)(wb[i] + PREFETCH_BLOCKS) + 64, _MM_HINT_T0);
-      _mm_prefetch((const char *)(wb[i] + PREFETCH_BLOCKS) + 128, _MM_HINT_T0);
+      for (int line = 0; line < 3; line++)
+        _mm_prefetch((const char *)wb[i] + LLM_DECODE_PREFETCH_ROWS * w_stride + 64 * line, _MM_HINT_T0);
       uint8_t sm[16];
       unpack_scales_mins(wb[i]->scales, sm);
       wd[i] = wb[i]->d;

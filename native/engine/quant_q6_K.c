@@ -351,7 +351,8 @@ LLM_AVX512_INLINE void rows_q6_K_avx512(int64_t cols, const void *w, size_t w_st
         continue;
       }
       const struct block_q6_K *wb = (const struct block_q6_K *)((const char *)w + i * w_stride) + b;
-      for (int line = 0; line < 4; line++) _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 64 * line, _MM_HINT_T0);
+      for (int line = 0; line < 4; line++)
+        _mm_prefetch((const char *)wb + LLM_DECODE_PREFETCH_ROWS * w_stride + 64 * line, _MM_HINT_T0);
       wd[i] = wb->d;
       const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
       __m256i sum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales16), 5));

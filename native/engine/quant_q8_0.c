@@ -184,7 +184,7 @@ LLM_AVX512_INLINE void rows_q8_0_avx512(int64_t cols, const void *w, size_t w_st
         continue;
       }
       const struct llm_block_q8_0 *wb = (const struct llm_block_q8_0 *)((const char *)w + i * w_stride) + b;
-      _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
+      _mm_prefetch((const char *)wb + LLM_DECODE_PREFETCH_ROWS * w_stride, _MM_HINT_T0);
       sums[i] = llm_dot_i8(_mm256_loadu_si256((const __m256i *)wb->qs), xq);
       wd[i] = wb->d;
     }
