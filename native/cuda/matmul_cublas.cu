@@ -3,8 +3,9 @@
 // f16 GEMM (f32 accumulation) is several times faster than those mma.sync tiles on an H100 (bench/RESULTS.md), so
 // prompts take it: f16 weights meet the activations rounded to f16 as they are; quantized weights are first
 // dequantized to f16 into a workspace, one matrix at a time (a read of the matrix and a write of twice its
-// values, small beside the GEMM from a few dozen tokens on). The activations rounded to f16 are finer than the
-// q8_0 / q8_K ones of the other paths; the weights rounded to f16 lose at most 2^-11 of each value.
+// values, which the faster GEMM repays from 128 or 256 tokens: cublas_min_tokens). The activations rounded to
+// f16 are finer than the q8_0 / q8_K ones of the other paths; the weights rounded to f16 lose at most 2^-11 of each
+// value.
 #include <dlfcn.h>
 #include <library_types.h>
 
