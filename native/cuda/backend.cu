@@ -174,22 +174,24 @@ void free_pass_buffers(pass_buffers &p) {
   p = pass_buffers();
 }
 
+// Room for the largest quantized matrix of the layers, tried once (the output matrix meets few rows in most passes
+// and stays on the tiles when it does not fit); without the memory, the quantized products stay on the tiles.
+void make_blas_workspace(cuda_backend *b) {
+  b->workspace_tried = true;
+  size_t bytes = 0;
+  for (const cuda_layer &l : b->layers)
+    for (const cuda_matrix *m : { &l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down })
+      bytes = std::max(bytes, cublas_workspace_bytes(*m));
+  if (bytes > 0 && cudaMalloc(&b->workspace.f16_weights, bytes) == cudaSuccess) b->workspace.f16_weight_bytes = bytes;
+  else cudaGetLastError(); // not an error of the pass: clear it
+}
+
 // Makes the pass buffers hold n_rows rows, n_logit_rows logit rows and the attention partials of n_chunks chunks.
 bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_error *err) {
   const llm_config &c = b->model->config;
   pass_buffers &p = b->buf;
   const size_t partial = attention_partial_floats(n_rows, c.n_heads, c.head_dim, n_chunks);
-  if (n_rows >= CUBLAS_MIN_TOKENS_QUANTIZED && !b->workspace_tried) {
-    b->workspace_tried = true;
-    // Room for the largest quantized matrix of the layers (the output matrix meets few rows in most passes and
-    // stays on the tiles when it does not fit); without the memory, the quantized products stay on the tiles.
-    size_t bytes = 0;
-    for (const cuda_layer &layer : b->layers)
-      for (const cuda_matrix *m : { &layer.attn_q, &layer.attn_k, &layer.attn_v, &layer.attn_output, &layer.ffn_gate, &layer.ffn_up, &layer.ffn_down })
-        bytes = std::max(bytes, cublas_workspace_bytes(*m));
-    if (bytes > 0 && cudaMalloc(&b->workspace.f16_weights, bytes) == cudaSuccess) b->workspace.f16_weight_bytes = bytes;
-    else cudaGetLastError(); // not an error of the pass: clear it
-  }
+  if (n_rows >= CUBLAS_MIN_TOKENS_QUANTIZED && !b->workspace_tried) make_blas_workspace(b);
   if (n_rows <= p.rows && n_logit_rows <= p.logit_rows && partial <= p.partial_floats) return true;
   CUDA_TRY(cudaStreamSynchronize(b->stream), "waiting for the GPU");
   drop_graphs(b);
