@@ -940,7 +940,7 @@ Napi::Value Model::DecodeBatch(const Napi::CallbackInfo& info) {
 // done after each chunk. The reads fill the page cache that the engine's read-only mappings share, so a load with
 // progress does the disk work the first forward pass (or the GPU upload) would otherwise do unseen. pread, not
 // touching a mapping: a file shorter than a range is an error here, never a SIGBUS.
-class PageInWorker : public Napi::AsyncProgressWorker<uint64_t> {
+class PageInWorker : public Napi::AsyncProgressQueueWorker<uint64_t> {
  public:
   struct Range {
     int file;
@@ -948,7 +948,7 @@ class PageInWorker : public Napi::AsyncProgressWorker<uint64_t> {
   };
 
   PageInWorker(Napi::Env env, std::vector<std::string> files, std::vector<Range> ranges, Napi::Function on_progress)
-      : Napi::AsyncProgressWorker<uint64_t>(env),
+      : Napi::AsyncProgressQueueWorker<uint64_t>(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         files_(std::move(files)),
         ranges_(std::move(ranges)),
@@ -1007,8 +1007,9 @@ class PageInWorker : public Napi::AsyncProgressWorker<uint64_t> {
     }
   }
 
-  // Progress is coalesced (only the latest count arrives when JS is busy), so the counts a caller sees rise
-  // monotonically; the last one equals the total before the promise resolves.
+  // Every chunk's count arrives, in order, even when JS is busy (a coalescing worker could deliver as few as the
+  // last one on a loaded machine): the counts rise strictly, and the last equals the total before the promise
+  // resolves.
   void OnProgress(const uint64_t* done, size_t count) override {
     if (count > 0) on_progress_.Call({Napi::Number::New(Env(), (double)*done)});
   }
