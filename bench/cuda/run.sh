@@ -3,13 +3,16 @@
 # and test/cuda.test.js on the packed models), then the benchmark table: a random-weight Llama-2-7B shape per weight
 # type, written on the machine itself (GBs), tg128 and pp512 with the decode roofline. Logs and the table go to
 # $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--no-kernel-times] [--bench TYPES|--no-bench]
-#   [--also VAR=VALUE] [--llamacpp]
+#   [--also VAR=VALUE] [--llamacpp] [--profile TYPES]
 #   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"; kernel times: the products of a
 #   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time); --also: each
 #   type benchmarked a second time with that environment variable (e.g. LLAMA_NAPI_CUDA_PDL=0); --llamacpp:
 #   llama.cpp's llama-bench on the same files (pp512, tg128, flash attention, all layers on the GPU), built here
 #   from .cudapack/llamacpp-src.tar.xz (the source node-llama-cpp carries; bench/cuda/pack.sh --llamacpp) while
-#   the tests run
+#   the tests run; --profile: ncu's time and DRAM bytes of every kernel of the whole decode steps among 900 kernels
+#   launched mid-generation, for each of those types
+#   (graphs off, so that ncu sees each launch; caches left warm between kernels, as in a real step), summed per
+#   kernel by bench/cuda/profile.py
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -20,10 +23,12 @@ kernel_times=1
 types="q4_0 q8_0 f16 q4_K"
 also=""
 llamacpp=0
+profile=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --also) also=$2; shift 2 ;;
     --llamacpp) llamacpp=1; shift ;;
+    --profile) profile=$2; shift 2 ;;
     --tests) tests=$2; shift 2 ;;
     --no-tests) tests=none; shift ;;
     --no-kernel-times) kernel_times=0; shift ;;
@@ -82,6 +87,24 @@ if [ "$kernel_times" = 1 ]; then
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 
+ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+for type in $profile; do
+  file=/tmp/llama7b-$type.gguf
+  [ -e "$file" ] || node bench/random-model.js --shape llama7b --type "$type" --repeat-rows 64 --out "$file" > /dev/null || { status=1; continue; }
+  # 40 tokens: loading and the first steps are skipped, then 900 kernels: whole steps of fewer than 300 each (profile.py).
+  LLAMA_NAPI_CUDA_GRAPHS=0 "$ncu" --clock-control none --cache-control none --launch-skip 6000 --launch-count 900 --csv \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum node -e '
+      const { loadModel } = require("./dist/cjs/index.js");
+      (async () => {
+        const model = await loadModel(process.argv[1], { device: "cuda", contextSize: 1024 });
+        await model.nativeGreedy({ tokens: [1] }, 40);
+        await model.dispose();
+      })();' "$file" > "$out/profile-$type.csv" 2> "$out/profile-$type.err" || status=1
+  echo "== decode profile, $type"
+  python3 bench/cuda/profile.py "$out/profile-$type.csv" | tee "$out/profile-$type.md" || status=1
+  [[ " $types " == *" $type "* ]] || rm -f "$file" # else the benchmark below reads it
+done
+
 if [ -n "$types" ]; then
   table="$out/bench.md"
   echo "| type | file GiB | load s | tg128 engine loop | tg128 JS loop | roofline tok/s (3.0 TB/s) | of roofline | pp512 |" > "$table"
@@ -89,7 +112,7 @@ if [ -n "$types" ]; then
   for type in $types; do
     file=/tmp/llama7b-$type.gguf
     start=$(date +%s)
-    node bench/random-model.js --shape llama7b --type "$type" --repeat-rows 64 --out "$file" > /dev/null || { status=1; continue; }
+    [ -e "$file" ] || node bench/random-model.js --shape llama7b --type "$type" --repeat-rows 64 --out "$file" > /dev/null || { status=1; continue; }
     echo "== $type: written in $(( $(date +%s) - start )) s"
     for variant in "" $also; do
       line=$(env $variant node bench/cuda/bench.js --model "$file" 2>&1 | tail -1)

@@ -1,13 +1,23 @@
 // Causal grouped-query attention (llm_attention), split-K in the flash-decoding manner: the positions 0..pos a
-// query sees are cut into chunks of ATTENTION_CHUNK; one block per (row, head, chunk) scores its chunk (one thread
-// per key, the query in shared memory), takes the chunk's softmax numerators and their weighted sum of values,
-// and a second kernel merges the chunks with their maxima. A long context becomes many blocks even for one
-// decoded token; a prompt's queries are just more rows.
+// query sees are cut into chunks of ATTENTION_CHUNK; one block per (row, head, chunk) scores its chunk, takes the
+// chunk's softmax numerators and their weighted sum of values, and a second kernel merges the chunks with their
+// maxima. A long context becomes many blocks even for one decoded token; a prompt's queries are just more rows.
+// With one chunk there is nothing to merge: the chunk's block writes the output. A decode pass also leaves the
+// rotary embedding and the cache store to the chunk blocks (attention_rope): each of those saves a kernel per layer.
+//
+// Within a block, a warp takes a key (or a value) at a time, its lanes across the head, and each lane has
+// kInFlight positions' loads in flight: a decode step's cache reads come from DRAM, and with a thread per key (the
+// first version) their latency, not bandwidth, set the time: 11.5 us per layer at 26 positions (ncu, 7B), 7.9 now.
 #include "kernels.cuh"
+#include "rope.cuh"
+#include "kernels.cuh"
+#include "rope.cuh"
 
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / LLM_CUDA_WARP;
+constexpr int kInFlight = 8;
 
 // `partial` holds, per (row, head, chunk) in this order, the chunk's max score and its sum of exp(score - max);
 // after all of those, per (row, head, chunk), the head_dim sums of exp(score - max) * value.
@@ -25,10 +35,47 @@ __device__ float block_reduce(float v, bool is_max, float *scratch) {
   return r;
 }
 
+// The output of (row, head): out[i] = sum[i] / denominator, and with quantized those values as q8_0 activations
+// (each warp's 32 values of a step are one block, head_dim a multiple of 32). The merge of several chunks and a
+// lone chunk end here alike.
+__device__ __forceinline__ void store_head(float *out, act_q8_0 *quantized, int row, int head, int n_heads, int head_dim,
+                                           int i, float sum, float denominator_inverse) {
+  const int64_t index = ((int64_t)row * n_heads + head) * head_dim + i;
+  out[index] = sum * denominator_inverse;
+  if (quantized) quantize_warp_q8_0(out[index], quantized[index / 32]);
+}
+
+// A head as vectors of V floats (V = 4: 16-byte loads, where head_dim allows), vector j in lane j % 32.
+template <int V> struct HeadVector;
+template <> struct HeadVector<4> {
+  using T = float4;
+  __device__ static float dot(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+  __device__ static void add_scaled(float4 &acc, float s, float4 v) {
+    acc.x += s * v.x;
+    acc.y += s * v.y;
+    acc.z += s * v.z;
+    acc.w += s * v.w;
+  }
+};
+template <> struct HeadVector<1> {
+  using T = float;
+  __device__ static float dot(float a, float b) { return a * b; }
+  __device__ static void add_scaled(float &acc, float s, float v) { acc += s * v; }
+};
+
+// rope.freqs set (a decode pass, each row its own sequence): q and k as the products left them; each block rotates
+// its query, and the blocks of the chunk that holds the row's position store its rotated key and its value into
+// the cache first (every query head of a group writes the same bits), so they read them back like the others.
+// n_chunks == 1: the block writes the output itself (as the merge would: the same operations on the same values).
+template <int V>
 __global__ void __launch_bounds__(kThreads) attention_chunk_kernel(const float *q, const cuda_row *rows, int layer, int n_heads,
                                                                    int n_kv_heads, int head_dim, int n_chunks, float *partial,
-                                                                   const uint8_t *row_tiled) {
+                                                                   const uint8_t *row_tiled, attention_rope rope, float *out,
+                                                                   act_q8_0 *quantized) {
+  using Vec = typename HeadVector<V>::T;
+  constexpr int kMaxVectorsPerLane = LLM_CUDA_MAX_HEAD_DIM / V / LLM_CUDA_WARP;
   const int row = blockIdx.x, head = blockIdx.y, chunk = blockIdx.z;
+  const int warp = threadIdx.x / LLM_CUDA_WARP, lane = threadIdx.x % LLM_CUDA_WARP;
   if (row_tiled && row_tiled[row]) return;
   const cuda_row info = rows[row];
   const int begin = chunk * ATTENTION_CHUNK, end = min(begin + ATTENTION_CHUNK, info.pos + 1);
@@ -41,31 +88,61 @@ __global__ void __launch_bounds__(kThreads) attention_chunk_kernel(const float *
     }
     return;
   }
-  __shared__ float q_head[LLM_CUDA_MAX_HEAD_DIM];
+  __shared__ __align__(16) float q_head[LLM_CUDA_MAX_HEAD_DIM];
   __shared__ float scores[ATTENTION_CHUNK];
-  __shared__ float scratch[kThreads / LLM_CUDA_WARP];
+  __shared__ __align__(16) float warp_sums[kWarps][LLM_CUDA_MAX_HEAD_DIM];
+  __shared__ float scratch[kWarps];
   const int64_t kv_dim = (int64_t)n_kv_heads * head_dim;
   const int kv_head = head / (n_heads / n_kv_heads);
   const float *qh = q + ((int64_t)row * n_heads + head) * head_dim;
-  for (int i = threadIdx.x; i < head_dim; i += kThreads) q_head[i] = qh[i];
-  __syncthreads();
-
-  const float scale = 1.0f / sqrtf((float)head_dim);
-  const float *keys = info.keys + layer * info.layer_stride + kv_head * head_dim;
-  float local_max = -INFINITY;
-  for (int p = begin + threadIdx.x; p < end; p += kThreads) {
-    const float *key = keys + p * kv_dim;
-    float dot = 0.0f;
-    if (head_dim % 4 == 0) {
-      for (int i = 0; i < head_dim; i += 4) {
-        const float4 k4 = *reinterpret_cast<const float4 *>(key + i);
-        dot += q_head[i] * k4.x + q_head[i + 1] * k4.y + q_head[i + 2] * k4.z + q_head[i + 3] * k4.w;
+  const int64_t layer_offset = layer * info.layer_stride + kv_head * head_dim;
+  if (rope.freqs) {
+    const int half = head_dim / 2;
+    const bool store = info.pos < end;
+    const int64_t new_offset = layer_offset + (int64_t)info.pos * kv_dim, kv_offset = row * kv_dim + kv_head * head_dim;
+    for (int i = threadIdx.x; i < half; i += kThreads) {
+      const float2 qr = rope_pair(qh, i, half, rope.interleaved, info.pos, rope.freqs[i]);
+      q_head[2 * i] = qr.x;
+      q_head[2 * i + 1] = qr.y;
+      if (store) {
+        const float2 kr = rope_pair(rope.k + kv_offset, i, half, rope.interleaved, info.pos, rope.freqs[i]);
+        info.keys[new_offset + 2 * i] = kr.x;
+        info.keys[new_offset + 2 * i + 1] = kr.y;
       }
-    } else {
-      for (int i = 0; i < head_dim; i++) dot += q_head[i] * key[i];
     }
-    scores[p - begin] = dot * scale;
-    local_max = fmaxf(local_max, dot * scale);
+    if (store)
+      for (int i = threadIdx.x; i < head_dim; i += kThreads) info.values[new_offset + i] = rope.v[kv_offset + i];
+  } else {
+    for (int i = threadIdx.x; i < head_dim; i += kThreads) q_head[i] = qh[i];
+  }
+  __syncthreads(); // also makes this block's cache stores visible to all its threads
+
+  // Scores: warp w takes the keys begin + w, + kWarps, ..., kInFlight of them at a time.
+  const int n_vectors = head_dim / V;
+  const Vec *q_vectors = reinterpret_cast<const Vec *>(q_head);
+  const Vec *keys = reinterpret_cast<const Vec *>(info.keys + layer_offset);
+  const int64_t kv_vectors = kv_dim / V;
+  const float scale = 1.0f / sqrtf((float)head_dim);
+  float local_max = -INFINITY;
+  for (int p0 = begin + warp; p0 < end; p0 += kWarps * kInFlight) {
+    float dots[kInFlight] = {};
+    for (int j = lane; j < n_vectors; j += LLM_CUDA_WARP) {
+      const Vec qv = q_vectors[j];
+#pragma unroll
+      for (int g = 0; g < kInFlight; g++) {
+        const int p = p0 + g * kWarps;
+        if (p < end) dots[g] += HeadVector<V>::dot(qv, keys[p * kv_vectors + j]);
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kInFlight; g++) {
+      const int p = p0 + g * kWarps;
+      const float score = warp_sum(dots[g]) * scale; // the same in every lane
+      if (p < end) {
+        local_max = fmaxf(local_max, score);
+        if (lane == 0) scores[p - begin] = score;
+      }
+    }
   }
   const float max = block_reduce(local_max, true, scratch);
   float local_sum = 0.0f;
@@ -75,18 +152,39 @@ __global__ void __launch_bounds__(kThreads) attention_chunk_kernel(const float *
   }
   const float sum = block_reduce(local_sum, false, scratch); // its barrier also publishes the exponentials
 
-  const float *values = info.values + layer * info.layer_stride + kv_head * head_dim;
-  float *out = partial + (int64_t)gridDim.x * n_heads * n_chunks * 2 + index * head_dim;
-  // Eight independent sums per thread, so that eight positions' values are loaded at once (one running sum: decode
-  // measured 2% slower, bench/RESULTS.md).
-  for (int i = threadIdx.x; i < head_dim; i += kThreads) {
-    float acc[8] = {};
-    int p = begin;
-    for (; p + 8 <= end; p += 8)
+  // Weighted values: warp w sums its positions (as for the keys) into its own row of warp_sums, then the warps'
+  // rows are added in warp order.
+  const Vec *values = reinterpret_cast<const Vec *>(info.values + layer_offset);
 #pragma unroll
-      for (int j = 0; j < 8; j++) acc[j] += scores[p + j - begin] * values[(p + j) * kv_dim + i];
-    for (; p < end; p++) acc[0] += scores[p - begin] * values[p * kv_dim + i];
-    out[i] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (int k = 0; k < kMaxVectorsPerLane; k++) {
+    const int j = lane + k * LLM_CUDA_WARP;
+    if (j >= n_vectors) break;
+    Vec acc = {};
+    for (int p0 = begin + warp; p0 < end; p0 += kWarps * kInFlight) {
+      Vec v[kInFlight];
+#pragma unroll
+      for (int g = 0; g < kInFlight; g++) {
+        const int p = p0 + g * kWarps;
+        if (p < end) v[g] = values[p * kv_vectors + j];
+      }
+#pragma unroll
+      for (int g = 0; g < kInFlight; g++) {
+        const int p = p0 + g * kWarps;
+        if (p < end) HeadVector<V>::add_scaled(acc, scores[p - begin], v[g]);
+      }
+    }
+    reinterpret_cast<Vec *>(warp_sums[warp])[j] = acc;
+  }
+  __syncthreads();
+  float *partial_out = partial + (int64_t)gridDim.x * n_heads * n_chunks * 2 + index * head_dim;
+  for (int i = threadIdx.x; i < head_dim; i += kThreads) {
+    float weighted = warp_sums[0][i];
+#pragma unroll
+    for (int w = 1; w < kWarps; w++) weighted += warp_sums[w][i];
+    if (n_chunks == 1)
+      store_head(out, quantized, row, head, n_heads, head_dim, i, weighted, 1.0f / sum);
+    else
+      partial_out[i] = weighted;
   }
   if (threadIdx.x == 0) {
     stats[0] = max;
@@ -107,13 +205,11 @@ __global__ void attention_merge_kernel(float *out, const float *partial, int n_r
   for (int c = 0; c < n_chunks; c++)
     if (stats[2 * c + 1] > 0.0f) sum += stats[2 * c + 1] * expf(stats[2 * c] - max);
   const float inv_sum = 1.0f / sum;
-  float *o = out + ((int64_t)row * n_heads + head) * head_dim;
   for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
     float acc = 0.0f;
     for (int c = 0; c < n_chunks; c++)
       if (stats[2 * c + 1] > 0.0f) acc += values[(int64_t)c * head_dim + i] * expf(stats[2 * c] - max);
-    o[i] = acc * inv_sum;
-    if (quantized) quantize_warp_q8_0(o[i], quantized[(((int64_t)row * n_heads + head) * head_dim + i) / 32]);
+    store_head(out, quantized, row, head, n_heads, head_dim, i, acc, inv_sum);
   }
 }
 
@@ -125,15 +221,21 @@ size_t attention_partial_floats(int n_rows, int n_heads, int head_dim, int n_chu
 
 cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, int n_rows, int layer, int n_heads,
                              int n_kv_heads, int head_dim, int n_chunks, float *partial, const uint8_t *row_tiled,
-                             cudaStream_t stream, act_q8_0 *quantized) {
+                             cudaStream_t stream, act_q8_0 *quantized, attention_rope rope) {
   if (n_rows == 0) return cudaSuccess;
   if (n_chunks < 1 || n_chunks > 65535 || n_heads > 65535 || head_dim > LLM_CUDA_MAX_HEAD_DIM) return cudaErrorInvalidValue;
-  const int merge_threads = head_dim < kThreads ? head_dim : kThreads;
   if (quantized && (head_dim % LLM_CUDA_WARP != 0 || row_tiled)) return cudaErrorInvalidValue;
-  attention_chunk_kernel<<<dim3(n_rows, n_heads, n_chunks), kThreads, 0, stream>>>(q, rows, layer, n_heads, n_kv_heads,
-                                                                                    head_dim, n_chunks, partial, row_tiled);
+  if (rope.freqs && (row_tiled || head_dim % 2 != 0)) return cudaErrorInvalidValue;
+  const dim3 grid(n_rows, n_heads, n_chunks);
+  if (head_dim % 4 == 0)
+    attention_chunk_kernel<4><<<grid, kThreads, 0, stream>>>(q, rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial,
+                                                             row_tiled, rope, out, quantized);
+  else
+    attention_chunk_kernel<1><<<grid, kThreads, 0, stream>>>(q, rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial,
+                                                             row_tiled, rope, out, quantized);
   cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
+  if (err != cudaSuccess || n_chunks == 1) return err;
+  const int merge_threads = head_dim < kThreads ? head_dim : kThreads;
   attention_merge_kernel<<<dim3(n_rows, n_heads), merge_threads, 0, stream>>>(out, partial, n_rows, n_heads, head_dim,
                                                                              n_chunks, row_tiled, quantized);
   return cudaGetLastError();

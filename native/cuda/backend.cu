@@ -265,7 +265,8 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
 
 // Enqueues one pass over the rows in buf.rows_info: the Llama blocks, then the final norm and the vocabulary
 // product of the rows in buf.logit_map. n_tiles tiles in buf.attn_tiles, of n_tiled_rows rows, attend as prompts.
-cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks, int n_tiles, int n_tiled_rows) {
+// decode: each row is its own sequence's one token, so attention may rotate and store the rows' keys itself.
+cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks, int n_tiles, int n_tiled_rows, bool decode) {
   const llm_config &c = b->model->config;
   pass_buffers &p = b->buf;
   cudaStream_t s = b->stream;
@@ -279,14 +280,16 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
     const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
     float *const qkv_out[] = { p.q, p.k, p.v };
     LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE, qkv_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32));
-    LAUNCH(launch_rope_store(p.q, p.k, p.v, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, b->rope_freqs,
-                             c.rope_interleaved, s));
+    const attention_rope rope = { p.k, p.v, b->rope_freqs, c.rope_interleaved };
+    if (!decode)
+      LAUNCH(launch_rope_store(p.q, p.k, p.v, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, rope.freqs, rope.interleaved, s));
     LAUNCH(launch_attention_tiles(p.attn, p.q, p.rows_info, p.attn_tiles, n_tiles, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
-    // Without tiles (every decode pass) the merge quantizes its rows for the output product itself.
+    // Without tiles (every decode pass) attention quantizes its rows for the output product itself.
     const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, blas_workspace(b)) == ACT_Q8_0;
     if (n_tiled_rows < n)
       LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
-                              n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr));
+                              n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr,
+                              decode ? rope : attention_rope{}));
     const cuda_matrix *o[] = { &layer.attn_output };
     float *const residual[] = { p.x };
     LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD, attn_quantized ? ACT_Q8_0 : ACT_F32));
@@ -324,7 +327,7 @@ bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, llm_error
   // Thread-local capture: the JS thread may allocate or copy KV caches meanwhile.
   CUDA_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "capturing a decode graph");
   b->capturing = true;
-  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0);
+  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0, true);
   b->capturing = false;
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
@@ -440,7 +443,7 @@ bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs
     if (graph) {
       if (!run_graph(b, n, n_logit_rows, n_chunks, err)) return false;
     } else {
-      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks, n_tiles, n_tiled_rows), "launching the kernels of a forward pass");
+      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks, n_tiles, n_tiled_rows, decode && n_tiles == 0), "launching the kernels of a forward pass");
     }
     if (!deliver(b, seqs, owners, err)) return false;
   }

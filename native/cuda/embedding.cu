@@ -4,7 +4,7 @@
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 1024; // a 4096-wide row in 4 rounds of loads
 
 __global__ void __launch_bounds__(kThreads) embedding_kernel(float *out, const cuda_matrix table, const cuda_row *rows) {
   const int r = blockIdx.x;

@@ -101,14 +101,22 @@ cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cu
                               cudaStream_t stream);
 
 // Causal grouped-query attention of each row's query against positions 0..pos of its cache (llm_attention):
-// split-K over chunks of ATTENTION_CHUNK positions, then a merge. partial holds attention_partial_floats(...).
-// Rows with row_tiled[r] set (nullptr: none) are left to launch_attention_tiles. With quantized (and no row_tiled,
-// head_dim a multiple of 32), the output rows also go out as q8_0 activations, as launch_quantize would make them.
+// split-K over chunks of ATTENTION_CHUNK positions, then a merge (none for one chunk). partial holds
+// attention_partial_floats(...). Rows with row_tiled[r] set (nullptr: none) are left to launch_attention_tiles.
+// With quantized (and no row_tiled, head_dim a multiple of 32), the output rows also go out as q8_0 activations,
+// as launch_quantize would make them. With rope.freqs set (no row_tiled; each row of its own sequence, as in a
+// decode pass, since a row would not see another's key), q and rope.k are unrotated and the kernel does what
+// launch_rope_store would first: the same bits in q's place (q itself is left as it is) and in the caches.
 #define ATTENTION_CHUNK 256
+struct attention_rope {
+  const float *k, *v; // the rows' keys and values as the products left them, n_kv_heads * head_dim apart
+  const float *freqs;
+  bool interleaved;
+};
 size_t attention_partial_floats(int n_rows, int n_heads, int head_dim, int n_chunks);
 cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, int n_rows, int layer, int n_heads,
                              int n_kv_heads, int head_dim, int n_chunks, float *partial, const uint8_t *row_tiled,
-                             cudaStream_t stream, act_q8_0 *quantized = nullptr);
+                             cudaStream_t stream, act_q8_0 *quantized = nullptr, attention_rope rope = {});
 
 // The same for prompts in tiles (attention_prompt.cu): up to ATTENTION_TILE_ROWS consecutive rows of one sequence
 // at consecutive positions share every key and value they load. plan_attention_tiles picks a pass's tiles on the

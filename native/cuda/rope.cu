@@ -1,16 +1,15 @@
 // Rotary embedding of q and k (llm_rope) and the store of k and v into each row's KV cache. One block per (row,
-// head), one thread per rotated pair. As on the CPU, the output is in interleaved pair order whatever the input
-// layout, and the angle and the rotation are rounded step by step (the CPU is compiled without contraction).
+// head), one thread per rotated pair (rope.cuh). A decode pass rotates in its attention kernel instead.
 #include "kernels.cuh"
+#include "rope.cuh"
 
 namespace {
 
-__device__ __forceinline__ void rotate_pair(const float *head, float *out, int i, int half, bool interleaved, float angle) {
-  const float x0 = head[interleaved ? 2 * i : i], x1 = head[interleaved ? 2 * i + 1 : i + half];
-  const float c = cosf(angle), s = sinf(angle);
+__device__ __forceinline__ void rotate_pair(const float *head, float *out, int i, int half, bool interleaved, int pos, float freq) {
+  const float2 rotated = rope_pair(head, i, half, interleaved, pos, freq);
   __syncthreads(); // q rotates in place: every pair is read before any is written
-  out[2 * i] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-  out[2 * i + 1] = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
+  out[2 * i] = rotated.x;
+  out[2 * i + 1] = rotated.y;
 }
 
 // blockIdx.y: q heads [0, n_heads), then k heads, then v heads.
@@ -20,14 +19,13 @@ __global__ void rope_store_kernel(float *q, const float *k, const float *v, cons
   const cuda_row info = rows[row];
   const int64_t kv_dim = (int64_t)n_kv_heads * head_dim;
   const int64_t cache_offset = layer * info.layer_stride + (int64_t)info.pos * kv_dim;
-  const float angle = __fmul_rn((float)info.pos, freqs[i]);
   if (head < n_heads) {
     float *h = q + ((int64_t)row * n_heads + head) * head_dim;
-    rotate_pair(h, h, i, half, interleaved, angle);
+    rotate_pair(h, h, i, half, interleaved, info.pos, freqs[i]);
   } else if (head < n_heads + n_kv_heads) {
     const int kv_head = head - n_heads;
     rotate_pair(k + row * kv_dim + kv_head * head_dim, info.keys + cache_offset + kv_head * head_dim, i, half,
-                interleaved, angle);
+                interleaved, info.pos, freqs[i]);
   } else {
     const int64_t offset = (int64_t)(head - n_heads - n_kv_heads) * head_dim + 2 * i;
     info.values[cache_offset + offset] = v[row * kv_dim + offset];

@@ -568,6 +568,55 @@ void test_rope_attention(llm_threadpool *pool) {
   }
 }
 
+// A decode pass's attention rotating its rows' queries and keys and storing keys and values itself (each row its
+// own sequence): the same bits as launch_rope_store then launch_attention, in the output, its q8_0 rows and the
+// caches, with one chunk (the block writes the output, no merge) and with three.
+void test_attention_with_rope() {
+  for (int head_dim : { 40, 64, 128 }) {
+    for (bool interleaved : { true, false }) {
+      for (int n_chunks : { 1, 3 }) {
+        const int positions[] = { 0, 37, 255, n_chunks == 1 ? 200 : 699, n_chunks == 1 ? 1 : 256 };
+        const int n_rows = 5, n_heads = 4, n_kv_heads = 2, n_layers = 2, layer = 1, context = n_chunks * ATTENTION_CHUNK;
+        const int64_t q_dim = (int64_t)n_heads * head_dim, kv_dim = (int64_t)n_kv_heads * head_dim;
+        const int64_t layer_stride = (int64_t)context * kv_dim, cache_floats = n_layers * layer_stride;
+        std::vector<float> freqs(head_dim / 2);
+        for (int i = 0; i < head_dim / 2; i++) freqs[i] = powf(10000.0f, -2.0f * i / head_dim);
+        const std::vector<float> q = random_floats(n_rows * q_dim), k = random_floats(n_rows * kv_dim), v = random_floats(n_rows * kv_dim);
+        const std::vector<float> key_history = random_floats(n_rows * cache_floats), value_history = random_floats(n_rows * cache_floats);
+        device_array<float> dfreqs(freqs), dk(k), dv(v), q_separate(q), q_fused(q);
+        device_array<float> keys_separate(key_history), values_separate(value_history), keys_fused(key_history), values_fused(value_history);
+        std::vector<cuda_row> rows_separate, rows_fused;
+        for (int r = 0; r < n_rows; r++) {
+          rows_separate.push_back(cuda_row{ keys_separate.ptr + r * cache_floats, values_separate.ptr + r * cache_floats, layer_stride, positions[r], 0 });
+          rows_fused.push_back(cuda_row{ keys_fused.ptr + r * cache_floats, values_fused.ptr + r * cache_floats, layer_stride, positions[r], 0 });
+        }
+        device_array<cuda_row> drows_separate(rows_separate), drows_fused(rows_fused);
+        device_array<float> partial(attention_partial_floats(n_rows, n_heads, head_dim, n_chunks)), out_separate(n_rows * q_dim),
+            out_fused(n_rows * q_dim);
+        const bool quantize = head_dim % 32 == 0;
+        device_array<act_q8_0> q8_separate(n_rows * q_dim / 32), q8_fused(n_rows * q_dim / 32);
+        check_cuda(launch_rope_store(q_separate.ptr, dk.ptr, dv.ptr, drows_separate.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim,
+                                     dfreqs.ptr, interleaved, 0), "launch_rope_store");
+        check_cuda(launch_attention(out_separate.ptr, q_separate.ptr, drows_separate.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim,
+                                    n_chunks, partial.ptr, nullptr, 0, quantize ? q8_separate.ptr : nullptr), "launch_attention");
+        check_cuda(launch_attention(out_fused.ptr, q_fused.ptr, drows_fused.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks,
+                                    partial.ptr, nullptr, 0, quantize ? q8_fused.ptr : nullptr,
+                                    attention_rope{ dk.ptr, dv.ptr, dfreqs.ptr, interleaved }),
+                   "launch_attention with rope");
+        bool same = out_fused.read() == out_separate.read() && keys_fused.read() == keys_separate.read() &&
+                    values_fused.read() == values_separate.read() && q_fused.read() == q;
+        if (quantize) {
+          const std::vector<act_q8_0> got = q8_fused.read(), want = q8_separate.read();
+          for (size_t i = 0; i < got.size(); i++)
+            same = same && memcmp(got[i].qs, want[i].qs, 32) == 0 && got[i].d == want[i].d && got[i].sum == want[i].sum;
+        }
+        report(same, "attention rotating and storing its decode rows (%s, head_dim %d, %d chunk%s%s): bit-identical to rope, then attention",
+               interleaved ? "interleaved" : "half", head_dim, n_chunks, n_chunks == 1 ? "" : "s", quantize ? ", q8_0 rows" : "");
+      }
+    }
+  }
+}
+
 void test_top_k() {
   struct top_case {
     const char *what;
@@ -575,7 +624,9 @@ void test_top_k() {
     int levels; // 0: continuous values; else values drawn from this many levels (many ties)
   };
   const top_case cases[] = { { "random", 32000, 1, 0 }, { "random", 32000, 40, 0 }, { "random", 128256, 64, 0 },
-                             { "ties", 32000, 40, 5 }, { "ties", 1000, 64, 3 }, { "small n", 70, 64, 0 } };
+                             { "ties", 32000, 40, 5 }, { "ties", 1000, 64, 3 }, { "small n", 70, 64, 0 },
+                             // k = 1 has a kernel of its own (the argmax of greedy decoding)
+                             { "ties", 32000, 1, 5 }, { "one level", 1000, 1, 1 }, { "small n", 70, 1, 0 } };
   for (const top_case &c : cases) {
     std::vector<float> values = random_floats(c.n, 10.0f);
     if (c.levels)
@@ -777,6 +828,7 @@ int main(int argc, char **argv) {
   test_matmul_cublas(pool);
   test_rmsnorm_embedding_swiglu();
   test_rope_attention(pool);
+  test_attention_with_rope();
   test_top_k();
   test_model();
   test_out_of_memory();
