@@ -95,46 +95,76 @@ LLM_AVX512_INLINE __m512 load16(const void *data, int64_t i, enum llm_type type,
   }
 }
 
-/* The panel path (prompt processing): 16 rows transposed to f32 column vectors, row r in lane r, so each
- * column costs one vector load shared by all tokens of a tile, one broadcast and one FMA per token, and no
- * horizontal sums. Packed 16 x 16 values at a time, transposed in registers. */
+/* The panel path (prompt processing): per 4 columns, the 16 rows as 4 vectors of 4 rows x 4 columns (row r,
+ * column c + l in lane 4 (r % 4) + l of vector r / 4), and each leftover column (cols % 4) as one vector, row r in
+ * lane r. One 16-byte broadcast of a token's 4 activations then serves 4 rows per FMA: per 4 columns and a tile
+ * of 6 tokens, 4 panel loads and 6 broadcasts for 24 FMAs. (With one column of 16 rows per vector and one
+ * broadcast per column and token, it took 28 loads, and the layer products of stories110M and TinyLlama at 128
+ * tokens ran 25-35% slower.) */
 static size_t float_panel_bytes(int64_t cols) { return (size_t)cols * LLM_PANEL_ROWS * sizeof(float); }
 
 LLM_AVX512_INLINE void pack_float(enum llm_type type, int64_t cols, const void *w, size_t w_stride, int n_rows,
                                   void *panel) {
-  for (int64_t c = 0; c < cols; c += 16) {
-    const int n = cols - c >= 16 ? 16 : (int)(cols - c);
+  const int64_t body = cols / 4 * 4;
+  float *out = panel;
+  /* 16 columns of 4 rows at a time: a 4 x 4 transpose of their 4-column quarters. */
+  for (int64_t c = 0; c < body; c += 16) {
+    const int n = body - c >= 16 ? 16 : (int)(body - c);
     const __mmask16 mask = (__mmask16)((1u << n) - 1);
-    __m512i rows[16], v[16];
-    for (int r = 0; r < LLM_PANEL_ROWS; r++)
-      rows[r] = r < n_rows ? _mm512_castps_si512(load16((const char *)w + r * w_stride, c, type, mask)) : _mm512_setzero_si512();
-    llm_transpose_16x16_regs(rows, v);
-    for (int j = 0; j < n; j++) _mm512_store_si512((__m512i *)((float *)panel + (c + j) * LLM_PANEL_ROWS), v[j]);
+    for (int group = 0; group < LLM_PANEL_ROWS / 4; group++) {
+      __m512 rows[4];
+      for (int i = 0; i < 4; i++) {
+        const int r = 4 * group + i;
+        rows[i] = r < n_rows ? load16((const char *)w + r * w_stride, c, type, mask) : _mm512_setzero_ps();
+      }
+      const __m512 low01 = _mm512_shuffle_f32x4(rows[0], rows[1], 0x44), low23 = _mm512_shuffle_f32x4(rows[2], rows[3], 0x44);
+      const __m512 high01 = _mm512_shuffle_f32x4(rows[0], rows[1], 0xee), high23 = _mm512_shuffle_f32x4(rows[2], rows[3], 0xee);
+      const __m512 quarters[4] = { _mm512_shuffle_f32x4(low01, low23, 0x88), _mm512_shuffle_f32x4(low01, low23, 0xdd),
+                                   _mm512_shuffle_f32x4(high01, high23, 0x88), _mm512_shuffle_f32x4(high01, high23, 0xdd) };
+      for (int q = 0; q < n / 4; q++) _mm512_store_ps(out + (c + 4 * q) * LLM_PANEL_ROWS + 16 * group, quarters[q]);
+    }
   }
+  for (int64_t c = body; c < cols; c++)
+    for (int r = 0; r < LLM_PANEL_ROWS; r++)
+      out[c * LLM_PANEL_ROWS + r] = r < n_rows ? llm_tensor_get((const char *)w + r * w_stride, type, c) : 0.0f;
 }
 
 /* One row and one token sum as 4 partial sums by column modulo 4, folded as (s0 + s2) + (s1 + s3), then the
- * leftover columns one by one, unfused. The panel kernel keeps the 4 partial sums of 16 rows in 4 vectors per
+ * leftover columns one by one, unfused. The panel kernel keeps the 4 partial sums of 4 rows in one vector per
  * token; the decode kernel keeps them in the 4 lanes of one xmm per row. Same steps, same bits: a token gets the
- * same result in a batch or alone. (4 rather than 8 partial sums leaves registers for 6 tokens per panel load.) */
+ * same result in a batch or alone. 6 tokens x 4 vectors of accumulators + 4 panel vectors + a broadcast fill the
+ * 32 registers. */
 #define FLOAT_TILE_TOKENS 6
 
 LLM_AVX512_INLINE void gemm_float_tile(int64_t cols, const float *panel, const float *x, int64_t x_stride, float *out,
                                        int64_t out_stride, __mmask16 mask, const int TOKENS) {
+  const int64_t body = cols / 4 * 4;
   __m512 acc[FLOAT_TILE_TOKENS][4];
   for (int t = 0; t < TOKENS; t++)
-    for (int l = 0; l < 4; l++) acc[t][l] = _mm512_setzero_ps();
-  int64_t c = 0;
-  for (; c + 4 <= cols; c += 4) {
-    for (int l = 0; l < 4; l++) {
-      const __m512 wv = _mm512_load_ps(panel + (c + l) * LLM_PANEL_ROWS);
-      for (int t = 0; t < TOKENS; t++) acc[t][l] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[t * x_stride + c + l]), acc[t][l]);
+    for (int g = 0; g < 4; g++) acc[t][g] = _mm512_setzero_ps();
+  /* Unrolled twice: 3-5% faster (fewer loop instructions per FMA). */
+#pragma GCC unroll 2
+  for (int64_t c = 0; c < body; c += 4) {
+    __m512 wv[4];
+    for (int g = 0; g < 4; g++) wv[g] = _mm512_load_ps(panel + c * LLM_PANEL_ROWS + 16 * g);
+    for (int t = 0; t < TOKENS; t++) {
+      const __m512 xv = _mm512_broadcast_f32x4(_mm_loadu_ps(x + t * x_stride + c));
+      for (int g = 0; g < 4; g++) acc[t][g] = _mm512_fmadd_ps(wv[g], xv, acc[t][g]);
     }
   }
+  /* Lane 4 i of each folded vector holds row 4 g + i: gathered into row order. */
+  const __m512i first_lanes = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 28, 24, 20, 16, 12, 8, 4, 0);
   for (int t = 0; t < TOKENS; t++) {
-    __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][2]), _mm512_add_ps(acc[t][1], acc[t][3]));
-    for (int64_t cc = c; cc < cols; cc++)
-      sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_load_ps(panel + cc * LLM_PANEL_ROWS), _mm512_set1_ps(x[t * x_stride + cc])));
+    __m512 folded[4];
+    for (int g = 0; g < 4; g++) {
+      const __m512 halves = _mm512_add_ps(acc[t][g], _mm512_permute_ps(acc[t][g], 0x4e)); /* s0 + s2, s1 + s3 */
+      folded[g] = _mm512_add_ps(halves, _mm512_permute_ps(halves, 0xb1));
+    }
+    const __m512 rows_0_7 = _mm512_permutex2var_ps(folded[0], first_lanes, folded[1]);
+    const __m512 rows_8_15 = _mm512_permutex2var_ps(folded[2], first_lanes, folded[3]);
+    __m512 sum = _mm512_shuffle_f32x4(rows_0_7, rows_8_15, 0x44);
+    for (int64_t c = body; c < cols; c++)
+      sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_load_ps(panel + c * LLM_PANEL_ROWS), _mm512_set1_ps(x[t * x_stride + c])));
     _mm512_mask_storeu_ps(out + t * out_stride, mask, sum);
   }
 }

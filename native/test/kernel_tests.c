@@ -453,7 +453,18 @@ int main(void) {
     check_batch_equals_steps(single, float_types[t], 37, 75, 13);
     check_batch_equals_steps(pair, float_types[t], 70, 64, 6);
   }
+  /* Float prompts (the panel path, tiles of 6 tokens and 16 rows of 4-column groups): token counts around the
+   * tile, rows that end mid-panel and mid-group, no full column group, a partial 16-column block, leftovers. */
   for (size_t t = 0; t < 3; t++) {
+    const int64_t panel_cols[] = { 3, 20, 77 };
+    const int prompt_tokens[] = { 9, 11, 12, 16, 17 };
+    for (size_t c = 0; c < sizeof panel_cols / sizeof panel_cols[0]; c++)
+      for (size_t n = 0; n < sizeof prompt_tokens / sizeof prompt_tokens[0]; n++)
+        check_batch_equals_steps(single, float_types[t], 37, panel_cols[c], prompt_tokens[n]);
+  }
+  for (size_t t = 0; t < 3; t++) {
+    check_matmul(single, float_types[t], 21, 3, 11);
+    check_matmul(single, float_types[t], 37, 20, 12);
     check_matmul(single, float_types[t], 47, 16, 9);
     check_matmul(single, float_types[t], 17, 33, 15);
     check_matmul(pair, float_types[t], 77, 70, 33);
