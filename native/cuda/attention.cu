@@ -10,8 +10,6 @@
 // first version) their latency, not bandwidth, set the time: 11.5 us per layer at 26 positions (ncu, 7B), 7.9 now.
 #include "kernels.cuh"
 #include "rope.cuh"
-#include "kernels.cuh"
-#include "rope.cuh"
 
 namespace {
 
