@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kThreads) top_k_kernel(const float *values, in
 }
 
 // k = 1 (greedy decoding): the largest key, the lowest index among equal ones, in one pass over the row
-// instead of the radix select's five (57 us for a 32000-word vocabulary on an H100, against a few for this).
+// instead of the radix select's five (57 us for a 32000-word vocabulary on an H100, against 9 for this: ncu).
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float *values, int n, int32_t *out_ids) {
   const float *x = values + (int64_t)blockIdx.x * n;
   uint32_t best_key = 0;

@@ -82,6 +82,14 @@ double relative_error(const std::vector<float> &a, const std::vector<float> &b) 
   return diff / scale;
 }
 
+// Two sets of q8_0 activation blocks hold the same values (their padding aside).
+bool same_q8_0_blocks(const device_array<act_q8_0> &a, const device_array<act_q8_0> &b) {
+  const std::vector<act_q8_0> x = a.read(), y = b.read();
+  for (size_t i = 0; i < x.size(); i++)
+    if (memcmp(x[i].qs, y[i].qs, 32) != 0 || x[i].d != y[i].d || x[i].sum != y[i].sum) return false;
+  return x.size() == y.size();
+}
+
 // A random weight matrix of a type, made by the engine's own quantizers (or, for timing alone, random bytes: the
 // quantizers take seconds for a 7B layer's matrices); its device copy.
 struct test_matrix {
@@ -424,10 +432,7 @@ void test_rmsnorm_embedding_swiglu() {
         device_array<act_q8_0> fused_act((size_t)n_rows * dim / 32), act((size_t)n_rows * dim / 32);
         check_cuda(launch_rmsnorm(fused_out.ptr, dx.ptr, &w.matrix, dmap.ptr, n_rows, dim, 1e-5f, 0, fused_act.ptr), "launch_rmsnorm q8_0");
         check_cuda(launch_quantize(ACT_Q8_0, fused_out.ptr, act.ptr, n_rows, dim, 0), "launch_quantize");
-        const std::vector<act_q8_0> got = fused_act.read(), want = act.read();
-        bool same = fused_out.read() == normed;
-        for (size_t i = 0; i < got.size(); i++)
-          same = same && memcmp(got[i].qs, want[i].qs, 32) == 0 && got[i].d == want[i].d && got[i].sum == want[i].sum;
+        const bool same = fused_out.read() == normed && same_q8_0_blocks(fused_act, act);
         report(same, "rmsnorm %s weights, dim %d, fused with the q8_0 quantization: bit-identical to rmsnorm then launch_quantize",
                llm_type_name(type), dim);
       }
@@ -537,10 +542,7 @@ void test_rope_attention(llm_threadpool *pool) {
         check_cuda(launch_attention(out_q.ptr, dq.ptr, drows.ptr, n_rows, layer, n_heads, n_kv_heads, head_dim, n_chunks, partial.ptr,
                                     nullptr, 0, fused.ptr), "launch_attention q8_0");
         check_cuda(launch_quantize(ACT_Q8_0, out_q.ptr, want.ptr, n_rows, q_dim, 0), "launch_quantize");
-        const std::vector<act_q8_0> got = fused.read(), ref_q = want.read();
-        bool same = out_q.read() == split;
-        for (size_t i = 0; i < got.size(); i++)
-          same = same && memcmp(got[i].qs, ref_q[i].qs, 32) == 0 && got[i].d == ref_q[i].d && got[i].sum == ref_q[i].sum;
+        const bool same = out_q.read() == split && same_q8_0_blocks(fused, want);
         report(same, "attention (head_dim %d) quantizing its rows to q8_0 in the merge: bit-identical to launch_quantize", head_dim);
       }
       // The prompts' runs in tiles, the other rows split-K, as a pass runs them.
@@ -603,13 +605,9 @@ void test_attention_with_rope() {
                                     partial.ptr, nullptr, 0, quantize ? q8_fused.ptr : nullptr,
                                     attention_rope{ dk.ptr, dv.ptr, dfreqs.ptr, interleaved }),
                    "launch_attention with rope");
-        bool same = out_fused.read() == out_separate.read() && keys_fused.read() == keys_separate.read() &&
-                    values_fused.read() == values_separate.read() && q_fused.read() == q;
-        if (quantize) {
-          const std::vector<act_q8_0> got = q8_fused.read(), want = q8_separate.read();
-          for (size_t i = 0; i < got.size(); i++)
-            same = same && memcmp(got[i].qs, want[i].qs, 32) == 0 && got[i].d == want[i].d && got[i].sum == want[i].sum;
-        }
+        const bool same = out_fused.read() == out_separate.read() && keys_fused.read() == keys_separate.read() &&
+                          values_fused.read() == values_separate.read() && q_fused.read() == q &&
+                          (!quantize || same_q8_0_blocks(q8_fused, q8_separate));
         report(same, "attention rotating and storing its decode rows (%s, head_dim %d, %d chunk%s%s): bit-identical to rope, then attention",
                interleaved ? "interleaved" : "half", head_dim, n_chunks, n_chunks == 1 ? "" : "s", quantize ? ", q8_0 rows" : "");
       }
