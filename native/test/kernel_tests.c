@@ -12,6 +12,7 @@
 #include "ops.h"
 #include "quant.h"
 #include "report.h"
+#include "threadpool.h"
 
 #if LLM_HAVE_AVX2_KERNELS
 #include <immintrin.h>
@@ -375,9 +376,34 @@ static void check_top_k(int n, int k, int distinct_values) {
   free(top);
 }
 
+/* The pool hands out every task of a loop exactly once, in chunks inside [0, n_tasks), to workers 0..2. */
+struct task_counts {
+  size_t n_tasks;
+  _Atomic int *runs;
+  _Atomic int out_of_range;
+};
+static void count_tasks(void *ctx, size_t begin, size_t end, int worker) {
+  struct task_counts *counts = ctx;
+  if (begin >= end || end > counts->n_tasks || worker >= 3) {
+    counts->out_of_range++;
+    return;
+  }
+  for (size_t t = begin; t < end; t++) counts->runs[t]++;
+}
+static void check_parallel_for(struct llm_threadpool *pool, size_t n_tasks) {
+  struct task_counts counts = { n_tasks, calloc(n_tasks, sizeof(_Atomic int)), 0 };
+  for (int loop = 0; loop < 3; loop++) llm_parallel_for(pool, n_tasks, count_tasks, &counts);
+  int ok = counts.out_of_range == 0;
+  for (size_t t = 0; t < n_tasks; t++) ok &= counts.runs[t] == 3;
+  report(ok, "parallel_for %zu tasks on %d threads: each task once per loop", n_tasks, llm_threadpool_size(pool));
+  free(counts.runs);
+}
+
 int main(void) {
   printf("kernel set: %s (the matmul checks cover every set this CPU supports)\n", llm_kernel_set_name(llm_kernel_set()));
   struct llm_threadpool *single = llm_threadpool_create(1), *pair = llm_threadpool_create(3);
+  const size_t task_counts[] = { 1, 2, 3, 5, 6, 7, 64, 1001 };
+  for (size_t i = 0; i < sizeof task_counts / sizeof task_counts[0]; i++) check_parallel_for(pair, task_counts[i]);
   const int token_counts[] = { 1, 2, 3, 4, 5, 6, 7, 17 };
   /* Float types at sizes that are not multiples of the SIMD width. */
   const enum llm_type float_types[] = { LLM_F32, LLM_F16, LLM_BF16 };
