@@ -58,3 +58,38 @@ test("bench prints pp and tg figures", () => {
   assert.deepEqual(rows.map((x) => x.test), ["pp16", "tg8"]);
   assert.ok(rows.every((x) => x.tokensPerSecond > 0));
 });
+
+test("bench --peer runs llama-bench once after each of our runs and prints both medians", () => {
+  // A stand-in for llama-bench: logs its arguments, prints llama-bench's JSON with a different speed each call.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-peer-"));
+  const log = path.join(dir, "calls.log");
+  const fake = path.join(dir, "llama-bench");
+  fs.writeFileSync(fake, `#!${process.execPath}
+const fs = require("fs");
+const args = process.argv.slice(2);
+fs.appendFileSync(${JSON.stringify(log)}, JSON.stringify(args) + "\\n");
+const calls = fs.readFileSync(${JSON.stringify(log)}, "utf8").trim().split("\\n").length;
+const arg = (flag) => Number(args[args.indexOf(flag) + 1]);
+console.log(JSON.stringify([
+  { n_prompt: arg("-p"), n_gen: 0, avg_ts: 100 * calls },
+  { n_prompt: 0, n_gen: arg("-n"), avg_ts: 10 * calls },
+]));
+`, { mode: 0o755 });
+  const model = modelPath("tinystories", "stories260K.gguf");
+  const r = cli("bench", "--model", model, "--pp", "16", "--tg", "8", "-r", "3", "--threads", "1", "--peer", fake, "--json");
+  assert.equal(r.status, 0, r.stderr);
+  const calls = fs.readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(calls.length, 3);
+  for (const args of calls) assert.deepEqual(args, ["-m", model, "-t", "1", "-p", "16", "-n", "8", "-r", "1", "-o", "json"]);
+  const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(rows.map((x) => [x.test, x.runs.length, x.peerRuns, x.peerTokensPerSecond]), [
+    ["pp16", 3, [100, 200, 300], 200],
+    ["tg8", 3, [10, 20, 30], 20],
+  ]);
+
+  fs.writeFileSync(fake, `#!/bin/sh\necho "not json"\n`, { mode: 0o755 });
+  const bad = cli("bench", "--model", model, "--pp", "16", "--tg", "0", "-r", "1", "--peer", fake);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--peer: .* did not print llama-bench's JSON/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

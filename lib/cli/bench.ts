@@ -1,8 +1,9 @@
 /**
  * `llama-napi bench`: prompt processing (ppN: one batched evaluation of N tokens) and text generation (tgN:
  * N greedy tokens, one decode step each) in tokens per second, median of several runs, like llama-bench. With
- * `--peer`, llama.cpp's llama-bench runs on the same file with the same settings and both figures are printed;
- * with `--bandwidth`, the decode roofline (weight bytes read per token / memory bandwidth) too.
+ * `--peer`, llama.cpp's llama-bench runs on the same file with the same settings, one run after each of ours, and
+ * both medians are printed; with `--bandwidth`, the decode roofline (weight bytes read per token / memory
+ * bandwidth) too.
  */
 import { execFile } from "node:child_process";
 import { performance } from "node:perf_hooks";
@@ -24,7 +25,7 @@ export const benchCommand: CommandSpec = {
     tg: { type: "string", number: "int", placeholder: "N", description: "Generated tokens per decode run (default 128; 0 skips)" },
     repetitions: { type: "string", number: "int", short: "r", placeholder: "N", description: "Runs per figure; the median is printed (default 3)" },
     json: { type: "boolean", description: "Print one JSON object per row instead of a table" },
-    peer: { type: "string", placeholder: "PATH", description: "llama.cpp's llama-bench binary: run it on the same file and settings" },
+    peer: { type: "string", placeholder: "PATH", description: "llama.cpp's llama-bench binary: run it on the same file and settings, alternating with ours" },
     bandwidth: { type: "string", placeholder: "LIST", description: "Memory read bandwidth in GB/s per thread count (as --threads) for the decode roofline" },
   },
 };
@@ -36,8 +37,9 @@ export interface BenchRow {
   test: string;
   tokensPerSecond: number;
   runs: number[];
-  /** llama-bench's median on the same file and settings (with --peer). */
+  /** llama-bench's median on the same file and settings, and its runs (with --peer). */
   peerTokensPerSecond?: number;
+  peerRuns?: number[];
   /** Decode roofline: bandwidth / weight bytes read per token (tg rows, with --bandwidth). */
   rooflineTokensPerSecond?: number;
 }
@@ -58,22 +60,28 @@ function parseNumberList(name: string, raw: string, integers: boolean): number[]
   });
 }
 
-/** llama-bench's medians for one thread count: { ppN, tgN } in tokens per second. */
-async function peerBench(
+/** One run of llama-bench (`-r 1`) for one thread count: { ppN, tgN } in tokens per second. */
+async function peerRun(
   binary: string,
   modelPath: string,
-  opts: { threads: number; pp: number; tg: number; repetitions: number },
+  opts: { threads: number; pp: number; tg: number },
 ): Promise<Record<string, number>> {
-  const args = ["-m", modelPath, "-t", String(opts.threads), "-p", String(opts.pp), "-n", String(opts.tg), "-r", String(opts.repetitions), "-o", "json"];
+  const args = ["-m", modelPath, "-t", String(opts.threads), "-p", String(opts.pp), "-n", String(opts.tg), "-r", "1", "-o", "json"];
   let stdout: string;
   try {
     ({ stdout } = await promisify(execFile)(binary, args, { maxBuffer: 64 << 20 }));
   } catch (err) {
     throw new UsageError(`--peer: ${binary} ${args.join(" ")} failed: ${(err as Error).message}`);
   }
-  const results = JSON.parse(stdout) as { n_prompt: number; n_gen: number; samples_ts: number[] }[];
+  let results: { n_prompt: number; n_gen: number; avg_ts: number }[];
+  try {
+    results = JSON.parse(stdout);
+    if (!Array.isArray(results)) throw new Error("not a JSON array");
+  } catch (err) {
+    throw new UsageError(`--peer: ${binary} did not print llama-bench's JSON (${(err as Error).message})`);
+  }
   const out: Record<string, number> = {};
-  for (const r of results) out[r.n_gen > 0 ? `tg${r.n_gen}` : `pp${r.n_prompt}`] = median(r.samples_ts);
+  for (const r of results) out[r.n_gen > 0 ? `tg${r.n_gen}` : `pp${r.n_prompt}`] = r.avg_ts;
   return out;
 }
 
@@ -85,9 +93,15 @@ async function decodeBytesPerToken(modelPath: string): Promise<number> {
   return desc.tensors.reduce((sum, t) => (t === embedding && !tied ? sum : sum + t.byteLength), 0);
 }
 
+/**
+ * Our pp and tg runs on one loaded model, `repetitions` of each. `betweenRuns(threads)`, if given, runs after each
+ * pp and tg pair: a peer's runs alternate with ours, so that a machine whose speed drifts over minutes moves both
+ * figures alike.
+ */
 export async function benchModel(
   modelPath: string,
   opts: { threads?: number; pp: number; tg: number; repetitions: number; tokenizer?: string },
+  betweenRuns?: (threads: number) => Promise<void>,
 ): Promise<BenchRow[]> {
   const model = await loadModelWithProgress(modelPath, {
     threads: opts.threads,
@@ -96,33 +110,32 @@ export async function benchModel(
   });
   try {
     const { vocabSize, weightType, threads } = model.info;
+    const bos = model.info.bosId ?? 1;
+    // Pseudo-random prompt ids (the content does not change the work done), different from the first token on in
+    // every run: the model reuses a cached prefix, and a run must evaluate all of its tokens.
+    const prompt = (run: number) => Array.from({ length: opts.pp }, (_, i) => (i * 7919 + 13 + run * 104729) % vocabSize);
+    // Warm-up: touch the weights once.
+    if (opts.pp > 0) await model.evaluate(prompt(opts.repetitions).slice(0, 8));
+    if (opts.tg > 0) await model.complete({ tokens: [bos] }, { temperature: 0, maxTokens: 4, ignoreEos: true });
+    const ppRuns: number[] = [];
+    const tgRuns: number[] = [];
+    for (let r = 0; r < opts.repetitions; r++) {
+      if (opts.pp > 0) {
+        const t0 = performance.now();
+        await model.evaluate(prompt(r));
+        ppRuns.push(opts.pp / ((performance.now() - t0) / 1000));
+      }
+      if (opts.tg > 0) {
+        const { stats } = await model.complete({ tokens: [bos] }, { temperature: 0, maxTokens: opts.tg + 1, ignoreEos: true });
+        tgRuns.push(stats.decodeTps);
+      }
+      await betweenRuns?.(threads);
+    }
     const rows: BenchRow[] = [];
     const row = (test: string, runs: number[]) =>
       rows.push({ model: modelPath, weightType, threads, test, tokensPerSecond: median(runs), runs });
-    if (opts.pp > 0) {
-      // Pseudo-random prompt ids (the content does not change the work done), different from the first token on in
-      // every run: the model reuses a cached prefix, and a run must evaluate all of its tokens.
-      const prompt = (run: number) => Array.from({ length: opts.pp }, (_, i) => (i * 7919 + 13 + run * 104729) % vocabSize);
-      await model.evaluate(prompt(opts.repetitions).slice(0, 8)); // warm-up: touch the weights once
-      const runs: number[] = [];
-      for (let r = 0; r < opts.repetitions; r++) {
-        const ids = prompt(r);
-        const t0 = performance.now();
-        await model.evaluate(ids);
-        runs.push(opts.pp / ((performance.now() - t0) / 1000));
-      }
-      row(`pp${opts.pp}`, runs);
-    }
-    if (opts.tg > 0) {
-      const bos = model.info.bosId ?? 1;
-      const runs: number[] = [];
-      await model.complete({ tokens: [bos] }, { temperature: 0, maxTokens: 4, ignoreEos: true }); // warm-up
-      for (let r = 0; r < opts.repetitions; r++) {
-        const { stats } = await model.complete({ tokens: [bos] }, { temperature: 0, maxTokens: opts.tg + 1, ignoreEos: true });
-        runs.push(stats.decodeTps);
-      }
-      row(`tg${opts.tg}`, runs);
-    }
+    if (opts.pp > 0) row(`pp${opts.pp}`, ppRuns);
+    if (opts.tg > 0) row(`tg${opts.tg}`, tgRuns);
     return rows;
   } finally {
     await model.dispose();
@@ -151,10 +164,18 @@ export async function bench(argv: string[]): Promise<number> {
     process.stdout.write(`|---|---|---|---|---|---|${extra.replace(/[^|]+\|/g, "---|")}\n`);
   }
   for (const [i, threads] of threadList.entries()) {
-    const rows = await benchModel(o.model, { ...settings, threads });
-    const peerRows = peer ? await peerBench(peer, o.model, { ...settings, threads: rows[0]?.threads ?? threads ?? 1 }) : {};
+    const peerRuns: Record<string, number[]> = {};
+    const runPeer = async (modelThreads: number) => {
+      for (const [test, tps] of Object.entries(await peerRun(peer!, o.model as string, { ...settings, threads: modelThreads }))) {
+        (peerRuns[test] ??= []).push(tps);
+      }
+    };
+    const rows = await benchModel(o.model, { ...settings, threads }, peer ? runPeer : undefined);
     for (const r of rows) {
-      if (peer) r.peerTokensPerSecond = peerRows[r.test];
+      if (peer && peerRuns[r.test]) {
+        r.peerTokensPerSecond = median(peerRuns[r.test]);
+        r.peerRuns = peerRuns[r.test];
+      }
       if (bandwidths && r.test.startsWith("tg")) r.rooflineTokensPerSecond = (bandwidths[i] * 1e9) / bytesPerToken;
       if (o.json) {
         process.stdout.write(`${JSON.stringify(r)}\n`);
