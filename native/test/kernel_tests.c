@@ -376,6 +376,66 @@ static void check_top_k(int n, int k, int distinct_values) {
   free(top);
 }
 
+/* Attention of one sequence (several queries, grouped heads) against a float64 softmax(q.k / sqrt(d)) v. */
+static void check_attention(struct llm_threadpool *pool, int head_dim, int pos, int n_tokens) {
+  const int n_heads = 4, n_kv_heads = 2, context = pos + n_tokens;
+  const int64_t q_dim = (int64_t)n_heads * head_dim, kv_dim = (int64_t)n_kv_heads * head_dim;
+  float *q = malloc((size_t)(n_tokens * q_dim) * sizeof(float)), *out = malloc((size_t)(n_tokens * q_dim) * sizeof(float));
+  float *keys = malloc((size_t)(context * kv_dim) * sizeof(float)), *values = malloc((size_t)(context * kv_dim) * sizeof(float));
+  float *scores = malloc((size_t)(llm_threadpool_size(pool) * context) * sizeof(float));
+  double *weights = malloc((size_t)context * sizeof(double));
+  for (int64_t i = 0; i < n_tokens * q_dim; i++) q[i] = 2.0f * uniform();
+  for (int64_t i = 0; i < context * kv_dim; i++) keys[i] = uniform(), values[i] = uniform();
+  const struct llm_attention_seq seq = { out, q, keys, values, n_tokens, pos };
+  const struct llm_attention_args args = { &seq, 1, scores, context, n_heads, n_kv_heads, head_dim };
+  llm_attention(pool, &args);
+  double worst = 0.0;
+  for (int t = 0; t < n_tokens; t++)
+    for (int h = 0; h < n_heads; h++) {
+      const float *qh = q + t * q_dim + h * head_dim;
+      const int kv = h / (n_heads / n_kv_heads), visible = pos + t + 1;
+      double max = -INFINITY, sum = 0.0;
+      for (int p = 0; p < visible; p++) {
+        double dot = 0.0;
+        for (int i = 0; i < head_dim; i++) dot += (double)qh[i] * keys[p * kv_dim + kv * head_dim + i];
+        weights[p] = dot / sqrt((double)head_dim);
+        max = fmax(max, weights[p]);
+      }
+      for (int p = 0; p < visible; p++) sum += weights[p] = exp(weights[p] - max);
+      for (int i = 0; i < head_dim; i++) {
+        double mixed = 0.0;
+        for (int p = 0; p < visible; p++) mixed += weights[p] / sum * values[p * kv_dim + kv * head_dim + i];
+        worst = fmax(worst, fabs(mixed - out[t * q_dim + h * head_dim + i]));
+      }
+    }
+  report(worst < 1e-5, "attention %-6s head_dim %3d pos %3d tokens %d on %d threads: max error %.2e",
+         llm_kernel_set_name(llm_kernel_set()), head_dim, pos, n_tokens, llm_threadpool_size(pool), worst);
+  free(q), free(out), free(keys), free(values), free(scores), free(weights);
+}
+
+/* NaNs rank below every number (all NaN: index 0) and -0 ties with +0, in argmax as in top-k. */
+static void check_argmax_special(void) {
+  const int n = 37;
+  float values[37];
+  int ok = 1;
+  for (int nan_at = -1; nan_at < n; nan_at += 6) {
+    for (int i = 0; i < n; i++) values[i] = -1.0f - (float)i;
+    values[n - 3] = 0.0f;
+    values[5] = -0.0f;
+    if (nan_at >= 0) values[nan_at] = NAN;
+    values[0] = NAN;
+    const int expected = nan_at == 5 ? n - 3 : 5;
+    int32_t top;
+    llm_top_k(values, n, 1, &top);
+    ok &= llm_argmax(values, n) == expected && top == expected;
+  }
+  for (int i = 0; i < n; i++) values[i] = NAN;
+  ok &= llm_argmax(values, n) == 0;
+  for (int i = 0; i < n; i++) values[i] = i == 20 ? NAN : -INFINITY;
+  ok &= llm_argmax(values, n) == 0 && llm_argmax(values + 1, n - 1) == 0;
+  report(ok, "argmax and top-1 with NaNs, signed zeros, all NaN, all -inf");
+}
+
 /* The pool hands out every task of a loop exactly once, in chunks inside [0, n_tasks), to workers 0..2. */
 struct task_counts {
   size_t n_tasks;
@@ -455,6 +515,15 @@ int main(void) {
   check_top_k(1000, 1000, 0);
   check_top_k(5000, 50, 3);
   check_top_k(64, 64, 2);
+  check_top_k(1000, 1, 3);
+  check_top_k(31, 1, 0);
+  check_argmax_special();
+  const int head_dims[] = { 64, 128, 40, 36, 6 };
+  for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
+    check_attention(single, head_dims[d], 0, 1);
+    check_attention(single, head_dims[d], 70, 1);
+    check_attention(pair, head_dims[d], 9, 5);
+  }
   check_activation_quantizers();
   /* The packed panels of the AVX-512 set (16 rows, token tiles of 8/4/2/1): one full panel, two and a partial
    * one, rows that end mid-panel across thread chunks, and float columns that end mid-vector. */
