@@ -48,7 +48,8 @@ struct llm_attention_args {
 };
 void llm_attention(struct llm_threadpool *pool, const struct llm_attention_args *args);
 
-/* Index of the largest value (the lowest index among equal maxima). */
+/* Index of the largest value (the lowest index among equal maxima; NaNs rank below every number, as in
+ * llm_top_k). */
 int llm_argmax(const float *values, int n);
 
 /* Writes the indices of the k largest values into out_ids, largest first; equal values: lower index first.

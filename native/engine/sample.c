@@ -1,8 +1,51 @@
 #include <math.h>
 
+#include "cpu_features.h"
 #include "ops.h"
 
+#if LLM_HAVE_AVX2_KERNELS
+#include <immintrin.h>
+
+/* Greedy decoding asks for the argmax of every step's logits: two vector passes, the largest value and then its
+ * first index, instead of a compare and branch per value (~0.1 ms of a 32000-entry vocabulary). */
+/* The largest non-NaN value, -INFINITY if none: max_ps returns its second operand when the first is NaN. */
+LLM_TARGET_AVX2 static float max_avx2(const float *values, int n) {
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(values + i), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(values + i + 8), m1);
+  }
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(values + i), m0);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, _mm256_max_ps(m0, m1));
+  float max = -INFINITY;
+  for (int j = 0; j < 8; j++) max = lanes[j] > max ? lanes[j] : max;
+  for (; i < n; i++) max = values[i] > max ? values[i] : max;
+  return max;
+}
+
+/* The first index holding `target` (== compares, so -0 finds +0), -1 if none. */
+LLM_TARGET_AVX2 static int find_avx2(const float *values, int n, float target) {
+  const __m256 t = _mm256_set1_ps(target);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(values + i), t, _CMP_EQ_OQ));
+    if (mask) return i + __builtin_ctz((unsigned)mask);
+  }
+  for (; i < n; i++)
+    if (values[i] == target) return i;
+  return -1;
+}
+#endif
+
 int llm_argmax(const float *values, int n) {
+#if LLM_HAVE_AVX2_KERNELS
+  if (llm_kernel_set() >= LLM_KERNELS_AVX2) {
+    const int first = find_avx2(values, n, max_avx2(values, n));
+    return first < 0 ? 0 : first; /* all NaN */
+  }
+#endif
   int best = 0;
   for (int i = 1; i < n; i++)
     if (values[i] > values[best] || (isnan(values[best]) && !isnan(values[i]))) best = i;
@@ -31,6 +74,10 @@ static void sift_down(const float *values, int32_t *heap, int size, int i) {
 }
 
 void llm_top_k(const float *values, int n, int k, int32_t *out_ids) {
+  if (k == 1) {
+    out_ids[0] = llm_argmax(values, n); /* the same ranking */
+    return;
+  }
   /* out_ids doubles as the heap of the k best seen so far. */
   for (int i = 0; i < k; i++) out_ids[i] = i;
   for (int i = k / 2 - 1; i >= 0; i--) sift_down(values, out_ids, k, i);
