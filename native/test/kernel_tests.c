@@ -413,6 +413,30 @@ static void check_attention(struct llm_threadpool *pool, int head_dim, int pos, 
   free(q), free(out), free(keys), free(values), free(scores), free(weights);
 }
 
+/* SwiGLU against float64: random gates over the range where silu bends and saturates, and the ends of the
+ * exponent's clamp. The tolerance is a few float roundings of the result. */
+static void check_swiglu(void) {
+  enum { N = 4099 };
+  static float gate[N], up[N], out[N];
+  for (int i = 0; i < N; i++) gate[i] = 25.0f * uniform(), up[i] = uniform();
+  const float edges[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 86.9f, -86.9f, 87.5f, -87.5f, 88.5f, -88.5f, 100.0f, -100.0f };
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) gate[i * 7] = edges[i];
+  llm_swiglu(out, gate, up, N);
+  double worst = 0.0;
+  for (int i = 0; i < N; i++) {
+    const double ref = (double)gate[i] / (1.0 + exp(-(double)gate[i])) * up[i];
+    worst = fmax(worst, fabs(out[i] - ref) / (fabs(ref) + 1e-30));
+  }
+  /* A value's result must not depend on where it falls in the array (batches of sequences rely on it). */
+  float part[13];
+  int same = 1;
+  for (int start = 0; start < 40; start += 3) {
+    llm_swiglu(part, gate + start, up + start, 13);
+    same &= memcmp(part, out + start, sizeof part) == 0;
+  }
+  report(worst < 1e-6 && same, "swiglu %s: max relative error %.2e, same bits at any offset", llm_kernel_set_name(llm_kernel_set()), worst);
+}
+
 /* NaNs rank below every number (all NaN: index 0) and -0 ties with +0, in argmax as in top-k. */
 static void check_argmax_special(void) {
   const int n = 37;
@@ -518,6 +542,7 @@ int main(void) {
   check_top_k(1000, 1, 3);
   check_top_k(31, 1, 0);
   check_argmax_special();
+  check_swiglu();
   const int head_dims[] = { 64, 128, 40, 36, 6 };
   for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
     check_attention(single, head_dims[d], 0, 1);
