@@ -229,7 +229,7 @@ LLM_AVX512_INLINE void rows_q4_0_avx512(int64_t cols, const void *w, size_t w_st
     const __m256i folded = llm_fold_4_rows(sums[0], sums[1], sums[2], sums[3]);
     const __m128i exact = _mm_sub_epi32(_mm_add_epi32(_mm256_castsi256_si128(folded), _mm256_extracti128_si256(folded, 1)),
                                         _mm_slli_epi32(_mm_set1_epi32(xsums[b]), 3));
-    const __m128 scales = _mm_cvtph_ps(_mm_setr_epi16((short)wd[0], (short)wd[1], (short)wd[2], (short)wd[3], 0, 0, 0, 0));
+    const __m128 scales = llm_halves_4(wd[0], wd[1], wd[2], wd[3]);
     acc = _mm_fmadd_ps(_mm_mul_ps(_mm_cvtepi32_ps(exact), scales), _mm_set1_ps(xd[b]), acc);
   }
   float lanes[4];

@@ -441,9 +441,8 @@ LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_st
     const __m256i folded_mins = llm_fold_4_rows(mins[0], mins[1], mins[2], mins[3]);
     const __m128i exact = _mm_add_epi32(_mm256_castsi256_si128(folded), _mm256_extracti128_si256(folded, 1));
     const __m128i exact_mins = _mm_add_epi32(_mm256_castsi256_si128(folded_mins), _mm256_extracti128_si256(folded_mins, 1));
-    const __m128 d = _mm_cvtph_ps(_mm_setr_epi16((short)wd[0], (short)wd[1], (short)wd[2], (short)wd[3], 0, 0, 0, 0));
-    const __m128 dmin =
-        _mm_cvtph_ps(_mm_setr_epi16((short)wdmin[0], (short)wdmin[1], (short)wdmin[2], (short)wdmin[3], 0, 0, 0, 0));
+    const __m128 d = llm_halves_4(wd[0], wd[1], wd[2], wd[3]);
+    const __m128 dmin = llm_halves_4(wdmin[0], wdmin[1], wdmin[2], wdmin[3]);
     const __m128 term = _mm_sub_ps(_mm_mul_ps(_mm_cvtepi32_ps(exact), d), _mm_mul_ps(_mm_cvtepi32_ps(exact_mins), dmin));
     acc = _mm_fmadd_ps(term, _mm_set1_ps(xb->d), acc);
   }
