@@ -7,8 +7,9 @@
 #include <immintrin.h>
 
 /* Greedy decoding asks for the argmax of every step's logits: two vector passes, the largest value and then its
- * first index, instead of a compare and branch per value (~0.1 ms of a 32000-entry vocabulary). */
-/* The largest non-NaN value, -INFINITY if none: max_ps returns its second operand when the first is NaN. */
+ * first index, instead of a compare and branch per value (~1% of a stories110M decode).
+ * max_avx2: the largest non-NaN value, -INFINITY if none (max_ps returns its second operand when the first is
+ * NaN). */
 LLM_TARGET_AVX2 static float max_avx2(const float *values, int n) {
   __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
   int i = 0;

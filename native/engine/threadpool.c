@@ -61,7 +61,8 @@ static void run_chunks(struct llm_threadpool *pool, int worker) {
   const size_t n_tasks = pool->n_tasks, divisor = 2 * (size_t)pool->n_threads;
   size_t begin = atomic_load_explicit(&pool->next_task, memory_order_relaxed);
   while (begin < n_tasks) {
-    const size_t size = (n_tasks - begin) / divisor > 0 ? (n_tasks - begin) / divisor : 1;
+    size_t size = (n_tasks - begin) / divisor;
+    if (size == 0) size = 1;
     if (!atomic_compare_exchange_weak_explicit(&pool->next_task, &begin, begin + size, memory_order_relaxed,
                                                memory_order_relaxed))
       continue; /* begin now holds the current value */
