@@ -102,11 +102,16 @@ function tokenStream(model: LlamaModel, text: string, separator: string | undefi
   return text.split(separator).flatMap((doc) => [...model.tokenize(doc, { addBos: true }), eos]);
 }
 
-export async function perplexity(model: LlamaModel, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
-  const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
+/** The window size's rule, on its own so that a caller (the CLI) can check it before loading a model. */
+export function checkPerplexityContextSize(contextSize: number): void {
   if (!Number.isInteger(contextSize) || contextSize < 2 || contextSize % 2 !== 0) {
     throw new InvalidArgumentError(`perplexity: contextSize must be an even integer ≥ 2 (got ${String(contextSize)})`);
   }
+}
+
+export async function perplexity(model: LlamaModel, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
+  checkPerplexityContextSize(contextSize);
   if (typeof text !== "string") throw new InvalidArgumentError("perplexity: text must be a string");
   const { base } = options;
   const mode: WindowMode = options.llamaCppWindows ? "llama-cpp" : "all";
