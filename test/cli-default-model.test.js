@@ -12,6 +12,7 @@ const path = require("node:path");
 const ROOT = path.resolve(__dirname, "..");
 const CLI = path.join(ROOT, "dist", "cjs", "cli", "main.js");
 const EMBEDDED = path.join(ROOT, "models", "stories260K.gguf");
+const NPX = process.platform === "win32" ? "npx.cmd" : "npx";
 const GREEDY_STORY = /^Once upon a time, there was a little girl named Lily/;
 
 /**
@@ -32,11 +33,17 @@ test("the embedded model is stories260K's published bytes, tracked by git, with 
   assert.match(fs.readFileSync(path.join(ROOT, "models", "LICENSE-stories260K"), "utf8"), /MIT License[\s\S]*Andrej Karpathy/);
 });
 
-test("run without --model generates from the embedded model with no network and an empty cache", () => {
+test("`npx llama-napi run` without --model generates from the embedded model with no network and an empty cache", () => {
   const { cache, env, cwd } = offlineEnvironment();
-  const r = spawnSync(process.execPath, [CLI, "run", "--prompt", "Once upon a time", "-n", "20", "--temp", "0", "-t", "1"], { cwd, env, encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, GREEDY_STORY);
+  const args = ["run", "--prompt", "Once upon a time", "-n", "20", "--temp", "0", "-t", "1"];
+  // As a user types it in a clone: npx finds this package's own bin (npm itself offline too).
+  const npx = spawnSync(NPX, ["--offline", "llama-napi", ...args], { cwd: ROOT, env: { ...env, npm_config_offline: "true" }, encoding: "utf8" });
+  assert.equal(npx.status, 0, npx.stderr);
+  assert.match(npx.stdout, GREEDY_STORY);
+  // From another directory: the model is found from the package, not from the working directory.
+  const elsewhere = spawnSync(process.execPath, [CLI, ...args], { cwd, env, encoding: "utf8" });
+  assert.equal(elsewhere.status, 0, elsewhere.stderr);
+  assert.equal(elsewhere.stdout, npx.stdout);
   assert.deepEqual(fs.readdirSync(cache), [], "nothing was downloaded");
   fs.rmSync(cache, { recursive: true, force: true });
 });
