@@ -71,6 +71,7 @@ test("bad option values are usage errors (exit 2, nothing on stdout) found befor
     [["bench", "-m", missing, "-r", "0"], /--repetitions: repetitions must be an integer >= 1/],
     [["perplexity", "-m", missing, "-f", __filename, "--ctx", "7"], /--ctx: perplexity: contextSize must be an even integer/],
     [["perplexity", "-m", missing, "-f", __filename, "-t", "0"], /--threads: threads/],
+    [["perplexity", "-m", missing, "-f", __filename, "--chunks", "0"], /--chunks: perplexity: maxWindows must be a positive integer/],
     [["info", missing, "--ctx-size", "0"], /--ctx-size: contextSize/],
     [["quantize", missing, "out.gguf", "--type", "q8_0", "-t", "0"], /--threads: threads/],
   ];

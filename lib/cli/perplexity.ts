@@ -2,7 +2,7 @@
  * `llama-napi perplexity --model M --file TEXT`: perplexity on a text file, as llama-perplexity measures it, with
  * an optional KL divergence from a base model.
  */
-import { checkPerplexityContextSize, perplexity, type PerplexityResult } from "../eval/perplexity";
+import { checkPerplexityOptions, perplexity, type PerplexityResult } from "../eval/perplexity";
 import { windowLength } from "../eval/windows";
 import type { LlamaModel } from "../model";
 import { type CommandSpec, parseCommand, readTextOption, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
@@ -19,12 +19,15 @@ export const perplexityCommand: CommandSpec = {
     file: { type: "string", short: "f", placeholder: "TEXT", description: "UTF-8 text to score" },
     ctx: {
       type: "string", number: "int", short: "c", placeholder: "N", description: "Window size in predicted tokens (default 512)",
-      check: (contextSize) => checkPerplexityContextSize(contextSize as number),
+      check: (contextSize) => checkPerplexityOptions({ contextSize: contextSize as number }),
     },
     "llama-cpp-windows": { type: "boolean", description: "Score only the second half of each whole window, as llama-perplexity does" },
     "doc-separator": { type: "string", placeholder: "STR", description: 'Split into documents at STR ("\\n" for newline), each BOS text EOS' },
     "kl-base": { type: "string", placeholder: "PATH", description: "Base model: also report KL(base || model) and top-1 agreement" },
-    chunks: { type: "string", number: "int", placeholder: "N", description: "Evaluate only the first N windows" },
+    chunks: {
+      type: "string", number: "int", placeholder: "N", description: "Evaluate only the first N windows",
+      check: (maxWindows) => checkPerplexityOptions({ maxWindows: maxWindows as number }),
+    },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     json: { type: "boolean", description: "Print the result as one JSON object" },
