@@ -163,8 +163,6 @@ export async function benchModel(
 export async function bench(argv: string[]): Promise<number> {
   const o = parseCommand(benchCommand, argv);
   if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi bench --help)");
-  // Resolved once: llama-bench (--peer) and the roofline read the local file.
-  const modelPath = await resolveModel(o.model, o.offline as boolean | undefined);
   const settings = {
     pp: (o.pp as number | undefined) ?? 128,
     tg: (o.tg as number | undefined) ?? 128,
@@ -175,6 +173,8 @@ export async function bench(argv: string[]): Promise<number> {
   const bandwidths = o.bandwidth === undefined ? undefined : parseNumberList("bandwidth", o.bandwidth as string, false);
   if (bandwidths && bandwidths.length !== threadList.length) throw new UsageError("--bandwidth needs one figure per --threads entry");
   const peer = o.peer as string | undefined;
+  // Resolved once: llama-bench (--peer) and the roofline read the local file.
+  const modelPath = await resolveModel(o.model, o.offline as boolean | undefined);
   const bytesPerToken = bandwidths ? await decodeBytesPerToken(modelPath) : 0;
   if (!o.json) {
     process.stdout.write(`cpu kernels: ${cpuFeatures()}\n`);
