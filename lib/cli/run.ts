@@ -1,5 +1,5 @@
 /** `llama-napi run`: stream a completion to stdout, speed figures to stderr; or, with --json, one JSON object. */
-import type { Prompt } from "../generation/types";
+import type { GenerateOptions, Prompt } from "../generation/types";
 import type { LlamaModel } from "../model";
 import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
 import { DEFAULT_MODEL, loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
@@ -66,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** Writes the echo and then each token's text to stdout, and the speed to stderr. */
-async function stream(model: LlamaModel, prompt: Prompt, echo: string, options: Parameters<LlamaModel["generate"]>[1]): Promise<void> {
+async function stream(model: LlamaModel, prompt: Prompt, echo: string, options: GenerateOptions): Promise<void> {
   process.stdout.write(echo);
   let lineOpen = echo !== "";
   try {
