@@ -45,3 +45,17 @@ export class InvalidArgumentError extends LlamaNapiError {
 export class DeviceError extends LlamaNapiError {
   override name = "DeviceError";
 }
+
+/** An options object has a key that is not one of the function's options (a misspelling, usually). */
+export class UnknownOptionError extends InvalidArgumentError {
+  override name = "UnknownOptionError";
+  constructor(
+    message: string,
+    /** The key given. */
+    readonly option: string,
+    /** The valid option nearest to it by edit distance, when one is close enough to be a likely misspelling. */
+    readonly suggestion: string | undefined,
+  ) {
+    super(message);
+  }
+}

@@ -33,6 +33,7 @@ export {
   DisposedError,
   InvalidArgumentError,
   DeviceError,
+  UnknownOptionError,
 } from "./errors";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

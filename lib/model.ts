@@ -14,7 +14,8 @@ import { ChatSession, type SessionHost, type SessionOptions } from "./generation
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
-import { resolveSampling, Sampler } from "./sampling/sampler";
+import { checkOptionNames, type OptionNames } from "./option-names";
+import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
 import { loadTokenizer } from "./tokenizer";
 import type { TokenizeOptions, Tokenizer } from "./tokenizer/types";
 
@@ -48,6 +49,10 @@ export interface LoadModelOptions {
    */
   onProgress?: (progress: LoadProgress) => void;
 }
+
+const LOAD_MODEL_OPTION_NAMES = {
+  threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true,
+} as const satisfies OptionNames<LoadModelOptions>;
 
 export type ModelInfo = Pick<
   ModelConfig,
@@ -102,6 +107,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (typeof path !== "string" || path.length === 0) {
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
   }
+  checkOptionNames(options, LOAD_MODEL_OPTION_NAMES, "loadModel");
   checkPositiveInteger("threads", options.threads);
   const device = resolveDevice(options.device, options.gpu);
   checkPositiveInteger("contextSize", options.contextSize);
@@ -130,8 +136,17 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
 }
 
+const GENERATE_OPTION_NAMES = {
+  ...SAMPLING_OPTION_NAMES, maxTokens: true, stop: true, signal: true, ignoreEos: true, contextOverflow: true,
+} as const satisfies OptionNames<GenerateOptions>;
+
+const SESSION_OPTION_NAMES = { systemPrompt: true, contextSize: true, restore: true, contextOverflow: true } as const satisfies OptionNames<SessionOptions>;
+const TOKENIZE_OPTION_NAMES = { addBos: true, special: true } as const satisfies OptionNames<TokenizeOptions>;
+const CHAT_TEMPLATE_OPTION_NAMES = { addGenerationPrompt: true } as const satisfies OptionNames<ChatTemplateOptions>;
+
 function checkGenerateOptions(options: GenerateOptions): void {
   if (options === null || typeof options !== "object") throw new InvalidArgumentError("options must be an object");
+  checkOptionNames(options, GENERATE_OPTION_NAMES, "generate");
   checkPositiveInteger("maxTokens", options.maxTokens);
   const { stop, contextOverflow, signal } = options;
   if (stop !== undefined && (!Array.isArray(stop) || !stop.every((s) => typeof s === "string" && s.length > 0))) {
@@ -191,6 +206,7 @@ export class LlamaModel implements AsyncDisposable {
   tokenize(text: string, options?: TokenizeOptions): number[] {
     this.assertUsable();
     if (typeof text !== "string") throw new InvalidArgumentError(`tokenize: text must be a string`);
+    checkOptionNames(options, TOKENIZE_OPTION_NAMES, "tokenize");
     return this.tokenizer.tokenize(text, options);
   }
 
@@ -200,6 +216,7 @@ export class LlamaModel implements AsyncDisposable {
    */
   applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): ChatPrompt {
     this.assertUsable();
+    checkOptionNames(options, CHAT_TEMPLATE_OPTION_NAMES, "applyChatTemplate");
     if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
     return applyChatTemplate(this.chat, this.tokenizer, messages, options);
   }
@@ -291,6 +308,7 @@ export class LlamaModel implements AsyncDisposable {
    */
   async createSession(options: SessionOptions = {}): Promise<ChatSession> {
     this.assertUsable();
+    checkOptionNames(options, SESSION_OPTION_NAMES, "createSession");
     checkPositiveInteger("contextSize", options.contextSize);
     if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
     return ChatSession.open(this.sessionHost, options, this.info.contextSize);

@@ -5,6 +5,7 @@
 import { performance } from "node:perf_hooks";
 import { InvalidArgumentError } from "../errors";
 import type { LlamaModel } from "../model";
+import { checkOptionNames, type OptionNames } from "../option-names";
 import { argmax, klDivergence, MeanAccumulator, negativeLogLikelihood } from "./token-scores";
 import { evalWindows, type EvalWindow, windowLength, type WindowMode } from "./windows";
 
@@ -102,7 +103,12 @@ function tokenStream(model: LlamaModel, text: string, separator: string | undefi
   return text.split(separator).flatMap((doc) => [...model.tokenize(doc, { addBos: true }), eos]);
 }
 
+const PERPLEXITY_OPTION_NAMES = {
+  contextSize: true, llamaCppWindows: true, base: true, documentSeparator: true, maxWindows: true, onProgress: true,
+} as const satisfies OptionNames<PerplexityOptions>;
+
 export async function perplexity(model: LlamaModel, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  checkOptionNames(options, PERPLEXITY_OPTION_NAMES, "perplexity");
   const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
   if (!Number.isInteger(contextSize) || contextSize < 2 || contextSize % 2 !== 0) {
     throw new InvalidArgumentError(`perplexity: contextSize must be an even integer ≥ 2 (got ${String(contextSize)})`);
