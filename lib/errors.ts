@@ -59,3 +59,20 @@ export class UnknownOptionError extends InvalidArgumentError {
     super(message);
   }
 }
+
+/** A model's weights, or the logits computed from them, hold NaN or infinity: the file is corrupt or badly converted. */
+export class NumericalError extends ModelFormatError {
+  override name = "NumericalError";
+  constructor(
+    message: string,
+    /** The model's path. */
+    readonly model: string,
+    /** The first tensor found holding a NaN or infinity (a tensor scan); undefined when the logits were found so. */
+    readonly tensor?: string,
+    /** In that tensor: the index of the bad element (f32, f16, bf16) or block (quantized types). */
+    readonly index?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -34,6 +34,7 @@ export {
   InvalidArgumentError,
   DeviceError,
   UnknownOptionError,
+  NumericalError,
 } from "./errors";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -3,7 +3,7 @@
  * (KV caches), and offers evaluate / generate / complete.
  */
 import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
-import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
+import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
@@ -48,10 +48,15 @@ export interface LoadModelOptions {
    * the GPU upload, would otherwise do); without it, the mapped weights are read on first use.
    */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Scan every tensor for NaN and infinity before resolving (each stored value; each block scale of the quantized
+   * types): a NumericalError names the first bad tensor. Reads all the weights once. Default false.
+   */
+  checkTensors?: boolean;
 }
 
 const LOAD_MODEL_OPTION_NAMES = {
-  threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true,
+  threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true, checkTensors: true,
 } as const satisfies OptionNames<LoadModelOptions>;
 
 export type ModelInfo = Pick<
@@ -111,8 +116,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   checkPositiveInteger("threads", options.threads);
   const device = resolveDevice(options.device, options.gpu);
   checkPositiveInteger("contextSize", options.contextSize);
-  const { onProgress } = options;
+  const { onProgress, checkTensors } = options;
   if (onProgress !== undefined && typeof onProgress !== "function") throw new InvalidArgumentError("onProgress must be a function");
+  if (checkTensors !== undefined && typeof checkTensors !== "boolean") throw new InvalidArgumentError("checkTensors must be a boolean");
 
   // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
   path = await resolveModelPath(path, { offline: options.offline });
@@ -131,9 +137,21 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const chatTemplate = loadChatTemplate(desc, tokenizer);
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
-  const engine = Engine.open(desc, threads, device);
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
-  return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
+  const engine = Engine.open(desc, path, threads, device);
+  try {
+    if (checkTensors) {
+      const fault = await engine.checkTensors();
+      if (fault) {
+        const where = fault.inScale ? `the scale of block ${fault.index}` : `element ${fault.index}`;
+        throw new NumericalError(`${path}: tensor ${fault.tensor} holds NaN or infinity (${where})`, path, fault.tensor, fault.index);
+      }
+    }
+    return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
+  } catch (err) {
+    engine.close();
+    throw err;
+  }
 }
 
 const GENERATE_OPTION_NAMES = {

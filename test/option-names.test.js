@@ -31,6 +31,7 @@ function unknownOption(where, key, suggestion) {
 test("loadModel rejects a misspelled option, suggesting the nearest one", async () => {
   await assert.rejects(loadModel(STORIES, { contextSise: 64 }), unknownOption("loadModel", "contextSise", "contextSize"));
   await assert.rejects(loadModel(STORIES, { thread: 1 }), unknownOption("loadModel", "thread", "threads"));
+  await assert.rejects(loadModel(STORIES, { checktensors: true }), unknownOption("loadModel", "checktensors", "checkTensors"));
   // Nothing close: no suggestion, the valid names listed instead.
   await assert.rejects(loadModel(STORIES, { banana: 1 }), (err) => {
     unknownOption("loadModel", "banana", undefined)(err);

@@ -9,6 +9,7 @@ import {
   InvalidArgumentError,
   LlamaNapiError,
   ModelFormatError,
+  NumericalError,
   UnsupportedModelError,
 } from "../errors";
 import type { ModelDescriptor } from "../formats/types";
@@ -25,8 +26,11 @@ import {
 } from "./binding";
 import { ropeFrequencies } from "./rope";
 
-/** Maps an error thrown by the addon (which carries a `code`) to the library's typed errors. */
-export function toTypedError(err: unknown): unknown {
+/**
+ * Maps an error thrown by the addon (which carries a `code`) to the library's typed errors; `modelPath` names the
+ * model in errors about its numbers (non-finite logits).
+ */
+export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
   const code = (err as Error & { code?: string }).code;
   switch (code) {
@@ -40,6 +44,8 @@ export function toTypedError(err: unknown): unknown {
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
       return new DeviceError(err.message, { cause: err });
+    case "NUMERICAL":
+      return new NumericalError(`${modelPath}: ${err.message}`, modelPath, undefined, undefined, { cause: err });
     case "CONTEXT_OVERFLOW": {
       const [tokens, size] = (err.message.match(/\d+/g) ?? []).slice(-2).map(Number);
       return new ContextOverflowError(err.message, tokens ?? NaN, size ?? NaN);
@@ -50,8 +56,8 @@ export function toTypedError(err: unknown): unknown {
   }
 }
 
-function rethrowTyped(err: unknown): never {
-  throw toTypedError(err);
+function rethrowTyped(err: unknown, modelPath?: string): never {
+  throw toTypedError(err, modelPath);
 }
 
 export function physicalCores(): number {
@@ -99,11 +105,11 @@ export async function readWeights(desc: ModelDescriptor, onProgress: (loadedByte
 }
 
 /** Runs a native call, turning a synchronous throw or a rejection into the library's typed errors. */
-function typed<T>(call: () => Promise<T>): Promise<T> {
+function typed<T>(call: () => Promise<T>, modelPath?: string): Promise<T> {
   try {
-    return call().catch(rethrowTyped);
+    return call().catch((err) => rethrowTyped(err, modelPath));
   } catch (err) {
-    return Promise.reject(toTypedError(err));
+    return Promise.reject(toTypedError(err, modelPath));
   }
 }
 
@@ -120,19 +126,22 @@ export class EngineContext {
   private inFlight: Promise<unknown> = Promise.resolve();
 
   /** @internal */
-  constructor(readonly native: NativeContext) {}
+  constructor(
+    readonly native: NativeContext,
+    private readonly modelPath: string,
+  ) {}
 
   get contextSize(): number {
     return this.native.contextSize;
   }
 
   decode(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> {
-    return this.track(typed(() => this.native.decode(toInt32(tokens), pos, options)));
+    return this.track(typed(() => this.native.decode(toInt32(tokens), pos, options), this.modelPath));
   }
 
   /** The engine's own greedy loop (see NativeContext.greedy): the baseline the JavaScript loop is measured against. */
   greedy(tokens: readonly number[] | Int32Array, pos: number, n: number): Promise<Int32Array> {
-    return this.track(typed(() => this.native.greedy(toInt32(tokens), pos, n)));
+    return this.track(typed(() => this.native.greedy(toInt32(tokens), pos, n), this.modelPath));
   }
 
   /** Makes this cache's first nPositions a copy of source's. */
@@ -151,7 +160,7 @@ export class EngineContext {
   /** The engine's look-ahead result for this decode (NativeContext.claim), or undefined. */
   claim(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> | undefined {
     const claimed = typedSync(() => this.native.claim(toInt32(tokens), pos, options));
-    return claimed && this.track(typed(() => claimed));
+    return claimed && this.track(typed(() => claimed, this.modelPath));
   }
 
   /** @internal Records a native call on this context so that settled() can wait for it. */
@@ -182,11 +191,31 @@ export interface BatchEntry extends NativeDecodeOptions {
   pos: number;
 }
 
+/** Where checkTensors found the first NaN or infinity. */
+export interface TensorFault {
+  /** The tensor's name. */
+  tensor: string;
+  /** The element (f32, f16, bf16) or block (quantized types) holding it. */
+  index: number;
+  /** True: a quantized block's scale (or min) is not finite. */
+  inScale: boolean;
+}
+
 export class Engine {
-  private constructor(private readonly native: NativeModel) {}
+  private constructor(
+    private readonly native: NativeModel,
+    private readonly desc: ModelDescriptor,
+    /** The model as the caller named it, for errors about its numbers. */
+    readonly modelPath: string,
+  ) {}
 
   /** Opens the weights on the CPU, or uploads them to a CUDA GPU (`device.kind` "cuda"). */
-  static open(desc: ModelDescriptor, threads: number, device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" }): Engine {
+  static open(
+    desc: ModelDescriptor,
+    modelPath: string,
+    threads: number,
+    device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" },
+  ): Engine {
     const { config } = desc;
     try {
       const native = new (loadBinding().Model)({
@@ -214,7 +243,7 @@ export class Engine {
         device: device.kind,
         gpu: device.gpu ?? 0,
       });
-      return new Engine(native);
+      return new Engine(native, desc, modelPath);
     } catch (err) {
       rethrowTyped(err);
     }
@@ -233,6 +262,7 @@ export class Engine {
           speculate: e.speculate,
         })),
       ),
+      this.modelPath,
     );
     for (const e of entries) e.context.track(result);
     return result;
@@ -250,10 +280,16 @@ export class Engine {
 
   createContext(contextSize: number): EngineContext {
     try {
-      return new EngineContext(this.native.createContext(contextSize));
+      return new EngineContext(this.native.createContext(contextSize), this.modelPath);
     } catch (err) {
-      rethrowTyped(err);
+      rethrowTyped(err, this.modelPath);
     }
+  }
+
+  /** Scans every tensor's stored values (all of the model's files) for NaN and infinity; the first one, or undefined. */
+  async checkTensors(): Promise<TensorFault | undefined> {
+    const fault = await typed(() => this.native.checkTensors(), this.modelPath);
+    return fault ? { tensor: this.desc.tensors[fault.tensor].name, index: fault.index, inScale: fault.inScale } : undefined;
   }
 
   close(): void {
