@@ -76,3 +76,18 @@ export class NumericalError extends ModelFormatError {
     super(message, options);
   }
 }
+
+/** A KV cache does not fit in the memory of the machine (or of the GPU). */
+export class OutOfMemoryError extends LlamaNapiError {
+  override name = "OutOfMemoryError";
+  constructor(
+    message: string,
+    /** Bytes the allocation needed. */
+    readonly bytesNeeded: number,
+    /** Bytes the machine has, when known (the host's total memory for a cache on the CPU). */
+    readonly bytesAvailable?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

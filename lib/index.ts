@@ -35,6 +35,7 @@ export {
   DeviceError,
   UnknownOptionError,
   NumericalError,
+  OutOfMemoryError,
 } from "./errors";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -3,11 +3,12 @@
  * (KV caches), and offers evaluate / generate / complete.
  */
 import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
-import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, UnsupportedModelError } from "./errors";
+import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
+import os from "node:os";
 import { commonPrefixLength, runGeneration, type Sequence } from "./generation/generate";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
@@ -28,7 +29,10 @@ export interface LoadProgress {
 export interface LoadModelOptions {
   /** Worker threads for the matrix work. Default: the number of physical cores. */
   threads?: number;
-  /** Tokens the KV cache holds. Default: the model's context length, at most 4096. */
+  /**
+   * Tokens the KV cache holds. Default: the model's context length, at most 4096. At most the context the model
+   * was trained for (times a linear rope scaling factor); the cache must fit in memory.
+   */
   contextSize?: number;
   /** A tokenizer file, for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.model). */
   tokenizer?: string;
@@ -108,6 +112,28 @@ function checkPositiveInteger(name: string, value: unknown): void {
   }
 }
 
+/** The most positions a model can attend over: its trained context, stretched by a linear rope scaling factor. */
+export function maxContextSize(config: Pick<ModelConfig, "contextLength" | "ropeScaling">): number {
+  // Llama 3 scaling is already in the trained context (max_position_embeddings counts the scaled positions).
+  return config.ropeScaling?.type === "linear" ? Math.floor(config.contextLength * config.ropeScaling.factor) : config.contextLength;
+}
+
+/** The engine keeps keys and values as f32, per layer and position: kvHeads × headDim floats each. */
+export function kvCacheBytes(config: Pick<ModelConfig, "layers" | "kvHeads" | "headDim">, contextSize: number): number {
+  return 2 * config.layers * contextSize * config.kvHeads * config.headDim * Float32Array.BYTES_PER_ELEMENT;
+}
+
+/** A contextSize (a positive integer, or undefined) within what the model allows: an InvalidArgumentError naming the value and the limit. */
+function checkContextSize(contextSize: number | undefined, config: ModelConfig, path: string): void {
+  const limit = maxContextSize(config);
+  if (contextSize !== undefined && contextSize > limit) {
+    const scaling = config.ropeScaling?.type === "linear" ? ` × linear rope scaling ${config.ropeScaling.factor}` : "";
+    throw new InvalidArgumentError(
+      `contextSize ${contextSize} is more than ${path} allows: ${limit} (trained context ${config.contextLength}${scaling})`,
+    );
+  }
+}
+
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
   if (typeof path !== "string" || path.length === 0) {
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
@@ -123,6 +149,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
   path = await resolveModelPath(path, { offline: options.offline });
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
+  checkContextSize(options.contextSize, desc.config, path);
   if (!desc.tokenizer) {
     throw new InvalidArgumentError(
       `no tokenizer found for ${path}: pass { tokenizer: "path/to/tokenizer" } (llama2.c tokenizer.bin, tokenizer.model or tokenizer.json)`,
@@ -138,6 +165,15 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
+  const cacheBytes = kvCacheBytes(desc.config, contextSize);
+  if (device.kind === "cpu" && cacheBytes > os.totalmem()) {
+    throw new OutOfMemoryError(
+      `a KV cache of ${contextSize} positions for ${path} needs ${cacheBytes} bytes, more than this machine's ${os.totalmem()} bytes of memory: ` +
+        `pass a smaller contextSize`,
+      cacheBytes,
+      os.totalmem(),
+    );
+  }
   const engine = Engine.open(desc, path, threads, device);
   try {
     if (checkTensors) {
@@ -147,6 +183,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         throw new NumericalError(`${path}: tensor ${fault.tensor} holds NaN or infinity (${where})`, path, fault.tensor, fault.index);
       }
     }
+    // A KV cache of this size is allocated (and freed) now, so that one too large for the memory left fails here
+    // with an OutOfMemoryError rather than in the first generation.
+    engine.createContext(contextSize).close();
     return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
   } catch (err) {
     engine.close();
@@ -328,6 +367,7 @@ export class LlamaModel implements AsyncDisposable {
     this.assertUsable();
     checkOptionNames(options, SESSION_OPTION_NAMES, "createSession");
     checkPositiveInteger("contextSize", options.contextSize);
+    checkContextSize(options.contextSize, this.desc.config, this.engine.modelPath);
     if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
     return ChatSession.open(this.sessionHost, options, this.info.contextSize);
   }

@@ -5,7 +5,7 @@
  */
 import { parseModel } from "../formats/detect";
 import type { TensorType } from "../formats/types";
-import { loadModel, type ModelInfo } from "../model";
+import { kvCacheBytes, loadModel, type ModelInfo } from "../model";
 import { type CommandSpec, parseCommand, TOKENIZER_OPTION } from "./args";
 import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
 
@@ -42,11 +42,6 @@ export interface ModelReport {
   check?: "ok";
 }
 
-/** The engine keeps keys and values as f32, per layer and position: kvHeads × headDim floats each. */
-function kvCacheBytes(info: ModelInfo): number {
-  return 2 * info.layers * info.contextSize * info.kvHeads * info.headDim * Float32Array.BYTES_PER_ELEMENT;
-}
-
 async function describe(
   path: string,
   options: { contextSize?: number; tokenizer?: string; tensors: boolean; check: boolean },
@@ -65,7 +60,7 @@ async function describe(
     const tensorTypes: Partial<Record<TensorType, number>> = {};
     for (const t of desc.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
     const weightBytes = desc.tensors.reduce((n, t) => n + t.byteLength, 0);
-    const kvBytes = kvCacheBytes(info);
+    const kvBytes = kvCacheBytes(info, info.contextSize);
     const { dim, layers, heads, kvHeads, headDim, hiddenDim, vocabSize, contextLength, ropeTheta, tiedEmbeddings } = info;
     return {
       path,

@@ -10,6 +10,7 @@ import {
   LlamaNapiError,
   ModelFormatError,
   NumericalError,
+  OutOfMemoryError,
   UnsupportedModelError,
 } from "../errors";
 import type { ModelDescriptor } from "../formats/types";
@@ -32,7 +33,7 @@ import { ropeFrequencies } from "./rope";
  */
 export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const code = (err as Error & { code?: string }).code;
+  const { code, bytes } = err as Error & { code?: string; bytes?: number };
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
@@ -44,6 +45,8 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
       return new DeviceError(err.message, { cause: err });
+    case "OUT_OF_MEMORY":
+      return new OutOfMemoryError(err.message, bytes ?? NaN, undefined, { cause: err });
     case "NUMERICAL":
       return new NumericalError(`${modelPath}: ${err.message}`, modelPath, undefined, undefined, { cause: err });
     case "CONTEXT_OVERFLOW": {

@@ -14,7 +14,7 @@ const { modelPath } = require("./models.js");
  * metadata: more [key, GgufValue] entries (a chat template, an eot id, ...).
  * Returns the path of a new GGUF file in a temp dir (removed at process exit).
  */
-function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, fill = () => undefined, metadata: extra = [] } = {}) {
+function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, contextLength = 64, fill = () => undefined, metadata: extra = [] } = {}) {
   const vocabMeta = readGguf(modelPath("tinystories", "stories260K.gguf")).metadata;
   const vocab = vocabMeta.get("tokenizer.ggml.tokens").length;
   const headDim = dim / heads;
@@ -30,7 +30,7 @@ function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden =
   const u32 = (value) => ({ type: "u32", value });
   const metadata = [
     ["general.architecture", { type: "string", value: "llama" }],
-    ["llama.context_length", u32(64)],
+    ["llama.context_length", u32(contextLength)],
     ["llama.embedding_length", u32(dim)],
     ["llama.block_count", u32(layers)],
     ["llama.feed_forward_length", u32(hidden)],
