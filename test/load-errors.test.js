@@ -5,7 +5,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { loadModel, ModelFormatError, UnsupportedModelError, InvalidArgumentError, OutOfMemoryError } = require("../dist/cjs/index.js");
+const { loadModel, ModelFormatError, UnsupportedModelError, InvalidArgumentError, OutOfMemoryError, DeviceError } = require("../dist/cjs/index.js");
 const { modelPath } = require("./helpers/models.js");
 const { writeTinyModel } = require("./helpers/tiny-model.js");
 
@@ -156,6 +156,15 @@ test("a KV cache larger than the machine's memory is an OutOfMemoryError carryin
     assert.equal(err.bytesNeeded, contextSize * perPosition);
     assert.equal(err.bytesAvailable, os.totalmem());
     assert.ok(err.message.includes(String(err.bytesNeeded)) && err.message.includes(file), err.message);
+    return true;
+  });
+});
+
+test('device "cuda" without an NVIDIA driver says the driver is missing', { skip: fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia") ? "this machine has an NVIDIA driver" : false }, async () => {
+  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.gguf"), { device: "cuda" }), (err) => {
+    assert.ok(err instanceof DeviceError, `${err.name}: ${err.message}`);
+    assert.match(err.message, /no NVIDIA driver is installed or loaded/);
+    assert.doesNotMatch(err.message, /insufficient/);
     return true;
   });
 });

@@ -225,7 +225,7 @@ function chooseBinary(): LoadedBinary {
 }
 
 /** An NVIDIA driver is loaded: its control device or its /proc entry exists. */
-function gpuPresent(): boolean {
+export function gpuPresent(): boolean {
   return fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia");
 }
 

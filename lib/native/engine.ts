@@ -15,6 +15,7 @@ import {
 } from "../errors";
 import type { ModelDescriptor } from "../formats/types";
 import {
+  gpuPresent,
   loadBinding,
   loadedBinary,
   NATIVE_TYPE_CODES,
@@ -71,14 +72,20 @@ export function cpuFeatures(): string {
   return loadBinding().cpuFeatures();
 }
 
+const NO_DRIVER_REASON = "no NVIDIA driver is installed or loaded on this machine (neither /dev/nvidiactl nor /proc/driver/nvidia exists)";
+
 /**
- * Whether the addon has the CUDA backend and how many GPUs it can use; when the CUDA binary was passed over for a
- * failed check, the reason says so (the CPU binary's own reason would only say it has no CUDA).
+ * Whether the addon has the CUDA backend and how many GPUs it can use. With none, the reason names what is missing
+ * first: the NVIDIA driver (the CUDA runtime reports a missing driver as "driver version is insufficient", as it
+ * does a driver too old), else the CUDA binary's failed check when it was passed over (the CPU binary's own reason
+ * would only say it has no CUDA), else the addon's reason.
  */
 export function cudaInfo(): NativeCudaInfo {
   const info = loadBinding().cudaInfo();
+  if (info.devices > 0) return info;
+  if (!gpuPresent()) return { ...info, reason: NO_DRIVER_REASON };
   const { cudaFailure } = loadedBinary();
-  return info.devices === 0 && cudaFailure ? { ...info, reason: cudaFailure } : info;
+  return cudaFailure ? { ...info, reason: cudaFailure } : info;
 }
 
 /**
