@@ -77,8 +77,11 @@ export class NumericalError extends ModelFormatError {
   }
 }
 
-/** A KV cache does not fit in the memory of the machine (or of the GPU). */
-export class OutOfMemoryError extends LlamaNapiError {
+/**
+ * A KV cache does not fit in the memory of the GPU or of the machine. A DeviceError, as a GPU's memory running
+ * short always was.
+ */
+export class OutOfMemoryError extends DeviceError {
   override name = "OutOfMemoryError";
   constructor(
     message: string,

@@ -153,6 +153,7 @@ test("a KV cache larger than the machine's memory is an OutOfMemoryError carryin
   const file = writeTinyModel({ dim: 64, layers: 2, heads: 2, kvHeads: 2, contextLength: contextSize });
   await assert.rejects(loadModel(file, { contextSize, threads: 1, device: "cpu" }), (err) => {
     assert.ok(err instanceof OutOfMemoryError, `${err.name}: ${err.message}`);
+    assert.ok(err instanceof DeviceError);
     assert.equal(err.bytesNeeded, contextSize * perPosition);
     assert.equal(err.bytesAvailable, os.totalmem());
     assert.ok(err.message.includes(String(err.bytesNeeded)) && err.message.includes(file), err.message);
