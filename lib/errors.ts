@@ -45,3 +45,52 @@ export class InvalidArgumentError extends LlamaNapiError {
 export class DeviceError extends LlamaNapiError {
   override name = "DeviceError";
 }
+
+/** An options object has a key that is not one of the function's options (a misspelling, usually). */
+export class UnknownOptionError extends InvalidArgumentError {
+  override name = "UnknownOptionError";
+  constructor(
+    message: string,
+    /** The key given. */
+    readonly option: string,
+    /** The valid option nearest to it by edit distance, when one is close enough to be a likely misspelling. */
+    readonly suggestion: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/** A model's weights, or the logits computed from them, hold NaN or infinity: the file is corrupt or badly converted. */
+export class NumericalError extends ModelFormatError {
+  override name = "NumericalError";
+  constructor(
+    message: string,
+    /** The model's path. */
+    readonly model: string,
+    /** The first tensor found holding a NaN or infinity (a tensor scan); undefined when the logits were found so. */
+    readonly tensor?: string,
+    /** In that tensor: the index of the bad element (f32, f16, bf16) or block (quantized types). */
+    readonly index?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * A KV cache does not fit in the memory of the GPU or of the machine. A DeviceError, as a GPU's memory running
+ * short always was.
+ */
+export class OutOfMemoryError extends DeviceError {
+  override name = "OutOfMemoryError";
+  constructor(
+    message: string,
+    /** Bytes the allocation needed. */
+    readonly bytesNeeded: number,
+    /** Bytes the machine has, when known (the host's total memory for a cache on the CPU). */
+    readonly bytesAvailable?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

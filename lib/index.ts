@@ -33,6 +33,9 @@ export {
   DisposedError,
   InvalidArgumentError,
   DeviceError,
+  UnknownOptionError,
+  NumericalError,
+  OutOfMemoryError,
 } from "./errors";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -3,18 +3,20 @@
  * (KV caches), and offers evaluate / generate / complete.
  */
 import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
-import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
+import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
+import os from "node:os";
 import { commonPrefixLength, runGeneration, type Sequence } from "./generation/generate";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
-import { resolveSampling, Sampler } from "./sampling/sampler";
+import { checkOptionNames, type OptionNames } from "./option-names";
+import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
 import { loadTokenizer } from "./tokenizer";
 import type { TokenizeOptions, Tokenizer } from "./tokenizer/types";
 
@@ -27,7 +29,10 @@ export interface LoadProgress {
 export interface LoadModelOptions {
   /** Worker threads for the matrix work. Default: the number of physical cores. */
   threads?: number;
-  /** Tokens the KV cache holds. Default: the model's context length, at most 4096. */
+  /**
+   * Tokens the KV cache holds. Default: the model's context length, at most 4096. At most the context the model
+   * was trained for (times a linear rope scaling factor); the cache must fit in memory.
+   */
   contextSize?: number;
   /** A tokenizer file, for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.model). */
   tokenizer?: string;
@@ -47,7 +52,16 @@ export interface LoadModelOptions {
    * the GPU upload, would otherwise do); without it, the mapped weights are read on first use.
    */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Scan every tensor for NaN and infinity before resolving (each stored value; each block scale of the quantized
+   * types): a NumericalError names the first bad tensor. Reads all the weights once. Default false.
+   */
+  checkTensors?: boolean;
 }
+
+const LOAD_MODEL_OPTION_NAMES = {
+  threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true, checkTensors: true,
+} as const satisfies OptionNames<LoadModelOptions>;
 
 export type ModelInfo = Pick<
   ModelConfig,
@@ -104,18 +118,43 @@ export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "co
   checkPositiveInteger("contextSize", options.contextSize);
 }
 
+/** The most positions a model can attend over: its trained context, stretched by a linear rope scaling factor. */
+export function maxContextSize(config: Pick<ModelConfig, "contextLength" | "ropeScaling">): number {
+  // Llama 3 scaling is already in the trained context (max_position_embeddings counts the scaled positions).
+  return config.ropeScaling?.type === "linear" ? Math.floor(config.contextLength * config.ropeScaling.factor) : config.contextLength;
+}
+
+/** The engine keeps keys and values as f32, per layer and position: kvHeads × headDim floats each. */
+export function kvCacheBytes(config: Pick<ModelConfig, "layers" | "kvHeads" | "headDim">, contextSize: number): number {
+  return 2 * config.layers * contextSize * config.kvHeads * config.headDim * Float32Array.BYTES_PER_ELEMENT;
+}
+
+/** A contextSize (a positive integer, or undefined) within what the model allows: an InvalidArgumentError naming the value and the limit. */
+function checkContextSize(contextSize: number | undefined, config: ModelConfig, path: string): void {
+  const limit = maxContextSize(config);
+  if (contextSize !== undefined && contextSize > limit) {
+    const scaling = config.ropeScaling?.type === "linear" ? ` × linear rope scaling ${config.ropeScaling.factor}` : "";
+    throw new InvalidArgumentError(
+      `contextSize ${contextSize} is more than ${path} allows: ${limit} (trained context ${config.contextLength}${scaling})`,
+    );
+  }
+}
+
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
   if (typeof path !== "string" || path.length === 0) {
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
   }
+  checkOptionNames(options, LOAD_MODEL_OPTION_NAMES, "loadModel");
   checkLoadOptions(options);
   const device = resolveDevice(options.device, options.gpu);
-  const { onProgress } = options;
+  const { onProgress, checkTensors } = options;
   if (onProgress !== undefined && typeof onProgress !== "function") throw new InvalidArgumentError("onProgress must be a function");
+  if (checkTensors !== undefined && typeof checkTensors !== "boolean") throw new InvalidArgumentError("checkTensors must be a boolean");
 
   // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
   path = await resolveModelPath(path, { offline: options.offline });
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
+  checkContextSize(options.contextSize, desc.config, path);
   if (!desc.tokenizer) {
     throw new InvalidArgumentError(
       `no tokenizer found for ${path}: pass { tokenizer: "path/to/tokenizer" } (llama2.c tokenizer.bin, tokenizer.model or tokenizer.json)`,
@@ -130,14 +169,47 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const chatTemplate = loadChatTemplate(desc, tokenizer);
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
-  const engine = Engine.open(desc, threads, device);
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
-  return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
+  const cacheBytes = kvCacheBytes(desc.config, contextSize);
+  if (device.kind === "cpu" && cacheBytes > os.totalmem()) {
+    throw new OutOfMemoryError(
+      `a KV cache of ${contextSize} positions for ${path} needs ${cacheBytes} bytes, more than this machine's ${os.totalmem()} bytes of memory: ` +
+        `pass a smaller contextSize`,
+      cacheBytes,
+      os.totalmem(),
+    );
+  }
+  const engine = Engine.open(desc, path, threads, device);
+  try {
+    if (checkTensors) {
+      const fault = await engine.checkTensors();
+      if (fault) {
+        const where = fault.inScale ? `the scale of block ${fault.index}` : `element ${fault.index}`;
+        throw new NumericalError(`${path}: tensor ${fault.tensor} holds NaN or infinity (${where})`, path, fault.tensor, fault.index);
+      }
+    }
+    // A KV cache of this size is allocated (and freed) now, so that one too large for the memory left fails here
+    // with an OutOfMemoryError rather than in the first generation.
+    engine.createContext(contextSize).close();
+    return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
+  } catch (err) {
+    engine.close();
+    throw err;
+  }
 }
+
+const GENERATE_OPTION_NAMES = {
+  ...SAMPLING_OPTION_NAMES, maxTokens: true, stop: true, signal: true, ignoreEos: true, contextOverflow: true,
+} as const satisfies OptionNames<GenerateOptions>;
+
+const SESSION_OPTION_NAMES = { systemPrompt: true, contextSize: true, restore: true, contextOverflow: true } as const satisfies OptionNames<SessionOptions>;
+const TOKENIZE_OPTION_NAMES = { addBos: true, special: true } as const satisfies OptionNames<TokenizeOptions>;
+const CHAT_TEMPLATE_OPTION_NAMES = { addGenerationPrompt: true } as const satisfies OptionNames<ChatTemplateOptions>;
 
 /** The rules of generate's own options (the sampling ones are resolveSampling's). */
 export function checkGenerateOptions(options: GenerateOptions): void {
   if (options === null || typeof options !== "object") throw new InvalidArgumentError("options must be an object");
+  checkOptionNames(options, GENERATE_OPTION_NAMES, "generate");
   checkPositiveInteger("maxTokens", options.maxTokens);
   const { stop, contextOverflow, signal } = options;
   if (stop !== undefined && (!Array.isArray(stop) || !stop.every((s) => typeof s === "string" && s.length > 0))) {
@@ -197,6 +269,7 @@ export class LlamaModel implements AsyncDisposable {
   tokenize(text: string, options?: TokenizeOptions): number[] {
     this.assertUsable();
     if (typeof text !== "string") throw new InvalidArgumentError(`tokenize: text must be a string`);
+    checkOptionNames(options, TOKENIZE_OPTION_NAMES, "tokenize");
     return this.tokenizer.tokenize(text, options);
   }
 
@@ -206,6 +279,7 @@ export class LlamaModel implements AsyncDisposable {
    */
   applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): ChatPrompt {
     this.assertUsable();
+    checkOptionNames(options, CHAT_TEMPLATE_OPTION_NAMES, "applyChatTemplate");
     if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
     return applyChatTemplate(this.chat, this.tokenizer, messages, options);
   }
@@ -297,7 +371,9 @@ export class LlamaModel implements AsyncDisposable {
    */
   async createSession(options: SessionOptions = {}): Promise<ChatSession> {
     this.assertUsable();
+    checkOptionNames(options, SESSION_OPTION_NAMES, "createSession");
     checkPositiveInteger("contextSize", options.contextSize);
+    checkContextSize(options.contextSize, this.desc.config, this.engine.modelPath);
     if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
     return ChatSession.open(this.sessionHost, options, this.info.contextSize);
   }

@@ -5,8 +5,9 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { loadModel, ModelFormatError, UnsupportedModelError } = require("../dist/cjs/index.js");
+const { loadModel, ModelFormatError, UnsupportedModelError, InvalidArgumentError, OutOfMemoryError, DeviceError } = require("../dist/cjs/index.js");
 const { modelPath } = require("./helpers/models.js");
+const { writeTinyModel } = require("./helpers/tiny-model.js");
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-corrupt-"));
 process.on("exit", () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -112,4 +113,59 @@ test("HF: safetensors truncated inside the weights", async () => {
 
 test("a missing path", async () => {
   await assertLoadFails(path.join(tmp, "nope.gguf"), ModelFormatError);
+});
+
+test("contextSize beyond the trained context is an InvalidArgumentError naming the value and the limit", async () => {
+  const file = modelPath("tinystories", "stories260K.gguf"); // trained context 2048
+  for (const contextSize of [1e9, 2049]) {
+    await assert.rejects(loadModel(file, { contextSize }), (err) => {
+      assert.ok(err instanceof InvalidArgumentError, `${err.name}: ${err.message}`);
+      assert.ok(err.message.includes(`contextSize ${contextSize}`) && err.message.includes("2048") && err.message.includes(file), err.message);
+      return true;
+    });
+  }
+  const model = await loadModel(file, { contextSize: 2048, threads: 1 });
+  try {
+    assert.equal(model.info.contextSize, 2048);
+    // A session's own cache has the same limit.
+    await assert.rejects(model.createSession({ contextSize: 4096 }), (err) => err instanceof InvalidArgumentError && /contextSize 4096.*2048/.test(err.message));
+  } finally {
+    await model.dispose();
+  }
+});
+
+test("linear rope scaling allows contextSize up to the trained context times its factor", async () => {
+  const file = writeTinyModel({
+    metadata: [
+      ["llama.rope.scaling.type", { type: "string", value: "linear" }],
+      ["llama.rope.scaling.factor", { type: "f32", value: 4 }],
+    ],
+  }); // trained context 64
+  const model = await loadModel(file, { contextSize: 256, threads: 1 });
+  await model.dispose();
+  await assert.rejects(loadModel(file, { contextSize: 257 }), (err) => err instanceof InvalidArgumentError && /257.*256 \(trained context 64 × linear rope scaling 4\)/.test(err.message));
+});
+
+test("a KV cache larger than the machine's memory is an OutOfMemoryError carrying the bytes needed", async () => {
+  // 2 layers × 2 KV heads × 32 floats, keys and values: 1024 bytes per position; a trained context past the memory.
+  const perPosition = 2 * 2 * 2 * 32 * 4;
+  const contextSize = Math.ceil(os.totalmem() / perPosition) + 1;
+  const file = writeTinyModel({ dim: 64, layers: 2, heads: 2, kvHeads: 2, contextLength: contextSize });
+  await assert.rejects(loadModel(file, { contextSize, threads: 1, device: "cpu" }), (err) => {
+    assert.ok(err instanceof OutOfMemoryError, `${err.name}: ${err.message}`);
+    assert.ok(err instanceof DeviceError);
+    assert.equal(err.bytesNeeded, contextSize * perPosition);
+    assert.equal(err.bytesAvailable, os.totalmem());
+    assert.ok(err.message.includes(String(err.bytesNeeded)) && err.message.includes(file), err.message);
+    return true;
+  });
+});
+
+test('device "cuda" without an NVIDIA driver says the driver is missing', { skip: fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia") ? "this machine has an NVIDIA driver" : false }, async () => {
+  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.gguf"), { device: "cuda" }), (err) => {
+    assert.ok(err instanceof DeviceError, `${err.name}: ${err.message}`);
+    assert.match(err.message, /no NVIDIA driver is installed or loaded/);
+    assert.doesNotMatch(err.message, /insufficient/);
+    return true;
+  });
 });

@@ -1,20 +1,22 @@
 /**
  * `llama-napi info MODEL`: what a model is (architecture, size, weight types, tokenizer, chat template) and the
- * memory it needs: its weights plus the KV cache at the context size.
+ * memory it needs: its weights plus the KV cache at the context size. `--check` also scans every tensor for NaN
+ * and infinity: a bad one fails the command (exit status 1) with a NumericalError naming it.
  */
 import { parseModel } from "../formats/detect";
 import type { TensorType } from "../formats/types";
-import { loadModel, type ModelInfo } from "../model";
+import { kvCacheBytes, loadModel, type ModelInfo } from "../model";
 import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION } from "./args";
 import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
 
 export const infoCommand: CommandSpec = {
   name: "info",
   summary: "Describe a model: architecture, parameters, weight types, tokenizer, chat template and memory needed.",
-  usage: "llama-napi info MODEL [--tensors] [--json] [--ctx-size N]",
+  usage: "llama-napi info MODEL [--tensors] [--check] [--json] [--ctx-size N]",
   positionals: ["model"],
   options: {
     tensors: { type: "boolean", description: "List every tensor with its type, shape and size" },
+    check: { type: "boolean", description: "Scan every tensor for NaN and infinity (exit status 1 naming the first bad one)" },
     json: { type: "boolean", description: "Print one JSON object" },
     "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of the KV cache estimate (default: as run uses)" },
     tokenizer: TOKENIZER_OPTION,
@@ -36,23 +38,29 @@ export interface ModelReport {
   chatTemplate: "model" | "builtin";
   memory: { contextSize: number; weightBytes: number; kvCacheBytes: number; totalBytes: number };
   tensors?: { name: string; type: TensorType; shape: number[]; bytes: number }[];
+  /** With --check: every tensor's values are finite (a bad one fails the command instead). */
+  check?: "ok";
 }
 
-/** The engine keeps keys and values as f32, per layer and position: kvHeads × headDim floats each. */
-function kvCacheBytes(info: ModelInfo): number {
-  return 2 * info.layers * info.contextSize * info.kvHeads * info.headDim * Float32Array.BYTES_PER_ELEMENT;
-}
-
-async function describe(path: string, options: { contextSize?: number; tokenizer?: string; tensors: boolean }): Promise<ModelReport> {
+async function describe(
+  path: string,
+  options: { contextSize?: number; tokenizer?: string; tensors: boolean; check: boolean },
+): Promise<ModelReport> {
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
-  // On the CPU: the weights stay mapped and unread (on a GPU they would be uploaded, for nothing).
-  const model = await loadModel(path, { threads: 1, device: "cpu", contextSize: options.contextSize, tokenizer: options.tokenizer });
+  // On the CPU: the weights stay mapped, and unread unless checked (on a GPU they would be uploaded, for nothing).
+  const model = await loadModel(path, {
+    threads: options.check ? undefined : 1,
+    device: "cpu",
+    contextSize: options.contextSize,
+    tokenizer: options.tokenizer,
+    checkTensors: options.check,
+  });
   try {
     const { info } = model;
     const tensorTypes: Partial<Record<TensorType, number>> = {};
     for (const t of desc.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
     const weightBytes = desc.tensors.reduce((n, t) => n + t.byteLength, 0);
-    const kvBytes = kvCacheBytes(info);
+    const kvBytes = kvCacheBytes(info, info.contextSize);
     const { dim, layers, heads, kvHeads, headDim, hiddenDim, vocabSize, contextLength, ropeTheta, tiedEmbeddings } = info;
     return {
       path,
@@ -66,6 +74,7 @@ async function describe(path: string, options: { contextSize?: number; tokenizer
       chatTemplate: model.chatTemplate === undefined ? "builtin" : "model",
       memory: { contextSize: info.contextSize, weightBytes, kvCacheBytes: kvBytes, totalBytes: weightBytes + kvBytes },
       tensors: options.tensors ? desc.tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape, bytes: t.byteLength })) : undefined,
+      check: options.check ? "ok" : undefined,
     };
   } finally {
     await model.dispose();
@@ -90,6 +99,7 @@ function formatReport(r: ModelReport): string {
     ["chat template", r.chatTemplate === "model" ? "the model's own" : "built-in (the model carries none)"],
     ["memory", `${formatBytes(r.memory.weightBytes)} weights + ${formatBytes(r.memory.kvCacheBytes)} KV cache at ` +
       `${r.memory.contextSize} tokens = ${formatBytes(r.memory.totalBytes)}`],
+    ...(r.check ? [["check", "OK: every tensor's values are finite"]] : []),
   ].map(([label, value]) => `${label.padEnd(14)}${value}`);
   if (r.tensors) {
     const width = Math.max(...r.tensors.map((t) => t.name.length));
@@ -106,6 +116,7 @@ export async function info(argv: string[]): Promise<number> {
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
     tensors: o.tensors === true,
+    check: o.check === true,
   });
   process.stdout.write(o.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;

@@ -5,6 +5,7 @@
 import { performance } from "node:perf_hooks";
 import { InvalidArgumentError } from "../errors";
 import type { LlamaModel } from "../model";
+import { checkOptionNames, type OptionNames } from "../option-names";
 import { argmax, klDivergence, MeanAccumulator, negativeLogLikelihood } from "./token-scores";
 import { evalWindows, type EvalWindow, windowLength, type WindowMode } from "./windows";
 
@@ -102,6 +103,10 @@ function tokenStream(model: LlamaModel, text: string, separator: string | undefi
   return text.split(separator).flatMap((doc) => [...model.tokenize(doc, { addBos: true }), eos]);
 }
 
+const PERPLEXITY_OPTION_NAMES = {
+  contextSize: true, llamaCppWindows: true, base: true, documentSeparator: true, maxWindows: true, onProgress: true,
+} as const satisfies OptionNames<PerplexityOptions>;
+
 /** The numeric options' rules, on their own so that a caller (the CLI) can check them before loading a model. */
 export function checkPerplexityOptions(options: Pick<PerplexityOptions, "contextSize" | "maxWindows">): void {
   const { contextSize, maxWindows } = options;
@@ -115,6 +120,7 @@ export function checkPerplexityOptions(options: Pick<PerplexityOptions, "context
 }
 
 export async function perplexity(model: LlamaModel, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  checkOptionNames(options, PERPLEXITY_OPTION_NAMES, "perplexity");
   checkPerplexityOptions(options);
   const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
   if (typeof text !== "string") throw new InvalidArgumentError("perplexity: text must be a string");

@@ -121,6 +121,12 @@ export interface NativeModel {
   decodeBatch(entries: NativeBatchEntry[]): Promise<NativeDecodeResult[]>;
   /** Every look-ahead chain (NativeDecodeOptions.speculate) stops after its current pass. */
   stopLookAhead(): void;
+  /**
+   * Scans every tensor of the spec for NaN and infinity as stored (each f32/f16/bf16 value, each quantized block's
+   * f16 scales), on a worker thread with the model's threads; resolves with the first one's tensor (an index into
+   * spec.tensors), element or block index, and whether it is a block scale; null when every value is finite.
+   */
+  checkTensors(): Promise<{ tensor: number; index: number; inScale: boolean } | null>;
   /** Unmaps the weights; the model's contexts must be closed first. Idempotent. */
   close(): void;
 }
@@ -219,7 +225,7 @@ function chooseBinary(): LoadedBinary {
 }
 
 /** An NVIDIA driver is loaded: its control device or its /proc entry exists. */
-function gpuPresent(): boolean {
+export function gpuPresent(): boolean {
   return fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia");
 }
 

@@ -9,10 +9,13 @@ import {
   InvalidArgumentError,
   LlamaNapiError,
   ModelFormatError,
+  NumericalError,
+  OutOfMemoryError,
   UnsupportedModelError,
 } from "../errors";
 import type { ModelDescriptor } from "../formats/types";
 import {
+  gpuPresent,
   loadBinding,
   loadedBinary,
   NATIVE_TYPE_CODES,
@@ -25,10 +28,13 @@ import {
 } from "./binding";
 import { ropeFrequencies } from "./rope";
 
-/** Maps an error thrown by the addon (which carries a `code`) to the library's typed errors. */
-export function toTypedError(err: unknown): unknown {
+/**
+ * Maps an error thrown by the addon (which carries a `code`) to the library's typed errors; `modelPath` names the
+ * model in errors about its numbers (non-finite logits).
+ */
+export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const code = (err as Error & { code?: string }).code;
+  const { code, bytes } = err as Error & { code?: string; bytes?: number };
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
@@ -40,6 +46,10 @@ export function toTypedError(err: unknown): unknown {
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
       return new DeviceError(err.message, { cause: err });
+    case "OUT_OF_MEMORY":
+      return new OutOfMemoryError(err.message, bytes ?? NaN, undefined, { cause: err });
+    case "NUMERICAL":
+      return new NumericalError(`${modelPath}: ${err.message}`, modelPath, undefined, undefined, { cause: err });
     case "CONTEXT_OVERFLOW": {
       const [tokens, size] = (err.message.match(/\d+/g) ?? []).slice(-2).map(Number);
       return new ContextOverflowError(err.message, tokens ?? NaN, size ?? NaN);
@@ -50,8 +60,8 @@ export function toTypedError(err: unknown): unknown {
   }
 }
 
-function rethrowTyped(err: unknown): never {
-  throw toTypedError(err);
+function rethrowTyped(err: unknown, modelPath?: string): never {
+  throw toTypedError(err, modelPath);
 }
 
 export function physicalCores(): number {
@@ -62,14 +72,20 @@ export function cpuFeatures(): string {
   return loadBinding().cpuFeatures();
 }
 
+const NO_DRIVER_REASON = "no NVIDIA driver is installed or loaded on this machine (neither /dev/nvidiactl nor /proc/driver/nvidia exists)";
+
 /**
- * Whether the addon has the CUDA backend and how many GPUs it can use; when the CUDA binary was passed over for a
- * failed check, the reason says so (the CPU binary's own reason would only say it has no CUDA).
+ * Whether the addon has the CUDA backend and how many GPUs it can use. With none, the reason names what is missing
+ * first: the NVIDIA driver (the CUDA runtime reports a missing driver as "driver version is insufficient", as it
+ * does a driver too old), else the CUDA binary's failed check when it was passed over (the CPU binary's own reason
+ * would only say it has no CUDA), else the addon's reason.
  */
 export function cudaInfo(): NativeCudaInfo {
   const info = loadBinding().cudaInfo();
+  if (info.devices > 0) return info;
+  if (!gpuPresent()) return { ...info, reason: NO_DRIVER_REASON };
   const { cudaFailure } = loadedBinary();
-  return info.devices === 0 && cudaFailure ? { ...info, reason: cudaFailure } : info;
+  return cudaFailure ? { ...info, reason: cudaFailure } : info;
 }
 
 /**
@@ -99,11 +115,11 @@ export async function readWeights(desc: ModelDescriptor, onProgress: (loadedByte
 }
 
 /** Runs a native call, turning a synchronous throw or a rejection into the library's typed errors. */
-function typed<T>(call: () => Promise<T>): Promise<T> {
+function typed<T>(call: () => Promise<T>, modelPath?: string): Promise<T> {
   try {
-    return call().catch(rethrowTyped);
+    return call().catch((err) => rethrowTyped(err, modelPath));
   } catch (err) {
-    return Promise.reject(toTypedError(err));
+    return Promise.reject(toTypedError(err, modelPath));
   }
 }
 
@@ -120,19 +136,22 @@ export class EngineContext {
   private inFlight: Promise<unknown> = Promise.resolve();
 
   /** @internal */
-  constructor(readonly native: NativeContext) {}
+  constructor(
+    readonly native: NativeContext,
+    private readonly modelPath: string,
+  ) {}
 
   get contextSize(): number {
     return this.native.contextSize;
   }
 
   decode(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> {
-    return this.track(typed(() => this.native.decode(toInt32(tokens), pos, options)));
+    return this.track(typed(() => this.native.decode(toInt32(tokens), pos, options), this.modelPath));
   }
 
   /** The engine's own greedy loop (see NativeContext.greedy): the baseline the JavaScript loop is measured against. */
   greedy(tokens: readonly number[] | Int32Array, pos: number, n: number): Promise<Int32Array> {
-    return this.track(typed(() => this.native.greedy(toInt32(tokens), pos, n)));
+    return this.track(typed(() => this.native.greedy(toInt32(tokens), pos, n), this.modelPath));
   }
 
   /** Makes this cache's first nPositions a copy of source's. */
@@ -151,7 +170,7 @@ export class EngineContext {
   /** The engine's look-ahead result for this decode (NativeContext.claim), or undefined. */
   claim(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> | undefined {
     const claimed = typedSync(() => this.native.claim(toInt32(tokens), pos, options));
-    return claimed && this.track(typed(() => claimed));
+    return claimed && this.track(typed(() => claimed, this.modelPath));
   }
 
   /** @internal Records a native call on this context so that settled() can wait for it. */
@@ -182,11 +201,31 @@ export interface BatchEntry extends NativeDecodeOptions {
   pos: number;
 }
 
+/** Where checkTensors found the first NaN or infinity. */
+export interface TensorFault {
+  /** The tensor's name. */
+  tensor: string;
+  /** The element (f32, f16, bf16) or block (quantized types) holding it. */
+  index: number;
+  /** True: a quantized block's scale (or min) is not finite. */
+  inScale: boolean;
+}
+
 export class Engine {
-  private constructor(private readonly native: NativeModel) {}
+  private constructor(
+    private readonly native: NativeModel,
+    private readonly desc: ModelDescriptor,
+    /** The model as the caller named it, for errors about its numbers. */
+    readonly modelPath: string,
+  ) {}
 
   /** Opens the weights on the CPU, or uploads them to a CUDA GPU (`device.kind` "cuda"). */
-  static open(desc: ModelDescriptor, threads: number, device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" }): Engine {
+  static open(
+    desc: ModelDescriptor,
+    modelPath: string,
+    threads: number,
+    device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" },
+  ): Engine {
     const { config } = desc;
     try {
       const native = new (loadBinding().Model)({
@@ -214,7 +253,7 @@ export class Engine {
         device: device.kind,
         gpu: device.gpu ?? 0,
       });
-      return new Engine(native);
+      return new Engine(native, desc, modelPath);
     } catch (err) {
       rethrowTyped(err);
     }
@@ -233,6 +272,7 @@ export class Engine {
           speculate: e.speculate,
         })),
       ),
+      this.modelPath,
     );
     for (const e of entries) e.context.track(result);
     return result;
@@ -250,10 +290,16 @@ export class Engine {
 
   createContext(contextSize: number): EngineContext {
     try {
-      return new EngineContext(this.native.createContext(contextSize));
+      return new EngineContext(this.native.createContext(contextSize), this.modelPath);
     } catch (err) {
-      rethrowTyped(err);
+      rethrowTyped(err, this.modelPath);
     }
+  }
+
+  /** Scans every tensor's stored values (all of the model's files) for NaN and infinity; the first one, or undefined. */
+  async checkTensors(): Promise<TensorFault | undefined> {
+    const fault = await typed(() => this.native.checkTensors(), this.modelPath);
+    return fault ? { tensor: this.desc.tensors[fault.tensor].name, index: fault.index, inScale: fault.inScale } : undefined;
   }
 
   close(): void {

@@ -14,6 +14,7 @@ import { rowBytes, TENSOR_TYPE_LAYOUT } from "../formats/ggml-types";
 import { expectedTensorShapes } from "../formats/llama-tensors";
 import type { ModelDescriptor, TensorInfo, TensorType } from "../formats/types";
 import { physicalCores } from "../native/engine";
+import { checkOptionNames, type OptionNames } from "../option-names";
 import { ropeFreqFactors } from "../native/rope";
 import { buildGgufMetadata } from "./gguf-metadata";
 import { interleaveRotaryRows } from "./rope-rows";
@@ -70,7 +71,12 @@ interface TensorJob extends QuantizedTensor {
   rotaryHeadDim?: number;
 }
 
+const QUANTIZE_OPTION_NAMES = {
+  type: true, mix: true, threads: true, tokenizer: true, onProgress: true,
+} as const satisfies OptionNames<QuantizeOptions>;
+
 function checkOptions(options: QuantizeOptions): void {
+  checkOptionNames(options, QUANTIZE_OPTION_NAMES, "quantize");
   if (!options || !(QUANTIZE_TYPES as readonly string[]).includes(options.type)) {
     throw new InvalidArgumentError(`quantize: type must be one of ${QUANTIZE_TYPES.join(", ")} (got ${String(options?.type)})`);
   }

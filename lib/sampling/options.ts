@@ -4,6 +4,7 @@
  * through a generation.
  */
 import { InvalidArgumentError } from "../errors";
+import type { OptionNames } from "../option-names";
 
 /** Every stage of the truncation / temperature part of the chain, in llama.cpp's default order. */
 export const SAMPLER_NAMES = Object.freeze(["top_k", "typical_p", "top_p", "min_p", "temperature"] as const);
@@ -43,6 +44,12 @@ export interface SamplingOptions {
   /** Called on the full logits of every step before anything else; may change them in place. */
   logitsProcessor?: LogitsProcessor;
 }
+
+/** Every option of SamplingOptions, for rejecting unknown (misspelled) ones. */
+export const SAMPLING_OPTION_NAMES = {
+  temperature: true, topK: true, topP: true, minP: true, typicalP: true, repeatPenalty: true, repeatLastN: true,
+  frequencyPenalty: true, presencePenalty: true, logitBias: true, seed: true, samplers: true, logprobs: true, logitsProcessor: true,
+} as const satisfies OptionNames<SamplingOptions>;
 
 export const MAX_LOGPROBS = 20;
 

@@ -26,7 +26,7 @@ import { drawPosition, logSumExp } from "./softmax";
 import { applyTemperature, keepMinP, keepTopK, keepTopP, keepTypical, planStages, truncates } from "./stages";
 import { selectTopK } from "./top-k";
 
-export { MAX_LOGPROBS, SAMPLER_NAMES, SAMPLING_DEFAULTS, resolveSampling } from "./options";
+export { MAX_LOGPROBS, SAMPLER_NAMES, SAMPLING_DEFAULTS, SAMPLING_OPTION_NAMES, resolveSampling } from "./options";
 export type { LogitsProcessor, ResolvedSampling, SamplerName, SamplingOptions } from "./options";
 export type { SampledToken, CandidateLogprob } from "./logprobs";
 

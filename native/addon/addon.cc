@@ -26,6 +26,7 @@ extern "C" {
 #include "model.h"
 #include "ops.h"
 #include "tensor.h"
+#include "tensor_check.h"
 #include "threadpool.h"
 #ifdef LLAMA_NAPI_HAVE_CUDA
 #include "llm_cuda.h"
@@ -46,6 +47,8 @@ const char* ErrorCode(llm_error_kind kind) {
     case LLM_ERR_UNSUPPORTED: return "UNSUPPORTED_MODEL";
     case LLM_ERR_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
     case LLM_ERR_DEVICE: return "DEVICE_ERROR";
+    case LLM_ERR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
+    case LLM_ERR_NUMERICAL: return "NUMERICAL";
     default: return "SYSTEM_ERROR";
   }
 }
@@ -166,6 +169,7 @@ void ReadSpec(const Napi::Object& js, SpecStorage& s) {
 // engine pointer is used by workers only while in_flight counts them.
 struct ModelState {
   llm_model* model = nullptr;
+  SpecStorage spec;  // what the model was opened with: checkTensors scans every tensor it lists
   bool closed = false;
   int in_flight = 0;
   uint64_t chains_started = 0;  // look-ahead chains (DecodeWorker), numbered from 1
@@ -616,6 +620,55 @@ class GreedyWorker : public Napi::AsyncWorker {
   llm_error_kind error_kind_ = LLM_ERR_SYSTEM;
 };
 
+// Scans every tensor the model was opened with for NaN and infinity (llm_check_tensors) on a libuv worker;
+// resolves with null, or with {tensor, index, inScale}: the first bad value's tensor (an index into spec.tensors),
+// its element or block, and whether it is a block's scale.
+class TensorCheckWorker : public Napi::AsyncWorker {
+ public:
+  TensorCheckWorker(Napi::Env env, std::shared_ptr<ModelState> model)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), model_(std::move(model)) {
+    model_->in_flight++;
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    llm_error err{};
+    if (!llm_check_tensors(model_->model, &model_->spec.spec, &fault_, &err)) SetError(err.message);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Finish();
+    if (fault_.tensor < 0) {
+      deferred_.Resolve(env.Null());
+      return;
+    }
+    Napi::Object fault = Napi::Object::New(env);
+    fault.Set("tensor", fault_.tensor);
+    fault.Set("index", Napi::Number::New(env, (double)fault_.index));
+    fault.Set("inScale", fault_.in_scale);
+    deferred_.Resolve(fault);
+  }
+
+  void OnError(const Napi::Error& error) override {
+    Finish();
+    error.Set("code", Napi::String::New(Env(), "SYSTEM_ERROR"));
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  void Finish() {
+    model_->in_flight--;
+    model_->ReleaseIfIdle();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<ModelState> model_;
+  llm_tensor_fault fault_{};
+};
+
 // A Promise-returning method reports every failure through the promise.
 template <typename Start>
 Napi::Value Promised(Napi::Env env, Start start) {
@@ -641,6 +694,7 @@ class Model : public Napi::ObjectWrap<Model> {
                        {InstanceMethod<&Model::CreateContext>("createContext"),
                         InstanceMethod<&Model::DecodeBatch>("decodeBatch"),
                         InstanceMethod<&Model::StopLookAhead>("stopLookAhead"), InstanceMethod<&Model::Close>("close"),
+                        InstanceMethod<&Model::CheckTensors>("checkTensors"),
                         InstanceAccessor<&Model::Device>("device")});
   }
 
@@ -649,7 +703,7 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw CodedError(env, "INVALID_ARGUMENT", "new Model(spec): spec must be an object");
     Napi::Object spec = info[0].As<Napi::Object>();
-    SpecStorage storage;
+    SpecStorage& storage = state_->spec;
     ReadSpec(spec, storage);
     Napi::Value device = spec.Get("device");
     const std::string kind = device.IsUndefined() ? "cpu" : device.IsString() ? device.As<Napi::String>().Utf8Value() : "";
@@ -677,6 +731,18 @@ class Model : public Napi::ObjectWrap<Model> {
  private:
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   Napi::Value DecodeBatch(const Napi::CallbackInfo& info);
+
+  // checkTensors(): see TensorCheckWorker.
+  Napi::Value CheckTensors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Promised(env, [&]() -> Napi::Value {
+      if (state_->closed) throw CodedError(env, "DISPOSED", "checkTensors: the model is closed");
+      auto* worker = new TensorCheckWorker(env, state_);
+      Napi::Promise promise = worker->Promise();
+      worker->Queue();
+      return promise;
+    });
+  }
 
   // stopLookAhead(): every look-ahead chain stops after its current pass (a decode of another kind is waiting).
   void StopLookAhead(const Napi::CallbackInfo&) { state_->StopChains(); }
@@ -730,7 +796,12 @@ class Context : public Napi::ObjectWrap<Context> {
     int size = (int)IntegerValue(info[1], "context size", 1, 2147483647);
     llm_error err{};
     state_->cache = llm_kv_cache_create(model_->model, size, &err);
-    if (!state_->cache) throw CodedError(env, ErrorCode(err.kind), err.message);
+    if (!state_->cache) {
+      Napi::Error error = CodedError(env, ErrorCode(err.kind), err.message);
+      // The size asked for, as a number: lib/native/engine.ts puts it on the typed error.
+      if (err.kind == LLM_ERR_OUT_OF_MEMORY) error.Set("bytes", Napi::Number::New(env, (double)llm_kv_cache_bytes(model_->model, size)));
+      throw error;
+    }
     state_->context_size = size;
   }
 

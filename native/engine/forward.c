@@ -6,6 +6,7 @@
 
 #include "matmul.h"
 #include "ops.h"
+#include "tensor_check.h"
 
 /* Passes hold at most this many tokens: bounds the scratch memory and keeps a pass's activations in cache while
  * the weights stream past. A longer prompt runs in several passes, each seeing the previous ones through the
@@ -67,9 +68,26 @@ static float *logits_destination(const struct piece *p, int first, int vocab) {
   return p->seq->logits + token * vocab;
 }
 
+/* Fails with LLM_ERR_NUMERICAL when one of a piece's `count` rows of logits (from its row `first`) holds NaN or
+ * infinity: a sampler could only pick garbage from it. A scan of vocab floats per row, next to a vocab x dim
+ * product. */
+static bool check_logits(const float *logits, const struct piece *p, int first, int count, int vocab,
+                         struct llm_error *err) {
+  for (int r = 0; r < count; r++) {
+    const float *row = logits + (int64_t)r * vocab;
+    const int64_t bad = llm_first_non_finite_f32(row, vocab);
+    if (bad >= 0)
+      return llm_fail(err, LLM_ERR_NUMERICAL,
+                      "the logits at position %d are not finite (token %lld: %g): the weights hold NaN or infinity, "
+                      "or the activations overflow", p->seq->pos + p->first + first + r, (long long)bad, row[bad]);
+  }
+  return true;
+}
+
 /* Final norm and the vocabulary projection of the wanted rows of every piece: one product for all of them (the
- * output matrix is the largest; streaming it once per sequence would undo the batching). */
-static bool project_logits(struct llm_model *m, const struct piece *pieces, int n_pieces) {
+ * output matrix is the largest; streaming it once per sequence would undo the batching). False on running out of
+ * scratch memory, or with err filled (LLM_ERR_NUMERICAL) on logits that are not finite. */
+static bool project_logits(struct llm_model *m, const struct piece *pieces, int n_pieces, struct llm_error *err) {
   const struct llm_config *c = &m->config;
   struct llm_scratch *s = &m->scratch;
   const int dim = c->dim, vocab = c->vocab_size;
@@ -91,6 +109,7 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
     logit_rows(owner, &first, &count);
     float *logits = logits_destination(owner, first, vocab);
     if (!llm_matmul(m->pool, logits, &m->output, s->xb, n_rows)) return false;
+    if (!check_logits(logits, owner, first, count, vocab, err)) return false;
     if (owner->seq->top_k > 0 && ends_sequence(owner))
       llm_top_k(logits + (int64_t)(count - 1) * vocab, vocab, owner->seq->top_k, owner->seq->top_ids);
     return true;
@@ -106,6 +125,7 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
     logit_rows(&pieces[i], &first, &count);
     if (count == 0) continue;
     const struct llm_batch_sequence *seq = pieces[i].seq;
+    if (!check_logits(s->logits + (int64_t)row * vocab, &pieces[i], first, count, vocab, err)) return false;
     if (seq->logits_mode != LLM_LOGITS_NONE)
       memcpy(logits_destination(&pieces[i], first, vocab), s->logits + (int64_t)row * vocab,
              (size_t)count * (size_t)vocab * sizeof(float));
@@ -117,9 +137,10 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
 }
 
 /* One pass over n tokens made of pieces of different sequences; the Llama block reads top to bottom.
- * `attention` has room for one entry per piece. False when a matmul cannot get scratch memory. */
+ * `attention` has room for one entry per piece. False when a matmul cannot get scratch memory, or with err
+ * filled when the logits are not finite. */
 static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_pieces, int n,
-                         struct llm_attention_seq *attention) {
+                         struct llm_attention_seq *attention, struct llm_error *err) {
   const struct llm_config *c = &m->config;
   struct llm_scratch *s = &m->scratch;
   struct llm_threadpool *pool = m->pool;
@@ -174,7 +195,7 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
     if (!llm_matmul(pool, s->xb, &layer->ffn_down, s->hb, n)) return false;
     for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
   }
-  return project_logits(m, pieces, n_pieces);
+  return project_logits(m, pieces, n_pieces, err);
 }
 
 static bool check_sequence(const struct llm_model *m, const struct llm_batch_sequence *seq, int index,
@@ -221,6 +242,7 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
   struct piece *pieces = malloc((size_t)n_seqs * sizeof *pieces);
   struct llm_attention_seq *attention = malloc((size_t)n_seqs * sizeof *attention);
 
+  err->kind = LLM_OK;
   pthread_mutex_lock(&m->forward_lock);
   bool ok = pieces && attention && reserve_scratch(m, total < MAX_PASS_TOKENS ? total : MAX_PASS_TOKENS, max_context);
   for (int seq = 0, done = 0; ok && seq < n_seqs;) {
@@ -236,11 +258,12 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
         done = 0;
       }
     }
-    ok = forward_pass(m, pieces, n_pieces, rows, attention);
+    ok = forward_pass(m, pieces, n_pieces, rows, attention, err);
   }
   pthread_mutex_unlock(&m->forward_lock);
   free(pieces);
   free(attention);
+  if (!ok && err->kind == LLM_ERR_NUMERICAL) return false;
   if (!ok) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", total);
   return true;
 }

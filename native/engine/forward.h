@@ -30,7 +30,8 @@ struct llm_batch_sequence {
 /* Runs every sequence's tokens through the model in shared passes: one matrix product per weight for all the
  * tokens of all the sequences, attention per sequence. Each sequence's results are the same as running it
  * alone. The caches must be distinct. Passes on one model are serialised (thread-safe). Returns false with err
- * filled on invalid arguments or allocation failure, before touching any cache. */
+ * filled on invalid arguments or allocation failure, before touching any cache, and with LLM_ERR_NUMERICAL when
+ * wanted logits (or those the top k ranks) are NaN or infinite. */
 bool llm_forward_batch(struct llm_model *model, const struct llm_batch_sequence *sequences, int n_sequences,
                        struct llm_error *err);
 

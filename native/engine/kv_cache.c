@@ -3,6 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+size_t llm_kv_cache_bytes(const struct llm_model *model, int context_size) {
+  const size_t per_position = 2 * (size_t)model->config.n_layers * (size_t)model->config.n_kv_heads *
+                              (size_t)model->config.head_dim * sizeof(float);
+  size_t bytes;
+  return context_size < 0 || __builtin_mul_overflow(per_position, (size_t)context_size, &bytes) ? SIZE_MAX : bytes;
+}
+
 struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err) {
   if (context_size < 1) {
     llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "context size %d must be at least 1", context_size);
@@ -16,22 +23,19 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
   cache->context_size = context_size;
   cache->n_layers = model->config.n_layers;
   cache->kv_dim = (int64_t)model->config.n_kv_heads * model->config.head_dim;
-  size_t floats, bytes;
-  bool overflow = __builtin_mul_overflow((size_t)cache->n_layers * (size_t)cache->kv_dim, (size_t)context_size, &floats) ||
-                  __builtin_mul_overflow(floats, sizeof(float), &bytes);
+  const size_t total = llm_kv_cache_bytes(model, context_size);
+  const bool overflow = total == SIZE_MAX;
+  const size_t bytes = total / 2; /* the keys, and as much for the values */
   struct llm_backend *backend = model->backend;
   if (backend) {
     cache->backend = backend;
-    if (overflow) {
-      llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a KV cache of %d positions is too large", context_size);
-      llm_kv_cache_free(cache);
-      return NULL;
-    }
     struct llm_error device_err;
-    if (!(cache->keys = backend->alloc(backend, bytes, &device_err)) ||
+    if (overflow || !(cache->keys = backend->alloc(backend, bytes, &device_err)) ||
         !(cache->values = backend->alloc(backend, bytes, &device_err))) {
-      llm_fail(err, device_err.kind, "allocating a KV cache of %d positions (2 x %zu MiB) on %s: %s", context_size,
-               bytes >> 20, backend->device, device_err.message);
+      /* The backend's alloc fails when the device's memory runs short (its message says how short), or, hardly
+       * ever, when selecting the model's own GPU fails. */
+      llm_fail(err, LLM_ERR_OUT_OF_MEMORY, "allocating a KV cache of %d positions (2 x %zu MiB) on %s: %s", context_size,
+               bytes >> 20, backend->device, overflow ? "too large" : device_err.message);
       llm_kv_cache_free(cache);
       return NULL;
     }
@@ -42,8 +46,8 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
     cache->values = malloc(bytes);
   }
   if (!cache->keys || !cache->values) {
-    llm_fail(err, LLM_ERR_SYSTEM, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)", context_size,
-             overflow ? SIZE_MAX >> 20 : bytes >> 20);
+    llm_fail(err, LLM_ERR_OUT_OF_MEMORY, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)",
+             context_size, bytes >> 20);
     llm_kv_cache_free(cache);
     return NULL;
   }

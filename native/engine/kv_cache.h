@@ -18,6 +18,9 @@ struct llm_kv_cache {
   struct llm_backend *backend; /* NULL: keys and values are host memory */
 };
 
+/* Bytes of the keys and values of a cache of context_size positions for this model; SIZE_MAX when that overflows. */
+size_t llm_kv_cache_bytes(const struct llm_model *model, int context_size);
+
 struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err);
 void llm_kv_cache_free(struct llm_kv_cache *cache);
 

@@ -16,6 +16,8 @@ enum llm_error_kind {
   LLM_ERR_INVALID_ARGUMENT, /* the caller passed something out of range */
   LLM_ERR_SYSTEM,           /* out of memory, thread creation failed */
   LLM_ERR_DEVICE,           /* the accelerator is missing, out of memory or failed */
+  LLM_ERR_OUT_OF_MEMORY,    /* a KV cache does not fit in host or device memory */
+  LLM_ERR_NUMERICAL,        /* the logits came out NaN or infinite: the weights hold such values or overflow */
 };
 
 struct llm_error {

@@ -9,31 +9,28 @@ const { expectedTensorShapes } = require("../../dist/cjs/formats/llama-tensors.j
 const { modelPath } = require("./models.js");
 
 /**
- * fill(name, rows, cols) returns the Float32Array of a tensor (rows*cols values), or undefined for zeros.
+ * fill(name, rows, cols) returns the Float32Array of a tensor (rows*cols values), undefined for zeros, or
+ * { ggmlType, bytes } for a tensor stored in another type (bytes: a Uint8Array of its whole data).
  * metadata: more [key, GgufValue] entries (a chat template, an eot id, ...).
  * Returns the path of a new GGUF file in a temp dir (removed at process exit).
  */
-function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, fill = () => undefined, metadata: extra = [] } = {}) {
+function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, contextLength = 64, fill = () => undefined, metadata: extra = [] } = {}) {
   const vocabMeta = readGguf(modelPath("tinystories", "stories260K.gguf")).metadata;
   const vocab = vocabMeta.get("tokenizer.ggml.tokens").length;
   const headDim = dim / heads;
   const tensors = [];
   const add = (name, rows, cols) => {
     const values = fill(name, rows, cols) ?? new Float32Array(rows * cols);
-    tensors.push({
-      name,
-      ggmlType: 0,
-      dims: rows === 1 ? [cols] : [cols, rows],
-      byteLength: rows * cols * 4,
-      data: () => new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-    });
+    const { ggmlType, bytes } =
+      values instanceof Float32Array ? { ggmlType: 0, bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) } : values;
+    tensors.push({ name, ggmlType, dims: rows === 1 ? [cols] : [cols, rows], byteLength: bytes.byteLength, data: () => bytes });
   };
   const config = { dim, hiddenDim: hidden, layers, heads, kvHeads, headDim, vocabSize: vocab, tiedEmbeddings: false };
   for (const [name, shape] of expectedTensorShapes(config)) add(name, shape.length === 1 ? 1 : shape[0], shape.at(-1));
   const u32 = (value) => ({ type: "u32", value });
   const metadata = [
     ["general.architecture", { type: "string", value: "llama" }],
-    ["llama.context_length", u32(64)],
+    ["llama.context_length", u32(contextLength)],
     ["llama.embedding_length", u32(dim)],
     ["llama.block_count", u32(layers)],
     ["llama.feed_forward_length", u32(hidden)],
