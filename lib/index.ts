@@ -34,5 +34,7 @@ export {
   InvalidArgumentError,
   DeviceError,
 } from "./errors";
+export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
+export type { ChatTemplateLimits } from "./chat/sandbox";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";
