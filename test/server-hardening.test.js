@@ -2,13 +2,17 @@
 // The server against hostile or careless clients, on loopback: malformed URLs and non-HTTP bytes answered in
 // OpenAI's error shape, slowloris sockets closed at the header / request / idle timeouts, a connection cap, /metrics
 // behind the API key, wrong-typed parameters the server does not implement, n above 10 without a listener leak,
-// and a model whose chat template never ends (a 500 naming the template; the server keeps serving).
+// a model whose chat template never ends (a 500 naming the template; the server keeps serving), and the `serve`
+// flags for all of it.
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const net = require("node:net");
+const path = require("node:path");
+const { spawn, spawnSync } = require("node:child_process");
 const { loadModel } = require("../dist/cjs/index.js");
 const { MODEL_ALIAS, loadServerModel, withServer } = require("./helpers/server.js");
 const { writeConstantOutputModel } = require("./helpers/tiny-model.js");
+const { modelPath } = require("./helpers/models.js");
 
 const PROMPT = "The state of the union is";
 const MESSAGES = [{ role: "user", content: "Hello" }];
@@ -245,4 +249,46 @@ test("a model whose chat template never ends: a 500 naming the template, and the
   } finally {
     await runaway.dispose();
   }
+});
+
+const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
+
+test("`serve` flags: --metrics-public and the timeouts reach the server; bad values are usage errors", async () => {
+  const serve = (...args) => spawnSync(process.execPath, [CLI, "serve", ...args], { encoding: "utf8" });
+  const help = serve("--help");
+  for (const flag of ["--metrics-public", "--headers-timeout", "--request-timeout", "--idle-timeout", "--max-connections"]) {
+    assert.ok(help.stdout.includes(flag), flag);
+  }
+  assert.equal(serve("--model", "m", "--headers-timeout", "soon").status, 2);
+  assert.equal(serve("--model", "m", "--max-connections", "1.5").status, 2);
+  const zero = serve("--model", modelPath("trained", "sotu-l2-23m"), "--port", "0", "--threads", "1", "--idle-timeout", "0");
+  assert.equal(zero.status, 2, zero.stderr);
+  assert.match(zero.stderr, /--idle-timeout/);
+
+  const args = ["serve", "--model", modelPath("trained", "sotu-l2-23m"), "--port", "0", "--threads", "1", "--ctx-size", "256"];
+  const child = spawn(process.execPath, [CLI, ...args, "--api-key", "k", "--metrics-public", "--headers-timeout", "0.3", "--request-timeout", "0.5"]);
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  try {
+    const url = await new Promise((resolve, reject) => {
+      let stdout = "";
+      child.stdout.on("data", (d) => {
+        stdout += d;
+        const match = /at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stdout);
+        if (match) resolve(match[1]);
+      });
+      child.on("exit", () => reject(new Error(`serve exited early: ${stderr}`)));
+    });
+    assert.equal((await fetch(`${url}/metrics`)).status, 200);
+    await assertOpenAiError(await fetch(`${url}/v1/models`), 401, "invalid_api_key");
+    const slow = rawClient(url);
+    slow.write("GET /health HTTP/1.1\r\n");
+    const ms = await slow.closed;
+    assert.ok(ms < 3000, `closed after ${ms} ms`);
+    assert.equal(rawError(slow.received).error.code, "request_timeout");
+  } finally {
+    child.kill("SIGTERM");
+  }
+  assert.equal(await exited, 0, stderr);
 });

@@ -2,7 +2,7 @@
 import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import { createServer, type LlamaServer } from "../server";
-import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { type CommandSpec, MODEL_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
 import { loadModelWithProgress } from "./model-download";
 
 export const serveCommand: CommandSpec = {
@@ -21,8 +21,21 @@ export const serveCommand: CommandSpec = {
     "api-key": { type: "string", placeholder: "KEY", description: "Require 'Authorization: Bearer KEY' on /v1/*" },
     "model-alias": { type: "string", placeholder: "NAME", description: "Model id clients use (default: the model's file or directory name)" },
     log: { type: "boolean", description: "Log every request (JSON lines on stdout)" },
+    "metrics-public": { type: "boolean", description: "Serve /metrics without the API key (with --api-key it needs the key)" },
+    "headers-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds a client has to send a request's headers (default 10)" },
+    "request-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds a client has to send a whole request, body included (default 30)" },
+    "idle-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds an idle keep-alive connection stays open (default 5)" },
+    "max-connections": { type: "string", number: "int", placeholder: "N", description: "Open connections at most; more are closed at once (default 256)" },
   },
 };
+
+/** A --*-timeout flag in seconds as the server's milliseconds (undefined: the server's default). */
+function timeoutMs(o: ParsedOptions, flag: string): number | undefined {
+  const seconds = o[flag] as number | undefined;
+  if (seconds === undefined) return undefined;
+  if (!(seconds > 0)) throw new UsageError(`--${flag} must be a positive number of seconds (got ${seconds})`);
+  return Math.max(1, Math.round(seconds * 1000));
+}
 
 export async function serve(argv: string[]): Promise<number> {
   const o = parseCommand(serveCommand, argv);
@@ -46,6 +59,11 @@ export async function serve(argv: string[]): Promise<number> {
         queueSize: o["queue-size"] as number | undefined,
         apiKey: o["api-key"] as string | undefined,
         logger: o.log === true,
+        metricsPublic: o["metrics-public"] === true,
+        headersTimeoutMs: timeoutMs(o, "headers-timeout"),
+        requestTimeoutMs: timeoutMs(o, "request-timeout"),
+        idleTimeoutMs: timeoutMs(o, "idle-timeout"),
+        maxConnections: o["max-connections"] as number | undefined,
       });
     } catch (err) {
       // Every option createServer refuses came from a flag.
