@@ -2,7 +2,10 @@
  * The public model object: loads any supported format, owns the engine, the tokenizer and a pool of contexts
  * (KV caches), and offers evaluate / generate / complete.
  */
-import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
+import {
+  applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
+  type ChatTemplateOptions, loadChatTemplate,
+} from "./chat";
 import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
@@ -47,6 +50,11 @@ export interface LoadModelOptions {
    * the GPU upload, would otherwise do); without it, the mapped weights are read on first use.
    */
   onProgress?: (progress: LoadProgress) => void;
+  /**
+   * Bounds on rendering the model's own chat template, which comes with its files and is not trusted: timeMs
+   * (default 1000), memoryMb (128), outputChars (4 Mi). A render past one throws a ChatTemplateLimitError.
+   */
+  chatTemplateLimits?: Partial<ChatTemplateLimits>;
 }
 
 export type ModelInfo = Pick<
@@ -106,6 +114,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const device = resolveDevice(options.device, options.gpu);
   checkPositiveInteger("contextSize", options.contextSize);
   const { onProgress } = options;
+  const chatTemplateLimits = resolveChatTemplateLimits(options.chatTemplateLimits);
   if (onProgress !== undefined && typeof onProgress !== "function") throw new InvalidArgumentError("onProgress must be a function");
 
   // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
@@ -122,7 +131,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       `the tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} only ${desc.config.vocabSize}`,
     );
   }
-  const chatTemplate = loadChatTemplate(desc, tokenizer);
+  const chatTemplate = loadChatTemplate(desc, tokenizer, chatTemplateLimits);
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
   const engine = Engine.open(desc, threads, device);

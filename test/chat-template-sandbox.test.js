@@ -10,6 +10,7 @@ const { loadModel, ChatTemplateLimitError, InvalidArgumentError } = require("../
 const { ChatTemplate } = require("../dist/cjs/chat/template.js");
 const { modelPath } = require("./helpers/models.js");
 const { writeChainHfModel } = require("./helpers/tiny-hf-model.js");
+const { writeConstantOutputModel } = require("./helpers/tiny-model.js");
 
 const VARIABLES = { messages: [{ role: "user", content: "Hi" }], addGenerationPrompt: true, bosToken: "<s>", eosToken: "</s>" };
 const LIMITS = { timeMs: 300, memoryMb: 32, outputChars: 10_000 };
@@ -74,6 +75,25 @@ test("a model directory whose chat_template.jinja never ends: applyChatTemplate 
       assert.ok(ms < 10_000, `${ms} ms`);
     }
     assert.equal(model.tokenize("Hi", { addBos: false }).length, 1, "the model still works");
+  } finally {
+    await model.dispose();
+  }
+});
+
+test("loadModel's chatTemplateLimits set the bounds, and are checked at load", async () => {
+  const nested = "{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}{% endfor %}{% endfor %}{% endfor %}";
+  const gguf = writeConstantOutputModel({}, [["tokenizer.chat_template", { type: "string", value: nested }]]);
+  for (const chatTemplateLimits of [{ timeMs: 0 }, { memoryMb: 1.5 }, { outputChars: "many" }, "fast"]) {
+    await assert.rejects(loadModel(gguf, { chatTemplateLimits }), (err) => err instanceof InvalidArgumentError && /chatTemplateLimits/.test(err.message));
+  }
+  const model = await loadModel(gguf, { threads: 1, chatTemplateLimits: { timeMs: 200 } });
+  try {
+    assert.throws(() => model.applyChatTemplate([{ role: "user", content: "Hi" }]), (err) => {
+      assert.ok(err instanceof ChatTemplateLimitError, String(err));
+      assert.deepEqual([err.bound, err.limit], ["time", 200]);
+      assert.ok(err.template.includes(gguf) && err.template.includes("tokenizer.chat_template"), err.template);
+      return true;
+    });
   } finally {
     await model.dispose();
   }

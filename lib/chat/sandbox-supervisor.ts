@@ -20,6 +20,8 @@ function rendererFor(memoryMb: number): ChildProcess {
       execArgv: [`--max-old-space-size=${memoryMb}`, `--stack-size=${RENDERER_STACK_KB}`],
       // V8's report of an exhausted heap is the renderer's business, not the host's stderr.
       stdio: ["ignore", "ignore", "ignore", "ipc"],
+      // The host's NODE_OPTIONS (preloaded modules, heap sizes) are not for this script.
+      env: { ...process.env, NODE_OPTIONS: "" },
     });
     renderer = { child, memoryMb };
   }
@@ -49,10 +51,10 @@ function run(job: RenderJob): void {
       settle({ id: job.id, exceeded: "time" }, true);
     }, job.limits.timeMs);
   };
-  const onError = (err: Error) => settle({ id: job.id, error: `the template renderer failed: ${err.message}` }, true);
+  const onError = (err: Error) => settle({ id: job.id, failure: `the template renderer failed: ${err.message}` }, true);
   const onExit = (code: number | null, exitSignal: NodeJS.Signals | null) =>
     settle(
-      exitSignal === "SIGABRT" ? { id: job.id, exceeded: "memory" } : { id: job.id, error: `the template renderer exited (${exitSignal ?? `code ${code}`})` },
+      exitSignal === "SIGABRT" ? { id: job.id, exceeded: "memory" } : { id: job.id, failure: `the template renderer exited (${exitSignal ?? `code ${code}`})` },
       true,
     );
   child.on("message", onMessage).on("error", onError).on("exit", onExit);

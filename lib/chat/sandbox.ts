@@ -15,7 +15,7 @@
  */
 import * as nodePath from "node:path";
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from "node:worker_threads";
-import type { ChatTemplateBound } from "../errors";
+import { type ChatTemplateBound, InvalidArgumentError } from "../errors";
 
 /** Bounds of one render. */
 export interface ChatTemplateLimits {
@@ -34,6 +34,22 @@ export const DEFAULT_CHAT_TEMPLATE_LIMITS: Readonly<ChatTemplateLimits> = {
   outputChars: 4 * 1024 * 1024,
 };
 
+/** The defaults with what the caller gave (loadModel's chatTemplateLimits), each a positive integer. */
+export function resolveChatTemplateLimits(given: Partial<ChatTemplateLimits> | undefined): Readonly<ChatTemplateLimits> {
+  if (given === undefined) return DEFAULT_CHAT_TEMPLATE_LIMITS;
+  if (typeof given !== "object" || given === null) throw new InvalidArgumentError("chatTemplateLimits must be an object");
+  const limits = { ...DEFAULT_CHAT_TEMPLATE_LIMITS };
+  for (const key of Object.keys(DEFAULT_CHAT_TEMPLATE_LIMITS) as (keyof ChatTemplateLimits)[]) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+      throw new InvalidArgumentError(`chatTemplateLimits.${key} must be a positive integer (got ${String(value)})`);
+    }
+    limits[key] = value;
+  }
+  return limits;
+}
+
 /** The rendering process's stack (V8's default, made explicit): deep recursion ends at this, as a "stack" bound. */
 export const RENDERER_STACK_KB = 984;
 
@@ -45,8 +61,15 @@ export interface RenderJob {
   limits: ChatTemplateLimits;
 }
 
-/** What a job ends in: the text, the template's own error (raise_exception, a type error), or a bound it passed. */
-export type RenderOutcome = { id: number; text: string } | { id: number; error: string } | { id: number; exceeded: ChatTemplateBound };
+/**
+ * What a job ends in: the text, the template's own error (raise_exception, a type error), a bound it passed, or a
+ * failure of the sandbox itself (the renderer could not start, or was killed from outside).
+ */
+export type RenderOutcome =
+  | { id: number; text: string }
+  | { id: number; error: string }
+  | { id: number; exceeded: ChatTemplateBound }
+  | { id: number; failure: string };
 
 /** The renderer's note that it has the job: the supervisor's clock for the time budget starts here. */
 export interface RenderStarted {

@@ -5,7 +5,7 @@
  * here.
  */
 import { Template } from "@huggingface/jinja";
-import { ChatTemplateLimitError, InvalidArgumentError, ModelFormatError } from "../errors";
+import { ChatTemplateLimitError, InvalidArgumentError, LlamaNapiError, ModelFormatError } from "../errors";
 import { type ChatTemplateLimits, DEFAULT_CHAT_TEMPLATE_LIMITS, RENDERER_STACK_KB, renderInSandbox } from "./sandbox";
 import type { ChatMessage } from "./types";
 
@@ -58,6 +58,7 @@ export class ChatTemplate {
     const outcome = renderInSandbox(this.text, variables, this.limits);
     if ("text" in outcome) return outcome.text;
     if ("error" in outcome) throw this.templateError(outcome.error);
+    if ("failure" in outcome) throw new LlamaNapiError(`chat template (${this.origin}): ${outcome.failure}`);
     const limit = { time: this.limits.timeMs, memory: this.limits.memoryMb, stack: RENDERER_STACK_KB, output: this.limits.outputChars }[outcome.exceeded];
     throw new ChatTemplateLimitError(this.origin, outcome.exceeded, limit);
   }
