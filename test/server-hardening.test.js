@@ -7,25 +7,21 @@
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const net = require("node:net");
-const path = require("node:path");
-const { spawn, spawnSync } = require("node:child_process");
 const { loadModel } = require("../dist/cjs/index.js");
-const { MODEL_ALIAS, loadServerModel, withServer } = require("./helpers/server.js");
+const { MODEL_ALIAS, loadServerModel, withServer, post, serveSync, spawnServe } = require("./helpers/server.js");
 const { writeConstantOutputModel } = require("./helpers/tiny-model.js");
 const { modelPath } = require("./helpers/models.js");
 
 const PROMPT = "The state of the union is";
 const MESSAGES = [{ role: "user", content: "Hello" }];
+/** A generation that runs until aborted, for as long as a test needs a slot held. */
+const ENDLESS = { model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 200, ignore_eos: true };
 
 let model;
 before(async () => {
   model = await loadServerModel();
 });
 after(() => model.dispose());
-
-function post(url, route, body, headers = {}) {
-  return fetch(`${url}${route}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
-}
 
 async function assertOpenAiError(response, status, code, param) {
   assert.equal(response.status, status);
@@ -120,14 +116,8 @@ test("slowloris: trickled headers and a trickled body get a 408 at their timeout
 test("the timeouts bound receiving a request, not answering it: a request queued past them still gets its answer", async () => {
   await withServer(model, { parallel: 1, headersTimeoutMs: 100, requestTimeoutMs: 150, idleTimeoutMs: 100 }, async ({ url }) => {
     const holder = new AbortController();
-    const held = await fetch(`${url}/v1/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 200, ignore_eos: true, stream: true }),
-      signal: holder.signal,
-    });
-    const reader = held.body.getReader();
-    await reader.read(); // the stream is open: its generation holds the only slot
+    const held = await post(url, "/v1/completions", { ...ENDLESS, stream: true }, undefined, holder.signal);
+    await held.body.getReader().read(); // the stream is open: its generation holds the only slot
     const queued = post(url, "/v1/completions", { model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 2 });
     await new Promise((resolve) => setTimeout(resolve, 500)); // over three request timeouts, waiting for the slot
     holder.abort();
@@ -212,12 +202,7 @@ test("n above 10 adds one abort listener to the request, not one per choice: no 
       assert.equal((await response.json()).choices.length, 12);
       // Aborting still reaches every choice: a dropped streamed request of 12 frees its slot and queue places.
       const dropped = new AbortController();
-      const stream = await fetch(`${url}/v1/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 200, ignore_eos: true, n: 12, stream: true }),
-        signal: dropped.signal,
-      });
+      const stream = await post(url, "/v1/completions", { ...ENDLESS, n: 12, stream: true }, undefined, dropped.signal);
       await stream.body.getReader().read();
       dropped.abort();
       const after = await post(url, "/v1/completions", { model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 1 });
@@ -251,35 +236,20 @@ test("a model whose chat template never ends: a 500 naming the template, and the
   }
 });
 
-const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
-
 test("`serve` flags: --metrics-public and the timeouts reach the server; bad values are usage errors", async () => {
-  const serve = (...args) => spawnSync(process.execPath, [CLI, "serve", ...args], { encoding: "utf8" });
-  const help = serve("--help");
+  const help = serveSync("--help");
   for (const flag of ["--metrics-public", "--headers-timeout", "--request-timeout", "--idle-timeout", "--max-connections"]) {
     assert.ok(help.stdout.includes(flag), flag);
   }
-  assert.equal(serve("--model", "m", "--headers-timeout", "soon").status, 2);
-  assert.equal(serve("--model", "m", "--max-connections", "1.5").status, 2);
-  const zero = serve("--model", modelPath("trained", "sotu-l2-23m"), "--port", "0", "--threads", "1", "--idle-timeout", "0");
+  assert.equal(serveSync("--model", "m", "--headers-timeout", "soon").status, 2);
+  assert.equal(serveSync("--model", "m", "--max-connections", "1.5").status, 2);
+  const zero = serveSync("--model", modelPath("trained", "sotu-l2-23m"), "--port", "0", "--threads", "1", "--idle-timeout", "0");
   assert.equal(zero.status, 2, zero.stderr);
   assert.match(zero.stderr, /--idle-timeout/);
 
-  const args = ["serve", "--model", modelPath("trained", "sotu-l2-23m"), "--port", "0", "--threads", "1", "--ctx-size", "256"];
-  const child = spawn(process.execPath, [CLI, ...args, "--api-key", "k", "--metrics-public", "--headers-timeout", "0.3", "--request-timeout", "0.5"]);
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  const serve = spawnServe(["--api-key", "k", "--metrics-public", "--headers-timeout", "0.3", "--request-timeout", "0.5"]);
   try {
-    const url = await new Promise((resolve, reject) => {
-      let stdout = "";
-      child.stdout.on("data", (d) => {
-        stdout += d;
-        const match = /at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stdout);
-        if (match) resolve(match[1]);
-      });
-      child.on("exit", () => reject(new Error(`serve exited early: ${stderr}`)));
-    });
+    const url = await serve.url;
     assert.equal((await fetch(`${url}/metrics`)).status, 200);
     await assertOpenAiError(await fetch(`${url}/v1/models`), 401, "invalid_api_key");
     const slow = rawClient(url);
@@ -288,7 +258,7 @@ test("`serve` flags: --metrics-public and the timeouts reach the server; bad val
     assert.ok(ms < 3000, `closed after ${ms} ms`);
     assert.equal(rawError(slow.received).error.code, "request_timeout");
   } finally {
-    child.kill("SIGTERM");
+    serve.child.kill("SIGTERM");
   }
-  assert.equal(await exited, 0, stderr);
+  assert.equal(await serve.exited, 0, serve.stderr());
 });
