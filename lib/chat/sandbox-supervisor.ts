@@ -24,6 +24,10 @@ function rendererFor(memoryMb: number): ChildProcess {
       env: { ...process.env, NODE_OPTIONS: "" },
     });
     renderer = { child, memoryMb };
+    // A renderer that dies between jobs (killed from outside) is replaced at the next one.
+    child.once("exit", () => {
+      if (renderer?.child === child) renderer = undefined;
+    });
   }
   return renderer.child;
 }

@@ -84,8 +84,8 @@ export interface SupervisorData {
 }
 
 /**
- * Starting the supervisor and the renderer and loading the template engine can take a while on a loaded machine; it is not the
- * template's time. Past the budget plus this, the supervisor itself is taken to be stuck.
+ * Starting the supervisor and the renderer and loading the template engine can take a while on a loaded machine;
+ * it is not the template's time. Past the budget plus this, the supervisor itself is taken to be stuck.
  */
 const STARTUP_ALLOWANCE_MS = 30_000;
 
@@ -113,10 +113,9 @@ class Sandbox {
     this.supervisor.postMessage(job);
     const deadline = performance.now() + limits.timeMs + STARTUP_ALLOWANCE_MS;
     for (;;) {
+      // Jobs run one at a time and a sandbox that gave up on one is replaced: what arrives is this job's outcome.
       const outcome = receiveMessageOnPort(this.results)?.message as RenderOutcome | undefined;
-      if (outcome?.id === id) return outcome;
-      // An outcome of an earlier job is stale only after that job was given up on; read on.
-      if (outcome !== undefined) continue;
+      if (outcome !== undefined) return outcome;
       const left = deadline - performance.now();
       if (left <= 0) {
         this.broken = true;
