@@ -94,3 +94,30 @@ export class OutOfMemoryError extends DeviceError {
     super(message, options);
   }
 }
+
+/** Which bound of the chat-template sandbox a render ran past (see ChatTemplateLimits). */
+export type ChatTemplateBound = "time" | "memory" | "stack" | "output";
+
+/**
+ * A chat template ran past a bound of the sandbox it renders in: too slow, too much memory, recursion too deep, or
+ * too much text. The template comes with the model's files, so this is the model's fault, not the conversation's.
+ */
+export class ChatTemplateLimitError extends LlamaNapiError {
+  override name = "ChatTemplateLimitError";
+  constructor(
+    /** The template's file (and key), as ChatTemplate.origin. */
+    readonly template: string,
+    readonly bound: ChatTemplateBound,
+    /** The bound's value: milliseconds (time), megabytes (memory), kilobytes (stack) or characters (output). */
+    readonly limit: number,
+  ) {
+    super(`chat template (${template}) ${BOUND_DESCRIPTIONS[bound](limit)}; it is rendered with bounds because model files are untrusted`);
+  }
+}
+
+const BOUND_DESCRIPTIONS: Record<ChatTemplateBound, (limit: number) => string> = {
+  time: (ms) => `did not finish rendering within its time budget of ${ms} ms`,
+  memory: (mb) => `needed more than its memory budget of ${mb} MB`,
+  stack: (kb) => `recursed deeper than its ${kb} KB stack allows`,
+  output: (chars) => `wrote more than its output budget of ${chars} characters`,
+};

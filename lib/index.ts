@@ -24,7 +24,7 @@ export { QUANTIZE_TYPES, QUANTIZE_MIXES } from "./quantize/tensor-types";
 export type { QuantizeType, QuantizeMix } from "./quantize/tensor-types";
 export { perplexity } from "./eval/perplexity";
 export type { PerplexityOptions, PerplexityResult, KlStats } from "./eval/perplexity";
-export { createServer, type ServerOptions, type ListenOptions, type ServerAddress, type LlamaServer } from "./server";
+export { createServer, resolveServerOptions, type ServerOptions, type ListenOptions, type ServerAddress, type LlamaServer } from "./server";
 export {
   LlamaNapiError,
   ModelFormatError,
@@ -37,5 +37,7 @@ export {
   NumericalError,
   OutOfMemoryError,
 } from "./errors";
+export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
+export type { ChatTemplateLimits } from "./chat/sandbox";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

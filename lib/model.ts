@@ -2,7 +2,10 @@
  * The public model object: loads any supported format, owns the engine, the tokenizer and a pool of contexts
  * (KV caches), and offers evaluate / generate / complete.
  */
-import { applyChatTemplate, renderChat, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateOptions, loadChatTemplate } from "./chat";
+import {
+  applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
+  type ChatTemplateOptions, loadChatTemplate,
+} from "./chat";
 import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
@@ -57,10 +60,16 @@ export interface LoadModelOptions {
    * types): a NumericalError names the first bad tensor. Reads all the weights once. Default false.
    */
   checkTensors?: boolean;
+  /**
+   * Bounds on rendering the model's own chat template, which comes with its files and is not trusted: timeMs
+   * (default 1000), memoryMb (128), outputChars (4 Mi). A render past one throws a ChatTemplateLimitError.
+   */
+  chatTemplateLimits?: Partial<ChatTemplateLimits>;
 }
 
 const LOAD_MODEL_OPTION_NAMES = {
   threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true, checkTensors: true,
+  chatTemplateLimits: true,
 } as const satisfies OptionNames<LoadModelOptions>;
 
 export type ModelInfo = Pick<
@@ -148,6 +157,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   checkLoadOptions(options);
   const device = resolveDevice(options.device, options.gpu);
   const { onProgress, checkTensors } = options;
+  const chatTemplateLimits = resolveChatTemplateLimits(options.chatTemplateLimits);
   if (onProgress !== undefined && typeof onProgress !== "function") throw new InvalidArgumentError("onProgress must be a function");
   if (checkTensors !== undefined && typeof checkTensors !== "boolean") throw new InvalidArgumentError("checkTensors must be a boolean");
 
@@ -166,7 +176,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       `the tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} only ${desc.config.vocabSize}`,
     );
   }
-  const chatTemplate = loadChatTemplate(desc, tokenizer);
+  const chatTemplate = loadChatTemplate(desc, tokenizer, chatTemplateLimits);
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);

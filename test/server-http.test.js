@@ -5,9 +5,7 @@
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const http = require("node:http");
-const path = require("node:path");
-const { spawn, spawnSync } = require("node:child_process");
-const { MODEL_ALIAS, loadServerModel, withServer, metricValue, scrape } = require("./helpers/server.js");
+const { MODEL_ALIAS, loadServerModel, withServer, metricValue, scrape, post, serveSync, spawnServe } = require("./helpers/server.js");
 const { modelPath } = require("./helpers/models.js");
 
 const PROMPT = "The state of the union is";
@@ -19,10 +17,6 @@ before(async () => {
   model = await loadServerModel();
 });
 after(() => model.dispose());
-
-function post(url, route, body, headers = { "content-type": "application/json" }, signal = undefined) {
-  return fetch(`${url}${route}`, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body), signal });
-}
 
 /**
  * A streamed request over node:http, so the test can drop the connection. `events` fills with the SSE data
@@ -245,45 +239,31 @@ test("close() aborts in-flight generations: streams end with an error event, oth
   assert.equal((await model.complete(PROMPT, { maxTokens: 2 })).tokens.length, 2);
 });
 
-const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
-
 test("`serve` prints its URL, answers with the model's file name as the id, and exits 0 on SIGTERM and SIGINT", async () => {
   for (const signal of ["SIGTERM", "SIGINT"]) {
-    const child = spawn(process.execPath, [CLI, "serve", "--model", modelPath("trained", "sotu-l2-23m"), "--port", "0", "--threads", "1", "--ctx-size", "256", "--parallel", "2"]);
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-    const url = await new Promise((resolve, reject) => {
-      let stdout = "";
-      child.stdout.on("data", (d) => {
-        stdout += d;
-        const match = /at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stdout);
-        if (match) resolve(match[1]);
-      });
-      child.on("exit", () => reject(new Error(`serve exited early: ${stderr}`)));
-    });
+    const serve = spawnServe(["--parallel", "2"]);
+    const url = await serve.url;
     const models = await (await fetch(`${url}/v1/models`)).json();
     assert.deepEqual(models.data.map((m) => m.id), ["sotu-l2-23m"]);
     const r = await post(url, "/v1/chat/completions", { model: "sotu-l2-23m", messages: [{ role: "user", content: "Hi" }], max_tokens: 3, ignore_eos: true });
     assert.equal((await r.json()).usage.completion_tokens, 3);
     assert.equal((await (await fetch(`${url}/health`)).json()).slots.total, 2);
-    child.kill(signal);
-    assert.equal(await exited, 0, stderr);
-    assert.match(stderr, new RegExp(`${signal}, shutting down`));
+    serve.child.kill(signal);
+    assert.equal(await serve.exited, 0, serve.stderr());
+    assert.match(serve.stderr(), new RegExp(`${signal}, shutting down`));
   }
 });
 
 test("`serve` usage errors exit 2", () => {
-  const serve = (...args) => spawnSync(process.execPath, [CLI, "serve", ...args], { encoding: "utf8" });
-  assert.equal(serve("--bogus").status, 2);
-  assert.equal(serve("--model", "m", "--port", "70000").status, 2);
-  assert.equal(serve("--model", "m", "--port", "eighty").status, 2);
-  const help = serve("--help");
+  assert.equal(serveSync("--bogus").status, 2);
+  assert.equal(serveSync("--model", "m", "--port", "70000").status, 2);
+  assert.equal(serveSync("--model", "m", "--port", "eighty").status, 2);
+  const help = serveSync("--help");
   assert.equal(help.status, 0);
   for (const option of ["--model", "--host", "--port", "--parallel", "--ctx-size", "--api-key", "--model-alias", "--threads", "--queue-size"]) {
     assert.ok(help.stdout.includes(option), option);
   }
-  const parallel = serve("--model", modelPath("trained", "sotu-l2-23m"), "--parallel", "0", "--port", "0");
+  const parallel = serveSync("--model", modelPath("trained", "sotu-l2-23m"), "--parallel", "0", "--port", "0");
   assert.equal(parallel.status, 2, parallel.stderr);
   assert.match(parallel.stderr, /parallel/);
 });

@@ -2,18 +2,20 @@
 import type { ModelDescriptor } from "../formats/types";
 import type { Tokenizer } from "../tokenizer/types";
 import { builtinChatTemplate } from "./builtin-templates";
+import type { ChatTemplateLimits } from "./sandbox";
 import { ChatTemplate } from "./template";
 import { findChatTemplate } from "./template-source";
 
 export { applyChatTemplate, renderChat } from "./apply";
 export { ChatTemplate } from "./template";
+export { resolveChatTemplateLimits, type ChatTemplateLimits } from "./sandbox";
 export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./types";
 
 /**
  * The template a model's conversations are rendered with, compiled (so a broken one fails the load): the model's
- * own, else the built-in one that fits its tokenizer; undefined when neither exists.
+ * own (rendered within `limits`), else the built-in one that fits its tokenizer; undefined when neither exists.
  */
-export function loadChatTemplate(desc: ModelDescriptor, tokenizer: Tokenizer): ChatTemplate | undefined {
+export function loadChatTemplate(desc: ModelDescriptor, tokenizer: Tokenizer, limits: Readonly<ChatTemplateLimits>): ChatTemplate | undefined {
   const own = findChatTemplate(desc);
-  return own ? new ChatTemplate(own.text, own.origin) : builtinChatTemplate(tokenizer);
+  return own ? new ChatTemplate(own.text, own.origin, false, limits) : builtinChatTemplate(tokenizer);
 }

@@ -1,9 +1,12 @@
 /**
  * A chat template: Jinja text compiled once, at model load, by @huggingface/jinja (the renderer transformers.js
- * uses), then rendered with the variables HF chat templates expect.
+ * uses), then rendered with the variables HF chat templates expect. A model's own template comes from files off the
+ * Hub, so it renders in the sandbox (sandbox.ts) with bounds on time, memory and output; our built-in ones render
+ * here.
  */
 import { Template } from "@huggingface/jinja";
-import { InvalidArgumentError, ModelFormatError } from "../errors";
+import { ChatTemplateLimitError, InvalidArgumentError, LlamaNapiError, ModelFormatError } from "../errors";
+import { type ChatTemplateLimits, DEFAULT_CHAT_TEMPLATE_LIMITS, RENDERER_STACK_KB, renderInSandbox } from "./sandbox";
 import type { ChatMessage } from "./types";
 
 export interface ChatTemplateVariables {
@@ -20,8 +23,9 @@ export class ChatTemplate {
   constructor(
     readonly text: string,
     readonly origin: string,
-    /** One of ours (./builtin-templates), not the model's. */
+    /** One of ours (./builtin-templates), not the model's: trusted, rendered without the sandbox. */
     readonly builtin = false,
+    readonly limits: Readonly<ChatTemplateLimits> = DEFAULT_CHAT_TEMPLATE_LIMITS,
   ) {
     try {
       this.compiled = new Template(text);
@@ -30,20 +34,37 @@ export class ChatTemplate {
     }
   }
 
-  /** The rendered conversation; an error the template raises (raise_exception) is an InvalidArgumentError. */
+  /**
+   * The rendered conversation. An error the template raises (raise_exception) is an InvalidArgumentError; a model's
+   * template that runs past a bound of its sandbox is a ChatTemplateLimitError.
+   */
   render(v: ChatTemplateVariables): string {
-    try {
-      return this.compiled.render({
-        messages: v.messages,
-        add_generation_prompt: v.addGenerationPrompt,
-        bos_token: v.bosToken,
-        eos_token: v.eosToken,
-        // Llama 3.1 templates print the date (the package provides raise_exception and strftime_now itself).
-        date_string: formatDate(new Date()),
-      });
-    } catch (err) {
-      throw new InvalidArgumentError(`chat template (${this.origin}): ${(err as Error).message}`, { cause: err });
+    const variables = {
+      // Only the fields a message has (ChatMessage): anything else on the caller's objects is not the template's.
+      messages: v.messages.map(({ role, content }) => ({ role, content })),
+      add_generation_prompt: v.addGenerationPrompt,
+      bos_token: v.bosToken,
+      eos_token: v.eosToken,
+      // Llama 3.1 templates print the date (the package provides raise_exception and strftime_now itself).
+      date_string: formatDate(new Date()),
+    };
+    if (this.builtin) {
+      try {
+        return this.compiled.render(variables);
+      } catch (err) {
+        throw this.templateError((err as Error).message, err);
+      }
     }
+    const outcome = renderInSandbox(this.text, variables, this.limits);
+    if ("text" in outcome) return outcome.text;
+    if ("error" in outcome) throw this.templateError(outcome.error);
+    if ("failure" in outcome) throw new LlamaNapiError(`chat template (${this.origin}): ${outcome.failure}`);
+    const limit = { time: this.limits.timeMs, memory: this.limits.memoryMb, stack: RENDERER_STACK_KB, output: this.limits.outputChars }[outcome.exceeded];
+    throw new ChatTemplateLimitError(this.origin, outcome.exceeded, limit);
+  }
+
+  private templateError(message: string, cause?: unknown): InvalidArgumentError {
+    return new InvalidArgumentError(`chat template (${this.origin}): ${message}`, { cause });
   }
 }
 

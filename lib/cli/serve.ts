@@ -1,8 +1,8 @@
 /** `llama-napi serve`: the OpenAI-compatible HTTP server, until SIGINT or SIGTERM. */
 import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
-import { createServer, type LlamaServer } from "../server";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { createServer, type LlamaServer, resolveServerOptions, type ServerOptions } from "../server";
+import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
 import { DEFAULT_MODEL, loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 
 export const serveCommand: CommandSpec = {
@@ -22,8 +22,21 @@ export const serveCommand: CommandSpec = {
     "api-key": { type: "string", placeholder: "KEY", description: "Require 'Authorization: Bearer KEY' on /v1/*" },
     "model-alias": { type: "string", placeholder: "NAME", description: "Model id clients use (default: the model's file or directory name)" },
     log: { type: "boolean", description: "Log every request (JSON lines on stdout)" },
+    "metrics-public": { type: "boolean", description: "Serve /metrics without the API key (with --api-key it needs the key)" },
+    "headers-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds a client has to send a request's headers (default 10)" },
+    "request-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds a client has to send a whole request, body included (default 30)" },
+    "idle-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds an idle keep-alive connection stays open (default 5)" },
+    "max-connections": { type: "string", number: "int", placeholder: "N", description: "Open connections at most; more are closed at once (default 256)" },
   },
 };
+
+/** A --*-timeout flag in seconds as the server's milliseconds (undefined: the server's default). */
+function timeoutMs(o: ParsedOptions, flag: string): number | undefined {
+  const seconds = o[flag] as number | undefined;
+  if (seconds === undefined) return undefined;
+  if (!(seconds > 0)) throw new UsageError(`--${flag} must be a positive number of seconds (got ${seconds})`);
+  return Math.max(1, Math.round(seconds * 1000));
+}
 
 export async function serve(argv: string[]): Promise<number> {
   const o = parseCommand(serveCommand, argv);
@@ -31,6 +44,27 @@ export async function serve(argv: string[]): Promise<number> {
   const host = (o.host as string | undefined) ?? "127.0.0.1";
   const port = (o.port as number | undefined) ?? 8080;
   if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535] (got ${port})`);
+
+  const modelAlias = (o["model-alias"] as string | undefined) ?? basename(modelSpec);
+  let serverOptions: ServerOptions;
+  try {
+    // Checked before the model loads: every option resolveServerOptions refuses came from a flag.
+    serverOptions = resolveServerOptions({
+      modelAlias,
+      parallel: o.parallel as number | undefined,
+      queueSize: o["queue-size"] as number | undefined,
+      apiKey: o["api-key"] as string | undefined,
+      logger: o.log === true,
+      metricsPublic: o["metrics-public"] === true,
+      headersTimeoutMs: timeoutMs(o, "headers-timeout"),
+      requestTimeoutMs: timeoutMs(o, "request-timeout"),
+      idleTimeoutMs: timeoutMs(o, "idle-timeout"),
+      maxConnections: o["max-connections"] as number | undefined,
+    });
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
+    throw err;
+  }
 
   const model = await loadModelWithProgress(modelSpec, {
     offline: o.offline as boolean | undefined,
@@ -40,20 +74,7 @@ export async function serve(argv: string[]): Promise<number> {
   });
   let server: LlamaServer | undefined;
   try {
-    const modelAlias = (o["model-alias"] as string | undefined) ?? basename(modelSpec);
-    try {
-      server = createServer(model, {
-        modelAlias,
-        parallel: o.parallel as number | undefined,
-        queueSize: o["queue-size"] as number | undefined,
-        apiKey: o["api-key"] as string | undefined,
-        logger: o.log === true,
-      });
-    } catch (err) {
-      // Every option createServer refuses came from a flag.
-      if (err instanceof InvalidArgumentError) throw new UsageError(err.message);
-      throw err;
-    }
+    server = createServer(model, serverOptions);
     const address = await server.listen({ host, port }).catch((err: Error) => {
       throw new LlamaNapiError(`cannot listen on ${host}:${port}: ${err.message}`);
     });

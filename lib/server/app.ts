@@ -5,9 +5,10 @@
  */
 import bearerAuth from "@fastify/bearer-auth";
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import type { Socket } from "node:net";
 import type { LlamaModel } from "../model";
 import { completionHandler, type ServerContext } from "./completion-route";
-import { ApiError, modelNotFound, toApiError } from "./errors";
+import { ApiError, clientErrorResponse, modelNotFound, SHUTTING_DOWN, toApiError } from "./errors";
 import { ServerMetrics } from "./metrics";
 import { CHAT_FORMAT, TEXT_FORMAT } from "./responses";
 import { chatCompletionSchema, completionSchema } from "./schemas";
@@ -21,6 +22,11 @@ export interface AppOptions {
   apiKey: string | undefined;
   bodyLimit: number;
   logger: boolean;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  metricsPublic: boolean;
 }
 
 export interface App {
@@ -31,7 +37,7 @@ export interface App {
 export function buildApp(model: LlamaModel, options: AppOptions): App {
   const slots = new SlotScheduler(options.parallel, options.queueSize);
   const metrics = new ServerMetrics(slots);
-  const context: ServerContext = { model, modelAlias: options.modelAlias, slots, metrics, inFlight: new Set() };
+  const context: ServerContext = { model, modelAlias: options.modelAlias, slots, metrics, inFlight: new Set(), closing: false };
   const created = Math.floor(Date.now() / 1000);
 
   const app = Fastify({
@@ -41,7 +47,28 @@ export function buildApp(model: LlamaModel, options: AppOptions): App {
     // A type mismatch is the client's error to hear about, not something to coerce away; the error names the
     // value, which the validator keeps only when verbose.
     ajv: { customOptions: { coerceTypes: false, verbose: true } },
+    // Slow clients (slowloris) hold a connection only this long: headers, then the whole request, within their
+    // timeouts (checked a few times per headers timeout), and an idle keep-alive connection until idleTimeoutMs.
+    // Generating the response is not bounded: a long non-streamed answer sends nothing for a while.
+    requestTimeout: options.requestTimeoutMs,
+    keepAliveTimeout: options.idleTimeoutMs,
+    http: {
+      headersTimeout: options.headersTimeoutMs,
+      requestTimeout: options.requestTimeoutMs,
+      connectionsCheckingInterval: Math.max(1, Math.min(1000, Math.floor(options.headersTimeoutMs / 4))),
+    },
+    // The framework's own answers (a bad URL; a connection that is not HTTP, sends headers too large or too slowly)
+    // come in OpenAI's shape like every other error; so does the 503 while closing (the onRequest hook below).
+    frameworkErrors: (err, _request, reply) => sendError(reply, toApiError(err)),
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      if (err.code === "ECONNRESET" || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(err.code));
+      socket.destroy(err);
+    },
+    return503OnClosing: false,
   });
+  // Past this many open connections, new ones are closed as they arrive.
+  app.server.maxConnections = options.maxConnections;
 
   app.setErrorHandler((err, request, reply) => {
     const error = toApiError(err);
@@ -51,6 +78,10 @@ export function buildApp(model: LlamaModel, options: AppOptions): App {
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new ApiError(404, `No route for ${request.method} ${request.url}.`, { code: "not_found" })),
   );
+  app.addHook("onRequest", async () => {
+    // Requests that still arrive on open connections while close() waits for the generations in flight.
+    if (context.closing) throw SHUTTING_DOWN;
+  });
   app.addHook("onResponse", async (request, reply) => {
     metrics.recordRequest(request.routeOptions.url ?? "unmatched", reply.statusCode);
   });
@@ -60,25 +91,33 @@ export function buildApp(model: LlamaModel, options: AppOptions): App {
     slots: { active: slots.activeSlots, total: slots.slots },
     queue: { depth: slots.queueDepth, limit: slots.queueLimit },
   }));
-  app.get("/metrics", async (_request, reply) => reply.header("content-type", metrics.contentType).send(await metrics.render()));
+  const metricsRoute = (scope: FastifyInstance) =>
+    scope.get("/metrics", async (_request, reply) => reply.header("content-type", metrics.contentType).send(await metrics.render()));
+  if (options.metricsPublic) metricsRoute(app);
 
-  app.register(async (v1) => {
+  // What the API key guards: /v1/*, and /metrics unless it was made public.
+  app.register(async (guarded) => {
     if (options.apiKey !== undefined) {
       // The plugin's own hook would answer 401s itself, in its shape: route its errors to the error handler instead.
-      await v1.register(bearerAuth, { keys: [options.apiKey], addHook: false, verifyErrorLogLevel: "debug" });
-      v1.addHook("onRequest", v1.verifyBearerAuth!);
+      await guarded.register(bearerAuth, { keys: [options.apiKey], addHook: false, verifyErrorLogLevel: "debug" });
+      guarded.addHook("onRequest", guarded.verifyBearerAuth!);
     }
-    const modelObject = { id: options.modelAlias, object: "model", created, owned_by: "llama-napi" };
-    v1.get("/models", async () => ({ object: "list", data: [modelObject] }));
-    v1.get<{ Params: { model: string } }>("/models/:model", async (request) => {
-      if (request.params.model !== options.modelAlias) throw modelNotFound(request.params.model);
-      return modelObject;
-    });
-    v1.post("/chat/completions", { schema: { body: chatCompletionSchema } }, completionHandler(context, CHAT_FORMAT, planChatCompletion));
-    v1.post("/completions", { schema: { body: completionSchema } }, completionHandler(context, TEXT_FORMAT, planCompletion));
-  }, { prefix: "/v1" });
+    if (!options.metricsPublic) metricsRoute(guarded);
+    await guarded.register(async (v1) => v1Routes(v1, context, options.modelAlias, created), { prefix: "/v1" });
+  });
 
   return { fastify: app, context };
+}
+
+function v1Routes(v1: FastifyInstance, context: ServerContext, modelAlias: string, created: number): void {
+  const modelObject = { id: modelAlias, object: "model", created, owned_by: "llama-napi" };
+  v1.get("/models", async () => ({ object: "list", data: [modelObject] }));
+  v1.get<{ Params: { model: string } }>("/models/:model", async (request) => {
+    if (request.params.model !== modelAlias) throw modelNotFound(request.params.model);
+    return modelObject;
+  });
+  v1.post("/chat/completions", { schema: { body: chatCompletionSchema } }, completionHandler(context, CHAT_FORMAT, planChatCompletion));
+  v1.post("/completions", { schema: { body: completionSchema } }, completionHandler(context, TEXT_FORMAT, planCompletion));
 }
 
 function sendError(reply: FastifyReply, error: ApiError): FastifyReply {

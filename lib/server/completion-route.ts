@@ -29,6 +29,8 @@ export interface ServerContext {
   slots: SlotScheduler;
   metrics: ServerMetrics;
   inFlight: Set<InFlightRequest>;
+  /** Set by close(): requests that still arrive get a 503. */
+  closing: boolean;
 }
 
 /** How long a client told "queue full" should wait: about one short generation on a busy server. */
@@ -156,24 +158,38 @@ class Run {
     onFinish: (index: number, completion: Completion) => void,
   ): Promise<Completion[]> {
     const { plan } = this;
-    const choices = plan.prompts.flatMap((prompt) => Array.from({ length: plan.n }, (_, i) => ({ prompt, options: choiceOptions(plan, i, this.signal) })));
+    const choices = plan.prompts.flatMap((prompt) =>
+      Array.from({ length: plan.n }, (_, i) => {
+        const controller = new AbortController();
+        return { prompt, controller, options: choiceOptions(plan, i, controller.signal) };
+      }),
+    );
+    // One listener on the request's signal aborts every choice: a listener per choice would pass the signal's
+    // limit of 10 (and print MaxListenersExceededWarning) for n above 10.
+    const abortChoices = () => choices.forEach(({ controller }) => controller.abort(this.signal.reason));
+    this.signal.addEventListener("abort", abortChoices, { once: true });
     const completions = await Promise.all(
-      choices.map(async ({ prompt, options }, index) => {
-        const completion = await this.generateInSlot(prompt, options, (token) => {
+      choices.map(async ({ prompt, controller, options }, index) => {
+        const completion = await this.generateInSlot(prompt, options, controller.signal, (token) => {
           this.texts[index].add(token);
           onToken(index, token);
         });
         if (!this.signal.aborted) onFinish(index, completion);
         return completion;
       }),
-    );
+    ).finally(() => this.signal.removeEventListener("abort", abortChoices));
     if (this.signal.aborted) throw this.signal.reason;
     return completions;
   }
 
-  private async generateInSlot(prompt: number[], options: GenerationPlan["options"], onToken: (token: GeneratedToken) => void): Promise<Completion> {
+  private async generateInSlot(
+    prompt: number[],
+    options: GenerationPlan["options"],
+    signal: AbortSignal,
+    onToken: (token: GeneratedToken) => void,
+  ): Promise<Completion> {
     const { model, slots, metrics } = this.ctx;
-    const release = await slots.acquire(this.signal);
+    const release = await slots.acquire(signal);
     try {
       const generation = model.generate({ tokens: prompt }, options);
       for (;;) {

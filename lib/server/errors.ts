@@ -3,7 +3,8 @@
  * them, and the mapping of everything that can go wrong in a request (framework, validation, library) onto them.
  */
 import type { FastifyError } from "fastify";
-import { ContextOverflowError, InvalidArgumentError, UnsupportedModelError } from "../errors";
+import { STATUS_CODES } from "node:http";
+import { ChatTemplateLimitError, ContextOverflowError, InvalidArgumentError, UnsupportedModelError } from "../errors";
 
 export interface OpenAiErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -49,6 +50,9 @@ export function modelNotFound(model: string): ApiError {
   return new ApiError(404, `The model '${model}' does not exist.`, { param: "model", code: "model_not_found" });
 }
 
+/** The answer to requests that arrive, and the abort reason of generations running, while the server closes. */
+export const SHUTTING_DOWN = new ApiError(503, "The server is shutting down.", { code: "server_shutting_down" });
+
 export function contextOverflowError(tokens: number, contextSize: number, param: string): ApiError {
   return new ApiError(
     400,
@@ -64,6 +68,8 @@ const FRAMEWORK_CODES: Record<string, string> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: "invalid_json",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "invalid_content_length",
+  FST_ERR_BAD_URL: "invalid_url",
+  FST_ERR_MAX_PARAM_LENGTH: "invalid_url",
   FST_BEARER_AUTH_MISSING_AUTHORIZATION_HEADER: "invalid_api_key",
   FST_BEARER_AUTH_INVALID_AUTHORIZATION_HEADER: "invalid_api_key",
 };
@@ -76,6 +82,8 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof ContextOverflowError) return contextOverflowError(err.tokens, err.contextSize, "prompt");
   if (err instanceof InvalidArgumentError || err instanceof UnsupportedModelError) return invalidParameter(err.message);
+  // The model's template is at fault, not the request: a server error, but one worth telling the client about.
+  if (err instanceof ChatTemplateLimitError) return new ApiError(500, err.message, { code: "chat_template_limit_exceeded" });
   const { validation, statusCode, code, message } = (err ?? {}) as Partial<FastifyError>;
   if (validation?.length) return validationError(validation);
   if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) {
@@ -83,6 +91,24 @@ export function toApiError(err: unknown): ApiError {
     return new ApiError(statusCode, clientCode === "invalid_json" ? `The request body is not valid JSON: ${message}` : String(message), { code: clientCode });
   }
   return new ApiError(500, "internal server error", { code: "internal_error" });
+}
+
+/**
+ * The answer to a connection whose request never made it to a route (its bytes are not HTTP, its headers are too
+ * large, or it was not received within the timeouts), written straight to the socket before it is closed.
+ */
+export function clientErrorResponse(code: string | undefined): string {
+  const error =
+    code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? new ApiError(408, "The request was not received in time.", { code: "request_timeout" })
+      : code === "HPE_HEADER_OVERFLOW"
+        ? new ApiError(431, "The request's headers are too large.", { code: "request_headers_too_large" })
+        : new ApiError(400, "The request is not valid HTTP.", { code: "invalid_http" });
+  const body = JSON.stringify(error.body);
+  return (
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
 }
 
 type ValidationIssue = NonNullable<FastifyError["validation"]>[number] & { data?: unknown; parentSchema?: { description?: string } };

@@ -7,21 +7,33 @@
 import type { AddressInfo } from "node:net";
 import { InvalidArgumentError } from "../errors";
 import type { LlamaModel } from "../model";
-import { ApiError } from "./errors";
+import { checkOptionNames, type OptionNames } from "../option-names";
+import type { AppOptions } from "./app";
+import { SHUTTING_DOWN } from "./errors";
 
 export interface ServerOptions {
   /** Generations in flight at once; they share each forward pass (continuous batching). Default 4. */
   parallel?: number;
   /** Generations that may wait for a slot; past that, requests get a 429. Default 64. */
   queueSize?: number;
-  /** When set, /v1/* requires `Authorization: Bearer <apiKey>` (/health and /metrics stay open). */
+  /** When set, /v1/* and /metrics require `Authorization: Bearer <apiKey>` (/health stays open). */
   apiKey?: string;
+  /** Serve /metrics without the API key. Default false. */
+  metricsPublic?: boolean;
   /** The model id clients name in requests and /v1/models lists. Default "default" (the CLI: the model's file name). */
   modelAlias?: string;
   /** Largest request body in bytes; larger ones get a 413. Default 1 MiB. */
   bodyLimit?: number;
   /** Log every request as JSON lines on stdout (fastify's logger). Default false: only server errors are logged. */
   logger?: boolean;
+  /** Time a client has to send a request's headers, in ms, from connecting or from its previous request; then a 408 and the connection closes. Default 10 s. */
+  headersTimeoutMs?: number;
+  /** Time a client has to send a whole request, headers and body, in ms (at least headersTimeoutMs). Default 30 s. The response's generation is not bounded. */
+  requestTimeoutMs?: number;
+  /** Time a keep-alive connection may stay idle between requests, in ms. Default 5 s. */
+  idleTimeoutMs?: number;
+  /** Open connections at most; past that, new connections are closed as they arrive. Default 256. */
+  maxConnections?: number;
 }
 
 export interface ListenOptions {
@@ -44,18 +56,45 @@ export interface LlamaServer {
   close(): Promise<void>;
 }
 
-const SHUTTING_DOWN = new ApiError(503, "The server is shutting down.", { code: "server_shutting_down" });
+const SERVER_OPTION_NAMES = {
+  parallel: true, queueSize: true, apiKey: true, metricsPublic: true, modelAlias: true, bodyLimit: true, logger: true,
+  headersTimeoutMs: true, requestTimeoutMs: true, idleTimeoutMs: true, maxConnections: true,
+} as const satisfies OptionNames<ServerOptions>;
+
+/**
+ * The options with their defaults, checked (an InvalidArgumentError names the option): on their own so that a
+ * caller (the CLI) can check its flags before loading a model.
+ */
+export function resolveServerOptions(options: ServerOptions = {}): AppOptions {
+  checkOptionNames(options, SERVER_OPTION_NAMES, "createServer");
+  const headersTimeoutMs = checkInteger("headersTimeoutMs", options.headersTimeoutMs ?? 10_000, 1);
+  if (options.metricsPublic !== undefined && typeof options.metricsPublic !== "boolean") {
+    throw new InvalidArgumentError(`metricsPublic must be a boolean (got ${String(options.metricsPublic)})`);
+  }
+  if (options.logger !== undefined && typeof options.logger !== "boolean") {
+    throw new InvalidArgumentError(`logger must be a boolean (got ${String(options.logger)})`);
+  }
+  return {
+    parallel: checkInteger("parallel", options.parallel ?? 4, 1),
+    queueSize: checkInteger("queueSize", options.queueSize ?? 64, 0),
+    bodyLimit: checkInteger("bodyLimit", options.bodyLimit ?? 1024 * 1024, 1),
+    modelAlias: checkString("modelAlias", options.modelAlias ?? "default"),
+    apiKey: options.apiKey === undefined ? undefined : checkString("apiKey", options.apiKey),
+    headersTimeoutMs,
+    requestTimeoutMs: checkInteger("requestTimeoutMs", options.requestTimeoutMs ?? Math.max(30_000, headersTimeoutMs), headersTimeoutMs),
+    idleTimeoutMs: checkInteger("idleTimeoutMs", options.idleTimeoutMs ?? 5_000, 1),
+    maxConnections: checkInteger("maxConnections", options.maxConnections ?? 256, 1),
+    metricsPublic: options.metricsPublic ?? false,
+    logger: options.logger ?? false,
+  };
+}
 
 export function createServer(model: LlamaModel, options: ServerOptions = {}): LlamaServer {
-  const parallel = checkInteger("parallel", options.parallel ?? 4, 1);
-  const queueSize = checkInteger("queueSize", options.queueSize ?? 64, 0);
-  const bodyLimit = checkInteger("bodyLimit", options.bodyLimit ?? 1024 * 1024, 1);
-  const modelAlias = checkString("modelAlias", options.modelAlias ?? "default");
-  const apiKey = options.apiKey === undefined ? undefined : checkString("apiKey", options.apiKey);
+  const resolved = resolveServerOptions(options);
   // Fastify and prom-client take a few hundred milliseconds to load: only programs that serve pay for them, not
   // every `import "llama-napi"`.
   const { buildApp } = require("./app") as typeof import("./app");
-  const { fastify, context } = buildApp(model, { modelAlias, parallel, queueSize, apiKey, bodyLimit, logger: options.logger ?? false });
+  const { fastify, context } = buildApp(model, resolved);
   return {
     async listen({ port = 8080, host = "127.0.0.1" } = {}) {
       await fastify.listen({ port, host });
@@ -64,7 +103,8 @@ export function createServer(model: LlamaModel, options: ServerOptions = {}): Ll
       return { host: address.address, port: address.port, url: `http://${urlHost}:${address.port}` };
     },
     async close() {
-      const closed = fastify.close(); // stops accepting; requests that still arrive on open connections get a 503
+      context.closing = true; // requests that still arrive on open connections get a 503
+      const closed = fastify.close(); // stops accepting
       const requests = [...context.inFlight];
       for (const request of requests) request.controller.abort(SHUTTING_DOWN);
       await Promise.all(requests.map((request) => request.finished));

@@ -1,7 +1,9 @@
 /**
  * JSON schemas of the request bodies, checked by the framework before a handler runs (wrong types and
  * out-of-range values become 400s naming the parameter, see errors.ts), and the body types they guarantee.
- * Optional parameters accept null as "not given", as OpenAI's API does. Unknown parameters are ignored.
+ * Optional parameters accept null as "not given", as OpenAI's API does. OpenAI parameters this server does not
+ * implement are typed too, so a wrong type is a 400 like any other (translate.ts refuses the uses it cannot honour);
+ * parameters unknown to OpenAI's API are ignored.
  */
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -9,6 +11,9 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const number = (range: { minimum?: number; maximum?: number; exclusiveMinimum?: number }) => ({ type: ["number", "null"], ...range });
 const integer = (range: { minimum?: number; maximum?: number }) => ({ type: ["integer", "null"], ...range });
 const boolean = { type: ["boolean", "null"] };
+const string = { type: ["string", "null"] };
+const object = { type: ["object", "null"] };
+const array = { type: ["array", "null"] };
 const tokenIds = { type: "array", minItems: 1, items: { type: "integer", minimum: 0 } };
 
 /** What both endpoints accept: sampling, length, stop, streaming. */
@@ -39,6 +44,29 @@ const generationProperties = {
   repeat_penalty: number({ exclusiveMinimum: 0 }),
   repeat_last_n: integer({ minimum: -1 }),
   ignore_eos: boolean,
+  // Not implemented: accepted with no effect.
+  user: string,
+} as const;
+
+/** Chat parameters this server does not implement: accepted with no effect, or refused when used (translate.ts). */
+const unimplementedChatProperties = {
+  tools: array,
+  tool_choice: { type: ["string", "object", "null"] },
+  parallel_tool_calls: boolean,
+  functions: array,
+  function_call: { type: ["string", "object", "null"] },
+  response_format: object,
+  audio: object,
+  modalities: array,
+  prediction: object,
+  web_search_options: object,
+  reasoning_effort: string,
+  verbosity: string,
+  service_tier: string,
+  store: boolean,
+  metadata: object,
+  prompt_cache_key: string,
+  safety_identifier: string,
 } as const;
 
 export const chatCompletionSchema = {
@@ -46,6 +74,7 @@ export const chatCompletionSchema = {
   required: ["model", "messages"],
   properties: {
     ...generationProperties,
+    ...unimplementedChatProperties,
     messages: {
       type: "array",
       minItems: 1,
@@ -89,6 +118,10 @@ export const completionSchema = {
       ],
     },
     logprobs: integer({ minimum: 0, maximum: 20 }),
+    // Not implemented: refused when used (translate.ts).
+    echo: boolean,
+    suffix: string,
+    best_of: integer({ minimum: 1 }),
   },
 } as const;
 

@@ -53,7 +53,12 @@ function paramOfOptionError(message: string): string | undefined {
 const CHAT_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   tools: (v) => Array.isArray(v) && v.length > 0,
   functions: (v) => Array.isArray(v) && v.length > 0,
+  // "none" and "auto" ask nothing of a request without tools; "required" or a named function do.
+  tool_choice: (v) => v === "required" || (typeof v === "object" && v !== null),
+  function_call: (v) => typeof v === "object" && v !== null,
   response_format: (v) => typeof v === "object" && v !== null && (v as { type?: unknown }).type !== "text",
+  audio: (v) => typeof v === "object" && v !== null,
+  modalities: (v) => Array.isArray(v) && v.some((m) => m !== "text"),
 };
 const COMPLETION_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   echo: (v) => v === true,

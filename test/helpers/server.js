@@ -1,7 +1,11 @@
 "use strict";
 // The OpenAI-compatible server on loopback over the real sotu-l2-23m model, for the server tests.
+const path = require("node:path");
+const { spawn, spawnSync } = require("node:child_process");
 const { loadModel, createServer } = require("../../dist/cjs/index.js");
 const { modelPath } = require("./models.js");
+
+const CLI = path.resolve(__dirname, "..", "..", "dist", "cjs", "cli", "main.js");
 
 const MODEL_ALIAS = "sotu-l2-23m";
 /** Small enough that an over-long prompt is cheap to write. */
@@ -33,4 +37,36 @@ async function scrape(url) {
   return (await fetch(`${url}/metrics`)).text();
 }
 
-module.exports = { MODEL_ALIAS, CONTEXT_SIZE, loadServerModel, withServer, metricValue, scrape };
+/** A POST of `body` (JSON unless already a string) with `headers` (by default a JSON content type). */
+function post(url, route, body, headers = { "content-type": "application/json" }, signal = undefined) {
+  return fetch(`${url}${route}`, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body), signal });
+}
+
+/** `llama-napi serve ARGS` run to its end, its output as strings (for usage errors and --help). */
+function serveSync(...args) {
+  return spawnSync(process.execPath, [CLI, "serve", ...args], { encoding: "utf8" });
+}
+
+/**
+ * `llama-napi serve --model sotu-l2-23m --port 0 --threads 1 --ctx-size 256 ARGS` in a child process: `url` resolves
+ * with the base URL it prints, `exited` with its exit code, `stderr()` is what it wrote there so far.
+ */
+function spawnServe(args) {
+  const model = modelPath("trained", "sotu-l2-23m");
+  const child = spawn(process.execPath, [CLI, "serve", "--model", model, "--port", "0", "--threads", "1", "--ctx-size", String(CONTEXT_SIZE), ...args]);
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  const url = new Promise((resolve, reject) => {
+    let stdout = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      const match = /at (http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(stdout);
+      if (match) resolve(match[1]);
+    });
+    child.on("exit", () => reject(new Error(`serve exited early: ${stderr}`)));
+  });
+  return { child, url, exited, stderr: () => stderr };
+}
+
+module.exports = { MODEL_ALIAS, CONTEXT_SIZE, loadServerModel, withServer, metricValue, scrape, post, serveSync, spawnServe };
