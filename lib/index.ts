@@ -36,3 +36,4 @@ export {
 } from "./errors";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";
+export { DEFAULT_MODEL_PATH } from "./default-model";

@@ -8,10 +8,9 @@ const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
 const { FakeHub } = require("./helpers/fake-hub.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL: STORIES } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
-const STORIES = modelPath("tinystories", "stories260K.gguf");
 // run's documented default model; the local Hub serves the same file (its sha256 is the one the real Hub has).
 const DEFAULT_REPO = "ggml-org/models-moved";
 const DEFAULT_REVISION = "499bc8821c6b12b4e53c5bffcb21ec206f212d81";

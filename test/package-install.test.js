@@ -11,10 +11,10 @@ const { execFileSync, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL } = require("./helpers/models.js");
 
 const ROOT = path.resolve(__dirname, "..");
-const MODEL = modelPath("tinystories", "stories260K.gguf");
+const MODEL = DEFAULT_MODEL;
 const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
 const CPU_ONLY = { ...process.env, LLAMA_NAPI_CUDA: "0" };
 let work;

@@ -10,14 +10,16 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 
 const ROOT = path.resolve(__dirname, "..");
-/** The paths the examples name, and the test models that stand in for them. */
+/** The paths the examples name, and the files that stand in for them: the package's own model, or one of the
+ * reference set (an example that names one of those is skipped, with the reason, where the set is absent). */
 const PLACEHOLDERS = {
-  "stories260K.gguf": modelPath("tinystories", "stories260K.gguf"),
-  "models/my-llama-hf": modelPath("trained", "sotu-l2-23m"),
+  "stories260K.gguf": () => DEFAULT_MODEL,
+  "models/my-llama-hf": () => modelPath("trained", "sotu-l2-23m"),
 };
+const NEEDS_REFERENCE = ["models/my-llama-hf"];
 const SKIP_MARKER = /^<!-- readme-example: skip: (.+) -->$/;
 
 /** The ts/js blocks of the README: where each starts, the heading it is under, its code, and a skip reason. */
@@ -59,9 +61,12 @@ for (const example of examples) {
     test(name, { skip: example.skip }, () => {});
     continue;
   }
-  test(name, () => {
+  const needsReference = NEEDS_REFERENCE.some((placeholder) => example.code.includes(JSON.stringify(placeholder)));
+  test(name, needsReference ? NEEDS_REFERENCE_MODELS : {}, () => {
     let code = example.code;
-    for (const [placeholder, real] of Object.entries(PLACEHOLDERS)) code = code.replaceAll(JSON.stringify(placeholder), JSON.stringify(real));
+    for (const [placeholder, real] of Object.entries(PLACEHOLDERS)) {
+      if (code.includes(JSON.stringify(placeholder))) code = code.replaceAll(JSON.stringify(placeholder), JSON.stringify(real()));
+    }
     // Each in a folder of its own inside the project: the files an example writes (a GGUF, a session) land there.
     const dir = fs.mkdtempSync(path.join(work, "example-"));
     const file = path.join(dir, "example.mjs");
