@@ -1,4 +1,5 @@
 /** llama-napi: Llama-family LLM inference for Node.js. */
+import "./ambient"; // global types the declarations need (see ambient.ts)
 export { loadModel, LlamaModel } from "./model";
 export type { LoadModelOptions, LoadProgress, ModelInfo } from "./model";
 export type {
