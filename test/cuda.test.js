@@ -12,13 +12,16 @@ const path = require("node:path");
 const { loadModel, DeviceError } = require("../dist/cjs/index.js");
 const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readReference, maxAbsDiff } = require("./helpers/reference.js");
+const { testProgram } = require("./helpers/test-programs.js");
 
 const root = path.join(__dirname, "..");
 const binding = require("node-gyp-build")(root);
 const cuda = binding.cudaInfo();
-// As CMakeLists.txt decides: LLAMA_NAPI_CUDA=1 requires CUDA, 0 leaves it out, unset builds it when nvcc is found.
+// As CMakeLists.txt decides: LLAMA_NAPI_CUDA=1 requires CUDA, 0 leaves it out, unset builds it when an NVIDIA
+// driver is visible and nvcc is found.
 const nvccFound = ["nvcc", "/usr/local/cuda/bin/nvcc"].some((nvcc) => spawnSync(nvcc, ["--version"]).status === 0);
-const cudaWanted = process.env.LLAMA_NAPI_CUDA === undefined ? nvccFound : process.env.LLAMA_NAPI_CUDA !== "0";
+const driverVisible = fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia");
+const cudaWanted = process.env.LLAMA_NAPI_CUDA ? process.env.LLAMA_NAPI_CUDA === "1" : nvccFound && driverVisible;
 const tiny = () => DEFAULT_MODEL;
 
 test(`the addon was built ${cudaWanted ? "with" : "without"} the CUDA backend (LLAMA_NAPI_CUDA=${process.env.LLAMA_NAPI_CUDA ?? "unset"})`, () => {
@@ -46,8 +49,9 @@ if (cuda.devices === 0) {
 }
 
 function gpuTests() {
-  test("CUDA kernels against the CPU engine (build/Release/cuda_kernel_tests)", (t) => {
-    const run = spawnSync(path.join(root, "build", "Release", "cuda_kernel_tests"), { encoding: "utf8" });
+  const cudaKernelTests = testProgram("cuda_kernel_tests");
+  test("CUDA kernels against the CPU engine (build/Release/cuda_kernel_tests)", cudaKernelTests.options, (t) => {
+    const run = spawnSync(cudaKernelTests.file, { encoding: "utf8" });
     for (const line of `${run.stdout}${run.stderr}`.trim().split("\n")) t.diagnostic(line);
     assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
   });
