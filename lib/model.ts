@@ -98,13 +98,18 @@ function checkPositiveInteger(name: string, value: unknown): void {
   }
 }
 
+/** The numeric load options' rules, on their own so that a caller (the CLI) can check them before any loading. */
+export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize">): void {
+  checkPositiveInteger("threads", options.threads);
+  checkPositiveInteger("contextSize", options.contextSize);
+}
+
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
   if (typeof path !== "string" || path.length === 0) {
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
   }
-  checkPositiveInteger("threads", options.threads);
+  checkLoadOptions(options);
   const device = resolveDevice(options.device, options.gpu);
-  checkPositiveInteger("contextSize", options.contextSize);
   const { onProgress } = options;
   if (onProgress !== undefined && typeof onProgress !== "function") throw new InvalidArgumentError("onProgress must be a function");
 
@@ -130,7 +135,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
 }
 
-function checkGenerateOptions(options: GenerateOptions): void {
+/** The rules of generate's own options (the sampling ones are resolveSampling's). */
+export function checkGenerateOptions(options: GenerateOptions): void {
   if (options === null || typeof options !== "object") throw new InvalidArgumentError("options must be an object");
   checkPositiveInteger("maxTokens", options.maxTokens);
   const { stop, contextOverflow, signal } = options;

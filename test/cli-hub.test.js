@@ -1,5 +1,5 @@
 "use strict";
-// The cache commands (pull, ls, rm), info, and run's default model, against the local imitation of the Hub.
+// The cache commands (pull, ls, rm) and info, against the local imitation of the Hub.
 const { test, before, after, beforeEach, afterEach } = require("node:test");
 const assert = require("node:assert/strict");
 const { spawn } = require("node:child_process");
@@ -11,10 +11,6 @@ const { FakeHub } = require("./helpers/fake-hub.js");
 const { DEFAULT_MODEL: STORIES } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
-// run's documented default model; the local Hub serves the same file (its sha256 is the one the real Hub has).
-const DEFAULT_REPO = "ggml-org/models-moved";
-const DEFAULT_REVISION = "499bc8821c6b12b4e53c5bffcb21ec206f212d81";
-const DEFAULT_MODEL = `hf:${DEFAULT_REPO}@${DEFAULT_REVISION}/tinyllamas/stories260K.gguf`;
 
 const hub = new FakeHub();
 let cache;
@@ -36,7 +32,7 @@ function cli(args, env = {}) {
 before(async () => {
   await hub.start();
   hub.addRepo("acme/tiny", { "model.gguf": Buffer.alloc(600_000, 7) });
-  hub.addRepo(DEFAULT_REPO, { "tinyllamas/stories260K.gguf": fs.readFileSync(STORIES) }, { revision: DEFAULT_REVISION });
+  hub.addRepo("acme/stories", { "stories260K.gguf": fs.readFileSync(STORIES) });
 });
 
 after(() => hub.stop());
@@ -120,36 +116,35 @@ test("info prints a readable summary, and --tensors every tensor", async () => {
   assert.equal((await cli(["info"])).status, 2);
 });
 
-test("run without --model fetches the default model once, then runs it offline", async () => {
-  const args = ["run", "-p", "Once upon a time", "-n", "20", "-t", "0", "--threads", "1"];
+
+test("run --model hf:... fetches the model once, then runs it --offline", async () => {
+  const args = ["run", "-m", "hf:acme/stories/stories260K.gguf", "-p", "Once upon a time", "-n", "20", "--temp", "0", "-t", "1"];
   const first = await cli(args);
   assert.equal(first.status, 0, first.stderr);
   assert.match(first.stdout, /^Once upon a time, there was a little girl named Lily/);
-  assert.ok(hub.requestsTo("hub", `/${DEFAULT_REPO}/resolve/${DEFAULT_REVISION}/tinyllamas/stories260K.gguf`).length > 0);
+  assert.ok(hub.requestsTo("hub", "/acme/stories/resolve/main/stories260K.gguf").length > 0);
 
   hub.requests.length = 0;
   const offline = await cli([...args, "--offline"], { HF_ENDPOINT: "http://127.0.0.1:1" });
   assert.equal(offline.status, 0, offline.stderr);
   assert.equal(offline.stdout, first.stdout);
   assert.equal(hub.requests.length, 0);
-  assert.match((await cli(["ls"])).stdout, new RegExp(DEFAULT_MODEL.replace(/[./@]/g, "\\$&")));
 });
 
-test("run without --model and no way to fetch it says to pass --model or pull", async () => {
-  const offline = await cli(["run", "-p", "hi", "--offline"]);
+test("a Hub model that cannot be fetched is a runtime error (exit 1) naming it", async () => {
+  const offline = await cli(["run", "-m", "hf:acme/stories/stories260K.gguf", "-p", "hi", "--offline"]);
   assert.equal(offline.status, 1);
-  assert.match(offline.stderr, /DownloadError: no --model given, and the default model could not be fetched: .*not in the cache/);
-  assert.ok(offline.stderr.includes(`pass --model PATH, or run "llama-napi pull ${DEFAULT_MODEL}" once online`));
+  assert.match(offline.stderr, /DownloadError: hf:acme\/stories.* is not in the cache/);
 
   const server = net.createServer();
   await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
   const { port } = server.address();
   await new Promise((ok) => server.close(ok));
-  const unreachable = await cli(["run", "-p", "hi"], { HF_ENDPOINT: `http://127.0.0.1:${port}` });
+  const unreachable = await cli(["chat", "-m", "hf:acme/stories/stories260K.gguf"], { HF_ENDPOINT: `http://127.0.0.1:${port}` });
   assert.equal(unreachable.status, 1);
-  assert.match(unreachable.stderr, /cannot reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\).*\npass --model PATH/);
+  assert.match(unreachable.stderr, /cannot reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
 
   const missing = await cli(["run", "-m", "hf:acme/tiny/missing.gguf", "-p", "hi"]);
   assert.equal(missing.status, 1);
-  assert.doesNotMatch(missing.stderr, /default model/);
+  assert.match(missing.stderr, /missing\.gguf/);
 });

@@ -67,6 +67,9 @@ test("perplexity equals the mean NLL of position-by-position evaluate() calls; K
   assert.ok(Math.abs(r.kl.basePpl - r.ppl) < 1e-9);
   await assert.rejects(perplexity(model, TEXT, { contextSize: 64 }), InvalidArgumentError, "65 tokens do not fit a context of 64");
   await assert.rejects(perplexity(model, TEXT, { contextSize: 15 }), InvalidArgumentError);
+  for (const maxWindows of [0, -1, 1.5]) {
+    await assert.rejects(perplexity(model, TEXT, { contextSize: 16, maxWindows }), /maxWindows must be a positive integer/);
+  }
 });
 
 test("CLI: perplexity --json with --chunks, text report with llama.cpp windows, usage and file errors", () => {

@@ -276,7 +276,7 @@ test("`serve` prints its URL, answers with the model's file name as the id, and 
 
 test("`serve` usage errors exit 2", () => {
   const serve = (...args) => spawnSync(process.execPath, [CLI, "serve", ...args], { encoding: "utf8" });
-  assert.equal(serve().status, 2);
+  assert.equal(serve("--bogus").status, 2);
   assert.equal(serve("--model", "m", "--port", "70000").status, 2);
   assert.equal(serve("--model", "m", "--port", "eighty").status, 2);
   const help = serve("--help");

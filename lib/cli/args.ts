@@ -1,5 +1,8 @@
 /** Command-line option parsing shared by the subcommands: typed options, --help text, usage errors. */
+import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { InvalidArgumentError } from "../errors";
+import { checkLoadOptions } from "../model";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -10,6 +13,15 @@ export interface OptionSpec {
   /** How a number is read: "int", "float", or a string option left as is. */
   number?: "int" | "float";
   short?: string;
+  /** Other long names of the same option (--temp for --temperature). */
+  aliases?: string[];
+  /** May be given more than once; the value is then an array of every one given. */
+  multiple?: boolean;
+  /**
+   * The library's rule for the value, applied before anything is loaded: throws its InvalidArgumentError, which
+   * parseCommand turns into a usage error naming the flag.
+   */
+  check?: (value: number | string) => void;
   description: string;
   placeholder?: string;
 }
@@ -32,18 +44,25 @@ export const TOKENIZER_OPTION: OptionSpec = {
 };
 export const THREADS_OPTION: OptionSpec = {
   type: "string", number: "int", short: "t", placeholder: "N", description: "Threads (default: physical cores)",
+  check: (threads) => checkLoadOptions({ threads: threads as number }),
+};
+export const CTX_SIZE_OPTION: OptionSpec = {
+  type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)",
+  check: (contextSize) => checkLoadOptions({ contextSize: contextSize as number }),
 };
 
-export type ParsedOptions = Record<string, string | number | boolean | undefined>;
+export type ParsedOptions = Record<string, string | number | boolean | (string | number | boolean)[] | undefined>;
 
 export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
-  const parserOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {
+  const parserOptions: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {
     help: { type: "boolean", short: "h" },
   };
   for (const [name, o] of Object.entries(spec.options)) {
-    parserOptions[name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+    const multiple = o.multiple === true;
+    parserOptions[name] = o.short ? { type: o.type, short: o.short, multiple } : { type: o.type, multiple };
+    for (const alias of o.aliases ?? []) parserOptions[alias] = { type: o.type, multiple };
   }
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   let positionals: string[];
   const names = spec.positionals ?? [];
   try {
@@ -54,26 +73,61 @@ export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
   if (positionals.length !== names.length) {
     throw new UsageError(`expected ${names.length} arguments (${names.join(" ")}), got ${positionals.length}\n\n${helpText(spec)}`);
   }
-  const out: ParsedOptions = { ...values };
+  const out: ParsedOptions = {};
   names.forEach((name, i) => (out[name] = positionals[i]));
   for (const [name, o] of Object.entries(spec.options)) {
-    const raw = values[name];
-    if (o.number && typeof raw === "string") {
-      const n = Number(raw);
-      if (raw.trim() === "" || !Number.isFinite(n) || (o.number === "int" && !Number.isInteger(n))) {
-        throw new UsageError(`--${name} must be ${o.number === "int" ? "an integer" : "a number"} (got "${raw}")`);
-      }
-      out[name] = n;
-    }
+    const given = [name, ...(o.aliases ?? [])].filter((flag) => values[flag] !== undefined);
+    if (given.length > 1) throw new UsageError(`--${given.join(" and --")} are the same option; give one`);
+    if (given.length === 0) continue;
+    const raw = values[given[0]];
+    out[name] = Array.isArray(raw)
+      ? raw.map((value) => optionValue(name, o, value))
+      : optionValue(name, o, raw!);
   }
   return out;
 }
 
+/** A value as the option's type (a number for numeric options), checked by the option's rule. */
+function optionValue(name: string, o: OptionSpec, raw: string | boolean): string | number | boolean {
+  if (typeof raw === "boolean") return raw;
+  let value: string | number = raw;
+  if (o.number) {
+    value = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(value) || (o.number === "int" && !Number.isInteger(value))) {
+      throw new UsageError(`--${name} must be ${o.number === "int" ? "an integer" : "a number"} (got "${raw}")`);
+    }
+  }
+  try {
+    o.check?.(value);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new UsageError(`--${name}: ${err.message}`);
+    throw err;
+  }
+  return value;
+}
+
 export function helpText(spec: CommandSpec): string {
   const rows = Object.entries(spec.options).map(([name, o]) => {
-    const flag = `${o.short ? `-${o.short}, ` : "    "}--${name}${o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""}`;
+    const longNames = [name, ...(o.aliases ?? [])].map((n) => `--${n}`).join(", ");
+    const flag = `${o.short ? `-${o.short}, ` : "    "}${longNames}${o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""}`;
     return `  ${flag.padEnd(30)} ${o.description}`;
   });
   rows.push(`  ${"-h, --help".padEnd(30)} Show this help`);
   return `${spec.summary}\n\nUsage: ${spec.usage}\n\nOptions:\n${rows.join("\n")}\n`;
+}
+
+/** A UTF-8 file named by an option (--file); one that cannot be read is an InvalidArgumentError naming it. */
+export async function readTextOption(flag: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    throw new InvalidArgumentError(`--${flag} ${path}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Standard input to its end, as UTF-8. */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
 }

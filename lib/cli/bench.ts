@@ -9,9 +9,10 @@ import { execFile } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { parseModel } from "../formats/detect";
+import { InvalidArgumentError } from "../errors";
 import { cpuFeatures } from "../native/engine";
-import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION } from "./args";
-import { loadModelWithProgress } from "./model-download";
+import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, THREADS_OPTION, TOKENIZER_OPTION } from "./args";
+import { loadModelWithProgress, OFFLINE_OPTION, resolveModel } from "./model-download";
 
 export const benchCommand: CommandSpec = {
   name: "bench",
@@ -19,11 +20,24 @@ export const benchCommand: CommandSpec = {
   usage: "llama-napi bench --model PATH [--threads 1,2] [--pp 128] [--tg 128] [--repetitions 3] [--json]",
   options: {
     model: MODEL_OPTION,
+    offline: OFFLINE_OPTION,
     tokenizer: TOKENIZER_OPTION,
-    threads: { type: "string", short: "t", placeholder: "LIST", description: "Comma-separated thread counts (default: physical cores)" },
-    pp: { type: "string", number: "int", placeholder: "N", description: "Prompt tokens per prefill run (default 128; 0 skips)" },
-    tg: { type: "string", number: "int", placeholder: "N", description: "Generated tokens per decode run (default 128; 0 skips)" },
-    repetitions: { type: "string", number: "int", short: "r", placeholder: "N", description: "Runs per figure; the median is printed (default 3)" },
+    threads: {
+      type: "string", short: "t", placeholder: "LIST", description: "Comma-separated thread counts (default: physical cores)",
+      check: (list) => parseNumberList("threads", list as string, true).forEach((threads) => THREADS_OPTION.check!(threads)),
+    },
+    pp: {
+      type: "string", number: "int", placeholder: "N", description: "Prompt tokens per prefill run (default 128; 0 skips)",
+      check: (pp) => checkCount("pp", pp as number, 0),
+    },
+    tg: {
+      type: "string", number: "int", placeholder: "N", description: "Generated tokens per decode run (default 128; 0 skips)",
+      check: (tg) => checkCount("tg", tg as number, 0),
+    },
+    repetitions: {
+      type: "string", number: "int", short: "r", placeholder: "N", description: "Runs per figure; the median is printed (default 3)",
+      check: (repetitions) => checkCount("repetitions", repetitions as number, 1),
+    },
     json: { type: "boolean", description: "Print one JSON object per row instead of a table" },
     peer: { type: "string", placeholder: "PATH", description: "llama.cpp's llama-bench binary: run it on the same file and settings, alternating with ours" },
     bandwidth: { type: "string", placeholder: "LIST", description: "Memory read bandwidth in GB/s per thread count (as --threads) for the decode roofline" },
@@ -48,6 +62,10 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function checkCount(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value) || value < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got ${value})`);
 }
 
 function parseNumberList(name: string, raw: string, integers: boolean): number[] {
@@ -155,7 +173,9 @@ export async function bench(argv: string[]): Promise<number> {
   const bandwidths = o.bandwidth === undefined ? undefined : parseNumberList("bandwidth", o.bandwidth as string, false);
   if (bandwidths && bandwidths.length !== threadList.length) throw new UsageError("--bandwidth needs one figure per --threads entry");
   const peer = o.peer as string | undefined;
-  const bytesPerToken = bandwidths ? await decodeBytesPerToken(o.model) : 0;
+  // Resolved once: llama-bench (--peer) and the roofline read the local file.
+  const modelPath = await resolveModel(o.model, o.offline as boolean | undefined);
+  const bytesPerToken = bandwidths ? await decodeBytesPerToken(modelPath) : 0;
   if (!o.json) {
     process.stdout.write(`cpu kernels: ${cpuFeatures()}\n`);
     if (bandwidths) process.stdout.write(`decode reads ${(bytesPerToken / 1e6).toFixed(1)} MB of weights per token\n`);
@@ -166,11 +186,11 @@ export async function bench(argv: string[]): Promise<number> {
   for (const [i, threads] of threadList.entries()) {
     const peerRuns: Record<string, number[]> = {};
     const runPeer = async (modelThreads: number) => {
-      for (const [test, tps] of Object.entries(await peerRun(peer!, o.model as string, { ...settings, threads: modelThreads }))) {
+      for (const [test, tps] of Object.entries(await peerRun(peer!, modelPath, { ...settings, threads: modelThreads }))) {
         (peerRuns[test] ??= []).push(tps);
       }
     };
-    const rows = await benchModel(o.model, { ...settings, threads }, peer ? runPeer : undefined);
+    const rows = await benchModel(modelPath, { ...settings, threads }, peer ? runPeer : undefined);
     for (const r of rows) {
       if (peer && peerRuns[r.test]) {
         r.peerTokensPerSecond = median(peerRuns[r.test]);

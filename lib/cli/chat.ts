@@ -6,22 +6,24 @@
  */
 import readline from "node:readline";
 import type { ChatSession } from "../generation/session";
-import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
-import { loadModelWithProgress } from "./model-download";
+import { DEFAULT_MODEL_PATH } from "../default-model";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION } from "./args";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
 
 export const chatCommand: CommandSpec = {
   name: "chat",
   summary: "Chat with a model interactively; the conversation's KV cache is kept between turns.",
-  usage: "llama-napi chat --model PATH [--system TEXT] [options]",
+  usage: "llama-napi chat [--model PATH] [--system TEXT] [options]",
   options: {
-    model: MODEL_OPTION,
+    model: MODEL_OR_DEFAULT_OPTION,
+    offline: OFFLINE_OPTION,
     tokenizer: TOKENIZER_OPTION,
     system: { type: "string", placeholder: "TEXT", description: "System prompt" },
     restore: { type: "string", placeholder: "FILE", description: "Continue a conversation saved with /save" },
     ...SAMPLING_OPTIONS,
     threads: THREADS_OPTION,
-    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
+    "ctx-size": CTX_SIZE_OPTION,
     json: { type: "boolean", description: "One JSON line per answer (text, tokens, finishReason, stats); no prompts, messages to stderr" },
   },
 };
@@ -83,12 +85,12 @@ class MessageReader {
 
 export async function chat(argv: string[]): Promise<number> {
   const o = parseCommand(chatCommand, argv);
-  if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi chat --help)");
   const options = generateOptions(o);
   const json = o.json === true;
   // What is meant for a person: in JSON mode stdout carries the answers alone.
   const say = (text: string) => (json ? process.stderr : process.stdout).write(text);
-  const model = await loadModelWithProgress(o.model, {
+  const model = await loadModelWithProgress((o.model as string | undefined) ?? DEFAULT_MODEL_PATH, {
+    offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
@@ -136,7 +138,7 @@ export async function chat(argv: string[]): Promise<number> {
         say("(conversation reset)\n");
         continue;
       }
-      if (command.startsWith("/save")) {
+      if (command === "/save" || /^\/save\s/.test(command)) {
         const file = command.slice("/save".length).trim();
         if (!file) say("usage: /save FILE\n");
         else {
@@ -146,6 +148,11 @@ export async function chat(argv: string[]): Promise<number> {
         continue;
       }
       if (command === "") continue;
+      if (command.startsWith("/")) {
+        // A mistyped command is not sent to the model as a message.
+        say(`unknown command ${command.split(/\s/, 1)[0]}\n${HELP}`);
+        continue;
+      }
       answering = new AbortController();
       try {
         const stream = session.prompt(message, { ...options, signal: answering.signal });

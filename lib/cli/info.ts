@@ -5,7 +5,7 @@
 import { parseModel } from "../formats/detect";
 import type { TensorType } from "../formats/types";
 import { loadModel, type ModelInfo } from "../model";
-import { type CommandSpec, parseCommand, TOKENIZER_OPTION } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION } from "./args";
 import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
 
 export const infoCommand: CommandSpec = {
@@ -16,7 +16,7 @@ export const infoCommand: CommandSpec = {
   options: {
     tensors: { type: "boolean", description: "List every tensor with its type, shape and size" },
     json: { type: "boolean", description: "Print one JSON object" },
-    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size of the KV cache estimate (default: as run uses)" },
+    "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of the KV cache estimate (default: as run uses)" },
     tokenizer: TOKENIZER_OPTION,
     offline: OFFLINE_OPTION,
   },

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 /** The `llama-napi` command: dispatches to a subcommand; exit codes: 0 ok, 1 runtime error, 2 usage error. */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { LlamaNapiError } from "../errors";
+import { PACKAGE_ROOT } from "../native/binding";
 import { helpText, UsageError, type CommandSpec } from "./args";
 import { bench, benchCommand } from "./bench";
 import { chat, chatCommand } from "./chat";
@@ -30,7 +33,7 @@ const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Pr
 
 function usage(): string {
   const rows = Object.values(commands).map((c) => `  ${c.spec.name.padEnd(10)} ${c.spec.summary}`);
-  return `llama-napi: Llama-family LLM inference for Node.js\n\nUsage: llama-napi <command> [options]\n\nCommands:\n${rows.join("\n")}\n\nRun "llama-napi <command> --help" for a command's options.\n`;
+  return `llama-napi: Llama-family LLM inference for Node.js\n\nUsage: llama-napi <command> [options] | --version\n\nCommands:\n${rows.join("\n")}\n\nRun "llama-napi <command> --help" for a command's options.\n`;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -38,6 +41,11 @@ async function main(argv: string[]): Promise<number> {
   if (!name || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage());
     return name ? 0 : 2;
+  }
+  if (name === "--version") {
+    const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
+    process.stdout.write(`llama-napi ${version}\n`);
+    return 0;
   }
   const command = commands[name];
   if (!command) {

@@ -6,11 +6,16 @@ import { basename } from "node:path";
 import { performance } from "node:perf_hooks";
 import { type DownloadProgress, resolveModelPath } from "../hub";
 import { type LlamaModel, loadModel, type LoadModelOptions } from "../model";
-import type { OptionSpec } from "./args";
+import { MODEL_OPTION, type OptionSpec } from "./args";
 import { ProgressBar } from "./progress-bar";
 
 export const OFFLINE_OPTION: OptionSpec = {
   type: "boolean", description: "Use cached models only, never the network (also HF_HUB_OFFLINE=1)",
+};
+
+export const MODEL_OR_DEFAULT_OPTION: OptionSpec = {
+  ...MODEL_OPTION,
+  description: `${MODEL_OPTION.description} (default: the 1.2 MB TinyStories model in the package, models/stories260K.gguf)`,
 };
 
 /** Redraws at most this often: a fast download reports every few kilobytes. */
@@ -62,10 +67,12 @@ export async function resolveModel(spec: string, offline: boolean | undefined): 
 }
 
 /**
- * loadModel with a bar on stderr of the weights being read, when stderr is a terminal. Elsewhere no onProgress is
- * passed, so the weights are read on first use as in any library load, and nothing is printed.
+ * loadModel with bars on stderr, when it is a terminal: the download of a Hub or URL model not yet cached, then the
+ * weights being read. Elsewhere no onProgress is passed, so the weights are read on first use as in any library
+ * load, and nothing is printed.
  */
-export async function loadModelWithProgress(path: string, options: LoadModelOptions): Promise<LlamaModel> {
+export async function loadModelWithProgress(spec: string, options: LoadModelOptions): Promise<LlamaModel> {
+  const path = await resolveModel(spec, options.offline);
   if (!process.stderr.isTTY) return loadModel(path, options);
   const bar = new ProgressBar(formatBytes);
   const label = `loading ${basename(path)}`;

@@ -2,13 +2,11 @@
  * `llama-napi perplexity --model M --file TEXT`: perplexity on a text file, as llama-perplexity measures it, with
  * an optional KL divergence from a base model.
  */
-import { readFile } from "node:fs/promises";
-import { InvalidArgumentError } from "../errors";
-import { perplexity, type PerplexityResult } from "../eval/perplexity";
+import { checkPerplexityOptions, perplexity, type PerplexityResult } from "../eval/perplexity";
 import { windowLength } from "../eval/windows";
 import type { LlamaModel } from "../model";
-import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
-import { loadModelWithProgress } from "./model-download";
+import { type CommandSpec, parseCommand, readTextOption, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
+import { loadModelWithProgress, OFFLINE_OPTION } from "./model-download";
 import { ProgressBar } from "./progress-bar";
 
 export const perplexityCommand: CommandSpec = {
@@ -17,12 +15,19 @@ export const perplexityCommand: CommandSpec = {
   usage: "llama-napi perplexity --model PATH --file TEXT [--ctx 512] [--llama-cpp-windows] [--doc-separator STR] [--kl-base PATH] [--threads N] [--json]",
   options: {
     model: MODEL_OPTION,
+    offline: OFFLINE_OPTION,
     file: { type: "string", short: "f", placeholder: "TEXT", description: "UTF-8 text to score" },
-    ctx: { type: "string", number: "int", short: "c", placeholder: "N", description: "Window size in predicted tokens (default 512)" },
+    ctx: {
+      type: "string", number: "int", short: "c", placeholder: "N", description: "Window size in predicted tokens (default 512)",
+      check: (contextSize) => checkPerplexityOptions({ contextSize: contextSize as number }),
+    },
     "llama-cpp-windows": { type: "boolean", description: "Score only the second half of each whole window, as llama-perplexity does" },
     "doc-separator": { type: "string", placeholder: "STR", description: 'Split into documents at STR ("\\n" for newline), each BOS text EOS' },
     "kl-base": { type: "string", placeholder: "PATH", description: "Base model: also report KL(base || model) and top-1 agreement" },
-    chunks: { type: "string", number: "int", placeholder: "N", description: "Evaluate only the first N windows" },
+    chunks: {
+      type: "string", number: "int", placeholder: "N", description: "Evaluate only the first N windows",
+      check: (maxWindows) => checkPerplexityOptions({ maxWindows: maxWindows as number }),
+    },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     json: { type: "boolean", description: "Print the result as one JSON object" },
@@ -50,15 +55,11 @@ export async function perplexityMain(argv: string[]): Promise<number> {
   if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi perplexity --help)");
   if (typeof o.file !== "string") throw new UsageError("--file is required (see llama-napi perplexity --help)");
   const contextSize = (o.ctx as number | undefined) ?? 512;
-  let text: string;
-  try {
-    text = await readFile(o.file, "utf8");
-  } catch (err) {
-    throw new InvalidArgumentError(`--file ${o.file}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
+  const text = await readTextOption("file", o.file);
   const llamaCppWindows = o["llama-cpp-windows"] === true;
   const load = (path: string) =>
     loadModelWithProgress(path, {
+      offline: o.offline as boolean | undefined,
       threads: o.threads as number | undefined,
       contextSize: windowLength(contextSize, llamaCppWindows ? "llama-cpp" : "all"),
       tokenizer: o.tokenizer as string | undefined,

@@ -1,43 +1,46 @@
 /** `llama-napi run`: stream a completion to stdout, speed figures to stderr; or, with --json, one JSON object. */
-import { DownloadError } from "../hub";
-import { type CommandSpec, parseCommand, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
-import { loadModelWithProgress, OFFLINE_OPTION, resolveModel } from "./model-download";
-import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
-
-/**
- * The model run uses without --model: llama2.c's 260K-parameter TinyStories model as GGUF (1.2 MB), from ggml-org's
- * test-model repository (renamed from ggml-org/models), pinned to a commit so that it never changes under us.
- */
-export const DEFAULT_MODEL = "hf:ggml-org/models-moved@499bc8821c6b12b4e53c5bffcb21ec206f212d81/tinyllamas/stories260K.gguf";
+import type { GenerateOptions, Prompt } from "../generation/types";
+import type { LlamaModel } from "../model";
+import { DEFAULT_MODEL_PATH } from "../default-model";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
+import { generateOptions, SAMPLING_OPTIONS, STOP_OPTION } from "./sampling-options";
 
 export const runCommand: CommandSpec = {
   name: "run",
   summary: "Generate text from a prompt, streaming it to stdout; prefill and decode speed go to stderr.",
-  usage: "llama-napi run [--model PATH|hf:OWNER/REPO/FILE|URL] --prompt TEXT [options]",
+  usage: "llama-napi run [--model PATH|hf:OWNER/REPO/FILE|URL] [--prompt TEXT | --file PATH | < PROMPT] [options]",
   options: {
-    model: { ...MODEL_OPTION, description: `${MODEL_OPTION.description} (default: a 1.2 MB TinyStories model, ${DEFAULT_MODEL})` },
+    model: MODEL_OR_DEFAULT_OPTION,
     offline: OFFLINE_OPTION,
-    prompt: { type: "string", short: "p", placeholder: "TEXT", description: "The prompt (default: empty, start from BOS)" },
+    prompt: { type: "string", short: "p", placeholder: "TEXT", description: "The prompt (default: standard input when it is not a terminal, else empty: start from BOS)" },
+    file: { type: "string", short: "f", placeholder: "PATH", description: "Read the prompt from a UTF-8 file" },
+    system: { type: "string", placeholder: "TEXT", description: "System prompt: the prompt becomes a user message in the model's chat template" },
+    stop: STOP_OPTION,
     tokenizer: TOKENIZER_OPTION,
     ...SAMPLING_OPTIONS,
-    temperature: { ...SAMPLING_OPTIONS.temperature, short: "t" },
-    threads: { ...THREADS_OPTION, short: undefined }, // -t is --temperature here
-    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)" },
+    threads: THREADS_OPTION,
+    "ctx-size": CTX_SIZE_OPTION,
     json: { type: "boolean", description: "Print one JSON object at the end (text, tokens, finishReason, stats) instead of streaming" },
   },
 };
 
+/** The prompt text: --prompt, --file, or standard input when it is piped; empty otherwise. */
+async function promptText(o: Record<string, unknown>): Promise<string> {
+  if (o.prompt !== undefined && o.file !== undefined) throw new UsageError("give --prompt or --file, not both");
+  if (typeof o.prompt === "string") return o.prompt;
+  if (typeof o.file === "string") return readTextOption("file", o.file);
+  if (process.stdin.isTTY) return "";
+  // `echo TEXT | llama-napi run`: the newline echo adds is not part of the prompt.
+  return (await readStdin()).replace(/\r?\n$/, "");
+}
+
 export async function run(argv: string[]): Promise<number> {
   const o = parseCommand(runCommand, argv);
-  const path = await resolveModel((o.model as string | undefined) ?? DEFAULT_MODEL, o.offline as boolean | undefined).catch((err: unknown) => {
-    if (o.model !== undefined || !(err instanceof DownloadError)) throw err;
-    throw new DownloadError(
-      `no --model given, and the default model could not be fetched: ${err.message}\n` +
-        `pass --model PATH, or run "llama-napi pull ${DEFAULT_MODEL}" once online`,
-      { status: err.status, cause: err },
-    );
-  });
-  const model = await loadModelWithProgress(path, {
+  const text = await promptText(o);
+  const options = { ...generateOptions(o), stop: o.stop as string[] | undefined };
+  const model = await loadModelWithProgress((o.model as string | undefined) ?? DEFAULT_MODEL_PATH, {
+    offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
@@ -46,30 +49,46 @@ export async function run(argv: string[]): Promise<number> {
   const onSigint = () => abort.abort();
   process.once("SIGINT", onSigint);
   try {
-    const prompt = (o.prompt as string | undefined) ?? "";
+    // With a system prompt the text is a user turn of the chat template, as in `chat`; only the answer is printed.
+    const prompt: Prompt = typeof o.system === "string"
+      ? model.applyChatTemplate([{ role: "system", content: o.system }, { role: "user", content: text }])
+      : text;
     if (o.json) {
-      const completion = await model.complete(prompt, { ...generateOptions(o), signal: abort.signal });
+      const completion = await model.complete(prompt, { ...options, signal: abort.signal });
       process.stdout.write(`${JSON.stringify(completion)}\n`);
       return 0;
     }
-    process.stdout.write(prompt);
-    const it = model.generate(prompt, { ...generateOptions(o), signal: abort.signal });
-    for (;;) {
-      const step = await it.next();
-      if (step.done) {
-        const { stats, finishReason } = step.value;
-        process.stdout.write("\n");
-        process.stderr.write(
-          `\nprefill: ${stats.promptTokens} tokens, ${stats.prefillTps.toFixed(1)} tok/s | ` +
-            `decode: ${stats.genTokens} tokens, ${stats.decodeTps.toFixed(1)} tok/s | finish: ${finishReason}\n`,
-        );
-        break;
-      }
-      process.stdout.write(step.value.text);
-    }
+    await stream(model, prompt, typeof o.system === "string" ? "" : text, { ...options, signal: abort.signal });
   } finally {
     process.off("SIGINT", onSigint);
     await model.dispose();
   }
   return 0;
+}
+
+/** Writes the echo and then each token's text to stdout, and the speed to stderr. */
+async function stream(model: LlamaModel, prompt: Prompt, echo: string, options: GenerateOptions): Promise<void> {
+  process.stdout.write(echo);
+  let lineOpen = echo !== "";
+  try {
+    const it = model.generate(prompt, options);
+    for (;;) {
+      const step = await it.next();
+      if (step.done) {
+        const { stats, finishReason } = step.value;
+        process.stdout.write("\n");
+        lineOpen = false;
+        process.stderr.write(
+          `\nprefill: ${stats.promptTokens} tokens, ${stats.prefillTps.toFixed(1)} tok/s | ` +
+            `decode: ${stats.genTokens} tokens, ${stats.decodeTps.toFixed(1)} tok/s | finish: ${finishReason}\n`,
+        );
+        return;
+      }
+      process.stdout.write(step.value.text);
+      lineOpen ||= step.value.text !== "";
+    }
+  } finally {
+    // A failure mid-text ends the text's line, so that the error message starts on a line of its own.
+    if (lineOpen) process.stdout.write("\n");
+  }
 }

@@ -2,18 +2,20 @@
 import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import { createServer, type LlamaServer } from "../server";
-import { type CommandSpec, MODEL_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
-import { loadModelWithProgress } from "./model-download";
+import { DEFAULT_MODEL_PATH } from "../default-model";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 
 export const serveCommand: CommandSpec = {
   name: "serve",
   summary: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).",
-  usage: "llama-napi serve --model PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [options]",
+  usage: "llama-napi serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--parallel N] [options]",
   options: {
-    model: MODEL_OPTION,
+    model: MODEL_OR_DEFAULT_OPTION,
+    offline: OFFLINE_OPTION,
     tokenizer: TOKENIZER_OPTION,
     threads: THREADS_OPTION,
-    "ctx-size": { type: "string", number: "int", short: "c", placeholder: "N", description: "Context size of each slot (default: the model's, at most 4096)" },
+    "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of each slot (default: the model's, at most 4096)" },
     host: { type: "string", placeholder: "ADDR", description: "Address to listen on (default 127.0.0.1: this machine only)" },
     port: { type: "string", number: "int", placeholder: "N", description: "Port (default 8080; 0 picks a free one)" },
     parallel: { type: "string", number: "int", placeholder: "N", description: "Generations in flight at once, batched together (default 4)" },
@@ -26,19 +28,20 @@ export const serveCommand: CommandSpec = {
 
 export async function serve(argv: string[]): Promise<number> {
   const o = parseCommand(serveCommand, argv);
-  if (typeof o.model !== "string") throw new UsageError("--model is required (see llama-napi serve --help)");
+  const modelSpec = (o.model as string | undefined) ?? DEFAULT_MODEL_PATH;
   const host = (o.host as string | undefined) ?? "127.0.0.1";
   const port = (o.port as number | undefined) ?? 8080;
   if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535] (got ${port})`);
 
-  const model = await loadModelWithProgress(o.model, {
+  const model = await loadModelWithProgress(modelSpec, {
+    offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
   });
   let server: LlamaServer | undefined;
   try {
-    const modelAlias = (o["model-alias"] as string | undefined) ?? basename(o.model);
+    const modelAlias = (o["model-alias"] as string | undefined) ?? basename(modelSpec);
     try {
       server = createServer(model, {
         modelAlias,

@@ -102,11 +102,21 @@ function tokenStream(model: LlamaModel, text: string, separator: string | undefi
   return text.split(separator).flatMap((doc) => [...model.tokenize(doc, { addBos: true }), eos]);
 }
 
-export async function perplexity(model: LlamaModel, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
-  const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
-  if (!Number.isInteger(contextSize) || contextSize < 2 || contextSize % 2 !== 0) {
+/** The numeric options' rules, on their own so that a caller (the CLI) can check them before loading a model. */
+export function checkPerplexityOptions(options: Pick<PerplexityOptions, "contextSize" | "maxWindows">): void {
+  const { contextSize, maxWindows } = options;
+  if (contextSize !== undefined && (!Number.isInteger(contextSize) || contextSize < 2 || contextSize % 2 !== 0)) {
     throw new InvalidArgumentError(`perplexity: contextSize must be an even integer ≥ 2 (got ${String(contextSize)})`);
   }
+  // 0 or a negative count would score nothing, or silently drop the last windows (slice's negative end).
+  if (maxWindows !== undefined && (!Number.isInteger(maxWindows) || maxWindows < 1)) {
+    throw new InvalidArgumentError(`perplexity: maxWindows must be a positive integer (got ${String(maxWindows)})`);
+  }
+}
+
+export async function perplexity(model: LlamaModel, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  checkPerplexityOptions(options);
+  const contextSize = options.contextSize ?? DEFAULT_CONTEXT;
   if (typeof text !== "string") throw new InvalidArgumentError("perplexity: text must be a string");
   const { base } = options;
   const mode: WindowMode = options.llamaCppWindows ? "llama-cpp" : "all";

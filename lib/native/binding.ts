@@ -163,7 +163,7 @@ export interface LoadedBinary {
 }
 
 /** The package root: this file is dist/cjs/native/binding.js. */
-const PACKAGE_ROOT = path.resolve(__dirname, "../../..");
+export const PACKAGE_ROOT = path.resolve(__dirname, "../../..");
 /** How long the CUDA binary's check may take: loading the CUDA runtime and JIT-compiling PTX for a new GPU is slow. */
 const CUDA_PROBE_TIMEOUT_MS = 60_000;
 const CUDA_FALLBACK_WARNING = "LLAMA_NAPI_CUDA_FALLBACK";

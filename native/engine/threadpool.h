@@ -5,7 +5,10 @@
 
 /* A fixed pool of worker threads for data-parallel loops. The thread that calls llm_parallel_for is worker 0
  * and n_threads - 1 pthreads help it. Idle workers spin briefly (decode issues ~10 loops per layer, microseconds
- * apart) and then sleep on a condition variable, so they burn no CPU between tokens. */
+ * apart) and then sleep on a condition variable, so they burn no CPU between tokens. A loop waits only for the
+ * chunks that workers claimed, never for a worker that has not started: when other processes hold the cores (or
+ * there are more threads than cores), the threads that do run share out the work, and the pool degrades towards
+ * one thread's speed rather than stalling on a descheduled worker. */
 struct llm_threadpool;
 
 /* Processes tasks [begin, end); `worker` in [0, n_threads) indexes per-thread scratch. */
@@ -16,7 +19,7 @@ void llm_threadpool_free(struct llm_threadpool *pool);
 int llm_threadpool_size(const struct llm_threadpool *pool);
 
 /* Runs fn over tasks [0, n_tasks) split into contiguous chunks handed out dynamically, and returns when all
- * are done. Not reentrant: one caller at a time. */
+ * are done. Not reentrant: one caller at a time. Loops of 2^32 - 1 tasks or more run on the calling thread. */
 void llm_parallel_for(struct llm_threadpool *pool, size_t n_tasks, llm_task_fn fn, void *ctx);
 
 /* A buffer of at least `bytes` (64-byte aligned) owned by the pool, for data that the caller of

@@ -460,22 +460,23 @@ static void check_argmax_special(void) {
   report(ok, "argmax and top-1 with NaNs, signed zeros, all NaN, all -inf");
 }
 
-/* The pool hands out every task of a loop exactly once, in chunks inside [0, n_tasks), to workers 0..2. */
+/* The pool hands out every task of a loop exactly once, in chunks inside [0, n_tasks), to workers 0..n_threads-1. */
 struct task_counts {
   size_t n_tasks;
   _Atomic int *runs;
   _Atomic int out_of_range;
+  int n_threads;
 };
 static void count_tasks(void *ctx, size_t begin, size_t end, int worker) {
   struct task_counts *counts = ctx;
-  if (begin >= end || end > counts->n_tasks || worker >= 3) {
+  if (begin >= end || end > counts->n_tasks || worker < 0 || worker >= counts->n_threads) {
     counts->out_of_range++;
     return;
   }
   for (size_t t = begin; t < end; t++) counts->runs[t]++;
 }
 static void check_parallel_for(struct llm_threadpool *pool, size_t n_tasks) {
-  struct task_counts counts = { n_tasks, calloc(n_tasks, sizeof(_Atomic int)), 0 };
+  struct task_counts counts = { n_tasks, calloc(n_tasks, sizeof(_Atomic int)), 0, llm_threadpool_size(pool) };
   for (int loop = 0; loop < 3; loop++) llm_parallel_for(pool, n_tasks, count_tasks, &counts);
   int ok = counts.out_of_range == 0;
   for (size_t t = 0; t < n_tasks; t++) ok &= counts.runs[t] == 3;
@@ -483,11 +484,35 @@ static void check_parallel_for(struct llm_threadpool *pool, size_t n_tasks) {
   free(counts.runs);
 }
 
+/* Many short loops on more threads than this machine has cores: workers lose their CPU mid-loop and come back
+ * after the loop (or several) ended, which must neither run a task twice nor touch a later loop's tasks. */
+static void check_parallel_for_oversubscribed(void) {
+  enum { THREADS = 8, LOOPS = 20000 };
+  struct llm_threadpool *pool = llm_threadpool_create(THREADS);
+  struct task_counts counts[2] = { { 0 } };
+  for (int c = 0; c < 2; c++) counts[c] = (struct task_counts){ 97, calloc(97, sizeof(_Atomic int)), 0, THREADS };
+  int expected[2][97] = { { 0 } }, ok = 1;
+  for (int loop = 0; loop < LOOPS; loop++) {
+    struct task_counts *c = &counts[loop % 2];
+    size_t n_tasks = 2 + (size_t)(loop * 7919) % 96;
+    c->n_tasks = n_tasks;
+    llm_parallel_for(pool, n_tasks, count_tasks, c);
+    for (size_t t = 0; t < n_tasks; t++) expected[loop % 2][t]++;
+    /* Checked at once: every task of this loop is done when llm_parallel_for returns. */
+    for (size_t t = 0; t < 97; t++) ok &= c->runs[t] == expected[loop % 2][t];
+  }
+  ok &= counts[0].out_of_range == 0 && counts[1].out_of_range == 0;
+  report(ok, "parallel_for: %d loops of 2..97 tasks on %d threads, each task once per loop", LOOPS, THREADS);
+  for (int c = 0; c < 2; c++) free(counts[c].runs);
+  llm_threadpool_free(pool);
+}
+
 int main(void) {
   printf("kernel set: %s (the matmul checks cover every set this CPU supports)\n", llm_kernel_set_name(llm_kernel_set()));
   struct llm_threadpool *single = llm_threadpool_create(1), *pair = llm_threadpool_create(3);
   const size_t task_counts[] = { 1, 2, 3, 5, 6, 7, 64, 1001 };
   for (size_t i = 0; i < sizeof task_counts / sizeof task_counts[0]; i++) check_parallel_for(pair, task_counts[i]);
+  check_parallel_for_oversubscribed();
   const int token_counts[] = { 1, 2, 3, 4, 5, 6, 7, 17 };
   /* Float types at sizes that are not multiples of the SIMD width. */
   const enum llm_type float_types[] = { LLM_F32, LLM_F16, LLM_BF16 };
