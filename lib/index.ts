@@ -1,4 +1,5 @@
 /** llama-napi: Llama-family LLM inference for Node.js. */
+import "./ambient"; // global types the declarations need (see ambient.ts)
 export { loadModel, LlamaModel } from "./model";
 export type { LoadModelOptions, LoadProgress, ModelInfo } from "./model";
 export type {
@@ -41,3 +42,4 @@ export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
 export type { ChatTemplateLimits } from "./chat/sandbox";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";
+export { DEFAULT_MODEL_PATH } from "./default-model";

@@ -1,15 +1,16 @@
 #!/usr/bin/env node
-// `npm run prebuild`: compiles the addon with cmake-js and stores it in the prebuildify layout, debug symbols
-// stripped. (prebuildify itself only drives node-gyp; this is a cmake-js project.) Two binaries:
-//   prebuilds/<platform>-<arch>/llama-napi.napi[.<libc>].node       the CPU addon (LLAMA_NAPI_CUDA=0), which
-//                                                                  node-gyp-build finds and npm install uses;
-//   prebuilds/<platform>-<arch>/cuda/llama-napi.napi[.<libc>].node  the addon with the CUDA backend, built when nvcc
-//                                                                  is found, in a folder node-gyp-build does not
-//                                                                  read: lib/native/binding.ts loads it at run time
-//                                                                  when a GPU is present and it passes a check.
-// LLAMA_NAPI_CUDA=0 builds the CPU binary alone (and removes a CUDA binary left by an earlier run, which would no
-// longer match it); LLAMA_NAPI_CUDA=1 fails when nvcc is missing. Each binary has its own build folder under
-// build-prebuild/, so neither disturbs build/ (the source build, both backends in one binary).
+// `npm run build:prebuilds`, and `prepack` (so `npm pack` and `npm publish` carry a binary that installs without a
+// compiler): compiles the addon with cmake-js and stores it in the prebuildify layout, debug symbols stripped.
+// (prebuildify itself only drives node-gyp; this is a cmake-js project.) Two binaries:
+//   prebuilds/<platform>-<arch>/llama-napi.napi[.<libc>].node       the CPU addon (LLAMA_NAPI_CUDA=0), always built;
+//                                                                  node-gyp-build finds it and npm install uses it;
+//   prebuilds/<platform>-<arch>/cuda/llama-napi.napi[.<libc>].node  the addon with the CUDA backend, built only with
+//                                                                  LLAMA_NAPI_CUDA=1 (it takes minutes), in a folder
+//                                                                  node-gyp-build does not read: lib/native/binding.ts
+//                                                                  loads it at run time when a GPU is present and it
+//                                                                  passes a check.
+// Without LLAMA_NAPI_CUDA=1 a CUDA binary left by an earlier run is removed, since it would no longer match the CPU
+// one. Each binary has its own build folder under build-prebuild/, so neither disturbs build/ (the source build).
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -25,12 +26,6 @@ function run(cmd, args) {
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
 
-/** Whether CMake will find a CUDA compiler: where CMake's check_language(CUDA) looks first. */
-function nvccFound() {
-  const candidates = [process.env.CUDACXX, "nvcc", "/usr/local/cuda/bin/nvcc"].filter(Boolean);
-  return candidates.some((nvcc) => spawnSync(nvcc, ["--version"], { stdio: "ignore" }).status === 0);
-}
-
 /** Builds the addon with LLAMA_NAPI_CUDA=cuda in build-prebuild/<variant> and copies it to target, stripped. */
 function build(variant, cuda, target) {
   const out = path.join("build-prebuild", variant);
@@ -41,12 +36,11 @@ function build(variant, cuda, target) {
   console.log(`llama-napi: ${variant} prebuild written to ${path.relative(root, target)} (${fs.statSync(target).size} bytes)`);
 }
 
-const wanted = process.env.LLAMA_NAPI_CUDA;
 const cudaTarget = path.join(dir, "cuda", name);
 build("cpu", "0", path.join(dir, name));
-if (wanted === "1" || (wanted !== "0" && nvccFound())) {
+if (process.env.LLAMA_NAPI_CUDA === "1") {
   build("cuda", "1", cudaTarget);
 } else {
   fs.rmSync(path.dirname(cudaTarget), { recursive: true, force: true });
-  console.log(`llama-napi: no CUDA prebuild (${wanted === "0" ? "LLAMA_NAPI_CUDA=0" : "nvcc not found"})`);
+  console.log("llama-napi: no CUDA prebuild (LLAMA_NAPI_CUDA=1 builds one)");
 }

@@ -7,7 +7,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const path = require("node:path");
 const { loadModel, InvalidArgumentError, ModelFormatError } = require("../dist/cjs/index.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { writeConstantOutputModel } = require("./helpers/tiny-model.js");
 const { writeChainHfModel } = require("./helpers/tiny-hf-model.js");
 
@@ -55,7 +55,7 @@ async function withModel(pathOrDir, fn) {
   }
 }
 
-test("built-in Llama 3 template: system + user, multi-turn, with and without the generation prompt", async () => {
+test("built-in Llama 3 template: system + user, multi-turn, with and without the generation prompt", NEEDS_REFERENCE_MODELS, async () => {
   await withModel(writeHelloModel({ tokenizerConfig: configWithout("chat_template") }), (model) => {
     assert.equal(model.chatTemplate, undefined, "the files carry no template");
     const chat = model.applyChatTemplate(SYSTEM_USER);
@@ -75,7 +75,7 @@ test("built-in Llama 3 template: system + user, multi-turn, with and without the
   });
 });
 
-test("the Llama 3 tokenizer_config.json template renders as the built-in one", async () => {
+test("the Llama 3 tokenizer_config.json template renders as the built-in one", NEEDS_REFERENCE_MODELS, async () => {
   const own = writeHelloModel();
   const builtin = writeHelloModel({ tokenizerConfig: configWithout("chat_template") });
   await withModel(own, (ownModel) =>
@@ -90,7 +90,7 @@ test("the Llama 3 tokenizer_config.json template renders as the built-in one", a
 });
 
 test("built-in Llama 2 template: [INST] and <<SYS>>, BOS and EOS per turn", async () => {
-  await withModel(modelPath("tinystories", "stories260K.gguf"), (model) => {
+  await withModel(DEFAULT_MODEL, (model) => {
     assert.equal(model.chatTemplate, undefined);
     const systemUser = "<s>[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi there [/INST]";
     assert.equal(model.applyChatTemplate(SYSTEM_USER).text, systemUser);
@@ -113,7 +113,7 @@ test("built-in Llama 2 template: [INST] and <<SYS>>, BOS and EOS per turn", asyn
   });
 });
 
-test("a template that does not write BOS gets it from the tokenizer", async () => {
+test("a template that does not write BOS gets it from the tokenizer", NEEDS_REFERENCE_MODELS, async () => {
   const template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
   const dir = writeHelloModel({ tokenizerConfig: { ...configWithout("chat_template"), chat_template: template } });
   await withModel(dir, (model) => {
@@ -124,7 +124,7 @@ test("a template that does not write BOS gets it from the tokenizer", async () =
   });
 });
 
-test("template sources: a named-template list, chat_template.jinja, GGUF tokenizer.chat_template", async () => {
+test("template sources: a named-template list, chat_template.jinja, GGUF tokenizer.chat_template", NEEDS_REFERENCE_MODELS, async () => {
   const listed = writeHelloModel({
     tokenizerConfig: {
       ...configWithout("chat_template"),
@@ -147,7 +147,7 @@ test("template sources: a named-template list, chat_template.jinja, GGUF tokeniz
   });
 });
 
-test("generate from a chat prompt stops at <|eot_id|> (and at <|end_of_text|>)", async () => {
+test("generate from a chat prompt stops at <|eot_id|> (and at <|end_of_text|>)", NEEDS_REFERENCE_MODELS, async () => {
   // generation_config.json names only <|end_of_text|>; <|eot_id|> stops generation because the vocab has it.
   await withModel(writeHelloModel({ generationConfig: { eos_token_id: END_OF_TEXT } }), async (model) => {
     assert.deepEqual(model.info.eosIds, [END_OF_TEXT, EOT]);
@@ -169,7 +169,7 @@ test("generate from a chat prompt stops at <|eot_id|> (and at <|end_of_text|>)",
   });
 });
 
-test("stop ids from generation_config.json eos_token_id lists and GGUF eot_token_id", async () => {
+test("stop ids from generation_config.json eos_token_id lists and GGUF eot_token_id", NEEDS_REFERENCE_MODELS, async () => {
   // A list in generation_config.json: "!" is declared an end token here, so the reply stops before it.
   await withModel(writeHelloModel({ generationConfig: { eos_token_id: [END_OF_TEXT, EOT, BANG] } }), async (model) => {
     assert.deepEqual(model.info.eosIds, [END_OF_TEXT, EOT, BANG]);
@@ -189,7 +189,7 @@ test("stop ids from generation_config.json eos_token_id lists and GGUF eot_token
   });
 });
 
-test("broken templates fail the load with a ModelFormatError naming the file", async () => {
+test("broken templates fail the load with a ModelFormatError naming the file", NEEDS_REFERENCE_MODELS, async () => {
   const broken = "{% for m in messages %}{{ m.content }";
   const hf = writeHelloModel({ tokenizerConfig: { ...configWithout("chat_template"), chat_template: broken } });
   await assert.rejects(loadModel(hf), (err) => {
@@ -209,7 +209,7 @@ test("broken templates fail the load with a ModelFormatError naming the file", a
 });
 
 test("bad messages are an InvalidArgumentError", async () => {
-  await withModel(modelPath("tinystories", "stories260K.gguf"), (model) => {
+  await withModel(DEFAULT_MODEL, (model) => {
     for (const messages of [undefined, "hi", [{ role: "user" }], [{ role: 1, content: "x" }], [null]]) {
       assert.throws(() => model.applyChatTemplate(messages), InvalidArgumentError, JSON.stringify(messages));
     }

@@ -6,7 +6,8 @@ const { spawn } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { modelPath, skipFileWithoutReferenceModels } = require("./helpers/models.js");
+if (skipFileWithoutReferenceModels()) return;
 
 const CLI = path.join(__dirname, "..", "dist", "cjs", "cli", "main.js");
 const MODEL = modelPath("trained", "sotu-l2-23m");

@@ -8,10 +8,10 @@ const crypto = require("node:crypto");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
+const { DEFAULT_MODEL: EMBEDDED } = require("./helpers/models.js");
 
 const ROOT = path.resolve(__dirname, "..");
 const CLI = path.join(ROOT, "dist", "cjs", "cli", "main.js");
-const EMBEDDED = path.join(ROOT, "models", "stories260K.gguf");
 const NPX = process.platform === "win32" ? "npx.cmd" : "npx";
 const GREEDY_STORY = /^Once upon a time, there was a little girl named Lily/;
 

@@ -8,10 +8,9 @@ const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
 const { FakeHub } = require("./helpers/fake-hub.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL: STORIES } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
-const STORIES = modelPath("tinystories", "stories260K.gguf");
 
 const hub = new FakeHub();
 let cache;

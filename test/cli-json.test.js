@@ -7,10 +7,10 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
-const STORIES = modelPath("tinystories", "stories260K.gguf");
+const STORIES = DEFAULT_MODEL;
 const cli = (args, input) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", input });
 
 const STATS_KEYS = ["decodeTps", "genTokens", "prefillTokens", "prefillTps", "promptTokens"];
@@ -45,7 +45,7 @@ test("chat --json: one JSON line per answer from piped input; command messages g
   assert.match(r.stderr, /\(conversation reset\)/);
 });
 
-test("quantize --json and convert --json: a summary object", () => {
+test("quantize --json and convert --json: a summary object", NEEDS_REFERENCE_MODELS, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-json-"));
   try {
     const q = cli(["quantize", STORIES, path.join(dir, "q8.gguf"), "--type", "q8_0", "--threads", "1", "--json"]);

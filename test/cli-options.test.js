@@ -7,11 +7,10 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL: STORIES } = require("./helpers/models.js");
 
 const ROOT = path.resolve(__dirname, "..");
 const CLI = path.join(ROOT, "dist", "cjs", "cli", "main.js");
-const STORIES = modelPath("tinystories", "stories260K.gguf");
 const cli = (args, input) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", input: input ?? "" });
 
 // The commands that load a model, with the arguments each needs besides the option under test.

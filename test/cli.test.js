@@ -6,20 +6,20 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 const cli = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
 
 test("run streams the greedy continuation and prints prefill/decode speed", () => {
-  const r = cli("run", "--model", modelPath("tinystories", "stories260K.gguf"), "--prompt", "Once upon a time",
+  const r = cli("run", "--model", DEFAULT_MODEL, "--prompt", "Once upon a time",
     "--max-tokens", "20", "--temperature", "0", "--threads", "1");
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^Once upon a time, there was a little girl named Lily/);
   assert.match(r.stderr, /prefill: \d+ tokens, [\d.]+ tok\/s \| decode: 20 tokens, [\d.]+ tok\/s/);
 });
 
-test("run with a separate llama2.c tokenizer", () => {
+test("run with a separate llama2.c tokenizer", NEEDS_REFERENCE_MODELS, () => {
   const r = cli("run", "-m", modelPath("tinystories", "stories260K.bin"), "--tokenizer", modelPath("tinystories", "tok512.bin"),
     "-p", "The cat", "-n", "8", "--temp", "0", "--seed", "1", "--top-k", "40", "--top-p", "0.9", "--min-p", "0.05");
   assert.equal(r.status, 0, r.stderr);
@@ -45,7 +45,7 @@ test("usage errors exit 2; model errors exit 1 with the typed error", () => {
 });
 
 test("bench prints pp and tg figures", () => {
-  const r = cli("bench", "--model", modelPath("tinystories", "stories260K.gguf"), "--pp", "16", "--tg", "8", "-r", "1", "--json");
+  const r = cli("bench", "--model", DEFAULT_MODEL, "--pp", "16", "--tg", "8", "-r", "1", "--json");
   assert.equal(r.status, 0, r.stderr);
   const rows = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(rows.map((x) => x.test), ["pp16", "tg8"]);
@@ -68,7 +68,7 @@ console.log(JSON.stringify([
   { n_prompt: 0, n_gen: arg("-n"), avg_ts: 10 * calls },
 ]));
 `, { mode: 0o755 });
-  const model = modelPath("tinystories", "stories260K.gguf");
+  const model = DEFAULT_MODEL;
   const r = cli("bench", "--model", model, "--pp", "16", "--tg", "8", "-r", "3", "--threads", "1", "--peer", fake, "--json");
   assert.equal(r.status, 0, r.stderr);
   const calls = fs.readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l));

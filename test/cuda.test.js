@@ -10,16 +10,19 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
 const { loadModel, DeviceError } = require("../dist/cjs/index.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readReference, maxAbsDiff } = require("./helpers/reference.js");
+const { testProgram } = require("./helpers/test-programs.js");
 
 const root = path.join(__dirname, "..");
 const binding = require("node-gyp-build")(root);
 const cuda = binding.cudaInfo();
-// As CMakeLists.txt decides: LLAMA_NAPI_CUDA=1 requires CUDA, 0 leaves it out, unset builds it when nvcc is found.
+// As CMakeLists.txt decides: LLAMA_NAPI_CUDA=1 requires CUDA, 0 leaves it out, unset builds it when an NVIDIA
+// driver is visible and nvcc is found.
 const nvccFound = ["nvcc", "/usr/local/cuda/bin/nvcc"].some((nvcc) => spawnSync(nvcc, ["--version"]).status === 0);
-const cudaWanted = process.env.LLAMA_NAPI_CUDA === undefined ? nvccFound : process.env.LLAMA_NAPI_CUDA !== "0";
-const tiny = () => modelPath("tinystories", "stories260K.gguf");
+const driverVisible = fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia");
+const cudaWanted = process.env.LLAMA_NAPI_CUDA ? process.env.LLAMA_NAPI_CUDA === "1" : nvccFound && driverVisible;
+const tiny = () => DEFAULT_MODEL;
 
 test(`the addon was built ${cudaWanted ? "with" : "without"} the CUDA backend (LLAMA_NAPI_CUDA=${process.env.LLAMA_NAPI_CUDA ?? "unset"})`, () => {
   assert.equal(cuda.compiled, cudaWanted, JSON.stringify(cuda));
@@ -46,8 +49,9 @@ if (cuda.devices === 0) {
 }
 
 function gpuTests() {
-  test("CUDA kernels against the CPU engine (build/Release/cuda_kernel_tests)", (t) => {
-    const run = spawnSync(path.join(root, "build", "Release", "cuda_kernel_tests"), { encoding: "utf8" });
+  const cudaKernelTests = testProgram("cuda_kernel_tests");
+  test("CUDA kernels against the CPU engine (build/Release/cuda_kernel_tests)", cudaKernelTests.options, (t) => {
+    const run = spawnSync(cudaKernelTests.file, { encoding: "utf8" });
     for (const line of `${run.stdout}${run.stderr}`.trim().split("\n")) t.diagnostic(line);
     assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
   });
@@ -80,7 +84,7 @@ function gpuTests() {
       test(`cuda: ${m.name}: NOT RUN in this call (LLAMA_NAPI_CUDA_TRAINED=${chosen.join(",")})`, () => {});
       continue;
     }
-    test(`cuda: ${m.name}: logits within 1e-3 of HF float32 and greedy48 identical`, async (t) => {
+    test(`cuda: ${m.name}: logits within 1e-3 of HF float32 and greedy48 identical`, NEEDS_REFERENCE_MODELS, async (t) => {
       const { ref, logitsOf } = readReference(m.reference);
       const model = await loadModel(modelPath(...m.model), { device: "cuda" });
       try {
@@ -101,11 +105,11 @@ function gpuTests() {
   }
 
   for (const [name, file, options] of [
-    ["stories260K.gguf", tiny, {}],
+    ["stories260K.gguf", tiny, () => ({})],
     ["stories260K.bin (llama2.c, shared classifier: tied embeddings)", () => modelPath("tinystories", "stories260K.bin"),
-      { tokenizer: modelPath("tinystories", "tok512.bin") }],
-  ]) test(`cuda: ${name} reproduces llama2.c run.c output`, async () => {
-    const model = await loadModel(file(), { ...options, device: "cuda" });
+      () => ({ tokenizer: modelPath("tinystories", "tok512.bin") })],
+  ]) test(`cuda: ${name} reproduces llama2.c run.c output`, NEEDS_REFERENCE_MODELS, async () => {
+    const model = await loadModel(file(), { ...options(), device: "cuda" });
     try {
       const cases = JSON.parse(fs.readFileSync(modelPath("tinystories", "expected-run-c.json"), "utf8")).cases;
       for (const c of cases) {

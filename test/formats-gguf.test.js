@@ -5,7 +5,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readGguf, parseGgufModel } = require("../dist/cjs/formats/gguf.js");
 const { ModelFormatError, UnsupportedModelError } = require("../dist/cjs/errors.js");
 
@@ -123,7 +123,7 @@ function assertThrowsNaming(fn, cls, file, pattern) {
 }
 
 test("stories260K.gguf: config, F32 tensors, offsets, tokenizer metadata", () => {
-  const file = modelPath("tinystories", "stories260K.gguf");
+  const file = DEFAULT_MODEL;
   const m = parseGgufModel(file);
   assert.equal(m.format, "gguf");
   assert.deepEqual(m.files, [file]);
@@ -148,10 +148,10 @@ test("stories260K.gguf: config, F32 tensors, offsets, tokenizer metadata", () =>
   assert.equal(m.metadata["tokenizer.ggml.tokens"], undefined, "vocabulary arrays stay in the tokenizer source");
 });
 
-test("stories260K: GGUF and llama2.c .bin hold the same bytes at the offsets each parser gives", () => {
+test("stories260K: GGUF and llama2.c .bin hold the same bytes at the offsets each parser gives", NEEDS_REFERENCE_MODELS, () => {
   // The .bin was rebuilt from the GGUF's weights, so every shared tensor must match byte for byte.
   const { parseLlama2cModel } = require("../dist/cjs/formats/llama2c.js");
-  const g = parseGgufModel(modelPath("tinystories", "stories260K.gguf"));
+  const g = parseGgufModel(DEFAULT_MODEL);
   const b = parseLlama2cModel(modelPath("tinystories", "stories260K.bin"));
   const gfd = fs.openSync(g.files[0], "r");
   const bfd = fs.openSync(b.files[0], "r");
@@ -175,7 +175,7 @@ test("stories260K: GGUF and llama2.c .bin hold the same bytes at the offsets eac
   }
 });
 
-test("llama-2-tiny-random.gguf: F16 weights with F32 norms, full Llama 2 vocab", () => {
+test("llama-2-tiny-random.gguf: F16 weights with F32 norms, full Llama 2 vocab", NEEDS_REFERENCE_MODELS, () => {
   const m = parseGgufModel(modelPath("gguf", "llama-2-tiny-random.gguf"));
   assert.equal(m.config.dim, 8);
   assert.equal(m.config.vocabSize, 32000);
@@ -187,7 +187,7 @@ test("llama-2-tiny-random.gguf: F16 weights with F32 norms, full Llama 2 vocab",
   assert.equal(m.metadata["general.file_type"], 1);
 });
 
-test("quantized GGUFs: readGguf lists them, parseGgufModel describes them with their types", () => {
+test("quantized GGUFs: readGguf lists them, parseGgufModel describes them with their types", NEEDS_REFERENCE_MODELS, () => {
   const expected = { "q4_0": "Q4_0", "q4_K_M": "Q4_K", "q6_K": "Q6_K", "q8_0": "Q8_0" };
   const hfNorm = (() => {
     // output_norm is F32 in the GGUFs, written from the same bf16 weights as the HF file (bf16 → f32 is exact).
@@ -225,7 +225,7 @@ test("quantized GGUFs: readGguf lists them, parseGgufModel describes them with t
   assert.equal(q8.tensors.find((t) => t.name === "blk.0.attn_q.weight").byteLength, (256 * 256 / 32) * 34);
 });
 
-test("vocab-only GGUFs: readGguf reads the vocabulary, parseGgufModel says there are no weights", () => {
+test("vocab-only GGUFs: readGguf reads the vocabulary, parseGgufModel says there are no weights", NEEDS_REFERENCE_MODELS, () => {
   for (const [name, count, tokenizerModel] of [["ggml-vocab-llama-spm.gguf", 32000, "llama"], ["ggml-vocab-deepseek-coder.gguf", 32256, "gpt2"]]) {
     const file = modelPath("vocab", name);
     const g = readGguf(file);
@@ -291,7 +291,7 @@ test("synthetic GGUF: tied embeddings, BF16, rope_freqs.weight, eot id", () => {
 });
 
 test("GGUF corruptions give ModelFormatError naming the file", () => {
-  const real = fs.readFileSync(modelPath("tinystories", "stories260K.gguf"));
+  const real = fs.readFileSync(DEFAULT_MODEL);
   const variant = (name, mutate) => {
     const buf = Buffer.from(real);
     const out = mutate(buf) ?? buf;

@@ -6,7 +6,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { parseHfModel } = require("../dist/cjs/formats/hf.js");
 const { readSafetensors } = require("../dist/cjs/formats/safetensors.js");
 const { ModelFormatError, UnsupportedModelError } = require("../dist/cjs/errors.js");
@@ -75,7 +75,7 @@ function tinyDir({ config = {}, tensors = tinyTensors(), files = {} } = {}) {
   return dir;
 }
 
-test("sotu-l2-23m: Llama 2 style HF model", () => {
+test("sotu-l2-23m: Llama 2 style HF model", NEEDS_REFERENCE_MODELS, () => {
   const dir = modelPath("trained", "sotu-l2-23m");
   const m = parseHfModel(dir);
   assert.equal(m.format, "hf");
@@ -105,7 +105,7 @@ test("sotu-l2-23m: Llama 2 style HF model", () => {
   assert.equal(down.byteLength, 256 * 768 * 2);
 });
 
-test("sotu-l3-26m: tied embeddings, llama3 RoPE scaling, tokenizer.json", () => {
+test("sotu-l3-26m: tied embeddings, llama3 RoPE scaling, tokenizer.json", NEEDS_REFERENCE_MODELS, () => {
   const dir = modelPath("trained", "sotu-l3-26m");
   const m = parseHfModel(dir);
   assert.equal(m.config.tiedEmbeddings, true);

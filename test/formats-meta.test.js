@@ -6,7 +6,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { parseMetaModel } = require("../dist/cjs/formats/meta.js");
 const { parseHfModel } = require("../dist/cjs/formats/hf.js");
 const { ModelFormatError, UnsupportedModelError } = require("../dist/cjs/errors.js");
@@ -28,7 +28,7 @@ const tensorBytes = (m, name) => {
   return readRange(m.files[t.file], t.offset, t.byteLength);
 };
 
-test("sotu-l2-23m-meta: config, tensors, tokenizer", () => {
+test("sotu-l2-23m-meta: config, tensors, tokenizer", NEEDS_REFERENCE_MODELS, () => {
   const dir = modelPath("trained", "sotu-l2-23m-meta");
   const m = parseMetaModel(dir);
   assert.equal(m.format, "meta");
@@ -45,7 +45,7 @@ test("sotu-l2-23m-meta: config, tensors, tokenizer", () => {
   assert.equal(m.metadata.contextLengthSource, "default (4096)");
 });
 
-test("sotu-l2-23m-meta holds the HF model's weights at the offsets each parser gives", () => {
+test("sotu-l2-23m-meta holds the HF model's weights at the offsets each parser gives", NEEDS_REFERENCE_MODELS, () => {
   const meta = parseMetaModel(modelPath("trained", "sotu-l2-23m-meta"));
   const hf = parseHfModel(modelPath("trained", "sotu-l2-23m"));
   for (const name of ["token_embd.weight", "output.weight", "output_norm.weight", "blk.0.attn_v.weight", "blk.3.attn_output.weight", "blk.7.ffn_down.weight", "blk.5.ffn_gate.weight", "blk.6.ffn_up.weight", "blk.2.attn_norm.weight"]) {

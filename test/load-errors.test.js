@@ -6,7 +6,7 @@ const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 const { loadModel, ModelFormatError, UnsupportedModelError, InvalidArgumentError, OutOfMemoryError, DeviceError } = require("../dist/cjs/index.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { writeTinyModel } = require("./helpers/tiny-model.js");
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-corrupt-"));
@@ -28,7 +28,7 @@ async function assertLoadFails(file, errorClass, pattern, options) {
   });
 }
 
-const gguf = () => modelPath("tinystories", "stories260K.gguf");
+const gguf = () => DEFAULT_MODEL;
 
 test("GGUF: wrong magic", async () => {
   const f = corruptCopy("magic.gguf", gguf(), (b) => (b.write("GGUX", 0), b));
@@ -60,13 +60,13 @@ test("GGUF: an impossible tensor count", async () => {
   await assertLoadFails(f, ModelFormatError);
 });
 
-test("llama2.c .bin: truncated", async () => {
+test("llama2.c .bin: truncated", NEEDS_REFERENCE_MODELS, async () => {
   const bin = modelPath("tinystories", "stories260K.bin");
   const f = corruptCopy("short.bin", bin, (b) => b.subarray(0, b.length - 1000));
   await assertLoadFails(f, ModelFormatError, /\d+/, { tokenizer: modelPath("tinystories", "tok512.bin") });
 });
 
-test("llama2.c tokenizer.bin: truncated", async () => {
+test("llama2.c tokenizer.bin: truncated", NEEDS_REFERENCE_MODELS, async () => {
   const tok = corruptCopy("tok.bin", modelPath("tinystories", "tok512.bin"), (b) => b.subarray(0, 3000));
   await assert.rejects(loadModel(modelPath("tinystories", "stories260K.bin"), { tokenizer: tok }), (err) => {
     assert.ok(err instanceof ModelFormatError, err.message);
@@ -91,22 +91,22 @@ function hfCopy(name, { config, safetensors } = {}) {
   return dir;
 }
 
-test("HF: a shape that does not match config.json", async () => {
+test("HF: a shape that does not match config.json", NEEDS_REFERENCE_MODELS, async () => {
   const dir = hfCopy("shape", { config: (c) => ({ ...c, intermediate_size: 1024 }) });
   await assertLoadFails(dir, ModelFormatError, /ffn_gate|gate_proj|1024/);
 });
 
-test("HF: an unknown architecture", async () => {
+test("HF: an unknown architecture", NEEDS_REFERENCE_MODELS, async () => {
   const dir = hfCopy("arch", { config: (c) => ({ ...c, model_type: "mistral", architectures: ["MistralForCausalLM"] }) });
   await assertLoadFails(dir, UnsupportedModelError, /mistral/i);
 });
 
-test("HF: safetensors header length past the end of the file", async () => {
+test("HF: safetensors header length past the end of the file", NEEDS_REFERENCE_MODELS, async () => {
   const dir = hfCopy("header", { safetensors: (b) => (b.writeBigUInt64LE(1n << 40n, 0), b) });
   await assertLoadFails(dir, ModelFormatError);
 });
 
-test("HF: safetensors truncated inside the weights", async () => {
+test("HF: safetensors truncated inside the weights", NEEDS_REFERENCE_MODELS, async () => {
   const dir = hfCopy("truncated", { safetensors: (b) => b.subarray(0, b.length >> 1) });
   await assertLoadFails(dir, ModelFormatError);
 });

@@ -9,11 +9,11 @@ const os = require("node:os");
 const path = require("node:path");
 const { loadModel, InvalidArgumentError } = require("../dist/cjs/index.js");
 const { parseModel } = require("../dist/cjs/formats/detect.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 
-test("onProgress reports rising loaded bytes from 0 to the total of the tensor data, then the model works", async () => {
+test("onProgress reports rising loaded bytes from 0 to the total of the tensor data, then the model works", NEEDS_REFERENCE_MODELS, async () => {
   const dir = modelPath("trained", "sotu-l2-23m"); // 45 MB of bf16 weights: several 8 MiB reads
   const desc = await parseModel(dir);
   const tensorBytes = desc.tensors.reduce((n, t) => n + t.byteLength, 0);
@@ -33,12 +33,12 @@ test("onProgress reports rising loaded bytes from 0 to the total of the tensor d
 });
 
 test("onProgress must be a function; a file cut short fails the read with a ModelFormatError naming it", async () => {
-  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.gguf"), { onProgress: 5 }), InvalidArgumentError);
+  await assert.rejects(loadModel(DEFAULT_MODEL, { onProgress: 5 }), InvalidArgumentError);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-progress-"));
   try {
     // Parsed before the cut, read after: the native read checks the file's size itself.
     const file = path.join(dir, "cut.gguf");
-    fs.copyFileSync(modelPath("tinystories", "stories260K.gguf"), file);
+    fs.copyFileSync(DEFAULT_MODEL, file);
     const events = [];
     await assert.rejects(
       loadModel(file, { onProgress: (p) => (events.push(p), events.length === 1 && fs.truncateSync(file, fs.statSync(file).size - 4096)) }),
@@ -50,7 +50,7 @@ test("onProgress must be a function; a file cut short fails the read with a Mode
 });
 
 test("the CLI draws a load bar on a terminal only", () => {
-  const args = ["run", "--model", modelPath("tinystories", "stories260K.gguf"), "--prompt", "Once", "-n", "4", "--temperature", "0", "--threads", "1"];
+  const args = ["run", "--model", DEFAULT_MODEL, "--prompt", "Once", "-n", "4", "--temperature", "0", "--threads", "1"];
   const piped = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
   assert.equal(piped.status, 0, piped.stderr);
   assert.doesNotMatch(piped.stderr, /loading|\r/);

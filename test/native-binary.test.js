@@ -10,11 +10,11 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL } = require("./helpers/models.js");
 
 const ROOT = path.resolve(__dirname, "..");
 const DIST = path.join(ROOT, "dist", "cjs");
-const MODEL = modelPath("tinystories", "stories260K.gguf");
+const MODEL = DEFAULT_MODEL;
 const WARNING_CODE = "LLAMA_NAPI_CUDA_FALLBACK";
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-binary-"));
 process.on("exit", () => fs.rmSync(work, { recursive: true, force: true }));

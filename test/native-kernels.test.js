@@ -5,10 +5,13 @@ const assert = require("node:assert");
 const path = require("node:path");
 const fs = require("node:fs");
 const { spawnSync } = require("node:child_process");
+const { testProgram } = require("./helpers/test-programs.js");
 
-test("kernel_tests: SIMD kernels agree with the scalar references", () => {
-  const exe = path.join(__dirname, "..", "build", "Release", "kernel_tests");
-  assert.ok(fs.existsSync(exe), `${exe} is missing: build with npx cmake-js compile`);
+const kernelTests = testProgram("kernel_tests");
+
+test("kernel_tests: SIMD kernels agree with the scalar references", kernelTests.options, () => {
+  const exe = kernelTests.file;
+  assert.ok(fs.existsSync(exe), `${exe} is missing: build it with npm run build:tests`);
   // The matmul checks cover every kernel set themselves; argmax and attention follow the selected set, so the
   // program runs on the scalar kernels too.
   for (const kernels of [undefined, "scalar"]) {

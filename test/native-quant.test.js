@@ -11,7 +11,7 @@ const path = require("node:path");
 const binding = require("node-gyp-build")(path.join(__dirname, ".."));
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { readSafetensors } = require("../dist/cjs/formats/safetensors.js");
-const { modelPath } = require("./helpers/models.js");
+const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { makeRandom } = require("./helpers/random.js");
 
 const TYPE = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_K: 5, q6_K: 6 };
@@ -146,21 +146,21 @@ async function compareWithLlamaCpp(ggufFile) {
   return counts;
 }
 
-test("q8_0 quantization is bit-identical to llama.cpp's sotu-l2-23m-q8_0.gguf", async (t) => {
+test("q8_0 quantization is bit-identical to llama.cpp's sotu-l2-23m-q8_0.gguf", NEEDS_REFERENCE_MODELS, async (t) => {
   const counts = await compareWithLlamaCpp("sotu-l2-23m-q8_0.gguf");
   t.diagnostic(JSON.stringify(counts));
   assert.strictEqual(counts.q8_0.tensors, 58);
   assert.strictEqual(counts.q8_0.identical, counts.q8_0.total);
 });
 
-test("q4_0 quantization is bit-identical to llama.cpp's sotu-l2-23m-q4_0.gguf", async (t) => {
+test("q4_0 quantization is bit-identical to llama.cpp's sotu-l2-23m-q4_0.gguf", NEEDS_REFERENCE_MODELS, async (t) => {
   const counts = await compareWithLlamaCpp("sotu-l2-23m-q4_0.gguf");
   t.diagnostic(JSON.stringify(counts));
   assert.strictEqual(counts.q4_0.tensors, 57);
   assert.strictEqual(counts.q4_0.identical, counts.q4_0.total);
 });
 
-test("K-quants agree with llama.cpp's sotu-l2-23m-q4_K_M.gguf and -q6_K.gguf", async (t) => {
+test("K-quants agree with llama.cpp's sotu-l2-23m-q4_K_M.gguf and -q6_K.gguf", NEEDS_REFERENCE_MODELS, async (t) => {
   // Bit-exactness is not required of the K-quant quantizers (only their layout and quality), but ours follow
   // ggml's reference quantizers step for step (with no fused multiply-adds), and every block matches.
   for (const file of ["sotu-l2-23m-q4_K_M.gguf", "sotu-l2-23m-q6_K.gguf"]) {

@@ -7,7 +7,7 @@ const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 const { spawnSync } = require("node:child_process");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL } = require("./helpers/models.js");
 const { loadModel, perplexity, InvalidArgumentError } = require("../dist/cjs/index.js");
 const { evalWindows } = require("../dist/cjs/eval/windows.js");
 const { negativeLogLikelihood, klDivergence } = require("../dist/cjs/eval/token-scores.js");
@@ -16,7 +16,7 @@ const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 const TEXT = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ".repeat(8);
 let model;
 before(async () => {
-  model = await loadModel(modelPath("tinystories", "stories260K.gguf"), { threads: 1, contextSize: 64 });
+  model = await loadModel(DEFAULT_MODEL, { threads: 1, contextSize: 64 });
 });
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "perplexity-"));
 after(async () => {
@@ -76,16 +76,16 @@ test("CLI: perplexity --json with --chunks, text report with llama.cpp windows, 
   const file = path.join(tmp, "text.txt");
   fs.writeFileSync(file, TEXT);
   const cli = (...args) => spawnSync(process.execPath, [CLI, "perplexity", ...args], { encoding: "utf8" });
-  const json = cli("--model", modelPath("tinystories", "stories260K.gguf"), "--file", file, "--ctx", "32", "--chunks", "2", "--json", "-t", "1");
+  const json = cli("--model", DEFAULT_MODEL, "--file", file, "--ctx", "32", "--chunks", "2", "--json", "-t", "1");
   assert.equal(json.status, 0, json.stderr);
   const r = JSON.parse(json.stdout);
   assert.deepEqual([r.windows, r.scored, r.mode], [2, 64, "all"]);
-  const text = cli("-m", modelPath("tinystories", "stories260K.gguf"), "-f", file, "-c", "32", "--llama-cpp-windows", "-t", "1");
+  const text = cli("-m", DEFAULT_MODEL, "-f", file, "-c", "32", "--llama-cpp-windows", "-t", "1");
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /scored \(second half of each window \(llama\.cpp\)\)/);
   assert.match(text.stdout, /Final estimate: PPL = \d+\.\d{4} \+\/- \d+\.\d{5}/);
   assert.equal(cli("--model", "x").status, 2);
-  const missing = cli("--model", modelPath("tinystories", "stories260K.gguf"), "--file", "/nonexistent/text.txt");
+  const missing = cli("--model", DEFAULT_MODEL, "--file", "/nonexistent/text.txt");
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /\/nonexistent\/text\.txt/);
 });

@@ -6,7 +6,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath, tensorBytes } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath, tensorBytes } = require("./helpers/models.js");
 const { quantize, loadModel } = require("../dist/cjs/index.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
@@ -23,7 +23,7 @@ const CASES = [
 ];
 
 for (const { file, options, fileType } of CASES) {
-  test(`${file}: same type and block bytes as llama-quantize for all 75 tensors`, async () => {
+  test(`${file}: same type and block bytes as llama-quantize for all 75 tensors`, NEEDS_REFERENCE_MODELS, async () => {
     const result = await quantize(modelPath("trained", "sotu-l2-23m"), path.join(tmp, `${file}.gguf`), options);
     assert.deepEqual(result.notices, []);
     const ours = readGguf(result.path);
@@ -45,7 +45,7 @@ for (const { file, options, fileType } of CASES) {
   });
 }
 
-test("the quantized files load and generate; stories260K (dim 64) falls back to q8_0/f16 with notices", async () => {
+test("the quantized files load and generate; stories260K (dim 64) falls back to q8_0/f16 with notices", NEEDS_REFERENCE_MODELS, async () => {
   const q4 = await loadModel(path.join(tmp, "q4_0.gguf"), { threads: 2, contextSize: 64 });
   try {
     assert.equal(q4.info.weightType, "q4_0");
@@ -55,7 +55,7 @@ test("the quantized files load and generate; stories260K (dim 64) falls back to 
   } finally {
     await q4.dispose();
   }
-  const result = await quantize(modelPath("tinystories", "stories260K.gguf"), path.join(tmp, "s260-q4_K.gguf"), { type: "q4_K" });
+  const result = await quantize(DEFAULT_MODEL, path.join(tmp, "s260-q4_K.gguf"), { type: "q4_K" });
   const types = Object.fromEntries(result.tensors.map((t) => [t.name, t.type]));
   assert.equal(types["blk.0.attn_q.weight"], "q8_0");
   assert.equal(types["blk.0.ffn_down.weight"], "f16"); // row length 172 is no whole number of 32-blocks

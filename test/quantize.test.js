@@ -7,7 +7,7 @@ const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 const { spawnSync } = require("node:child_process");
-const { modelPath, tensorBytes } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath, tensorBytes } = require("./helpers/models.js");
 const { quantize, loadModel, InvalidArgumentError, ModelFormatError, UnsupportedModelError, QUANTIZE_TYPES } = require("../dist/cjs/index.js");
 const { writeTinyModel } = require("./helpers/tiny-model.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
@@ -32,7 +32,7 @@ function hfToGgufRows(buf, rows, rowBytes, headDim) {
 }
 
 test("f32 → f32: every tensor and every metadata key of stories260K.gguf carried over unchanged", async () => {
-  const src = modelPath("tinystories", "stories260K.gguf");
+  const src = DEFAULT_MODEL;
   const result = await quantize(src, out("s260-f32.gguf"), { type: "f32" });
   assert.equal(result.fileType, 0);
   const a = readGguf(src);
@@ -51,13 +51,13 @@ test("f32 → f32: every tensor and every metadata key of stories260K.gguf carri
   assert.equal(b.metadata.get("general.quantization_version"), 2);
 });
 
-test("llama2.c .bin + tokenizer.bin → GGUF: the SPM vocab llama.cpp's converter wrote, same greedy text", async () => {
+test("llama2.c .bin + tokenizer.bin → GGUF: the SPM vocab llama.cpp's converter wrote, same greedy text", NEEDS_REFERENCE_MODELS, async () => {
   const result = await quantize(modelPath("tinystories", "stories260K.bin"), out("s260-bin.gguf"), {
     type: "f32",
     tokenizer: modelPath("tinystories", "tok512.bin"),
   });
   const ours = readGguf(result.path).metadata;
-  const ref = readGguf(modelPath("tinystories", "stories260K.gguf")).metadata;
+  const ref = readGguf(DEFAULT_MODEL).metadata;
   for (const key of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"]) assert.deepEqual(ours.get(key), ref.get(key), key);
   const model = await loadModel(result.path, { threads: 1 });
   try {
@@ -67,7 +67,7 @@ test("llama2.c .bin + tokenizer.bin → GGUF: the SPM vocab llama.cpp's converte
   }
 });
 
-test("HF bf16 → bf16: matrices bit-identical (q/k rows in GGUF rotary order), norms f32, llama.* and SPM keys", async () => {
+test("HF bf16 → bf16: matrices bit-identical (q/k rows in GGUF rotary order), norms f32, llama.* and SPM keys", NEEDS_REFERENCE_MODELS, async () => {
   const dir = modelPath("trained", "sotu-l2-23m");
   const hf = await parseModel(dir);
   const result = await quantize(dir, out("sotu-bf16.gguf"), { type: "bf16" });
@@ -102,7 +102,7 @@ test("HF bf16 → bf16: matrices bit-identical (q/k rows in GGUF rotary order), 
   for (const key of ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"]) assert.deepEqual(m.get(key), ref.get(key), key);
 });
 
-test("the Meta checkpoint (interleaved q/k) and the HF directory (rotate-half) give the same f32 GGUF tensors", async () => {
+test("the Meta checkpoint (interleaved q/k) and the HF directory (rotate-half) give the same f32 GGUF tensors", NEEDS_REFERENCE_MODELS, async () => {
   const fromMeta = await quantize(modelPath("trained", "sotu-l2-23m-meta"), out("meta-f32.gguf"), { type: "f32", threads: 1 });
   const fromHf = await quantize(modelPath("trained", "sotu-l2-23m"), out("hf-f32.gguf"), { type: "f32" });
   const a = readGguf(fromMeta.path);
@@ -112,7 +112,7 @@ test("the Meta checkpoint (interleaved q/k) and the HF directory (rotate-half) g
   }
 });
 
-test("HF Llama 3.1 (BPE tokenizer.json, llama3 RoPE scaling, tied) → f16 GGUF: rope_freqs.weight, gpt2 vocab, same predictions", async () => {
+test("HF Llama 3.1 (BPE tokenizer.json, llama3 RoPE scaling, tied) → f16 GGUF: rope_freqs.weight, gpt2 vocab, same predictions", NEEDS_REFERENCE_MODELS, async () => {
   const dir = modelPath("trained", "sotu-l3-26m");
   const result = await quantize(dir, out("l3-f16.gguf"), { type: "f16" });
   const g = readGguf(result.path);
@@ -169,7 +169,7 @@ test("llama.cpp's type rules: output to q6_K, the q4_K_M layers, fallbacks for r
 });
 
 test("bad inputs: unknown type, mix without its base, unreadable input, unsupported tensor type, unwritable output; nothing left behind", async () => {
-  const src = modelPath("tinystories", "stories260K.gguf");
+  const src = DEFAULT_MODEL;
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q5_K" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q4_0", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize("/nonexistent/model.gguf", out("x.gguf"), { type: "f32" }), (e) => e instanceof ModelFormatError && e.message.includes("/nonexistent/model.gguf"));
@@ -194,7 +194,7 @@ test("bad inputs: unknown type, mix without its base, unreadable input, unsuppor
 test("CLI: quantize with --quantization-encoding, usage errors exit 2 and list the types, model errors exit 1", () => {
   const cli = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
   const target = out("cli-f16.gguf");
-  const ok = cli("quantize", modelPath("tinystories", "stories260K.gguf"), target, "--quantization-encoding", "f16");
+  const ok = cli("quantize", DEFAULT_MODEL, target, "--quantization-encoding", "f16");
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /wrote .*cli-f16\.gguf: 48 tensors \(f16 × 37, f32 × 11\)/);
   assert.equal(readGguf(target).metadata.get("general.file_type"), 1);

@@ -1,8 +1,8 @@
 "use strict";
 // Every TypeScript / JavaScript example in README.md runs: each fenced ts/js block is written to an .mjs file (they
 // are plain ES modules with top-level await) in a fresh folder of a project whose node_modules/llama-napi is this
-// checkout (its dist/), the model paths replaced by the test models, and run in a child process. A block that
-// cannot run here carries the line `<!-- readme-example: skip: REASON -->` right above it; the test reports each
+// checkout (its dist/), paths that no clone has replaced by reference-set files, and run in a child process. A block
+// that cannot run here carries the line `<!-- readme-example: skip: REASON -->` right above it; the test reports each
 // such block as skipped with that reason, and runs all the others.
 const { test, after } = require("node:test");
 const assert = require("node:assert/strict");
@@ -10,13 +10,16 @@ const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
-const { modelPath } = require("./helpers/models.js");
+const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 
 const ROOT = path.resolve(__dirname, "..");
-/** The paths the examples name, and the test models that stand in for them. */
+/**
+ * The paths the examples name that no clone has, and the reference-set files that stand in for them; an example
+ * that names one is skipped, with the reason, where the set is absent. (The package's own model needs no stand-in:
+ * the examples name it as DEFAULT_MODEL_PATH.)
+ */
 const PLACEHOLDERS = {
-  "stories260K.gguf": modelPath("tinystories", "stories260K.gguf"),
-  "models/my-llama-hf": modelPath("trained", "sotu-l2-23m"),
+  "models/my-llama-hf": () => modelPath("trained", "sotu-l2-23m"),
 };
 const SKIP_MARKER = /^<!-- readme-example: skip: (.+) -->$/;
 
@@ -59,9 +62,10 @@ for (const example of examples) {
     test(name, { skip: example.skip }, () => {});
     continue;
   }
-  test(name, () => {
+  const placeholders = Object.keys(PLACEHOLDERS).filter((placeholder) => example.code.includes(JSON.stringify(placeholder)));
+  test(name, placeholders.length > 0 ? NEEDS_REFERENCE_MODELS : {}, () => {
     let code = example.code;
-    for (const [placeholder, real] of Object.entries(PLACEHOLDERS)) code = code.replaceAll(JSON.stringify(placeholder), JSON.stringify(real));
+    for (const placeholder of placeholders) code = code.replaceAll(JSON.stringify(placeholder), JSON.stringify(PLACEHOLDERS[placeholder]()));
     // Each in a folder of its own inside the project: the files an example writes (a GGUF, a session) land there.
     const dir = fs.mkdtempSync(path.join(work, "example-"));
     const file = path.join(dir, "example.mjs");

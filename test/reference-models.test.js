@@ -5,7 +5,7 @@ const { test } = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const { loadModel } = require("../dist/cjs/index.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readReference, maxAbsDiff } = require("./helpers/reference.js");
 
 const TRAINED = [
@@ -15,7 +15,7 @@ const TRAINED = [
 ];
 
 for (const m of TRAINED) {
-  test(`${m.name}: logits within 1e-4 of HF float32 and greedy48 identical`, async () => {
+  test(`${m.name}: logits within 1e-4 of HF float32 and greedy48 identical`, NEEDS_REFERENCE_MODELS, async () => {
     const { ref, logitsOf } = readReference(m.reference);
     const model = await loadModel(modelPath(...m.model), { threads: 2 });
     try {
@@ -49,7 +49,7 @@ async function checkRunC(model) {
   }
 }
 
-test("stories260K.bin + tok512.bin reproduces llama2.c run.c output", async () => {
+test("stories260K.bin + tok512.bin reproduces llama2.c run.c output", NEEDS_REFERENCE_MODELS, async () => {
   const model = await loadModel(modelPath("tinystories", "stories260K.bin"), {
     tokenizer: modelPath("tinystories", "tok512.bin"),
   });
@@ -61,8 +61,8 @@ test("stories260K.bin + tok512.bin reproduces llama2.c run.c output", async () =
   }
 });
 
-test("stories260K.gguf reproduces llama2.c run.c output", async () => {
-  const model = await loadModel(modelPath("tinystories", "stories260K.gguf"));
+test("stories260K.gguf reproduces llama2.c run.c output", NEEDS_REFERENCE_MODELS, async () => {
+  const model = await loadModel(DEFAULT_MODEL);
   try {
     assert.equal(model.info.format, "gguf");
     await checkRunC(model);
@@ -71,7 +71,7 @@ test("stories260K.gguf reproduces llama2.c run.c output", async () => {
   }
 });
 
-test("gguf f16 model (llama-2-tiny-random) loads and generates deterministically", async () => {
+test("gguf f16 model (llama-2-tiny-random) loads and generates deterministically", NEEDS_REFERENCE_MODELS, async () => {
   const model = await loadModel(modelPath("gguf", "llama-2-tiny-random.gguf"));
   try {
     assert.equal(model.info.weightType, "f16");

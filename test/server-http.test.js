@@ -6,7 +6,8 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const http = require("node:http");
 const { MODEL_ALIAS, loadServerModel, withServer, metricValue, scrape, post, serveSync, spawnServe } = require("./helpers/server.js");
-const { modelPath } = require("./helpers/models.js");
+const { modelPath, skipFileWithoutReferenceModels } = require("./helpers/models.js");
+if (skipFileWithoutReferenceModels()) return;
 
 const PROMPT = "The state of the union is";
 /** A generation that runs until aborted, for as long as a test needs a slot held. */

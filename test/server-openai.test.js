@@ -5,6 +5,8 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { OpenAI } = require("openai");
 const { MODEL_ALIAS, CONTEXT_SIZE, loadServerModel, withServer } = require("./helpers/server.js");
+const { skipFileWithoutReferenceModels } = require("./helpers/models.js");
+if (skipFileWithoutReferenceModels()) return;
 
 const MESSAGES = [
   { role: "system", content: "You answer briefly." },

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Prepares .cudapack/ (git-ignored) for a run on the lent GPU machine, which has no Node and no internet and takes
-# at most 64 MiB per call: the CUDA build (build-cuda/Release, from `LLAMA_NAPI_CUDA_ARCHS=90 npx cmake-js compile
+# at most 64 MiB per call: the CUDA build (build-cuda/Release, from `LLAMA_NAPI_CUDA=1 LLAMA_NAPI_BUILD_TESTS=1 LLAMA_NAPI_CUDA_ARCHS=90 npx cmake-js compile
 # -O build-cuda`), dist/ and the runtime node_modules as one tar.xz, and the chosen test models (bf16 weights as
 # byte planes, bench/cuda/planes.py). Then call the device with carry [".device", ".cudapack"] and
 # `bash bench/cuda/run.sh ...`. Usage: bench/cuda/pack.sh MODEL_SET...   (small, sotu-l2-23m, sotu-l2-23m-meta,

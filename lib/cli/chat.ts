@@ -6,8 +6,9 @@
  */
 import readline from "node:readline";
 import type { ChatSession } from "../generation/session";
+import { DEFAULT_MODEL_PATH } from "../default-model";
 import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION } from "./args";
-import { DEFAULT_MODEL, loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
 
 export const chatCommand: CommandSpec = {
@@ -88,7 +89,7 @@ export async function chat(argv: string[]): Promise<number> {
   const json = o.json === true;
   // What is meant for a person: in JSON mode stdout carries the answers alone.
   const say = (text: string) => (json ? process.stderr : process.stdout).write(text);
-  const model = await loadModelWithProgress((o.model as string | undefined) ?? DEFAULT_MODEL, {
+  const model = await loadModelWithProgress((o.model as string | undefined) ?? DEFAULT_MODEL_PATH, {
     offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,

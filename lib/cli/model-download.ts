@@ -2,23 +2,16 @@
  * How the commands get models: the --offline option, a download progress bar, a load progress bar, sizes for
  * people.
  */
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { performance } from "node:perf_hooks";
 import { type DownloadProgress, resolveModelPath } from "../hub";
 import { type LlamaModel, loadModel, type LoadModelOptions } from "../model";
-import { PACKAGE_ROOT } from "../native/binding";
 import { MODEL_OPTION, type OptionSpec } from "./args";
 import { ProgressBar } from "./progress-bar";
 
 export const OFFLINE_OPTION: OptionSpec = {
   type: "boolean", description: "Use cached models only, never the network (also HF_HUB_OFFLINE=1)",
 };
-
-/**
- * The model run, chat and serve use without --model: llama2.c's 260K-parameter TinyStories model (1.2 MB, MIT),
- * shipped in the package so that a first try needs no network (see models/README.md).
- */
-export const DEFAULT_MODEL = join(PACKAGE_ROOT, "models", "stories260K.gguf");
 
 export const MODEL_OR_DEFAULT_OPTION: OptionSpec = {
   ...MODEL_OPTION,

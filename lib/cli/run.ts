@@ -1,8 +1,9 @@
 /** `llama-napi run`: stream a completion to stdout, speed figures to stderr; or, with --json, one JSON object. */
 import type { GenerateOptions, Prompt } from "../generation/types";
 import type { LlamaModel } from "../model";
+import { DEFAULT_MODEL_PATH } from "../default-model";
 import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
-import { DEFAULT_MODEL, loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS, STOP_OPTION } from "./sampling-options";
 
 export const runCommand: CommandSpec = {
@@ -38,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   const o = parseCommand(runCommand, argv);
   const text = await promptText(o);
   const options = { ...generateOptions(o), stop: o.stop as string[] | undefined };
-  const model = await loadModelWithProgress((o.model as string | undefined) ?? DEFAULT_MODEL, {
+  const model = await loadModelWithProgress((o.model as string | undefined) ?? DEFAULT_MODEL_PATH, {
     offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,

@@ -2,8 +2,9 @@
 import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import { createServer, type LlamaServer, resolveServerOptions, type ServerOptions } from "../server";
+import { DEFAULT_MODEL_PATH } from "../default-model";
 import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
-import { DEFAULT_MODEL, loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 
 export const serveCommand: CommandSpec = {
   name: "serve",
@@ -40,7 +41,7 @@ function timeoutMs(o: ParsedOptions, flag: string): number | undefined {
 
 export async function serve(argv: string[]): Promise<number> {
   const o = parseCommand(serveCommand, argv);
-  const modelSpec = (o.model as string | undefined) ?? DEFAULT_MODEL;
+  const modelSpec = (o.model as string | undefined) ?? DEFAULT_MODEL_PATH;
   const host = (o.host as string | undefined) ?? "127.0.0.1";
   const port = (o.port as number | undefined) ?? 8080;
   if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535] (got ${port})`);

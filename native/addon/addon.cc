@@ -712,7 +712,7 @@ class Model : public Napi::ObjectWrap<Model> {
     gpu_ = gpu.IsUndefined() ? 0 : (int)IntegerValue(gpu, "spec.gpu", 0, 1024);
 #ifndef LLAMA_NAPI_HAVE_CUDA
     if (kind == "cuda")
-      throw CodedError(env, "DEVICE_ERROR", "this build of llama-napi has no CUDA backend (it was compiled without nvcc or with LLAMA_NAPI_CUDA=0)");
+      throw CodedError(env, "DEVICE_ERROR", "this build of llama-napi has no CUDA backend (it was compiled where no NVIDIA driver was visible, without nvcc, or with LLAMA_NAPI_CUDA=0; LLAMA_NAPI_CUDA=1 builds it)");
 #endif
     llm_error err{};
     state_->model = llm_model_open(&storage.spec, &err);
@@ -1268,7 +1268,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
 #else
   result.Set("compiled", false);
   result.Set("devices", 0);
-  result.Set("reason", "this build of llama-napi has no CUDA backend (it was compiled without nvcc or with LLAMA_NAPI_CUDA=0)");
+  result.Set("reason", "this build of llama-napi has no CUDA backend (it was compiled where no NVIDIA driver was visible, without nvcc, or with LLAMA_NAPI_CUDA=0; LLAMA_NAPI_CUDA=1 builds it)");
 #endif
   return result;
 }

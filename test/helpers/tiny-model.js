@@ -6,7 +6,7 @@ const path = require("node:path");
 const { writeGguf } = require("../../dist/cjs/formats/gguf-writer.js");
 const { readGguf } = require("../../dist/cjs/formats/gguf.js");
 const { expectedTensorShapes } = require("../../dist/cjs/formats/llama-tensors.js");
-const { modelPath } = require("./models.js");
+const { DEFAULT_MODEL } = require("./models.js");
 
 /**
  * fill(name, rows, cols) returns the Float32Array of a tensor (rows*cols values), undefined for zeros, or
@@ -15,7 +15,7 @@ const { modelPath } = require("./models.js");
  * Returns the path of a new GGUF file in a temp dir (removed at process exit).
  */
 function writeTinyModel({ dim = 16, layers = 1, heads = 2, kvHeads = 1, hidden = 32, contextLength = 64, fill = () => undefined, metadata: extra = [] } = {}) {
-  const vocabMeta = readGguf(modelPath("tinystories", "stories260K.gguf")).metadata;
+  const vocabMeta = readGguf(DEFAULT_MODEL).metadata;
   const vocab = vocabMeta.get("tokenizer.ggml.tokens").length;
   const headDim = dim / heads;
   const tensors = [];
