@@ -8,7 +8,7 @@ const fs = require("node:fs");
 const path = require("node:path");
 const { loadModel, ChatTemplateLimitError, InvalidArgumentError } = require("../dist/cjs/index.js");
 const { ChatTemplate } = require("../dist/cjs/chat/template.js");
-const { modelPath } = require("./helpers/models.js");
+const { modelPath, NEEDS_REFERENCE_MODELS } = require("./helpers/models.js");
 const { writeChainHfModel } = require("./helpers/tiny-hf-model.js");
 const { writeConstantOutputModel } = require("./helpers/tiny-model.js");
 
@@ -64,7 +64,7 @@ test("the error carries the bound's value; a template's own errors stay InvalidA
   assert.throws(() => raising.render(VARIABLES), (err) => err instanceof InvalidArgumentError && /raising.*roles must alternate/.test(err.message));
 });
 
-test("a model directory whose chat_template.jinja never ends: applyChatTemplate throws, the process goes on", async () => {
+test("a model directory whose chat_template.jinja never ends: applyChatTemplate throws, the process goes on", NEEDS_REFERENCE_MODELS, async () => {
   // tokenizer_config.json without its chat_template, so the .jinja file beside it is the model's template.
   const { chat_template: _, ...tokenizerConfig } = JSON.parse(fs.readFileSync(modelPath("llama3", "tokenizer_config.json"), "utf8"));
   const dir = writeChainHfModel({ chain: [[1, 2]], tokenizerConfig });

@@ -116,7 +116,7 @@ test("a missing path", async () => {
 });
 
 test("contextSize beyond the trained context is an InvalidArgumentError naming the value and the limit", async () => {
-  const file = modelPath("tinystories", "stories260K.gguf"); // trained context 2048
+  const file = DEFAULT_MODEL; // trained context 2048
   for (const contextSize of [1e9, 2049]) {
     await assert.rejects(loadModel(file, { contextSize }), (err) => {
       assert.ok(err instanceof InvalidArgumentError, `${err.name}: ${err.message}`);
@@ -162,7 +162,7 @@ test("a KV cache larger than the machine's memory is an OutOfMemoryError carryin
 });
 
 test('device "cuda" without an NVIDIA driver says the driver is missing', { skip: fs.existsSync("/dev/nvidiactl") || fs.existsSync("/proc/driver/nvidia") ? "this machine has an NVIDIA driver" : false }, async () => {
-  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.gguf"), { device: "cuda" }), (err) => {
+  await assert.rejects(loadModel(DEFAULT_MODEL, { device: "cuda" }), (err) => {
     assert.ok(err instanceof DeviceError, `${err.name}: ${err.message}`);
     assert.match(err.message, /no NVIDIA driver is installed or loaded/);
     assert.doesNotMatch(err.message, /insufficient/);

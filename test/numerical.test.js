@@ -11,7 +11,7 @@ const { loadBinding, NATIVE_TYPE_CODES } = require("../dist/cjs/native/binding.j
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { writeTinyModel } = require("./helpers/tiny-model.js");
 const { makeRandom } = require("./helpers/random.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 const F16_NAN = 0x7e00;
@@ -139,10 +139,10 @@ test("checkTensors finds the first bad value past the first chunk of a large ten
 });
 
 test("info --check prints OK for a sound model, and names the bad tensor with exit status 1", () => {
-  const ok = spawnSync(process.execPath, [CLI, "info", modelPath("tinystories", "stories260K.gguf"), "--check"], { encoding: "utf8" });
+  const ok = spawnSync(process.execPath, [CLI, "info", DEFAULT_MODEL, "--check"], { encoding: "utf8" });
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /^check +OK/m);
-  const json = spawnSync(process.execPath, [CLI, "info", modelPath("tinystories", "stories260K.gguf"), "--check", "--json"], { encoding: "utf8" });
+  const json = spawnSync(process.execPath, [CLI, "info", DEFAULT_MODEL, "--check", "--json"], { encoding: "utf8" });
   assert.equal(JSON.parse(json.stdout).check, "ok");
 
   const file = modelWithNaN(40);

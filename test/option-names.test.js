@@ -4,9 +4,9 @@
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { loadModel, UnknownOptionError, InvalidArgumentError, quantize, perplexity } = require("../dist/cjs/index.js");
-const { modelPath } = require("./helpers/models.js");
+const { DEFAULT_MODEL } = require("./helpers/models.js");
 
-const STORIES = modelPath("tinystories", "stories260K.gguf");
+const STORIES = DEFAULT_MODEL;
 let model;
 
 before(async () => {
