@@ -153,7 +153,8 @@ test("GGUF metadata errors name the key or value at fault", async () => {
       "tokenizer.ggml.merges": ["a b"],
       ...entries,
     }));
-  const ok = await loadBpeTokenizer({ kind: "gguf", metadata: metadata({}) });
+  const ggufPath = "/models/bpe.gguf"; // named in messages only: the metadata is built here
+  const ok = await loadBpeTokenizer({ kind: "gguf", path: ggufPath, metadata: metadata({}) });
   assert.deepEqual(ok.tokenize("ab"), [256], "no BOS token: none added");
   const cases = [
     [{ "tokenizer.ggml.pre": "qwen2" }, UnsupportedModelError, "qwen2"],
@@ -164,9 +165,10 @@ test("GGUF metadata errors name the key or value at fault", async () => {
     [{ "tokenizer.ggml.tokens": undefined }, ModelFormatError, "tokenizer.ggml.tokens"],
   ];
   for (const [entries, errorType, named] of cases) {
-    await assert.rejects(loadBpeTokenizer({ kind: "gguf", metadata: metadata(entries) }), (err) => {
+    await assert.rejects(loadBpeTokenizer({ kind: "gguf", path: ggufPath, metadata: metadata(entries) }), (err) => {
       assert.ok(err instanceof errorType, `${named}: ${err}`);
       assert.ok(err.message.includes(named), err.message);
+      assert.ok(err.message.includes(ggufPath), err.message);
       return true;
     });
   }
