@@ -89,6 +89,8 @@ test("tokenizer.json errors name the file", async () => {
     ["merge-result-unknown.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["c a"] } })), ModelFormatError],
     ["bad-merge.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["abc"] } })), ModelFormatError],
     ["truncated.json", JSON.stringify(tinyTokenizerJson()).slice(0, 500), ModelFormatError],
+    // An id past the number of tokens: at 2^32 and beyond it would not even be an array index.
+    ["huge-added-id.json", JSON.stringify(tinyTokenizerJson({ added_tokens: [{ id: 2 ** 40, content: "<|x|>", special: true }] })), ModelFormatError],
     ["gpt2-regex.json", JSON.stringify(tinyTokenizerJson({ pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, use_regex: true } })), UnsupportedModelError],
     ["other-split.json", JSON.stringify(tinyTokenizerJson({ pre_tokenizer: { type: "Sequence", pretokenizers: [
       { type: "Split", pattern: { Regex: "\\p{N}" }, behavior: "Isolated", invert: false },
