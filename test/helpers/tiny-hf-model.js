@@ -91,4 +91,4 @@ function writeChainHfModel({ chain, generationConfig, tokenizerConfig } = {}) {
   return dir;
 }
 
-module.exports = { writeChainHfModel };
+module.exports = { writeChainHfModel, writeSafetensors };
