@@ -140,6 +140,7 @@ test("Meta rule breaks give typed errors naming the file", () => {
   pastStorage[5] = { ...pastStorage[5], offset: 40 };
   const cases = [
     ["disallowed global", { pickle: Buffer.concat([op("\x80\x02"), global("os", "system"), tuple([str("echo hi")]), op("R.")]) }, UnsupportedModelError, /os\.system, which is not on the allow-list/],
+    ["corrupt global name", { pickle: Buffer.concat([op("\x80\x02"), global("torch\x01J", "FloatStorage"), op(".")]) }, ModelFormatError, /not a Python name: "torch\\u0001J\.FloatStorage"/],
     ["disallowed rebuild", { pickle: statePickle(tinyTensors(), { rebuild: ["builtins", "eval"] }) }, UnsupportedModelError, /builtins\.eval/],
     ["truncated pickle", { pickle: statePickle(tinyTensors()).subarray(0, 200) }, ModelFormatError, /pickle is truncated/],
     ["non-contiguous", { tensors: nonContiguous }, ModelFormatError, /layers\.0\.attention\.wq\.weight is not contiguous/],
