@@ -14,7 +14,8 @@ const path = require("node:path");
 const { parseArgs } = require("node:util");
 
 const ROOT = path.join(__dirname, "..");
-const MODELS_DIR = path.resolve(process.env.LLAMA_NAPI_TEST_MODELS ?? path.join(ROOT, "..", "shared", "models"));
+const { modelPath } = require(path.join(ROOT, "test/helpers/models.js"));
+const { makeRandom } = require(path.join(ROOT, "test/helpers/random.js"));
 
 const { values: args } = parseArgs({
   options: {
@@ -75,40 +76,22 @@ async function runChild(casesFile) {
 // ---------------------------------------------------------------------------------------------------------------
 // Seeds: what is mutated, and how each is loaded.
 
-/** xorshift32, so a run reproduces from its seed. */
-function makeRandom(seed) {
-  let s = seed >>> 0 || 1;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+/** The harness's random choices, from the tests' xorshift32 generator, so a run reproduces from its seed. */
+function makeRng(seed) {
+  const next = makeRandom(seed);
   const int = (n) => Math.floor(next() * n);
   return { next, int, pick: (items) => items[int(items.length)] };
 }
 
-const modelFile = (...parts) => {
-  const p = path.join(MODELS_DIR, ...parts);
-  if (!fs.existsSync(p)) throw new Error(`seed file missing: ${p} (set LLAMA_NAPI_TEST_MODELS to the shared models folder)`);
-  return p;
-};
-
 /** A tiny HF directory (tied F32 safetensors, stories260K's 512-token vocab size). */
 function writeHfSeed(dir) {
-  const { writeSafetensors } = require(path.join(ROOT, "test/helpers/tiny-hf-model.js"));
+  const { hfLayerTensors, writeSafetensors } = require(path.join(ROOT, "test/helpers/tiny-hf-model.js"));
   const dim = 16, hidden = 32, vocab = 512;
   const t = (...shape) => ({ shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01) });
-  const layer = "model.layers.0";
   writeSafetensors(path.join(dir, "model.safetensors"), {
-    "model.embed_tokens.weight": t(vocab, dim), "model.norm.weight": t(dim),
-    [`${layer}.input_layernorm.weight`]: t(dim), [`${layer}.post_attention_layernorm.weight`]: t(dim),
-    [`${layer}.self_attn.q_proj.weight`]: t(dim, dim), [`${layer}.self_attn.k_proj.weight`]: t(dim / 2, dim),
-    [`${layer}.self_attn.v_proj.weight`]: t(dim / 2, dim), [`${layer}.self_attn.o_proj.weight`]: t(dim, dim),
-    [`${layer}.mlp.gate_proj.weight`]: t(hidden, dim), [`${layer}.mlp.up_proj.weight`]: t(hidden, dim),
-    [`${layer}.mlp.down_proj.weight`]: t(dim, hidden),
+    "model.embed_tokens.weight": t(vocab, dim),
+    "model.norm.weight": t(dim),
+    ...hfLayerTensors(0, { dim, kvDim: dim / 2, hidden }, t, t),
   });
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({
     architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: dim, intermediate_size: hidden,
@@ -142,7 +125,7 @@ function writeMetaSeed(dir) {
  */
 function buildTargets(seedDir) {
   const { writeTinyModel } = require(path.join(ROOT, "test/helpers/tiny-model.js"));
-  const tok512 = modelFile("tinystories", "tok512.bin");
+  const tok512 = modelPath("tinystories", "tok512.bin");
   const hfDir = path.join(seedDir, "hf");
   const metaDir = path.join(seedDir, "meta");
   fs.mkdirSync(hfDir);
@@ -156,18 +139,18 @@ function buildTargets(seedDir) {
   const tokenizer = (name, file, style, weight = 1) => ({ name, kind: "tokenizer", dir: path.dirname(file), file, style, weight });
   return [
     model("GGUF model", path.dirname(ggufModel), ggufModel, "gguf", { tokenizer: undefined }),
-    model("llama2.c model", path.dirname(modelFile("tinystories", "stories260K.bin")), modelFile("tinystories", "stories260K.bin"), "llama2c"),
+    model("llama2.c model", path.dirname(modelPath("tinystories", "stories260K.bin")), modelPath("tinystories", "stories260K.bin"), "llama2c"),
     model("HF config.json", hfDir, path.join(hfDir, "config.json"), "json"),
     model("HF model.safetensors", hfDir, path.join(hfDir, "model.safetensors"), "safetensors"),
     model("Meta params.json", metaDir, path.join(metaDir, "params.json"), "json"),
     model("Meta consolidated.00.pth", metaDir, path.join(metaDir, "consolidated.00.pth"), "binary"),
     tokenizer("tok512.bin", tok512, "binary"),
-    tokenizer("llama2 tokenizer.bin", modelFile("llama2", "tokenizer.bin"), "binary"),
-    tokenizer("llama2 tokenizer.model", modelFile("llama2", "tokenizer.model"), "binary"),
-    tokenizer("llama3 tokenizer.model (tiktoken)", modelFile("llama3", "tokenizer.model"), "binary", 0.5),
-    tokenizer("llama3 tokenizer.json", modelFile("llama3", "tokenizer.json"), "json", 0.2),
-    tokenizer("vocab GGUF (SPM)", modelFile("vocab", "ggml-vocab-llama-spm.gguf"), "gguf"),
-    tokenizer("vocab GGUF (BPE)", modelFile("vocab", "ggml-vocab-deepseek-coder.gguf"), "gguf"),
+    tokenizer("llama2 tokenizer.bin", modelPath("llama2", "tokenizer.bin"), "binary"),
+    tokenizer("llama2 tokenizer.model", modelPath("llama2", "tokenizer.model"), "binary"),
+    tokenizer("llama3 tokenizer.model (tiktoken)", modelPath("llama3", "tokenizer.model"), "binary", 0.5),
+    tokenizer("llama3 tokenizer.json", modelPath("llama3", "tokenizer.json"), "json", 0.2),
+    tokenizer("vocab GGUF (SPM)", modelPath("vocab", "ggml-vocab-llama-spm.gguf"), "gguf"),
+    tokenizer("vocab GGUF (BPE)", modelPath("vocab", "ggml-vocab-deepseek-coder.gguf"), "gguf"),
   ];
 }
 
@@ -392,7 +375,7 @@ async function main() {
     if (o.cls !== "loaded") throw new Error(`seed ${targets[i].name} does not load unmutated: ${o.name}: ${o.message}`);
   });
 
-  const rng = makeRandom(seed);
+  const rng = makeRng(seed);
   const totalWeight = targets.reduce((n, t) => n + t.weight, 0);
   const pickTarget = () => {
     let r = rng.next() * totalWeight;
