@@ -20,7 +20,7 @@ import { resolveModelPath } from "./hub";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
-import { loadTokenizer } from "./tokenizer";
+import { checkTokenizerFitsModel, loadTokenizer } from "./tokenizer";
 import type { TokenizeOptions, Tokenizer } from "./tokenizer/types";
 
 /** How far loadModel has read the weights: the bytes of tensor data read from disk so far, of all of them. */
@@ -171,11 +171,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     );
   }
   const tokenizer = await loadTokenizer(desc.tokenizer);
-  if (tokenizer.vocabSize > desc.config.vocabSize) {
-    throw new InvalidArgumentError(
-      `the tokenizer has ${tokenizer.vocabSize} tokens but the model ${path} only ${desc.config.vocabSize}`,
-    );
-  }
+  checkTokenizerFitsModel(tokenizer, desc.tokenizer, desc, path);
   const chatTemplate = loadChatTemplate(desc, tokenizer, chatTemplateLimits);
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();

@@ -15,7 +15,7 @@ const EOS = 2;
 const byteToken = (b) => 3 + b; // Llama 2: <0x00>..<0xFF> are ids 3..258
 
 const SOURCES = {
-  "vocab GGUF": () => loadTokenizer({ kind: "gguf", metadata: readGguf(modelPath("vocab/ggml-vocab-llama-spm.gguf")).metadata }),
+  "vocab GGUF": () => loadTokenizer({ kind: "gguf", path: modelPath("vocab/ggml-vocab-llama-spm.gguf"), metadata: readGguf(modelPath("vocab/ggml-vocab-llama-spm.gguf")).metadata }),
   "tokenizer.model": () => loadTokenizer({ kind: "sentencepiece", path: modelPath("llama2/tokenizer.model") }),
   "tokenizer.bin": () => loadTokenizer({ kind: "llama2c", path: modelPath("llama2/tokenizer.bin") }),
 };

@@ -8,6 +8,7 @@ const path = require("node:path");
 const { loadModel, ModelFormatError, UnsupportedModelError, InvalidArgumentError, OutOfMemoryError, DeviceError } = require("../dist/cjs/index.js");
 const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { writeTinyModel } = require("./helpers/tiny-model.js");
+const { ggufArrayItemOffset, setGgufInt } = require("./helpers/gguf-patch.js");
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-corrupt-"));
 process.on("exit", () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -75,7 +76,8 @@ test("llama2.c tokenizer.bin: truncated", NEEDS_REFERENCE_MODELS, async () => {
   });
 });
 
-function hfCopy(name, { config, safetensors } = {}) {
+/** A copy of sotu-l2-23m with config.json / generation_config.json edited by `config` / `generation`. */
+function hfCopy(name, { config, generation, safetensors } = {}) {
   const src = modelPath("trained", "sotu-l2-23m");
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
@@ -83,9 +85,10 @@ function hfCopy(name, { config, safetensors } = {}) {
     if (f === "model.safetensors" && safetensors) continue;
     fs.symlinkSync(path.join(src, f), path.join(dir, f));
   }
-  if (config) {
-    fs.rmSync(path.join(dir, "config.json"));
-    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config(JSON.parse(fs.readFileSync(path.join(src, "config.json"), "utf8")))));
+  for (const [file, edit] of [["config.json", config], ["generation_config.json", generation]]) {
+    if (!edit) continue;
+    fs.rmSync(path.join(dir, file));
+    fs.writeFileSync(path.join(dir, file), JSON.stringify(edit(JSON.parse(fs.readFileSync(path.join(src, file), "utf8")))));
   }
   if (safetensors) corruptCopy(path.join(name, "model.safetensors"), path.join(src, "model.safetensors"), safetensors);
   return dir;
@@ -147,10 +150,12 @@ test("linear rope scaling allows contextSize up to the trained context times its
 });
 
 test("a KV cache larger than the machine's memory is an OutOfMemoryError carrying the bytes needed", async () => {
-  // 2 layers × 2 KV heads × 32 floats, keys and values: 1024 bytes per position; a trained context past the memory.
-  const perPosition = 2 * 2 * 2 * 32 * 4;
+  // Per layer 2 KV heads × 32 floats, keys and values: 512 bytes per position. Enough layers that the trained context
+  // past the memory stays near 2^22 positions, within the loaders' bound on a context length (2^24) on any machine.
+  const layers = Math.ceil(os.totalmem() / (2 ** 22 * 512));
+  const perPosition = layers * 2 * 2 * 32 * 4;
   const contextSize = Math.ceil(os.totalmem() / perPosition) + 1;
-  const file = writeTinyModel({ dim: 64, layers: 2, heads: 2, kvHeads: 2, contextLength: contextSize });
+  const file = writeTinyModel({ dim: 64, layers, heads: 2, kvHeads: 2, contextLength: contextSize });
   await assert.rejects(loadModel(file, { contextSize, threads: 1, device: "cpu" }), (err) => {
     assert.ok(err instanceof OutOfMemoryError, `${err.name}: ${err.message}`);
     assert.ok(err instanceof DeviceError);
@@ -166,6 +171,42 @@ test('device "cuda" without an NVIDIA driver says the driver is missing', { skip
     assert.ok(err instanceof DeviceError, `${err.name}: ${err.message}`);
     assert.match(err.message, /no NVIDIA driver is installed or loaded/);
     assert.doesNotMatch(err.message, /insufficient/);
+    return true;
+  });
+});
+test("GGUF: an invalid vocabulary in the tokenizer keys names the file", async () => {
+  const f = corruptCopy("token-type.gguf", gguf(), (b) => (b.writeInt32LE(99, ggufArrayItemOffset(b, "tokenizer.ggml.token_type", 0)), b));
+  await assertLoadFails(f, ModelFormatError, /invalid SentencePiece vocab: token 0 has unknown type 99/);
+});
+
+test("GGUF: a BOS id outside the vocabulary is refused at load", async () => {
+  const f = corruptCopy("bos.gguf", gguf(), (b) => setGgufInt(b, "tokenizer.ggml.bos_token_id", 512));
+  await assertLoadFails(f, ModelFormatError, /bos id 512/);
+});
+
+test("a tokenizer with more tokens than the model's vocabulary is refused at load", NEEDS_REFERENCE_MODELS, async () => {
+  const tokenizer = modelPath("llama2", "tokenizer.bin"); // 32000 tokens, stories260K has 512
+  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.bin"), { tokenizer }), (err) => {
+    assert.ok(err instanceof ModelFormatError, `${err.name}: ${err.message}`);
+    assert.ok(err.message.includes(tokenizer), err.message);
+    assert.match(err.message, /32000 tokens.*vocabulary of 512/);
+    return true;
+  });
+});
+
+test("HF: a BOS id in generation_config.json outside the vocabulary is refused at load", NEEDS_REFERENCE_MODELS, async () => {
+  const dir = hfCopy("bos", { generation: (g) => ({ ...g, bos_token_id: 40000 }) });
+  await assertLoadFails(dir, ModelFormatError, /BOS token id 40000 is outside the model's vocabulary of 32000/);
+});
+
+test("a tokenizer path that is a text file naming another tokenizer is refused, not followed", NEEDS_REFERENCE_MODELS, async () => {
+  // What a git symlink checked out without symlink support looks like: the relative target as text.
+  const stub = path.join(tmp, "tokenizer-stub.bin");
+  fs.writeFileSync(stub, path.relative(tmp, modelPath("tinystories", "tok512.bin")));
+  await assert.rejects(loadModel(modelPath("tinystories", "stories260K.bin"), { tokenizer: stub }), (err) => {
+    assert.ok(err instanceof ModelFormatError, `${err.name}: ${err.message}`);
+    assert.ok(err.message.includes(stub), err.message);
+    assert.match(err.message, /not a tokenizer file/);
     return true;
   });
 });

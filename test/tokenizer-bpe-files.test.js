@@ -89,6 +89,8 @@ test("tokenizer.json errors name the file", async () => {
     ["merge-result-unknown.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["c a"] } })), ModelFormatError],
     ["bad-merge.json", JSON.stringify(tinyTokenizerJson({ model: { merges: ["abc"] } })), ModelFormatError],
     ["truncated.json", JSON.stringify(tinyTokenizerJson()).slice(0, 500), ModelFormatError],
+    // An id past the number of tokens: at 2^32 and beyond it would not even be an array index.
+    ["huge-added-id.json", JSON.stringify(tinyTokenizerJson({ added_tokens: [{ id: 2 ** 40, content: "<|x|>", special: true }] })), ModelFormatError],
     ["gpt2-regex.json", JSON.stringify(tinyTokenizerJson({ pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, use_regex: true } })), UnsupportedModelError],
     ["other-split.json", JSON.stringify(tinyTokenizerJson({ pre_tokenizer: { type: "Sequence", pretokenizers: [
       { type: "Split", pattern: { Regex: "\\p{N}" }, behavior: "Isolated", invert: false },
@@ -153,7 +155,8 @@ test("GGUF metadata errors name the key or value at fault", async () => {
       "tokenizer.ggml.merges": ["a b"],
       ...entries,
     }));
-  const ok = await loadBpeTokenizer({ kind: "gguf", metadata: metadata({}) });
+  const ggufPath = "/models/bpe.gguf"; // named in messages only: the metadata is built here
+  const ok = await loadBpeTokenizer({ kind: "gguf", path: ggufPath, metadata: metadata({}) });
   assert.deepEqual(ok.tokenize("ab"), [256], "no BOS token: none added");
   const cases = [
     [{ "tokenizer.ggml.pre": "qwen2" }, UnsupportedModelError, "qwen2"],
@@ -164,9 +167,10 @@ test("GGUF metadata errors name the key or value at fault", async () => {
     [{ "tokenizer.ggml.tokens": undefined }, ModelFormatError, "tokenizer.ggml.tokens"],
   ];
   for (const [entries, errorType, named] of cases) {
-    await assert.rejects(loadBpeTokenizer({ kind: "gguf", metadata: metadata(entries) }), (err) => {
+    await assert.rejects(loadBpeTokenizer({ kind: "gguf", path: ggufPath, metadata: metadata(entries) }), (err) => {
       assert.ok(err instanceof errorType, `${named}: ${err}`);
       assert.ok(err.message.includes(named), err.message);
+      assert.ok(err.message.includes(ggufPath), err.message);
       return true;
     });
   }

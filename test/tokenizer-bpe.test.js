@@ -31,7 +31,7 @@ const llama3Json = once(() =>
 );
 const llama3Tiktoken = once(() => loadBpeTokenizer({ kind: "tiktoken", path: modelPath("llama3", "tokenizer.model") }));
 const deepseekGguf = once(() =>
-  loadBpeTokenizer({ kind: "gguf", metadata: readGguf(modelPath("vocab", "ggml-vocab-deepseek-coder.gguf")).metadata }),
+  loadBpeTokenizer({ kind: "gguf", path: modelPath("vocab", "ggml-vocab-deepseek-coder.gguf"), metadata: readGguf(modelPath("vocab", "ggml-vocab-deepseek-coder.gguf")).metadata }),
 );
 
 function checkVocabCases(tokenizer, name) {

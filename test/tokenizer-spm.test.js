@@ -23,7 +23,7 @@ function readVocabCases(base) {
   return inputs.map((text, i) => ({ text, ids: outputs[i].trim() === "" ? [] : outputs[i].trim().split(" ").map(Number) }));
 }
 
-const ggufSource = (file) => ({ kind: "gguf", metadata: readGguf(modelPath(file)).metadata });
+const ggufSource = (file) => ({ kind: "gguf", path: modelPath(file), metadata: readGguf(modelPath(file)).metadata });
 
 /** Every way of loading the Llama 2 vocab; "tokenizer.model (own encoder)" checks our merging against SentencePiece's. */
 const LLAMA2_SOURCES = {
@@ -193,14 +193,19 @@ test("errors: malformed files name the file; unknown tokenizer models are unsupp
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  const metadata = readGguf(modelPath("vocab/ggml-vocab-llama-spm.gguf")).metadata;
-  await assert.rejects(loadTokenizer({ kind: "gguf", metadata: new Map([...metadata, ["tokenizer.ggml.model", "bert"]]) }), UnsupportedModelError);
+  const ggufPath = modelPath("vocab/ggml-vocab-llama-spm.gguf");
+  const metadata = readGguf(ggufPath).metadata;
+  const namesFile = (errorClass) => (e) => e instanceof errorClass && e.message.includes(ggufPath);
+  await assert.rejects(
+    loadTokenizer({ kind: "gguf", path: ggufPath, metadata: new Map([...metadata, ["tokenizer.ggml.model", "bert"]]) }),
+    namesFile(UnsupportedModelError),
+  );
   const noModel = new Map(metadata);
   noModel.delete("tokenizer.ggml.model");
-  await assert.rejects(loadTokenizer({ kind: "gguf", metadata: noModel }), ModelFormatError);
+  await assert.rejects(loadTokenizer({ kind: "gguf", path: ggufPath, metadata: noModel }), namesFile(ModelFormatError));
   await assert.rejects(
-    loadTokenizer({ kind: "gguf", metadata: new Map([...metadata, ["tokenizer.ggml.scores", [1, 2]]]) }),
-    (e) => e instanceof ModelFormatError && /scores/.test(e.message),
+    loadTokenizer({ kind: "gguf", path: ggufPath, metadata: new Map([...metadata, ["tokenizer.ggml.scores", [1, 2]]]) }),
+    (e) => namesFile(ModelFormatError)(e) && /invalid SentencePiece vocab: 2 scores/.test(e.message),
   );
 });
 
@@ -208,6 +213,7 @@ test("GGUF flags: add_bos_token and add_space_prefix", NEEDS_REFERENCE_MODELS, a
   const metadata = readGguf(modelPath("vocab/ggml-vocab-llama-spm.gguf")).metadata;
   const tok = await loadTokenizer({
     kind: "gguf",
+    path: modelPath("vocab/ggml-vocab-llama-spm.gguf"),
     metadata: new Map([...metadata, ["tokenizer.ggml.add_bos_token", false], ["tokenizer.ggml.add_space_prefix", false]]),
   });
   assert.equal(tok.addBosDefault, false);

@@ -281,10 +281,6 @@ export function parseGgufModel(file: string): ModelDescriptor {
   const dim = metaNumber(g, "llama.embedding_length");
   const heads = metaNumber(g, "llama.attention.head_count");
   const headDim = metaNumber(g, "llama.attention.key_length", dim / heads);
-  const ropeDims = metaNumber(g, "llama.rope.dimension_count", headDim);
-  if (ropeDims !== headDim) {
-    throw new UnsupportedModelError(`${path}: partial rotary embedding (rope.dimension_count ${ropeDims} < head size ${headDim}) is not supported`);
-  }
   const tokens = g.metadata.get("tokenizer.ggml.tokens");
   const embedding = tensors.find((t) => t.name === "token_embd.weight");
   const config: ModelConfig = {
@@ -307,6 +303,14 @@ export function parseGgufModel(file: string): ModelDescriptor {
   if (ropeFreqs) config.ropeFreqFactors = readRopeFreqFactors(path, ropeFreqs, headDim);
   checkConfig(path, config);
   checkTensors(path, config, tensors);
+  // After the checks: a head size derived from a corrupt embedding_length is a format error, not partial rotary.
+  const ropeDims = metaNumber(g, "llama.rope.dimension_count", headDim);
+  if (!(Number.isInteger(ropeDims) && ropeDims > 0 && ropeDims <= headDim)) {
+    throw new ModelFormatError(`${path}: rope.dimension_count ${ropeDims} is not a size from 1 to the head size ${headDim}`);
+  }
+  if (ropeDims !== headDim) {
+    throw new UnsupportedModelError(`${path}: partial rotary embedding (rope.dimension_count ${ropeDims} < head size ${headDim}) is not supported`);
+  }
 
   const metadata: Record<string, unknown> = { "gguf.version": g.version };
   // Large arrays (the vocabulary) stay in the tokenizer source; metadata keeps what is worth showing.
@@ -320,7 +324,7 @@ export function parseGgufModel(file: string): ModelDescriptor {
     files: [path],
     config,
     tensors,
-    tokenizer: { kind: "gguf", metadata: g.metadata, metadataTypes: g.metadataTypes },
+    tokenizer: { kind: "gguf", path, metadata: g.metadata, metadataTypes: g.metadataTypes },
     bosId: typeof bos === "number" ? bos : undefined,
     eosIds,
     weightType: dominantType(tensors),

@@ -3,6 +3,7 @@
  * Llama set, each with the shape the config implies. Also the dominant weight type.
  */
 import { ModelFormatError, UnsupportedModelError } from "../errors";
+import { TENSOR_TYPE_LAYOUT } from "./ggml-types";
 import type { ModelConfig, TensorInfo, TensorType } from "./types";
 
 /** Names of one source format: a pattern capturing (layer, suffix) of per-layer names, and two renaming tables. */
@@ -18,6 +19,47 @@ export function canonicalName(name: string, naming: TensorNaming): string | unde
   if (!layer) return naming.modelNames[name];
   const suffix = naming.layerNames[layer[2]];
   return suffix === undefined ? undefined : `blk.${Number(layer[1])}.${suffix}`;
+}
+
+/** Tensors per layer: two norms, four attention and three feed-forward matrices. */
+const TENSORS_PER_LAYER = 9;
+
+/** The native engine holds every size in a C int. */
+const MAX_NATIVE_INT = 2 ** 31 - 1;
+
+/**
+ * The longest context a config may claim. Nothing is allocated from it (the default KV cache is at most 4096
+ * tokens) but it is shown and used as a default, so a corrupt value is refused rather than carried along.
+ */
+export const MAX_CONTEXT_LENGTH = 1 << 24;
+
+/** The fewest bytes any engine weight type spends on one element (4.5 bits for Q4_0 / Q4_K). */
+const MIN_BYTES_PER_WEIGHT = Math.min(...Object.values(TENSOR_TYPE_LAYOUT).map((t) => t.blockBytes / t.blockSize));
+
+/** How many weights `config` implies (as a float: a corrupt config may imply more than 2^53). */
+function expectedWeightCount(config: ModelConfig): number {
+  const { dim, hiddenDim, heads, kvHeads, headDim, vocabSize, layers } = config;
+  const perLayer = 2 * dim + 2 * heads * headDim * dim + 2 * kvHeads * headDim * dim + 3 * hiddenDim * dim;
+  return vocabSize * dim * (config.tiedEmbeddings ? 1 : 2) + dim + layers * perLayer;
+}
+
+/**
+ * Throws unless the config's sizes fit the tensors the file actually holds: no more layers than its tensor count
+ * allows, no more weights than its bytes can store at the most compact type. Runs before anything is built from
+ * the config, so a corrupt block_count of 1e9 fails here at once instead of building a billion-layer shape map.
+ */
+function checkConfigFitsTensors(path: string, config: ModelConfig, tensors: TensorInfo[]): void {
+  // A bound, not the exact count: a tensor or two missing is left to checkTensors, which names them.
+  if (config.layers * TENSORS_PER_LAYER > tensors.length) {
+    throw new ModelFormatError(
+      `${path}: the config's ${config.layers} layers need at least ${config.layers * TENSORS_PER_LAYER} tensors, but the file holds ${tensors.length}`,
+    );
+  }
+  const bytes = tensors.reduce((n, t) => n + t.byteLength, 0);
+  const weights = expectedWeightCount(config);
+  if (weights * MIN_BYTES_PER_WEIGHT > bytes) {
+    throw new ModelFormatError(`${path}: the config implies ${weights} weights, more than the file's ${bytes} bytes of tensors can hold`);
+  }
 }
 
 /** Canonical tensor name → shape (outermost first) that `config` implies. */
@@ -50,6 +92,10 @@ export function checkConfig(path: string, config: ModelConfig): void {
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
       throw new ModelFormatError(`${path}: ${key} must be a positive integer, found ${String(v)}`);
     }
+    if (v > MAX_NATIVE_INT) throw new ModelFormatError(`${path}: ${key} ${v} is out of range (at most ${MAX_NATIVE_INT})`);
+  }
+  if (config.contextLength > MAX_CONTEXT_LENGTH) {
+    throw new ModelFormatError(`${path}: context length ${config.contextLength} is out of range (at most ${MAX_CONTEXT_LENGTH})`);
   }
   if (config.heads % config.kvHeads !== 0) {
     throw new ModelFormatError(`${path}: ${config.heads} attention heads are not a multiple of ${config.kvHeads} key/value heads`);
@@ -69,6 +115,7 @@ const showShape = (shape: number[]): string => `[${shape.join(", ")}]`;
 
 /** Throws unless `tensors` are exactly the Llama tensors of `config`, each once, with the implied shape. */
 export function checkTensors(path: string, config: ModelConfig, tensors: TensorInfo[]): void {
+  checkConfigFitsTensors(path, config, tensors);
   const expected = expectedTensorShapes(config);
   const seen = new Set<string>();
   for (const t of tensors) {

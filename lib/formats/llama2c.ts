@@ -105,19 +105,29 @@ function blocks(h: Llama2cHeader): Block[] {
   return [embedding, attnNorm, ...matrices, ffnNorm, ...ffn, outputNorm, freqCis, ...classifier];
 }
 
-/** Lays the weights out from the header; returns the tensors and the file size the layout needs. */
-export function llama2cLayout(h: Llama2cHeader): { tensors: TensorInfo[]; expectedBytes: number } {
+const blockBytes = (block: Block): number => block.shape.reduce((a, d) => a * d, F32_BYTES);
+
+/**
+ * The file size the header implies, by arithmetic alone (a float: a corrupt header may imply more than 2^53), so
+ * that it is checked against the real size before one tensor per layer is laid out.
+ */
+function llama2cExpectedBytes(h: Llama2cHeader): number {
+  return blocks(h).reduce((n, block) => n + blockBytes(block) * (block.perLayer ? h.layers : 1), h.headerBytes);
+}
+
+/** Lays the weights out from the header (whose implied size has been checked against the file). */
+function llama2cLayout(h: Llama2cHeader): TensorInfo[] {
   const tensors: TensorInfo[] = [];
   let offset = h.headerBytes;
   for (const block of blocks(h)) {
-    const byteLength = block.shape.reduce((a, d) => a * d, F32_BYTES);
+    const byteLength = blockBytes(block);
     for (let layer = 0; layer < (block.perLayer ? h.layers : 1); layer++) {
       const name = block.perLayer ? `blk.${layer}.${block.name}` : block.name;
       if (name !== "freq_cis") tensors.push({ name, file: 0, offset, byteLength, type: "f32", shape: block.shape });
       offset += byteLength;
     }
   }
-  return { tensors, expectedBytes: offset };
+  return tensors;
 }
 
 function llama2cTokenizer(modelPath: string): TokenizerSource | undefined {
@@ -145,11 +155,12 @@ export function parseLlama2cModel(file: string): ModelDescriptor {
     tiedEmbeddings: header.sharedClassifier,
   };
   checkConfig(path, config);
-  const { tensors, expectedBytes } = llama2cLayout(header);
+  const expectedBytes = llama2cExpectedBytes(header);
   if (size !== expectedBytes) {
     const what = size < expectedBytes ? "truncated" : "longer than its header implies";
     throw new ModelFormatError(`${path}: ${what}: the llama2.c header implies ${expectedBytes} bytes, the file has ${size}`);
   }
+  const tensors = llama2cLayout(header);
   return {
     format: "llama2c",
     files: [path],

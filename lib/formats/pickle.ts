@@ -24,6 +24,8 @@ export interface UnpickleOptions {
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** A module or attribute path as GLOBAL writes it: dotted Python identifiers. */
+const PYTHON_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 function integer(v: bigint): number | bigint {
   return v >= -MAX_SAFE && v <= MAX_SAFE ? Number(v) : v;
@@ -84,6 +86,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
   };
   const resolveGlobal = (module: string, name: string): PickleCallable => {
     const full = `${module}.${name}`;
+    // Not a dotted Python name: corrupt bytes, not a global to refuse (and not text to put in a message as it is).
+    if (!PYTHON_NAME.test(module) || !PYTHON_NAME.test(name)) fail(`names a global that is not a Python name: ${JSON.stringify(full.slice(0, 80))}`);
     const call = options.globals.get(full);
     if (!call) {
       throw new UnsupportedModelError(`${source}: pickle refers to ${full}, which is not on the allow-list of torch.save globals (no code from a checkpoint is run)`);

@@ -64,7 +64,14 @@ export interface ModelConfig {
 
 /** Where the tokenizer comes from; resolved into a Tokenizer by lib/tokenizer. */
 export type TokenizerSource =
-  | { kind: "gguf"; metadata: Map<string, unknown>; /** readGguf's metadataTypes, to write the keys back. */ metadataTypes?: Map<string, string> }
+  | {
+      kind: "gguf";
+      /** The GGUF file, named by every error about its tokenizer keys. */
+      path: string;
+      metadata: Map<string, unknown>;
+      /** readGguf's metadataTypes, to write the keys back. */
+      metadataTypes?: Map<string, string>;
+    }
   | { kind: "sentencepiece"; path: string }
   | { kind: "llama2c"; path: string }
   | { kind: "hf-json"; path: string; configPath?: string }

@@ -7,51 +7,51 @@ import { collectEosIds } from "./bpe-special";
 import type { AddedToken, BpeSpec } from "./bpe-tokenizer";
 import { buildTextVocab, splitMerge } from "./bpe-vocab";
 
-const ORIGIN = "GGUF tokenizer metadata";
-
 /** llama.cpp token types that are not ordinary vocab tokens. */
 const TOKEN_TYPE_CONTROL = 3;
 const TOKEN_TYPE_USER_DEFINED = 4;
 
-export function ggufBpeSpec(metadata: Map<string, unknown>): BpeSpec {
+/** `path` is the GGUF file, named by every error. */
+export function ggufBpeSpec(metadata: Map<string, unknown>, path: string): BpeSpec {
+  const origin = `${path}: tokenizer metadata`;
   const model = metadata.get("tokenizer.ggml.model");
   if (model !== "gpt2") {
-    throw new UnsupportedModelError(`${ORIGIN}: tokenizer.ggml.model ${JSON.stringify(model)} is not byte-level BPE ("gpt2")`);
+    throw new UnsupportedModelError(`${origin}: tokenizer.ggml.model ${JSON.stringify(model)} is not byte-level BPE ("gpt2")`);
   }
   const pre = metadata.get("tokenizer.ggml.pre");
   const preTokenizer = typeof pre === "string" ? preTokenizerForGguf(pre) : undefined;
   if (preTokenizer === undefined) {
-    throw new UnsupportedModelError(`${ORIGIN}: pre-tokenizer tokenizer.ggml.pre ${JSON.stringify(pre)} is not supported`);
+    throw new UnsupportedModelError(`${origin}: pre-tokenizer tokenizer.ggml.pre ${JSON.stringify(pre)} is not supported`);
   }
 
-  const tokens = stringArray(metadata, "tokenizer.ggml.tokens");
+  const tokens = stringArray(metadata, origin, "tokenizer.ggml.tokens");
   const types = metadata.get("tokenizer.ggml.token_type");
   if (types !== undefined && (!Array.isArray(types) || types.length !== tokens.length)) {
-    throw new ModelFormatError(`${ORIGIN}: tokenizer.ggml.token_type does not have one entry per token`);
+    throw new ModelFormatError(`${origin}: tokenizer.ggml.token_type does not have one entry per token`);
   }
   const added: AddedToken[] = [];
   tokens.forEach((text, id) => {
     const type = types?.[id];
     if (type === TOKEN_TYPE_CONTROL || type === TOKEN_TYPE_USER_DEFINED) added.push({ id, text, special: type === TOKEN_TYPE_CONTROL });
   });
-  const merges = stringArray(metadata, "tokenizer.ggml.merges").map((m, i): [string, string] => {
+  const merges = stringArray(metadata, origin, "tokenizer.ggml.merges").map((m, i): [string, string] => {
     const pair = splitMerge(m);
-    if (pair === undefined) throw new ModelFormatError(`${ORIGIN}: tokenizer.ggml.merges[${i}] is not "left right": ${JSON.stringify(m)}`);
+    if (pair === undefined) throw new ModelFormatError(`${origin}: tokenizer.ggml.merges[${i}] is not "left right": ${JSON.stringify(m)}`);
     return pair;
   });
-  const vocab = buildTextVocab(ORIGIN, tokens, added, merges);
+  const vocab = buildTextVocab(origin, tokens, added, merges);
 
   const tokenId = (key: string): number | undefined => {
     const id = metadata.get(key);
     if (id === undefined) return undefined;
     if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= tokens.length) {
-      throw new ModelFormatError(`${ORIGIN}: ${key} ${String(id)} is not a token id`);
+      throw new ModelFormatError(`${origin}: ${key} ${String(id)} is not a token id`);
     }
     return id as number;
   };
   const addBos = metadata.get("tokenizer.ggml.add_bos_token");
   return {
-    origin: ORIGIN,
+    origin: path,
     ...vocab,
     preTokenizer,
     ignoreMerges: preTokenizer === llama3PreTokenizer, // llama.cpp sets ignore_merges for the Llama 3 pre-tokenizer only
@@ -61,8 +61,8 @@ export function ggufBpeSpec(metadata: Map<string, unknown>): BpeSpec {
   };
 }
 
-function stringArray(metadata: Map<string, unknown>, key: string): string[] {
+function stringArray(metadata: Map<string, unknown>, origin: string, key: string): string[] {
   const v = metadata.get(key);
-  if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) throw new ModelFormatError(`${ORIGIN}: ${key} is missing or not a string array`);
+  if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) throw new ModelFormatError(`${origin}: ${key} is missing or not a string array`);
   return v;
 }

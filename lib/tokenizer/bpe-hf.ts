@@ -56,14 +56,19 @@ export async function loadHfBpe(path: string, configPath?: string): Promise<{ sp
   }
   const preTokenizer = readPreTokenizer(path, json.pre_tokenizer);
 
+  if (!isObject(model.vocab)) throw new ModelFormatError(`${path}: model.vocab is not an object`);
+  const vocabEntries = Object.entries(model.vocab);
+  const added = readAddedTokens(path, json.added_tokens);
+  // Ids run from 0 without gaps, so none reaches the number of entries: a bound checked before the id is used.
+  const idLimit = vocabEntries.length + added.length;
   const texts: (string | undefined)[] = [];
   const setText = (id: unknown, text: string) => {
-    if (!Number.isSafeInteger(id) || (id as number) < 0) throw new ModelFormatError(`${path}: token "${text}" has bad id ${String(id)}`);
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= idLimit) {
+      throw new ModelFormatError(`${path}: token "${text}" has bad id ${String(id)} (the file has ${idLimit} tokens)`);
+    }
     texts[id as number] = text;
   };
-  if (!isObject(model.vocab)) throw new ModelFormatError(`${path}: model.vocab is not an object`);
-  for (const [text, id] of Object.entries(model.vocab)) setText(id, text);
-  const added = readAddedTokens(path, json.added_tokens);
+  for (const [text, id] of vocabEntries) setText(id, text);
   for (const t of added) setText(t.id, t.text);
   const merges = readMerges(path, model.merges);
   const vocab = buildTextVocab(path, texts, added, merges);

@@ -14,7 +14,7 @@ export async function loadBpeTokenizer(source: TokenizerSource): Promise<Tokeniz
     case "tiktoken":
       return new BpeTokenizer(await loadTiktokenBpeSpec(source.path));
     case "gguf":
-      return new BpeTokenizer(ggufBpeSpec(source.metadata));
+      return new BpeTokenizer(ggufBpeSpec(source.metadata, source.path));
     default:
       throw new InvalidArgumentError(`a ${source.kind} tokenizer source is not byte-level BPE`);
   }

@@ -31,6 +31,22 @@ function writeSafetensors(file, tensors) {
   fs.closeSync(fd);
 }
 
+/** HF names → tensors of layer `index`: norms from `norm(n)`, matrices from `matrix(rows, cols)`. */
+function hfLayerTensors(index, { dim, kvDim, hidden }, norm, matrix) {
+  const layer = `model.layers.${index}`;
+  return {
+    [`${layer}.input_layernorm.weight`]: norm(dim),
+    [`${layer}.post_attention_layernorm.weight`]: norm(dim),
+    [`${layer}.self_attn.q_proj.weight`]: matrix(dim, dim),
+    [`${layer}.self_attn.k_proj.weight`]: matrix(kvDim, dim),
+    [`${layer}.self_attn.v_proj.weight`]: matrix(kvDim, dim),
+    [`${layer}.self_attn.o_proj.weight`]: matrix(dim, dim),
+    [`${layer}.mlp.gate_proj.weight`]: matrix(hidden, dim),
+    [`${layer}.mlp.up_proj.weight`]: matrix(hidden, dim),
+    [`${layer}.mlp.down_proj.weight`]: matrix(dim, hidden),
+  };
+}
+
 /**
  * chain: [from, to] pairs: after token `from`, greedy decoding picks `to` (up to DIM - 1 pairs).
  * generationConfig / tokenizerConfig: written as JSON (tokenizerConfig defaults to llama3/tokenizer_config.json).
@@ -53,18 +69,7 @@ function writeChainHfModel({ chain, generationConfig, tokenizerConfig } = {}) {
   });
   const ones = (n) => ({ shape: [n], data: new Float32Array(n).fill(1) });
   const tensors = { "model.embed_tokens.weight": embed, "model.norm.weight": ones(DIM), "lm_head.weight": head };
-  const layer = "model.layers.0";
-  Object.assign(tensors, {
-    [`${layer}.input_layernorm.weight`]: ones(DIM),
-    [`${layer}.post_attention_layernorm.weight`]: ones(DIM),
-    [`${layer}.self_attn.q_proj.weight`]: zeros(DIM, DIM),
-    [`${layer}.self_attn.k_proj.weight`]: zeros(DIM / 2, DIM),
-    [`${layer}.self_attn.v_proj.weight`]: zeros(DIM / 2, DIM),
-    [`${layer}.self_attn.o_proj.weight`]: zeros(DIM, DIM),
-    [`${layer}.mlp.gate_proj.weight`]: zeros(HIDDEN, DIM),
-    [`${layer}.mlp.up_proj.weight`]: zeros(HIDDEN, DIM),
-    [`${layer}.mlp.down_proj.weight`]: zeros(DIM, HIDDEN),
-  });
+  Object.assign(tensors, hfLayerTensors(0, { dim: DIM, kvDim: DIM / 2, hidden: HIDDEN }, ones, zeros));
   writeSafetensors(path.join(dir, "model.safetensors"), tensors);
 
   const config = {
@@ -91,4 +96,4 @@ function writeChainHfModel({ chain, generationConfig, tokenizerConfig } = {}) {
   return dir;
 }
 
-module.exports = { writeChainHfModel };
+module.exports = { writeChainHfModel, writeSafetensors, hfLayerTensors };
