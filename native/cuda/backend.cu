@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <climits>
 #include <vector>
 
 #include "kernels.cuh"
@@ -46,6 +47,7 @@ struct pass_buffers {
   cuda_row *rows_info = nullptr;
   int32_t *logit_map = nullptr; // pass row of each logit row
   int32_t *top_ids = nullptr;   // TOP_K_DEVICE_MAX per row
+  unsigned long long *first_non_finite = nullptr; // flat index of the first NaN/inf logit of the pass, or ULLONG_MAX
   int32_t *attn_tiles = nullptr; // the prompt attention's tiles (plan_attention_tiles): 2 per row at most
   uint8_t *row_tiled = nullptr;  // per row: attends in a tile
 };
@@ -65,6 +67,7 @@ struct cuda_backend {
   cuda_row *rows_host = nullptr;
   int32_t *logit_map_host = nullptr;
   int32_t *top_ids_host = nullptr;
+  unsigned long long *first_non_finite_host = nullptr;
   int32_t *attn_tiles_host = nullptr;
   uint8_t *row_tiled_host = nullptr;
   std::vector<decode_graph> graphs;
@@ -169,7 +172,7 @@ void drop_graphs(cuda_backend *b) {
 
 void free_pass_buffers(pass_buffers &p) {
   void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.rows_info, p.logit_map, p.top_ids,
-                  p.attn_tiles, p.row_tiled };
+                  p.first_non_finite, p.attn_tiles, p.row_tiled };
   for (void *ptr : all) cudaFree(ptr);
   p = pass_buffers();
 }
@@ -216,6 +219,7 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
     { (void **)&p.rows_info, r * sizeof(cuda_row) },
     { (void **)&p.logit_map, r * sizeof(int32_t) },
     { (void **)&p.top_ids, r * TOP_K_DEVICE_MAX * sizeof(int32_t) },
+    { (void **)&p.first_non_finite, sizeof(unsigned long long) },
     { (void **)&p.attn_tiles, r * 2 * sizeof(int32_t) },
     { (void **)&p.row_tiled, r },
   };
@@ -313,7 +317,8 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
   LAUNCH(launch_rmsnorm(p.xb, p.x, &b->output_norm, p.logit_map, n_logit_rows, c.dim, c.norm_eps, s));
   const cuda_matrix *output[] = { &b->output };
   float *const logits[] = { p.logits };
-  return products(b, output, logits, 1, p.xb, n_logit_rows, MATMUL_STORE);
+  LAUNCH(products(b, output, logits, 1, p.xb, n_logit_rows, MATMUL_STORE));
+  return launch_first_non_finite(p.logits, (int64_t)n_logit_rows * c.vocab_size, p.first_non_finite, s);
 }
 
 // A decode pass through its graph: replayed when one of this shape exists, else captured first.
@@ -387,7 +392,19 @@ bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<
       host_ranked.push_back({ &s, host_row });
     }
   }
+  if (!owners.empty())
+    CUDA_TRY(cudaMemcpyAsync(b->first_non_finite_host, b->buf.first_non_finite, sizeof(unsigned long long), cudaMemcpyDeviceToHost,
+                             b->stream), "copying the logits check");
   CUDA_TRY(cudaStreamSynchronize(b->stream), "running a forward pass");
+  if (!owners.empty() && *b->first_non_finite_host != ULLONG_MAX) {
+    const int64_t bad = (int64_t)*b->first_non_finite_host;
+    for (const logit_owner &o : owners) {
+      if (o.logit_row != bad / vocab) continue;
+      return llm_fail(err, LLM_ERR_NUMERICAL,
+                      "the logits at position %d are not finite (token %lld): the weights hold NaN or infinity, or the "
+                      "activations overflow", seqs[o.seq].pos + o.token, (long long)(bad % vocab));
+    }
+  }
   for (const auto &d : device_ranked)
     memcpy(d.second->top_ids, b->top_ids_host + (int64_t)d.first * TOP_K_DEVICE_MAX, (size_t)d.second->top_k * sizeof(int32_t));
   for (const host_top_k &h : host_ranked) llm_top_k(h.logits, vocab, h.seq->top_k, h.seq->top_ids);
@@ -486,6 +503,7 @@ void destroy(llm_backend *base) {
   cudaFreeHost(b->rows_host);
   cudaFreeHost(b->logit_map_host);
   cudaFreeHost(b->top_ids_host);
+  cudaFreeHost(b->first_non_finite_host);
   cudaFreeHost(b->attn_tiles_host);
   cudaFreeHost(b->row_tiled_host);
   if (b->stream) cudaStreamDestroy(b->stream);
@@ -531,6 +549,7 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   if (e == cudaSuccess) e = cudaMallocHost(&b->rows_host, kMaxPassRows * sizeof(cuda_row));
   if (e == cudaSuccess) e = cudaMallocHost(&b->logit_map_host, kMaxPassRows * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->top_ids_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMallocHost(&b->first_non_finite_host, sizeof(unsigned long long));
   if (e == cudaSuccess) e = cudaMallocHost(&b->attn_tiles_host, (size_t)kMaxPassRows * 2 * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->row_tiled_host, kMaxPassRows);
   if (e != cudaSuccess) ok = cuda_fail(err, e, "setting up the GPU");

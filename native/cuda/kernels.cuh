@@ -132,6 +132,9 @@ cudaError_t launch_attention_tiles(float *out, const float *q, const cuda_row *r
 // out = silu(gate) * up over n values (llm_swiglu), for gate and up products of different types.
 cudaError_t launch_swiglu(float *out, const float *gate, const float *up, int64_t n, cudaStream_t stream);
 
+// The flat index of the first NaN or infinity among n values into *first, or ULLONG_MAX when every one is finite.
+cudaError_t launch_first_non_finite(const float *values, int64_t n, unsigned long long *first, cudaStream_t stream);
+
 // The k largest of each of n_rows rows of n values, largest first; equal values lower index first; NaN last
 // (llm_top_k). k <= TOP_K_DEVICE_MAX.
 #define TOP_K_DEVICE_MAX 64
