@@ -9,7 +9,8 @@ const assert = require("node:assert/strict");
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
-const { loadModel, DeviceError } = require("../dist/cjs/index.js");
+const { loadModel, DeviceError, NumericalError } = require("../dist/cjs/index.js");
+const { modelWithNaN } = require("./helpers/tiny-model.js");
 const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readReference, maxAbsDiff } = require("./helpers/reference.js");
 const { testProgram } = require("./helpers/test-programs.js");
@@ -68,6 +69,26 @@ function gpuTests() {
     } finally {
       await gpu.dispose();
       await cpu.dispose();
+    }
+  });
+
+  test("cuda: a NaN weight makes evaluate and generation fail with a NumericalError, greedy (device argmax) or sampled", async () => {
+    const file = modelWithNaN(5);
+    const model = await loadModel(file, { device: "cuda" });
+    try {
+      for (const temperature of [0, 0.8]) {
+        await assert.rejects(model.complete("Once upon", { temperature, maxTokens: 4 }), (err) => err instanceof NumericalError && err.model === file);
+      }
+      await assert.rejects(model.evaluate([1, 2, 3]), (err) => err instanceof NumericalError && /not finite/.test(err.message));
+      // The model goes on: its sound twin on the same GPU generates.
+      const clean = await loadModel(modelWithNaN(undefined), { device: "cuda" });
+      try {
+        assert.equal((await clean.complete("Once upon", { temperature: 0, maxTokens: 4, ignoreEos: true })).tokens.length, 4);
+      } finally {
+        await clean.dispose();
+      }
+    } finally {
+      await model.dispose();
     }
   });
 

@@ -9,30 +9,13 @@ const { spawnSync } = require("node:child_process");
 const { loadModel, NumericalError, ModelFormatError } = require("../dist/cjs/index.js");
 const { loadBinding, NATIVE_TYPE_CODES } = require("../dist/cjs/native/binding.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
-const { writeTinyModel } = require("./helpers/tiny-model.js");
-const { makeRandom } = require("./helpers/random.js");
+const { modelWithNaN, randomValues, writeTinyModel } = require("./helpers/tiny-model.js");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
 
 const CLI = path.resolve(__dirname, "..", "dist", "cjs", "cli", "main.js");
 const F16_NAN = 0x7e00;
 const F16_INF = 0x7c00;
 
-function randomValues(n, seed) {
-  const random = makeRandom(seed);
-  return Float32Array.from({ length: n }, () => random() - 0.5);
-}
-
-/** A tiny model whose blk.0.ffn_gate.weight has random values, optionally with one NaN planted at `at`. */
-function modelWithNaN(at) {
-  return writeTinyModel({
-    fill: (name, rows, cols) => {
-      if (name !== "blk.0.ffn_gate.weight" && name !== "token_embd.weight") return undefined;
-      const values = randomValues(rows * cols, 7);
-      if (name === "blk.0.ffn_gate.weight" && at !== undefined) values[at] = NaN;
-      return values;
-    },
-  });
-}
 
 function assertNumerical(err, file, tensor, index) {
   assert.ok(err instanceof NumericalError, `expected a NumericalError, got ${err.name}: ${err.message}`);

@@ -33,7 +33,7 @@ for set in "$@"; do
       (cd "$src" && git rev-parse --short HEAD > .git-commit && tar --exclude=.git --exclude=./docs --exclude=./models \
         --exclude=./media --exclude=./gguf-py --exclude=./benches --exclude='./ggml/src/ggml-'{metal,sycl,vulkan,opencl,hexagon,et,cann,musa} \
         -cJf "$root/.cudapack/llamacpp-src.tar.xz" .) ;;
-    small) tar -C "$models" -cJf .cudapack/models-small.tar.xz tinystories gguf/llama-2-tiny-random.gguf vocab/ggml-vocab-llama-spm.gguf ;;
+    small) tar -C "$models" -cJf .cudapack/models-small.tar.xz MANIFEST.md tinystories gguf/llama-2-tiny-random.gguf vocab/ggml-vocab-llama-spm.gguf ;;
     sotu-l2-23m | sotu-l2-23m-meta | sotu-l3-26m)
       extra=()
       [ "$set" = sotu-l3-26m ] && extra=(llama3/tokenizer.json)

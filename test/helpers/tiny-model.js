@@ -7,6 +7,7 @@ const { writeGguf } = require("../../dist/cjs/formats/gguf-writer.js");
 const { readGguf } = require("../../dist/cjs/formats/gguf.js");
 const { expectedTensorShapes } = require("../../dist/cjs/formats/llama-tensors.js");
 const { DEFAULT_MODEL } = require("./models.js");
+const { makeRandom } = require("./random.js");
 
 /**
  * fill(name, rows, cols) returns the Float32Array of a tensor (rows*cols values), undefined for zeros, or
@@ -73,4 +74,21 @@ function writeConstantOutputModel(logitsPerToken, metadata = []) {
   });
 }
 
-module.exports = { writeTinyModel, writeConstantOutputModel };
+function randomValues(n, seed) {
+  const random = makeRandom(seed);
+  return Float32Array.from({ length: n }, () => random() - 0.5);
+}
+
+/** A tiny model whose blk.0.ffn_gate.weight has random values, optionally with one NaN planted at `at`. */
+function modelWithNaN(at) {
+  return writeTinyModel({
+    fill: (name, rows, cols) => {
+      if (name !== "blk.0.ffn_gate.weight" && name !== "token_embd.weight") return undefined;
+      const values = randomValues(rows * cols, 7);
+      if (name === "blk.0.ffn_gate.weight" && at !== undefined) values[at] = NaN;
+      return values;
+    },
+  });
+}
+
+module.exports = { writeTinyModel, writeConstantOutputModel, modelWithNaN, randomValues };
