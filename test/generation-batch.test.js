@@ -61,9 +61,14 @@ test("sampled sequences in a batch match their solo runs too (seed + index)", as
 test("concurrent generate() calls join a running batch and leave it independently", async () => {
   const alone = await model.complete(PROMPTS[2], GREEDY);
   const stop = watchBatchSizes();
-  const first = model.complete(PROMPTS[1], { ...GREEDY, maxTokens: 40 });
-  // The second starts after the first has begun decoding: it joins at the next pass.
-  await new Promise((r) => setTimeout(r, 30));
+  // The second starts once the first is decoding (its first token is out), not after a fixed delay: the first has
+  // 39 tokens to go then, so the second joins it at its next pass however fast the machine is.
+  let firstDecoding;
+  const decoding = new Promise((resolve) => (firstDecoding = resolve));
+  const first = (async () => {
+    for await (const _ of model.generate(PROMPTS[1], { ...GREEDY, maxTokens: 40 })) firstDecoding();
+  })();
+  await decoding;
   const second = await model.complete(PROMPTS[2], GREEDY);
   await first;
   assert.ok(stop() >= 2, "the two shared passes");

@@ -158,6 +158,11 @@ static void attention_task(void *ctx, size_t begin, size_t end, int worker) {
 void llm_attention(struct llm_threadpool *pool, const struct llm_attention_args *args) {
   struct attention_job job = { args, attention_kernels() };
   size_t tasks = 0;
-  for (int s = 0; s < args->n_seqs; s++) tasks += (size_t)args->n_heads * (size_t)args->seqs[s].n_tokens;
-  llm_parallel_for(pool, tasks, attention_task, &job);
+  int64_t multiply_adds = 0; /* scores and the weighted sum: 2 x head_dim per visible position */
+  for (int s = 0; s < args->n_seqs; s++) {
+    const struct llm_attention_seq *seq = &args->seqs[s];
+    tasks += (size_t)args->n_heads * (size_t)seq->n_tokens;
+    multiply_adds += (int64_t)args->n_heads * seq->n_tokens * (seq->pos + seq->n_tokens) * 2 * args->head_dim;
+  }
+  llm_parallel_for_work(pool, tasks, multiply_adds, attention_task, &job);
 }

@@ -275,9 +275,12 @@ bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, in
       }
     }
   }
-  int64_t tasks = 0;
-  for (int p = 0; p < n_products; p++) tasks += row_tasks(&job.products[p]);
-  llm_parallel_for(pool, (size_t)tasks, matmul_task, &job);
+  int64_t tasks = 0, multiply_adds = 0;
+  for (int p = 0; p < n_products; p++) {
+    tasks += row_tasks(&job.products[p]);
+    multiply_adds += weights[p]->rows * cols * n_tokens;
+  }
+  llm_parallel_for_work(pool, (size_t)tasks, multiply_adds, matmul_task, &job);
   return true;
 }
 bool llm_matmul_many(struct llm_threadpool *pool, int n_products, float *const outs[],

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -23,7 +24,7 @@
 
 /* How long an idle worker spins before sleeping: far longer than the gap between two loops of one forward
  * pass (microseconds), shorter than a typical gap between tokens, so workers sleep between tokens. */
-#define SPIN_NANOSECONDS 200000
+#define SPIN_NANOSECONDS 100000
 /* How long the caller spins for chunks that other workers still hold before sleeping. Those chunks are small
  * (guided), so this only runs out when a worker lost its CPU mid-chunk: sleeping then frees the caller's core
  * for it, where spinning would keep it waiting for the scheduler's next time slice (milliseconds). */
@@ -114,7 +115,13 @@ static uint32_t wait_for_work(struct llm_threadpool *pool, uint32_t seen) {
     uint64_t word = atomic_load_explicit(&pool->claim, memory_order_acquire);
     if (claim_generation(word) != seen && claim_index(word) != CLAIM_CLOSED) return claim_generation(word);
     cpu_relax();
-    if (spin % SPINS_PER_CLOCK_READ == 0 && monotonic_ns() > deadline) break;
+    if (spin % SPINS_PER_CLOCK_READ == 0) {
+      if (monotonic_ns() > deadline) break;
+      /* A spinning worker that shares its core with a runnable thread (the caller, or another process when the
+       * machine is busy) hands it the core; alone on its core, sched_yield returns at once. Without it, with a
+       * busy-loop neighbour on 2 cores, 2 threads decoded at 0.77x one thread's speed (bench/contention.js). */
+      sched_yield();
+    }
   }
   pthread_mutex_lock(&pool->mutex);
   /* seq_cst increment, then re-check: pairs with publish's open-then-check of n_sleeping, so a wake-up cannot
@@ -246,6 +253,14 @@ void llm_parallel_for(struct llm_threadpool *pool, size_t n_tasks, llm_task_fn f
   }
   run_chunks(pool, publish(pool, n_tasks, fn, ctx), 0);
   wait_for_chunks(pool, n_tasks);
+}
+
+void llm_parallel_for_work(struct llm_threadpool *pool, size_t n_tasks, int64_t work, llm_task_fn fn, void *ctx) {
+  if (work < LLM_MIN_PARALLEL_WORK) {
+    if (n_tasks > 0) fn(ctx, 0, n_tasks, 0);
+  } else {
+    llm_parallel_for(pool, n_tasks, fn, ctx);
+  }
 }
 
 int llm_physical_cores(void) {
