@@ -75,17 +75,16 @@ export function cpuFeatures(): string {
 const NO_DRIVER_REASON = "no NVIDIA driver is installed or loaded on this machine (neither /dev/nvidiactl nor /proc/driver/nvidia exists)";
 
 /**
- * Whether the addon has the CUDA backend and how many GPUs it can use. With none, the reason names what is missing
- * first: the NVIDIA driver (the CUDA runtime reports a missing driver as "driver version is insufficient", as it
- * does a driver too old), else the CUDA binary's failed check when it was passed over (the CPU binary's own reason
- * would only say it has no CUDA), else the addon's reason.
+ * Whether the addon has the CUDA backend and how many GPUs it can use. With none, the reason says what went wrong in
+ * place of the addon's own (the CPU binary's would only say it has no CUDA, and the CUDA runtime reports a missing
+ * driver as "driver version is insufficient", as it does a driver too old): the CUDA binary's failed check when it
+ * was passed over, and that no NVIDIA driver is present when none is.
  */
 export function cudaInfo(): NativeCudaInfo {
   const info = loadBinding().cudaInfo();
   if (info.devices > 0) return info;
-  if (!gpuPresent()) return { ...info, reason: NO_DRIVER_REASON };
-  const { cudaFailure } = loadedBinary();
-  return cudaFailure ? { ...info, reason: cudaFailure } : info;
+  const reasons = [loadedBinary().cudaFailure, gpuPresent() ? undefined : NO_DRIVER_REASON].filter((r) => r !== undefined);
+  return reasons.length > 0 ? { ...info, reason: reasons.join("; ") } : info;
 }
 
 /**
