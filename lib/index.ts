@@ -39,7 +39,7 @@ export {
   OutOfMemoryError,
 } from "./errors";
 export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
-export type { ChatTemplateLimits } from "./chat/sandbox";
+export type { ChatTemplateLimits } from "./chat/limits";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";
 export { DEFAULT_MODEL_PATH } from "./default-model";

@@ -2,13 +2,13 @@
 import type { ModelDescriptor } from "../formats/types";
 import type { Tokenizer } from "../tokenizer/types";
 import { builtinChatTemplate } from "./builtin-templates";
-import type { ChatTemplateLimits } from "./sandbox";
+import type { ChatTemplateLimits } from "./limits";
 import { ChatTemplate } from "./template";
 import { findChatTemplate } from "./template-source";
 
 export { applyChatTemplate, renderChat } from "./apply";
 export { ChatTemplate } from "./template";
-export { resolveChatTemplateLimits, type ChatTemplateLimits } from "./sandbox";
+export { resolveChatTemplateLimits, type ChatTemplateLimits } from "./limits";
 export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./types";
 
 /**

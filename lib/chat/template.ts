@@ -6,7 +6,8 @@
  */
 import { Template } from "@huggingface/jinja";
 import { ChatTemplateLimitError, InvalidArgumentError, LlamaNapiError, ModelFormatError } from "../errors";
-import { type ChatTemplateLimits, DEFAULT_CHAT_TEMPLATE_LIMITS, RENDERER_STACK_KB, renderInSandbox } from "./sandbox";
+import { type ChatTemplateLimits, DEFAULT_CHAT_TEMPLATE_LIMITS } from "./limits";
+import { RENDERER_STACK_KB, renderInSandbox } from "./sandbox";
 import type { ChatMessage } from "./types";
 
 export interface ChatTemplateVariables {

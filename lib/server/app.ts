@@ -14,27 +14,14 @@ import { CHAT_FORMAT, TEXT_FORMAT } from "./responses";
 import { chatCompletionSchema, completionSchema } from "./schemas";
 import { SlotScheduler } from "./slot-scheduler";
 import { planChatCompletion, planCompletion } from "./translate";
-
-export interface AppOptions {
-  modelAlias: string;
-  parallel: number;
-  queueSize: number;
-  apiKey: string | undefined;
-  bodyLimit: number;
-  logger: boolean;
-  headersTimeoutMs: number;
-  requestTimeoutMs: number;
-  idleTimeoutMs: number;
-  maxConnections: number;
-  metricsPublic: boolean;
-}
+import type { ResolvedServerOptions } from "./index";
 
 export interface App {
   fastify: FastifyInstance;
   context: ServerContext;
 }
 
-export function buildApp(model: LlamaModel, options: AppOptions): App {
+export function buildApp(model: LlamaModel, options: ResolvedServerOptions): App {
   const slots = new SlotScheduler(options.parallel, options.queueSize);
   const metrics = new ServerMetrics(slots);
   const context: ServerContext = { model, modelAlias: options.modelAlias, slots, metrics, inFlight: new Set(), closing: false };

@@ -8,7 +8,6 @@ import type { AddressInfo } from "node:net";
 import { InvalidArgumentError } from "../errors";
 import type { LlamaModel } from "../model";
 import { checkOptionNames, type OptionNames } from "../option-names";
-import type { AppOptions } from "./app";
 import { SHUTTING_DOWN } from "./errors";
 
 export interface ServerOptions {
@@ -56,6 +55,9 @@ export interface LlamaServer {
   close(): Promise<void>;
 }
 
+/** ServerOptions with every default filled in (apiKey stays optional: none means no authentication). */
+export type ResolvedServerOptions = Required<Omit<ServerOptions, "apiKey">> & Pick<ServerOptions, "apiKey">;
+
 const SERVER_OPTION_NAMES = {
   parallel: true, queueSize: true, apiKey: true, metricsPublic: true, modelAlias: true, bodyLimit: true, logger: true,
   headersTimeoutMs: true, requestTimeoutMs: true, idleTimeoutMs: true, maxConnections: true,
@@ -65,7 +67,7 @@ const SERVER_OPTION_NAMES = {
  * The options with their defaults, checked (an InvalidArgumentError names the option): on their own so that a
  * caller (the CLI) can check its flags before loading a model.
  */
-export function resolveServerOptions(options: ServerOptions = {}): AppOptions {
+export function resolveServerOptions(options: ServerOptions = {}): ResolvedServerOptions {
   checkOptionNames(options, SERVER_OPTION_NAMES, "createServer");
   const headersTimeoutMs = checkInteger("headersTimeoutMs", options.headersTimeoutMs ?? 10_000, 1);
   if (options.metricsPublic !== undefined && typeof options.metricsPublic !== "boolean") {
