@@ -196,8 +196,9 @@ test("n above 10 adds one abort listener to the request, not one per choice: no 
   const onWarning = (warning) => warnings.push(warning);
   process.on("warning", onWarning);
   try {
-    // One slot, so most choices wait in the queue (each waiter listens for the abort) while the first generates.
-    await withServer(model, { parallel: 1 }, async ({ url }) => {
+    // One slot, so most choices wait in the queue (each waiter listens for the abort) while the first generates;
+    // n above the default cap of 8 needs a larger maxN.
+    await withServer(model, { parallel: 1, maxN: 12 }, async ({ url }) => {
       const response = await post(url, "/v1/completions", { model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 2, n: 12, seed: 1 });
       assert.equal(response.status, 200);
       assert.equal((await response.json()).choices.length, 12);

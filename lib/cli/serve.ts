@@ -28,6 +28,8 @@ export const serveCommand: CommandSpec = {
     "request-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds a client has to send a whole request, body included (default 30)" },
     "idle-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds an idle keep-alive connection stays open (default 5)" },
     "max-connections": { type: "string", number: "int", placeholder: "N", description: "Open connections at most; more are closed at once (default 256)" },
+    "max-n": { type: "string", number: "int", placeholder: "N", description: "Choices a request may ask for ('n'); more get HTTP 400 (default 8)" },
+    "max-tokens-cap": { type: "string", number: "int", placeholder: "N", description: "Tokens a choice may generate; a larger max_tokens gets HTTP 400, none given means this many (default: the context)" },
   },
 };
 
@@ -61,6 +63,8 @@ export async function serve(argv: string[]): Promise<number> {
       requestTimeoutMs: timeoutMs(o, "request-timeout"),
       idleTimeoutMs: timeoutMs(o, "idle-timeout"),
       maxConnections: o["max-connections"] as number | undefined,
+      maxN: o["max-n"] as number | undefined,
+      maxTokensCap: o["max-tokens-cap"] as number | undefined,
     });
   } catch (err) {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);

@@ -3,8 +3,9 @@
  * waiting at that moment as one forward pass (one matrix product per weight for every active sequence). A
  * sequence that asks while a pass is running joins the next one; one that stops asking simply drops out.
  *
- * Long prompts are fed in slices of at most PASS_TOKENS, so that the sequences already decoding keep getting a
- * token per pass while a newcomer's prompt is prefilled.
+ * Prefill is interleaved with decoding: a pass holds every queued request that fits whole (the decoding
+ * sequences' next tokens, short prompts) and a slice of at most one longer prompt in the room left, so a long
+ * prompt never stalls the sequences already decoding; they get a token in every pass while it is prefilled.
  *
  * A greedy sequence decodes with `speculate`: the engine then runs its argmax at the next position while
  * JavaScript is still sampling (NativeDecodeOptions.speculate), and its next request claims that step instead of
@@ -16,6 +17,11 @@ import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding"
 
 /** Tokens per forward pass: the engine's own pass size (MAX_PASS_TOKENS in native/engine/forward.c). */
 const PASS_TOKENS = 256;
+/**
+ * Room kept for the prompt being sliced once it is the oldest request: however many sequences decode, it moves on
+ * (rows that do not fit then go first in the next pass).
+ */
+const MIN_SLICE_TOKENS = 32;
 /** How long a pass waits for the sequences of stopped look-ahead chains, in passes (at least MIN_WAIT_MS). */
 const CHAIN_WAIT_PASSES = 2;
 const MIN_WAIT_MS = 5;
@@ -121,31 +127,45 @@ export class DecodeScheduler {
   }
 
   /**
-   * The next pass: queued requests in arrival order until PASS_TOKENS tokens. A request that does not fit whole
-   * contributes a slice (logits are only needed for its last token, so a leading slice needs none) and keeps its
-   * place at the head of the queue. `finishes[i]`: whether entry i completes its request.
+   * The next pass: the queued requests that fit whole, in arrival order, then one slice of the oldest request left
+   * over in the room that remains (logits are only needed for a prompt's last token, so a leading slice needs
+   * none); the sliced request keeps its place in the queue, and when it is the oldest the others leave it at least
+   * MIN_SLICE_TOKENS. A request that needs every position's logits cannot be sliced: too long for the room, it
+   * runs in a pass of its own when it is the oldest. `finishes[i]`: whether entry i completes its request.
    */
   private takePass(): { pass: { entry: BatchEntry; request: Request }[]; finishes: boolean[] } {
     const pass: { entry: BatchEntry; request: Request }[] = [];
     const finishes: boolean[] = [];
+    const waiting: Request[] = [];
+    let sliced: Request | undefined;
+    let reserved = 0;
     let room = PASS_TOKENS;
-    while (this.queue.length > 0 && room > 0) {
-      const request = this.queue[0];
-      const splittable = request.options.logits !== "all";
+    for (const [index, request] of this.queue.entries()) {
       const n = request.tokens.length;
-      if (n <= room || !splittable) {
-        if (n > room && pass.length > 0) break; // an unsplittable request waits for a pass of its own
-        this.queue.shift();
+      const splittable = request.options.logits !== "all";
+      // The oldest request, when it cannot be sliced, goes in whatever its length (alone if longer than a pass).
+      if (n <= room - reserved || (index === 0 && !splittable)) {
         pass.push({ entry: { context: request.context, tokens: request.tokens, pos: request.pos, ...request.options }, request });
         finishes.push(true);
         room -= n;
+        if (room <= 0) {
+          waiting.push(...this.queue.slice(index + 1));
+          break;
+        }
       } else {
-        pass.push({ entry: { context: request.context, tokens: request.tokens.subarray(0, room), pos: request.pos, logits: "none" }, request });
-        finishes.push(false);
-        request.tokens = request.tokens.subarray(room);
-        request.pos += room;
-        room = 0;
+        waiting.push(request);
+        if (!sliced && splittable) {
+          sliced = request;
+          if (index === 0) reserved = MIN_SLICE_TOKENS;
+        }
       }
+    }
+    this.queue = waiting;
+    if (sliced && room > 0) {
+      pass.push({ entry: { context: sliced.context, tokens: sliced.tokens.subarray(0, room), pos: sliced.pos, logits: "none" }, request: sliced });
+      finishes.push(false);
+      sliced.tokens = sliced.tokens.subarray(room);
+      sliced.pos += room;
     }
     return { pass, finishes };
   }

@@ -24,7 +24,8 @@ export interface App {
 export function buildApp(model: LlamaModel, options: ResolvedServerOptions): App {
   const slots = new SlotScheduler(options.parallel, options.queueSize);
   const metrics = new ServerMetrics(slots);
-  const context: ServerContext = { model, modelAlias: options.modelAlias, slots, metrics, inFlight: new Set(), closing: false };
+  const limits = { maxN: options.maxN, maxTokensCap: options.maxTokensCap };
+  const context: ServerContext = { model, modelAlias: options.modelAlias, slots, limits, metrics, inFlight: new Set(), closing: false };
   const created = Math.floor(Date.now() / 1000);
 
   const app = Fastify({

@@ -13,7 +13,7 @@ import { ChoiceText, type ResponseFormat } from "./responses";
 import type { GenerationBody } from "./schemas";
 import { SseStream } from "./sse";
 import type { SlotScheduler } from "./slot-scheduler";
-import { choiceOptions, type GenerationPlan } from "./translate";
+import { choiceOptions, type GenerationPlan, type RequestLimits } from "./translate";
 
 /** A generation request being served, for close(): how to abort it, and when its response is out. */
 export interface InFlightRequest {
@@ -27,6 +27,8 @@ export interface ServerContext {
   /** The model id clients name in requests. */
   modelAlias: string;
   slots: SlotScheduler;
+  /** Caps on `n` and on the tokens of a choice. */
+  limits: RequestLimits;
   metrics: ServerMetrics;
   inFlight: Set<InFlightRequest>;
   /** Set by close(): requests that still arrive get a 503. */
@@ -42,12 +44,12 @@ const CLIENT_GONE = new ApiError(499, "the client closed the connection", { code
 export function completionHandler<Body extends GenerationBody>(
   ctx: ServerContext,
   format: ResponseFormat,
-  planOf: (body: Body, model: LlamaModel) => GenerationPlan,
+  planOf: (body: Body, model: LlamaModel, limits: RequestLimits) => GenerationPlan,
 ) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const body = request.body as Body;
     if (body.model !== ctx.modelAlias) throw modelNotFound(body.model);
-    const plan = planOf(body, ctx.model);
+    const plan = planOf(body, ctx.model, ctx.limits);
     admit(ctx, plan.prompts.length * plan.n);
 
     const abort = new AbortController();

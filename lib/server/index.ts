@@ -33,6 +33,13 @@ export interface ServerOptions {
   idleTimeoutMs?: number;
   /** Open connections at most; past that, new connections are closed as they arrive. Default 256. */
   maxConnections?: number;
+  /** Choices a request may ask for per prompt (`n`); more is a 400 naming `n`. Default 8. */
+  maxN?: number;
+  /**
+   * Tokens one choice may generate (`max_tokens`, `max_completion_tokens`); more is a 400 naming the parameter,
+   * and a request that gives none gets this many at most. Default: no cap but the context.
+   */
+  maxTokensCap?: number;
 }
 
 export interface ListenOptions {
@@ -55,12 +62,12 @@ export interface LlamaServer {
   close(): Promise<void>;
 }
 
-/** ServerOptions with every default filled in (apiKey stays optional: none means no authentication). */
-export type ResolvedServerOptions = Required<Omit<ServerOptions, "apiKey">> & Pick<ServerOptions, "apiKey">;
+/** ServerOptions with every default filled in (apiKey and maxTokensCap stay optional: none means no key, no cap). */
+export type ResolvedServerOptions = Required<Omit<ServerOptions, "apiKey" | "maxTokensCap">> & Pick<ServerOptions, "apiKey" | "maxTokensCap">;
 
 const SERVER_OPTION_NAMES = {
   parallel: true, queueSize: true, apiKey: true, metricsPublic: true, modelAlias: true, bodyLimit: true, logger: true,
-  headersTimeoutMs: true, requestTimeoutMs: true, idleTimeoutMs: true, maxConnections: true,
+  headersTimeoutMs: true, requestTimeoutMs: true, idleTimeoutMs: true, maxConnections: true, maxN: true, maxTokensCap: true,
 } as const satisfies OptionNames<ServerOptions>;
 
 /**
@@ -88,6 +95,8 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     maxConnections: checkInteger("maxConnections", options.maxConnections ?? 256, 1),
     metricsPublic: options.metricsPublic ?? false,
     logger: options.logger ?? false,
+    maxN: checkInteger("maxN", options.maxN ?? 8, 1),
+    maxTokensCap: options.maxTokensCap === undefined ? undefined : checkInteger("maxTokensCap", options.maxTokensCap, 1),
   };
 }
 

@@ -25,7 +25,8 @@ const generationProperties = {
   frequency_penalty: number({ minimum: -2, maximum: 2 }),
   presence_penalty: number({ minimum: -2, maximum: 2 }),
   seed: integer({ minimum: -MAX_SAFE, maximum: MAX_SAFE }),
-  n: integer({ minimum: 1, maximum: 128 }),
+  // The largest n is the server's option (maxN), checked in translate.ts.
+  n: integer({ minimum: 1 }),
   stop: {
     description: "a string or an array of at most 4 non-empty strings",
     anyOf: [{ type: "string", minLength: 1 }, { type: "array", maxItems: 4, items: { type: "string", minLength: 1 } }, { type: "null" }],

@@ -11,6 +11,14 @@ import { resolveSampling } from "../sampling/options";
 import { ApiError, contextOverflowError, invalidParameter } from "./errors";
 import type { ChatCompletionBody, CompletionBody, GenerationBody } from "./schemas";
 
+/** The server's caps on one request, so that no request takes every slot or holds one for ever (fairness). */
+export interface RequestLimits {
+  /** Choices per prompt (`n`) at most. */
+  maxN: number;
+  /** Tokens one choice may generate at most; undefined: up to the context. */
+  maxTokensCap: number | undefined;
+}
+
 export interface GenerationPlan {
   /** The prompts as token ids: chat has one, completions may have several; each is answered `n` times. */
   prompts: number[][];
@@ -66,7 +74,7 @@ const COMPLETION_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   best_of: (v) => typeof v === "number" && v > 1,
 };
 
-export function planChatCompletion(body: ChatCompletionBody, model: LlamaModel): GenerationPlan {
+export function planChatCompletion(body: ChatCompletionBody, model: LlamaModel, limits: RequestLimits): GenerationPlan {
   refuseUnsupported(body, CHAT_UNSUPPORTED);
   if (body.top_logprobs != null && !body.logprobs) {
     throw invalidParameter("Invalid 'top_logprobs': requires 'logprobs' to be true.", "top_logprobs");
@@ -86,15 +94,16 @@ export function planChatCompletion(body: ChatCompletionBody, model: LlamaModel):
     throw err;
   }
   checkPromptLength(tokens, model, "messages");
-  const options = generateOptions(body, body.max_completion_tokens ?? body.max_tokens);
+  // max_completion_tokens is the newer name of max_tokens, and wins when both are given.
+  const options = generateOptions(body, maxTokensOf(body, ["max_completion_tokens", "max_tokens"], limits.maxTokensCap));
   if (body.logprobs) options.logprobs = body.top_logprobs ?? 0;
-  return plan(body, model, [tokens], options);
+  return plan(body, model, [tokens], options, limits);
 }
 
 /** OpenAI's legacy default for /v1/completions when max_tokens is not given. */
 const COMPLETION_DEFAULT_MAX_TOKENS = 16;
 
-export function planCompletion(body: CompletionBody, model: LlamaModel): GenerationPlan {
+export function planCompletion(body: CompletionBody, model: LlamaModel, limits: RequestLimits): GenerationPlan {
   refuseUnsupported(body, COMPLETION_UNSUPPORTED);
   const prompts = completionPrompts(body.prompt).map((prompt) => {
     const tokens = typeof prompt === "string" ? model.tokenize(prompt, { addBos: true }) : prompt;
@@ -105,9 +114,9 @@ export function planCompletion(body: CompletionBody, model: LlamaModel): Generat
     checkPromptLength(tokens, model, "prompt");
     return tokens;
   });
-  const options = generateOptions(body, body.max_tokens ?? COMPLETION_DEFAULT_MAX_TOKENS);
+  const options = generateOptions(body, maxTokensOf(body, ["max_tokens"], limits.maxTokensCap, COMPLETION_DEFAULT_MAX_TOKENS));
   if (body.logprobs != null) options.logprobs = body.logprobs;
-  return plan(body, model, prompts, options);
+  return plan(body, model, prompts, options, limits);
 }
 
 /** The options of choice `index` of a prompt: with a seed, each choice gets its own (seed + index). */
@@ -116,9 +125,17 @@ export function choiceOptions(plan: GenerationPlan, index: number, signal: Abort
   return { ...plan.options, seed: seed === undefined ? undefined : seed + index, signal };
 }
 
-function plan(body: GenerationBody, model: LlamaModel, prompts: number[][], options: GenerateOptions): GenerationPlan {
+function plan(body: GenerationBody, model: LlamaModel, prompts: number[][], options: GenerateOptions, limits: RequestLimits): GenerationPlan {
   if (body.stream_options != null && !body.stream) {
     throw invalidParameter("Invalid 'stream_options': only allowed when 'stream' is true.", "stream_options");
+  }
+  const n = body.n ?? 1;
+  if (n > limits.maxN) {
+    // OpenAI's wording and code for an integer over its maximum.
+    throw new ApiError(400, `Invalid 'n': integer above maximum value. Expected a value <= ${limits.maxN}, but got ${n} instead.`, {
+      param: "n",
+      code: "integer_above_max_value",
+    });
   }
   try {
     // The sampler's own rules (logit_bias ids within the vocabulary, ...), checked before the request waits for a slot.
@@ -129,11 +146,30 @@ function plan(body: GenerationBody, model: LlamaModel, prompts: number[][], opti
   }
   return {
     prompts,
-    n: body.n ?? 1,
+    n,
     options,
     stream: body.stream ?? false,
     includeUsage: body.stream_options?.include_usage ?? false,
   };
+}
+
+/**
+ * The tokens each choice may generate: the first of `params` the request gives, else `defaultTokens`, at most the
+ * server's cap (undefined: no limit but the context). A value over the cap is a 400 naming its parameter rather
+ * than quietly cut short, as OpenAI's API refuses a max_tokens above a model's limit.
+ */
+function maxTokensOf(body: GenerationBody, params: readonly string[], cap: number | undefined, defaultTokens?: number): number | undefined {
+  let asked: number | undefined;
+  for (const param of params) {
+    const value = body[param] as number | null | undefined;
+    if (value == null) continue;
+    if (cap !== undefined && value > cap) {
+      throw invalidParameter(`'${param}' is too large: ${value}. This server generates at most ${cap} tokens per choice.`, param);
+    }
+    asked ??= value;
+  }
+  const limit = Math.min(asked ?? defaultTokens ?? Infinity, cap ?? Infinity);
+  return Number.isFinite(limit) ? limit : undefined;
 }
 
 function generateOptions(body: GenerationBody, maxTokens: number | null | undefined): GenerateOptions {

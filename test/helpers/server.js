@@ -48,11 +48,11 @@ function serveSync(...args) {
 }
 
 /**
- * `llama-napi serve --model sotu-l2-23m --port 0 --threads 1 --ctx-size 256 ARGS` in a child process: `url` resolves
- * with the base URL it prints, `exited` with its exit code, `stderr()` is what it wrote there so far.
+ * `llama-napi serve --model MODEL --port 0 --threads 1 --ctx-size 256 ARGS` in a child process (MODEL: sotu-l2-23m
+ * unless given): `url` resolves with the base URL it prints, `exited` with its exit code, `stderr()` is what it wrote
+ * there so far.
  */
-function spawnServe(args) {
-  const model = modelPath("trained", "sotu-l2-23m");
+function spawnServe(args, model = modelPath("trained", "sotu-l2-23m")) {
   const child = spawn(process.execPath, [CLI, "serve", "--model", model, "--port", "0", "--threads", "1", "--ctx-size", String(CONTEXT_SIZE), ...args]);
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));

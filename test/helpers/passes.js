@@ -1,0 +1,58 @@
+"use strict";
+// What the decode scheduler puts in each forward pass, for the tests of chunked prefill: recorded where the pass is
+// handed to the engine, so the measure is the passes' composition, not time.
+const assert = require("node:assert/strict");
+
+/**
+ * Records every pass `scheduler` runs from now on: `passes[k]` lists its entries as { context, tokens, finishes }
+ * (tokens: how many of the request's tokens the pass holds; finishes: whether they are the request's last). `stop()`
+ * ends the recording.
+ */
+function recordPasses(scheduler) {
+  const run = scheduler.run;
+  const passes = [];
+  scheduler.run = function (pass, finishes) {
+    passes.push(pass.map(({ entry }, i) => ({ context: entry.context, tokens: entry.tokens.length, finishes: finishes[i] })));
+    return run.call(this, pass, finishes);
+  };
+  return { passes, stop: () => delete scheduler.run };
+}
+
+/** Tokens per pass: the engine's pass size (MAX_PASS_TOKENS in native/engine/forward.c). */
+const PASS_TOKENS = 256;
+
+/**
+ * Checks that the first prompt evaluated on `promptContext` in `passes` was prefilled beside the sequences decoding
+ * on `decoders`: it takes `minSlices` passes or more, and every one of them also holds a row of each decoder and no
+ * other slice, so no decoder waits for more than the one slice that shares its pass. Each pass stays within the
+ * engine's pass size. Returns the prompt's passes.
+ */
+function assertInterleaved(passes, promptContext, decoders, minSlices) {
+  const pieceIn = (pass) => pass.find((e) => e.context === promptContext);
+  const first = passes.findIndex(pieceIn);
+  assert.ok(first >= 0, "the prompt ran");
+  const last = passes.findIndex((pass, k) => k >= first && pieceIn(pass)?.finishes);
+  assert.ok(last >= 0, "the prompt's prefill ended");
+  const prefill = passes.slice(first, last + 1).filter(pieceIn);
+  assert.ok(prefill.length >= minSlices, `the prompt took ${prefill.length} passes, expected ${minSlices} or more`);
+  for (const [k, pass] of prefill.entries()) {
+    const where = `pass ${k + 1} of the prompt's ${prefill.length}: ${JSON.stringify(pass.map((e) => e.tokens))}`;
+    for (const [d, decoder] of decoders.entries()) {
+      const rows = pass.filter((e) => e.context === decoder);
+      assert.equal(rows.length, 1, `decoder ${d} has a row in ${where}`);
+      assert.equal(rows[0].tokens, 1, `decoder ${d} decodes one token in ${where}`);
+    }
+    assert.ok(pass.filter((e) => !e.finishes).length <= 1, `one slice at most in ${where}`);
+    assert.ok(pass.reduce((sum, e) => sum + e.tokens, 0) <= PASS_TOKENS, `within the pass size: ${where}`);
+  }
+  return prefill;
+}
+
+/** `done` resolves once `tick()` has been called `count` times (all the streams are decoding, say). */
+function countdown(count) {
+  let resolve;
+  const done = new Promise((r) => (resolve = r));
+  return { done, tick: () => --count === 0 && resolve() };
+}
+
+module.exports = { recordPasses, assertInterleaved, countdown, PASS_TOKENS };
