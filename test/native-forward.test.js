@@ -456,6 +456,34 @@ test("decodeBatch: several sequences in one pass give bit-identical results to e
   }
 });
 
+test("the typed errors take the addon's numbers and argument names from its error's fields, never from its message", async () => {
+  const { toTypedError } = require("../dist/cjs/native/engine.js");
+  const { ContextOverflowError, InvalidArgumentError, OutOfMemoryError } = require("../dist/cjs/index.js");
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 8 });
+  const model = new binding.Model(spec);
+  try {
+    const ctx = model.createContext(8);
+    const overflow = toTypedError(await ctx.decode(Int32Array.of(1, 2, 3), 6).catch((err) => err));
+    assert.ok(overflow instanceof ContextOverflowError, `${overflow.name}: ${overflow.message}`);
+    assert.deepStrictEqual([overflow.tokens, overflow.contextSize], [9, 8]);
+    const argument = toTypedError(await ctx.decode(Int32Array.of(1), 0, { logits: "some" }).catch((err) => err));
+    assert.ok(argument instanceof InvalidArgumentError, `${argument.name}: ${argument.message}`);
+    assert.strictEqual(argument.option, "logits");
+    ctx.close();
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // Messages without the numbers in them: only the fields can give them.
+  const bare = (code, fields) => Object.assign(new Error(`a ${code} error`), { code, ...fields });
+  const overflow = toTypedError(bare("CONTEXT_OVERFLOW", { tokens: 300, contextSize: 256 }));
+  assert.deepStrictEqual([overflow.tokens, overflow.contextSize], [300, 256]);
+  assert.strictEqual(toTypedError(bare("OUT_OF_MEMORY", { bytes: 4096 })).bytesNeeded, 4096);
+  const argument = toTypedError(bare("INVALID_ARGUMENT", {}));
+  assert.ok(argument instanceof InvalidArgumentError && !("option" in argument), "no option named, none set");
+  assert.ok(toTypedError(bare("OUT_OF_MEMORY", {})) instanceof OutOfMemoryError);
+});
+
 test("decodeBatch errors: a context twice, another model's context, bad entries, busy", async () => {
   const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 92 });
   const model = new binding.Model(spec);

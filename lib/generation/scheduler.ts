@@ -3,8 +3,8 @@
  * waiting at that moment as one forward pass (one matrix product per weight for every active sequence). A
  * sequence that asks while a pass is running joins the next one; one that stops asking simply drops out.
  *
- * Long prompts are fed in slices of at most PASS_TOKENS, so that the sequences already decoding keep getting a
- * token per pass while a newcomer's prompt is prefilled.
+ * Long prompts are fed in slices of at most the engine's pass size (Engine.limits.passTokens), so that the
+ * sequences already decoding keep getting a token per pass while a newcomer's prompt is prefilled.
  *
  * A greedy sequence decodes with `speculate`: the engine then runs its argmax at the next position while
  * JavaScript is still sampling (NativeDecodeOptions.speculate), and its next request claims that step instead of
@@ -14,8 +14,6 @@
 import type { BatchEntry, Engine, EngineContext } from "../native/engine";
 import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding";
 
-/** Tokens per forward pass: the engine's own pass size (MAX_PASS_TOKENS in native/engine/forward.c). */
-const PASS_TOKENS = 256;
 /** How long a pass waits for the sequences of stopped look-ahead chains, in passes (at least MIN_WAIT_MS). */
 const CHAIN_WAIT_PASSES = 2;
 const MIN_WAIT_MS = 5;
@@ -40,8 +38,12 @@ export class DecodeScheduler {
   private lastPassMs = 0;
   /** Sequences in the last pass (for metrics and tests). */
   lastBatchSize = 0;
+  /** Tokens per forward pass: the engine's own, for this model on its device. */
+  private readonly passTokens: number;
 
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: Engine) {
+    this.passTokens = engine.limits.passTokens;
+  }
 
   /** Runs tokens at pos.. on context in the next forward pass that has room; resolves with its results. */
   decode(context: EngineContext, tokens: readonly number[] | Int32Array, pos: number, options: NativeDecodeOptions = {}): Promise<NativeDecodeResult> {
@@ -121,14 +123,14 @@ export class DecodeScheduler {
   }
 
   /**
-   * The next pass: queued requests in arrival order until PASS_TOKENS tokens. A request that does not fit whole
+   * The next pass: queued requests in arrival order until passTokens tokens. A request that does not fit whole
    * contributes a slice (logits are only needed for its last token, so a leading slice needs none) and keeps its
    * place at the head of the queue. `finishes[i]`: whether entry i completes its request.
    */
   private takePass(): { pass: { entry: BatchEntry; request: Request }[]; finishes: boolean[] } {
     const pass: { entry: BatchEntry; request: Request }[] = [];
     const finishes: boolean[] = [];
-    let room = PASS_TOKENS;
+    let room = this.passTokens;
     while (this.queue.length > 0 && room > 0) {
       const request = this.queue[0];
       const splittable = request.options.logits !== "all";
