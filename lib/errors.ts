@@ -39,6 +39,12 @@ export class DisposedError extends LlamaNapiError {
 /** An argument has the wrong type or is out of range (a token id, a sampling option, ...). */
 export class InvalidArgumentError extends LlamaNapiError {
   override name = "InvalidArgumentError";
+  /** The name of the argument or option at fault, when the thrower names one (an own property only then). */
+  declare readonly option?: string;
+  constructor(message: string, options?: { cause?: unknown; option?: string }) {
+    super(message, options);
+    if (options?.option !== undefined) this.option = options.option;
+  }
 }
 
 /** The accelerator asked for is missing (no GPU, no driver, a build without CUDA), out of memory, or failed. */
@@ -52,7 +58,7 @@ export class UnknownOptionError extends InvalidArgumentError {
   constructor(
     message: string,
     /** The key given. */
-    readonly option: string,
+    override readonly option: string,
     /** The valid option nearest to it by edit distance, when one is close enough to be a likely misspelling. */
     readonly suggestion: string | undefined,
   ) {

@@ -65,6 +65,11 @@ function gpuTests() {
       assert.equal(gpu.info.gpu.index, 0);
       assert.ok(gpu.info.gpu.name.length > 0);
       assert.equal(cpu.info.device, "cpu");
+      // Each device's own pass size (kMaxPassRows in native/cuda/backend.cu, LLM_CPU_PASS_TOKENS on the CPU), which
+      // the scheduler slices long prompts to.
+      assert.equal(gpu.engine.limits.passTokens, 512);
+      assert.equal(cpu.engine.limits.passTokens, 256);
+      assert.equal(gpu.scheduler.passTokens, 512);
       await assert.rejects(loadModel(tiny(), { device: "cuda", gpu: cuda.devices }), DeviceError);
     } finally {
       await gpu.dispose();
@@ -196,6 +201,7 @@ function gpuTests() {
       assert.throws(() => model.engine.createContext(2_000_000_000), (err) => {
         assert.ok(err instanceof DeviceError, `${err.name}: ${err.message}`);
         assert.match(err.message, /bytes.*free/);
+        assert.ok(err.bytesNeeded > 2_000_000_000, `bytesNeeded = ${err.bytesNeeded}`);
         return true;
       });
       const { tokens } = await model.complete("Once upon a time", { temperature: 0, maxTokens: 8 });

@@ -75,6 +75,34 @@ test("concurrent generate() calls join a running batch and leave it independentl
   assert.deepEqual(second.tokens, alone.tokens);
 });
 
+test("the scheduler slices long prompts to the engine's pass size (Engine.limits), with the results of one pass", async () => {
+  const { DecodeScheduler } = require("../dist/cjs/generation/scheduler.js");
+  const { engine } = model;
+  assert.equal(model.scheduler.passTokens, engine.limits.passTokens);
+  // The same engine reporting a pass of 7 tokens: a 20-token prompt goes in as 7 + 7 + 6.
+  const scheduler = new DecodeScheduler(Object.create(engine, { limits: { value: { passTokens: 7 } } }));
+  const run = scheduler.run.bind(scheduler);
+  const passes = [];
+  scheduler.run = (pass, finishes) => {
+    passes.push(pass.map((p) => p.entry.tokens.length));
+    return run(pass, finishes);
+  };
+  const prompt = Int32Array.from({ length: 20 }, (_, i) => 300 + 7 * i);
+  const sliced = engine.createContext(32);
+  const whole = engine.createContext(32);
+  try {
+    const { logits } = await scheduler.decode(sliced, prompt, 0, { logits: "last" });
+    assert.deepEqual(passes, [[7], [7], [6]]);
+    const expected = (await whole.decode(prompt, 0, { logits: "last" })).logits;
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(logits[i] - expected[i]));
+    assert.ok(worst < 1e-3, `sliced logits differ from one pass's by ${worst}`);
+  } finally {
+    sliced.close();
+    whole.close();
+  }
+});
+
 test("aborting one sequence of a batch: the others finish unchanged and its cache is given back at once", async () => {
   const alone = [];
   for (const p of PROMPTS.slice(0, 3)) alone.push(await model.complete(p, { ...GREEDY, maxTokens: 32 }));

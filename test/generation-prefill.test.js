@@ -11,7 +11,7 @@ const { assertInterleaved, countdown, recordPasses, PASS_TOKENS } = require("./h
 
 /** A scheduler over an engine that runs nothing: only the passes' composition matters. */
 function fakeScheduler() {
-  const engine = { decodeBatch: async (entries) => entries.map(() => ({})), stopLookAhead() {} };
+  const engine = { decodeBatch: async (entries) => entries.map(() => ({})), stopLookAhead() {}, limits: { passTokens: PASS_TOKENS } };
   return new DecodeScheduler(engine);
 }
 

@@ -270,6 +270,23 @@ test("a prompt longer than one internal batch, and two contexts decoding at once
   }
 });
 
+test("the engine's limits: a model on the CPU passes the CPU's pass size, and a longer batch still runs whole", async () => {
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 7 });
+  const model = new binding.Model(spec);
+  try {
+    const { passTokens } = model.limits;
+    assert.ok(Number.isInteger(passTokens) && passTokens >= 1, `passTokens = ${passTokens}`);
+    assert.strictEqual(passTokens, 256, "LLM_CPU_PASS_TOKENS in native/engine/forward.h");
+    const ctx = model.createContext(passTokens + 2);
+    const { logits } = await ctx.decode(randomTokens(8, passTokens + 1), 0);
+    assert.strictEqual(logits.length, CONFIG.vocabSize);
+    ctx.close();
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("physicalCores and cpuFeatures", () => {
   assert.ok(Number.isInteger(binding.physicalCores()) && binding.physicalCores() >= 1);
   assert.match(binding.cpuFeatures(), /^(avx512|avx2|scalar)$/);
@@ -347,7 +364,7 @@ test("missing and duplicate tensors, a bad config, are rejected", () => {
     (spec) => {
       spec.config.kvHeads = 3;
     },
-    (err) => err.code === "INVALID_ARGUMENT" && /kvHeads = 3/.test(err.message),
+    (err) => err.code === "INVALID_ARGUMENT" && err.option === "kvHeads" && /kvHeads = 3/.test(err.message),
   );
 });
 
@@ -358,16 +375,23 @@ test("decode errors: token out of range, context overflow, busy, use after close
     const ctx = model.createContext(8);
     await assert.rejects(ctx.decode(Int32Array.of(1, 67, 2), 0), (err) => {
       assert.strictEqual(err.code, "INVALID_ARGUMENT");
+      assert.strictEqual(err.option, "tokens");
       assert.match(err.message, /token id 67 .*vocabulary \(size 67\)/);
       return true;
     });
+    await assert.rejects(ctx.decode(Int32Array.of(1), 0, { topK: 68 }), { code: "INVALID_ARGUMENT", option: "topK" });
+    await assert.rejects(ctx.decode(Int32Array.of(1), 0.5), { code: "INVALID_ARGUMENT", option: "pos" });
     await assert.rejects(ctx.decode(Int32Array.of(-1), 0), { code: "INVALID_ARGUMENT" });
     await assert.rejects(ctx.decode(new Int32Array(0), 0), { code: "INVALID_ARGUMENT" });
     await assert.rejects(ctx.decode(Int32Array.of(1, 2, 3), 6), (err) => {
       assert.strictEqual(err.code, "CONTEXT_OVERFLOW");
       assert.match(err.message, /3 tokens at pos 6 need 9 positions, more than the context size 8$/);
+      assert.strictEqual(err.tokens, 9);
+      assert.strictEqual(err.contextSize, 8);
       return true;
     });
+    await assert.rejects(ctx.greedy(Int32Array.of(1, 2), 0, 8), { code: "CONTEXT_OVERFLOW", tokens: 9, contextSize: 8 });
+    assert.throws(() => model.createContext(0), { code: "INVALID_ARGUMENT", option: "contextSize" });
     const running = ctx.decode(Int32Array.of(1, 2), 0);
     await assert.rejects(ctx.decode(Int32Array.of(3), 2), { code: "CONTEXT_BUSY" });
     await running;
@@ -432,6 +456,34 @@ test("decodeBatch: several sequences in one pass give bit-identical results to e
   }
 });
 
+test("the typed errors take the addon's numbers and argument names from its error's fields, never from its message", async () => {
+  const { toTypedError } = require("../dist/cjs/native/engine.js");
+  const { ContextOverflowError, InvalidArgumentError, OutOfMemoryError } = require("../dist/cjs/index.js");
+  const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 8 });
+  const model = new binding.Model(spec);
+  try {
+    const ctx = model.createContext(8);
+    const overflow = toTypedError(await ctx.decode(Int32Array.of(1, 2, 3), 6).catch((err) => err));
+    assert.ok(overflow instanceof ContextOverflowError, `${overflow.name}: ${overflow.message}`);
+    assert.deepStrictEqual([overflow.tokens, overflow.contextSize], [9, 8]);
+    const argument = toTypedError(await ctx.decode(Int32Array.of(1), 0, { logits: "some" }).catch((err) => err));
+    assert.ok(argument instanceof InvalidArgumentError, `${argument.name}: ${argument.message}`);
+    assert.strictEqual(argument.option, "logits");
+    ctx.close();
+  } finally {
+    model.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // Messages without the numbers in them: only the fields can give them.
+  const bare = (code, fields) => Object.assign(new Error(`a ${code} error`), { code, ...fields });
+  const overflow = toTypedError(bare("CONTEXT_OVERFLOW", { tokens: 300, contextSize: 256 }));
+  assert.deepStrictEqual([overflow.tokens, overflow.contextSize], [300, 256]);
+  assert.strictEqual(toTypedError(bare("OUT_OF_MEMORY", { bytes: 4096 })).bytesNeeded, 4096);
+  const argument = toTypedError(bare("INVALID_ARGUMENT", {}));
+  assert.ok(argument instanceof InvalidArgumentError && !("option" in argument), "no option named, none set");
+  assert.ok(toTypedError(bare("OUT_OF_MEMORY", {})) instanceof OutOfMemoryError);
+});
+
 test("decodeBatch errors: a context twice, another model's context, bad entries, busy", async () => {
   const { spec, dir } = writeModel({ ...VARIANTS[0], seed: 92 });
   const model = new binding.Model(spec);
@@ -450,6 +502,7 @@ test("decodeBatch errors: a context twice, another model's context, bad entries,
     await assert.rejects(model.decodeBatch("x"), { code: "INVALID_ARGUMENT" });
     await assert.rejects(model.decodeBatch([entry(a), entry(b, 15)]), {
       code: "CONTEXT_OVERFLOW", message: /decodeBatch\[1\]: 2 tokens at pos 15 need 17 positions, more than the context size 16$/,
+      tokens: 17, contextSize: 16,
     });
     const running = a.decode(Int32Array.of(1), 0);
     await assert.rejects(model.decodeBatch([entry(b), entry(a, 1)]), { code: "CONTEXT_BUSY" });

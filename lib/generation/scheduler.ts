@@ -3,9 +3,10 @@
  * waiting at that moment as one forward pass (one matrix product per weight for every active sequence). A
  * sequence that asks while a pass is running joins the next one; one that stops asking simply drops out.
  *
- * Prefill is interleaved with decoding: a pass holds every queued request that fits whole (the decoding
- * sequences' next tokens, short prompts) and a slice of at most one longer prompt in the room left, so a long
- * prompt never stalls the sequences already decoding; they get a token in every pass while it is prefilled.
+ * Prefill is interleaved with decoding: a pass (at most the engine's pass size, Engine.limits.passTokens) holds every
+ * queued request that fits whole (the decoding sequences' next tokens, short prompts) and a slice of at most one
+ * longer prompt in the room left, so a long prompt never stalls the sequences already decoding; they get a token in
+ * every pass while it is prefilled.
  *
  * A greedy sequence decodes with `speculate`: the engine then runs its argmax at the next position while
  * JavaScript is still sampling (NativeDecodeOptions.speculate), and its next request claims that step instead of
@@ -15,8 +16,6 @@
 import type { BatchEntry, Engine, EngineContext } from "../native/engine";
 import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding";
 
-/** Tokens per forward pass: the engine's own pass size (MAX_PASS_TOKENS in native/engine/forward.c). */
-const PASS_TOKENS = 256;
 /**
  * Room kept for the prompt being sliced once it is the oldest request: however many sequences decode, it moves on
  * (rows that do not fit then go first in the next pass).
@@ -46,8 +45,12 @@ export class DecodeScheduler {
   private lastPassMs = 0;
   /** Sequences in the last pass (for metrics and tests). */
   lastBatchSize = 0;
+  /** Tokens per forward pass: the engine's own, for this model on its device. */
+  private readonly passTokens: number;
 
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: Engine) {
+    this.passTokens = engine.limits.passTokens;
+  }
 
   /** Runs tokens at pos.. on context in the next forward pass that has room; resolves with its results. */
   decode(context: EngineContext, tokens: readonly number[] | Int32Array, pos: number, options: NativeDecodeOptions = {}): Promise<NativeDecodeResult> {
@@ -139,7 +142,7 @@ export class DecodeScheduler {
     const waiting: Request[] = [];
     let sliced: Request | undefined;
     let reserved = 0;
-    let room = PASS_TOKENS;
+    let room = this.passTokens;
     for (const [index, request] of this.queue.entries()) {
       const n = request.tokens.length;
       const splittable = request.options.logits !== "all";

@@ -111,8 +111,15 @@ export interface NativeBatchEntry extends NativeDecodeOptions {
   pos: number;
 }
 
+/** The engine's limits for one model on its device (native/engine/forward.h): JavaScript reads them, never restates them. */
+export interface NativeLimits {
+  /** The most tokens one forward pass holds on the model's device; longer batches run in several passes. */
+  passTokens: number;
+}
+
 export interface NativeModel {
   readonly device: NativeDevice;
+  readonly limits: NativeLimits;
   createContext(contextSize: number): NativeContext;
   /**
    * Runs several sequences (distinct contexts of this model) in one forward pass: one matrix product per weight

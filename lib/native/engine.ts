@@ -24,9 +24,25 @@ import {
   type NativeDecodeOptions,
   type NativeDevice,
   type NativeDecodeResult,
+  type NativeLimits,
   type NativeModel,
 } from "./binding";
 import { ropeFrequencies } from "./rope";
+
+/**
+ * What the addon puts on the errors it throws (native/addon/binding.h): a `code`, and the numbers of the failure as
+ * properties, set where they apply.
+ */
+interface NativeError extends Error {
+  code?: string;
+  /** INVALID_ARGUMENT: the argument at fault. */
+  option?: string;
+  /** CONTEXT_OVERFLOW: the positions needed, and those the context holds. */
+  tokens?: number;
+  contextSize?: number;
+  /** OUT_OF_MEMORY: the bytes the allocation needed. */
+  bytes?: number;
+}
 
 /**
  * Maps an error thrown by the addon (which carries a `code`) to the library's typed errors; `modelPath` names the
@@ -34,14 +50,14 @@ import { ropeFrequencies } from "./rope";
  */
 export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const { code, bytes } = err as Error & { code?: string; bytes?: number };
+  const { code, option, tokens, contextSize, bytes } = err as NativeError;
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
     case "UNSUPPORTED_MODEL":
       return new UnsupportedModelError(err.message, { cause: err });
     case "INVALID_ARGUMENT":
-      return new InvalidArgumentError(err.message, { cause: err });
+      return new InvalidArgumentError(err.message, { cause: err, option });
     case "DISPOSED":
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
@@ -50,10 +66,8 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
       return new OutOfMemoryError(err.message, bytes ?? NaN, undefined, { cause: err });
     case "NUMERICAL":
       return new NumericalError(`${modelPath}: ${err.message}`, modelPath, undefined, undefined, { cause: err });
-    case "CONTEXT_OVERFLOW": {
-      const [tokens, size] = (err.message.match(/\d+/g) ?? []).slice(-2).map(Number);
-      return new ContextOverflowError(err.message, tokens ?? NaN, size ?? NaN);
-    }
+    case "CONTEXT_OVERFLOW":
+      return new ContextOverflowError(err.message, tokens ?? NaN, contextSize ?? NaN);
     default:
       // CONTEXT_BUSY, SYSTEM_ERROR (allocation failures): still a library error, with the engine's message.
       return code ? new LlamaNapiError(err.message, { cause: err }) : err;
@@ -285,6 +299,11 @@ export class Engine {
   /** Where the weights live and the forward passes run. */
   get device(): NativeDevice {
     return this.native.device;
+  }
+
+  /** The engine's limits for this model on its device (the pass size the scheduler slices prompts to). */
+  get limits(): NativeLimits {
+    return this.native.limits;
   }
 
   createContext(contextSize: number): EngineContext {

@@ -22,7 +22,7 @@ extern "C" {
 
 namespace {
 
-// Rows per pass: bounds the activations and attention partials a prompt needs at once.
+// Rows per pass: bounds the activations and attention partials a prompt needs at once (llm_model_pass_tokens).
 constexpr int kMaxPassRows = 512;
 constexpr size_t kTensorAlignment = 256;
 // Decode graphs kept (one per batch shape seen recently).
@@ -529,7 +529,7 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   const int count = llm_cuda_device_count(why, sizeof why);
   if (count == 0) return llm_fail(err, LLM_ERR_DEVICE, "CUDA is not available: %s", why);
   if (gpu < 0 || gpu >= count)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "gpu %d does not exist: this machine has %d CUDA device(s)", gpu, count);
+    return llm_fail_argument(err, "gpu", "gpu %d does not exist: this machine has %d CUDA device(s)", gpu, count);
   if (model->backend) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "the model is already on %s", model->backend->device);
   CUDA_TRY(cudaSetDevice(gpu), "selecting the GPU");
   cudaDeviceProp props;
@@ -541,7 +541,7 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   b->model = model;
   b->gpu = gpu;
   snprintf(b->device_name, sizeof b->device_name, "%s", props.name);
-  b->base = llm_backend{ "cuda", b->device_name, forward_batch, cache_alloc, cache_free, cache_copy, destroy };
+  b->base = llm_backend{ "cuda", b->device_name, kMaxPassRows, forward_batch, cache_alloc, cache_free, cache_copy, destroy };
   const char *graphs = getenv("LLAMA_NAPI_CUDA_GRAPHS");
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
   bool ok = true;

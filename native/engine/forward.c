@@ -8,11 +8,6 @@
 #include "ops.h"
 #include "tensor_check.h"
 
-/* Passes hold at most this many tokens: bounds the scratch memory and keeps a pass's activations in cache while
- * the weights stream past. A longer prompt runs in several passes, each seeing the previous ones through the
- * KV cache. */
-#define MAX_PASS_TOKENS 256
-
 /* A run of consecutive tokens of one sequence inside a pass. */
 struct piece {
   const struct llm_batch_sequence *seq;
@@ -205,19 +200,20 @@ static bool check_sequence(const struct llm_model *m, const struct llm_batch_seq
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: no tokens to decode", index);
   if (!llm_kv_cache_fits(seq->cache, m))
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: its KV cache was created for a different model", index);
-  if (seq->pos < 0 || seq->pos > seq->cache->context_size - seq->n_tokens)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: positions %d..%d do not fit in a context of %d", index,
-                    seq->pos, seq->pos + seq->n_tokens - 1, seq->cache->context_size);
+  if (seq->pos < 0) return llm_fail_argument(err, "pos", "sequence %d: position %d is negative", index, seq->pos);
+  if (seq->pos > seq->cache->context_size - seq->n_tokens)
+    return llm_fail_overflow(err, (int64_t)seq->pos + seq->n_tokens, seq->cache->context_size,
+                             "sequence %d: positions %d..%d do not fit in a context of %d", index, seq->pos,
+                             seq->pos + seq->n_tokens - 1, seq->cache->context_size);
   if (seq->logits_mode != LLM_LOGITS_NONE && !seq->logits)
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: logits wanted but no buffer given", index);
   if (seq->top_k < 0 || seq->top_k > c->vocab_size || (seq->top_k > 0 && !seq->top_ids))
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: top_k = %d needs 0 <= k <= %d and a buffer", index,
-                    seq->top_k, c->vocab_size);
+    return llm_fail_argument(err, "topK", "sequence %d: top_k = %d needs 0 <= k <= %d and a buffer", index,
+                             seq->top_k, c->vocab_size);
   for (int i = 0; i < seq->n_tokens; i++)
     if (seq->tokens[i] < 0 || seq->tokens[i] >= c->vocab_size)
-      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT,
-                      "sequence %d: token id %d at index %d is outside the vocabulary [0, %d)", index, seq->tokens[i],
-                      i, c->vocab_size);
+      return llm_fail_argument(err, "tokens", "sequence %d: token id %d at index %d is outside the vocabulary [0, %d)",
+                               index, seq->tokens[i], i, c->vocab_size);
   return true;
 }
 
@@ -244,12 +240,12 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
 
   err->kind = LLM_OK;
   pthread_mutex_lock(&m->forward_lock);
-  bool ok = pieces && attention && reserve_scratch(m, total < MAX_PASS_TOKENS ? total : MAX_PASS_TOKENS, max_context);
+  bool ok = pieces && attention && reserve_scratch(m, total < LLM_CPU_PASS_TOKENS ? total : LLM_CPU_PASS_TOKENS, max_context);
   for (int seq = 0, done = 0; ok && seq < n_seqs;) {
     int rows = 0, n_pieces = 0;
-    while (seq < n_seqs && rows < MAX_PASS_TOKENS) {
+    while (seq < n_seqs && rows < LLM_CPU_PASS_TOKENS) {
       const int left = seqs[seq].n_tokens - done;
-      const int take = left < MAX_PASS_TOKENS - rows ? left : MAX_PASS_TOKENS - rows;
+      const int take = left < LLM_CPU_PASS_TOKENS - rows ? left : LLM_CPU_PASS_TOKENS - rows;
       pieces[n_pieces++] = (struct piece){ &seqs[seq], done, take, rows };
       rows += take;
       done += take;
@@ -266,6 +262,10 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
   if (!ok && err->kind == LLM_ERR_NUMERICAL) return false;
   if (!ok) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", total);
   return true;
+}
+
+int llm_model_pass_tokens(const struct llm_model *m) {
+  return m->backend ? m->backend->pass_tokens : LLM_CPU_PASS_TOKENS;
 }
 
 bool llm_forward(struct llm_model *m, struct llm_kv_cache *cache, const int32_t *tokens, int n_tokens, int pos,

@@ -12,6 +12,16 @@ enum llm_logits_mode {
   LLM_LOGITS_ALL = 2,  /* logits: [n_tokens][vocab] */
 };
 
+/* Passes on the CPU hold at most this many tokens: bounds the scratch memory and keeps a pass's activations in
+ * cache while the weights stream past. A longer prompt runs in several passes, each seeing the previous ones
+ * through the KV cache. */
+#define LLM_CPU_PASS_TOKENS 256
+
+/* The most tokens one pass of this model holds: LLM_CPU_PASS_TOKENS, or its backend's. A caller that feeds long
+ * prompts in slices (so that the sequences already decoding keep getting a token per pass) uses slices of this
+ * size; llm_forward_batch itself accepts any number of tokens. */
+int llm_model_pass_tokens(const struct llm_model *model);
+
 /* One sequence's share of a batch: its tokens at positions pos.. pos+n_tokens-1, its own KV cache, its own
  * logits. Token i attends to positions <= pos + i of its own cache only. With top_k > 0, top_ids receives the ids
  * of the k largest logits of its last token (llm_top_k's order), whatever logits_mode says: a sampler that needs

@@ -12,7 +12,7 @@ size_t llm_kv_cache_bytes(const struct llm_model *model, int context_size) {
 
 struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int context_size, struct llm_error *err) {
   if (context_size < 1) {
-    llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "context size %d must be at least 1", context_size);
+    llm_fail_argument(err, "contextSize", "context size %d must be at least 1", context_size);
     return NULL;
   }
   struct llm_kv_cache *cache = calloc(1, sizeof *cache);
@@ -34,8 +34,8 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
         !(cache->values = backend->alloc(backend, bytes, &device_err))) {
       /* The backend's alloc fails when the device's memory runs short (its message says how short), or, hardly
        * ever, when selecting the model's own GPU fails. */
-      llm_fail(err, LLM_ERR_OUT_OF_MEMORY, "allocating a KV cache of %d positions (2 x %zu MiB) on %s: %s", context_size,
-               bytes >> 20, backend->device, overflow ? "too large" : device_err.message);
+      llm_fail_out_of_memory(err, total, "allocating a KV cache of %d positions (2 x %zu MiB) on %s: %s", context_size,
+                             bytes >> 20, backend->device, overflow ? "too large" : device_err.message);
       llm_kv_cache_free(cache);
       return NULL;
     }
@@ -46,8 +46,8 @@ struct llm_kv_cache *llm_kv_cache_create(const struct llm_model *model, int cont
     cache->values = malloc(bytes);
   }
   if (!cache->keys || !cache->values) {
-    llm_fail(err, LLM_ERR_OUT_OF_MEMORY, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)",
-             context_size, bytes >> 20);
+    llm_fail_out_of_memory(err, total, "out of memory allocating a KV cache of %d positions (2 x %zu MiB)",
+                           context_size, bytes >> 20);
     llm_kv_cache_free(cache);
     return NULL;
   }
@@ -73,8 +73,8 @@ bool llm_kv_cache_fits(const struct llm_kv_cache *cache, const struct llm_model 
 
 static bool check_positions(const struct llm_kv_cache *cache, int n_positions, struct llm_error *err) {
   if (n_positions < 0 || n_positions > cache->context_size)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "%d positions do not fit a context of %d", n_positions,
-                    cache->context_size);
+    return llm_fail_argument(err, "nPositions", "%d positions do not fit a context of %d", n_positions,
+                             cache->context_size);
   return true;
 }
 

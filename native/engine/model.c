@@ -31,21 +31,21 @@ static bool validate_config(const struct llm_model_spec *spec, struct llm_error 
   };
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
     if (fields[i].value < 1 || fields[i].value > fields[i].max)
-      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.%s = %d is out of range [1, %d]", fields[i].name,
-                  fields[i].value, fields[i].max);
+      return llm_fail_argument(err, fields[i].name, "config.%s = %d is out of range [1, %d]", fields[i].name,
+                               fields[i].value, fields[i].max);
   if ((int64_t)c->n_heads * c->head_dim > MAX_DIMENSION)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config heads * headDim = %lld is too large",
-                (long long)c->n_heads * c->head_dim);
+    return llm_fail_argument(err, "headDim", "config heads * headDim = %lld is too large",
+                             (long long)c->n_heads * c->head_dim);
   if (c->n_heads % c->n_kv_heads != 0)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.heads = %d is not a multiple of config.kvHeads = %d",
-                c->n_heads, c->n_kv_heads);
+    return llm_fail_argument(err, "kvHeads", "config.heads = %d is not a multiple of config.kvHeads = %d",
+                             c->n_heads, c->n_kv_heads);
   if (c->head_dim % 2 != 0 || c->head_dim > LLM_MAX_HEAD_DIM)
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.headDim = %d must be even and at most %d", c->head_dim,
-                LLM_MAX_HEAD_DIM);
+    return llm_fail_argument(err, "headDim", "config.headDim = %d must be even and at most %d", c->head_dim,
+                             LLM_MAX_HEAD_DIM);
   if (!(c->norm_eps >= 0.0f) || !isfinite(c->norm_eps))
-    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.normEps = %g must be a finite number >= 0", c->norm_eps);
-  if (!c->rope_freqs) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "config.ropeFreqs is missing");
-  if (spec->n_files < 1) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "no weight files given");
+    return llm_fail_argument(err, "normEps", "config.normEps = %g must be a finite number >= 0", c->norm_eps);
+  if (!c->rope_freqs) return llm_fail_argument(err, "ropeFreqs", "config.ropeFreqs is missing");
+  if (spec->n_files < 1) return llm_fail_argument(err, "files", "no weight files given");
   return true;
 }
 

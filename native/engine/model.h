@@ -18,15 +18,31 @@ enum llm_error_kind {
   LLM_ERR_DEVICE,           /* the accelerator is missing, out of memory or failed */
   LLM_ERR_OUT_OF_MEMORY,    /* a KV cache does not fit in host or device memory */
   LLM_ERR_NUMERICAL,        /* the logits came out NaN or infinite: the weights hold such values or overflow */
+  LLM_ERR_CONTEXT_OVERFLOW, /* positions past the end of a KV cache */
 };
 
+/* A failure: its kind, a message for people, and the numbers a caller acts on (so that nobody parses them back out
+ * of the message). A field is 0 (option: NULL) unless the failure sets it. */
 struct llm_error {
   enum llm_error_kind kind;
   char message[512];
+  const char *option;   /* the argument at fault (a static string), for LLM_ERR_INVALID_ARGUMENT */
+  int64_t tokens;       /* LLM_ERR_CONTEXT_OVERFLOW: the positions needed */
+  int64_t context_size; /* LLM_ERR_CONTEXT_OVERFLOW: the positions the cache holds */
+  uint64_t bytes;       /* LLM_ERR_OUT_OF_MEMORY: the bytes the allocation needed */
 };
 
-/* Fills err with a printf-style message; returns false so callers can `return llm_fail(...)`. */
+/* Fills err with a printf-style message and clears its fields; returns false so callers can `return llm_fail(...)`. */
 bool llm_fail(struct llm_error *err, enum llm_error_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* LLM_ERR_INVALID_ARGUMENT naming the argument at fault. */
+bool llm_fail_argument(struct llm_error *err, const char *option, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* LLM_ERR_CONTEXT_OVERFLOW: `tokens` positions needed where the cache holds `context_size`. */
+bool llm_fail_overflow(struct llm_error *err, int64_t tokens, int64_t context_size, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* LLM_ERR_OUT_OF_MEMORY: an allocation of `bytes` failed. */
+bool llm_fail_out_of_memory(struct llm_error *err, uint64_t bytes, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 struct llm_config {
@@ -92,6 +108,7 @@ enum llm_copy_direction { LLM_COPY_DEVICE_TO_DEVICE, LLM_COPY_DEVICE_TO_HOST, LL
 struct llm_backend {
   const char *name;   /* "cuda" */
   const char *device; /* the device as people know it, e.g. "NVIDIA H100 80GB HBM3" */
+  int pass_tokens;    /* the most tokens one of its passes holds (see llm_model_pass_tokens) */
   bool (*forward_batch)(struct llm_backend *backend, const struct llm_batch_sequence *sequences, int n_sequences,
                         struct llm_error *err);
   void *(*alloc)(struct llm_backend *backend, size_t bytes, struct llm_error *err);

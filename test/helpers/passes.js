@@ -18,7 +18,7 @@ function recordPasses(scheduler) {
   return { passes, stop: () => delete scheduler.run };
 }
 
-/** Tokens per pass: the engine's pass size (MAX_PASS_TOKENS in native/engine/forward.c). */
+/** Tokens per pass: the CPU engine's pass size (LLM_CPU_PASS_TOKENS in native/engine/forward.h; Engine.limits.passTokens), which the fake engines of the tests declare too. */
 const PASS_TOKENS = 256;
 
 /**
