@@ -1,19 +1,14 @@
 /**
- * The sampler chain. Per token:
- *   1. logitsProcessor(logits, tokens): the user's hook on the full logits (tokens = prompt + generated so far);
- *   2. logitBias: added to the listed tokens' logits (-Infinity bans);
- *   3. penalties over the last repeatLastN tokens: repeat (÷ positive logits, × negative ones), frequency
- *      (count × f subtracted), presence (p subtracted once per present token);
- *   4. temperature 0: greedy argmax, lowest id among ties; otherwise
- *   5. the `samplers` stages in their order (top_k, typical_p, top_p, min_p, temperature) on a candidate list
- *      ranked by logit, each seeing the softmax of what the earlier ones left (see stages.ts);
- *   6. one draw from the softmax of the survivors with the seeded xoshiro128** generator.
+ * The sampler chain in TypeScript: the reference that the engine's sampler (native/engine/sampler.c, behind
+ * sampler.ts) is tested against token for token. The library samples natively; this is the chain of sampler.ts's
+ * comment written plainly, with the same seeded generator (rng.ts).
  *
- * The hot path stays native: with no hook, bias, penalty or logprobs, greedy needs only the engine's best id,
- * and a chain starting with top-k takes the engine's sorted top-k plus the logits. Once steps 1–3 change the
- * logits the engine's ranking is stale, so it asks for the logits alone and ranks in TypeScript (top-k.ts,
- * radix-sort.ts). With `logprobs`, the chosen token's log-probability and the top alternatives come from the
- * distribution actually drawn from (for greedy: the softmax at temperature 1 of the processed logits).
+ * It asks the engine for what the native sampler asks: with no hook, bias, penalty or logprobs, greedy needs
+ * only the engine's best id, and a chain starting with top-k takes the engine's sorted top-k plus the logits.
+ * Once the hook, the bias or the penalties change the logits the engine's ranking is stale, so it ranks the
+ * logits itself (top-k.ts, radix-sort.ts). With `logprobs`, the chosen token's log-probability and the top
+ * alternatives come from the distribution actually drawn from (for greedy: the softmax at temperature 1 of the
+ * processed logits).
  */
 import { InvalidArgumentError } from "../errors";
 import { CandidateList, dropImpossible, rankVocabulary, takeRanked, wholeVocabulary } from "./candidates";
@@ -26,11 +21,7 @@ import { drawPosition, logSumExp } from "./softmax";
 import { applyTemperature, keepMinP, keepTopK, keepTopP, keepTypical, planStages, truncates } from "./stages";
 import { selectTopK } from "./top-k";
 
-export { MAX_LOGPROBS, SAMPLER_NAMES, SAMPLING_DEFAULTS, SAMPLING_OPTION_NAMES, resolveSampling } from "./options";
-export type { LogitsProcessor, ResolvedSampling, SamplerName, SamplingOptions } from "./options";
-export type { SampledToken, CandidateLogprob } from "./logprobs";
-
-export class Sampler {
+export class ReferenceSampler {
   private readonly rng: Rng;
   /** The active stages in application order. */
   private readonly stages: readonly SamplerName[];

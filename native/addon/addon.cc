@@ -33,6 +33,10 @@ extern "C" {
 #endif
 }
 
+namespace llama_napi {
+void RegisterSampler(Napi::Env env, Napi::Object exports);  // sampler.cc
+}
+
 namespace {
 
 Napi::Error CodedError(Napi::Env env, const char* code, const std::string& message) {
@@ -1289,6 +1293,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantize", Napi::Function::New<Convert<ConvertWorker::Direction::kDequantize>>(env));
   exports.Set("typeInfo", Napi::Function::New<TypeInfo>(env));
   exports.Set("pageIn", Napi::Function::New<PageIn>(env));
+  llama_napi::RegisterSampler(env, exports);
   return exports;
 }
 
