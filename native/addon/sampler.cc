@@ -116,9 +116,15 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
     sampler_ = llm_sampler_create(&o, vocab_size_, &err);
     if (!sampler_) throw SamplerFailure(env, err);
     logprobs_ = o.logprobs;
+    // The scratch is outside V8's heap: telling V8 lets the collector free samplers of finished sequences in time.
+    external_bytes_ = (int64_t)llm_sampler_bytes(sampler_);
+    Napi::MemoryManagement::AdjustExternalMemory(env, external_bytes_);
   }
 
-  ~Sampler() override { llm_sampler_free(sampler_); }
+  ~Sampler() override {
+    llm_sampler_free(sampler_);
+    if (external_bytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_bytes_);
+  }
 
  private:
   // accept(tokens: Int32Array): appends to the history the penalties look at.
@@ -176,6 +182,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
   llm_sampler* sampler_ = nullptr;
   int vocab_size_ = 0;
   int logprobs_ = -1;
+  int64_t external_bytes_ = 0;
 };
 
 }  // namespace

@@ -311,6 +311,7 @@ struct llm_sampler {
   struct candidates alternatives;
   int32_t alternative_ids[LLM_SAMPLER_MAX_LOGPROBS];
   double alternative_logits[LLM_SAMPLER_MAX_LOGPROBS];
+  size_t bytes; /* everything above but the history */
 };
 
 static bool stage_active(const struct llm_sampler_options *o, int vocab_size, enum llm_sampler_stage stage) {
@@ -458,6 +459,10 @@ struct llm_sampler *llm_sampler_create(const struct llm_sampler_options *options
     s->counts = calloc((size_t)vocab_size, sizeof *s->counts);
     if (!s->counts) goto out_of_memory;
   }
+  s->bytes = sizeof *s + (size_t)o->n_bias * (sizeof(int32_t) + sizeof(double)) +
+             (size_t)capacity * (sizeof(int32_t) + sizeof(double)) +
+             (s->has_sorter ? (size_t)capacity * 2 * (sizeof(uint32_t) + sizeof(int32_t)) : 0) +
+             (s->penalties ? (size_t)vocab_size * sizeof(int32_t) : 0);
   return s;
 
 out_of_memory:
@@ -465,6 +470,8 @@ out_of_memory:
   llm_fail(err, LLM_ERR_SYSTEM, "out of memory creating a sampler for a vocabulary of %d tokens", vocab_size);
   return NULL;
 }
+
+size_t llm_sampler_bytes(const struct llm_sampler *s) { return s->bytes; }
 
 int llm_sampler_candidates_needed(const struct llm_sampler *s) {
   if (s->modifies_logits) return 0;

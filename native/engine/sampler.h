@@ -10,6 +10,7 @@
 #define LLM_SAMPLER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -67,6 +68,9 @@ struct llm_sampler;
 struct llm_sampler *llm_sampler_create(const struct llm_sampler_options *options, int vocab_size,
                                        struct llm_error *err);
 void llm_sampler_free(struct llm_sampler *sampler);
+/* The bytes of scratch it holds (about 28 per vocabulary entry when it ranks the whole vocabulary, far less for a
+ * top-k chain), besides the penalty history: for a garbage-collected owner to account for. */
+size_t llm_sampler_bytes(const struct llm_sampler *sampler);
 
 /* What the sampler asks of the forward pass. candidates_needed: how many of the unmodified logits' top ids,
  * ranked, let it skip ranking them itself (0: none help, as when a bias or a penalty changes the logits).
