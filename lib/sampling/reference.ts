@@ -25,7 +25,7 @@ export class ReferenceSampler {
   private readonly rng: Rng;
   /** The active stages in application order. */
   private readonly stages: readonly SamplerName[];
-  /** Whether steps 1–3 can change the logits, which makes the engine's ranking unusable. */
+  /** Whether the hook, the bias or the penalties can change the logits, which makes the engine's ranking unusable. */
   private readonly modifiesLogits: boolean;
   private readonly applyPenalties: boolean;
   /**
