@@ -186,8 +186,9 @@ static double log_sum_exp(const double *values, int n) {
 }
 
 /* Draws a position with probability softmax(list logits) by inverse CDF over the list in its order, with one
- * uniform u in [0, 1) (drawPosition); *log_normalizer = ln Σ exp(logit). */
-static int draw_position(const struct candidates *list, double u, double *log_normalizer) {
+ * uniform u in [0, 1) (drawPosition); *log_normalizer = ln Σ exp(logit). `weights`: scratch of the list's size,
+ * so that each exp is computed once (the same values drawPosition computes twice). */
+static int draw_position(const struct candidates *list, double u, double *weights, double *log_normalizer) {
   const double *logits = list->logits;
   const int size = list->size;
   double max = logits[0];
@@ -195,16 +196,18 @@ static int draw_position(const struct candidates *list, double u, double *log_no
     for (int i = 1; i < size; i++)
       if (logits[i] > max) max = logits[i];
   double total = 0.0;
-  for (int i = 0; i < size; i++) total += exp(logits[i] - max);
+  for (int i = 0; i < size; i++) {
+    weights[i] = exp(logits[i] - max);
+    total += weights[i];
+  }
   *log_normalizer = max + log(total);
   const double target = u * total;
   double mass = 0.0;
   int last_possible = 0;
   for (int i = 0; i < size; i++) {
-    const double weight = exp(logits[i] - max);
-    mass += weight;
+    mass += weights[i];
     if (target < mass) return i;
-    if (weight > 0) last_possible = i;
+    if (weights[i] > 0) last_possible = i;
   }
   /* Only when u × total rounded up to total: the last token that had any probability. */
   return last_possible;
@@ -212,14 +215,18 @@ static int draw_position(const struct candidates *list, double u, double *log_no
 
 /* ---- The stages (stages.ts), in place on a ranked list, each keeping at least one token ---- */
 
-static void keep_top_p(struct candidates *list, double p) {
+/* `weights`: scratch of the list's size (each exp once, as in draw_position). */
+static void keep_top_p(struct candidates *list, double p, double *weights) {
   const double max = list->logits[0];
   double total = 0.0;
-  for (int i = 0; i < list->size; i++) total += exp(list->logits[i] - max);
+  for (int i = 0; i < list->size; i++) {
+    weights[i] = exp(list->logits[i] - max);
+    total += weights[i];
+  }
   const double target = p * total;
   double mass = 0.0;
   for (int i = 0; i < list->size; i++) {
-    mass += exp(list->logits[i] - max);
+    mass += weights[i];
     if (mass >= target) {
       list->size = i + 1;
       return;
@@ -306,6 +313,7 @@ struct llm_sampler {
   int history_len, history_cap;
   int32_t *counts; /* vocab_size zeros between steps: occurrences in the window while penalising */
   struct candidates list;
+  double *weights; /* exp of each list entry, for a draw or top-p */
   bool has_sorter;
   struct radix_sorter sorter;
   struct candidates alternatives;
@@ -398,6 +406,7 @@ void llm_sampler_free(struct llm_sampler *s) {
   free(s->counts);
   free(s->list.ids);
   free(s->list.logits);
+  free(s->weights);
   free(s->sorter.keys);
   free(s->sorter.keys_b);
   free(s->sorter.order);
@@ -446,6 +455,7 @@ struct llm_sampler *llm_sampler_create(const struct llm_sampler_options *options
     s->list.ids = malloc((size_t)capacity * sizeof *s->list.ids);
     s->list.logits = malloc((size_t)capacity * sizeof *s->list.logits);
     if (!s->list.ids || !s->list.logits) goto out_of_memory;
+    if (!s->greedy && !(s->weights = malloc((size_t)capacity * sizeof *s->weights))) goto out_of_memory;
   }
   s->has_sorter = !s->greedy && (s->source == SOURCE_RANKED_VOCABULARY || typical);
   if (s->has_sorter) {
@@ -460,7 +470,7 @@ struct llm_sampler *llm_sampler_create(const struct llm_sampler_options *options
     if (!s->counts) goto out_of_memory;
   }
   s->bytes = sizeof *s + (size_t)o->n_bias * (sizeof(int32_t) + sizeof(double)) +
-             (size_t)capacity * (sizeof(int32_t) + sizeof(double)) +
+             (size_t)capacity * (sizeof(int32_t) + (s->greedy ? 1 : 2) * sizeof(double)) +
              (s->has_sorter ? (size_t)capacity * 2 * (sizeof(uint32_t) + sizeof(int32_t)) : 0) +
              (s->penalties ? (size_t)vocab_size * sizeof(int32_t) : 0);
   return s;
@@ -628,14 +638,14 @@ static bool draw(struct llm_sampler *s, const float *logits, const int32_t *rank
     switch (s->plan[i]) {
       case LLM_STAGE_TOP_K: list->size = list->size < o->top_k ? list->size : o->top_k; break;
       case LLM_STAGE_TYPICAL_P: keep_typical(list, o->typical_p, &s->sorter); break;
-      case LLM_STAGE_TOP_P: keep_top_p(list, o->top_p); break;
+      case LLM_STAGE_TOP_P: keep_top_p(list, o->top_p, s->weights); break;
       case LLM_STAGE_MIN_P: keep_min_p(list, o->min_p); break;
       case LLM_STAGE_TEMPERATURE: apply_temperature(list, o->temperature); break;
       default: break;
     }
   }
   double log_normalizer;
-  const int position = draw_position(list, llm_rng_uniform(&s->rng), &log_normalizer);
+  const int position = draw_position(list, llm_rng_uniform(&s->rng), s->weights, &log_normalizer);
   out->id = list->ids[position];
   const int n = o->logprobs;
   if (n < 0) return true;

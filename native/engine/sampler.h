@@ -68,7 +68,7 @@ struct llm_sampler;
 struct llm_sampler *llm_sampler_create(const struct llm_sampler_options *options, int vocab_size,
                                        struct llm_error *err);
 void llm_sampler_free(struct llm_sampler *sampler);
-/* The bytes of scratch it holds (about 28 per vocabulary entry when it ranks the whole vocabulary, far less for a
+/* The bytes of scratch it holds (about 36 per vocabulary entry when it ranks the whole vocabulary, far less for a
  * top-k chain), besides the penalty history: for a garbage-collected owner to account for. */
 size_t llm_sampler_bytes(const struct llm_sampler *sampler);
 
