@@ -138,8 +138,51 @@ export interface NativeModel {
   close(): void;
 }
 
+/**
+ * The options of the engine's sampler (native/engine/sampler.h), already validated by lib/sampling/options.ts:
+ * its ResolvedSampling with the bias as two arrays and logprobs -1 for none.
+ */
+export interface NativeSamplerOptions {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  typicalP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  frequencyPenalty: number;
+  presencePenalty: number;
+  biasIds: Int32Array;
+  biasValues: Float64Array;
+  seed: number;
+  samplers: readonly string[];
+  logprobs: number;
+}
+
+/** One sequence's sampler: options set once, the penalty history appended as tokens come. */
+export interface NativeSampler {
+  /** How many top ids of the unmodified logits, ranked, sample() can use instead of ranking them itself. */
+  readonly candidatesNeeded: number;
+  /** Whether sample() reads the logits (else the ranked ids alone will do). */
+  readonly needsLogits: boolean;
+  /** Whether the pick is always the top id (greedy, nothing changes the logits). */
+  readonly picksTop: boolean;
+  /** The penalty window in tokens (-1: every token); 0 when the penalties change nothing and accept() keeps nothing. */
+  readonly historyWindow: number;
+  /** Appends tokens to the history the penalties look at. */
+  accept(tokens: Int32Array): void;
+  resetHistory(): void;
+  /**
+   * One step: the logits (changed in place by the bias and the penalties) and optionally the top ids of the
+   * unmodified logits, best first. Returns the id; with logprobs, `report` (2 + 2 × logprobs entries) receives
+   * [logprob, count, id0, logprob0, id1, logprob1, ...].
+   */
+  sample(logits: Float32Array | null, ranked: Int32Array | null, report: Float64Array | null): number;
+}
+
 export interface NativeBinding {
   Model: new (spec: NativeModelSpec) => NativeModel;
+  Sampler: new (options: NativeSamplerOptions, vocabSize: number) => NativeSampler;
   /** Physical CPU cores (not hyperthreads), the default thread count. */
   physicalCores(): number;
   /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */

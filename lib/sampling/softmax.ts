@@ -1,12 +1,12 @@
 /** Softmax arithmetic in float64 over logits, shifted by their maximum so that exp never overflows. */
 import type { CandidateList } from "./candidates";
 
-/** ln Σ exp(values[i]) over the first n values. */
+/** ln Σ exp(values[i]) over the first n values; NaN counts as -Infinity (probability 0), as in the ranking. */
 export function logSumExp(values: Float32Array | Float64Array, n: number): number {
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (values[i] > max) max = values[i];
   let total = 0;
-  for (let i = 0; i < n; i++) total += Math.exp(values[i] - max);
+  for (let i = 0; i < n; i++) if (values[i] > -Infinity) total += Math.exp(values[i] - max);
   return max + Math.log(total);
 }
 

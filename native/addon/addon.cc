@@ -49,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterContext(env, exports);
   RegisterWeights(env, exports);
   RegisterConversion(env, exports);
+  RegisterSampler(env, exports);
   return exports;
 }
 

@@ -35,6 +35,7 @@ void RegisterModel(Napi::Env env, Napi::Object exports);
 void RegisterContext(Napi::Env env, Napi::Object exports);
 void RegisterWeights(Napi::Env env, Napi::Object exports);
 void RegisterConversion(Napi::Env env, Napi::Object exports);
+void RegisterSampler(Napi::Env env, Napi::Object exports);
 
 // ---- Errors ----
 

@@ -1,5 +1,5 @@
 /* Kernel checks: every SIMD kernel against its scalar reference at awkward sizes, rope against a naive
- * formula, top-k against a full sort. Prints one line per check; exits non-zero if any fails. */
+ * formula, top-k against a full sort, the sampler against rng.ts's numbers and hand-made distributions. Prints one line per check; exits non-zero if any fails. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include "ops.h"
 #include "quant.h"
 #include "report.h"
+#include "sampler.h"
 #include "threadpool.h"
 
 #if LLM_HAVE_AVX2_KERNELS
@@ -460,6 +461,206 @@ static void check_argmax_special(void) {
   report(ok, "argmax and top-1 with NaNs, signed zeros, all NaN, all -inf");
 }
 
+/* ---- The sampler (sampler.c) ---- */
+
+/* The first outputs of lib/sampling/rng.ts for a few seeds (printed by its Rng): the C generator must give them
+ * bit for bit, which is what makes a seed mean the same tokens on every machine. */
+static void check_sampler_rng(void) {
+  static const struct {
+    int64_t seed;
+    uint32_t first[4];
+    double uniform; /* the first llm_rng_uniform of a fresh generator */
+  } cases[] = {
+    { 0, { 0xe308dc58u, 0x4392d0e4u, 0x03318f97u, 0xac593a63u }, 0.88685395020215940 },
+    { 42, { 0xa91e1cacu, 0x207b36e9u, 0x1c987ffau, 0xd09fde9eu }, 0.66061572080016207 },
+    { -7, { 0xf4b79f86u, 0x5c54427du, 0x57323a9du, 0x5911887du }, 0.95592686802641069 },
+    { 1099511627779LL, { 0x6d89afc4u, 0x4bbb0a26u, 0xd509448cu, 0x79531005u }, 0.42788218182193294 },
+    { -9007199254740991LL, { 0xaf0a4c4du, 0x4a312e60u, 0x3211d8f9u, 0x3bcd5cc7u }, 0.68375088490406377 },
+  };
+  int ok = 1;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    struct llm_rng rng;
+    llm_rng_seed(&rng, cases[c].seed);
+    for (int i = 0; i < 4; i++) ok &= llm_rng_next(&rng) == cases[c].first[i];
+    llm_rng_seed(&rng, cases[c].seed);
+    ok &= llm_rng_uniform(&rng) == cases[c].uniform;
+  }
+  report(ok, "sampler rng: xoshiro128** seeded by splitmix32 gives rng.ts's numbers (seeds 0, 42, -7, 2^40 + 3, -(2^53 - 1))");
+}
+
+/* Every stage off, T = 1, no logprobs: what the checks switch on one at a time. */
+static struct llm_sampler_options plain_sampling(void) {
+  struct llm_sampler_options o = { 0 };
+  o.temperature = 1;
+  o.top_p = 1;
+  o.typical_p = 1;
+  o.repeat_penalty = 1;
+  o.repeat_last_n = 64;
+  o.seed = 1;
+  o.logprobs = -1;
+  for (int i = 0; i < LLM_STAGE_COUNT; i++) o.stages[i] = (enum llm_sampler_stage)i;
+  o.n_stages = LLM_STAGE_COUNT;
+  return o;
+}
+
+/* Whether one step draws from `expected` (id -> probability, within tol), read through its logprobs report. */
+static int draws_from(struct llm_sampler_options o, const float *logits, int n, const double *expected, double tol) {
+  o.logprobs = LLM_SAMPLER_MAX_LOGPROBS;
+  struct llm_error err;
+  struct llm_sampler *s = llm_sampler_create(&o, n, &err);
+  float copy[32];
+  memcpy(copy, logits, (size_t)n * sizeof *copy);
+  struct llm_sampled out;
+  int ok = s && llm_sampler_sample(s, copy, NULL, 0, &out, &err);
+  double p[32] = { 0 };
+  for (int i = 0; ok && i < out.n_top; i++) p[out.top_ids[i]] = exp(out.top_logprobs[i]);
+  for (int id = 0; ok && id < n; id++) ok &= fabs(p[id] - expected[id]) <= tol;
+  llm_sampler_free(s);
+  return ok;
+}
+
+/* lib/sampling's hand-made cases (test/sampling.test.js): probabilities 0.5 / 0.25 / 0.125 / 0.125 out of id order. */
+static void check_sampler_stages(void) {
+  const float halves[4] = { (float)log(0.25), (float)log(0.125), (float)log(0.5), (float)log(0.125) };
+  struct llm_sampler_options o = plain_sampling();
+  int ok = 1;
+  o.top_p = 0.7;
+  ok &= draws_from(o, halves, 4, (const double[]){ 1.0 / 3, 0, 2.0 / 3, 0 }, 1e-6);
+  o.top_p = 0.8; /* the first of the tied 0.125 tokens: the lower id */
+  ok &= draws_from(o, halves, 4, (const double[]){ 0.25 / 0.875, 0.125 / 0.875, 0.5 / 0.875, 0 }, 1e-6);
+  o = plain_sampling();
+  o.min_p = 0.3;
+  ok &= draws_from(o, halves, 4, (const double[]){ 1.0 / 3, 0, 2.0 / 3, 0 }, 1e-6);
+  o = plain_sampling();
+  o.typical_p = 0.5; /* closest surprisal to the entropy: id 0, then id 2 */
+  ok &= draws_from(o, halves, 4, (const double[]){ 1.0 / 3, 0, 2.0 / 3, 0 }, 1e-6);
+  o = plain_sampling();
+  o.top_k = 2;
+  ok &= draws_from(o, (const float[]){ 1, 3, 2, 0, 3 }, 5, (const double[]){ 0, 0.5, 0, 0, 0.5 }, 1e-12);
+  o = plain_sampling();
+  o.temperature = 2; /* probabilities ∝ √p */
+  const double roots = 0.5 + sqrt(0.5) + 2 * pow(0.5, 1.5);
+  ok &= draws_from(o, halves, 4, (const double[]){ 0.5 / roots, pow(0.5, 1.5) / roots, sqrt(0.5) / roots, pow(0.5, 1.5) / roots }, 1e-6);
+  /* Order matters: top-k 2 first renormalises to 2/3, 1/3 and top-p 0.6 keeps one; top-p first keeps two. */
+  o = plain_sampling();
+  o.top_k = 2;
+  o.top_p = 0.6;
+  o.n_stages = 2;
+  o.stages[0] = LLM_STAGE_TOP_K;
+  o.stages[1] = LLM_STAGE_TOP_P;
+  ok &= draws_from(o, halves, 4, (const double[]){ 0, 0, 1, 0 }, 1e-12);
+  o.stages[0] = LLM_STAGE_TOP_P;
+  o.stages[1] = LLM_STAGE_TOP_K;
+  ok &= draws_from(o, halves, 4, (const double[]){ 1.0 / 3, 0, 2.0 / 3, 0 }, 1e-6);
+  report(ok, "sampler stages on hand-made distributions: top-k, top-p, min-p, typical-p, temperature, their order");
+}
+
+static int sample_once(const struct llm_sampler_options *o, float *logits, int n, const int32_t *ranked, int n_ranked,
+                       struct llm_sampled *out, struct llm_error *err) {
+  struct llm_sampler *s = llm_sampler_create(o, n, err);
+  int ok = s && llm_sampler_sample(s, logits, ranked, n_ranked, out, err);
+  llm_sampler_free(s);
+  return ok;
+}
+
+/* Greedy's tie rule with and without the forward pass's ranking, and the typed failures. */
+static void check_sampler_greedy_and_errors(void) {
+  struct llm_sampler_options o = plain_sampling();
+  o.temperature = 0;
+  struct llm_sampled out;
+  struct llm_error err;
+  float logits[5] = { 1, 5, 2, 5, 5 };
+  int ok = sample_once(&o, logits, 5, NULL, 0, &out, &err) && out.id == 1;
+  ok &= sample_once(&o, NULL, 5, (const int32_t[]){ 1, 3, 4, 2, 0 }, 5, &out, &err) && out.id == 1;
+  ok &= !sample_once(&o, NULL, 5, NULL, 0, &out, &err) && err.kind == LLM_ERR_INVALID_ARGUMENT;
+  /* Banning every token, or logits all NaN: nothing can be sampled, greedy or not. */
+  const int32_t ids[2] = { 0, 1 };
+  const double bans[2] = { -INFINITY, -INFINITY };
+  o.bias_ids = ids;
+  o.bias_values = bans;
+  o.n_bias = 2;
+  for (int greedy = 0; greedy < 2; greedy++) {
+    o.temperature = greedy ? 0 : 1;
+    float two[2] = { 1, 2 };
+    ok &= !sample_once(&o, two, 2, NULL, 0, &out, &err) && err.kind == LLM_ERR_INVALID_ARGUMENT && strstr(err.message, "no token");
+  }
+  struct llm_sampler_options nan_case = plain_sampling();
+  float nans[3] = { NAN, NAN, -INFINITY };
+  ok &= !sample_once(&nan_case, nans, 3, NULL, 0, &out, &err) && err.kind == LLM_ERR_INVALID_ARGUMENT;
+  /* Out-of-range options name themselves; a history token outside the vocabulary is refused. */
+  struct llm_sampler_options bad = plain_sampling();
+  bad.top_p = 0;
+  ok &= !llm_sampler_create(&bad, 5, &err) && strstr(err.message, "topP") != NULL;
+  bad = plain_sampling();
+  bad.n_stages = 2;
+  bad.stages[1] = bad.stages[0];
+  ok &= !llm_sampler_create(&bad, 5, &err) && strstr(err.message, "twice") != NULL;
+  bad = plain_sampling();
+  bad.repeat_penalty = 2;
+  struct llm_sampler *s = llm_sampler_create(&bad, 5, &err);
+  ok &= s && !llm_sampler_accept(s, (const int32_t[]){ 1, 5 }, 2, &err) && strstr(err.message, "token id 5") != NULL;
+  llm_sampler_free(s);
+  report(ok, "sampler: greedy takes the lowest id among ties; no possible token, bad options and bad ids fail typed");
+}
+
+/* llama.cpp's penalties over the window, with the history appended in pieces longer and shorter than it. */
+static void check_sampler_penalties(void) {
+  const float logits[6] = { 2, -1, 0.5f, -3, 1, 0 };
+  const int32_t tokens[7] = { 0, 1, 1, 3, 0, 0, 5 };
+  struct llm_sampler_options o = plain_sampling();
+  o.temperature = 0;
+  o.repeat_penalty = 1.5;
+  o.frequency_penalty = 0.25;
+  o.presence_penalty = 0.5;
+  int ok = 1;
+  for (int window = -1; window <= 7; window += 3) { /* -1 (all), 2, 5 */
+    o.repeat_last_n = window;
+    struct llm_error err;
+    struct llm_sampler *s = llm_sampler_create(&o, 6, &err);
+    /* Ten tokens of noise first, in pieces, then the seven that matter: only the window's count. */
+    for (int i = 0; i < 10 && window > 0; i++) ok &= llm_sampler_accept(s, (const int32_t[]){ 2 }, 1, &err);
+    ok &= llm_sampler_accept(s, tokens, 3, &err) && llm_sampler_accept(s, tokens + 3, 4, &err);
+    float adjusted[6];
+    memcpy(adjusted, logits, sizeof adjusted);
+    struct llm_sampled out;
+    ok &= llm_sampler_sample(s, adjusted, NULL, 0, &out, &err);
+    int counts[6] = { 0 };
+    for (int i = window < 0 ? 0 : 7 - window; i < 7; i++) counts[tokens[i]]++;
+    for (int id = 0; id < 6; id++) {
+      const double l = logits[id];
+      const double expected = counts[id] ? (l <= 0 ? l * 1.5 : l / 1.5) - counts[id] * 0.25 - 0.5 : l;
+      ok &= adjusted[id] == (float)expected;
+    }
+    llm_sampler_free(s);
+  }
+  report(ok, "sampler penalties: repeat, frequency and presence over the last N tokens (2, 5, all)");
+}
+
+/* The draws: the same seed gives the same ones, and they follow the probabilities (Pearson's chi-square at the
+ * 0.1% level with 3 degrees of freedom; the seed is fixed, so this always passes or always fails). */
+static void check_sampler_draws(void) {
+  const float halves[4] = { (float)log(0.25), (float)log(0.125), (float)log(0.5), (float)log(0.125) };
+  const double p[4] = { 0.25, 0.125, 0.5, 0.125 };
+  struct llm_sampler_options o = plain_sampling();
+  struct llm_error err;
+  struct llm_sampler *a = llm_sampler_create(&o, 4, &err), *b = llm_sampler_create(&o, 4, &err);
+  int counts[4] = { 0 }, same = 1;
+  const int draws = 20000;
+  for (int i = 0; i < draws; i++) {
+    float la[4], lb[4];
+    memcpy(la, halves, sizeof la);
+    memcpy(lb, halves, sizeof lb);
+    struct llm_sampled x, y;
+    same &= llm_sampler_sample(a, la, NULL, 0, &x, &err) && llm_sampler_sample(b, lb, NULL, 0, &y, &err) && x.id == y.id;
+    counts[x.id]++;
+  }
+  double chi2 = 0;
+  for (int id = 0; id < 4; id++) chi2 += (counts[id] - draws * p[id]) * (counts[id] - draws * p[id]) / (draws * p[id]);
+  llm_sampler_free(a);
+  llm_sampler_free(b);
+  report(same && chi2 < 16.27, "sampler draws: reproducible from the seed, frequencies match (chi-square %.2f < 16.27)", chi2);
+}
+
 /* The pool hands out every task of a loop exactly once, in chunks inside [0, n_tasks), to workers 0..n_threads-1. */
 struct task_counts {
   size_t n_tasks;
@@ -567,6 +768,11 @@ int main(void) {
   check_top_k(1000, 1, 3);
   check_top_k(31, 1, 0);
   check_argmax_special();
+  check_sampler_rng();
+  check_sampler_stages();
+  check_sampler_greedy_and_errors();
+  check_sampler_penalties();
+  check_sampler_draws();
   check_swiglu();
   const int head_dims[] = { 64, 128, 40, 36, 6 };
   for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
