@@ -103,7 +103,8 @@ test("bad values throw InvalidArgumentError naming the option", () => {
   for (const [options, message] of cases) {
     assert.throws(
       () => resolveSampling(options, VOCAB),
-      (error) => error instanceof InvalidArgumentError && message.test(error.message),
+      // The option is a field too (the server maps it to the request's parameter), not only in the message.
+      (error) => error instanceof InvalidArgumentError && message.test(error.message) && error.option === Object.keys(options)[0],
       JSON.stringify(options, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)),
     );
   }

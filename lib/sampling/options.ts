@@ -115,21 +115,21 @@ function randomSeed(): number {
 
 function checkNumber(name: string, value: unknown, ok: (v: number) => boolean, rule: string): number {
   if (typeof value !== "number" || Number.isNaN(value) || !ok(value)) {
-    throw new InvalidArgumentError(`${name} must be ${rule} (got ${describe(value)})`);
+    throw new InvalidArgumentError(`${name} must be ${rule} (got ${describe(value)})`, { option: name });
   }
   return value;
 }
 
 function resolveSamplerOrder(samplers: unknown): readonly SamplerName[] {
   if (!Array.isArray(samplers)) {
-    throw new InvalidArgumentError(`samplers must be an array of sampler names (got ${describe(samplers)})`);
+    throw new InvalidArgumentError(`samplers must be an array of sampler names (got ${describe(samplers)})`, { option: "samplers" });
   }
   const seen = new Set<SamplerName>();
   for (const [i, name] of samplers.entries()) {
     if (!(SAMPLER_NAMES as readonly unknown[]).includes(name)) {
-      throw new InvalidArgumentError(`samplers[${i}] must be one of ${SAMPLER_NAMES.join(", ")} (got ${describe(name)})`);
+      throw new InvalidArgumentError(`samplers[${i}] must be one of ${SAMPLER_NAMES.join(", ")} (got ${describe(name)})`, { option: "samplers" });
     }
-    if (seen.has(name)) throw new InvalidArgumentError(`samplers must not list "${name}" twice`);
+    if (seen.has(name)) throw new InvalidArgumentError(`samplers must not list "${name}" twice`, { option: "samplers" });
     seen.add(name);
   }
   return Object.freeze([...seen]);
@@ -139,18 +139,18 @@ function resolveLogitBias(bias: SamplingOptions["logitBias"], vocabSize: number)
   const resolved = new Map<number, number>();
   if (bias === undefined) return resolved;
   if (typeof bias !== "object" || bias === null) {
-    throw new InvalidArgumentError(`logitBias must be an object or a Map of token id → bias (got ${describe(bias)})`);
+    throw new InvalidArgumentError(`logitBias must be an object or a Map of token id → bias (got ${describe(bias)})`, { option: "logitBias" });
   }
   // A Record's keys are strings: only the canonical spelling of an integer names a token ("01" or "1e3" would not).
   const entries: [unknown, unknown][] =
     bias instanceof Map ? [...bias] : Object.entries(bias).map(([key, value]) => [String(Number(key)) === key ? Number(key) : key, value]);
   for (const [id, value] of entries) {
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new InvalidArgumentError(`logitBias token ids must be integers in [0, ${vocabSize}) (got ${describe(id)})`);
+      throw new InvalidArgumentError(`logitBias token ids must be integers in [0, ${vocabSize}) (got ${describe(id)})`, { option: "logitBias" });
     }
     // +Infinity would make the softmax Infinity / Infinity; a ban (-Infinity) is fine.
     if (typeof value !== "number" || Number.isNaN(value) || value === Infinity) {
-      throw new InvalidArgumentError(`logitBias[${id}] must be a finite number or -Infinity (got ${describe(value)})`);
+      throw new InvalidArgumentError(`logitBias[${id}] must be a finite number or -Infinity (got ${describe(value)})`, { option: "logitBias" });
     }
     resolved.set(id, value);
   }
@@ -159,7 +159,7 @@ function resolveLogitBias(bias: SamplingOptions["logitBias"], vocabSize: number)
 
 function resolveLogitsProcessor(hook: unknown): LogitsProcessor | undefined {
   if (hook !== undefined && typeof hook !== "function") {
-    throw new InvalidArgumentError(`logitsProcessor must be a function (got ${describe(hook)})`);
+    throw new InvalidArgumentError(`logitsProcessor must be a function (got ${describe(hook)})`, { option: "logitsProcessor" });
   }
   return hook as LogitsProcessor | undefined;
 }

@@ -51,12 +51,6 @@ const PARAM_OF_OPTION: Record<string, string> = {
   logprobs: "logprobs",
 };
 
-/** The OpenAI parameter an InvalidArgumentError of the sampler is about: its message starts with the option. */
-function paramOfOptionError(message: string): string | undefined {
-  const option = /^[A-Za-z]+/.exec(message)?.[0];
-  return option === undefined ? undefined : PARAM_OF_OPTION[option];
-}
-
 /** Parameters whose use this server cannot honour: refused rather than silently ignored. */
 const CHAT_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   tools: (v) => Array.isArray(v) && v.length > 0,
@@ -141,7 +135,7 @@ function plan(body: GenerationBody, model: LlamaModel, prompts: number[][], opti
     // The sampler's own rules (logit_bias ids within the vocabulary, ...), checked before the request waits for a slot.
     resolveSampling(options, model.info.vocabSize);
   } catch (err) {
-    if (err instanceof InvalidArgumentError) throw invalidParameter(err.message, paramOfOptionError(err.message));
+    if (err instanceof InvalidArgumentError) throw invalidParameter(err.message, err.option === undefined ? undefined : PARAM_OF_OPTION[err.option]);
     throw err;
   }
   return {
