@@ -145,6 +145,7 @@ function checkContextSize(contextSize: number | undefined, config: ModelConfig, 
     const scaling = config.ropeScaling?.type === "linear" ? ` × linear rope scaling ${config.ropeScaling.factor}` : "";
     throw new InvalidArgumentError(
       `contextSize ${contextSize} is more than ${path} allows: ${limit} (trained context ${config.contextLength}${scaling})`,
+      { option: "contextSize" },
     );
   }
 }

@@ -8,6 +8,7 @@ const os = require("node:os");
 const path = require("node:path");
 const { spawnSync } = require("node:child_process");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
+const { writeTinyModel } = require("./helpers/tiny-model.js");
 const { loadModel, perplexity, InvalidArgumentError } = require("../dist/cjs/index.js");
 const { evalWindows } = require("../dist/cjs/eval/windows.js");
 const { negativeLogLikelihood, klDivergence } = require("../dist/cjs/eval/token-scores.js");
@@ -88,4 +89,18 @@ test("CLI: perplexity --json with --chunks, text report with llama.cpp windows, 
   const missing = cli("--model", DEFAULT_MODEL, "--file", "/nonexistent/text.txt");
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /\/nonexistent\/text\.txt/);
+});
+
+test("CLI: --ctx equal to the model's trained context says the default windows need one position more, and what to pass", () => {
+  const file = writeTinyModel({ contextLength: 64 });
+  const textFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-ppl-")), "text.txt");
+  fs.writeFileSync(textFile, TEXT);
+  const run = (...args) => spawnSync(process.execPath, [CLI, "perplexity", "--model", file, "--file", textFile, "--threads", "1", ...args], { encoding: "utf8" });
+  const refused = run("--ctx", "64");
+  assert.equal(refused.status, 1, refused.stderr);
+  assert.match(refused.stderr, /--ctx 64: each window is BOS \+ 64 tokens, 65 positions, and contextSize 65 is more than .* allows: 64/);
+  assert.match(refused.stderr, /--llama-cpp-windows/);
+  // Both ways out it names work.
+  assert.equal(run("--ctx", "62").status, 0);
+  assert.equal(run("--ctx", "64", "--llama-cpp-windows").status, 0, run("--ctx", "64", "--llama-cpp-windows").stderr);
 });

@@ -2,6 +2,7 @@
  * `llama-napi perplexity --model M --file TEXT`: perplexity on a text file, as llama-perplexity measures it, with
  * an optional KL divergence from a base model.
  */
+import { InvalidArgumentError } from "../errors";
 import { checkPerplexityOptions, perplexity, type PerplexityResult } from "../eval/perplexity";
 import { windowLength } from "../eval/windows";
 import type { LlamaModel } from "../model";
@@ -57,12 +58,23 @@ export async function perplexityMain(argv: string[]): Promise<number> {
   const contextSize = (o.ctx as number | undefined) ?? 512;
   const text = await readTextOption("file", o.file);
   const llamaCppWindows = o["llama-cpp-windows"] === true;
+  const windowTokens = windowLength(contextSize, llamaCppWindows ? "llama-cpp" : "all");
   const load = (path: string) =>
     loadModelWithProgress(path, {
       offline: o.offline as boolean | undefined,
       threads: o.threads as number | undefined,
-      contextSize: windowLength(contextSize, llamaCppWindows ? "llama-cpp" : "all"),
+      contextSize: windowTokens,
       tokenizer: o.tokenizer as string | undefined,
+    }).catch((err: unknown) => {
+      // The default windows score ctx tokens after a BOS: a model trained at exactly ctx positions has one too few.
+      if (err instanceof InvalidArgumentError && err.option === "contextSize" && windowTokens > contextSize) {
+        throw new InvalidArgumentError(
+          `--ctx ${contextSize}: each window is BOS + ${contextSize} tokens, ${windowTokens} positions, and ${err.message}; ` +
+            `pass a smaller --ctx, or --llama-cpp-windows (windows of exactly --ctx tokens)`,
+          { option: "contextSize" },
+        );
+      }
+      throw err;
     });
   const models: LlamaModel[] = [];
   const bar = new ProgressBar();
