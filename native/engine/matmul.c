@@ -259,15 +259,16 @@ bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, in
     if (!scratch) return false;
     job.panels = scratch + panels_offset;
     struct convert_job convert = { set, x, cols, n_tokens, { NULL } };
-    bool any = false;
+    int n_formats = 0;
     for (int f = LLM_ACTIVATION_F32 + 1; f < LLM_ACTIVATION_COUNT; f++)
       if (needed[f]) {
         convert.converted[f] = scratch + offsets[f];
-        any = true;
+        n_formats++;
       }
-    /* One token converts faster than the pool wakes up. Float products (a panel scratch only) convert nothing. */
-    if (any && n_tokens == 1) convert_task(&convert, 0, 1, 0);
-    else if (any) llm_parallel_for(pool, (size_t)n_tokens, convert_task, &convert);
+    /* A few operations per value and format, so one token (any row length) converts on the caller. Float products
+     * (a panel scratch only) convert nothing. */
+    if (n_formats > 0)
+      llm_parallel_for_work(pool, (size_t)n_tokens, (int64_t)n_tokens * cols * n_formats, convert_task, &convert);
     for (int p = 0; p < n_products; p++) {
       if (formats[p] != LLM_ACTIVATION_F32) {
         job.products[p].x = convert.converted[formats[p]];
