@@ -3,7 +3,7 @@
 # and test/cuda.test.js on the packed models), then the benchmark table: a random-weight Llama-2-7B shape per weight
 # type, written on the machine itself (GBs), tg128 and pp512 with the decode roofline. Logs and the table go to
 # $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--no-kernel-times] [--bench TYPES|--no-bench]
-#   [--also VAR=VALUE] [--llamacpp] [--profile TYPES]
+#   [--also VAR=VALUE] [--llamacpp] [--profile TYPES] [--concurrency STREAMS]
 #   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"; kernel times: the products of a
 #   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time); --also: each
 #   type benchmarked a second time with that environment variable (e.g. LLAMA_NAPI_CUDA_PDL=0); --llamacpp:
@@ -12,7 +12,9 @@
 #   the tests run; --profile: ncu's time and DRAM bytes of every kernel of the whole decode steps among 900 kernels
 #   launched mid-generation, for each of those types
 #   (graphs off, so that ncu sees each launch; caches left warm between kernels, as in a real step), summed per
-#   kernel by bench/cuda/profile.py
+#   kernel by bench/cuda/profile.py; --concurrency: for each benchmarked type, aggregate tok/s of STREAMS (e.g.
+#   "1,4,16,64") concurrent sequences (4-token prompts, 128 new tokens) through model.complete, greedy and sampled,
+#   by bench/concurrency.js, and with --llamacpp llama-batched-bench beside it on the same file
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -24,11 +26,13 @@ types="q4_0 q8_0 f16 q4_K"
 also=""
 llamacpp=0
 profile=""
+concurrency=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --also) also=$2; shift 2 ;;
     --llamacpp) llamacpp=1; shift ;;
     --profile) profile=$2; shift 2 ;;
+    --concurrency) concurrency=$2; shift 2 ;;
     --tests) tests=$2; shift 2 ;;
     --no-tests) tests=none; shift ;;
     --no-kernel-times) kernel_times=0; shift ;;
@@ -66,7 +70,7 @@ if [ "$llamacpp" = 1 ]; then
   tar -C /tmp/llamacpp/src -xJf .cudapack/llamacpp-src.tar.xz
   setsid bash -c 'cmake -S /tmp/llamacpp/src -B /tmp/llamacpp/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF \
-      -DLLAMA_OPENSSL=OFF && nice cmake --build /tmp/llamacpp/build --target llama-bench -j 12; echo $? > /tmp/llamacpp/done' \
+      -DLLAMA_OPENSSL=OFF && nice cmake --build /tmp/llamacpp/build --target llama-bench llama-batched-bench -j 12; echo $? > /tmp/llamacpp/done' \
     > "$out/llamacpp-build.log" 2>&1 < /dev/null &
 fi
 
@@ -122,6 +126,10 @@ if [ -n "$types" ]; then
         console.log(`| ${r.weightType}${note} | ${(r.bytes / 2 ** 30).toFixed(2)} | ${r.loadSeconds} | ${r.tg128} | ${r.tg128Js} | ${r.rooflineTokS} | ${(100 * r.tgOfRoofline).toFixed(0)}% | ${r.pp512} |`);
       ' "$line" "$variant" >> "$table" || status=1
     done
+    if [ -n "$concurrency" ]; then
+      echo "== $type: $concurrency concurrent sequences"
+      node bench/concurrency.js --model "$file" --device cuda --streams "$concurrency" --tokens 128 2>&1 | tee -a "$out/concurrency.md" || status=1
+    fi
     [ "$llamacpp" = 1 ] || rm -f "$file"
   done
   cat "$table"
@@ -132,6 +140,12 @@ if [ "$llamacpp" = 1 ]; then
   echo "== llama.cpp build: exit $(cat /tmp/llamacpp/done) ($(cd /tmp/llamacpp/src && cat .git-commit 2>/dev/null))"
   for type in $types; do
     "$llamacpp_bin/llama-bench" -m /tmp/llama7b-$type.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o md 2>&1 | tee -a "$out/llamacpp-bench.md" || status=1
+    if [ -n "$concurrency" ]; then
+      # Each sequence its own 4 + 128 positions of a unified cache, as the streams above have.
+      max=$(tr , '\n' <<< "$concurrency" | sort -n | tail -1)
+      "$llamacpp_bin/llama-batched-bench" -m /tmp/llama7b-$type.gguf -ngl 99 -fa on -c $(( max * 132 )) -b 2048 -ub 512 \
+        -npp 4 -ntg 128 -npl "$concurrency" 2>&1 | grep '^|' | tee -a "$out/llamacpp-batched.md" || status=1
+    fi
     rm -f /tmp/llama7b-$type.gguf
   done
 fi
