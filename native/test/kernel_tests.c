@@ -8,6 +8,7 @@
 
 #include "cpu_features.h"
 #include "dot.h"
+#include "kv_cache.h"
 #include "matmul.h"
 #include "ops.h"
 #include "quant.h"
@@ -377,18 +378,37 @@ static void check_top_k(int n, int k, int distinct_values) {
   free(top);
 }
 
-/* Attention of one sequence (several queries, grouped heads) against a float64 softmax(q.k / sqrt(d)) v. */
-static void check_attention(struct llm_threadpool *pool, int head_dim, int pos, int n_tokens) {
+/* Attention of one sequence (several queries, grouped heads) over a paged cache of the given type, its blocks in
+ * reverse order in the pool, against a float64 softmax(q.k / sqrt(d)) v over the values the cache holds (so that
+ * the check measures the kernels, not the type's rounding). Run under each kernel set (native-kernels.test.js),
+ * this compares the SIMD kernels of each type with the scalar ones through the same reference. */
+static void check_attention(struct llm_threadpool *pool, enum llm_kv_type type, int head_dim, int pos, int n_tokens) {
   const int n_heads = 4, n_kv_heads = 2, context = pos + n_tokens;
+  const int n_blocks = (context + LLM_KV_BLOCK_TOKENS - 1) / LLM_KV_BLOCK_TOKENS;
   const int64_t q_dim = (int64_t)n_heads * head_dim, kv_dim = (int64_t)n_kv_heads * head_dim;
+  const size_t row_bytes = llm_kv_row_bytes(type, kv_dim);
   float *q = malloc((size_t)(n_tokens * q_dim) * sizeof(float)), *out = malloc((size_t)(n_tokens * q_dim) * sizeof(float));
   float *keys = malloc((size_t)(context * kv_dim) * sizeof(float)), *values = malloc((size_t)(context * kv_dim) * sizeof(float));
+  uint8_t *key_pool = malloc((size_t)n_blocks * LLM_KV_BLOCK_TOKENS * row_bytes);
+  uint8_t *value_pool = malloc((size_t)n_blocks * LLM_KV_BLOCK_TOKENS * row_bytes);
+  int32_t *blocks = malloc((size_t)n_blocks * sizeof(int32_t));
   float *scores = malloc((size_t)(llm_threadpool_size(pool) * context) * sizeof(float));
   double *weights = malloc((size_t)context * sizeof(double));
+  for (int b = 0; b < n_blocks; b++) blocks[b] = n_blocks - 1 - b;
   for (int64_t i = 0; i < n_tokens * q_dim; i++) q[i] = 2.0f * uniform();
-  for (int64_t i = 0; i < context * kv_dim; i++) keys[i] = uniform(), values[i] = uniform();
-  const struct llm_attention_seq seq = { out, q, keys, values, n_tokens, pos };
-  const struct llm_attention_args args = { &seq, 1, scores, context, n_heads, n_kv_heads, head_dim };
+  for (int p = 0; p < context; p++) {
+    float row[2 * 128];
+    const size_t at = ((size_t)blocks[p / LLM_KV_BLOCK_TOKENS] * LLM_KV_BLOCK_TOKENS + p % LLM_KV_BLOCK_TOKENS) * row_bytes;
+    for (int64_t i = 0; i < kv_dim; i++) row[i] = uniform();
+    llm_kv_store_row(type, row, key_pool + at, kv_dim);
+    llm_kv_load_row(type, key_pool + at, keys + p * kv_dim, kv_dim);
+    for (int64_t i = 0; i < kv_dim; i++) row[i] = uniform();
+    llm_kv_store_row(type, row, value_pool + at, kv_dim);
+    llm_kv_load_row(type, value_pool + at, values + p * kv_dim, kv_dim);
+  }
+  const struct llm_attention_seq seq = { out, q, blocks, n_tokens, pos };
+  const struct llm_attention_args args = { &seq, 1, scores, context, n_heads, n_kv_heads, head_dim, type,
+                                           key_pool, value_pool, row_bytes };
   llm_attention(pool, &args);
   double worst = 0.0;
   for (int t = 0; t < n_tokens; t++)
@@ -409,9 +429,10 @@ static void check_attention(struct llm_threadpool *pool, int head_dim, int pos, 
         worst = fmax(worst, fabs(mixed - out[t * q_dim + h * head_dim + i]));
       }
     }
-  report(worst < 1e-5, "attention %-6s head_dim %3d pos %3d tokens %d on %d threads: max error %.2e",
-         llm_kernel_set_name(llm_kernel_set()), head_dim, pos, n_tokens, llm_threadpool_size(pool), worst);
-  free(q), free(out), free(keys), free(values), free(scores), free(weights);
+  report(worst < 1e-5, "attention %-6s %-4s head_dim %3d pos %3d tokens %d on %d threads: max error %.2e",
+         llm_kernel_set_name(llm_kernel_set()), llm_kv_type_name(type), head_dim, pos, n_tokens,
+         llm_threadpool_size(pool), worst);
+  free(q), free(out), free(keys), free(values), free(scores), free(weights), free(key_pool), free(value_pool), free(blocks);
 }
 
 /* SwiGLU against float64: random gates over the range where silu bends and saturates, and the ends of the
@@ -774,12 +795,18 @@ int main(void) {
   check_sampler_penalties();
   check_sampler_draws();
   check_swiglu();
-  const int head_dims[] = { 64, 128, 40, 36, 6 };
-  for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
-    check_attention(single, head_dims[d], 0, 1);
-    check_attention(single, head_dims[d], 70, 1);
-    check_attention(pair, head_dims[d], 9, 5);
-  }
+  /* Head sizes of real models and odd ones (f32/f16 rows end mid-vector), positions that end mid-block. */
+  const int head_dims[] = { 64, 128, 40, 36, 8, 6 };
+  const enum llm_kv_type kv_types[] = { LLM_KV_F32, LLM_KV_F16, LLM_KV_Q8_0 };
+  for (size_t t = 0; t < 3; t++)
+    for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
+      if (kv_types[t] == LLM_KV_Q8_0 && head_dims[d] % 32 != 0) continue;
+      check_attention(single, kv_types[t], head_dims[d], 0, 1);
+      check_attention(single, kv_types[t], head_dims[d], 70, 1);
+      check_attention(single, kv_types[t], head_dims[d], 31, 2);
+      check_attention(pair, kv_types[t], head_dims[d], 9, 5);
+      check_attention(pair, kv_types[t], head_dims[d], 60, 40);
+    }
   check_activation_quantizers();
   /* The packed panels of the AVX-512 set (16 rows, token tiles of 8/4/2/1): one full panel, two and a partial
    * one, rows that end mid-panel across thread chunks, and float columns that end mid-vector. */
