@@ -11,6 +11,7 @@ import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
+import os from "node:os";
 import { runGeneration, type Sequence } from "./generation/generate";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
@@ -255,12 +256,21 @@ function openEngine(
   tokens: number | undefined,
   contextSize: number,
 ): Engine {
-  if (tokens !== undefined) return Engine.open(desc, path, threads, device, { type, tokens });
+  const open = (poolTokens: number) => {
+    try {
+      return Engine.open(desc, path, threads, device, { type, tokens: poolTokens });
+    } catch (err) {
+      if (!(err instanceof OutOfMemoryError)) throw err;
+      const available = device.kind === "cpu" ? os.totalmem() : undefined;
+      throw new OutOfMemoryError(`${path}: ${err.message}`, err.bytesNeeded, available, { cause: err });
+    }
+  };
+  if (tokens !== undefined) return open(tokens);
   try {
-    return Engine.open(desc, path, threads, device, { type, tokens: DEFAULT_KV_CACHE_CONTEXTS * contextSize });
+    return open(DEFAULT_KV_CACHE_CONTEXTS * contextSize);
   } catch (err) {
     if (!(err instanceof OutOfMemoryError)) throw err;
-    return Engine.open(desc, path, threads, device, { type, tokens: contextSize });
+    return open(contextSize);
   }
 }
 
