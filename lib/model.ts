@@ -1,6 +1,6 @@
 /**
- * The public model object: loads any supported format, owns the engine, the tokenizer and a pool of contexts
- * (KV caches), and offers evaluate / generate / complete.
+ * The public model object: loads any supported format, owns the engine (with the paged KV pool every sequence
+ * takes its blocks from) and the tokenizer, and offers evaluate / generate / complete.
  */
 import {
   applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
