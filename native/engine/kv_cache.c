@@ -406,6 +406,7 @@ static int count_needed(const struct llm_kv_cache *cache, int pos, int n) {
 
 int llm_kv_cache_blocks_needed(const struct llm_kv_cache *cache, int pos, int n) {
   if (n < 1) return 0;
+  if (pos < 0 || pos > cache->context_size - n) return -1;
   pthread_mutex_lock(&cache->pool->lock);
   const int needed = count_needed(cache, pos, n);
   pthread_mutex_unlock(&cache->pool->lock);

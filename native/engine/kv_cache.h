@@ -92,7 +92,8 @@ bool llm_kv_cache_prepare(struct llm_kv_cache *cache, int pos, const int32_t *to
 /* Positions [0, end) now hold keys and values; full blocks among them join the prefix index. */
 void llm_kv_cache_commit(struct llm_kv_cache *cache, int end);
 
-/* The blocks prepare(cache, pos, ., n) would take from the pool (for a scheduler deciding what fits a pass). */
+/* The blocks prepare(cache, pos, ., n) would take from the pool (for a scheduler deciding what fits a pass); -1 when
+ * the positions do not fit the context. */
 int llm_kv_cache_blocks_needed(const struct llm_kv_cache *cache, int pos, int n);
 
 /* A fork: dst (empty, same pool) shares src's first n_positions positions (copy-on-write). */
