@@ -1,7 +1,8 @@
 /** llama-napi: Llama-family LLM inference for Node.js. */
 import "./ambient"; // global types the declarations need (see ambient.ts)
 export { loadModel, LlamaModel } from "./model";
-export type { LoadModelOptions, LoadProgress, ModelInfo } from "./model";
+export type { KvCacheInfo, KvCacheUsage, LoadModelOptions, LoadProgress, ModelInfo } from "./model";
+export type { KvCacheType } from "./native/binding";
 export type {
   Completion,
   ContextOverflowPolicy,

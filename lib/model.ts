@@ -1,6 +1,6 @@
 /**
- * The public model object: loads any supported format, owns the engine, the tokenizer and a pool of contexts
- * (KV caches), and offers evaluate / generate / complete.
+ * The public model object: loads any supported format, owns the engine (with the paged KV pool every sequence
+ * takes its blocks from) and the tokenizer, and offers evaluate / generate / complete.
  */
 import {
   applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
@@ -12,11 +12,12 @@ import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./fo
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
-import { commonPrefixLength, runGeneration, type Sequence } from "./generation/generate";
+import { runGeneration, type Sequence } from "./generation/generate";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
+import type { KvCacheType, NativeKvCacheUsage } from "./native/binding";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
@@ -61,6 +62,19 @@ export interface LoadModelOptions {
    */
   checkTensors?: boolean;
   /**
+   * How the KV cache stores keys and values: "f16" (default; half the memory of f32, logits within ~1e-3 of it),
+   * "f32" (exact: the reference tests hold HF's logits to 1e-4), or "q8_0" (about a quarter of f32; needs a head size
+   * that is a multiple of 32).
+   */
+  kvCacheType?: KvCacheType;
+  /**
+   * Positions the model's KV pool holds for all its sequences together (rounded up to blocks of
+   * info.kvCache.blockTokens); a sequence takes blocks as it grows, and identical prompt prefixes share theirs.
+   * At least contextSize. Default 8 × contextSize, or contextSize when that does not fit in memory. The pool is
+   * allocated at load: an OutOfMemoryError when it does not fit; a sequence that finds it full fails with one.
+   */
+  kvCacheTokens?: number;
+  /**
    * Bounds on rendering the model's own chat template, which comes with its files and is not trusted: timeMs
    * (default 1000), memoryMb (128), outputChars (4 Mi). A render past one throws a ChatTemplateLimitError.
    */
@@ -69,7 +83,7 @@ export interface LoadModelOptions {
 
 const LOAD_MODEL_OPTION_NAMES = {
   threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true, checkTensors: true,
-  chatTemplateLimits: true,
+  chatTemplateLimits: true, kvCacheType: true, kvCacheTokens: true,
 } as const satisfies OptionNames<LoadModelOptions>;
 
 export type ModelInfo = Pick<
@@ -90,9 +104,30 @@ export type ModelInfo = Pick<
   device: "cpu" | "cuda";
   /** The GPU, when device is "cuda". */
   gpu?: { index: number; name: string };
+  /**
+   * The KV pool shared by all sequences: its row type, positions per block, positions in all (capacityTokens ×
+   * bytesPerToken bytes are reserved at load; on the CPU memory is committed as blocks are first used).
+   */
+  kvCache: KvCacheInfo;
 };
 
+/** See ModelInfo.kvCache. */
+export interface KvCacheInfo {
+  type: KvCacheType;
+  blockTokens: number;
+  capacityTokens: number;
+  /** Keys and values of every layer for one position. */
+  bytesPerToken: number;
+}
+
+/** See LlamaModel.kvCacheUsage(). */
+export type KvCacheUsage = NativeKvCacheUsage;
+
 const DEFAULT_MAX_CONTEXT = 4096;
+const DEFAULT_KV_CACHE_TYPE: KvCacheType = "f16";
+/** Default KV pool size in contexts: room for several sequences, and for cached prefixes beside them. */
+const DEFAULT_KV_CACHE_CONTEXTS = 8;
+const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 
 /** The device loadModel runs on: "auto" takes the GPU when the addon has CUDA and sees it. */
 function resolveDevice(device: unknown, gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {
@@ -133,9 +168,22 @@ export function maxContextSize(config: Pick<ModelConfig, "contextLength" | "rope
   return config.ropeScaling?.type === "linear" ? Math.floor(config.contextLength * config.ropeScaling.factor) : config.contextLength;
 }
 
-/** The engine keeps keys and values as f32, per layer and position: kvHeads × headDim floats each. */
-export function kvCacheBytes(config: Pick<ModelConfig, "layers" | "kvHeads" | "headDim">, contextSize: number): number {
-  return 2 * config.layers * contextSize * config.kvHeads * config.headDim * Float32Array.BYTES_PER_ELEMENT;
+/** The KV options' rules (kvCacheTokens against the resolved contextSize, q8_0 against the head size). */
+function checkKvCacheOptions(options: LoadModelOptions, config: ModelConfig, contextSize: number): void {
+  const { kvCacheType, kvCacheTokens } = options;
+  if (kvCacheType !== undefined && !KV_CACHE_TYPES.includes(kvCacheType)) {
+    throw new InvalidArgumentError(`kvCacheType must be "f32", "f16" or "q8_0" (got ${String(kvCacheType)})`, { option: "kvCacheType" });
+  }
+  if (kvCacheType === "q8_0" && config.headDim % 32 !== 0) {
+    throw new InvalidArgumentError(`kvCacheType "q8_0" needs a head size that is a multiple of 32; this model's is ${config.headDim}`, {
+      option: "kvCacheType",
+    });
+  }
+  if (kvCacheTokens !== undefined && (typeof kvCacheTokens !== "number" || !Number.isInteger(kvCacheTokens) || kvCacheTokens < contextSize)) {
+    throw new InvalidArgumentError(`kvCacheTokens must be an integer of at least contextSize ${contextSize} (got ${String(kvCacheTokens)})`, {
+      option: "kvCacheTokens",
+    });
+  }
 }
 
 /** A contextSize (a positive integer, or undefined) within what the model allows: an InvalidArgumentError naming the value and the limit. */
@@ -177,16 +225,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
-  const cacheBytes = kvCacheBytes(desc.config, contextSize);
-  if (device.kind === "cpu" && cacheBytes > os.totalmem()) {
-    throw new OutOfMemoryError(
-      `a KV cache of ${contextSize} positions for ${path} needs ${cacheBytes} bytes, more than this machine's ${os.totalmem()} bytes of memory: ` +
-        `pass a smaller contextSize`,
-      cacheBytes,
-      os.totalmem(),
-    );
-  }
-  const engine = Engine.open(desc, path, threads, device);
+  checkKvCacheOptions(options, desc.config, contextSize);
+  const kvCacheType = options.kvCacheType ?? DEFAULT_KV_CACHE_TYPE;
+  const engine = openEngine(desc, path, threads, device, kvCacheType, options.kvCacheTokens, contextSize);
   try {
     if (checkTensors) {
       const fault = await engine.checkTensors();
@@ -195,13 +236,41 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         throw new NumericalError(`${path}: tensor ${fault.tensor} holds NaN or infinity (${where})`, path, fault.tensor, fault.index);
       }
     }
-    // A KV cache of this size is allocated (and freed) now, so that one too large for the memory left fails here
-    // with an OutOfMemoryError rather than in the first generation.
-    engine.createContext(contextSize).close();
     return new LlamaModel(desc, tokenizer, engine, contextSize, threads, chatTemplate);
   } catch (err) {
     engine.close();
     throw err;
+  }
+}
+
+/**
+ * The engine with its KV pool: kvCacheTokens positions, or by default DEFAULT_KV_CACHE_CONTEXTS contexts' worth, and
+ * one context's when that does not fit.
+ */
+function openEngine(
+  desc: ModelDescriptor,
+  path: string,
+  threads: number,
+  device: { kind: "cpu" | "cuda"; gpu: number },
+  type: KvCacheType,
+  tokens: number | undefined,
+  contextSize: number,
+): Engine {
+  const open = (poolTokens: number) => {
+    try {
+      return Engine.open(desc, path, threads, device, { type, tokens: poolTokens });
+    } catch (err) {
+      if (!(err instanceof OutOfMemoryError)) throw err;
+      const available = device.kind === "cpu" ? os.totalmem() : undefined;
+      throw new OutOfMemoryError(`${path}: ${err.message}`, err.bytesNeeded, available, { cause: err });
+    }
+  };
+  if (tokens !== undefined) return open(tokens);
+  try {
+    return open(DEFAULT_KV_CACHE_CONTEXTS * contextSize);
+  } catch (err) {
+    if (!(err instanceof OutOfMemoryError)) throw err;
+    return open(contextSize);
   }
 }
 
@@ -233,10 +302,9 @@ export class LlamaModel implements AsyncDisposable {
   /** The chat template (Jinja) the model's files carry; undefined when they carry none (a built-in one is used). */
   readonly chatTemplate: string | undefined;
   /**
-   * KV caches not in use, with the tokens each still holds: a new generation takes the one sharing the longest
-   * prefix with its prompt and evaluates only the rest. `contexts` holds every context alive, for dispose.
+   * Every context alive, for dispose. A generation takes a fresh one and closes it when done; its blocks stay cached
+   * in the KV pool, so that the next prompt with the same prefix adopts them instead of evaluating it again.
    */
-  private readonly idle: Sequence[] = [];
   private readonly contexts = new Set<EngineContext>();
   private readonly scheduler: DecodeScheduler;
   private readonly stopIds: ReadonlySet<number>;
@@ -270,6 +338,7 @@ export class LlamaModel implements AsyncDisposable {
       threads,
       device: engine.device.kind,
       ...(engine.device.kind === "cuda" ? { gpu: { index: engine.device.gpu!, name: engine.device.name! } } : {}),
+      kvCache: { ...engine.kvCache },
     };
   }
 
@@ -303,10 +372,8 @@ export class LlamaModel implements AsyncDisposable {
     const promptIds = this.promptIds({ tokens: [...ids] });
     const sequence = this.acquire(promptIds);
     try {
-      const reuse = Math.min(commonPrefixLength(sequence.tokens, promptIds), promptIds.length - 1);
-      sequence.tokens.length = reuse;
+      const reuse = sequence.tokens.length;
       const out = await this.scheduler.decode(sequence.context, promptIds.slice(reuse), reuse, { logits: "last" });
-      sequence.tokens.push(...promptIds.slice(reuse));
       return out.logits!;
     } finally {
       this.release(sequence);
@@ -324,7 +391,6 @@ export class LlamaModel implements AsyncDisposable {
       throw new ContextOverflowError(`${ids.length} tokens do not fit the context of ${this.info.contextSize}`, ids.length, this.info.contextSize);
     }
     const sequence = this.acquire([]);
-    sequence.tokens.length = 0; // positions are overwritten from 0; nothing here is reusable afterwards
     try {
       for (let first = 0; first < ids.length; first += batchSize) {
         const count = Math.min(batchSize, ids.length - first);
@@ -385,9 +451,19 @@ export class LlamaModel implements AsyncDisposable {
     return ChatSession.open(this.sessionHost, options, this.info.contextSize);
   }
 
-  /** Sequences generating (or evaluating) right now; each holds one KV cache. */
+  /** Sequences generating (or evaluating) right now, sessions included; each holds one KV cache. */
   get activeSequences(): number {
-    return this.contexts.size - this.idle.length;
+    return this.contexts.size;
+  }
+
+  /**
+   * The KV pool's blocks now (of info.kvCache.blockTokens positions each): usedBlocks held by sequences,
+   * cachedBlocks held by none but keeping a prefix a later prompt adopts (reused for new sequences, least recently
+   * used first, once no block is free), freeBlocks never used or released; totalBlocks in all.
+   */
+  kvCacheUsage(): KvCacheUsage {
+    this.assertUsable();
+    return this.engine.kvCacheUsage();
   }
 
   /** @internal The engine's own greedy loop on `prompt` (benchmark baseline for the JavaScript loop). */
@@ -395,7 +471,6 @@ export class LlamaModel implements AsyncDisposable {
     this.assertUsable();
     const promptIds = this.promptIds(prompt);
     const sequence = this.acquire([]);
-    sequence.tokens.length = 0;
     try {
       return [...(await sequence.context.greedy(promptIds, 0, n))];
     } finally {
@@ -414,7 +489,6 @@ export class LlamaModel implements AsyncDisposable {
     await Promise.all([...this.contexts].map((ctx) => ctx.settled()));
     for (const ctx of this.contexts) ctx.close();
     this.contexts.clear();
-    this.idle.length = 0;
     this.engine.close();
   }
 
@@ -478,20 +552,23 @@ export class LlamaModel implements AsyncDisposable {
     });
   }
 
-  /** The idle sequence sharing the longest prefix with `promptIds`, or a new one. */
+  /**
+   * A fresh sequence holding the longest prefix of `promptIds` the KV pool has cached (adopted, not evaluated):
+   * its `tokens` say which, so the generation evaluates only the rest.
+   */
   private acquire(promptIds: readonly number[]): Sequence {
-    let best = -1;
-    let bestShared = -1;
-    for (let i = 0; i < this.idle.length; i++) {
-      const shared = commonPrefixLength(this.idle[i].tokens, promptIds);
-      if (shared > bestShared) [best, bestShared] = [i, shared];
-    }
-    if (best >= 0) return this.idle.splice(best, 1)[0];
-    return { context: this.createContext(this.info.contextSize), tokens: [] };
+    const context = this.createContext(this.info.contextSize);
+    const held = promptIds.length > 1 ? context.adoptPrefix(promptIds) : 0;
+    return { context, tokens: promptIds.slice(0, held) };
   }
 
+  /**
+   * Closes the sequence's context (the engine frees it once no pass uses it, ending any look-ahead); its blocks stay
+   * cached in the pool.
+   */
   private release(sequence: Sequence): void {
-    if (!this.disposed) this.idle.push(sequence);
+    this.contexts.delete(sequence.context);
+    sequence.context.close();
   }
 
   private createContext(contextSize: number): EngineContext {
@@ -518,6 +595,7 @@ export class LlamaModel implements AsyncDisposable {
       return this.runOn(sequence, promptIds, options, keepTokens);
     },
     fingerprint: () => (this.fingerprintPromise ??= modelFingerprint(this.desc)),
+    kvCacheType: () => this.info.kvCache.type,
   };
 }
 

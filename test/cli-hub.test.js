@@ -95,12 +95,15 @@ test("info --json reports stories260K's shape, weight types, tokenizer and memor
   assert.deepEqual(report.tensorTypes, { f32: 48 });
   assert.deepEqual(report.tokenizer, { kind: "spm", bosId: 1, eosIds: [2] });
   assert.equal(report.chatTemplate, "builtin");
-  // Weights: 292,800 f32s. KV cache: keys + values, 5 layers × 2048 positions × 4 KV heads × 8 floats.
-  assert.deepEqual(report.memory, { contextSize: 2048, weightBytes: 1_171_200, kvCacheBytes: 2_621_440, totalBytes: 3_792_640 });
+  // Weights: 292,800 f32s. KV pool (f16 by default, 8 contexts of 2048): keys + values, 5 layers × 16384 positions ×
+  // 4 KV heads × 8 halves.
+  assert.deepEqual(report.memory, {
+    contextSize: 2048, weightBytes: 1_171_200, kvCacheType: "f16", kvCacheTokens: 16384, kvCacheBytes: 10_485_760, totalBytes: 11_656_960,
+  });
   assert.equal(report.tensors, undefined);
 
   const small = JSON.parse((await cli(["info", STORIES, "--json", "--ctx-size", "256", "--tensors"])).stdout);
-  assert.equal(small.memory.kvCacheBytes, 327_680);
+  assert.equal(small.memory.kvCacheBytes, 1_310_720);
   assert.equal(small.tensors.length, 48);
   assert.deepEqual(small.tensors.find((t) => t.name === "blk.0.ffn_down.weight"), { name: "blk.0.ffn_down.weight", type: "f32", shape: [64, 172], bytes: 44_032 });
 });
@@ -110,7 +113,7 @@ test("info prints a readable summary, and --tensors every tensor", async () => {
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^architecture +llama, 292\.8K parameters \(292800\)$/m);
   assert.match(r.stdout, /^weights +f32 × 48$/m);
-  assert.match(r.stdout, /^memory +1\.2 MB weights \+ 2\.6 MB KV cache at 2048 tokens = 3\.8 MB$/m);
+  assert.match(r.stdout, /^memory +1\.2 MB weights \+ 10\.5 MB KV cache \(f16, 16384 positions for contexts of 2048\) = 11\.7 MB$/m);
   assert.match(r.stdout, /^ {2}blk\.4\.attn_k\.weight +f32 +32 × 64 +8\.2 kB$/m);
   assert.equal(r.stdout.split("\n").filter((l) => l.startsWith("  ")).length, 48);
   assert.equal((await cli(["info"])).status, 2);

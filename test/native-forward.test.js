@@ -533,11 +533,11 @@ test("KV state: copyFrom and readState/writeState carry a sequence over exactly"
     const kvFloats = CONFIG.kvHeads * CONFIG.headDim * CONFIG.layers * 20 * 2;
     assert.strictEqual(state.byteLength, kvFloats * 4);
     const restored = model.createContext(40);
-    restored.writeState(20, new Uint8Array(state));
+    restored.writeState(20, new Uint8Array(state), tokens);
     assert.deepStrictEqual((await restored.decode(Int32Array.of(9), 20)).logits, expected);
 
-    assert.throws(() => restored.writeState(20, new Uint8Array(state, 4)), { code: "INVALID_ARGUMENT", message: /bytes/ });
-    assert.throws(() => restored.writeState(41, new Uint8Array(8)), { code: "INVALID_ARGUMENT" });
+    assert.throws(() => restored.writeState(20, new Uint8Array(state, 4), tokens), { code: "INVALID_ARGUMENT", message: /bytes/ });
+    assert.throws(() => restored.writeState(41, new Uint8Array(8), tokens), { code: "INVALID_ARGUMENT" });
     assert.throws(() => fork.copyFrom(source, 30), { code: "INVALID_ARGUMENT", message: /30 positions do not fit a context of 24/ });
     assert.throws(() => fork.copyFrom({}, 1), { code: "INVALID_ARGUMENT" });
     const running = source.decode(Int32Array.of(1), 20);

@@ -5,7 +5,7 @@
  */
 import { parseModel } from "../formats/detect";
 import type { TensorType } from "../formats/types";
-import { kvCacheBytes, loadModel, type ModelInfo } from "../model";
+import { loadModel, type ModelInfo } from "../model";
 import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION } from "./args";
 import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
 
@@ -36,7 +36,10 @@ export interface ModelReport {
   tokenizer: { kind: ModelInfo["tokenizer"]; bosId: number | undefined; eosIds: number[] };
   /** "model": the model's files carry one; "builtin": the Llama 2 / Llama 3 format is used. */
   chatTemplate: "model" | "builtin";
-  memory: { contextSize: number; weightBytes: number; kvCacheBytes: number; totalBytes: number };
+  /** The KV pool: kvCacheTokens positions of kvCacheType for all sequences together (reserved at load). */
+  memory: {
+    contextSize: number; weightBytes: number; kvCacheType: string; kvCacheTokens: number; kvCacheBytes: number; totalBytes: number;
+  };
   tensors?: { name: string; type: TensorType; shape: number[]; bytes: number }[];
   /** With --check: every tensor's values are finite (a bad one fails the command instead). */
   check?: "ok";
@@ -60,7 +63,7 @@ async function describe(
     const tensorTypes: Partial<Record<TensorType, number>> = {};
     for (const t of desc.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
     const weightBytes = desc.tensors.reduce((n, t) => n + t.byteLength, 0);
-    const kvBytes = kvCacheBytes(info, info.contextSize);
+    const kvBytes = info.kvCache.capacityTokens * info.kvCache.bytesPerToken;
     const { dim, layers, heads, kvHeads, headDim, hiddenDim, vocabSize, contextLength, ropeTheta, tiedEmbeddings } = info;
     return {
       path,
@@ -72,7 +75,10 @@ async function describe(
       tensorTypes,
       tokenizer: { kind: info.tokenizer, bosId: info.bosId, eosIds: info.eosIds },
       chatTemplate: model.chatTemplate === undefined ? "builtin" : "model",
-      memory: { contextSize: info.contextSize, weightBytes, kvCacheBytes: kvBytes, totalBytes: weightBytes + kvBytes },
+      memory: {
+        contextSize: info.contextSize, weightBytes, kvCacheType: info.kvCache.type, kvCacheTokens: info.kvCache.capacityTokens,
+        kvCacheBytes: kvBytes, totalBytes: weightBytes + kvBytes,
+      },
       tensors: options.tensors ? desc.tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape, bytes: t.byteLength })) : undefined,
       check: options.check ? "ok" : undefined,
     };
@@ -97,8 +103,8 @@ function formatReport(r: ModelReport): string {
     ["weights", Object.keys(r.tensorTypes).length > 1 ? `${types} (mostly ${r.weightType})` : types],
     ["tokenizer", `${r.tokenizer.kind}, BOS ${r.tokenizer.bosId ?? "none"}, EOS ${r.tokenizer.eosIds.join(" ") || "none"}`],
     ["chat template", r.chatTemplate === "model" ? "the model's own" : "built-in (the model carries none)"],
-    ["memory", `${formatBytes(r.memory.weightBytes)} weights + ${formatBytes(r.memory.kvCacheBytes)} KV cache at ` +
-      `${r.memory.contextSize} tokens = ${formatBytes(r.memory.totalBytes)}`],
+    ["memory", `${formatBytes(r.memory.weightBytes)} weights + ${formatBytes(r.memory.kvCacheBytes)} KV cache ` +
+      `(${r.memory.kvCacheType}, ${r.memory.kvCacheTokens} positions for contexts of ${r.memory.contextSize}) = ${formatBytes(r.memory.totalBytes)}`],
     ...(r.check ? [["check", "OK: every tensor's values are finite"]] : []),
   ].map(([label, value]) => `${label.padEnd(14)}${value}`);
   if (r.tensors) {

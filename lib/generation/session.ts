@@ -5,6 +5,7 @@
  */
 import type { ChatMessage, ChatPrompt } from "../chat/types";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
+import type { KvCacheType } from "../native/binding";
 import type { EngineContext } from "../native/engine";
 import { commonPrefixLength, type Sequence } from "./generate";
 import { readSessionFile, writeSessionFile } from "./session-file";
@@ -34,6 +35,8 @@ export interface SessionHost {
   runOn(sequence: Sequence, promptIds: number[], options: GenerateOptions, keepTokens: number): AsyncGenerator<GeneratedToken, Completion>;
   /** Identifies the weights, so that a saved cache is only ever restored into the model that computed it. */
   fingerprint(): Promise<string>;
+  /** The type of the model's KV rows: what a saved state holds. */
+  kvCacheType(): KvCacheType;
 }
 
 /** Stands for a reply's content when rendering, to find where the template puts it. */
@@ -128,7 +131,7 @@ export class ChatSession {
     }
     const context = host.createContext(contextSize);
     try {
-      context.writeState(header.tokens.length, state);
+      context.writeState(header.tokens.length, state, header.tokens, header.kvCacheType);
     } catch (err) {
       host.releaseContext(context);
       throw err;
@@ -217,7 +220,10 @@ export class ChatSession {
     this.lastTurn = undefined;
   }
 
-  /** A new session with the same conversation and a copy of the KV cache; the two then go their own ways. */
+  /**
+   * A new session with the same conversation, sharing the KV cache's blocks (each copies a shared block before
+   * writing into it); the two then go their own ways.
+   */
   fork(): ChatSession {
     this.assertIdle("fork");
     const context = this.host.createContext(this.sequence.context.contextSize);
@@ -243,6 +249,7 @@ export class ChatSession {
         tokens: [...this.sequence.tokens],
         history: [...this.messages],
         lastTurn: this.lastTurn,
+        kvCacheType: this.host.kvCacheType(),
         stateBytes: state.length,
       },
       state,

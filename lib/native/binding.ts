@@ -41,6 +41,33 @@ export interface NativeModelSpec {
   device?: "cpu" | "cuda";
   /** The CUDA device index, for device "cuda"; default 0. */
   gpu?: number;
+  /** The KV pool's row type; default "f32" (loadModel passes its own default, "f16"). */
+  kvCacheType?: KvCacheType;
+  /** Positions the KV pool holds, rounded up to whole blocks; default 16384. */
+  kvCacheTokens?: number;
+}
+
+/** How the KV cache stores keys and values (native/engine/kv_cache.h). */
+export type KvCacheType = "f32" | "f16" | "q8_0";
+
+/** The KV pool of a model: its row type, positions per block, positions in all, and bytes per position. */
+export interface NativeKvCacheInfo {
+  type: KvCacheType;
+  blockTokens: number;
+  capacityTokens: number;
+  /** Keys and values of every layer for one position. */
+  bytesPerToken: number;
+}
+
+/**
+ * The KV pool's blocks: owned by a sequence (used), owned by none but holding a prefix another sequence may adopt
+ * (cached: handed out again, least recently used first, once no block is free), and free.
+ */
+export interface NativeKvCacheUsage {
+  totalBlocks: number;
+  usedBlocks: number;
+  cachedBlocks: number;
+  freeBlocks: number;
 }
 
 /** Where a model runs: the CPU, or a CUDA GPU (its index and name). */
@@ -87,12 +114,24 @@ export interface NativeContext {
    * n times pick the argmax and run it. Resolves with the n generated ids.
    */
   greedy(tokens: Int32Array, pos: number, n: number): Promise<Int32Array>;
-  /** Makes this cache's first nPositions a copy of source's (same model; neither may be decoding). */
+  /**
+   * Makes this cache's first nPositions the source's (same model; neither may be decoding), sharing its blocks:
+   * whichever of the two writes into a shared block first copies it.
+   */
   copyFrom(source: NativeContext, nPositions: number): void;
-  /** The keys and values of the first nPositions: every layer's keys, then every layer's values (f32). */
-  readState(nPositions: number): ArrayBuffer;
-  /** Restores what readState returned. */
-  writeState(nPositions: number, state: Uint8Array): void;
+  /**
+   * Makes the cache hold the longest prefix of `tokens` it can without evaluating anything (what it holds already,
+   * then full blocks other sequences computed, from the pool's prefix index), at most tokens.length - 1 positions,
+   * dropping what follows. Returns the positions held: decode the rest from there.
+   */
+  adoptPrefix(tokens: Int32Array): number;
+  /**
+   * The keys and values of the first nPositions (at most those the cache holds): every layer's keys, then every
+   * layer's values, rows of `type` (default the pool's; another type is converted).
+   */
+  readState(nPositions: number, type?: KvCacheType): ArrayBuffer;
+  /** Restores what readState returned: `tokens` are the ids at those positions, `type` the rows' (default the pool's). */
+  writeState(nPositions: number, state: Uint8Array, tokens: Int32Array, type?: KvCacheType): void;
   /**
    * The look-ahead step (see NativeDecodeOptions.speculate) for exactly this decode (one token at pos, the same
    * logits and topK), as a promise of its result; undefined when there is none: decode as usual once settle()
@@ -120,6 +159,8 @@ export interface NativeLimits {
 export interface NativeModel {
   readonly device: NativeDevice;
   readonly limits: NativeLimits;
+  readonly kvCache: NativeKvCacheInfo;
+  kvCacheUsage(): NativeKvCacheUsage;
   createContext(contextSize: number): NativeContext;
   /**
    * Runs several sequences (distinct contexts of this model) in one forward pass: one matrix product per weight

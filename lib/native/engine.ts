@@ -22,7 +22,10 @@ import {
   type NativeContext,
   type NativeCudaInfo,
   type NativeDecodeOptions,
+  type KvCacheType,
   type NativeDevice,
+  type NativeKvCacheInfo,
+  type NativeKvCacheUsage,
   type NativeDecodeResult,
   type NativeLimits,
   type NativeModel,
@@ -167,17 +170,22 @@ export class EngineContext {
     return this.track(typed(() => this.native.greedy(toInt32(tokens), pos, n), this.modelPath));
   }
 
-  /** Makes this cache's first nPositions a copy of source's. */
+  /** Makes this cache's first nPositions source's, sharing its blocks copy-on-write. */
   copyFrom(source: EngineContext, nPositions: number): void {
     typedSync(() => this.native.copyFrom(source.native, nPositions));
   }
 
-  readState(nPositions: number): Uint8Array {
-    return new Uint8Array(typedSync(() => this.native.readState(nPositions)));
+  /** The positions of `tokens` the cache now holds without evaluating them (NativeContext.adoptPrefix). */
+  adoptPrefix(tokens: readonly number[] | Int32Array): number {
+    return typedSync(() => this.native.adoptPrefix(toInt32(tokens)));
   }
 
-  writeState(nPositions: number, state: Uint8Array): void {
-    typedSync(() => this.native.writeState(nPositions, state));
+  readState(nPositions: number, type?: KvCacheType): Uint8Array {
+    return new Uint8Array(typedSync(() => this.native.readState(nPositions, type)));
+  }
+
+  writeState(nPositions: number, state: Uint8Array, tokens: readonly number[] | Int32Array, type?: KvCacheType): void {
+    typedSync(() => this.native.writeState(nPositions, state, toInt32(tokens), type));
   }
 
   /** The engine's look-ahead result for this decode (NativeContext.claim), or undefined. */
@@ -232,12 +240,16 @@ export class Engine {
     readonly modelPath: string,
   ) {}
 
-  /** Opens the weights on the CPU, or uploads them to a CUDA GPU (`device.kind` "cuda"). */
+  /**
+   * Opens the weights on the CPU, or uploads them to a CUDA GPU (`device.kind` "cuda"), and allocates the KV pool
+   * there (`kvCache`: its row type and positions; an OutOfMemoryError when it does not fit).
+   */
   static open(
     desc: ModelDescriptor,
     modelPath: string,
     threads: number,
     device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" },
+    kvCache: { type?: KvCacheType; tokens?: number } = {},
   ): Engine {
     const { config } = desc;
     try {
@@ -265,6 +277,8 @@ export class Engine {
         threads,
         device: device.kind,
         gpu: device.gpu ?? 0,
+        kvCacheType: kvCache.type,
+        kvCacheTokens: kvCache.tokens,
       });
       return new Engine(native, desc, modelPath);
     } catch (err) {
@@ -304,6 +318,16 @@ export class Engine {
   /** The engine's limits for this model on its device (the pass size the scheduler slices prompts to). */
   get limits(): NativeLimits {
     return this.native.limits;
+  }
+
+  /** The KV pool: its row type, block size, positions and bytes per position. */
+  get kvCache(): NativeKvCacheInfo {
+    return this.native.kvCache;
+  }
+
+  /** The KV pool's blocks now: used by sequences, cached (adoptable prefixes), free. */
+  kvCacheUsage(): NativeKvCacheUsage {
+    return typedSync(() => this.native.kvCacheUsage());
   }
 
   createContext(contextSize: number): EngineContext {

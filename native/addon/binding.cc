@@ -73,6 +73,12 @@ int IntProperty(const Napi::Object& object, const char* key, const std::string& 
   return (int)IntegerValue(Property(object, key, where), where + "." + key, key, 0, 2147483647);
 }
 
+llm_kv_type KvTypeOf(Napi::Env env, const std::string& name, const char* option) {
+  for (llm_kv_type type : {LLM_KV_F32, LLM_KV_F16, LLM_KV_Q8_0})
+    if (name == llm_kv_type_name(type)) return type;
+  throw ArgumentError(env, option, std::string(option) + " must be \"f32\", \"f16\" or \"q8_0\" (got \"" + name + "\")");
+}
+
 Napi::Int32Array Int32ArrayArgument(const Napi::Value& value, const std::string& where, const char* option) {
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     throw ArgumentError(value.Env(), option, where + ": " + option + " must be an Int32Array");

@@ -13,6 +13,7 @@
 #include <string>
 
 extern "C" {
+#include "kv_cache.h"
 #include "model.h"
 }
 
@@ -57,6 +58,9 @@ Napi::Value Property(const Napi::Object& object, const char* key, const std::str
 double IntegerValue(const Napi::Value& value, const std::string& what, const char* option, double min, double max);
 // object[key] as an int in [0, 2^31 - 1].
 int IntProperty(const Napi::Object& object, const char* key, const std::string& where);
+
+// A KV cache type by name ("f32", "f16", "q8_0"); INVALID_ARGUMENT naming `option` otherwise.
+llm_kv_type KvTypeOf(Napi::Env env, const std::string& name, const char* option);
 // value as an Int32Array, or INVALID_ARGUMENT "<where>: <option> must be an Int32Array".
 Napi::Int32Array Int32ArrayArgument(const Napi::Value& value, const std::string& where, const char* option);
 

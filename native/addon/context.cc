@@ -19,6 +19,7 @@ class Context : public Napi::ObjectWrap<Context> {
                        {InstanceAccessor<&Context::ContextSize>("contextSize"),
                         InstanceMethod<&Context::Decode>("decode"), InstanceMethod<&Context::Greedy>("greedy"),
                         InstanceMethod<&Context::CopyFrom>("copyFrom"),
+                        InstanceMethod<&Context::AdoptPrefix>("adoptPrefix"),
                         InstanceMethod<&Context::ReadState>("readState"),
                         InstanceMethod<&Context::WriteState>("writeState"), InstanceMethod<&Context::Claim>("claim"),
                         InstanceMethod<&Context::Settle>("settle"), InstanceMethod<&Context::Close>("close")});
@@ -39,6 +40,7 @@ class Context : public Napi::ObjectWrap<Context> {
     state_->cache = llm_kv_cache_create(model.model, size, &err);
     if (!state_->cache) throw EngineError(env, err);
     state_->context_size = size;
+    state_->model->contexts.push_back(state_.get());
   }
 
   const std::shared_ptr<ContextState>& state() const { return state_; }
@@ -80,7 +82,24 @@ class Context : public Napi::ObjectWrap<Context> {
     if (context.busy) throw CodedError(env, "CONTEXT_BUSY", where + ": a decode is running on the context");
   }
 
-  // copyFrom(source, nPositions): this cache's first positions become a copy of the source's (session.fork).
+  // adoptPrefix(tokens) -> the positions of tokens the cache now holds without evaluating them: what it held
+  // already, then full blocks of the model's prefix index (llm_kv_cache_adopt_prefix); at most tokens.length - 1.
+  Napi::Value AdoptPrefix(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckIdle(env, *state_, "adoptPrefix");
+    Napi::Int32Array tokens = Int32ArrayArgument(info[0], "adoptPrefix", "tokens");
+    AbandonLookAhead(*state_);
+    return Napi::Number::New(env, llm_kv_cache_adopt_prefix(state_->cache, tokens.Data(), (int)tokens.ElementLength()));
+  }
+
+  // The type of a saved state (argument `index`, default the pool's own).
+  llm_kv_type StateType(const Napi::CallbackInfo& info, size_t index) {
+    if (info[index].IsUndefined()) return llm_kv_pool_layout(state_->cache->pool)->type;
+    return KvTypeOf(info.Env(), info[index].IsString() ? info[index].As<Napi::String>().Utf8Value() : "", "type");
+  }
+
+  // copyFrom(source, nPositions): this cache's first positions become the source's, sharing its blocks
+  // copy-on-write (session.fork).
   void CopyFrom(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::shared_ptr<ContextState> source = ContextOf(env, info[0], "copyFrom: source");
@@ -91,22 +110,27 @@ class Context : public Napi::ObjectWrap<Context> {
     const int n = (int)IntegerValue(info[1], "copyFrom: nPositions", "nPositions", 0, 2147483647);
     AbandonLookAhead(*state_);
     llm_error err{};
-    if (!llm_kv_cache_copy(state_->cache, source->cache, n, &err)) throw EngineError(env, err, "copyFrom: ");
+    if (!llm_kv_cache_share(state_->cache, source->cache, n, &err)) throw EngineError(env, err, "copyFrom: ");
   }
 
-  // readState(nPositions) -> ArrayBuffer with the keys and values of the first positions (session.save).
+  // readState(nPositions, type?) -> ArrayBuffer with the keys and values of the first positions in that KV type
+  // (default the pool's; session.save).
   Napi::Value ReadState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckIdle(env, *state_, "readState");
-    const int n = (int)IntegerValue(info[0], "readState: nPositions", "nPositions", 0, state_->context_size);
-    const size_t bytes = llm_kv_cache_state_bytes(state_->cache, n);
+    const int n = (int)IntegerValue(info[0], "readState: nPositions", "nPositions", 0, state_->cache->n_positions);
+    const llm_kv_type type = StateType(info, 1);
+    const size_t bytes = llm_kv_cache_state_bytes(state_->cache, type, n);
+    if (bytes == SIZE_MAX) throw ArgumentError(env, "type", "readState: this model's rows do not fit the type");
     Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bytes);
     llm_error err{};
-    if (!llm_kv_cache_read_state(state_->cache, n, buffer.Data(), bytes, &err)) throw EngineError(env, err, "readState: ");
+    if (!llm_kv_cache_read_state(state_->cache, type, n, buffer.Data(), bytes, &err))
+      throw EngineError(env, err, "readState: ");
     return buffer;
   }
 
-  // writeState(nPositions, Uint8Array): the inverse of readState (restoring a saved session).
+  // writeState(nPositions, Uint8Array, tokens, type?): the inverse of readState (restoring a saved session); tokens
+  // are the ids at those positions (their full blocks join the prefix index).
   void WriteState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckIdle(env, *state_, "writeState");
@@ -114,9 +138,19 @@ class Context : public Napi::ObjectWrap<Context> {
     if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
       throw ArgumentError(env, "state", "writeState: state must be a Uint8Array");
     Napi::Uint8Array state = info[1].As<Napi::Uint8Array>();
+    Napi::Int32Array tokens = Int32ArrayArgument(info[2], "writeState", "tokens");
+    if (tokens.ElementLength() != (size_t)n)
+      throw ArgumentError(env, "tokens",
+                          "writeState: " + std::to_string(tokens.ElementLength()) + " tokens for " + std::to_string(n) +
+                              " positions");
+    const int vocab = state_->model->model->config.vocab_size;
+    for (size_t i = 0; i < tokens.ElementLength(); i++)
+      if (tokens[i] < 0 || tokens[i] >= vocab)
+        throw ArgumentError(env, "tokens", "writeState: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    const llm_kv_type type = StateType(info, 3);
     AbandonLookAhead(*state_);
     llm_error err{};
-    if (!llm_kv_cache_write_state(state_->cache, n, state.Data(), state.ByteLength(), &err))
+    if (!llm_kv_cache_write_state(state_->cache, type, n, tokens.Data(), state.Data(), state.ByteLength(), &err))
       throw EngineError(env, err, "writeState: ");
   }
 

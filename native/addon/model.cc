@@ -95,6 +95,22 @@ void ReadSpec(const Napi::Object& js, SpecStorage& s) {
   s.spec.n_threads = IntProperty(js, "threads", "spec");
 }
 
+// spec.kvCacheType: "f32" (the default for the raw binding), "f16" or "q8_0".
+llm_kv_type ReadKvCacheType(const Napi::Object& spec) {
+  Napi::Value value = spec.Get("kvCacheType");
+  if (value.IsUndefined()) return LLM_KV_F32;
+  const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  return KvTypeOf(spec.Env(), name, "kvCacheType");
+}
+
+// spec.kvCacheTokens: the pool's positions (default kDefaultKvCacheTokens for the raw binding).
+constexpr int kDefaultKvCacheTokens = 16384;
+int64_t ReadKvCacheTokens(const Napi::Object& spec) {
+  Napi::Value value = spec.Get("kvCacheTokens");
+  if (value.IsUndefined()) return kDefaultKvCacheTokens;
+  return (int64_t)IntegerValue(value, "spec.kvCacheTokens", "kvCacheTokens", 1, kMaxSafeInteger);
+}
+
 // Scans every tensor the model was opened with for NaN and infinity (llm_check_tensors) on a libuv worker;
 // resolves with null, or with {tensor, index, inScale}: the first bad value's tensor (an index into spec.tensors),
 // its element or block, and whether it is a block's scale.
@@ -151,7 +167,9 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod<&Model::DecodeBatch>("decodeBatch"),
                         InstanceMethod<&Model::StopLookAhead>("stopLookAhead"), InstanceMethod<&Model::Close>("close"),
                         InstanceMethod<&Model::CheckTensors>("checkTensors"),
-                        InstanceAccessor<&Model::Device>("device"), InstanceAccessor<&Model::Limits>("limits")});
+                        InstanceMethod<&Model::KvCacheUsage>("kvCacheUsage"),
+                        InstanceAccessor<&Model::Device>("device"), InstanceAccessor<&Model::Limits>("limits"),
+                        InstanceAccessor<&Model::KvCache>("kvCache")});
   }
 
   // spec.device: "cpu" (default) or "cuda", with spec.gpu (default 0): the weights are uploaded to that GPU.
@@ -179,6 +197,12 @@ class Model : public Napi::ObjectWrap<Model> {
       throw EngineError(env, err);
     }
 #endif
+    // The KV pool after the CUDA attach, so that it lives where the passes run.
+    if (!llm_kv_pool_create(state_->model, ReadKvCacheType(spec), ReadKvCacheTokens(spec), &err)) {
+      llm_model_close(state_->model);
+      state_->model = nullptr;
+      throw EngineError(env, err);
+    }
     pass_tokens_ = llm_model_pass_tokens(state_->model);
   }
 
@@ -254,6 +278,33 @@ class Model : public Napi::ObjectWrap<Model> {
     Napi::Object limits = Napi::Object::New(env);
     limits.Set("passTokens", pass_tokens_);
     return limits;
+  }
+
+  // {type, blockTokens, capacityTokens, bytesPerToken}: the KV pool's shape (bytesPerToken: keys and values of every
+  // layer for one position).
+  Napi::Value KvCache(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!state_->model) throw CodedError(env, "DISPOSED", "kvCache: the model is closed");
+    const struct llm_kv_pool_layout* layout = llm_kv_pool_layout(state_->model->kv_pool);
+    Napi::Object kv = Napi::Object::New(env);
+    kv.Set("type", llm_kv_type_name(layout->type));
+    kv.Set("blockTokens", LLM_KV_BLOCK_TOKENS);
+    kv.Set("capacityTokens", Napi::Number::New(env, (double)layout->n_blocks * LLM_KV_BLOCK_TOKENS));
+    kv.Set("bytesPerToken", Napi::Number::New(env, 2.0 * layout->n_layers * (double)layout->row_bytes));
+    return kv;
+  }
+
+  // kvCacheUsage() -> {totalBlocks, usedBlocks, cachedBlocks, freeBlocks} (llm_kv_pool_usage).
+  Napi::Value KvCacheUsage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!state_->model) throw CodedError(env, "DISPOSED", "kvCacheUsage: the model is closed");
+    const struct llm_kv_pool_usage usage = llm_kv_pool_usage(state_->model->kv_pool);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("totalBlocks", usage.total_blocks);
+    result.Set("usedBlocks", usage.used_blocks);
+    result.Set("cachedBlocks", usage.cached_blocks);
+    result.Set("freeBlocks", usage.free_blocks);
+    return result;
   }
 
   std::shared_ptr<ModelState> state_;

@@ -5,6 +5,7 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,6 +32,8 @@ struct SpecStorage {
   llm_model_spec spec{};
 };
 
+struct ContextState;
+
 // The weights. close() unmaps at once unless a decode is running, in which case the decode's completion
 // (on the JS thread, like close) does it. The fields above the mutexes are touched on the JS thread only; the
 // engine pointer is used by workers only while in_flight counts them.
@@ -56,14 +59,12 @@ struct ModelState {
     speculation_cv.notify_all();
   }
 
-  void ReleaseIfIdle() {
-    if (closed && in_flight == 0 && model) {
-      llm_model_close(model);
-      model = nullptr;
-    }
-  }
+  // The contexts alive (JS thread only): their caches' blocks are in the model's KV pool, so they are freed before it.
+  std::vector<ContextState*> contexts;
+
+  inline void ReleaseIfIdle();
   ~ModelState() {
-    if (model) llm_model_close(model);
+    if (model) llm_model_close(model);  // no context is left: each holds its model
   }
 };
 
@@ -113,8 +114,25 @@ struct ContextState {
       cache = nullptr;
     }
   }
-  ~ContextState() { llm_kv_cache_free(cache); }
+  ~ContextState() {
+    llm_kv_cache_free(cache);
+    if (!model) return;
+    std::vector<ContextState*>& all = model->contexts;
+    all.erase(std::remove(all.begin(), all.end(), this), all.end());
+  }
 };
+
+void ModelState::ReleaseIfIdle() {
+  if (closed && in_flight == 0 && model) {
+    for (ContextState* context : contexts) {
+      llm_kv_cache_free(context->cache);
+      context->cache = nullptr;
+    }
+    llm_model_close(model);
+    model = nullptr;
+  }
+}
+
 
 // The state behind a JS Model (model.cc); empty when value is not one.
 std::shared_ptr<ModelState> ModelOf(Napi::Env env, const Napi::Value& value);

@@ -156,26 +156,28 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
     float *const qkv_out[] = { s->q, s->k, s->v };
     const struct llm_tensor *const qkv[] = { &layer->attn_q, &layer->attn_k, &layer->attn_v };
     if (!llm_matmul_many(pool, 3, qkv_out, qkv, s->xb, n)) return false;
+    const struct llm_kv_pool_layout *kv = llm_kv_pool_layout(m->kv_pool);
+    const size_t layer_bytes = (size_t)kv->n_blocks * LLM_KV_BLOCK_TOKENS * kv->row_bytes;
     for (int i = 0; i < n_pieces; i++) {
       const struct piece *p = &pieces[i];
       const struct llm_kv_cache *cache = p->seq->cache;
       const int pos = p->seq->pos + p->first;
       for (int t = 0; t < p->n; t++) {
+        float *k = s->k + (p->row + t) * kv_dim;
         llm_rope(s->q + (p->row + t) * q_dim, c->n_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
-        llm_rope(s->k + (p->row + t) * kv_dim, c->n_kv_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
+        llm_rope(k, c->n_kv_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
+        llm_kv_store_row(kv->type, k, llm_kv_row(kv, kv->keys, cache, l, pos + t), kv_dim);
+        llm_kv_store_row(kv->type, s->v + (p->row + t) * kv_dim, llm_kv_row(kv, kv->values, cache, l, pos + t), kv_dim);
       }
-      const int64_t layer_offset = (int64_t)l * cache->context_size * kv_dim;
-      float *keys = cache->keys + layer_offset, *values = cache->values + layer_offset;
-      memcpy(keys + pos * kv_dim, s->k + p->row * kv_dim, (size_t)(p->n * kv_dim) * sizeof(float));
-      memcpy(values + pos * kv_dim, s->v + p->row * kv_dim, (size_t)(p->n * kv_dim) * sizeof(float));
       attention[i] = (struct llm_attention_seq){
-        .out = s->attn_out + p->row * q_dim, .q = s->q + p->row * q_dim, .key_cache = keys, .value_cache = values,
-        .n_tokens = p->n, .pos = pos,
+        .out = s->attn_out + p->row * q_dim, .q = s->q + p->row * q_dim, .blocks = cache->blocks, .n_tokens = p->n,
+        .pos = pos,
       };
     }
     struct llm_attention_args attention_args = {
       .seqs = attention, .n_seqs = n_pieces, .scores = s->scores, .scores_stride = s->scores_stride,
-      .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+      .n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim, .kv_type = kv->type,
+      .keys = kv->keys + l * layer_bytes, .values = kv->values + l * layer_bytes, .row_bytes = kv->row_bytes,
     };
     llm_attention(pool, &attention_args);
     if (!llm_matmul(pool, s->xb, &layer->attn_output, s->attn_out, n)) return false;
@@ -198,9 +200,13 @@ static bool check_sequence(const struct llm_model *m, const struct llm_batch_seq
   const struct llm_config *c = &m->config;
   if (!seq->cache || !seq->tokens || seq->n_tokens < 1)
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: no tokens to decode", index);
-  if (!llm_kv_cache_fits(seq->cache, m))
+  if (seq->cache->pool != m->kv_pool)
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: its KV cache was created for a different model", index);
   if (seq->pos < 0) return llm_fail_argument(err, "pos", "sequence %d: position %d is negative", index, seq->pos);
+  /* Positions are contiguous: a pass extends what the cache holds, or rewrites it from pos on. */
+  if (seq->pos > seq->cache->n_positions)
+    return llm_fail_argument(err, "pos", "sequence %d: position %d is past the %d positions its cache holds", index,
+                             seq->pos, seq->cache->n_positions);
   if (seq->pos > seq->cache->context_size - seq->n_tokens)
     return llm_fail_overflow(err, (int64_t)seq->pos + seq->n_tokens, seq->cache->context_size,
                              "sequence %d: positions %d..%d do not fit in a context of %d", index, seq->pos,
@@ -217,6 +223,60 @@ static bool check_sequence(const struct llm_model *m, const struct llm_batch_seq
   return true;
 }
 
+/* Gives every sequence's cache the blocks its tokens are written into; on failure (the pool is full) the caches
+ * prepared before are truncated back to their pass's first position, so that no cache holds blocks for rows that
+ * were never written. */
+static bool prepare_caches(const struct llm_batch_sequence *seqs, int n_seqs, struct llm_error *err) {
+  for (int i = 0; i < n_seqs; i++) {
+    if (llm_kv_cache_prepare(seqs[i].cache, seqs[i].pos, seqs[i].tokens, seqs[i].n_tokens, err)) continue;
+    for (int j = 0; j <= i; j++) llm_kv_cache_truncate(seqs[j].cache, seqs[j].pos);
+    return false;
+  }
+  return true;
+}
+
+/* The passes of a prepared batch (on the backend, or here in passes of at most LLM_CPU_PASS_TOKENS tokens), then
+ * the commit of every cache; a failed pass leaves each cache holding the positions before its tokens. Called with
+ * the forward lock held. */
+static bool run_passes(struct llm_model *m, const struct llm_batch_sequence *seqs, int n_seqs, int total,
+                       int max_context, struct llm_error *err) {
+  bool ok;
+  if (m->backend) {
+    ok = m->backend->forward_batch(m->backend, seqs, n_seqs, err);
+  } else {
+    /* A pass holds at most one piece of each sequence. */
+    struct piece *pieces = malloc((size_t)n_seqs * sizeof *pieces);
+    struct llm_attention_seq *attention = malloc((size_t)n_seqs * sizeof *attention);
+    err->kind = LLM_OK;
+    ok = pieces && attention &&
+         reserve_scratch(m, total < LLM_CPU_PASS_TOKENS ? total : LLM_CPU_PASS_TOKENS, max_context);
+    for (int seq = 0, done = 0; ok && seq < n_seqs;) {
+      int rows = 0, n_pieces = 0;
+      while (seq < n_seqs && rows < LLM_CPU_PASS_TOKENS) {
+        const int left = seqs[seq].n_tokens - done;
+        const int take = left < LLM_CPU_PASS_TOKENS - rows ? left : LLM_CPU_PASS_TOKENS - rows;
+        pieces[n_pieces++] = (struct piece){ &seqs[seq], done, take, rows };
+        rows += take;
+        done += take;
+        if (done == seqs[seq].n_tokens) {
+          seq++;
+          done = 0;
+        }
+      }
+      ok = forward_pass(m, pieces, n_pieces, rows, attention, err);
+    }
+    free(pieces);
+    free(attention);
+    if (!ok && err->kind != LLM_ERR_NUMERICAL)
+      llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", total);
+  }
+  for (int i = 0; i < n_seqs; i++) {
+    if (ok) llm_kv_cache_commit(seqs[i].cache, seqs[i].pos + seqs[i].n_tokens);
+    else llm_kv_cache_truncate(seqs[i].cache, seqs[i].pos);
+  }
+  return ok;
+}
+
 bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seqs, int n_seqs, struct llm_error *err) {
   if (n_seqs < 1) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "no sequences to decode");
   int total = 0, max_context = 0;
@@ -228,40 +288,10 @@ bool llm_forward_batch(struct llm_model *m, const struct llm_batch_sequence *seq
     total = seqs[i].n_tokens > INT32_MAX - total ? INT32_MAX : total + seqs[i].n_tokens;
     if (seqs[i].cache->context_size > max_context) max_context = seqs[i].cache->context_size;
   }
-  if (m->backend) {
-    pthread_mutex_lock(&m->forward_lock);
-    const bool ok = m->backend->forward_batch(m->backend, seqs, n_seqs, err);
-    pthread_mutex_unlock(&m->forward_lock);
-    return ok;
-  }
-  /* A pass holds at most one piece of each sequence. */
-  struct piece *pieces = malloc((size_t)n_seqs * sizeof *pieces);
-  struct llm_attention_seq *attention = malloc((size_t)n_seqs * sizeof *attention);
-
-  err->kind = LLM_OK;
   pthread_mutex_lock(&m->forward_lock);
-  bool ok = pieces && attention && reserve_scratch(m, total < LLM_CPU_PASS_TOKENS ? total : LLM_CPU_PASS_TOKENS, max_context);
-  for (int seq = 0, done = 0; ok && seq < n_seqs;) {
-    int rows = 0, n_pieces = 0;
-    while (seq < n_seqs && rows < LLM_CPU_PASS_TOKENS) {
-      const int left = seqs[seq].n_tokens - done;
-      const int take = left < LLM_CPU_PASS_TOKENS - rows ? left : LLM_CPU_PASS_TOKENS - rows;
-      pieces[n_pieces++] = (struct piece){ &seqs[seq], done, take, rows };
-      rows += take;
-      done += take;
-      if (done == seqs[seq].n_tokens) {
-        seq++;
-        done = 0;
-      }
-    }
-    ok = forward_pass(m, pieces, n_pieces, rows, attention, err);
-  }
+  const bool ok = prepare_caches(seqs, n_seqs, err) && run_passes(m, seqs, n_seqs, total, max_context, err);
   pthread_mutex_unlock(&m->forward_lock);
-  free(pieces);
-  free(attention);
-  if (!ok && err->kind == LLM_ERR_NUMERICAL) return false;
-  if (!ok) return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a batch of %d tokens", total);
-  return true;
+  return ok;
 }
 
 int llm_model_pass_tokens(const struct llm_model *m) {

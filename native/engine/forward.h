@@ -39,9 +39,12 @@ struct llm_batch_sequence {
 
 /* Runs every sequence's tokens through the model in shared passes: one matrix product per weight for all the
  * tokens of all the sequences, attention per sequence. Each sequence's results are the same as running it
- * alone. The caches must be distinct. Passes on one model are serialised (thread-safe). Returns false with err
- * filled on invalid arguments or allocation failure, before touching any cache, and with LLM_ERR_NUMERICAL when
- * wanted logits (or those the top k ranks) are NaN or infinite. */
+ * alone. The caches must be distinct, of this model's pool, and each pos at most the positions its cache holds
+ * (a pass extends a cache, or rewrites it from pos on). Before the passes every cache is prepared
+ * (llm_kv_cache_prepare), after them committed. Passes on one model are serialised (thread-safe). Returns false
+ * with err filled on invalid arguments (before touching any cache), with LLM_ERR_OUT_OF_MEMORY when the KV pool
+ * has no block left for one of the sequences (every cache then holds what it held before pos, nothing was run),
+ * and with LLM_ERR_NUMERICAL when wanted logits (or those the top k ranks) are NaN or infinite. */
 bool llm_forward_batch(struct llm_model *model, const struct llm_batch_sequence *sequences, int n_sequences,
                        struct llm_error *err);
 

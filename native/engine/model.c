@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "model.h"
 #include "ops.h"
+#include "kv_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -301,6 +302,7 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
 
 void llm_model_close(struct llm_model *m) {
   if (!m) return;
+  llm_kv_pool_free(m->kv_pool); /* before the backend whose memory it may hold */
   if (m->backend) m->backend->destroy(m->backend);
   llm_threadpool_free(m->pool);
   for (int i = 0; i < m->n_mappings; i++)

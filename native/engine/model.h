@@ -98,6 +98,7 @@ struct llm_scratch {
 };
 
 struct llm_batch_sequence;
+struct llm_kv_pool;
 
 /* Directions of llm_backend.copy. */
 enum llm_copy_direction { LLM_COPY_DEVICE_TO_DEVICE, LLM_COPY_DEVICE_TO_HOST, LLM_COPY_HOST_TO_DEVICE };
@@ -128,6 +129,7 @@ struct llm_model {
   pthread_mutex_t forward_lock; /* one forward pass at a time: the pool and scratch are shared */
   struct llm_scratch scratch;
   struct llm_backend *backend; /* NULL: the CPU; owned (destroyed by llm_model_close) */
+  struct llm_kv_pool *kv_pool; /* the KV blocks of every sequence (kv_cache.h); owned, NULL until created */
 };
 
 /* Maps the files read-only and validates every tensor against the config. Returns NULL and fills err

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kv_cache.h"
 #include "tensor.h"
 #include "threadpool.h"
 
@@ -25,15 +26,16 @@ void llm_swiglu(float *out, const float *gate, const float *up, int64_t n);
 /* out = row `token` of the [vocab, dim] embedding table, converted (dequantized) to f32. */
 void llm_embedding(float *out, const struct llm_tensor *table, int32_t token);
 
-/* Causal grouped-query attention for the queries of several sequences. Each sequence has n_tokens queries at
- * positions pos.. pos+n_tokens-1: q and out are [n_tokens][n_heads * head_dim]; its key/value caches are one
- * layer's [context][n_kv_heads * head_dim], holding positions 0.. pos+n_tokens-1 already. Query i attends to
- * positions <= pos + i. scores: n_threads scratch rows of scores_stride >= every pos + n_tokens floats. */
+/* Causal grouped-query attention for the queries of several sequences over the paged KV cache (kv_cache.h). Each
+ * sequence has n_tokens queries at positions pos.. pos+n_tokens-1: q and out are [n_tokens][n_heads * head_dim];
+ * its block table places its positions 0.. pos+n_tokens-1 (all written already) in one layer's keys and values:
+ * position p is row p % LLM_KV_BLOCK_TOKENS of block blocks[p / LLM_KV_BLOCK_TOKENS], at byte
+ * (block * LLM_KV_BLOCK_TOKENS + row) * row_bytes, a row being n_kv_heads * head_dim values of kv_type. Query i
+ * attends to positions <= pos + i. scores: n_threads scratch rows of scores_stride >= every pos + n_tokens floats. */
 struct llm_attention_seq {
   float *out;
   const float *q;
-  const float *key_cache;
-  const float *value_cache;
+  const int32_t *blocks;
   int n_tokens;
   int pos;
 };
@@ -45,6 +47,10 @@ struct llm_attention_args {
   int n_heads;
   int n_kv_heads;
   int head_dim;
+  enum llm_kv_type kv_type;
+  const uint8_t *keys;
+  const uint8_t *values;
+  size_t row_bytes;
 };
 void llm_attention(struct llm_threadpool *pool, const struct llm_attention_args *args);
 

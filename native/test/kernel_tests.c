@@ -8,6 +8,7 @@
 
 #include "cpu_features.h"
 #include "dot.h"
+#include "kv_cache.h"
 #include "matmul.h"
 #include "ops.h"
 #include "quant.h"
@@ -377,18 +378,37 @@ static void check_top_k(int n, int k, int distinct_values) {
   free(top);
 }
 
-/* Attention of one sequence (several queries, grouped heads) against a float64 softmax(q.k / sqrt(d)) v. */
-static void check_attention(struct llm_threadpool *pool, int head_dim, int pos, int n_tokens) {
+/* Attention of one sequence (several queries, grouped heads) over a paged cache of the given type, its blocks in
+ * reverse order in the pool, against a float64 softmax(q.k / sqrt(d)) v over the values the cache holds (so that
+ * the check measures the kernels, not the type's rounding). Run under each kernel set (native-kernels.test.js),
+ * this compares the SIMD kernels of each type with the scalar ones through the same reference. */
+static void check_attention(struct llm_threadpool *pool, enum llm_kv_type type, int head_dim, int pos, int n_tokens) {
   const int n_heads = 4, n_kv_heads = 2, context = pos + n_tokens;
+  const int n_blocks = (context + LLM_KV_BLOCK_TOKENS - 1) / LLM_KV_BLOCK_TOKENS;
   const int64_t q_dim = (int64_t)n_heads * head_dim, kv_dim = (int64_t)n_kv_heads * head_dim;
+  const size_t row_bytes = llm_kv_row_bytes(type, kv_dim);
   float *q = malloc((size_t)(n_tokens * q_dim) * sizeof(float)), *out = malloc((size_t)(n_tokens * q_dim) * sizeof(float));
   float *keys = malloc((size_t)(context * kv_dim) * sizeof(float)), *values = malloc((size_t)(context * kv_dim) * sizeof(float));
+  uint8_t *key_pool = malloc((size_t)n_blocks * LLM_KV_BLOCK_TOKENS * row_bytes);
+  uint8_t *value_pool = malloc((size_t)n_blocks * LLM_KV_BLOCK_TOKENS * row_bytes);
+  int32_t *blocks = malloc((size_t)n_blocks * sizeof(int32_t));
   float *scores = malloc((size_t)(llm_threadpool_size(pool) * context) * sizeof(float));
   double *weights = malloc((size_t)context * sizeof(double));
+  for (int b = 0; b < n_blocks; b++) blocks[b] = n_blocks - 1 - b;
   for (int64_t i = 0; i < n_tokens * q_dim; i++) q[i] = 2.0f * uniform();
-  for (int64_t i = 0; i < context * kv_dim; i++) keys[i] = uniform(), values[i] = uniform();
-  const struct llm_attention_seq seq = { out, q, keys, values, n_tokens, pos };
-  const struct llm_attention_args args = { &seq, 1, scores, context, n_heads, n_kv_heads, head_dim };
+  for (int p = 0; p < context; p++) {
+    float row[2 * 128];
+    const size_t at = ((size_t)blocks[p / LLM_KV_BLOCK_TOKENS] * LLM_KV_BLOCK_TOKENS + p % LLM_KV_BLOCK_TOKENS) * row_bytes;
+    for (int64_t i = 0; i < kv_dim; i++) row[i] = uniform();
+    llm_kv_store_row(type, row, key_pool + at, kv_dim);
+    llm_kv_load_row(type, key_pool + at, keys + p * kv_dim, kv_dim);
+    for (int64_t i = 0; i < kv_dim; i++) row[i] = uniform();
+    llm_kv_store_row(type, row, value_pool + at, kv_dim);
+    llm_kv_load_row(type, value_pool + at, values + p * kv_dim, kv_dim);
+  }
+  const struct llm_attention_seq seq = { out, q, blocks, n_tokens, pos };
+  const struct llm_attention_args args = { &seq, 1, scores, context, n_heads, n_kv_heads, head_dim, type,
+                                           key_pool, value_pool, row_bytes };
   llm_attention(pool, &args);
   double worst = 0.0;
   for (int t = 0; t < n_tokens; t++)
@@ -409,9 +429,10 @@ static void check_attention(struct llm_threadpool *pool, int head_dim, int pos, 
         worst = fmax(worst, fabs(mixed - out[t * q_dim + h * head_dim + i]));
       }
     }
-  report(worst < 1e-5, "attention %-6s head_dim %3d pos %3d tokens %d on %d threads: max error %.2e",
-         llm_kernel_set_name(llm_kernel_set()), head_dim, pos, n_tokens, llm_threadpool_size(pool), worst);
-  free(q), free(out), free(keys), free(values), free(scores), free(weights);
+  report(worst < 1e-5, "attention %-6s %-4s head_dim %3d pos %3d tokens %d on %d threads: max error %.2e",
+         llm_kernel_set_name(llm_kernel_set()), llm_kv_type_name(type), head_dim, pos, n_tokens,
+         llm_threadpool_size(pool), worst);
+  free(q), free(out), free(keys), free(values), free(scores), free(weights), free(key_pool), free(value_pool), free(blocks);
 }
 
 /* SwiGLU against float64: random gates over the range where silu bends and saturates, and the ends of the
@@ -708,6 +729,111 @@ static void check_parallel_for_oversubscribed(void) {
   llm_threadpool_free(pool);
 }
 
+/* ---- The KV pool's bookkeeping, on a model that is only a shape (f32 rows of 32 values, one layer) ---- */
+
+/* Writes what a pass would for tokens[pos, pos + n): row value 0 = the token, value 1 = its position. */
+static bool kv_write(struct llm_kv_cache *cache, const int32_t *tokens, int pos, int n) {
+  struct llm_error err;
+  if (!llm_kv_cache_prepare(cache, pos, tokens + pos, n, &err)) return false;
+  const struct llm_kv_pool_layout *l = llm_kv_pool_layout(cache->pool);
+  for (int p = pos; p < pos + n; p++) {
+    float row[32] = { (float)tokens[p], (float)p };
+    memcpy(llm_kv_row(l, l->keys, cache, 0, p), row, sizeof row);
+    memcpy(llm_kv_row(l, l->values, cache, 0, p), row, sizeof row);
+  }
+  llm_kv_cache_commit(cache, pos + n);
+  return true;
+}
+
+/* Whether the cache's first n rows hold tokens[0, n) at their positions. */
+static bool kv_holds(const struct llm_kv_cache *cache, const int32_t *tokens, int n) {
+  const struct llm_kv_pool_layout *l = llm_kv_pool_layout(cache->pool);
+  for (int p = 0; p < n; p++) {
+    const float *k = (const float *)llm_kv_row(l, l->keys, cache, 0, p);
+    const float *v = (const float *)llm_kv_row(l, l->values, cache, 0, p);
+    if (k[0] != (float)tokens[p] || k[1] != (float)p || v[0] != (float)tokens[p] || cache->tokens[p] != tokens[p]) return false;
+  }
+  return true;
+}
+
+static bool kv_usage_adds_up(struct llm_kv_pool *pool) {
+  const struct llm_kv_pool_usage u = llm_kv_pool_usage(pool);
+  return u.used_blocks >= 0 && u.used_blocks + u.cached_blocks + u.free_blocks == u.total_blocks;
+}
+
+static void check_kv_pool(void) {
+  struct llm_model model = { 0 };
+  model.config = (struct llm_config){ .n_layers = 1, .n_heads = 1, .n_kv_heads = 1, .head_dim = 32 };
+  struct llm_error err;
+  enum { BLOCKS = 8, T = LLM_KV_BLOCK_TOKENS };
+  int ok = llm_kv_pool_create(&model, LLM_KV_F32, BLOCKS * T - 5, &err); /* rounded up to 8 blocks */
+  struct llm_kv_pool *pool = model.kv_pool;
+  ok = ok && llm_kv_pool_layout(pool)->n_blocks == BLOCKS;
+  int32_t a[BLOCKS * T], b[BLOCKS * T];
+  for (int i = 0; i < BLOCKS * T; i++) a[i] = 1000 + i, b[i] = 5000 + i;
+
+  /* Low block ids first; a full pool refuses the next block and changes nothing. */
+  struct llm_kv_cache *first = llm_kv_cache_create(&model, BLOCKS * T, &err);
+  ok &= kv_write(first, a, 0, 70) && first->blocks[0] == 0 && first->blocks[1] == 1 && first->blocks[2] == 2;
+  ok &= kv_write(first, a, 70, BLOCKS * T - 70) && kv_holds(first, a, BLOCKS * T);
+  struct llm_kv_cache *other = llm_kv_cache_create(&model, BLOCKS * T, &err);
+  ok &= !llm_kv_cache_prepare(other, 0, b, 1, &err) && err.kind == LLM_ERR_OUT_OF_MEMORY && other->blocks[0] == -1;
+  ok &= llm_kv_cache_blocks_needed(other, 0, 1) == 1 && llm_kv_cache_blocks_needed(first, 0, 40) == 0;
+  report(ok, "kv pool: low block ids first; a full pool fails prepare with OUT_OF_MEMORY and changes nothing");
+
+  /* Freed, every full block stays cached; a new sequence evicts the least recently used, which are the ends of the
+   * cached prefix, so the start stays adoptable. */
+  llm_kv_cache_free(first);
+  struct llm_kv_pool_usage u = llm_kv_pool_usage(pool);
+  ok = u.cached_blocks == BLOCKS && u.used_blocks == 0 && u.free_blocks == 0;
+  ok &= kv_write(other, b, 0, 3 * T) && kv_holds(other, b, 3 * T);
+  struct llm_kv_cache *again = llm_kv_cache_create(&model, BLOCKS * T, &err);
+  ok &= llm_kv_cache_adopt_prefix(again, a, BLOCKS * T) == 5 * T && kv_holds(again, a, 5 * T);
+  u = llm_kv_pool_usage(pool);
+  ok &= u.used_blocks == 8 && u.cached_blocks == 0;
+  report(ok, "kv pool: released blocks stay cached; eviction takes the ends of prefixes first; adoption finds the rest");
+
+  /* Copy-on-write: a shared partial block is copied by whichever writes into it. */
+  llm_kv_cache_free(other);
+  struct llm_kv_cache *fork = llm_kv_cache_create(&model, BLOCKS * T, &err);
+  llm_kv_cache_truncate(again, 2 * T + 7);
+  ok = llm_kv_cache_share(fork, again, 2 * T + 7, &err) && fork->blocks[2] == again->blocks[2];
+  int32_t mixed[BLOCKS * T];
+  memcpy(mixed, a, sizeof mixed);
+  for (int i = 2 * T + 7; i < 3 * T + 3; i++) mixed[i] = 9000 + i;
+  ok &= kv_write(fork, mixed, 2 * T + 7, T - 4) && fork->blocks[2] != again->blocks[2];
+  ok &= kv_holds(fork, mixed, 3 * T + 3) && kv_holds(again, a, 2 * T + 7);
+  ok &= kv_write(again, a, 2 * T + 7, 1) && kv_holds(again, a, 2 * T + 8) && kv_holds(fork, mixed, 3 * T + 3);
+  report(ok, "kv pool: a shared partial block is copied before either owner writes into it");
+  llm_kv_cache_free(fork);
+  llm_kv_cache_free(again);
+
+  /* Many chains through a small index: sequences of 3 blocks whose first two blocks come from a few choices, written,
+   * freed, adopted; whatever the evictions and index removals, an adopted block holds the ids asked for. */
+  uint64_t state = 12345;
+  int adopted_blocks = 0;
+  ok = 1;
+  for (int round = 0; round < 400 && ok; round++) {
+    int32_t ids[3 * T];
+    int choice[3];
+    for (int k = 0; k < 3; k++) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      choice[k] = (int)(state >> 60) % (k < 2 ? 3 : 16);
+    }
+    for (int i = 0; i < 3 * T; i++) ids[i] = 100 * choice[i / T] + (i / T) * 10 + i % 7 + (i / T > 0 ? choice[0] : 0);
+    struct llm_kv_cache *seq = llm_kv_cache_create(&model, 3 * T, &err);
+    const int held = llm_kv_cache_adopt_prefix(seq, ids, 3 * T);
+    adopted_blocks += held / T;
+    ok &= held % T == 0 && kv_holds(seq, ids, held);
+    ok &= kv_write(seq, ids, held, 3 * T - held) && kv_holds(seq, ids, 3 * T) && kv_usage_adds_up(pool);
+    llm_kv_cache_free(seq);
+  }
+  u = llm_kv_pool_usage(pool);
+  ok &= u.used_blocks == 0 && adopted_blocks > 200;
+  report(ok, "kv pool: 400 sequences over shared prefixes, adopted %d blocks, each holding the ids asked for", adopted_blocks);
+  llm_kv_pool_free(pool);
+}
+
 int main(void) {
   printf("kernel set: %s (the matmul checks cover every set this CPU supports)\n", llm_kernel_set_name(llm_kernel_set()));
   struct llm_threadpool *single = llm_threadpool_create(1), *pair = llm_threadpool_create(3);
@@ -774,13 +900,20 @@ int main(void) {
   check_sampler_penalties();
   check_sampler_draws();
   check_swiglu();
-  const int head_dims[] = { 64, 128, 40, 36, 6 };
-  for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
-    check_attention(single, head_dims[d], 0, 1);
-    check_attention(single, head_dims[d], 70, 1);
-    check_attention(pair, head_dims[d], 9, 5);
-  }
+  /* Head sizes of real models and odd ones (f32/f16 rows end mid-vector), positions that end mid-block. */
+  const int head_dims[] = { 64, 128, 40, 36, 8, 6 };
+  const enum llm_kv_type kv_types[] = { LLM_KV_F32, LLM_KV_F16, LLM_KV_Q8_0 };
+  for (size_t t = 0; t < 3; t++)
+    for (size_t d = 0; d < sizeof head_dims / sizeof head_dims[0]; d++) {
+      if (kv_types[t] == LLM_KV_Q8_0 && head_dims[d] % 32 != 0) continue;
+      check_attention(single, kv_types[t], head_dims[d], 0, 1);
+      check_attention(single, kv_types[t], head_dims[d], 70, 1);
+      check_attention(single, kv_types[t], head_dims[d], 31, 2);
+      check_attention(pair, kv_types[t], head_dims[d], 9, 5);
+      check_attention(pair, kv_types[t], head_dims[d], 60, 40);
+    }
   check_activation_quantizers();
+  check_kv_pool();
   /* The packed panels of the AVX-512 set (16 rows, token tiles of 8/4/2/1): one full panel, two and a partial
    * one, rows that end mid-panel across thread chunks, and float columns that end mid-vector. */
   for (size_t t = 0; t < 4; t++) {
