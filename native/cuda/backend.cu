@@ -58,6 +58,7 @@ struct cuda_backend {
   int gpu;
   char device_name[256];
   cudaStream_t stream = nullptr;
+  cudaStream_t copy_stream = nullptr; // the KV caches' copies (cache_copy)
   uint8_t *weights = nullptr;
   cuda_matrix token_embd, output_norm, output;
   std::vector<cuda_layer> layers;
@@ -482,12 +483,17 @@ void cache_free(llm_backend *base, void *memory) {
   cudaFree(memory);
 }
 
+// On a stream of its own, waited for: cudaMemcpy would issue on the legacy default stream, which does not order
+// itself with the passes' non-blocking stream, and returns before a device-to-device copy (or the DMA of a
+// pageable host-to-device one) is done, so the next pass could read a cache being copied.
 bool cache_copy(llm_backend *base, void *dst, const void *src, size_t bytes, llm_copy_direction direction, llm_error *err) {
-  CUDA_TRY(cudaSetDevice(reinterpret_cast<cuda_backend *>(base)->gpu), "selecting the GPU");
+  cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
+  CUDA_TRY(cudaSetDevice(b->gpu), "selecting the GPU");
   const cudaMemcpyKind kind = direction == LLM_COPY_DEVICE_TO_DEVICE ? cudaMemcpyDeviceToDevice
                               : direction == LLM_COPY_DEVICE_TO_HOST ? cudaMemcpyDeviceToHost
                                                                      : cudaMemcpyHostToDevice;
-  CUDA_TRY(cudaMemcpy(dst, src, bytes, kind), "copying a KV cache");
+  CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, kind, b->copy_stream), "copying a KV cache");
+  CUDA_TRY(cudaStreamSynchronize(b->copy_stream), "copying a KV cache");
   return true;
 }
 
@@ -507,6 +513,7 @@ void destroy(llm_backend *base) {
   cudaFreeHost(b->attn_tiles_host);
   cudaFreeHost(b->row_tiled_host);
   if (b->stream) cudaStreamDestroy(b->stream);
+  if (b->copy_stream) cudaStreamDestroy(b->copy_stream);
   delete b;
 }
 
@@ -546,6 +553,7 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
   bool ok = true;
   cudaError_t e = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->copy_stream, cudaStreamNonBlocking);
   if (e == cudaSuccess) e = cudaMallocHost(&b->rows_host, kMaxPassRows * sizeof(cuda_row));
   if (e == cudaSuccess) e = cudaMallocHost(&b->logit_map_host, kMaxPassRows * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->top_ids_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(int32_t));
