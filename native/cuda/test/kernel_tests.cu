@@ -82,6 +82,13 @@ double relative_error(const std::vector<float> &a, const std::vector<float> &b) 
   return diff / scale;
 }
 
+// Every value is a number (a forward pass that failed leaves NaN, which relative_error would let pass on both sides).
+bool all_finite(const std::vector<float> &v) {
+  for (float x : v)
+    if (!isfinite(x)) return false;
+  return !v.empty();
+}
+
 // Two sets of q8_0 activation blocks hold the same values (their padding aside).
 bool same_q8_0_blocks(const device_array<act_q8_0> &a, const device_array<act_q8_0> &b) {
   const std::vector<act_q8_0> x = a.read(), y = b.read();
@@ -852,6 +859,16 @@ std::vector<float> run_model(llm_model *model, std::vector<int32_t> &top, int n_
 // caches.
 bool make_kv_pool(llm_model *model, llm_kv_type type, llm_error *err) { return llm_kv_pool_create(model, type, 512, err); }
 
+// The tiny model twice, on the CPU and on the GPU, each with a KV pool of `type`; false after reporting why not.
+bool open_pair(const tiny_model &m, llm_kv_type type, llm_model **cpu, llm_model **gpu, const char *what) {
+  llm_error err{};
+  *cpu = llm_model_open(&m.spec, &err);
+  *gpu = *cpu ? llm_model_open(&m.spec, &err) : nullptr;
+  if (*cpu && *gpu && llm_cuda_attach(*gpu, 0, &err) && make_kv_pool(*cpu, type, &err) && make_kv_pool(*gpu, type, &err)) return true;
+  report(false, "%s, %s KV pool: %s", what, llm_kv_type_name(type), err.message);
+  return false;
+}
+
 void test_model() {
   struct model_case {
     llm_type matrices;
@@ -865,11 +882,10 @@ void test_model() {
     const llm_type type = mc.matrices;
     tiny_model m;
     write_tiny_model(m, type, 1000);
-    llm_error err{};
-    llm_model *cpu = llm_model_open(&m.spec, &err), *gpu = llm_model_open(&m.spec, &err);
-    if (!cpu || !gpu || !llm_cuda_attach(gpu, 0, &err) || !make_kv_pool(cpu, mc.kv, &err) || !make_kv_pool(gpu, mc.kv, &err)) {
-      report(false, "model with %s matrices, %s KV pool: %s", llm_type_name(type), llm_kv_type_name(mc.kv), err.message);
-    } else {
+    char what[64];
+    snprintf(what, sizeof what, "model with %s matrices", llm_type_name(type));
+    llm_model *cpu = nullptr, *gpu = nullptr;
+    if (open_pair(m, mc.kv, &cpu, &gpu, what)) {
       for (int n_prompt : { 9, 70 }) {
         std::vector<int32_t> top_cpu, top_gpu, top_passes;
         const std::vector<float> a = run_model(cpu, top_cpu, n_prompt), b = run_model(gpu, top_gpu, n_prompt);
@@ -888,7 +904,7 @@ void test_model() {
         const double tolerance = quantized ? 3e-2 : type == LLM_F16 && n_prompt >= 16 ? 2e-3 : float_tolerance;
         char passes[64] = "";
         if (n_prompt > 10) snprintf(passes, sizeof passes, " (in passes of 10 tokens: %.2e)", e_passes);
-        report(e < tolerance && top_cpu == top_gpu,
+        report(e < tolerance && top_cpu == top_gpu && all_finite(a),
                "model with %s matrices, %s KV pool, on %s: %d-token prompt + 2 decodes, logits relative error %.2e%s, top-5 %s",
                llm_type_name(type), llm_kv_type_name(mc.kv), gpu->backend->device, n_prompt, e, passes,
                top_cpu == top_gpu ? "identical" : "DIFFERENT");
@@ -898,6 +914,76 @@ void test_model() {
     llm_model_close(gpu);
     unlink(m.path.c_str());
   }
+}
+
+// Four sequences in one model's pool: A and B prompts (9 and 40 tokens) in one pass; C taking B's first block from
+// the prefix index and evaluating its own last 5 tokens; D a fork of B's 40 positions (its partly filled second
+// block shared); then 3 decode steps of all four, one batch each (the graph's case), where B and D both write into
+// the block they share (copy-on-write through the backend's copy). Returns every logits row asked for (the
+// prompts' last, each decode row) and the top 5 of the decode rows; *adopted: the positions C took.
+std::vector<float> run_sequences(llm_model *model, std::vector<int32_t> &top, int *adopted) {
+  const int vocab = model->config.vocab_size, n_steps = 3, n_seqs = 4;
+  llm_error err{};
+  std::vector<int32_t> a = { 1, 5, 9, 200, 7, 3, 3, 60, 11 }, b(40), c(37);
+  for (int i = 0; i < 40; i++) b[i] = (i * 37 + 2) % 1000;
+  for (int i = 0; i < 37; i++) c[i] = i < 32 ? b[i] : 500 + i;
+  llm_kv_cache *caches[n_seqs];
+  bool ok = true;
+  for (llm_kv_cache *&cache : caches) ok = (cache = llm_kv_cache_create(model, 128, &err)) != nullptr && ok;
+  std::vector<float> logits((3 + n_seqs * n_steps) * (size_t)vocab, NAN);
+  top.assign(n_seqs * n_steps * 5, -1);
+  *adopted = -1;
+  if (ok) {
+    llm_batch_sequence prompts[2] = { { caches[0], a.data(), 9, 0, logits.data(), LLM_LOGITS_LAST, 0, nullptr },
+                                      { caches[1], b.data(), 40, 0, logits.data() + vocab, LLM_LOGITS_LAST, 0, nullptr } };
+    ok = llm_forward_batch(model, prompts, 2, &err);
+  }
+  if (ok) {
+    *adopted = llm_kv_cache_adopt_prefix(caches[2], c.data(), 37);
+    ok = llm_forward(model, caches[2], c.data() + *adopted, 37 - *adopted, *adopted, logits.data() + 2 * vocab, LLM_LOGITS_LAST, &err) &&
+         llm_kv_cache_share(caches[3], caches[1], 40, &err);
+  }
+  const int positions[n_seqs] = { 9, 40, 37, 40 };
+  for (int step = 0; ok && step < n_steps; step++) {
+    int32_t tokens[n_seqs];
+    llm_batch_sequence seqs[n_seqs];
+    for (int s = 0; s < n_seqs; s++) {
+      tokens[s] = 100 + 10 * s + step;
+      const int row = step * n_seqs + s;
+      seqs[s] = { caches[s], &tokens[s], 1, positions[s] + step, logits.data() + (size_t)(3 + row) * vocab, LLM_LOGITS_LAST, 5,
+                  top.data() + row * 5 };
+    }
+    ok = llm_forward_batch(model, seqs, n_seqs, &err);
+  }
+  if (!ok) printf("     forward failed: %s\n", err.message);
+  for (llm_kv_cache *cache : caches) llm_kv_cache_free(cache);
+  return logits;
+}
+
+// run_sequences on the GPU against the CPU: the pass's block table with several sequences, blocks shared through
+// the prefix index and through a fork, and a copy-on-write on the device, in an f32 and an f16 pool.
+void test_sequences() {
+  tiny_model m;
+  write_tiny_model(m, LLM_F16, 1000);
+  for (llm_kv_type type : { LLM_KV_F32, LLM_KV_F16 }) {
+    llm_model *cpu = nullptr, *gpu = nullptr;
+    if (open_pair(m, type, &cpu, &gpu, "four sequences sharing blocks")) {
+      std::vector<int32_t> top_cpu, top_gpu;
+      int adopted_cpu = 0, adopted_gpu = 0;
+      const std::vector<float> want = run_sequences(cpu, top_cpu, &adopted_cpu), got = run_sequences(gpu, top_gpu, &adopted_gpu);
+      const double e = relative_error(got, want);
+      // The 40-token prompt's products round the activations to f16 on the tensor cores (test_model's 2e-3); an
+      // f16 pool may round a key an ulp of rope apart to the next f16.
+      const double tolerance = type == LLM_KV_F16 ? 3e-3 : 2e-3;
+      report(e < tolerance && top_cpu == top_gpu && all_finite(want) && adopted_cpu == 32 && adopted_gpu == 32,
+             "four sequences sharing blocks (prefix index, fork, copy-on-write) in an %s pool on %s: %d positions adopted, logits "
+             "relative error %.2e, top-5 %s", llm_kv_type_name(type), gpu->backend->device, adopted_gpu, e,
+             top_cpu == top_gpu ? "identical" : "DIFFERENT");
+    }
+    llm_model_close(cpu);
+    llm_model_close(gpu);
+  }
+  unlink(m.path.c_str());
 }
 
 void test_out_of_memory() {
@@ -927,9 +1013,7 @@ void test_out_of_memory() {
   const bool attached = model && !model->backend && llm_cuda_attach(model, 0, &err) && make_kv_pool(model, LLM_KV_F16, &err);
   std::vector<int32_t> top;
   const std::vector<float> logits = attached ? run_model(model, top) : std::vector<float>();
-  bool finite = attached;
-  for (float v : logits) finite = finite && isfinite(v);
-  report(finite, "after the refusal the process goes on: the same model loads and runs once memory is free");
+  report(all_finite(logits), "after the refusal the process goes on: the same model loads and runs once memory is free");
   llm_model_close(model);
   unlink(m.path.c_str());
 }
@@ -961,6 +1045,7 @@ int main(int argc, char **argv) {
   test_attention_with_rope();
   test_top_k();
   test_model();
+  test_sequences();
   test_out_of_memory();
   llm_threadpool_free(pool);
   printf("%d passed, %d failed\n", passes, failures);
