@@ -3,15 +3,16 @@
 // positions they see in tiles of kKeyTile keys and values loaded once into shared memory for all its rows, with an
 // online softmax. attention.cu's split-K kernel reads a row's keys and values once per row, which for a prompt
 // of n tokens is n times the cache; this reads it n / ATTENTION_TILE_ROWS times. f32 on the CUDA cores, as the
-// CPU computes it (only the order of the sums differs).
+// CPU computes it (only the order of the sums differs); f16 and q8_0 pool rows are widened as they are loaded.
 #include <algorithm>
 
-#include "kernels.cuh"
+#include "kv_pool.cuh"
 
 namespace {
 
 constexpr int kThreads = 128;
 constexpr int kKeyTile = 64;
+static_assert(kKeyTile % LLM_KV_BLOCK_TOKENS == 0, "a key tile covers whole pool blocks");
 constexpr int kMaxHeadDim = 128;
 // A thread owns 4 rows (of the tile's 32) and, per key tile, 4 scores (keys c, c + 16, c + 32, c + 48) and 8
 // output columns (4 at 4c, 4 at 64 + 4c): the 16 threads of a row group are one half-warp, so row maxima and sums
@@ -38,8 +39,9 @@ __device__ __forceinline__ float half_warp_sum(float v) {
   return v;
 }
 
+template <int Type>
 __global__ void __launch_bounds__(kThreads) attention_tile_kernel(float *out, const float *q, const cuda_row *rows,
-                                                                  const int32_t *tiles, int layer, int n_heads,
+                                                                  const int32_t *tiles, cuda_kv kv, int layer, int n_heads,
                                                                   int n_kv_heads, int head_dim) {
   extern __shared__ float4 smem4[];
   float *smem = reinterpret_cast<float *>(smem4);
@@ -53,9 +55,8 @@ __global__ void __launch_bounds__(kThreads) attention_tile_kernel(float *out, co
   const int head = blockIdx.y, kv_head = head / (n_heads / n_kv_heads);
   const cuda_row info = rows[first_row];
   const int pos0 = info.pos, last_pos = pos0 + n_rows - 1;
-  const int64_t kv_dim = (int64_t)n_kv_heads * head_dim;
-  const float *keys = info.keys + layer * info.layer_stride + kv_head * head_dim;
-  const float *values = info.values + layer * info.layer_stride + kv_head * head_dim;
+  const int32_t *table = kv.block_table + info.blocks;
+  const size_t head_offset = kv_head * (kv.row_bytes / n_kv_heads);
   const int vec = head_dim / 4;
 
   // The tile's queries; rows past n_rows repeat the last (finite, never stored).
@@ -86,12 +87,13 @@ __global__ void __launch_bounds__(kThreads) attention_tile_kernel(float *out, co
     // numerators are 0, and 0 * garbage could be NaN).
     for (int i = threadIdx.x; i < kKeyTile * vec; i += kThreads) {
       const int k = i / vec, c = i % vec, p = key0 + k;
-      float4 kv = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kv;
+      float4 kv4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kv4;
       if (p <= last_pos) {
-        kv = reinterpret_cast<const float4 *>(keys + p * kv_dim)[c];
-        vv = reinterpret_cast<const float4 *>(values + p * kv_dim)[c];
+        const size_t offset = kv_row_offset(kv, table[p / LLM_KV_BLOCK_TOKENS], layer, p) + head_offset;
+        kv4 = KvFormat<Type>::load4(kv.keys + offset, c);
+        vv = KvFormat<Type>::load4(kv.values + offset, c);
       }
-      reinterpret_cast<float4 *>(k_s + k * qp)[c] = kv;
+      reinterpret_cast<float4 *>(k_s + k * qp)[c] = kv4;
       reinterpret_cast<float4 *>(v_s + k * head_dim)[c] = vv;
     }
     __syncthreads();
@@ -102,16 +104,16 @@ __global__ void __launch_bounds__(kThreads) attention_tile_kernel(float *out, co
 #pragma unroll
       for (int j = 0; j < 4; j++) score[i][j] = 0.0f;
     for (int d = 0; d < head_dim; d += 4) {
-      float4 qv[kRowsPerThread], kv[4];
+      float4 qv[kRowsPerThread], kt[4];
 #pragma unroll
       for (int i = 0; i < kRowsPerThread; i++) qv[i] = *reinterpret_cast<const float4 *>(q_s + (row_base + i) * qp + d);
 #pragma unroll
-      for (int j = 0; j < 4; j++) kv[j] = *reinterpret_cast<const float4 *>(k_s + (lane16 + 16 * j) * qp + d);
+      for (int j = 0; j < 4; j++) kt[j] = *reinterpret_cast<const float4 *>(k_s + (lane16 + 16 * j) * qp + d);
 #pragma unroll
       for (int i = 0; i < kRowsPerThread; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
-          score[i][j] += qv[i].x * kv[j].x + qv[i].y * kv[j].y + qv[i].z * kv[j].z + qv[i].w * kv[j].w;
+          score[i][j] += qv[i].x * kt[j].x + qv[i].y * kt[j].y + qv[i].z * kt[j].z + qv[i].w * kt[j].w;
     }
 
 #pragma unroll
@@ -185,7 +187,7 @@ int plan_attention_tiles(const cuda_row *rows, int n_rows, int head_dim, int32_t
   if (head_dim > kMaxHeadDim || head_dim % 4 != 0) return 0;
   for (int start = 0; start < n_rows;) {
     int end = start + 1; // the run of rows of one cache at consecutive positions
-    while (end < n_rows && rows[end].keys == rows[start].keys && rows[end].pos == rows[end - 1].pos + 1) end++;
+    while (end < n_rows && rows[end].blocks == rows[start].blocks && rows[end].pos == rows[end - 1].pos + 1) end++;
     for (int first = start; end - first >= ATTENTION_TILE_MIN_ROWS; first += ATTENTION_TILE_ROWS) {
       const int count = std::min(ATTENTION_TILE_ROWS, end - first);
       if (count < ATTENTION_TILE_MIN_ROWS) break;
@@ -201,12 +203,16 @@ int plan_attention_tiles(const cuda_row *rows, int n_rows, int head_dim, int32_t
 }
 
 cudaError_t launch_attention_tiles(float *out, const float *q, const cuda_row *rows, const int32_t *tiles, int n_tiles,
-                                   int layer, int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream) {
+                                   const cuda_kv &kv, int layer, int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream) {
   if (n_tiles == 0) return cudaSuccess;
-  if (head_dim > kMaxHeadDim || head_dim % 4 != 0 || n_heads > 65535) return cudaErrorInvalidValue;
+  if (head_dim > kMaxHeadDim || head_dim % 4 != 0 || n_heads > 65535 || !cuda_kv_supported(kv, n_kv_heads, head_dim))
+    return cudaErrorInvalidValue;
   const size_t smem = smem_floats(head_dim) * sizeof(float);
-  const cudaError_t raised = cudaFuncSetAttribute(attention_tile_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-  if (raised != cudaSuccess) return raised;
-  attention_tile_kernel<<<dim3(n_tiles, n_heads), kThreads, smem, stream>>>(out, q, rows, tiles, layer, n_heads, n_kv_heads, head_dim);
-  return cudaGetLastError();
+  return with_kv_type(kv.type, [&](auto type) {
+    const auto kernel = attention_tile_kernel<decltype(type)::value>;
+    const cudaError_t raised = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (raised != cudaSuccess) return raised;
+    kernel<<<dim3(n_tiles, n_heads), kThreads, smem, stream>>>(out, q, rows, tiles, kv, layer, n_heads, n_kv_heads, head_dim);
+    return cudaGetLastError();
+  });
 }

@@ -1,8 +1,10 @@
 // The CUDA backend: uploads every tensor once, keeps a pass's activations in device memory, and runs
 // llm_forward_batch's passes there, with the same semantics as forward.c: rows (tokens) of several sequences go
 // through each weight product together, each row attends to its own cache, and only the logits and top-k ids that
-// were asked for are copied back. Passes where every sequence decodes one token are captured as CUDA graphs
-// (keyed by their shape) and replayed: the kernels read each row's token, position and cache from device memory.
+// were asked for are copied back. Keys and values live in the model's paged KV pool (kv_cache.h), allocated
+// through this backend's hooks; each pass uploads its rows and its sequences' block ids together. Passes where
+// every sequence decodes one token are captured as CUDA graphs (keyed by their shape) and replayed: the kernels
+// read each row's token, position and block ids from device memory.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,10 @@ constexpr int kMaxPassRows = 512;
 constexpr size_t kTensorAlignment = 256;
 // Decode graphs kept (one per batch shape seen recently).
 constexpr size_t kMaxGraphs = 8;
+// The pass index (cuda_backend.index): kMaxPassRows rows, then the pass's block table.
+constexpr size_t kRowsBytes = kMaxPassRows * sizeof(cuda_row);
+static_assert(kRowsBytes % sizeof(int32_t) == 0, "the block table follows the rows");
+constexpr int64_t kInitialTableEntries = 1024;
 
 struct cuda_layer {
   cuda_matrix attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down;
@@ -34,8 +40,14 @@ struct cuda_layer {
 
 struct decode_graph {
   int n_rows, n_logit_rows, n_chunks;
+  cuda_kv kv; // the pool it was captured over
   cudaGraphExec_t exec;
 };
+
+bool same_kv(const cuda_kv &a, const cuda_kv &b) {
+  return a.keys == b.keys && a.values == b.values && a.block_table == b.block_table && a.row_bytes == b.row_bytes &&
+         a.n_blocks == b.n_blocks && a.type == b.type;
+}
 
 // Device memory of a pass, grown on demand (growing drops the graphs, which hold the old addresses).
 struct pass_buffers {
@@ -44,7 +56,6 @@ struct pass_buffers {
   float *x = nullptr, *xb = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr, *hb = nullptr,
         *hb2 = nullptr, *logits = nullptr, *partial = nullptr;
   void *act = nullptr;         // quantized activations of one product group
-  cuda_row *rows_info = nullptr;
   int32_t *logit_map = nullptr; // pass row of each logit row
   int32_t *top_ids = nullptr;   // TOP_K_DEVICE_MAX per row
   unsigned long long *first_non_finite = nullptr; // flat index of the first NaN/inf logit of the pass, or ULLONG_MAX
@@ -58,13 +69,18 @@ struct cuda_backend {
   int gpu;
   char device_name[256];
   cudaStream_t stream = nullptr;
+  cudaStream_t copy_stream = nullptr; // the KV pool's copies (cache_copy)
   uint8_t *weights = nullptr;
   cuda_matrix token_embd, output_norm, output;
   std::vector<cuda_layer> layers;
   float *rope_freqs = nullptr;
   pass_buffers buf;
-  // Pinned staging for what crosses the bus every pass.
-  cuda_row *rows_host = nullptr;
+  // The pass index: the rows (kMaxPassRows cuda_row) then the block ids of the pass's sequences, which the rows'
+  // `blocks` point into; uploaded in one copy per pass from pinned staging of the same layout. Grown on demand
+  // (growing drops the graphs).
+  uint8_t *index = nullptr, *index_host = nullptr;
+  int64_t index_entries = 0; // block ids the table holds
+  // Pinned staging for what else crosses the bus every pass.
   int32_t *logit_map_host = nullptr;
   int32_t *top_ids_host = nullptr;
   unsigned long long *first_non_finite_host = nullptr;
@@ -171,7 +187,7 @@ void drop_graphs(cuda_backend *b) {
 }
 
 void free_pass_buffers(pass_buffers &p) {
-  void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.rows_info, p.logit_map, p.top_ids,
+  void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.logit_map, p.top_ids,
                   p.first_non_finite, p.attn_tiles, p.row_tiled };
   for (void *ptr : all) cudaFree(ptr);
   p = pass_buffers();
@@ -216,7 +232,6 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
     { (void **)&p.partial, partial_floats * 4 },
     // bf16 x2 is the widest activation layout: 4 bytes per value (q8_0: 48 bytes per 32).
     { (void **)&p.act, r * std::max(widest * 4, (widest / 32 + 1) * sizeof(act_q8_0)) },
-    { (void **)&p.rows_info, r * sizeof(cuda_row) },
     { (void **)&p.logit_map, r * sizeof(int32_t) },
     { (void **)&p.top_ids, r * TOP_K_DEVICE_MAX * sizeof(int32_t) },
     { (void **)&p.first_non_finite, sizeof(unsigned long long) },
@@ -232,6 +247,27 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
   p.rows = rows;
   p.logit_rows = logit_rows;
   p.partial_floats = partial_floats;
+  return true;
+}
+
+cuda_row *rows_of(uint8_t *index) { return reinterpret_cast<cuda_row *>(index); }
+int32_t *table_of(uint8_t *index) { return reinterpret_cast<int32_t *>(index + kRowsBytes); }
+
+// Makes the pass index hold a block table of `entries` ids, at least doubling it when it grows (which moves it and
+// so drops the graphs).
+bool reserve_index(cuda_backend *b, int64_t entries, llm_error *err) {
+  if (entries <= b->index_entries) return true;
+  CUDA_TRY(cudaStreamSynchronize(b->stream), "waiting for the GPU");
+  drop_graphs(b);
+  const int64_t grown = std::max(entries, 2 * b->index_entries);
+  const size_t bytes = kRowsBytes + (size_t)grown * sizeof(int32_t);
+  cudaFree(b->index);
+  cudaFreeHost(b->index_host);
+  b->index = b->index_host = nullptr;
+  b->index_entries = 0;
+  if (!(b->index = static_cast<uint8_t *>(device_alloc(b, bytes, "the rows of a pass", err)))) return false;
+  CUDA_TRY(cudaMallocHost(&b->index_host, bytes), "allocating pinned memory for the rows of a pass");
+  b->index_entries = grown;
   return true;
 }
 
@@ -267,14 +303,17 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
   return cudaSuccess;
 }
 
-// Enqueues one pass over the rows in buf.rows_info: the Llama blocks, then the final norm and the vocabulary
-// product of the rows in buf.logit_map. n_tiles tiles in buf.attn_tiles, of n_tiled_rows rows, attend as prompts.
-// decode: each row is its own sequence's one token, so attention may rotate and store the rows' keys itself.
-cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks, int n_tiles, int n_tiled_rows, bool decode) {
+// Enqueues one pass over the rows in the pass index, keys and values in kv: the Llama blocks, then the final norm
+// and the vocabulary product of the rows in buf.logit_map. n_tiles tiles in buf.attn_tiles, of n_tiled_rows rows,
+// attend as prompts. decode: each row is its own sequence's one token, so attention may rotate and store the rows'
+// keys itself.
+cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks, int n_tiles, int n_tiled_rows, bool decode,
+                         const cuda_kv &kv) {
   const llm_config &c = b->model->config;
   pass_buffers &p = b->buf;
   cudaStream_t s = b->stream;
-  LAUNCH(launch_embedding(p.x, &b->token_embd, p.rows_info, n, s));
+  const cuda_row *rows_info = rows_of(b->index);
+  LAUNCH(launch_embedding(p.x, &b->token_embd, rows_info, n, s));
   for (const cuda_layer &layer : b->layers) {
     const int l = (int)(&layer - b->layers.data());
     // The norms quantize their rows themselves when the products after them take q8_0 activations.
@@ -286,12 +325,12 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
     LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE, qkv_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32));
     const attention_rope rope = { p.k, p.v, b->rope_freqs, c.rope_interleaved };
     if (!decode)
-      LAUNCH(launch_rope_store(p.q, p.k, p.v, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, rope.freqs, rope.interleaved, s));
-    LAUNCH(launch_attention_tiles(p.attn, p.q, p.rows_info, p.attn_tiles, n_tiles, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
+      LAUNCH(launch_rope_store(p.q, p.k, p.v, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, rope.freqs, rope.interleaved, s));
+    LAUNCH(launch_attention_tiles(p.attn, p.q, rows_info, p.attn_tiles, n_tiles, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
     // Without tiles (every decode pass) attention quantizes its rows for the output product itself.
     const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, blas_workspace(b)) == ACT_Q8_0;
     if (n_tiled_rows < n)
-      LAUNCH(launch_attention(p.attn, p.q, p.rows_info, n, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
+      LAUNCH(launch_attention(p.attn, p.q, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
                               n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr,
                               decode ? rope : attention_rope{}));
     const cuda_matrix *o[] = { &layer.attn_output };
@@ -322,23 +361,23 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
 }
 
 // A decode pass through its graph: replayed when one of this shape exists, else captured first.
-bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, llm_error *err) {
+bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, const cuda_kv &kv, llm_error *err) {
   for (const decode_graph &g : b->graphs) {
-    if (g.n_rows == n && g.n_logit_rows == n_logit_rows && g.n_chunks == n_chunks) {
+    if (g.n_rows == n && g.n_logit_rows == n_logit_rows && g.n_chunks == n_chunks && same_kv(g.kv, kv)) {
       CUDA_TRY(cudaGraphLaunch(g.exec, b->stream), "replaying a decode graph");
       return true;
     }
   }
-  // Thread-local capture: the JS thread may allocate or copy KV caches meanwhile.
+  // Thread-local capture: the JS thread may allocate or copy KV cache blocks meanwhile.
   CUDA_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "capturing a decode graph");
   b->capturing = true;
-  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0, true);
+  const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0, true, kv);
   b->capturing = false;
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
   CUDA_TRY(enqueued, "launching the kernels of a decode pass");
   CUDA_TRY(ended, "capturing a decode graph");
-  decode_graph g = { n, n_logit_rows, n_chunks, nullptr };
+  decode_graph g = { n, n_logit_rows, n_chunks, kv, nullptr };
   const cudaError_t made = cudaGraphInstantiate(&g.exec, graph, 0);
   cudaGraphDestroy(graph);
   CUDA_TRY(made, "instantiating a decode graph");
@@ -412,20 +451,66 @@ bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<
 }
 
 int chunks_for(int positions) { return (positions + ATTENTION_CHUNK - 1) / ATTENTION_CHUNK; }
+int blocks_for(int positions) { return (positions + LLM_KV_BLOCK_TOKENS - 1) / LLM_KV_BLOCK_TOKENS; }
+
+// The pool the sequences' blocks are in, as the kernels see it (its block table the pass index's), after checking
+// that it is this device's and fits the model; and the block table's room for any pass of the batch (each
+// sequence's ids up to its context size, which llm_forward_batch has checked its positions against, so that
+// decode steps reuse their graphs as sequences grow).
+bool pass_pool(cuda_backend *b, const llm_batch_sequence *seqs, int n_seqs, cuda_kv *kv, llm_error *err) {
+  const llm_config &c = b->model->config;
+  const llm_kv_pool *pool = seqs[0].cache->pool;
+  int64_t table_entries = 0;
+  for (int i = 0; i < n_seqs; i++) {
+    const llm_kv_cache *cache = seqs[i].cache;
+    if (cache->pool != pool) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "the sequences of a batch are in different KV cache pools");
+    table_entries += blocks_for(cache->context_size);
+  }
+  const struct llm_kv_pool_layout *layout = llm_kv_pool_layout(pool);
+  if (layout->backend != &b->base)
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "the KV cache pool is not in the memory of %s (GPU %d)", b->device_name, b->gpu);
+  if (!reserve_index(b, table_entries, err)) return false;
+  *kv = cuda_kv{ layout->keys, layout->values, table_of(b->index), layout->row_bytes, layout->n_blocks, (int)layout->type };
+  if (layout->n_layers != c.n_layers || !cuda_kv_supported(*kv, c.n_kv_heads, c.head_dim))
+    return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a %s KV cache pool of %d layers and rows of %zu bytes does not fit this model",
+                    llm_kv_type_name(layout->type) ? llm_kv_type_name(layout->type) : "unknown", layout->n_layers, layout->row_bytes);
+  return true;
+}
+
+// Appends the block ids of positions [0, positions) of a cache to the pass's table at *n_table; false when one has
+// none or is outside the pool (the engine prepares every position a pass writes: a kernel must never see such an id).
+bool append_blocks(const llm_kv_cache *cache, int positions, int n_pool_blocks, int32_t *table, int *n_table, llm_error *err) {
+  for (int i = 0; i < blocks_for(positions); i++) {
+    const int32_t id = cache->blocks[i];
+    if (id < 0 || id >= n_pool_blocks)
+      return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "positions %d to %d of a sequence have no block in the KV cache pool (block id %d)",
+                      i * LLM_KV_BLOCK_TOKENS, (i + 1) * LLM_KV_BLOCK_TOKENS - 1, (int)id);
+    table[(*n_table)++] = id;
+  }
+  return true;
+}
 
 bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs, llm_error *err) {
   cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
   CUDA_TRY(cudaSetDevice(b->gpu), "selecting the GPU");
+  if (n_seqs == 0) return true;
+  cuda_kv kv;
+  if (!pass_pool(b, seqs, n_seqs, &kv, err)) return false;
+  cuda_row *rows_host = rows_of(b->index_host);
+  int32_t *table_host = table_of(b->index_host);
   std::vector<logit_owner> owners;
   for (int seq = 0, token = 0; seq < n_seqs;) {
-    int n = 0, n_logit_rows = 0, max_visible = 0, max_context = 0;
+    int n = 0, n_logit_rows = 0, max_visible = 0, max_context = 0, n_table = 0, seq_blocks = 0;
     bool decode = true; // every sequence of the pass runs one token: the graph's case
     owners.clear();
     while (seq < n_seqs && n < kMaxPassRows) {
       const llm_batch_sequence &s = seqs[seq];
       const llm_kv_cache *cache = s.cache;
-      b->rows_host[n] = cuda_row{ cache->keys, cache->values, (int64_t)cache->context_size * cache->kv_dim, s.pos + token,
-                                  s.tokens[token] };
+      if (token == 0 || n == 0) { // the sequence's first row in this pass: its block ids join the pass's table
+        seq_blocks = n_table;
+        if (!append_blocks(cache, s.pos + s.n_tokens, kv.n_blocks, table_host, &n_table, err)) return false;
+      }
+      rows_host[n] = cuda_row{ s.pos + token, s.tokens[token], seq_blocks };
       const bool last = token == s.n_tokens - 1;
       if (s.logits_mode == LLM_LOGITS_ALL || (last && (s.logits_mode == LLM_LOGITS_LAST || s.top_k > 0))) {
         b->logit_map_host[n_logit_rows] = n;
@@ -442,13 +527,15 @@ bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs
     }
     // Prompt runs attend in tiles (never in a decode pass, whose rows are of different sequences).
     int n_tiled_rows = 0;
-    const int n_tiles = plan_attention_tiles(b->rows_host, n, b->model->config.head_dim, b->attn_tiles_host, b->row_tiled_host, &n_tiled_rows);
+    const int n_tiles = plan_attention_tiles(rows_host, n, b->model->config.head_dim, b->attn_tiles_host, b->row_tiled_host, &n_tiled_rows);
     // A graph must serve every later position: its chunks cover the whole context.
     const bool graph = decode && b->use_graphs && n_tiles == 0;
     const int n_chunks = chunks_for(graph ? max_context : max_visible);
     if (n_chunks > 65535) return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "a context of %d positions is too long for the CUDA backend", max_context);
     if (!reserve(b, n, n_logit_rows, n_chunks, err)) return false;
-    CUDA_TRY(cudaMemcpyAsync(b->buf.rows_info, b->rows_host, n * sizeof(cuda_row), cudaMemcpyHostToDevice, b->stream), "copying the pass's rows");
+    // The rows and the block table in one copy (the rows' region whole: a few KB).
+    CUDA_TRY(cudaMemcpyAsync(b->index, b->index_host, kRowsBytes + (size_t)n_table * sizeof(int32_t), cudaMemcpyHostToDevice, b->stream),
+             "copying the pass's rows");
     if (n_logit_rows > 0)
       CUDA_TRY(cudaMemcpyAsync(b->buf.logit_map, b->logit_map_host, n_logit_rows * sizeof(int32_t), cudaMemcpyHostToDevice, b->stream),
                "copying the pass's rows");
@@ -458,15 +545,17 @@ bool forward_batch(llm_backend *base, const llm_batch_sequence *seqs, int n_seqs
       CUDA_TRY(cudaMemcpyAsync(b->buf.row_tiled, b->row_tiled_host, n, cudaMemcpyHostToDevice, b->stream), "copying the pass's rows");
     }
     if (graph) {
-      if (!run_graph(b, n, n_logit_rows, n_chunks, err)) return false;
+      if (!run_graph(b, n, n_logit_rows, n_chunks, kv, err)) return false;
     } else {
-      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks, n_tiles, n_tiled_rows, decode && n_tiles == 0), "launching the kernels of a forward pass");
+      CUDA_TRY(enqueue_pass(b, n, n_logit_rows, n_chunks, n_tiles, n_tiled_rows, decode && n_tiles == 0, kv),
+               "launching the kernels of a forward pass");
     }
     if (!deliver(b, seqs, owners, err)) return false;
   }
   return true;
 }
 
+// The KV pool's memory and copies (kv_cache.c calls these through llm_backend).
 void *cache_alloc(llm_backend *base, size_t bytes, llm_error *err) {
   cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
   const cudaError_t e = cudaSetDevice(b->gpu);
@@ -474,7 +563,7 @@ void *cache_alloc(llm_backend *base, size_t bytes, llm_error *err) {
     cuda_fail(err, e, "selecting the GPU");
     return nullptr;
   }
-  return device_alloc(b, bytes, "a KV cache", err);
+  return device_alloc(b, bytes, "the KV cache pool", err);
 }
 
 void cache_free(llm_backend *base, void *memory) {
@@ -482,12 +571,17 @@ void cache_free(llm_backend *base, void *memory) {
   cudaFree(memory);
 }
 
+// On a stream of its own, waited for: cudaMemcpy would issue on the legacy default stream, which does not order
+// itself with the passes' non-blocking stream, and returns before a device-to-device copy (or the DMA of a
+// pageable host-to-device one) is done, so the next pass could read a block being copied.
 bool cache_copy(llm_backend *base, void *dst, const void *src, size_t bytes, llm_copy_direction direction, llm_error *err) {
-  CUDA_TRY(cudaSetDevice(reinterpret_cast<cuda_backend *>(base)->gpu), "selecting the GPU");
+  cuda_backend *b = reinterpret_cast<cuda_backend *>(base);
+  CUDA_TRY(cudaSetDevice(b->gpu), "selecting the GPU");
   const cudaMemcpyKind kind = direction == LLM_COPY_DEVICE_TO_DEVICE ? cudaMemcpyDeviceToDevice
                               : direction == LLM_COPY_DEVICE_TO_HOST ? cudaMemcpyDeviceToHost
                                                                      : cudaMemcpyHostToDevice;
-  CUDA_TRY(cudaMemcpy(dst, src, bytes, kind), "copying a KV cache");
+  CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, kind, b->copy_stream), "copying KV cache blocks");
+  CUDA_TRY(cudaStreamSynchronize(b->copy_stream), "copying KV cache blocks");
   return true;
 }
 
@@ -497,16 +591,18 @@ void destroy(llm_backend *base) {
   if (b->stream) cudaStreamSynchronize(b->stream);
   drop_graphs(b);
   free_pass_buffers(b->buf);
+  cudaFree(b->index);
+  cudaFreeHost(b->index_host);
   cudaFree(b->weights);
   cudaFree(b->workspace.f16_weights);
   cudaFree(b->rope_freqs);
-  cudaFreeHost(b->rows_host);
   cudaFreeHost(b->logit_map_host);
   cudaFreeHost(b->top_ids_host);
   cudaFreeHost(b->first_non_finite_host);
   cudaFreeHost(b->attn_tiles_host);
   cudaFreeHost(b->row_tiled_host);
   if (b->stream) cudaStreamDestroy(b->stream);
+  if (b->copy_stream) cudaStreamDestroy(b->copy_stream);
   delete b;
 }
 
@@ -546,14 +642,14 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
   bool ok = true;
   cudaError_t e = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
-  if (e == cudaSuccess) e = cudaMallocHost(&b->rows_host, kMaxPassRows * sizeof(cuda_row));
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->copy_stream, cudaStreamNonBlocking);
   if (e == cudaSuccess) e = cudaMallocHost(&b->logit_map_host, kMaxPassRows * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->top_ids_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->first_non_finite_host, sizeof(unsigned long long));
   if (e == cudaSuccess) e = cudaMallocHost(&b->attn_tiles_host, (size_t)kMaxPassRows * 2 * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->row_tiled_host, kMaxPassRows);
   if (e != cudaSuccess) ok = cuda_fail(err, e, "setting up the GPU");
-  if (ok) ok = upload_weights(b, err);
+  if (ok) ok = reserve_index(b, kInitialTableEntries, err) && upload_weights(b, err);
   if (!ok) {
     destroy(&b->base);
     return false;

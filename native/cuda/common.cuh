@@ -53,14 +53,22 @@ struct act_q8_K {
 };
 static_assert(sizeof(act_q8_K) == 304, "act_q8_K is 19 16-byte loads");
 
-// One q8_0 block of activations from the 32 lanes of a warp, lane i holding value i: d = amax / 127 (stored as a
-// half), q = roundf(x / d), bit for bit llm_quantize_row_q8_0_ref. Shared by the quantizer and the fused RMSNorm.
+// The q8_0 quantization of one block of 32 values held by the 32 lanes of a warp, lane i holding value i: d =
+// amax / 127 (the caller stores it as a half), q = roundf(x / d), bit for bit llm_quantize_row_q8_0_ref. Returns the
+// lane's q; d in *d (the same in every lane).
+__device__ __forceinline__ int quantize_lane_q8_0(float v, float *d) {
+  const float amax = warp_max(fabsf(v));
+  *d = amax / 127.0f;
+  const float id = *d != 0.0f ? 1.0f / *d : 0.0f;
+  return (int)roundf(__fmul_rn(v, id));
+}
+
+// One q8_0 block of activations from the 32 lanes of a warp (quantize_lane_q8_0). Shared by the quantizer and the
+// fused RMSNorm.
 __device__ __forceinline__ void quantize_warp_q8_0(float v, act_q8_0 &out) {
   const int lane = threadIdx.x % LLM_CUDA_WARP;
-  const float amax = warp_max(fabsf(v));
-  const float d = amax / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int q = (int)roundf(__fmul_rn(v, id));
+  float d;
+  const int q = quantize_lane_q8_0(v, &d);
   out.qs[lane] = (int8_t)q;
   const int sum = warp_sum_int(q);
   if (lane == 0) {

@@ -15,16 +15,33 @@ struct cuda_matrix {
   size_t row_bytes;
 };
 
-// One token (row) of a pass: its id, its position, and its sequence's KV cache (layer 0; layer l starts
-// l * layer_stride floats further). Kernels read these from device memory, so a captured graph serves every
-// step of a decode whatever its positions and caches.
+extern "C" {
+#include "kv_cache.h"
+}
+
+// One token (row) of a pass: its id, its position, and where its sequence's block ids start in the pass's block
+// table (cuda_kv.block_table): position p of the sequence is in pool block block_table[blocks + p /
+// LLM_KV_BLOCK_TOKENS]. Kernels read these from device memory, so a captured graph serves every step of a decode
+// whatever its positions and blocks. Rows of one sequence in a pass share `blocks`.
 struct cuda_row {
-  float *keys;
-  float *values;
-  int64_t layer_stride;
   int32_t pos;
   int32_t token;
+  int32_t blocks;
 };
+
+// The paged KV pool as the kernels see it (kv_cache.h's layout): layer l, block b, slot s of the keys (values) at
+// byte ((l * n_blocks + b) * LLM_KV_BLOCK_TOKENS + s) * row_bytes, rows of n_kv_heads * head_dim values of `type`
+// (enum llm_kv_type: f32, f16, or q8_0 blocks of 32 values, head_dim a multiple of 32). block_table: the pass's
+// block ids in device memory, indexed through cuda_row.blocks.
+struct cuda_kv {
+  uint8_t *keys, *values;
+  const int32_t *block_table;
+  size_t row_bytes;
+  int n_blocks;
+  int type;
+};
+// Whether the kernels take this pool for heads of this shape (a known type, rows of llm_kv_row_bytes).
+bool cuda_kv_supported(const cuda_kv &kv, int n_kv_heads, int head_dim);
 
 // The activation layout a weight type is multiplied with: on the CUDA cores (activation_format), on the tensor
 // cores (mma_activation_format: f16 for f16 weights; for bf16 weights each row's bf16 values then the bf16 of
@@ -95,31 +112,34 @@ cudaError_t launch_rmsnorm(float *out, const float *x, const cuda_matrix *weight
 cudaError_t launch_embedding(float *out, const cuda_matrix *table, const cuda_row *rows, int n_rows, cudaStream_t stream);
 
 // Rotates each row's q (in place) and k by its position (llm_rope: output in interleaved pair order) and stores k
-// and v into the row's cache at its position, layer `layer`.
-cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cuda_row *rows, int n_rows, int layer,
+// and v into the pool at the row's position, layer `layer`, in the pool's type (q8_0: bit for bit
+// llm_quantize_row_q8_0_ref of each head).
+cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cuda_row *rows, int n_rows, const cuda_kv &kv, int layer,
                               int n_heads, int n_kv_heads, int head_dim, const float *freqs, bool interleaved,
                               cudaStream_t stream);
 
-// Causal grouped-query attention of each row's query against positions 0..pos of its cache (llm_attention):
-// split-K over chunks of ATTENTION_CHUNK positions, then a merge (none for one chunk). partial holds
+// Causal grouped-query attention of each row's query against positions 0..pos of its sequence in the pool
+// (llm_attention; f16 and q8_0 rows widened to f32, the sums in f32): split-K over chunks of ATTENTION_CHUNK positions
+// (whole blocks of the pool), then a merge (none for one chunk). partial holds
 // attention_partial_floats(...). Rows with row_tiled[r] set (nullptr: none) are left to launch_attention_tiles.
 // With quantized (and no row_tiled, head_dim a multiple of 32), the output rows also go out as q8_0 activations,
 // as launch_quantize would make them. With rope.freqs set (no row_tiled; each row of its own sequence, as in a
 // decode pass, since a row would not see another's key), q and rope.k are unrotated and the kernel does what
-// launch_rope_store would first: the same bits in q's place (q itself is left as it is) and in the caches.
+// launch_rope_store would first: the same bits in q's place (q itself is left as it is) and in the pool.
 #define ATTENTION_CHUNK 256
+static_assert(ATTENTION_CHUNK % LLM_KV_BLOCK_TOKENS == 0, "a chunk covers whole blocks");
 struct attention_rope {
   const float *k, *v; // the rows' keys and values as the products left them, n_kv_heads * head_dim apart
   const float *freqs;
   bool interleaved;
 };
 size_t attention_partial_floats(int n_rows, int n_heads, int head_dim, int n_chunks);
-cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, int n_rows, int layer, int n_heads,
+cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, int n_rows, const cuda_kv &kv, int layer, int n_heads,
                              int n_kv_heads, int head_dim, int n_chunks, float *partial, const uint8_t *row_tiled,
                              cudaStream_t stream, act_q8_0 *quantized = nullptr, attention_rope rope = {});
 
 // The same for prompts in tiles (attention_prompt.cu): up to ATTENTION_TILE_ROWS consecutive rows of one sequence
-// at consecutive positions share every key and value they load. plan_attention_tiles picks a pass's tiles on the
+// (one `blocks`) at consecutive positions share every key and value they load. plan_attention_tiles picks a pass's tiles on the
 // host from its rows: runs of at least ATTENTION_TILE_MIN_ROWS such rows, when head_dim <= 128 and a multiple of
 // 4; tiles[2i] and tiles[2i + 1] are tile i's first row and row count, row_tiled[r] = 1 for the rows of tiles
 // (n_rows entries). Returns the tile count; *n_tiled_rows, their rows.
@@ -127,7 +147,7 @@ cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, i
 #define ATTENTION_TILE_MIN_ROWS 8
 int plan_attention_tiles(const cuda_row *rows, int n_rows, int head_dim, int32_t *tiles, uint8_t *row_tiled, int *n_tiled_rows);
 cudaError_t launch_attention_tiles(float *out, const float *q, const cuda_row *rows, const int32_t *tiles, int n_tiles,
-                                   int layer, int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
+                                   const cuda_kv &kv, int layer, int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
 
 // out = silu(gate) * up over n values (llm_swiglu), for gate and up products of different types.
 cudaError_t launch_swiglu(float *out, const float *gate, const float *up, int64_t n, cudaStream_t stream);

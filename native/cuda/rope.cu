@@ -1,45 +1,55 @@
-// Rotary embedding of q and k (llm_rope) and the store of k and v into each row's KV cache. One block per (row,
-// head), one thread per rotated pair (rope.cuh). A decode pass rotates in its attention kernel instead.
-#include "kernels.cuh"
+// Rotary embedding of q and k (llm_rope) and the store of k and v into the KV pool at each row's position. One
+// block per (row, head): the head is rotated (or, for v, copied) into shared memory, then written back in place
+// (q) or stored in the pool's type (kv_pool.cuh). A decode pass rotates and stores in its attention kernel instead.
+#include "kv_pool.cuh"
 #include "rope.cuh"
 
 namespace {
 
-__device__ __forceinline__ void rotate_pair(const float *head, float *out, int i, int half, bool interleaved, int pos, float freq) {
-  const float2 rotated = rope_pair(head, i, half, interleaved, pos, freq);
-  __syncthreads(); // q rotates in place: every pair is read before any is written
-  out[2 * i] = rotated.x;
-  out[2 * i + 1] = rotated.y;
-}
+constexpr int kThreads = 128; // whole warps: the q8_0 store quantizes a block of 32 values per warp
 
 // blockIdx.y: q heads [0, n_heads), then k heads, then v heads.
-__global__ void rope_store_kernel(float *q, const float *k, const float *v, const cuda_row *rows, int layer, int n_heads,
-                                  int n_kv_heads, int head_dim, const float *freqs, bool interleaved) {
-  const int row = blockIdx.x, head = blockIdx.y, i = threadIdx.x, half = head_dim / 2;
+template <int Type>
+__global__ void __launch_bounds__(kThreads) rope_store_kernel(float *q, const float *k, const float *v, const cuda_row *rows, cuda_kv kv,
+                                                              int layer, int n_heads, int n_kv_heads, int head_dim, const float *freqs,
+                                                              bool interleaved) {
+  __shared__ __align__(16) float head_out[LLM_CUDA_MAX_HEAD_DIM];
+  const int row = blockIdx.x, head = blockIdx.y;
   const cuda_row info = rows[row];
   const int64_t kv_dim = (int64_t)n_kv_heads * head_dim;
-  const int64_t cache_offset = layer * info.layer_stride + (int64_t)info.pos * kv_dim;
+  const bool is_value = head >= n_heads + n_kv_heads;
+  const int kv_head = is_value ? head - n_heads - n_kv_heads : head - n_heads;
   if (head < n_heads) {
-    float *h = q + ((int64_t)row * n_heads + head) * head_dim;
-    rotate_pair(h, h, i, half, interleaved, info.pos, freqs[i]);
-  } else if (head < n_heads + n_kv_heads) {
-    const int kv_head = head - n_heads;
-    rotate_pair(k + row * kv_dim + kv_head * head_dim, info.keys + cache_offset + kv_head * head_dim, i, half,
-                interleaved, info.pos, freqs[i]);
+    rope_head(head_out, q + ((int64_t)row * n_heads + head) * head_dim, head_dim, interleaved, info.pos, freqs);
+  } else if (!is_value) {
+    rope_head(head_out, k + row * kv_dim + kv_head * head_dim, head_dim, interleaved, info.pos, freqs);
   } else {
-    const int64_t offset = (int64_t)(head - n_heads - n_kv_heads) * head_dim + 2 * i;
-    info.values[cache_offset + offset] = v[row * kv_dim + offset];
-    info.values[cache_offset + offset + 1] = v[row * kv_dim + offset + 1];
+    const float *src = v + row * kv_dim + kv_head * head_dim;
+    for (int i = threadIdx.x; i < head_dim; i += kThreads) head_out[i] = src[i];
   }
+  __syncthreads(); // q rotates in place: every pair is read before any is written
+  if (head < n_heads) {
+    float *dst = q + ((int64_t)row * n_heads + head) * head_dim;
+    for (int i = threadIdx.x; i < head_dim; i += kThreads) dst[i] = head_out[i];
+    return;
+  }
+  const int32_t block = kv.block_table[info.blocks + info.pos / LLM_KV_BLOCK_TOKENS];
+  const size_t offset = kv_row_offset(kv, block, layer, info.pos) + kv_head * (kv.row_bytes / n_kv_heads);
+  KvFormat<Type>::store((is_value ? kv.values : kv.keys) + offset, head_out, head_dim);
 }
 
 } // namespace
 
-cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cuda_row *rows, int n_rows, int layer,
+cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cuda_row *rows, int n_rows, const cuda_kv &kv, int layer,
                               int n_heads, int n_kv_heads, int head_dim, const float *freqs, bool interleaved,
                               cudaStream_t stream) {
   if (n_rows == 0) return cudaSuccess;
+  if (!cuda_kv_supported(kv, n_kv_heads, head_dim) || head_dim > LLM_CUDA_MAX_HEAD_DIM || head_dim % 2 != 0)
+    return cudaErrorInvalidValue;
   const dim3 grid(n_rows, n_heads + 2 * n_kv_heads);
-  rope_store_kernel<<<grid, head_dim / 2, 0, stream>>>(q, k, v, rows, layer, n_heads, n_kv_heads, head_dim, freqs, interleaved);
-  return cudaGetLastError();
+  return with_kv_type(kv.type, [&](auto type) {
+    rope_store_kernel<decltype(type)::value><<<grid, kThreads, 0, stream>>>(q, k, v, rows, kv, layer, n_heads, n_kv_heads, head_dim,
+                                                                             freqs, interleaved);
+    return cudaGetLastError();
+  });
 }

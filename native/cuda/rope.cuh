@@ -11,3 +11,13 @@ __device__ __forceinline__ float2 rope_pair(const float *head, int i, int half, 
   const float c = cosf(angle), s = sinf(angle);
   return make_float2(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s)));
 }
+
+// A whole head rotated by the block's threads into out (shared memory, interleaved order).
+__device__ __forceinline__ void rope_head(float *out, const float *head, int head_dim, bool interleaved, int pos, const float *freqs) {
+  const int half = head_dim / 2;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float2 rotated = rope_pair(head, i, half, interleaved, pos, freqs[i]);
+    out[2 * i] = rotated.x;
+    out[2 * i + 1] = rotated.y;
+  }
+}
