@@ -382,7 +382,7 @@ void time_products(const char *only) {
       const matmul_workspace workspace = { dequantized.ptr, cublas_workspace_bytes(w.matrix) };
       const cuda_matrix *weights[] = { &w.matrix };
       float *const outs[] = { out.ptr };
-      for (int n_tokens : { 8, 16, 24, 31, 32, 64, 128, 256, 512 }) {
+      for (int n_tokens : { 1, 2, 4, 8, 12, 16, 24, 31, 32, 48, 64, 128, 512 }) {
         if (only && n_tokens != 512) continue;
         double ms[2];
         for (int path = 0; path < 2; path++) {
