@@ -156,10 +156,17 @@ function checkPositiveInteger(name: string, value: unknown): void {
   }
 }
 
-/** The numeric load options' rules, on their own so that a caller (the CLI) can check them before any loading. */
-export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize">): void {
+/** The load options' rules that need no model, on their own so that a caller (the CLI) can check them before any loading. */
+export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens">): void {
   checkPositiveInteger("threads", options.threads);
   checkPositiveInteger("contextSize", options.contextSize);
+  const { kvCacheType, kvCacheTokens } = options;
+  if (kvCacheType !== undefined && !KV_CACHE_TYPES.includes(kvCacheType)) {
+    throw new InvalidArgumentError(`kvCacheType must be "f32", "f16" or "q8_0" (got ${String(kvCacheType)})`, { option: "kvCacheType" });
+  }
+  if (kvCacheTokens !== undefined && (typeof kvCacheTokens !== "number" || !Number.isInteger(kvCacheTokens) || kvCacheTokens < 1)) {
+    throw new InvalidArgumentError(`kvCacheTokens must be a positive integer (got ${String(kvCacheTokens)})`, { option: "kvCacheTokens" });
+  }
 }
 
 /** The most positions a model can attend over: its trained context, stretched by a linear rope scaling factor. */
@@ -168,18 +175,15 @@ export function maxContextSize(config: Pick<ModelConfig, "contextLength" | "rope
   return config.ropeScaling?.type === "linear" ? Math.floor(config.contextLength * config.ropeScaling.factor) : config.contextLength;
 }
 
-/** The KV options' rules (kvCacheTokens against the resolved contextSize, q8_0 against the head size). */
+/** The KV options' rules that need the model (checkLoadOptions has checked their shape): kvCacheTokens against the resolved contextSize, q8_0 against the head size. */
 function checkKvCacheOptions(options: LoadModelOptions, config: ModelConfig, contextSize: number): void {
   const { kvCacheType, kvCacheTokens } = options;
-  if (kvCacheType !== undefined && !KV_CACHE_TYPES.includes(kvCacheType)) {
-    throw new InvalidArgumentError(`kvCacheType must be "f32", "f16" or "q8_0" (got ${String(kvCacheType)})`, { option: "kvCacheType" });
-  }
   if (kvCacheType === "q8_0" && config.headDim % 32 !== 0) {
     throw new InvalidArgumentError(`kvCacheType "q8_0" needs a head size that is a multiple of 32; this model's is ${config.headDim}`, {
       option: "kvCacheType",
     });
   }
-  if (kvCacheTokens !== undefined && (typeof kvCacheTokens !== "number" || !Number.isInteger(kvCacheTokens) || kvCacheTokens < contextSize)) {
+  if (kvCacheTokens !== undefined && kvCacheTokens < contextSize) {
     throw new InvalidArgumentError(`kvCacheTokens must be an integer of at least contextSize ${contextSize} (got ${String(kvCacheTokens)})`, {
       option: "kvCacheTokens",
     });

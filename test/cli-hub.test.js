@@ -104,6 +104,9 @@ test("info --json reports stories260K's shape, weight types, tokenizer and memor
 
   const small = JSON.parse((await cli(["info", STORIES, "--json", "--ctx-size", "256", "--tensors"])).stdout);
   assert.equal(small.memory.kvCacheBytes, 1_310_720);
+  // 5 layers x 32 kv values x 2 (keys, values) x 4 bytes per position of f32.
+  const f32 = JSON.parse((await cli(["info", STORIES, "--json", "--kv-type", "f32", "--kv-tokens", "4096"])).stdout);
+  assert.deepEqual([f32.memory.kvCacheType, f32.memory.kvCacheTokens, f32.memory.kvCacheBytes], ["f32", 4096, 4096 * 1280]);
   assert.equal(small.tensors.length, 48);
   assert.deepEqual(small.tensors.find((t) => t.name === "blk.0.ffn_down.weight"), { name: "blk.0.ffn_down.weight", type: "f32", shape: [64, 172], bytes: 44_032 });
 });

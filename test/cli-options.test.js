@@ -72,6 +72,10 @@ test("bad option values are usage errors (exit 2, nothing on stdout) found befor
     [["perplexity", "-m", missing, "-f", __filename, "-t", "0"], /--threads: threads/],
     [["perplexity", "-m", missing, "-f", __filename, "--chunks", "0"], /--chunks: perplexity: maxWindows must be a positive integer/],
     [["info", missing, "--ctx-size", "0"], /--ctx-size: contextSize/],
+    [["run", "-m", missing, "--kv-type", "f17"], /--kv-type: kvCacheType must be "f32", "f16" or "q8_0" \(got f17\)/],
+    [["chat", "-m", missing, "--kv-tokens", "0"], /--kv-tokens: kvCacheTokens must be a positive integer/],
+    [["serve", "-m", missing, "--kv-type", "q4_0"], /--kv-type: kvCacheType/],
+    [["info", missing, "--kv-tokens=-1"], /--kv-tokens: kvCacheTokens/],
     [["quantize", missing, "out.gguf", "--type", "q8_0", "-t", "0"], /--threads: threads/],
   ];
   for (const [args, message] of cases) {

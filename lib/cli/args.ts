@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../errors";
 import { checkLoadOptions } from "../model";
+import type { KvCacheType } from "../native/binding";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -49,6 +50,15 @@ export const THREADS_OPTION: OptionSpec = {
 export const CTX_SIZE_OPTION: OptionSpec = {
   type: "string", number: "int", short: "c", placeholder: "N", description: "Context size (default: the model's, at most 4096)",
   check: (contextSize) => checkLoadOptions({ contextSize: contextSize as number }),
+};
+
+export const KV_TYPE_OPTION: OptionSpec = {
+  type: "string", placeholder: "TYPE", description: "How the KV cache stores keys and values: f16 (default), f32 (exact) or q8_0",
+  check: (kvCacheType) => checkLoadOptions({ kvCacheType: kvCacheType as KvCacheType }),
+};
+export const KV_TOKENS_OPTION: OptionSpec = {
+  type: "string", number: "int", placeholder: "N", description: "Positions of the KV pool all sequences share (default: 8 x the context size)",
+  check: (kvCacheTokens) => checkLoadOptions({ kvCacheTokens: kvCacheTokens as number }),
 };
 
 export type ParsedOptions = Record<string, string | number | boolean | (string | number | boolean)[] | undefined>;

@@ -7,7 +7,8 @@
 import readline from "node:readline";
 import type { ChatSession } from "../generation/session";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
 
@@ -24,6 +25,8 @@ export const chatCommand: CommandSpec = {
     ...SAMPLING_OPTIONS,
     threads: THREADS_OPTION,
     "ctx-size": CTX_SIZE_OPTION,
+    "kv-type": KV_TYPE_OPTION,
+    "kv-tokens": KV_TOKENS_OPTION,
     json: { type: "boolean", description: "One JSON line per answer (text, tokens, finishReason, stats); no prompts, messages to stderr" },
   },
 };
@@ -93,6 +96,8 @@ export async function chat(argv: string[]): Promise<number> {
     offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
+    kvCacheType: o["kv-type"] as KvCacheType | undefined,
+    kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
   });
   let session: ChatSession | undefined;

@@ -6,7 +6,8 @@
 import { parseModel } from "../formats/detect";
 import type { TensorType } from "../formats/types";
 import { loadModel, type ModelInfo } from "../model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import type { KvCacheType } from "../native/binding";
 import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
 
 export const infoCommand: CommandSpec = {
@@ -19,6 +20,8 @@ export const infoCommand: CommandSpec = {
     check: { type: "boolean", description: "Scan every tensor for NaN and infinity (exit status 1 naming the first bad one)" },
     json: { type: "boolean", description: "Print one JSON object" },
     "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of the KV cache estimate (default: as run uses)" },
+    "kv-type": KV_TYPE_OPTION,
+    "kv-tokens": KV_TOKENS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     offline: OFFLINE_OPTION,
   },
@@ -47,7 +50,7 @@ export interface ModelReport {
 
 async function describe(
   path: string,
-  options: { contextSize?: number; tokenizer?: string; tensors: boolean; check: boolean },
+  options: { contextSize?: number; kvCacheType?: KvCacheType; kvCacheTokens?: number; tokenizer?: string; tensors: boolean; check: boolean },
 ): Promise<ModelReport> {
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
   // On the CPU: the weights stay mapped, and unread unless checked (on a GPU they would be uploaded, for nothing).
@@ -55,6 +58,8 @@ async function describe(
     threads: options.check ? undefined : 1,
     device: "cpu",
     contextSize: options.contextSize,
+    kvCacheType: options.kvCacheType,
+    kvCacheTokens: options.kvCacheTokens,
     tokenizer: options.tokenizer,
     checkTensors: options.check,
   });
@@ -120,6 +125,8 @@ export async function info(argv: string[]): Promise<number> {
   const path = await resolveModel(o.model as string, o.offline as boolean | undefined);
   const report = await describe(path, {
     contextSize: o["ctx-size"] as number | undefined,
+    kvCacheType: o["kv-type"] as KvCacheType | undefined,
+    kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
     tensors: o.tensors === true,
     check: o.check === true,

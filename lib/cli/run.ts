@@ -2,7 +2,8 @@
 import type { GenerateOptions, Prompt } from "../generation/types";
 import type { LlamaModel } from "../model";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS, STOP_OPTION } from "./sampling-options";
 
@@ -21,6 +22,8 @@ export const runCommand: CommandSpec = {
     ...SAMPLING_OPTIONS,
     threads: THREADS_OPTION,
     "ctx-size": CTX_SIZE_OPTION,
+    "kv-type": KV_TYPE_OPTION,
+    "kv-tokens": KV_TOKENS_OPTION,
     json: { type: "boolean", description: "Print one JSON object at the end (text, tokens, finishReason, stats) instead of streaming" },
   },
 };
@@ -43,6 +46,8 @@ export async function run(argv: string[]): Promise<number> {
     offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
+    kvCacheType: o["kv-type"] as KvCacheType | undefined,
+    kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
   });
   const abort = new AbortController();

@@ -3,7 +3,8 @@ import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import { createServer, type LlamaServer, resolveServerOptions, type ServerOptions } from "../server";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 
 export const serveCommand: CommandSpec = {
@@ -16,6 +17,8 @@ export const serveCommand: CommandSpec = {
     tokenizer: TOKENIZER_OPTION,
     threads: THREADS_OPTION,
     "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of each slot (default: the model's, at most 4096)" },
+    "kv-type": KV_TYPE_OPTION,
+    "kv-tokens": KV_TOKENS_OPTION,
     host: { type: "string", placeholder: "ADDR", description: "Address to listen on (default 127.0.0.1: this machine only)" },
     port: { type: "string", number: "int", placeholder: "N", description: "Port (default 8080; 0 picks a free one)" },
     parallel: { type: "string", number: "int", placeholder: "N", description: "Generations in flight at once, batched together (default 4)" },
@@ -75,6 +78,8 @@ export async function serve(argv: string[]): Promise<number> {
     offline: o.offline as boolean | undefined,
     threads: o.threads as number | undefined,
     contextSize: o["ctx-size"] as number | undefined,
+    kvCacheType: o["kv-type"] as KvCacheType | undefined,
+    kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
   });
   let server: LlamaServer | undefined;
