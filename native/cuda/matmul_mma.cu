@@ -12,6 +12,14 @@
 // order of the float sums differs. f16 weights meet activations rounded to f16; bf16 weights meet activations split
 // into two bf16 terms (hi + lo, 16 significant bits), which keeps bf16 models' logits within the float reference.
 // The activations arrive in mma_activation_format (quantize.cu converts them once per pass and product group).
+//
+// Few tokens make a grid of few blocks (rows / 128 of them below 64 tokens: 32 for 4096 rows on 132 SMs), each
+// walking every k-tile. Split-K then gives each block (blockIdx.z) one of S contiguous ranges of k-tiles; the
+// blocks store their partial sums to the workspace, [S][tokens][rows of all products], and a second kernel adds
+// them up in range order into out.
+#include <algorithm>
+#include <atomic>
+
 #include "formats.cuh"
 #include "kernels.cuh"
 
@@ -271,12 +279,16 @@ struct MmaParams {
   float *out[MATMUL_MAX_PRODUCTS];
   int64_t rows[MATMUL_MAX_PRODUCTS];
   int first_tile[MATMUL_MAX_PRODUCTS]; // the first row tile (blockIdx.y) of each product
+  int64_t first_row[MATMUL_MAX_PRODUCTS]; // where each product's rows start among all products' (the partials)
   int n_products;
+  int64_t total_rows;
   int64_t cols;
   size_t row_bytes;
   const void *x;
   size_t x_stride;
   int n_tokens;
+  int n_k_tiles;
+  float *partials; // split-K (gridDim.z > 1): range z's sums of token t at partials[(z n_tokens + t) total_rows + row]
   bool add; // out += W x (the residual) instead of out = W x
 };
 
@@ -325,6 +337,9 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
   const int rows_here = (int)min((int64_t)kTileRows, rows - row0);
   const int token0 = (int)blockIdx.x * kTileTokens;
   const uint8_t *w = pick(p.w, product) + row0 * p.row_bytes;
+  // This block's k-tiles: range blockIdx.z of gridDim.z near-equal contiguous ones.
+  const int kt_begin = (int)((int64_t)p.n_k_tiles * blockIdx.z / gridDim.z);
+  const int kt_end = (int)((int64_t)p.n_k_tiles * (blockIdx.z + 1) / gridDim.z);
 
   // acc[m][n][c]: rows warp_row + 16m + group (+ 8 for c >= 2), tokens warp_token + 8n + 2 in_group + c % 2.
   float acc[2][4][4];
@@ -335,13 +350,12 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
 #pragma unroll
       for (int c = 0; c < 4; c++) acc[m][n][c] = 0.0f;
 
-  const int n_k_tiles = (int)((p.cols + T::kValues - 1) / T::kValues);
   constexpr bool kUnpacks = T::kRawBytes > 0;
-  stage_rows<T>(s, 0, w, p.row_bytes, rows_here, 0);
-  T::stage(s.b[0], s.token_scales[0], p.x, p.x_stride, token0, p.n_tokens, 0, p.cols);
+  stage_rows<T>(s, 0, w, p.row_bytes, rows_here, kt_begin);
+  T::stage(s.b[0], s.token_scales[0], p.x, p.x_stride, token0, p.n_tokens, kt_begin, p.cols);
   cp_async_commit();
-  for (int kt = 0; kt < n_k_tiles; kt++) {
-    const int buffer = kt & 1, a_buffer = kUnpacks ? 0 : buffer;
+  for (int kt = kt_begin; kt < kt_end; kt++) {
+    const int buffer = (kt - kt_begin) & 1, a_buffer = kUnpacks ? 0 : buffer;
     cp_async_wait<0>();
     __syncthreads(); // k-tile kt has landed for every thread
     if constexpr (kUnpacks) {
@@ -354,7 +368,7 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
       }
       __syncthreads(); // the raw tile is free again
     }
-    if (kt + 1 < n_k_tiles) {
+    if (kt + 1 < kt_end) {
       stage_rows<T>(s, a_buffer ^ (kUnpacks ? 0 : 1), w, p.row_bytes, rows_here, kt + 1);
       T::stage(s.b[buffer ^ 1], s.token_scales[buffer ^ 1], p.x, p.x_stride, token0, p.n_tokens, kt + 1, p.cols);
     }
@@ -449,6 +463,7 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
   }
 
   float *out = pick(p.out, product);
+  float *partials = gridDim.z > 1 ? p.partials + (int64_t)blockIdx.z * p.n_tokens * p.total_rows + pick(p.first_row, product) : nullptr;
 #pragma unroll
   for (int m = 0; m < 2; m++)
 #pragma unroll
@@ -457,22 +472,131 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
       for (int e = 0; e < 4; e++) {
         const int r = warp_row + 16 * m + group + 8 * (e / 2), t = token0 + warp_token + 8 * n + 2 * in_group + e % 2;
         if (r >= rows_here || t >= p.n_tokens) continue;
+        if (partials) {
+          partials[(int64_t)t * p.total_rows + row0 + r] = acc[m][n][e];
+          continue;
+        }
         float *o = out + (int64_t)t * rows + row0 + r;
         *o = p.add ? *o + acc[m][n][e] : acc[m][n][e];
       }
 }
 
-template <typename T> cudaError_t launch_tile(const MmaParams &p, int row_tiles, cudaStream_t stream) {
+// out (of each product) = the sum of the split ranges' partial sums, range 0 first (out + that sum with add): a
+// thread per row of all products (x) and token (y).
+constexpr int kSumThreads = 256;
+__global__ void split_k_sum_kernel(const MmaParams p, int split) {
+  const int64_t plane = (int64_t)p.n_tokens * p.total_rows;
+  for (int t = (int)blockIdx.y; t < p.n_tokens; t += (int)gridDim.y) {
+    for (int64_t row = (int64_t)blockIdx.x * kSumThreads + threadIdx.x; row < p.total_rows; row += (int64_t)gridDim.x * kSumThreads) {
+      int product = 0;
+      while (product + 1 < p.n_products && row >= pick(p.first_row, product + 1)) product++;
+      const float *partial = p.partials + (int64_t)t * p.total_rows + row;
+      float sum = partial[0];
+      for (int z = 1; z < split; z++) sum += partial[z * plane];
+      float *o = pick(p.out, product) + (int64_t)t * pick(p.rows, product) + (row - pick(p.first_row, product));
+      *o = p.add ? *o + sum : sum;
+    }
+  }
+}
+
+template <typename T> cudaError_t launch_tile(const MmaParams &p, int row_tiles, int split, cudaStream_t stream) {
   const size_t smem = sizeof(TileSmem<T>);
   // Blocks take more than the default 48 KB of shared memory (set per launch: the setting is per device).
   const cudaError_t raised = cudaFuncSetAttribute(matmul_mma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (raised != cudaSuccess) return raised;
-  const dim3 grid((unsigned)((p.n_tokens + kTileTokens - 1) / kTileTokens), (unsigned)row_tiles);
+  const dim3 grid((unsigned)((p.n_tokens + kTileTokens - 1) / kTileTokens), (unsigned)row_tiles, (unsigned)split);
   matmul_mma_kernel<T><<<grid, kThreads, smem, stream>>>(p);
+  if (split == 1) return cudaGetLastError();
+  const dim3 sum_grid((unsigned)std::min<int64_t>((p.total_rows + kSumThreads - 1) / kSumThreads, 65535), (unsigned)std::min(p.n_tokens, 65535));
+  split_k_sum_kernel<<<sum_grid, kSumThreads, 0, stream>>>(p, split);
   return cudaGetLastError();
 }
 
+// Split-K fills the grid up to kBlocksPerSm blocks per SM (the kernel's occupancy, __launch_bounds__): one full
+// wave of blocks. A range takes at least kMinSplitKTiles k-tiles, so that its block's pipeline (the next k-tile
+// loading while one is multiplied) still overlaps.
+constexpr int kBlocksPerSm = 2;
+constexpr int kMinSplitKTiles = 2;
+
+// The SM count of the current device, read once per device (1 where it cannot be read: no split).
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> counts[kMaxDevices]; // 0: not read yet
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0) {
+    cudaGetLastError();
+    return 1;
+  }
+  if (device < kMaxDevices && (count = counts[device].load(std::memory_order_relaxed)) > 0) return count;
+  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || count < 1) {
+    cudaGetLastError();
+    return 1;
+  }
+  if (device < kMaxDevices) counts[device].store(count, std::memory_order_relaxed);
+  return count;
+}
+
+// A launch's shape: where each product starts among the row tiles and among the rows of all products, their
+// totals, and the k-tiles.
+struct LaunchShape {
+  int first_tile[MATMUL_MAX_PRODUCTS] = {};
+  int64_t first_row[MATMUL_MAX_PRODUCTS] = {};
+  int row_tiles = 0;
+  int64_t total_rows = 0;
+  int n_k_tiles = 0;
+};
+LaunchShape shape_of(const cuda_matrix *const weights[], int n_products) {
+  LaunchShape shape;
+  for (int i = 0; i < n_products; i++) {
+    shape.first_tile[i] = shape.row_tiles;
+    shape.first_row[i] = shape.total_rows;
+    shape.row_tiles += (int)((weights[i]->rows + kTileRows - 1) / kTileRows);
+    shape.total_rows += weights[i]->rows;
+  }
+  static_assert(FloatTile<__half>::kValues == FloatTile<__nv_bfloat16>::kValues && BlockTile<FormatQ8_0>::kValues == Q4_KTile::kValues &&
+                    BlockTile<FormatQ4_0>::kValues == Q4_KTile::kValues && Q6_KTile::kValues == Q4_KTile::kValues,
+                "one k-tile width for f16 and bf16, one for the quantized types");
+  const bool halves = weights[0]->type == LLM_F16 || weights[0]->type == LLM_BF16;
+  const int values = halves ? FloatTile<__half>::kValues : Q4_KTile::kValues;
+  shape.n_k_tiles = (int)((weights[0]->cols + values - 1) / values);
+  return shape;
+}
+
+// The ranges a launch of n_tokens splits into with room enough for its partials.
+int split_wanted(const LaunchShape &shape, int n_tokens) {
+  const int64_t blocks = (int64_t)((n_tokens + kTileTokens - 1) / kTileTokens) * shape.row_tiles;
+  const int64_t fill = kBlocksPerSm * (int64_t)sm_count() / std::max<int64_t>(blocks, 1);
+  return (int)std::max<int64_t>(1, std::min<int64_t>(fill, shape.n_k_tiles / kMinSplitKTiles));
+}
+
+size_t partial_bytes(const LaunchShape &shape, int n_tokens, int split) {
+  return split > 1 ? (size_t)split * (size_t)n_tokens * (size_t)shape.total_rows * sizeof(float) : 0;
+}
+
+// split_wanted, as far as the workspace's partials hold it.
+int split_with(const LaunchShape &shape, int n_tokens, const matmul_workspace *workspace) {
+  const size_t per_range = (size_t)n_tokens * (size_t)shape.total_rows * sizeof(float);
+  if (!workspace || !workspace->partials || per_range == 0) return 1;
+  return (int)std::min<size_t>(split_wanted(shape, n_tokens), std::max<size_t>(1, workspace->partial_bytes / per_range));
+}
+
 } // namespace
+
+int matmul_mma_split(const cuda_matrix *const weights[], int n_products, int n_tokens, const matmul_workspace *workspace) {
+  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || n_tokens < 1) return 1;
+  return split_with(shape_of(weights, n_products), n_tokens, workspace);
+}
+
+// Within one count of token tiles the split is the same, so the most bytes are at its most tokens: counted for
+// whole token tiles, so that a batch growing by a token at a time does not grow the workspace each time.
+size_t matmul_mma_partial_bytes(const cuda_matrix *const weights[], int n_products, int max_tokens) {
+  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || !matmul_mma_supports(weights[0]->type, weights[0]->row_bytes)) return 0;
+  const LaunchShape shape = shape_of(weights, n_products);
+  size_t most = 0;
+  for (int tiles = 1; (int64_t)(tiles - 1) * kTileTokens < max_tokens; tiles++)
+    most = std::max(most, partial_bytes(shape, tiles * kTileTokens, split_wanted(shape, tiles * kTileTokens)));
+  return most;
+}
 
 bool matmul_mma_supports(int type, size_t row_bytes) {
   switch (type) {
@@ -487,21 +611,31 @@ bool matmul_mma_supports(int type, size_t row_bytes) {
 }
 
 cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
-                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream) {
-  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || n_tokens < 1) return cudaErrorInvalidValue;
+                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream,
+                              const matmul_workspace *workspace, int split) {
+  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || n_tokens < 1 || split < 0) return cudaErrorInvalidValue;
   const cuda_matrix &first = *weights[0];
   if (!matmul_mma_supports(first.type, first.row_bytes)) return cudaErrorInvalidValue;
+  const LaunchShape shape = shape_of(weights, n_products);
   MmaParams p = {};
-  int row_tiles = 0;
   for (int i = 0; i < n_products; i++) {
     if (weights[i]->type != first.type || weights[i]->cols != first.cols) return cudaErrorInvalidValue;
     p.w[i] = weights[i]->data;
     p.out[i] = outs[i];
     p.rows[i] = weights[i]->rows;
-    p.first_tile[i] = row_tiles;
-    row_tiles += (int)((weights[i]->rows + kTileRows - 1) / kTileRows);
+    p.first_tile[i] = shape.first_tile[i];
+    p.first_row[i] = shape.first_row[i];
   }
-  if (row_tiles > 65535 || (n_tokens + kTileTokens - 1) / kTileTokens > 0x7fffffff / kTileTokens) return cudaErrorInvalidConfiguration;
+  if (shape.row_tiles > 65535 || (n_tokens + kTileTokens - 1) / kTileTokens > 0x7fffffff / kTileTokens) return cudaErrorInvalidConfiguration;
+  if (split == 0) {
+    split = split_with(shape, n_tokens, workspace);
+  } else if (split > std::max(shape.n_k_tiles, 1) || split > 65535 ||
+             (split > 1 && (!workspace || !workspace->partials || partial_bytes(shape, n_tokens, split) > workspace->partial_bytes))) {
+    return cudaErrorInvalidValue;
+  }
+  p.partials = split > 1 ? workspace->partials : nullptr;
+  p.total_rows = shape.total_rows;
+  p.n_k_tiles = shape.n_k_tiles;
   p.n_products = n_products;
   p.cols = first.cols;
   p.row_bytes = first.row_bytes;
@@ -510,11 +644,11 @@ cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const o
   p.n_tokens = n_tokens;
   p.add = add;
   switch (first.type) {
-  case LLM_Q8_0: return launch_tile<BlockTile<FormatQ8_0>>(p, row_tiles, stream);
-  case LLM_Q4_0: return launch_tile<BlockTile<FormatQ4_0>>(p, row_tiles, stream);
-  case LLM_Q4_K: return launch_tile<Q4_KTile>(p, row_tiles, stream);
-  case LLM_Q6_K: return launch_tile<Q6_KTile>(p, row_tiles, stream);
-  case LLM_F16: return launch_tile<FloatTile<__half>>(p, row_tiles, stream);
-  default: return launch_tile<FloatTile<__nv_bfloat16>>(p, row_tiles, stream);
+  case LLM_Q8_0: return launch_tile<BlockTile<FormatQ8_0>>(p, shape.row_tiles, split, stream);
+  case LLM_Q4_0: return launch_tile<BlockTile<FormatQ4_0>>(p, shape.row_tiles, split, stream);
+  case LLM_Q4_K: return launch_tile<Q4_KTile>(p, shape.row_tiles, split, stream);
+  case LLM_Q6_K: return launch_tile<Q6_KTile>(p, shape.row_tiles, split, stream);
+  case LLM_F16: return launch_tile<FloatTile<__half>>(p, shape.row_tiles, split, stream);
+  default: return launch_tile<FloatTile<__nv_bfloat16>>(p, shape.row_tiles, split, stream);
   }
 }
