@@ -313,7 +313,7 @@ void test_matmul_split_k(llm_threadpool *pool) {
     const cuda_matrix *weights[] = { &m0.matrix, &m1.matrix, &m2.matrix };
     device_array<float> partials((size_t)k_tiles * max_tokens * (rows[0] + rows[1] + rows[2]));
     const matmul_workspace workspace = { nullptr, 0, partials.ptr, partials.n * sizeof(float), false };
-    for (int n_tokens : { 8, 16, 24, 33, 64 }) {
+    for (int n_tokens : { 8, 16, 24, 32, 33, 64 }) {
       std::vector<float> x = random_floats((size_t)n_tokens * s.cols);
       std::vector<float> ref[3], residual[3];
       for (int i = 0; i < 3; i++) {
@@ -493,8 +493,8 @@ void test_matmul_cublas(llm_threadpool *pool) {
 
 // With --time: the products of a 7B layer's shapes at several token counts, launch_matmul (whichever path it
 // takes, with a workspace for cuBLAS: its times include the dequantization) against the tensor-core tiles (both
-// with room for split-K's partials; the split they pick is printed), median of 9 event-timed runs, in TOPS (2 rows
-// cols tokens per second).
+// with room for split-K's partials; the split they pick is printed) and the tiles unsplit, median of 9 event-timed
+// runs, in TOPS (2 rows cols tokens per second).
 // --time TYPE: that type's 4096 x 4096 product of 512 tokens alone (for a profiler).
 void time_products(const char *only) {
   for (llm_type type : { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K, LLM_F16, LLM_BF16 }) {
@@ -518,8 +518,8 @@ void time_products(const char *only) {
       float *const outs[] = { out.ptr };
       for (int n_tokens : { 1, 2, 4, 8, 12, 16, 24, 31, 32, 48, 64, 128, 512 }) {
         if (only && n_tokens != 512) continue;
-        double ms[2];
-        for (int path = 0; path < 2; path++) {
+        double ms[3]; // launch_matmul, the tiles with the split they pick, the tiles unsplit
+        for (int path = 0; path < 3; path++) {
           cudaEvent_t start, stop;
           cudaEventCreate(&start);
           cudaEventCreate(&stop);
@@ -530,7 +530,8 @@ void time_products(const char *only) {
             const void *input = format == activation_format(type) ? input_warp : format == mma_activation_format(type) ? input_mma : input_f16;
             const size_t stride = activation_row_bytes(format, cols);
             check_cuda(path == 0 ? launch_matmul(weights, outs, 1, input, stride, n_tokens, MATMUL_STORE, 0, &workspace)
-                                 : launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0, &workspace), "timed product");
+                                 : launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0, &workspace, path == 2 ? 1 : 0),
+                       "timed product");
             cudaEventRecord(stop);
             check_cuda(cudaEventSynchronize(stop), "timed product");
             float t = 0;
@@ -543,10 +544,10 @@ void time_products(const char *only) {
           cudaEventDestroy(stop);
         }
         const double ops = 2.0 * rows * cols * n_tokens;
-        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%-6s) %8.1f us %6.1f TOPS | tensor cores (split %2d) %8.1f us %6.1f TOPS\n",
+        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%-6s) %8.1f us %6.1f TOPS | tensor cores (split %2d) %8.1f us %6.1f TOPS | unsplit %8.1f us\n",
                llm_type_name(type), (long long)rows, (long long)cols, n_tokens,
                matmul_takes_cublas(w.matrix, n_tokens, &workspace) ? "cublas" : matmul_takes_tensor_cores(w.matrix, n_tokens) ? "mma" : "warp",
-               1e3 * ms[0], ops / ms[0] * 1e-9, matmul_mma_split(weights, 1, n_tokens, &workspace), 1e3 * ms[1], ops / ms[1] * 1e-9);
+               1e3 * ms[0], ops / ms[0] * 1e-9, matmul_mma_split(weights, 1, n_tokens, &workspace), 1e3 * ms[1], ops / ms[1] * 1e-9, 1e3 * ms[2]);
       }
     }
   }
