@@ -991,15 +991,19 @@ std::vector<float> run_model(llm_model *model, std::vector<int32_t> &top, int n_
 }
 
 // The KV pool a model's caches take their blocks from (on the GPU once attached): room for a few 128-position
-// caches.
-bool make_kv_pool(llm_model *model, llm_kv_type type, llm_error *err) { return llm_kv_pool_create(model, type, 512, err); }
+// caches unless told more.
+bool make_kv_pool(llm_model *model, llm_kv_type type, llm_error *err, int64_t positions = 512) {
+  return llm_kv_pool_create(model, type, positions, err);
+}
 
 // The tiny model twice, on the CPU and on the GPU, each with a KV pool of `type`; false after reporting why not.
-bool open_pair(const tiny_model &m, llm_kv_type type, llm_model **cpu, llm_model **gpu, const char *what) {
+bool open_pair(const tiny_model &m, llm_kv_type type, llm_model **cpu, llm_model **gpu, const char *what, int64_t pool_positions = 512) {
   llm_error err{};
   *cpu = llm_model_open(&m.spec, &err);
   *gpu = *cpu ? llm_model_open(&m.spec, &err) : nullptr;
-  if (*cpu && *gpu && llm_cuda_attach(*gpu, 0, &err) && make_kv_pool(*cpu, type, &err) && make_kv_pool(*gpu, type, &err)) return true;
+  if (*cpu && *gpu && llm_cuda_attach(*gpu, 0, &err) && make_kv_pool(*cpu, type, &err, pool_positions) &&
+      make_kv_pool(*gpu, type, &err, pool_positions))
+    return true;
   report(false, "%s, %s KV pool: %s", what, llm_kv_type_name(type), err.message);
   return false;
 }
@@ -1121,6 +1125,60 @@ void test_sequences() {
   unlink(m.path.c_str());
 }
 
+// n_seqs sequences of 3-token prompts (one pass), then 3 decode steps of all of them, one batch each (a graph
+// captured at the first step, replayed at the next). Returns each prompt's last logits and every decode row's, and
+// the decode rows' top 5.
+std::vector<float> run_many_sequences(llm_model *model, int n_seqs, std::vector<int32_t> &top) {
+  const int vocab = model->config.vocab_size, n_steps = 3, n_prompt = 3;
+  llm_error err{};
+  std::vector<llm_kv_cache *> caches(n_seqs);
+  bool ok = true;
+  for (llm_kv_cache *&cache : caches) ok = (cache = llm_kv_cache_create(model, 64, &err)) != nullptr && ok;
+  std::vector<float> logits((size_t)n_seqs * (1 + n_steps) * vocab, NAN);
+  top.assign((size_t)n_seqs * n_steps * 5, -1);
+  std::vector<int32_t> prompts((size_t)n_seqs * n_prompt), tokens(n_seqs);
+  std::vector<llm_batch_sequence> seqs(n_seqs);
+  for (int s = 0; s < n_seqs; s++) {
+    for (int i = 0; i < n_prompt; i++) prompts[s * n_prompt + i] = (s * 31 + i * 7 + 1) % 1000;
+    seqs[s] = { caches[s], &prompts[s * n_prompt], n_prompt, 0, logits.data() + (size_t)s * vocab, LLM_LOGITS_LAST, 0, nullptr };
+  }
+  ok = ok && llm_forward_batch(model, seqs.data(), n_seqs, &err);
+  for (int step = 0; ok && step < n_steps; step++) {
+    for (int s = 0; s < n_seqs; s++) {
+      tokens[s] = (100 + 13 * s + step) % 1000;
+      const int row = step * n_seqs + s;
+      seqs[s] = { caches[s], &tokens[s], 1, n_prompt + step, logits.data() + (size_t)(n_seqs + row) * vocab, LLM_LOGITS_LAST, 5,
+                  top.data() + (size_t)row * 5 };
+    }
+    ok = llm_forward_batch(model, seqs.data(), n_seqs, &err);
+  }
+  if (!ok) printf("     forward failed: %s\n", err.message);
+  for (llm_kv_cache *cache : caches) llm_kv_cache_free(cache);
+  return logits;
+}
+
+// run_many_sequences on the GPU against the CPU with 24 sequences: their decode batches put the f16 products on the
+// tensor cores, where the 512-column ffn_down splits its k-tiles (split-K, the partials in the backend's workspace)
+// inside the captured graph and its replays.
+void test_many_sequences() {
+  tiny_model m;
+  write_tiny_model(m, LLM_F16, 1000);
+  const int n_seqs = 24;
+  llm_model *cpu = nullptr, *gpu = nullptr;
+  if (open_pair(m, LLM_KV_F32, &cpu, &gpu, "24 sequences decoding together", (int64_t)n_seqs * LLM_KV_BLOCK_TOKENS)) {
+    std::vector<int32_t> top_cpu, top_gpu;
+    const std::vector<float> want = run_many_sequences(cpu, n_seqs, top_cpu), got = run_many_sequences(gpu, n_seqs, top_gpu);
+    const double e = relative_error(got, want);
+    // f16 products on the tensor cores round the activations to f16 (test_model's 2e-3).
+    report(e < 2e-3 && top_cpu == top_gpu && all_finite(want),
+           "24 sequences decoding together (a graph of split-K products) in an f32 pool on %s: logits relative error %.2e, "
+           "top-5 %s", gpu->backend->device, e, top_cpu == top_gpu ? "identical" : "DIFFERENT");
+  }
+  llm_model_close(cpu);
+  llm_model_close(gpu);
+  unlink(m.path.c_str());
+}
+
 void test_out_of_memory() {
   tiny_model m;
   write_tiny_model(m, LLM_F32, 80000); // ~160 MB of weights
@@ -1182,6 +1240,7 @@ int main(int argc, char **argv) {
   test_top_k();
   test_model();
   test_sequences();
+  test_many_sequences();
   test_out_of_memory();
   llm_threadpool_free(pool);
   printf("%d passed, %d failed\n", passes, failures);
