@@ -91,7 +91,7 @@ struct matmul_workspace {
 // The same products through cuBLAS (matmul_cublas.cu), loaded at run time where the machine has it: launch_matmul
 // takes them where matmul_takes_cublas (from cublas_min_tokens: quantized weights are dequantized into the
 // workspace first, which pays off from more tokens). x: the tokens' activations in f16 (ACT_F16).
-#define CUBLAS_MIN_TOKENS_QUANTIZED 128 // the fewest of any quantized type: from here a pass makes the workspace
+#define CUBLAS_MIN_TOKENS_QUANTIZED 128 // the fewest of any quantized type: from here a pass makes cuBLAS room in the workspace
 int cublas_min_tokens(int type);
 bool cublas_loaded();
 // The workspace a matrix needs on that path: 0 for f16 weights, and where cuBLAS cannot take it.
