@@ -306,8 +306,8 @@ void test_matmul_split_k(llm_threadpool *pool) {
   const int64_t rows[] = { 200, 67, 130 };
   const int max_tokens = 64;
   for (const shape &s : shapes) {
-    // k-tiles of 128 halves for f16/bf16, of 256 values for the quantized types.
-    const int k_tiles = (int)((s.cols + (s.type == LLM_F16 || s.type == LLM_BF16 ? 127 : 255)) / (s.type == LLM_F16 || s.type == LLM_BF16 ? 128 : 256));
+    const int64_t k_tile_values = s.type == LLM_F16 || s.type == LLM_BF16 ? 128 : 256; // 256 bytes of the MMA form
+    const int k_tiles = (int)((s.cols + k_tile_values - 1) / k_tile_values);
     test_matrix m0(s.type, rows[0], s.cols), m1(s.type, rows[1], s.cols), m2(s.type, rows[2], s.cols);
     const test_matrix *matrices[] = { &m0, &m1, &m2 };
     const cuda_matrix *weights[] = { &m0.matrix, &m1.matrix, &m2.matrix };
