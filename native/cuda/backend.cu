@@ -87,10 +87,12 @@ struct cuda_backend {
   int32_t *attn_tiles_host = nullptr;
   uint8_t *row_tiled_host = nullptr;
   std::vector<decode_graph> graphs;
-  // A quantized matrix dequantized for cuBLAS (matmul_cublas.cu): made at the first prompt pass that can use it.
-  matmul_workspace workspace = { nullptr, 0 };
-  bool workspace_tried = false;
-  bool capturing = false; // enqueueing a pass into a graph, where cuBLAS stays out (it may allocate)
+  // The products' workspace (reserve_workspace): one allocation for the tensor-core tiles' split-K partials and a
+  // quantized matrix dequantized for cuBLAS (matmul_cublas.cu). workspace.graph_capture: enqueueing a pass into a
+  // graph, where cuBLAS stays out (it may allocate).
+  matmul_workspace workspace = {};
+  int workspace_rows = 0; // the largest pass the partials were sized for
+  bool blas_tried = false;
   bool use_graphs = true;
 };
 
@@ -193,16 +195,64 @@ void free_pass_buffers(pass_buffers &p) {
   p = pass_buffers();
 }
 
-// Room for the largest quantized matrix of the layers, tried once (the output matrix meets few rows in most passes
-// and stays on the tiles when it does not fit); without the memory, the quantized products stay on the tiles.
-void make_blas_workspace(cuda_backend *b) {
-  b->workspace_tried = true;
-  size_t bytes = 0;
-  for (const cuda_layer &l : b->layers)
-    for (const cuda_matrix *m : { &l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down })
-      bytes = std::max(bytes, cublas_workspace_bytes(*m));
-  if (bytes > 0 && cudaMalloc(&b->workspace.f16_weights, bytes) == cudaSuccess) b->workspace.f16_weight_bytes = bytes;
-  else cudaGetLastError(); // not an error of the pass: clear it
+// The most split-K partial bytes the tensor-core products of a pass of up to n_rows rows use: over the products
+// enqueue_pass launches together, those of one type in one launch as products() makes them.
+size_t split_k_bytes(const cuda_backend *b, int n_rows) {
+  size_t most = 0;
+  const auto launches = [&](std::initializer_list<const cuda_matrix *> together) {
+    for (const cuda_matrix *m : together) {
+      if (!matmul_takes_tensor_cores(*m, n_rows)) continue;
+      const cuda_matrix *same_type[MATMUL_MAX_PRODUCTS];
+      int n = 0;
+      for (const cuda_matrix *other : together)
+        if (other->type == m->type) same_type[n++] = other;
+      most = std::max(most, matmul_mma_partial_bytes(same_type, n, n_rows));
+    }
+  };
+  for (const cuda_layer &l : b->layers) {
+    launches({ &l.attn_q, &l.attn_k, &l.attn_v });
+    launches({ &l.attn_output });
+    launches({ &l.ffn_gate, &l.ffn_up });
+    launches({ &l.ffn_down });
+  }
+  launches({ &b->output });
+  return most;
+}
+
+// Makes the workspace hold the split-K partials of passes of n_rows rows and, from the first pass that cuBLAS may
+// take quantized products in, the largest quantized matrix of the layers (tried once: the output matrix meets few
+// rows in most passes and stays on the tiles when it does not fit). Growing moves it, so drops the graphs. Without
+// the memory the quantized products stay on the tiles, and split less.
+bool reserve_workspace(cuda_backend *b, int n_rows, llm_error *err) {
+  size_t partials = 0, blas = 0;
+  if (n_rows > b->workspace_rows) {
+    partials = split_k_bytes(b, n_rows);
+    b->workspace_rows = n_rows;
+  }
+  if (n_rows >= CUBLAS_MIN_TOKENS_QUANTIZED && !b->blas_tried) {
+    b->blas_tried = true;
+    for (const cuda_layer &l : b->layers)
+      for (const cuda_matrix *m : { &l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down })
+        blas = std::max(blas, cublas_workspace_bytes(*m));
+  }
+  matmul_workspace &w = b->workspace;
+  if (std::max(partials, blas) <= w.partial_bytes) return true;
+  CUDA_TRY(cudaStreamSynchronize(b->stream), "waiting for the GPU");
+  drop_graphs(b);
+  for (const size_t bytes : { std::max(partials, blas), partials }) {
+    void *memory = nullptr;
+    if (bytes <= w.partial_bytes) break;
+    if (cudaMalloc(&memory, bytes) != cudaSuccess) {
+      cudaGetLastError(); // not an error of the pass: clear it
+      continue;
+    }
+    cudaFree(w.f16_weights);
+    w.f16_weights = static_cast<__half *>(memory);
+    w.partials = static_cast<float *>(memory);
+    w.f16_weight_bytes = w.partial_bytes = bytes;
+    break;
+  }
+  return true;
 }
 
 // Makes the pass buffers hold n_rows rows, n_logit_rows logit rows and the attention partials of n_chunks chunks.
@@ -210,7 +260,7 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
   const llm_config &c = b->model->config;
   pass_buffers &p = b->buf;
   const size_t partial = attention_partial_floats(n_rows, c.n_heads, c.head_dim, n_chunks);
-  if (n_rows >= CUBLAS_MIN_TOKENS_QUANTIZED && !b->workspace_tried) make_blas_workspace(b);
+  if (!reserve_workspace(b, n_rows, err)) return false;
   if (n_rows <= p.rows && n_logit_rows <= p.logit_rows && partial <= p.partial_floats) return true;
   CUDA_TRY(cudaStreamSynchronize(b->stream), "waiting for the GPU");
   drop_graphs(b);
@@ -271,9 +321,6 @@ bool reserve_index(cuda_backend *b, int64_t entries, llm_error *err) {
   return true;
 }
 
-// What the products of a pass may use for cuBLAS: nothing while a graph is captured.
-const matmul_workspace *blas_workspace(const cuda_backend *b) { return b->capturing ? nullptr : &b->workspace; }
-
 // The products of one input: grouped by weight type (one launch per group), the input quantized once per
 // activation layout the groups need. `held`: the layout b->buf.act already holds x in (ACT_F32: none).
 cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float *const outs[], int n_products,
@@ -291,14 +338,14 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
       group_outs[n++] = outs[j];
       done[j] = true;
     }
-    const act_format format = matmul_activation_format(*weights[i], n_tokens, blas_workspace(b));
+    const act_format format = matmul_activation_format(*weights[i], n_tokens, &b->workspace);
     const void *input = x;
     if (format != ACT_F32) {
       if (format != held) LAUNCH(launch_quantize(format, x, b->buf.act, n_tokens, cols, b->stream));
       held = format;
       input = b->buf.act;
     }
-    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream, blas_workspace(b)));
+    LAUNCH(launch_matmul(group, group_outs, n, input, activation_row_bytes(format, cols), n_tokens, mode, b->stream, &b->workspace));
   }
   return cudaSuccess;
 }
@@ -317,7 +364,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
   for (const cuda_layer &layer : b->layers) {
     const int l = (int)(&layer - b->layers.data());
     // The norms quantize their rows themselves when the products after them take q8_0 activations.
-    const act_format qkv_format = matmul_activation_format(layer.attn_q, n, blas_workspace(b));
+    const act_format qkv_format = matmul_activation_format(layer.attn_q, n, &b->workspace);
     LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s,
                           qkv_format == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
@@ -328,7 +375,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
       LAUNCH(launch_rope_store(p.q, p.k, p.v, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, rope.freqs, rope.interleaved, s));
     LAUNCH(launch_attention_tiles(p.attn, p.q, rows_info, p.attn_tiles, n_tiles, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
     // Without tiles (every decode pass) attention quantizes its rows for the output product itself.
-    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, blas_workspace(b)) == ACT_Q8_0;
+    const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, &b->workspace) == ACT_Q8_0;
     if (n_tiled_rows < n)
       LAUNCH(launch_attention(p.attn, p.q, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
                               n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr,
@@ -337,7 +384,7 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
     float *const residual[] = { p.x };
     LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD, attn_quantized ? ACT_Q8_0 : ACT_F32));
 
-    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n, blas_workspace(b));
+    const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n, &b->workspace);
     const act_format ffn_held = ffn_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32;
     LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s,
                           ffn_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
@@ -370,9 +417,9 @@ bool run_graph(cuda_backend *b, int n, int n_logit_rows, int n_chunks, const cud
   }
   // Thread-local capture: the JS thread may allocate or copy KV cache blocks meanwhile.
   CUDA_TRY(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal), "capturing a decode graph");
-  b->capturing = true;
+  b->workspace.graph_capture = true;
   const cudaError_t enqueued = enqueue_pass(b, n, n_logit_rows, n_chunks, 0, 0, true, kv);
-  b->capturing = false;
+  b->workspace.graph_capture = false;
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
   CUDA_TRY(enqueued, "launching the kernels of a decode pass");

@@ -70,22 +70,28 @@ enum matmul_mode {
 // n_tokens. x holds n_tokens activation rows in matmul_activation_format(W, n_tokens, workspace), x_stride bytes
 // apart. Below matmul_takes_tensor_cores each warp reads its weight row once for up to 8 tokens (for one token this
 // is the bandwidth-bound decode product); from there on, cuBLAS where matmul_takes_cublas, else tiles on the tensor
-// cores. SWIGLU on those two paths also writes the up product to outs[1].
+// cores (split-K in the workspace's partials). SWIGLU on those two paths also writes the up product to outs[1].
 cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
                           size_t x_stride, int n_tokens, matmul_mode mode, cudaStream_t stream,
                           const matmul_workspace *workspace = nullptr);
 
-// Device memory that prompt products may use: room for one weight matrix dequantized to f16, for cuBLAS (too small
-// for a matrix: that matrix stays on the tensor-core tiles; no workspace at all: no cuBLAS, as in a captured graph).
+// Device memory that products may use: room for one weight matrix dequantized to f16, for cuBLAS (too small for a
+// matrix: that matrix stays on the tensor-core tiles; no workspace at all: no cuBLAS), and for the partial sums of
+// the tensor-core tiles' split-K (matmul_mma_partial_bytes; too small: they split less). The two may be one
+// allocation: a stream runs its products one after another. graph_capture: the products are being captured into a
+// CUDA graph, where cuBLAS stays out (it may allocate) and the partials still serve.
 struct matmul_workspace {
   __half *f16_weights;
   size_t f16_weight_bytes;
+  float *partials;
+  size_t partial_bytes;
+  bool graph_capture;
 };
 
 // The same products through cuBLAS (matmul_cublas.cu), loaded at run time where the machine has it: launch_matmul
 // takes them where matmul_takes_cublas (from cublas_min_tokens: quantized weights are dequantized into the
 // workspace first, which pays off from more tokens). x: the tokens' activations in f16 (ACT_F16).
-#define CUBLAS_MIN_TOKENS_QUANTIZED 128 // the fewest of any quantized type: from here a pass makes the workspace
+#define CUBLAS_MIN_TOKENS_QUANTIZED 128 // the fewest of any quantized type: from here a pass makes cuBLAS room in the workspace
 int cublas_min_tokens(int type);
 bool cublas_loaded();
 // The workspace a matrix needs on that path: 0 for f16 weights, and where cuBLAS cannot take it.
@@ -98,10 +104,19 @@ cudaError_t launch_matmul_cublas(const cuda_matrix *const weights[], float *cons
 // matmul_takes_tensor_cores: enough tokens (16 for f16/bf16, 32 for the quantized types) and weights that
 // matmul_mma_supports (the quantized types; f16/bf16 with rows of 16-byte multiples). add: out += W x. SwiGLU is
 // launch_matmul's: it runs these as two products and then launch_swiglu.
+// Split-K: where the tiles' grid leaves SMs idle (few tokens), the columns' k-tiles split into ranges whose
+// partial sums go to workspace->partials and are then added up in a fixed order (no atomics: the same bits every
+// run). matmul_mma_split says into how many ranges a launch splits (1: none; no workspace: none);
+// matmul_mma_partial_bytes, the most partial-sum bytes a launch of these weights with up to max_tokens tokens uses
+// (rounded up to whole tiles of tokens).
+// split > 0 forces the ranges (at most the k-tiles; the partials must fit): for the tests.
 bool matmul_mma_supports(int type, size_t row_bytes);
 bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens);
+int matmul_mma_split(const cuda_matrix *const weights[], int n_products, int n_tokens, const matmul_workspace *workspace);
+size_t matmul_mma_partial_bytes(const cuda_matrix *const weights[], int n_products, int max_tokens);
 cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
-                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream);
+                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream,
+                              const matmul_workspace *workspace = nullptr, int split = 0);
 
 // out row i = x row (row_map ? row_map[i] : i) / rms * weight, rows of dim values (llm_rmsnorm); with quantized,
 // also those rows as q8_0 activations (dim a multiple of 32), as launch_quantize would make them of out.

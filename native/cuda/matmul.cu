@@ -123,9 +123,12 @@ act_format mma_activation_format(int type) {
 
 // From where the tiles beat the warp-per-row kernel on a 7B layer's products (cuda_kernel_tests --time on the H100,
 // bench/RESULTS.md): at 16 tokens already for f16/bf16 (66 against 100 us, 4096 x 4096), between 16 and 32 tokens
-// for the quantized types (there the tiles' grid is only rows / 128 blocks).
+// for the quantized types (there the tiles' grid was only rows / 128 blocks). Both measured before split-K, which
+// fills the grid at few tokens: to be timed again with it (the tensor-core column of --time).
+constexpr int kTensorCoreMinTokensHalves = 16;    // f16, bf16
+constexpr int kTensorCoreMinTokensQuantized = 32; // q8_0, q4_0, q4_K, q6_K
 bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens) {
-  const int min_tokens = w.type == LLM_F16 || w.type == LLM_BF16 ? 16 : 32;
+  const int min_tokens = w.type == LLM_F16 || w.type == LLM_BF16 ? kTensorCoreMinTokensHalves : kTensorCoreMinTokensQuantized;
   return n_tokens >= min_tokens && matmul_mma_supports(w.type, w.row_bytes);
 }
 
@@ -164,7 +167,7 @@ cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[
     const bool add = mode == MATMUL_ADD;
     if (blas && x_stride != activation_row_bytes(ACT_F16, first.cols)) return cudaErrorInvalidValue;
     const cudaError_t e = blas ? launch_matmul_cublas(weights, outs, n_products, static_cast<const __half *>(x), n_tokens, add, workspace, stream)
-                               : launch_matmul_mma(weights, outs, n_products, x, x_stride, n_tokens, add, stream);
+                               : launch_matmul_mma(weights, outs, n_products, x, x_stride, n_tokens, add, stream, workspace);
     // SwiGLU after gate and up apart: both paths hold one product's results at a time.
     if (e != cudaSuccess || mode != MATMUL_SWIGLU) return e;
     return launch_swiglu(outs[0], outs[0], outs[1], (int64_t)n_tokens * first.rows, stream);

@@ -131,7 +131,7 @@ int cublas_min_tokens(int type) {
 }
 
 bool matmul_takes_cublas(const cuda_matrix &w, int n_tokens, const matmul_workspace *workspace) {
-  if (!workspace || w.cols % 8 != 0 || n_tokens < cublas_min_tokens(w.type) || !cublas_loaded()) return false;
+  if (!workspace || workspace->graph_capture || w.cols % 8 != 0 || n_tokens < cublas_min_tokens(w.type) || !cublas_loaded()) return false;
   return w.type == LLM_F16 || cublas_workspace_bytes(w) <= workspace->f16_weight_bytes;
 }
 

@@ -1,17 +1,26 @@
 // Weight-times-activations products of many tokens on the tensor cores (mma.sync), for prompts; matmul.cu's
 // warp-per-row kernel stays the path for a few tokens (launch_matmul picks by token count).
 //
-// A block computes a tile of kTileRows weight rows x kTileTokens tokens, walking the columns in k-tiles of 256
-// bytes per row in the MMA form: 256 int8 values for the quantized formats, 128 halves for f16/bf16. Per k-tile
-// it stages the weight rows' file bytes in shared memory (cp.async), unpacks them once into signed bytes with
-// their scales (formats.cuh), stages the tokens' activations, then 8 warps (4 along rows x 2 along tokens, 32 x 32
-// each) run 8 k-steps of m16n8k32 int8 (or m16n8k16 f16/bf16) products from ldmatrix fragments.
+// A block computes a tile of kTileRows weight rows x kTileTokens tokens (kFewTileTokens for launches of no more
+// tokens), walking the columns in k-tiles of 256 bytes per row in the MMA form: 256 int8 values for the quantized
+// formats, 128 halves for f16/bf16. Per k-tile it stages the weight rows' file bytes in shared memory (cp.async),
+// unpacks them once into signed bytes with their scales (formats.cuh), stages the tokens' activations, then 8
+// warps (4 along rows x 2 along tokens, 32 rows x half the tile's tokens each) run 8 k-steps of m16n8k32 int8 (or
+// m16n8k16 f16/bf16) products from ldmatrix fragments.
 //
 // The quantized formats meet the q8 activations of the decode path, so every block's (or 16-value group's)
 // integer sum is the CPU's exactly; the scales apply to those integers as on the CPU (quant_*.c), and only the
 // order of the float sums differs. f16 weights meet activations rounded to f16; bf16 weights meet activations split
 // into two bf16 terms (hi + lo, 16 significant bits), which keeps bf16 models' logits within the float reference.
 // The activations arrive in mma_activation_format (quantize.cu converts them once per pass and product group).
+//
+// Few tokens make a grid of few blocks (rows / 128 of them below 64 tokens: 32 for 4096 rows on 132 SMs), each
+// walking every k-tile. Split-K then gives each block (blockIdx.z) one of S contiguous ranges of k-tiles; the
+// blocks store their partial sums to the workspace, [S][tokens][rows of all products], and a second kernel adds
+// them up in range order into out.
+#include <algorithm>
+#include <atomic>
+
 #include "formats.cuh"
 #include "kernels.cuh"
 
@@ -19,6 +28,9 @@ namespace {
 
 constexpr int kTileRows = 128;
 constexpr int kTileTokens = 64;
+// The token tile of launches of at most this many tokens: half the products (and activations staged) of a
+// 64-token tile that would be mostly empty.
+constexpr int kFewTileTokens = 32;
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * LLM_CUDA_WARP;
 constexpr int kTileBytes = 256; // a row's k-tile in the MMA form
@@ -107,9 +119,10 @@ struct Q8_0Activations {
     float d[kSteps];
   };
   // Block b of token t: its 32 bytes by cp.async, its d; blocks past the row's end are zeros with d = 0.
-  static __device__ void stage(uint8_t (*b)[kTileTokens][kPitch], TokenScales *scales, const void *x, size_t x_stride,
+  template <int Tokens>
+  static __device__ void stage(uint8_t (*b)[Tokens][kPitch], TokenScales *scales, const void *x, size_t x_stride,
                                int token0, int n_tokens, int kt, int64_t cols) {
-    for (int i = threadIdx.x; i < kTileTokens * kSteps; i += kThreads) {
+    for (int i = threadIdx.x; i < Tokens * kSteps; i += kThreads) {
       const int t = i / kSteps, blk = i % kSteps;
       if (token0 + t >= n_tokens) continue;
       const int64_t block = (int64_t)kt * kSteps + blk;
@@ -138,9 +151,10 @@ struct Q8_KActivations {
     int32_t pad[3];
   };
   static_assert(sizeof(TokenScales) == sizeof(act_q8_K) - 256, "the tail of act_q8_K");
-  static __device__ void stage(uint8_t (*b)[kTileTokens][kPitch], TokenScales *scales, const void *x, size_t x_stride,
+  template <int Tokens>
+  static __device__ void stage(uint8_t (*b)[Tokens][kPitch], TokenScales *scales, const void *x, size_t x_stride,
                                int token0, int n_tokens, int kt, int64_t) {
-    for (int i = threadIdx.x; i < kTileTokens * 19; i += kThreads) {
+    for (int i = threadIdx.x; i < Tokens * 19; i += kThreads) {
       const int t = i / 19, chunk = i % 19;
       if (token0 + t >= n_tokens) continue;
       const uint8_t *src = static_cast<const uint8_t *>(x) + (size_t)(token0 + t) * x_stride + (size_t)kt * sizeof(act_q8_K);
@@ -157,11 +171,12 @@ template <typename Half> struct FloatActivations {
   static constexpr int kPlanes = kSplit ? 2 : 1;
   struct TokenScales {};
   // 16-byte chunks by cp.async, zeros past the row's end (cols is a multiple of 8 on this path).
-  static __device__ void stage(uint8_t (*b)[kTileTokens][kPitch], TokenScales *, const void *x, size_t x_stride,
+  template <int Tokens>
+  static __device__ void stage(uint8_t (*b)[Tokens][kPitch], TokenScales *, const void *x, size_t x_stride,
                                int token0, int n_tokens, int kt, int64_t cols) {
     const size_t plane_bytes = (size_t)cols * sizeof(Half);
-    for (int i = threadIdx.x; i < kPlanes * kTileTokens * (kTileBytes / 16); i += kThreads) {
-      const int plane = i / (kTileTokens * (kTileBytes / 16)), t = i / (kTileBytes / 16) % kTileTokens, chunk = i % (kTileBytes / 16);
+    for (int i = threadIdx.x; i < kPlanes * Tokens * (kTileBytes / 16); i += kThreads) {
+      const int plane = i / (Tokens * (kTileBytes / 16)), t = i / (kTileBytes / 16) % Tokens, chunk = i % (kTileBytes / 16);
       if (token0 + t >= n_tokens) continue;
       const uint8_t *row = static_cast<const uint8_t *>(x) + (size_t)(token0 + t) * x_stride + plane * plane_bytes;
       const size_t offset = (size_t)kt * kTileBytes + 16 * chunk;
@@ -251,7 +266,7 @@ template <typename Half> struct FloatTile : FloatActivations<Half> {
 
 // ---- The kernel ----
 
-template <typename T> struct TileSmem {
+template <typename T, int Tokens> struct TileSmem {
   // The file's bytes of a k-tile of each row, from a 16-byte aligned address at or before them (up to 15 bytes
   // of shift, and as many over the end).
   static constexpr int kRawPitch = T::kRawBytes ? (T::kRawBytes + 30) / 16 * 16 : 16;
@@ -260,10 +275,10 @@ template <typename T> struct TileSmem {
   // two B tiles q8_0 takes 112 KB, still 2 blocks per SM).
   static constexpr int kAStages = T::kRawBytes ? 1 : 2;
   uint8_t a[kAStages][kTileRows][kPitch];
-  uint8_t b[2][T::kPlanes][kTileTokens][kPitch];
+  uint8_t b[2][T::kPlanes][Tokens][kPitch];
   uint8_t raw[T::kRawBytes ? kTileRows : 1][kRawPitch];
   typename T::RowScales row_scales[kTileRows];
-  typename T::TokenScales token_scales[2][kTileTokens];
+  typename T::TokenScales token_scales[2][Tokens];
 };
 
 struct MmaParams {
@@ -271,21 +286,25 @@ struct MmaParams {
   float *out[MATMUL_MAX_PRODUCTS];
   int64_t rows[MATMUL_MAX_PRODUCTS];
   int first_tile[MATMUL_MAX_PRODUCTS]; // the first row tile (blockIdx.y) of each product
+  int64_t first_row[MATMUL_MAX_PRODUCTS]; // where each product's rows start among all products' (the partials)
   int n_products;
+  int64_t total_rows;
   int64_t cols;
   size_t row_bytes;
   const void *x;
   size_t x_stride;
   int n_tokens;
+  int n_k_tiles;
+  float *partials; // split-K (gridDim.z > 1): range z's sums of token t at partials[(z n_tokens + t) total_rows + row]
   bool add; // out += W x (the residual) instead of out = W x
 };
 
 // Stages the k-tile kt of the block's weight rows: the file's bytes into raw (formats with an unpack) or straight
 // into the A tile, zero-filled past the row's end.
-template <typename T>
-__device__ void stage_rows(TileSmem<T> &s, int buffer, const uint8_t *w, size_t row_bytes, int rows_here, int kt) {
+template <typename T, int Tokens>
+__device__ void stage_rows(TileSmem<T, Tokens> &s, int buffer, const uint8_t *w, size_t row_bytes, int rows_here, int kt) {
   if constexpr (T::kRawBytes > 0) {
-    constexpr int kChunks = TileSmem<T>::kRawPitch / 16;
+    constexpr int kChunks = TileSmem<T, Tokens>::kRawPitch / 16;
     for (int i = threadIdx.x; i < kTileRows * kChunks; i += kThreads) {
       const int r = i / kChunks, chunk = i % kChunks;
       if (r >= rows_here) continue;
@@ -310,38 +329,42 @@ template <typename V> __device__ __forceinline__ V pick(const V (&a)[MATMUL_MAX_
   return i == 0 ? a[0] : i == 1 ? a[1] : a[2];
 }
 
-template <typename T>
+template <typename T, int Tokens>
 __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams p) {
   extern __shared__ __align__(128) uint8_t smem_bytes[];
-  TileSmem<T> &s = *reinterpret_cast<TileSmem<T> *>(smem_bytes);
+  TileSmem<T, Tokens> &s = *reinterpret_cast<TileSmem<T, Tokens> *>(smem_bytes);
   const int lane = threadIdx.x % LLM_CUDA_WARP, warp = threadIdx.x / LLM_CUDA_WARP;
   const int group = lane / 4, in_group = lane % 4; // the MMA fragments' row / column split of the lanes
-  const int warp_row = (warp % 4) * 32, warp_token = (warp / 4) * 32;
+  constexpr int kWarpTokens = Tokens / 2, kN = kWarpTokens / 8; // a warp's tokens, in MMA columns of 8
+  static_assert(kN % 2 == 0, "B fragments load two MMA columns at a time");
+  const int warp_row = (warp % 4) * 32, warp_token = (warp / 4) * kWarpTokens;
 
   int product = 0;
   while (product + 1 < p.n_products && (int)blockIdx.y >= pick(p.first_tile, product + 1)) product++;
   const int64_t row0 = (int64_t)((int)blockIdx.y - pick(p.first_tile, product)) * kTileRows;
   const int64_t rows = pick(p.rows, product);
   const int rows_here = (int)min((int64_t)kTileRows, rows - row0);
-  const int token0 = (int)blockIdx.x * kTileTokens;
+  const int token0 = (int)blockIdx.x * Tokens;
   const uint8_t *w = pick(p.w, product) + row0 * p.row_bytes;
+  // This block's k-tiles: range blockIdx.z of gridDim.z near-equal contiguous ones.
+  const int kt_begin = (int)((int64_t)p.n_k_tiles * blockIdx.z / gridDim.z);
+  const int kt_end = (int)((int64_t)p.n_k_tiles * (blockIdx.z + 1) / gridDim.z);
 
   // acc[m][n][c]: rows warp_row + 16m + group (+ 8 for c >= 2), tokens warp_token + 8n + 2 in_group + c % 2.
-  float acc[2][4][4];
+  float acc[2][kN][4];
 #pragma unroll
   for (int m = 0; m < 2; m++)
 #pragma unroll
-    for (int n = 0; n < 4; n++)
+    for (int n = 0; n < kN; n++)
 #pragma unroll
       for (int c = 0; c < 4; c++) acc[m][n][c] = 0.0f;
 
-  const int n_k_tiles = (int)((p.cols + T::kValues - 1) / T::kValues);
   constexpr bool kUnpacks = T::kRawBytes > 0;
-  stage_rows<T>(s, 0, w, p.row_bytes, rows_here, 0);
-  T::stage(s.b[0], s.token_scales[0], p.x, p.x_stride, token0, p.n_tokens, 0, p.cols);
+  stage_rows<T>(s, 0, w, p.row_bytes, rows_here, kt_begin);
+  T::stage(s.b[0], s.token_scales[0], p.x, p.x_stride, token0, p.n_tokens, kt_begin, p.cols);
   cp_async_commit();
-  for (int kt = 0; kt < n_k_tiles; kt++) {
-    const int buffer = kt & 1, a_buffer = kUnpacks ? 0 : buffer;
+  for (int kt = kt_begin; kt < kt_end; kt++) {
+    const int buffer = (kt - kt_begin) & 1, a_buffer = kUnpacks ? 0 : buffer;
     cp_async_wait<0>();
     __syncthreads(); // k-tile kt has landed for every thread
     if constexpr (kUnpacks) {
@@ -354,18 +377,18 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
       }
       __syncthreads(); // the raw tile is free again
     }
-    if (kt + 1 < n_k_tiles) {
+    if (kt + 1 < kt_end) {
       stage_rows<T>(s, a_buffer ^ (kUnpacks ? 0 : 1), w, p.row_bytes, rows_here, kt + 1);
       T::stage(s.b[buffer ^ 1], s.token_scales[buffer ^ 1], p.x, p.x_stride, token0, p.n_tokens, kt + 1, p.cols);
     }
     cp_async_commit();
     const typename T::TokenScales *token_scales = s.token_scales[buffer];
 
-    int isum[2][4][4]; // kPerSuperBlock: the k-tile's scaled integer sums
+    int isum[2][kN][4]; // kPerSuperBlock: the k-tile's scaled integer sums
 #pragma unroll
     for (int m = 0; m < 2; m++)
 #pragma unroll
-      for (int n = 0; n < 4; n++)
+      for (int n = 0; n < kN; n++)
 #pragma unroll
         for (int c = 0; c < 4; c++) isum[m][n][c] = 0;
 
@@ -373,14 +396,14 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
     // epilogues hold more registers, would spill.
 #pragma unroll(T::kAccumulation == Accumulation::kFloat ? kSteps : 2)
     for (int step = 0; step < kSteps; step++) {
-      uint32_t a[2][4], b[T::kPlanes][4][2];
+      uint32_t a[2][4], b[T::kPlanes][kN][2];
 #pragma unroll
       for (int m = 0; m < 2; m++)
         ldmatrix_x4(a[m], s.a[a_buffer][warp_row + 16 * m + (lane & 15)] + 32 * step + 16 * (lane >> 4));
 #pragma unroll
       for (int plane = 0; plane < T::kPlanes; plane++) {
 #pragma unroll
-        for (int n = 0; n < 4; n += 2) {
+        for (int n = 0; n < kN; n += 2) {
           uint32_t r[4];
           ldmatrix_x4(r, s.b[buffer][plane][warp_token + 8 * n + (lane & 7) + 8 * (lane >> 4)] + 32 * step + 16 * ((lane >> 3) & 1));
           b[plane][n][0] = r[0], b[plane][n][1] = r[1], b[plane][n + 1][0] = r[2], b[plane][n + 1][1] = r[3];
@@ -389,7 +412,7 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
 #pragma unroll
       for (int m = 0; m < 2; m++) {
 #pragma unroll
-        for (int n = 0; n < 4; n++) {
+        for (int n = 0; n < kN; n++) {
           if constexpr (T::kAccumulation == Accumulation::kFloat) {
 #pragma unroll
             for (int plane = 0; plane < T::kPlanes; plane++)
@@ -426,7 +449,7 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
 #pragma unroll
       for (int m = 0; m < 2; m++)
 #pragma unroll
-        for (int n = 0; n < 4; n++)
+        for (int n = 0; n < kN; n++)
 #pragma unroll
           for (int e = 0; e < 4; e++) {
             const auto &rs = s.row_scales[warp_row + 16 * m + group + 8 * (e / 2)];
@@ -449,30 +472,150 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
   }
 
   float *out = pick(p.out, product);
+  float *partials = gridDim.z > 1 ? p.partials + (int64_t)blockIdx.z * p.n_tokens * p.total_rows + pick(p.first_row, product) : nullptr;
 #pragma unroll
   for (int m = 0; m < 2; m++)
 #pragma unroll
-    for (int n = 0; n < 4; n++)
+    for (int n = 0; n < kN; n++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int r = warp_row + 16 * m + group + 8 * (e / 2), t = token0 + warp_token + 8 * n + 2 * in_group + e % 2;
         if (r >= rows_here || t >= p.n_tokens) continue;
+        if (partials) {
+          partials[(int64_t)t * p.total_rows + row0 + r] = acc[m][n][e];
+          continue;
+        }
         float *o = out + (int64_t)t * rows + row0 + r;
         *o = p.add ? *o + acc[m][n][e] : acc[m][n][e];
       }
 }
 
-template <typename T> cudaError_t launch_tile(const MmaParams &p, int row_tiles, cudaStream_t stream) {
-  const size_t smem = sizeof(TileSmem<T>);
+// out (of each product) = the sum of the split ranges' partial sums, range 0 first (out + that sum with add): a
+// thread per row of all products (x) and token (y).
+constexpr int kSumThreads = 256;
+__global__ void split_k_sum_kernel(const MmaParams p, int split) {
+  const int64_t plane = (int64_t)p.n_tokens * p.total_rows;
+  for (int t = (int)blockIdx.y; t < p.n_tokens; t += (int)gridDim.y) {
+    for (int64_t row = (int64_t)blockIdx.x * kSumThreads + threadIdx.x; row < p.total_rows; row += (int64_t)gridDim.x * kSumThreads) {
+      int product = 0;
+      while (product + 1 < p.n_products && row >= pick(p.first_row, product + 1)) product++;
+      const float *partial = p.partials + (int64_t)t * p.total_rows + row;
+      float sum = partial[0];
+      for (int z = 1; z < split; z++) sum += partial[z * plane];
+      float *o = pick(p.out, product) + (int64_t)t * pick(p.rows, product) + (row - pick(p.first_row, product));
+      *o = p.add ? *o + sum : sum;
+    }
+  }
+}
+
+// The token tile of a launch of n_tokens.
+int tile_tokens(int n_tokens) { return n_tokens <= kFewTileTokens ? kFewTileTokens : kTileTokens; }
+
+template <typename T, int Tokens> cudaError_t launch_tokens(const MmaParams &p, int row_tiles, int split, cudaStream_t stream) {
+  const size_t smem = sizeof(TileSmem<T, Tokens>);
   // Blocks take more than the default 48 KB of shared memory (set per launch: the setting is per device).
-  const cudaError_t raised = cudaFuncSetAttribute(matmul_mma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  const cudaError_t raised = cudaFuncSetAttribute(matmul_mma_kernel<T, Tokens>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (raised != cudaSuccess) return raised;
-  const dim3 grid((unsigned)((p.n_tokens + kTileTokens - 1) / kTileTokens), (unsigned)row_tiles);
-  matmul_mma_kernel<T><<<grid, kThreads, smem, stream>>>(p);
+  const dim3 grid((unsigned)((p.n_tokens + Tokens - 1) / Tokens), (unsigned)row_tiles, (unsigned)split);
+  matmul_mma_kernel<T, Tokens><<<grid, kThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
+template <typename T> cudaError_t launch_tile(const MmaParams &p, int row_tiles, int split, cudaStream_t stream) {
+  const cudaError_t launched = tile_tokens(p.n_tokens) == kFewTileTokens ? launch_tokens<T, kFewTileTokens>(p, row_tiles, split, stream)
+                                                                        : launch_tokens<T, kTileTokens>(p, row_tiles, split, stream);
+  if (launched != cudaSuccess || split == 1) return launched;
+  const dim3 sum_grid((unsigned)std::min<int64_t>((p.total_rows + kSumThreads - 1) / kSumThreads, 65535), (unsigned)std::min(p.n_tokens, 65535));
+  split_k_sum_kernel<<<sum_grid, kSumThreads, 0, stream>>>(p, split);
+  return cudaGetLastError();
+}
+
+// Split-K fills the grid up to kBlocksPerSm blocks per SM (the kernel's occupancy, __launch_bounds__): one full
+// wave of blocks. A range takes at least kMinSplitKTiles k-tiles, so that its block's pipeline (the next k-tile
+// loading while one is multiplied) still overlaps.
+constexpr int kBlocksPerSm = 2;
+constexpr int kMinSplitKTiles = 2;
+
+// The SM count of the current device, read once per device (1 where it cannot be read: no split).
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> counts[kMaxDevices]; // 0: not read yet
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0) {
+    cudaGetLastError();
+    return 1;
+  }
+  if (device < kMaxDevices && (count = counts[device].load(std::memory_order_relaxed)) > 0) return count;
+  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || count < 1) {
+    cudaGetLastError();
+    return 1;
+  }
+  if (device < kMaxDevices) counts[device].store(count, std::memory_order_relaxed);
+  return count;
+}
+
+// A launch's shape: where each product starts among the row tiles and among the rows of all products, their
+// totals, and the k-tiles.
+struct LaunchShape {
+  int first_tile[MATMUL_MAX_PRODUCTS] = {};
+  int64_t first_row[MATMUL_MAX_PRODUCTS] = {};
+  int row_tiles = 0;
+  int64_t total_rows = 0;
+  int n_k_tiles = 0;
+};
+LaunchShape shape_of(const cuda_matrix *const weights[], int n_products) {
+  LaunchShape shape;
+  for (int i = 0; i < n_products; i++) {
+    shape.first_tile[i] = shape.row_tiles;
+    shape.first_row[i] = shape.total_rows;
+    shape.row_tiles += (int)((weights[i]->rows + kTileRows - 1) / kTileRows);
+    shape.total_rows += weights[i]->rows;
+  }
+  static_assert(FloatTile<__half>::kValues == FloatTile<__nv_bfloat16>::kValues && BlockTile<FormatQ8_0>::kValues == Q4_KTile::kValues &&
+                    BlockTile<FormatQ4_0>::kValues == Q4_KTile::kValues && Q6_KTile::kValues == Q4_KTile::kValues,
+                "one k-tile width for f16 and bf16, one for the quantized types");
+  const bool halves = weights[0]->type == LLM_F16 || weights[0]->type == LLM_BF16;
+  const int values = halves ? FloatTile<__half>::kValues : Q4_KTile::kValues;
+  shape.n_k_tiles = (int)((weights[0]->cols + values - 1) / values);
+  return shape;
+}
+
+// The ranges a launch of n_tokens splits into with room enough for its partials.
+int split_wanted(const LaunchShape &shape, int n_tokens) {
+  const int64_t blocks = (int64_t)((n_tokens + tile_tokens(n_tokens) - 1) / tile_tokens(n_tokens)) * shape.row_tiles;
+  const int64_t fill = kBlocksPerSm * (int64_t)sm_count() / std::max<int64_t>(blocks, 1);
+  return (int)std::max<int64_t>(1, std::min<int64_t>(fill, shape.n_k_tiles / kMinSplitKTiles));
+}
+
+size_t partial_bytes(const LaunchShape &shape, int n_tokens, int split) {
+  return split > 1 ? (size_t)split * (size_t)n_tokens * (size_t)shape.total_rows * sizeof(float) : 0;
+}
+
+// split_wanted, as far as the workspace's partials hold it.
+int split_with(const LaunchShape &shape, int n_tokens, const matmul_workspace *workspace) {
+  const size_t per_range = (size_t)n_tokens * (size_t)shape.total_rows * sizeof(float);
+  if (!workspace || !workspace->partials || per_range == 0) return 1;
+  return (int)std::min<size_t>(split_wanted(shape, n_tokens), std::max<size_t>(1, workspace->partial_bytes / per_range));
+}
+
 } // namespace
+
+int matmul_mma_split(const cuda_matrix *const weights[], int n_products, int n_tokens, const matmul_workspace *workspace) {
+  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || n_tokens < 1) return 1;
+  return split_with(shape_of(weights, n_products), n_tokens, workspace);
+}
+
+// Within one count of token tiles the split is the same, so the most bytes are at its most tokens: counted for
+// whole token tiles (kFewTileTokens, then each multiple of kTileTokens), so that a batch growing by a token at a
+// time does not grow the workspace each time.
+size_t matmul_mma_partial_bytes(const cuda_matrix *const weights[], int n_products, int max_tokens) {
+  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || !matmul_mma_supports(weights[0]->type, weights[0]->row_bytes)) return 0;
+  const LaunchShape shape = shape_of(weights, n_products);
+  size_t most = partial_bytes(shape, kFewTileTokens, split_wanted(shape, kFewTileTokens));
+  for (int n_tokens = kTileTokens; max_tokens > kFewTileTokens && n_tokens - kTileTokens < max_tokens; n_tokens += kTileTokens)
+    most = std::max(most, partial_bytes(shape, n_tokens, split_wanted(shape, n_tokens)));
+  return most;
+}
 
 bool matmul_mma_supports(int type, size_t row_bytes) {
   switch (type) {
@@ -487,21 +630,31 @@ bool matmul_mma_supports(int type, size_t row_bytes) {
 }
 
 cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const outs[], int n_products, const void *x,
-                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream) {
-  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || n_tokens < 1) return cudaErrorInvalidValue;
+                              size_t x_stride, int n_tokens, bool add, cudaStream_t stream,
+                              const matmul_workspace *workspace, int split) {
+  if (n_products < 1 || n_products > MATMUL_MAX_PRODUCTS || n_tokens < 1 || split < 0) return cudaErrorInvalidValue;
   const cuda_matrix &first = *weights[0];
   if (!matmul_mma_supports(first.type, first.row_bytes)) return cudaErrorInvalidValue;
+  const LaunchShape shape = shape_of(weights, n_products);
   MmaParams p = {};
-  int row_tiles = 0;
   for (int i = 0; i < n_products; i++) {
     if (weights[i]->type != first.type || weights[i]->cols != first.cols) return cudaErrorInvalidValue;
     p.w[i] = weights[i]->data;
     p.out[i] = outs[i];
     p.rows[i] = weights[i]->rows;
-    p.first_tile[i] = row_tiles;
-    row_tiles += (int)((weights[i]->rows + kTileRows - 1) / kTileRows);
+    p.first_tile[i] = shape.first_tile[i];
+    p.first_row[i] = shape.first_row[i];
   }
-  if (row_tiles > 65535 || (n_tokens + kTileTokens - 1) / kTileTokens > 0x7fffffff / kTileTokens) return cudaErrorInvalidConfiguration;
+  if (shape.row_tiles > 65535 || (n_tokens + kTileTokens - 1) / kTileTokens > 0x7fffffff / kTileTokens) return cudaErrorInvalidConfiguration;
+  if (split == 0) {
+    split = split_with(shape, n_tokens, workspace);
+  } else if (split > std::max(shape.n_k_tiles, 1) || split > 65535 ||
+             (split > 1 && (!workspace || !workspace->partials || partial_bytes(shape, n_tokens, split) > workspace->partial_bytes))) {
+    return cudaErrorInvalidValue;
+  }
+  p.partials = split > 1 ? workspace->partials : nullptr;
+  p.total_rows = shape.total_rows;
+  p.n_k_tiles = shape.n_k_tiles;
   p.n_products = n_products;
   p.cols = first.cols;
   p.row_bytes = first.row_bytes;
@@ -510,11 +663,11 @@ cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const o
   p.n_tokens = n_tokens;
   p.add = add;
   switch (first.type) {
-  case LLM_Q8_0: return launch_tile<BlockTile<FormatQ8_0>>(p, row_tiles, stream);
-  case LLM_Q4_0: return launch_tile<BlockTile<FormatQ4_0>>(p, row_tiles, stream);
-  case LLM_Q4_K: return launch_tile<Q4_KTile>(p, row_tiles, stream);
-  case LLM_Q6_K: return launch_tile<Q6_KTile>(p, row_tiles, stream);
-  case LLM_F16: return launch_tile<FloatTile<__half>>(p, row_tiles, stream);
-  default: return launch_tile<FloatTile<__nv_bfloat16>>(p, row_tiles, stream);
+  case LLM_Q8_0: return launch_tile<BlockTile<FormatQ8_0>>(p, shape.row_tiles, split, stream);
+  case LLM_Q4_0: return launch_tile<BlockTile<FormatQ4_0>>(p, shape.row_tiles, split, stream);
+  case LLM_Q4_K: return launch_tile<Q4_KTile>(p, shape.row_tiles, split, stream);
+  case LLM_Q6_K: return launch_tile<Q6_KTile>(p, shape.row_tiles, split, stream);
+  case LLM_F16: return launch_tile<FloatTile<__half>>(p, shape.row_tiles, split, stream);
+  default: return launch_tile<FloatTile<__nv_bfloat16>>(p, shape.row_tiles, split, stream);
   }
 }

@@ -206,15 +206,20 @@ void test_matmul(llm_threadpool *pool) {
     }
   }
   // Three products of one input in one launch, the residual add, and the fused SwiGLU: on the CUDA cores (5
-  // tokens) and on the tensor cores (40 tokens).
+  // tokens) and on the tensor cores (40 tokens), there split-K through a workspace of partials as a captured
+  // graph's (no cuBLAS).
   for (llm_type type : { LLM_F16, LLM_BF16, LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K })
   for (int n_tokens : { 5, 40 }) {
     if (n_tokens == 5 && (type == LLM_BF16 || type == LLM_Q8_0 || type == LLM_Q6_K)) continue; // as before
-    const int64_t cols = 512;
+    const int64_t cols = 1024;
     test_matrix a(type, 70, cols), b(type, 33, cols), c(type, 70, cols);
     const bool mma = matmul_takes_tensor_cores(a.matrix, n_tokens);
     const double tolerance = product_tolerance(type, mma);
-    const char *path = mma ? "tensor cores" : "CUDA cores";
+    const cuda_matrix *three[] = { &a.matrix, &b.matrix, &c.matrix };
+    device_array<float> partials(matmul_mma_partial_bytes(three, 3, n_tokens) / sizeof(float) + 1);
+    const matmul_workspace workspace = { nullptr, 0, partials.ptr, partials.n * sizeof(float), true };
+    char path[64] = "CUDA cores";
+    if (mma) snprintf(path, sizeof path, "tensor cores, split %d", matmul_mma_split(three, 3, n_tokens, &workspace));
     std::vector<float> x = random_floats(n_tokens * cols);
     std::vector<float> ra(n_tokens * 70), rb(n_tokens * 33), rc(n_tokens * 70);
     llm_matmul(pool, ra.data(), &a.host, x.data(), n_tokens);
@@ -222,12 +227,11 @@ void test_matmul(llm_threadpool *pool) {
     llm_matmul(pool, rc.data(), &c.host, x.data(), n_tokens);
     device_array<float> dx(x), oa(ra.size()), ob(rb.size()), oc(rc.size());
     device_array<uint8_t> act(activation_scratch(n_tokens, cols));
-    const act_format format = matmul_activation_format(a.matrix, n_tokens);
+    const act_format format = matmul_activation_format(a.matrix, n_tokens, &workspace);
     const void *input = device_activations(format, dx, n_tokens, cols, act);
     const size_t stride = activation_row_bytes(format, cols);
-    const cuda_matrix *three[] = { &a.matrix, &b.matrix, &c.matrix };
     float *const three_out[] = { oa.ptr, ob.ptr, oc.ptr };
-    check_cuda(launch_matmul(three, three_out, 3, input, stride, n_tokens, MATMUL_STORE, 0), "launch_matmul x3");
+    check_cuda(launch_matmul(three, three_out, 3, input, stride, n_tokens, MATMUL_STORE, 0, &workspace), "launch_matmul x3");
     const double e3 = std::max(relative_error(oa.read(), ra), std::max(relative_error(ob.read(), rb), relative_error(oc.read(), rc)));
     report(e3 < tolerance, "matmul %s, %d tokens (%s): three products in one launch, relative error %.2e", llm_type_name(type),
            n_tokens, path, e3);
@@ -237,7 +241,7 @@ void test_matmul(llm_threadpool *pool) {
     device_array<float> dres(residual);
     const cuda_matrix *one[] = { &a.matrix };
     float *const res_out[] = { dres.ptr };
-    check_cuda(launch_matmul(one, res_out, 1, input, stride, n_tokens, MATMUL_ADD, 0), "launch_matmul add");
+    check_cuda(launch_matmul(one, res_out, 1, input, stride, n_tokens, MATMUL_ADD, 0, &workspace), "launch_matmul add");
     const double ea = relative_error(dres.read(), added);
     report(ea < tolerance, "matmul %s, %d tokens (%s): accumulate into the residual, relative error %.2e", llm_type_name(type),
            n_tokens, path, ea);
@@ -247,7 +251,7 @@ void test_matmul(llm_threadpool *pool) {
     device_array<float> dswiglu(ra.size());
     const cuda_matrix *pair[] = { &a.matrix, &c.matrix };
     float *const pair_out[] = { dswiglu.ptr, oc.ptr };
-    check_cuda(launch_matmul(pair, pair_out, 2, input, stride, n_tokens, MATMUL_SWIGLU, 0), "launch_matmul swiglu");
+    check_cuda(launch_matmul(pair, pair_out, 2, input, stride, n_tokens, MATMUL_SWIGLU, 0, &workspace), "launch_matmul swiglu");
     const double es = relative_error(dswiglu.read(), swiglu);
     report(es < 2.5 * tolerance, "matmul %s, %d tokens (%s): gate and up with SwiGLU, relative error %.2e", llm_type_name(type),
            n_tokens, path, es);
@@ -284,6 +288,133 @@ void test_matmul_mma(llm_threadpool *pool) {
       }
     }
   }
+}
+
+// Split-K on the tensor cores (launch_matmul_mma with a workspace for the partial sums): one to three products
+// (rows not multiples of the tile) of 4096 columns and of a width whose last k-tile is part-filled, at token counts
+// around and below the token tile, with the k-tiles in 1 (no split), 2, 3 and one range per k-tile and in the split
+// the launch picks (several ranges for these few row tiles of 4096 columns), storing and adding to a residual;
+// the picked split twice gives the same bits (the ranges are added in a fixed order).
+void test_matmul_split_k(llm_threadpool *pool) {
+  struct shape {
+    llm_type type;
+    int64_t cols;
+  };
+  const shape shapes[] = { { LLM_Q8_0, 4096 }, { LLM_Q8_0, 1056 }, { LLM_Q4_0, 4096 }, { LLM_Q4_0, 1056 },
+                           { LLM_Q4_K, 4096 }, { LLM_Q4_K, 1280 }, { LLM_Q6_K, 4096 }, { LLM_Q6_K, 1280 },
+                           { LLM_F16, 4096 },  { LLM_F16, 520 },   { LLM_BF16, 4096 }, { LLM_BF16, 520 } };
+  const int64_t rows[] = { 200, 67, 130 };
+  const int max_tokens = 64;
+  for (const shape &s : shapes) {
+    const int64_t k_tile_values = s.type == LLM_F16 || s.type == LLM_BF16 ? 128 : 256; // 256 bytes of the MMA form
+    const int k_tiles = (int)((s.cols + k_tile_values - 1) / k_tile_values);
+    test_matrix m0(s.type, rows[0], s.cols), m1(s.type, rows[1], s.cols), m2(s.type, rows[2], s.cols);
+    const test_matrix *matrices[] = { &m0, &m1, &m2 };
+    const cuda_matrix *weights[] = { &m0.matrix, &m1.matrix, &m2.matrix };
+    device_array<float> partials((size_t)k_tiles * max_tokens * (rows[0] + rows[1] + rows[2]));
+    const matmul_workspace workspace = { nullptr, 0, partials.ptr, partials.n * sizeof(float), false };
+    for (int n_tokens : { 8, 16, 24, 32, 33, 64 }) {
+      std::vector<float> x = random_floats((size_t)n_tokens * s.cols);
+      std::vector<float> ref[3], residual[3];
+      for (int i = 0; i < 3; i++) {
+        ref[i].resize((size_t)n_tokens * rows[i]);
+        llm_matmul(pool, ref[i].data(), &matrices[i]->host, x.data(), n_tokens);
+        residual[i] = random_floats(ref[i].size());
+      }
+      device_array<float> dx(x);
+      device_array<uint8_t> act(activation_scratch(n_tokens, s.cols));
+      const act_format format = mma_activation_format(s.type);
+      const void *input = device_activations(format, dx, n_tokens, s.cols, act);
+      const size_t stride = activation_row_bytes(format, s.cols);
+      for (int n_products = 1; n_products <= 3; n_products++) {
+        const int picked = matmul_mma_split(weights, n_products, n_tokens, &workspace);
+        double worst = 0;
+        for (int split : { 1, 2, 3, k_tiles, 0 }) {
+          if (split > k_tiles) continue;
+          for (bool add : { false, true }) {
+            device_array<float> o0(ref[0].size()), o1(ref[1].size()), o2(ref[2].size()); // poisoned
+            const device_array<float> *got[] = { &o0, &o1, &o2 };
+            if (add)
+              for (int i = 0; i < 3; i++)
+                check_cuda(cudaMemcpy(got[i]->ptr, residual[i].data(), residual[i].size() * sizeof(float), cudaMemcpyHostToDevice), "upload");
+            float *const outs[] = { o0.ptr, o1.ptr, o2.ptr };
+            check_cuda(launch_matmul_mma(weights, outs, n_products, input, stride, n_tokens, add, 0, &workspace, split),
+                       "launch_matmul_mma (split-K)");
+            for (int i = 0; i < n_products; i++) {
+              std::vector<float> want = ref[i];
+              if (add)
+                for (size_t j = 0; j < want.size(); j++) want[j] += residual[i][j];
+              worst = std::max(worst, relative_error(got[i]->read(), want));
+            }
+          }
+        }
+        device_array<float> first(ref[0].size()), second(ref[0].size());
+        for (const device_array<float> *o : { &first, &second }) {
+          float *const outs[] = { o->ptr, nullptr, nullptr };
+          check_cuda(launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0, &workspace), "launch_matmul_mma (picked split)");
+        }
+        const std::vector<float> a = first.read(), b = second.read();
+        const bool same_bits = memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+        const bool splits = s.cols != 4096 || picked > 1;
+        report(worst < product_tolerance(s.type, true) && same_bits && splits,
+               "matmul split-K %s %lld cols, %d product(s), %d tokens: 1, 2, 3, %d ranges and the picked %d, store and add: "
+               "worst relative error %.2e vs llm_matmul; picked split %s bits",
+               llm_type_name(s.type), (long long)s.cols, n_products, n_tokens, k_tiles, picked, worst,
+               same_bits ? "twice the same" : "DIFFERENT");
+      }
+    }
+  }
+
+  // The workspace decides: room for two ranges splits in two; none (or no workspace) splits not; a forced split
+  // that does not fit, or of more ranges than k-tiles, is refused before any launch. Inside a graph capture the
+  // split launch records and replays.
+  const int64_t cols = 4096;
+  const int n_tokens = 8;
+  test_matrix w(LLM_Q4_0, 200, cols);
+  const cuda_matrix *one[] = { &w.matrix };
+  std::vector<float> x = random_floats((size_t)n_tokens * cols), ref((size_t)n_tokens * 200);
+  llm_matmul(pool, ref.data(), &w.host, x.data(), n_tokens);
+  device_array<float> dx(x), out(ref.size()), partials(2 * ref.size());
+  device_array<uint8_t> act(activation_scratch(n_tokens, cols));
+  const void *input = device_activations(ACT_Q8_0, dx, n_tokens, cols, act);
+  const size_t stride = activation_row_bytes(ACT_Q8_0, cols);
+  float *const outs[] = { out.ptr };
+  const matmul_workspace two = { nullptr, 0, partials.ptr, partials.n * sizeof(float), false };
+  const matmul_workspace none = { nullptr, 0, nullptr, 0, false };
+  const int split_two = matmul_mma_split(one, 1, n_tokens, &two);
+  check_cuda(launch_matmul_mma(one, outs, 1, input, stride, n_tokens, false, 0, &two), "launch_matmul_mma (room for two)");
+  const double e_two = relative_error(out.read(), ref);
+  report(split_two == 2 && e_two < 2e-5, "matmul split-K with room for two ranges: split %d, relative error %.2e", split_two, e_two);
+  report(matmul_mma_split(one, 1, n_tokens, &none) == 1 && matmul_mma_split(one, 1, n_tokens, nullptr) == 1,
+         "matmul split-K without partials: no split");
+  const cudaError_t too_many = launch_matmul_mma(one, outs, 1, input, stride, n_tokens, false, 0, &two, 3);
+  const cudaError_t past_k_tiles = launch_matmul_mma(one, outs, 1, input, stride, n_tokens, false, 0, &two, 17);
+  const cudaError_t without = launch_matmul_mma(one, outs, 1, input, stride, n_tokens, false, 0, nullptr, 2);
+  report(too_many == cudaErrorInvalidValue && past_k_tiles == cudaErrorInvalidValue && without == cudaErrorInvalidValue &&
+             cudaGetLastError() == cudaSuccess,
+         "matmul split-K refuses a forced split past the partials' room (%d), past the k-tiles (%d), without a workspace (%d)",
+         (int)too_many, (int)past_k_tiles, (int)without);
+
+  device_array<float> big_partials(16 * ref.size()), captured(ref.size());
+  const matmul_workspace workspace = { nullptr, 0, big_partials.ptr, big_partials.n * sizeof(float), true };
+  float *const captured_outs[] = { captured.ptr };
+  cudaStream_t stream;
+  check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  const cudaError_t launched = launch_matmul_mma(one, captured_outs, 1, input, stride, n_tokens, false, stream, &workspace);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = launched == cudaSuccess && ended == cudaSuccess ? cudaGraphInstantiate(&exec, graph, 0) : ended;
+  if (made == cudaSuccess) check_cuda(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+  check_cuda(cudaStreamSynchronize(stream), "replaying the split-K graph");
+  const double e_graph = made == cudaSuccess ? relative_error(captured.read(), ref) : 1;
+  report(launched == cudaSuccess && made == cudaSuccess && e_graph < 2e-5,
+         "matmul split-K in a captured graph (split %d): launch %d, capture %d, replay relative error %.2e",
+         matmul_mma_split(one, 1, n_tokens, &workspace), (int)launched, (int)made, e_graph);
+  if (exec) cudaGraphExecDestroy(exec);
+  if (graph) cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }
 
 // The weights of a test matrix dequantized, as an f32 tensor.
@@ -361,7 +492,9 @@ void test_matmul_cublas(llm_threadpool *pool) {
 }
 
 // With --time: the products of a 7B layer's shapes at several token counts, launch_matmul (whichever path it
-// takes, with a workspace for cuBLAS: its times include the dequantization) against the tensor-core tiles, median of 9 event-timed runs, in TOPS (2 rows cols tokens per second).
+// takes, with a workspace for cuBLAS: its times include the dequantization) against the tensor-core tiles (both
+// with room for split-K's partials; the split they pick is printed) and the tiles unsplit, median of 9 event-timed
+// runs, in TOPS (2 rows cols tokens per second).
 // --time TYPE: that type's 4096 x 4096 product of 512 tokens alone (for a profiler).
 void time_products(const char *only) {
   for (llm_type type : { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K, LLM_F16, LLM_BF16 }) {
@@ -378,14 +511,15 @@ void time_products(const char *only) {
       const void *input_warp = device_activations(activation_format(type), dx, max_tokens, cols, act_warp);
       const void *input_mma = device_activations(mma_activation_format(type), dx, max_tokens, cols, act_mma);
       const void *input_f16 = device_activations(ACT_F16, dx, max_tokens, cols, act_f16);
-      device_array<__half> dequantized(cublas_workspace_bytes(w.matrix) / sizeof(__half) + 1);
-      const matmul_workspace workspace = { dequantized.ptr, cublas_workspace_bytes(w.matrix) };
       const cuda_matrix *weights[] = { &w.matrix };
+      device_array<__half> dequantized(cublas_workspace_bytes(w.matrix) / sizeof(__half) + 1);
+      device_array<float> partials(matmul_mma_partial_bytes(weights, 1, max_tokens) / sizeof(float) + 1);
+      const matmul_workspace workspace = { dequantized.ptr, cublas_workspace_bytes(w.matrix), partials.ptr, partials.n * sizeof(float), false };
       float *const outs[] = { out.ptr };
       for (int n_tokens : { 1, 2, 4, 8, 12, 16, 24, 31, 32, 48, 64, 128, 512 }) {
         if (only && n_tokens != 512) continue;
-        double ms[2];
-        for (int path = 0; path < 2; path++) {
+        double ms[3]; // launch_matmul, the tiles with the split they pick, the tiles unsplit
+        for (int path = 0; path < 3; path++) {
           cudaEvent_t start, stop;
           cudaEventCreate(&start);
           cudaEventCreate(&stop);
@@ -396,7 +530,8 @@ void time_products(const char *only) {
             const void *input = format == activation_format(type) ? input_warp : format == mma_activation_format(type) ? input_mma : input_f16;
             const size_t stride = activation_row_bytes(format, cols);
             check_cuda(path == 0 ? launch_matmul(weights, outs, 1, input, stride, n_tokens, MATMUL_STORE, 0, &workspace)
-                                 : launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0), "timed product");
+                                 : launch_matmul_mma(weights, outs, 1, input, stride, n_tokens, false, 0, &workspace, path == 2 ? 1 : 0),
+                       "timed product");
             cudaEventRecord(stop);
             check_cuda(cudaEventSynchronize(stop), "timed product");
             float t = 0;
@@ -409,10 +544,10 @@ void time_products(const char *only) {
           cudaEventDestroy(stop);
         }
         const double ops = 2.0 * rows * cols * n_tokens;
-        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%-6s) %8.1f us %6.1f TOPS | tensor cores %8.1f us %6.1f TOPS\n",
+        printf("time %-5s %5lld x %lld, %3d tokens: launch_matmul (%-6s) %8.1f us %6.1f TOPS | tensor cores (split %2d) %8.1f us %6.1f TOPS | unsplit %8.1f us\n",
                llm_type_name(type), (long long)rows, (long long)cols, n_tokens,
                matmul_takes_cublas(w.matrix, n_tokens, &workspace) ? "cublas" : matmul_takes_tensor_cores(w.matrix, n_tokens) ? "mma" : "warp",
-               1e3 * ms[0], ops / ms[0] * 1e-9, 1e3 * ms[1], ops / ms[1] * 1e-9);
+               1e3 * ms[0], ops / ms[0] * 1e-9, matmul_mma_split(weights, 1, n_tokens, &workspace), 1e3 * ms[1], ops / ms[1] * 1e-9, 1e3 * ms[2]);
       }
     }
   }
@@ -856,15 +991,19 @@ std::vector<float> run_model(llm_model *model, std::vector<int32_t> &top, int n_
 }
 
 // The KV pool a model's caches take their blocks from (on the GPU once attached): room for a few 128-position
-// caches.
-bool make_kv_pool(llm_model *model, llm_kv_type type, llm_error *err) { return llm_kv_pool_create(model, type, 512, err); }
+// caches unless told more.
+bool make_kv_pool(llm_model *model, llm_kv_type type, llm_error *err, int64_t positions = 512) {
+  return llm_kv_pool_create(model, type, positions, err);
+}
 
 // The tiny model twice, on the CPU and on the GPU, each with a KV pool of `type`; false after reporting why not.
-bool open_pair(const tiny_model &m, llm_kv_type type, llm_model **cpu, llm_model **gpu, const char *what) {
+bool open_pair(const tiny_model &m, llm_kv_type type, llm_model **cpu, llm_model **gpu, const char *what, int64_t pool_positions = 512) {
   llm_error err{};
   *cpu = llm_model_open(&m.spec, &err);
   *gpu = *cpu ? llm_model_open(&m.spec, &err) : nullptr;
-  if (*cpu && *gpu && llm_cuda_attach(*gpu, 0, &err) && make_kv_pool(*cpu, type, &err) && make_kv_pool(*gpu, type, &err)) return true;
+  if (*cpu && *gpu && llm_cuda_attach(*gpu, 0, &err) && make_kv_pool(*cpu, type, &err, pool_positions) &&
+      make_kv_pool(*gpu, type, &err, pool_positions))
+    return true;
   report(false, "%s, %s KV pool: %s", what, llm_kv_type_name(type), err.message);
   return false;
 }
@@ -986,6 +1125,60 @@ void test_sequences() {
   unlink(m.path.c_str());
 }
 
+// n_seqs sequences of 3-token prompts (one pass), then 3 decode steps of all of them, one batch each (a graph
+// captured at the first step, replayed at the next). Returns each prompt's last logits and every decode row's, and
+// the decode rows' top 5.
+std::vector<float> run_many_sequences(llm_model *model, int n_seqs, std::vector<int32_t> &top) {
+  const int vocab = model->config.vocab_size, n_steps = 3, n_prompt = 3;
+  llm_error err{};
+  std::vector<llm_kv_cache *> caches(n_seqs);
+  bool ok = true;
+  for (llm_kv_cache *&cache : caches) ok = (cache = llm_kv_cache_create(model, 64, &err)) != nullptr && ok;
+  std::vector<float> logits((size_t)n_seqs * (1 + n_steps) * vocab, NAN);
+  top.assign((size_t)n_seqs * n_steps * 5, -1);
+  std::vector<int32_t> prompts((size_t)n_seqs * n_prompt), tokens(n_seqs);
+  std::vector<llm_batch_sequence> seqs(n_seqs);
+  for (int s = 0; s < n_seqs; s++) {
+    for (int i = 0; i < n_prompt; i++) prompts[s * n_prompt + i] = (s * 31 + i * 7 + 1) % 1000;
+    seqs[s] = { caches[s], &prompts[s * n_prompt], n_prompt, 0, logits.data() + (size_t)s * vocab, LLM_LOGITS_LAST, 0, nullptr };
+  }
+  ok = ok && llm_forward_batch(model, seqs.data(), n_seqs, &err);
+  for (int step = 0; ok && step < n_steps; step++) {
+    for (int s = 0; s < n_seqs; s++) {
+      tokens[s] = (100 + 13 * s + step) % 1000;
+      const int row = step * n_seqs + s;
+      seqs[s] = { caches[s], &tokens[s], 1, n_prompt + step, logits.data() + (size_t)(n_seqs + row) * vocab, LLM_LOGITS_LAST, 5,
+                  top.data() + (size_t)row * 5 };
+    }
+    ok = llm_forward_batch(model, seqs.data(), n_seqs, &err);
+  }
+  if (!ok) printf("     forward failed: %s\n", err.message);
+  for (llm_kv_cache *cache : caches) llm_kv_cache_free(cache);
+  return logits;
+}
+
+// run_many_sequences on the GPU against the CPU with 24 sequences: their decode batches put the f16 products on the
+// tensor cores, where the 512-column ffn_down splits its k-tiles (split-K, the partials in the backend's workspace)
+// inside the captured graph and its replays.
+void test_many_sequences() {
+  tiny_model m;
+  write_tiny_model(m, LLM_F16, 1000);
+  const int n_seqs = 24;
+  llm_model *cpu = nullptr, *gpu = nullptr;
+  if (open_pair(m, LLM_KV_F32, &cpu, &gpu, "24 sequences decoding together", (int64_t)n_seqs * LLM_KV_BLOCK_TOKENS)) {
+    std::vector<int32_t> top_cpu, top_gpu;
+    const std::vector<float> want = run_many_sequences(cpu, n_seqs, top_cpu), got = run_many_sequences(gpu, n_seqs, top_gpu);
+    const double e = relative_error(got, want);
+    // f16 products on the tensor cores round the activations to f16 (test_model's 2e-3).
+    report(e < 2e-3 && top_cpu == top_gpu && all_finite(want),
+           "24 sequences decoding together (a graph of split-K products) in an f32 pool on %s: logits relative error %.2e, "
+           "top-5 %s", gpu->backend->device, e, top_cpu == top_gpu ? "identical" : "DIFFERENT");
+  }
+  llm_model_close(cpu);
+  llm_model_close(gpu);
+  unlink(m.path.c_str());
+}
+
 void test_out_of_memory() {
   tiny_model m;
   write_tiny_model(m, LLM_F32, 80000); // ~160 MB of weights
@@ -1039,6 +1232,7 @@ int main(int argc, char **argv) {
   test_quantize(pool);
   test_matmul(pool);
   test_matmul_mma(pool);
+  test_matmul_split_k(pool);
   test_matmul_cublas(pool);
   test_rmsnorm_embedding_swiglu();
   test_paged_attention();
@@ -1046,6 +1240,7 @@ int main(int argc, char **argv) {
   test_top_k();
   test_model();
   test_sequences();
+  test_many_sequences();
   test_out_of_memory();
   llm_threadpool_free(pool);
   printf("%d passed, %d failed\n", passes, failures);
