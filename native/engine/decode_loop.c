@@ -296,6 +296,9 @@ static bool after_pass(struct llm_decode_loop *loop, struct item *items, int n) 
 
 static void deliver(struct llm_decode_loop *loop) {
   if (loop->n_events == 0) return;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  for (int i = 0; i < loop->n_events; i++) loop->events[i].seconds = (double)now.tv_sec + now.tv_nsec * 1e-9;
   loop->deliver(loop->user, loop->events, loop->n_events);
   loop->n_events = 0;
   pthread_mutex_lock(&loop->mutex);
@@ -456,17 +459,16 @@ uint64_t llm_decode_loop_submit(struct llm_decode_loop *loop, const struct llm_d
     if (pthread_create(&loop->thread, NULL, loop_main, loop) == 0) loop->thread_started = true;
     else ok = llm_fail(err, LLM_ERR_SYSTEM, "could not start the decode loop's thread");
   }
+  uint64_t id = 0;
   if (ok) {
-    r->id = loop->next_id++;
+    id = r->id = loop->next_id++;
     loop->requests[loop->n_requests++] = r;
     pthread_cond_signal(&loop->wake);
   }
   pthread_mutex_unlock(&loop->mutex);
-  if (!ok) {
-    free_request(r);
-    return 0;
-  }
-  return r->id;
+  /* From here r belongs to the loop thread, which may already have finished and freed it. */
+  if (!ok) free_request(r);
+  return id;
 }
 
 /* Under the mutex: the active request with this id, or NULL. */

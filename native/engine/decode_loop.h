@@ -60,6 +60,7 @@ struct llm_decode_event {
   struct llm_error error;
   int evaluated;        /* positions the cache holds now (valid for every kind) */
   uint64_t pass;        /* the passes run when it was emitted: events of one pass share it (tests read composition) */
+  double seconds;       /* when it was delivered, on the monotonic clock (CLOCK_MONOTONIC): for speed figures */
   const float *logits;  /* LOGITS: vocab_size floats, valid only during the deliver call */
 };
 
