@@ -7,6 +7,7 @@ const assert = require("node:assert/strict");
 const { loadModel } = require("../dist/cjs/index.js");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
 const { countdown, largestSharedPass, recordDeliveries } = require("./helpers/passes.js");
+const { randomValues, writeTinyModel } = require("./helpers/tiny-model.js");
 
 const PROMPTS = [
   "Once upon a time",
@@ -206,4 +207,41 @@ test("the loop's requests: a busy context is refused, resume needs a paused requ
   assert.equal((await first).completion.finishReason, "abort");
   assert.equal(second.completion.tokens.length, 8);
   assert.equal(largestSharedPass(recording.deliveries), 2, "the second shared the first's passes");
+});
+
+test("a pass that fails is run again request by request: only the faulty generation gets the error, the others go on", async () => {
+  // Every layer zero, so each position's logits are output.weight · embedding; token 300's embedding is NaN, and
+  // through attention it poisons every later position of its own sequence only.
+  const poisoned = 300;
+  const file = writeTinyModel({
+    fill: (name, rows, cols) => {
+      if (name === "output_norm.weight") return new Float32Array(rows * cols).fill(1);
+      if (name === "output.weight") return randomValues(rows * cols, 3);
+      if (name !== "token_embd.weight") return undefined;
+      const values = randomValues(rows * cols, 4);
+      values.fill(NaN, poisoned * cols, (poisoned + 1) * cols);
+      return values;
+    },
+  });
+  const jobs = [
+    // The first decodes long enough to share passes with the poisoned prompt's prefill.
+    [{ tokens: [1, 20, 30] }, { temperature: 0.9, seed: 1, maxTokens: 40, ignoreEos: true, logitBias: { [poisoned]: -Infinity } }],
+    [{ tokens: [1, 40, poisoned, 50] }, { temperature: 0.9, seed: 2, maxTokens: 12, ignoreEos: true }],
+    [{ tokens: [1, 60] }, { temperature: 0, maxTokens: 12, ignoreEos: true, logitBias: { [poisoned]: -Infinity } }],
+  ];
+  const tiny = await loadModel(file, { threads: 1 });
+  const tinySolo = await loadModel(file, { threads: 1 });
+  try {
+    const expected = [];
+    for (const i of [0, 2]) expected[i] = result(await collect(tinySolo.generate(...jobs[i])));
+    const settled = await Promise.allSettled(jobs.map((job) => collect(tiny.generate(...job))));
+    assert.equal(settled[1].status, "rejected");
+    assert.equal(settled[1].reason.name, "NumericalError", String(settled[1].reason));
+    for (const i of [0, 2]) assert.deepEqual(result(settled[i].value), expected[i], `generation ${i}`);
+    assert.equal(tiny.activeSequences, 0, "the failed generation gave its cache back");
+    assert.deepEqual(result(await collect(tiny.generate(...jobs[0]))), expected[0], "the loop goes on after the error");
+  } finally {
+    await tiny.dispose();
+    await tinySolo.dispose();
+  }
 });
