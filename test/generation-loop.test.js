@@ -4,6 +4,7 @@
 // gives alone, whatever runs beside it, is aborted beside it, or pauses beside it for a logitsProcessor.
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
+const { spawnSync } = require("node:child_process");
 const { loadModel } = require("../dist/cjs/index.js");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
 const { countdown, largestSharedPass, recordDeliveries } = require("./helpers/passes.js");
@@ -244,4 +245,17 @@ test("a pass that fails is run again request by request: only the faulty generat
     await tiny.dispose();
     await tinySolo.dispose();
   }
+});
+
+test("the loop keeps Node alive only while a generation runs: a script that never disposes its model exits", () => {
+  const script = `
+    const { loadModel } = require(${JSON.stringify(require.resolve("../dist/cjs/index.js"))});
+    loadModel(${JSON.stringify(DEFAULT_MODEL)}, { threads: 1 }).then(async (model) => {
+      const { text } = await model.complete("Once upon a time", { temperature: 0, maxTokens: 8 });
+      process.stdout.write(text);
+    });`;
+  const child = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 60_000 });
+  assert.equal(child.error, undefined, "the script ended by itself");
+  assert.equal(child.status, 0, child.stderr);
+  assert.ok(child.stdout.length > 0, "it generated");
 });
