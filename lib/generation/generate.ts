@@ -5,7 +5,6 @@
  * detokenized, matched against the stop strings (a match cancels the request; tokens the engine ran past it are
  * dropped) and streamed. A logitsProcessor makes the request pause after each pass for the hook to run here.
  */
-import { performance } from "node:perf_hooks";
 import { ContextOverflowError } from "../errors";
 import type { EngineDecodeLoop, LoopEvent, LoopRequest } from "../native/decode-loop";
 import type { EngineContext } from "../native/engine";
@@ -123,7 +122,6 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
     sequence.tokens.push(...timeline.slice(0, event.evaluated));
   };
 
-  const prefillStart = performance.now();
   const prefillTokens = submit(promptIds);
   let prefillMs: number | undefined;
   /** When the first and the last token left the engine (event.seconds), for the decode speed. */
@@ -146,7 +144,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
       const event = await request!.next();
       // A disposed model ends its generations with a DisposedError at their next step.
       req.assertUsable();
-      prefillMs ??= performance.now() - prefillStart;
+      prefillMs ??= request!.firstEventAt! - request!.submittedAt;
       if (event.kind === "error") {
         ended(event);
         throw event.error;

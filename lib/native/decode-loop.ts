@@ -3,6 +3,7 @@
  * first request. Each request gets its events (tokens, its end, logits for a logitsProcessor step) in order
  * through a LoopRequest; errors arrive as the library's typed errors.
  */
+import { performance } from "node:perf_hooks";
 import { DisposedError } from "../errors";
 import { loadBinding, type NativeDecodeLoop, type NativeFinish, type NativeLoopEvent, type NativeModel } from "./binding";
 import type { EngineContext } from "./engine";
@@ -32,6 +33,9 @@ export class LoopRequest {
   private resolveEnded!: () => void;
   /** Resolves once the request's done or error event has arrived (its cache is free again). */
   readonly ended = new Promise<void>((resolve) => (this.resolveEnded = resolve));
+  /** performance.now() when it was submitted, and when its first event arrived (whenever it is taken). */
+  readonly submittedAt = performance.now();
+  firstEventAt: number | undefined;
 
   /** @internal */
   constructor(
@@ -66,6 +70,7 @@ export class LoopRequest {
 
   /** @internal */
   push(event: LoopEvent): void {
+    this.firstEventAt ??= performance.now();
     this.queue.push(event);
     if (event.kind === "done" || event.kind === "error") {
       this.over = true;
