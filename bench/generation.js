@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 "use strict";
 // Generation-level benchmarks on one model file:
-//  1. The cost of the JavaScript loop: greedy decode through generate() (scheduler, TypeScript sampler chain,
-//     detokenizer) against the engine's own greedy loop (context.greedy: no return to JavaScript between tokens).
+//  1. The cost of generate() (the engine's decode loop, streaming its tokens through the detokenizer) against the
+//     engine's own greedy loop (context.greedy: no return to JavaScript between tokens).
 //  2. Continuous batching: aggregate greedy decode tok/s with 1, 2, 4, 8 concurrent sequences.
 // Usage: node bench/generation.js --model PATH [--threads N] [--tokens 128] [--runs 3] [--sequences 1,2,4,8]
 const { parseArgs } = require("node:util");
@@ -63,7 +63,7 @@ async function main() {
   console.log("| greedy decode | tok/s |");
   console.log("|---|---|");
   console.log(`| native loop (context.greedy) | ${median(native).toFixed(1)} |`);
-  console.log(`| generate() (scheduler + TS sampler) | ${median(js).toFixed(1)} (${(ratio * 100).toFixed(1)}%) |\n`);
+  console.log(`| generate() (decode loop + detokenizer) | ${median(js).toFixed(1)} (${(ratio * 100).toFixed(1)}%) |\n`);
 
   // 2. Concurrent sequences.
   const counts = values.sequences.split(",").map(Number);

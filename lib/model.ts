@@ -483,12 +483,14 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /**
-   * Waits for the forward passes already queued or running, then frees the KV caches and unmaps the weights. A generation
-   * still being iterated ends with a DisposedError at its next step.
+   * Ends the generations in the decode loop and waits for the forward passes already queued or running, then frees
+   * the KV caches and unmaps the weights. A generation still being iterated ends with a DisposedError at its next
+   * step.
    */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    await this.engine.closeDecodeLoop();
     await this.scheduler.drained();
     await Promise.all([...this.contexts].map((ctx) => ctx.settled()));
     for (const ctx of this.contexts) ctx.close();
@@ -542,7 +544,7 @@ export class LlamaModel implements AsyncDisposable {
     const sampler = new Sampler(resolveSampling(options, this.info.vocabSize), this.info.vocabSize);
     return runGeneration({
       sequence,
-      scheduler: this.scheduler,
+      loop: this.engine.decodeLoop,
       tokenizer: this.tokenizer,
       promptIds,
       sampler,

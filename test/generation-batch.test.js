@@ -5,6 +5,7 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { loadModel } = require("../dist/cjs/index.js");
 const { modelPath, skipFileWithoutReferenceModels } = require("./helpers/models.js");
+const { recordDeliveries, largestSharedPass } = require("./helpers/passes.js");
 if (skipFileWithoutReferenceModels()) return;
 
 const PROMPTS = [
@@ -21,18 +22,12 @@ before(async () => {
 });
 after(() => model.dispose());
 
-/** Records the largest number of sequences the model's scheduler put in one forward pass. */
+/** Records the largest number of generations that got a token from one forward pass of the model's decode loop. */
 function watchBatchSizes() {
-  const scheduler = model.scheduler;
-  const run = scheduler.run.bind(scheduler);
-  let largest = 0;
-  scheduler.run = (pass, finishes) => {
-    largest = Math.max(largest, pass.length);
-    return run(pass, finishes);
-  };
+  const recording = recordDeliveries(model);
   return () => {
-    scheduler.run = run;
-    return largest;
+    recording.stop();
+    return largestSharedPass(recording.deliveries);
   };
 }
 

@@ -7,7 +7,7 @@ const assert = require("node:assert/strict");
 const { loadModel, resolveServerOptions } = require("../dist/cjs/index.js");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
 const { MODEL_ALIAS, withServer, post, serveSync, spawnServe } = require("./helpers/server.js");
-const { assertInterleaved, countdown, recordPasses } = require("./helpers/passes.js");
+const { assertPrefilledBeside, countdown, recordDeliveries } = require("./helpers/passes.js");
 
 const MESSAGES = [{ role: "user", content: "Tell me a story." }];
 const PROMPT = "Once upon a time";
@@ -132,17 +132,13 @@ async function streamCompletion(url, body, onFirst) {
 
 test("a long prompt admitted while 4 streams decode: every pass of its prefill holds a token of each stream", async () => {
   await withServer(model, { parallel: 5 }, async ({ url }) => {
-    const { passes, stop } = recordPasses(model.scheduler);
+    const { deliveries, stop } = recordDeliveries(model);
     let texts;
-    let decoders;
-    let admitted;
     try {
       const streaming = countdown(4);
       // Long enough that they are still decoding once the long prompt's request has come in and been prefilled.
       const streams = [0, 1, 2, 3].map((seed) => streamCompletion(url, { ...TEXT, max_tokens: 400, temperature: 0.8, seed }, streaming.tick));
       await streaming.done;
-      admitted = passes.length;
-      decoders = [...new Set(passes.flat().map((e) => e.context))];
       const longPrompt = [1, ...Array.from({ length: 1099 }, (_, i) => 3 + ((i * 37) % 500))];
       const long = await post(url, "/v1/completions", { ...TEXT, prompt: longPrompt, max_tokens: 2 });
       assert.equal(long.status, 200);
@@ -151,9 +147,7 @@ test("a long prompt admitted while 4 streams decode: every pass of its prefill h
     } finally {
       stop();
     }
-    assert.equal(decoders.length, 4);
     for (const text of texts) assert.ok(text.endsWith("data: [DONE]\n\n"), text.slice(-200));
-    const longContext = passes.slice(admitted).flat().find((e) => !decoders.includes(e.context)).context;
-    assertInterleaved(passes, longContext, decoders, 5);
+    assertPrefilledBeside(deliveries, 4, 5);
   });
 });

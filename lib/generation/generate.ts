@@ -1,16 +1,16 @@
 /**
- * The generation loop: prefill what the KV cache does not already hold, then decode one token at a time, sampling
- * in TypeScript from what the engine returns, streaming text through the detokenizer and the stop-string matcher,
- * until a stop condition. Every forward pass goes through the model's scheduler, so concurrent generations share
- * passes.
+ * A generation: one request to the engine's decode loop (lib/native/decode-loop.ts), which evaluates what the KV
+ * cache does not already hold, then samples and evaluates token after token natively, sharing its passes with every
+ * other generation on the model, and stops on an end token, maxTokens or a full context. Here its tokens are
+ * detokenized, matched against the stop strings (a match cancels the request; tokens the engine ran past it are
+ * dropped) and streamed. A logitsProcessor makes the request pause after each pass for the hook to run here.
  */
-import { performance } from "node:perf_hooks";
 import { ContextOverflowError } from "../errors";
+import type { EngineDecodeLoop, LoopEvent, LoopRequest } from "../native/decode-loop";
 import type { EngineContext } from "../native/engine";
-import type { Sampler } from "../sampling/sampler";
+import type { SampledToken, Sampler } from "../sampling/sampler";
 import { StreamingDetokenizer } from "../tokenizer/stream";
 import type { Tokenizer } from "../tokenizer/types";
-import type { DecodeScheduler } from "./scheduler";
 import { StopStringMatcher } from "./stop-strings";
 import type { Completion, ContextOverflowPolicy, FinishReason, GeneratedToken, TokenLogprob } from "./types";
 
@@ -22,7 +22,7 @@ export interface Sequence {
 
 export interface GenerationRequest {
   sequence: Sequence;
-  scheduler: DecodeScheduler;
+  loop: EngineDecodeLoop;
   tokenizer: Tokenizer;
   promptIds: number[];
   sampler: Sampler;
@@ -33,7 +33,7 @@ export interface GenerationRequest {
   overflow: ContextOverflowPolicy;
   /** Tokens at the start that truncate-middle never drops (the system prompt of a session; BOS otherwise). */
   keepTokens: number;
-  /** Checked before each step: throws when the model was disposed. */
+  /** Checked when a request starts and at each of its events: throws when the model was disposed. */
   assertUsable: () => void;
 }
 
@@ -70,100 +70,159 @@ export function fitPrompt(promptIds: number[], contextSize: number, policy: Cont
   return ids;
 }
 
+/** The most tokens one request may be asked for (the engine counts in 32-bit integers). */
+const MAX_REQUEST_TOKENS = 2 ** 31 - 1;
+
 export async function* runGeneration(req: GenerationRequest): AsyncGenerator<GeneratedToken, Completion> {
   const { sequence, sampler, tokenizer } = req;
   const { context } = sequence;
   const promptIds = fitPrompt(req.promptIds, context.contextSize, req.overflow, req.keepTokens);
   const detok = new StreamingDetokenizer(tokenizer, promptIds);
   const stops = new StopStringMatcher(req.stop);
-  const decodeOptions = {
-    logits: sampler.needsLogits ? ("last" as const) : ("none" as const),
-    topK: sampler.candidatesNeeded,
-    speculate: sampler.picksEngineTop,
-  };
   const pieceDecoder = new TextDecoder();
   const piece = (id: number) => pieceDecoder.decode(tokenizer.tokenBytes(id));
   const withText = (alternatives: { id: number; logprob: number }[]): TokenLogprob[] =>
     alternatives.map(({ id, logprob }) => ({ id, text: piece(id), logprob }));
+  const endIds = Int32Array.from(req.stopIds);
+  const logprobs = sampler.options.logprobs !== undefined;
 
-  /** Brings the cache to hold `ids` (reusing its common prefix) and returns the last position's output. */
-  const evaluate = async (ids: number[]) => {
-    const reuse = Math.min(commonPrefixLength(sequence.tokens, ids), ids.length - 1);
-    sequence.tokens.length = reuse;
-    req.assertUsable();
-    const out = await req.scheduler.decode(context, ids.slice(reuse), reuse, decodeOptions);
-    sequence.tokens.push(...ids.slice(reuse));
-    return { out, evaluated: ids.length - reuse };
-  };
-
-  const history = [...promptIds];
+  const history = [...promptIds]; // prompt and generated tokens: what the logitsProcessor sees
   const tokens: number[] = [];
   let text = "";
   let finishReason: FinishReason = "length";
   let stopString: string | undefined;
 
-  const prefillStart = performance.now();
-  let { out, evaluated: prefillTokens } = await evaluate(promptIds);
-  const prefillMs = performance.now() - prefillStart;
-  let decodeMs = 0;
-  let decodes = 0;
+  /**
+   * The request running now, and what its cache will hold in order: the ids it was given, then its tokens as
+   * they come. Its done event says how many of them the cache holds, and the sequence's record becomes those.
+   */
+  let request: LoopRequest;
+  let timeline: number[];
+  /** Whether the current request's done or error event was taken. */
+  let over = false;
+  /** Brings the cache to hold `ids` (reusing its common prefix) and generates after them; returns the tokens it evaluates. */
+  const submit = (ids: number[]): number => {
+    const reuse = Math.min(commonPrefixLength(sequence.tokens, ids), ids.length - 1);
+    sequence.tokens.length = reuse;
+    req.assertUsable();
+    request = req.loop.submit(context, ids.slice(reuse), reuse, sampler.forDecodeLoop(history), {
+      maxTokens: Math.min(req.maxTokens - tokens.length, MAX_REQUEST_TOKENS),
+      endIds,
+      logprobs,
+      pauseEachStep: sampler.hasLogitsProcessor,
+    });
+    timeline = [...ids];
+    over = false;
+    return ids.length - reuse;
+  };
+  /** The request's end: the sequence's record is what its cache holds. */
+  const ended = (event: LoopEvent) => {
+    over = true;
+    sequence.tokens.length = 0;
+    sequence.tokens.push(...timeline.slice(0, event.evaluated));
+  };
+
+  const prefillTokens = submit(promptIds);
+  let prefillMs: number | undefined;
+  /** When the first and the last token left the engine (event.seconds), for the decode speed. */
+  let firstTokenAt = 0;
+  let lastTokenAt = 0;
+  /** The pick of a step paused for the logitsProcessor: its token event reports these logprobs. */
+  let hookPick: SampledToken | undefined;
+  /** Why this side cancelled the request (its tokens until the done event are dropped). */
+  let cancelled: "abort" | "stop" | undefined;
+  const cancel = (reason: "abort" | "stop") => {
+    cancelled ??= reason;
+    request.cancel();
+  };
+  const onAbort = () => cancel("abort");
+  req.signal?.addEventListener("abort", onAbort);
+  if (req.signal?.aborted) onAbort();
 
   try {
     for (;;) {
-      if (req.signal?.aborted) {
-        finishReason = "abort";
-        break;
+      const event = await request!.next();
+      // A disposed model ends its generations with a DisposedError at their next step.
+      req.assertUsable();
+      prefillMs ??= request!.firstEventAt! - request!.submittedAt;
+      if (event.kind === "error") {
+        ended(event);
+        throw event.error;
       }
-      const pick = sampler.sample(out.logits, out.top, history);
-      const { id } = pick;
-      if (req.stopIds.has(id)) {
-        finishReason = "stop";
-        // Text held back as a possible stop-string start was not one after all: the end token releases it.
-        const held = stops.push(detok.flush()).emit + stops.flush();
-        if (held) {
-          text += held;
-          yield { id, text: held };
+      if (event.kind === "logits") {
+        if (cancelled) continue;
+        hookPick = sampler.sampleInLoop(event.logits!, history);
+        request!.resume(hookPick.id);
+        continue;
+      }
+      if (event.kind === "done") {
+        ended(event);
+        if (cancelled || event.finish === "abort") {
+          finishReason = cancelled ?? "abort";
+          break;
         }
-        break;
+        if (event.finish === "stop") {
+          finishReason = "stop";
+          // Text held back as a possible stop-string start was not one after all: the end token releases it.
+          const held = stops.push(detok.flush()).emit + stops.flush();
+          if (held) {
+            text += held;
+            yield { id: event.token!, text: held };
+          }
+          break;
+        }
+        if (event.finish === "context_full" && req.overflow === "truncate-middle") {
+          // Drop the middle and evaluate what follows the kept start again (its last token, never evaluated, too).
+          submit(truncateMiddle(timeline!, req.keepTokens));
+          continue;
+        }
+        break; // "length", or the context is full under the "error" policy
       }
-      tokens.push(id);
+      // A token.
+      const id = event.token!;
+      timeline!.push(id);
+      if (cancelled) continue;
       history.push(id);
-      const full = sequence.tokens.length >= context.contextSize && req.overflow === "error";
-      const last = tokens.length >= req.maxTokens || full;
+      tokens.push(id);
+      lastTokenAt = event.seconds;
+      if (tokens.length === 1) firstTokenAt = lastTokenAt;
+      const next = request!.peek();
+      const last = next?.kind === "done" && (next.finish === "length" || (next.finish === "context_full" && req.overflow === "error"));
       const released = stops.push(detok.push(id) + (last ? detok.flush() : ""));
       const delta = released.emit + (last && !released.stopped ? stops.flush() : "");
       text += delta;
       const step: GeneratedToken = { id, text: delta };
-      if (pick.logprob !== undefined) {
+      const pick = event.logprob !== undefined ? { logprob: event.logprob, topLogprobs: event.top } : hookPick?.id === id ? hookPick : undefined;
+      hookPick = undefined;
+      if (pick?.logprob !== undefined) {
         step.logprob = pick.logprob;
         step.piece = piece(id);
       }
-      if (pick.topLogprobs) step.topLogprobs = withText(pick.topLogprobs);
+      if (pick?.topLogprobs) step.topLogprobs = withText(pick.topLogprobs);
       if (released.stopped) {
-        finishReason = "stop";
         stopString = released.stop;
+        cancel("stop");
         if (delta) yield step;
-        break;
+        continue; // to the request's done event
       }
       yield step;
-      if (last) break;
-      const stepStart = performance.now();
-      if (sequence.tokens.length < context.contextSize) {
-        req.assertUsable();
-        out = await req.scheduler.decode(context, [id], sequence.tokens.length, decodeOptions);
-        sequence.tokens.push(id);
-      } else {
-        // truncate-middle: the context is full; drop the middle and evaluate what follows the kept start again.
-        ({ out } = await evaluate(truncateMiddle([...sequence.tokens, id], req.keepTokens)));
-      }
-      decodeMs += performance.now() - stepStart;
-      decodes++;
     }
   } finally {
-    // The engine may be running the step after the last token ahead: the context is the sequence's again (for
-    // the next turn, a fork or a save) once that pass is over.
-    if (decodeOptions.speculate) await req.scheduler.finish(context);
+    req.signal?.removeEventListener("abort", onAbort);
+    // The consumer may have left early (break, return, a throw): the request ends before the sequence is reused.
+    if (!over) {
+      request!.cancel();
+      for (;;) {
+        const event = await request!.next();
+        if (event.kind === "token") timeline!.push(event.token!);
+        else if (event.kind === "done" || event.kind === "error") {
+          ended(event);
+          break;
+        }
+      }
+    }
   }
+  const decodes = tokens.length - 1;
   return {
     text,
     tokens,
@@ -173,8 +232,8 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
       promptTokens: promptIds.length,
       prefillTokens,
       genTokens: tokens.length,
-      prefillTps: prefillTokens / (prefillMs / 1000),
-      decodeTps: decodes > 0 ? decodes / (decodeMs / 1000) : 0,
+      prefillTps: prefillTokens / ((prefillMs ?? 0) / 1000),
+      decodeTps: decodes > 0 ? decodes / (lastTokenAt - firstTokenAt) : 0,
     },
   };
 }

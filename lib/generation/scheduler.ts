@@ -1,17 +1,12 @@
 /**
- * Continuous batching: every decode request on a model goes through one scheduler, which runs all the requests
- * waiting at that moment as one forward pass (one matrix product per weight for every active sequence). A
- * sequence that asks while a pass is running joins the next one; one that stops asking simply drops out.
+ * Batching of single decodes (model.evaluate): the requests waiting at that moment run as one forward pass (one
+ * matrix product per weight for every sequence); one that asks while a pass is running joins the next one.
+ * Generations do not come here: they run in the engine's decode loop (lib/native/decode-loop.ts), which composes
+ * its passes by the same rule natively.
  *
  * Prefill is interleaved with decoding: a pass (at most the engine's pass size, Engine.limits.passTokens) holds every
  * queued request that fits whole (the decoding sequences' next tokens, short prompts) and a slice of at most one
- * longer prompt in the room left, so a long prompt never stalls the sequences already decoding; they get a token in
- * every pass while it is prefilled.
- *
- * A greedy sequence decodes with `speculate`: the engine then runs its argmax at the next position while
- * JavaScript is still sampling (NativeDecodeOptions.speculate), and its next request claims that step instead of
- * waiting for a pass. When another request arrives, the chains are stopped and the pass waits (briefly) for
- * their sequences to come back, so that everyone shares it rather than taking turns.
+ * longer prompt in the room left, so a long prompt never stalls the other requests.
  */
 import type { BatchEntry, Engine, EngineContext } from "../native/engine";
 import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding";
@@ -21,9 +16,6 @@ import type { NativeDecodeOptions, NativeDecodeResult } from "../native/binding"
  * (rows that do not fit then go first in the next pass).
  */
 const MIN_SLICE_TOKENS = 32;
-/** How long a pass waits for the sequences of stopped look-ahead chains, in passes (at least MIN_WAIT_MS). */
-const CHAIN_WAIT_PASSES = 2;
-const MIN_WAIT_MS = 5;
 
 interface Request {
   context: EngineContext;
@@ -39,12 +31,6 @@ export class DecodeScheduler {
   private running = false;
   private dispatchPending = false;
   private drainWaiters: (() => void)[] = [];
-  /** Contexts whose last decode looked ahead and whose generation goes on: they come back within a step. */
-  private lookingAhead = new Set<EngineContext>();
-  private chainWait: { timer: NodeJS.Timeout; expired: boolean } | undefined;
-  private lastPassMs = 0;
-  /** Sequences in the last pass (for metrics and tests). */
-  lastBatchSize = 0;
   /** Tokens per forward pass: the engine's own, for this model on its device. */
   private readonly passTokens: number;
 
@@ -55,20 +41,10 @@ export class DecodeScheduler {
   /** Runs tokens at pos.. on context in the next forward pass that has room; resolves with its results. */
   decode(context: EngineContext, tokens: readonly number[] | Int32Array, pos: number, options: NativeDecodeOptions = {}): Promise<NativeDecodeResult> {
     const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
-    if (options.speculate) this.lookingAhead.add(context);
-    else this.lookingAhead.delete(context);
-    const claimed = options.speculate ? context.claim(ids, pos, options) : undefined;
-    if (claimed) return claimed;
     return new Promise((resolve, reject) => {
       this.queue.push({ context, tokens: ids, pos, options, resolve, reject });
       this.scheduleDispatch();
     });
-  }
-
-  /** A generation on `context` is over: no look-ahead runs on it once this resolves, and no pass waits for it. */
-  async finish(context: EngineContext): Promise<void> {
-    if (this.lookingAhead.delete(context)) this.scheduleDispatch();
-    await context.settled();
   }
 
   /** Resolves once every request queued so far has run (for dispose: work already accepted completes). */
@@ -78,8 +54,7 @@ export class DecodeScheduler {
   }
 
   /**
-   * Dispatches after the current turn of the event loop, so that every sequence woken by the previous pass has
-   * sampled its next token and queued it.
+   * Dispatches after the current turn of the event loop, so that the requests made in it share the pass.
    */
   private scheduleDispatch(): void {
     if (!this.running && this.queue.length === 0) {
@@ -94,7 +69,7 @@ export class DecodeScheduler {
   }
 
   private async dispatch(): Promise<void> {
-    if (this.running || this.queue.length === 0 || this.awaitingChains()) return;
+    if (this.running || this.queue.length === 0) return;
     this.running = true;
     const { pass, finishes } = this.takePass();
     try {
@@ -103,30 +78,6 @@ export class DecodeScheduler {
       this.running = false;
       this.scheduleDispatch();
     }
-  }
-
-  /**
-   * Whether the pass should wait for sequences of look-ahead chains that are not queued yet: their chains are
-   * stopped, and they come back (a decode or finish() dispatches again) within a pass; a timer bounds the wait
-   * so a slow consumer cannot hold the others up.
-   */
-  private awaitingChains(): boolean {
-    const queued = new Set(this.queue.map((r) => r.context));
-    const absent = [...this.lookingAhead].some((context) => !queued.has(context));
-    if (!absent || this.chainWait?.expired) {
-      if (this.chainWait) clearTimeout(this.chainWait.timer);
-      this.chainWait = undefined;
-      return false;
-    }
-    if (!this.chainWait) {
-      this.engine.stopLookAhead();
-      const wait = { expired: false, timer: setTimeout(() => {
-        wait.expired = true;
-        this.scheduleDispatch();
-      }, Math.max(MIN_WAIT_MS, CHAIN_WAIT_PASSES * this.lastPassMs)) };
-      this.chainWait = wait;
-    }
-    return true;
   }
 
   /**
@@ -174,14 +125,9 @@ export class DecodeScheduler {
   }
 
   private async run(pass: { entry: BatchEntry; request: Request }[], finishes: boolean[]): Promise<void> {
-    this.lastBatchSize = pass.length;
     let results: NativeDecodeResult[];
     try {
-      // A context may still be in a look-ahead chain (a step it did not claim): wait for that pass to end.
-      await Promise.all(pass.map((p) => p.entry.context.settled()));
-      const start = performance.now();
       results = await this.engine.decodeBatch(pass.map((p) => p.entry));
-      this.lastPassMs = performance.now() - start;
     } catch (err) {
       if (pass.length === 1) return this.fail(pass[0].request, err);
       // Which sequence failed is not known: run each alone so only the faulty one sees the error.
@@ -192,10 +138,8 @@ export class DecodeScheduler {
   }
 
   private fail(request: Request, err: unknown): void {
-    // A sliced request may still be queued for its remaining tokens. Its generation ends with the error, so no
-    // pass waits for its look-ahead.
+    // A sliced request may still be queued for its remaining tokens.
     this.queue = this.queue.filter((r) => r !== request);
-    this.lookingAhead.delete(request.context);
     request.reject(err);
   }
 }

@@ -89,11 +89,6 @@ export interface NativeDecodeOptions {
   logits?: "none" | "last" | "all";
   /** When > 0, also return the ids of the k largest last-position logits, largest first. */
   topK?: number;
-  /**
-   * The caller's next decode on this context will be this pass's top id at the next position (a greedy
-   * sampler): the engine runs that step right away, and `claim` picks it up (needs topK >= 1).
-   */
-  speculate?: boolean;
 }
 
 export interface NativeDecodeResult {
@@ -132,14 +127,6 @@ export interface NativeContext {
   readState(nPositions: number, type?: KvCacheType): ArrayBuffer;
   /** Restores what readState returned: `tokens` are the ids at those positions, `type` the rows' (default the pool's). */
   writeState(nPositions: number, state: Uint8Array, tokens: Int32Array, type?: KvCacheType): void;
-  /**
-   * The look-ahead step (see NativeDecodeOptions.speculate) for exactly this decode (one token at pos, the same
-   * logits and topK), as a promise of its result; undefined when there is none: decode as usual once settle()
-   * resolves.
-   */
-  claim(tokens: Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> | undefined;
-  /** Ends any look-ahead on this context; resolves once no pass uses its cache. */
-  settle(): Promise<void>;
   /** Frees the KV cache. Idempotent. */
   close(): void;
 }
@@ -167,8 +154,6 @@ export interface NativeModel {
    * for all their tokens, attention per sequence. Each result equals what decode() on that context alone gives.
    */
   decodeBatch(entries: NativeBatchEntry[]): Promise<NativeDecodeResult[]>;
-  /** Every look-ahead chain (NativeDecodeOptions.speculate) stops after its current pass. */
-  stopLookAhead(): void;
   /**
    * Scans every tensor of the spec for NaN and infinity as stored (each f32/f16/bf16 value, each quantized block's
    * f16 scales), on a worker thread with the model's threads; resolves with the first one's tensor (an index into
@@ -221,9 +206,68 @@ export interface NativeSampler {
   sample(logits: Float32Array | null, ranked: Int32Array | null, report: Float64Array | null): number;
 }
 
+/** How a decode loop request ended (native/engine/decode_loop.h). */
+export type NativeFinish = "stop" | "length" | "context_full" | "abort";
+
+/** One event of a decode loop pass (native/addon/decode_loop.cc). */
+export interface NativeLoopEvent {
+  id: number;
+  /**
+   * token: a new token; done: the request is over (`finish`; with "stop", `token` is the end id, not evaluated);
+   * error: a pass with this request failed (`error`); logits: pauseEachStep, the request waits for resume().
+   */
+  kind: "token" | "done" | "error" | "logits";
+  /** Positions the request's cache holds now. */
+  evaluated: number;
+  /** Passes the loop had run when the event was made: the events of one pass share it. */
+  pass: number;
+  /** When the loop delivered it, in seconds on a monotonic clock of its own (differences are what count). */
+  seconds: number;
+  token?: number;
+  /** Tokens the loop sampled, when the request asked for logprobs. */
+  logprob?: number;
+  top?: { id: number; logprob: number }[];
+  finish?: NativeFinish;
+  error?: Error;
+  logits?: Float32Array;
+}
+
+export interface NativeLoopOptions {
+  /** Tokens to generate at most, >= 1. */
+  maxTokens: number;
+  /** Ids that end the generation. */
+  endIds?: Int32Array;
+  /** Token events carry the sampler's logprob report. */
+  logprobs?: boolean;
+  /** After each pass the request emits a logits event and waits for resume(id, token). */
+  pauseEachStep?: boolean;
+}
+
+/**
+ * The engine's decode loop for one model: a native thread that runs passes back to back for every request,
+ * samples natively, and calls onEvents once per pass with that pass's events.
+ */
+export interface NativeDecodeLoop {
+  /**
+   * Starts generating on context after evaluating tokens at pos.. (the context is busy until the request's done or
+   * error event); the sampler's history must already hold the prompt, and the loop appends each token. Returns
+   * the request's id.
+   */
+  submit(context: NativeContext, tokens: Int32Array, pos: number, sampler: NativeSampler, options: NativeLoopOptions): number;
+  /** The request ends before the next pass (a done event with finish "abort" follows); false when it is not active. */
+  cancel(id: number): boolean;
+  /** The token picked for a request paused by its logits event. */
+  resume(id: number, token: number): void;
+  /** Forward passes run, and calls of onEvents. */
+  stats(): { passes: number; deliveries: number };
+  /** Ends every request (done, "abort") and joins the thread. Idempotent. */
+  close(): void;
+}
+
 export interface NativeBinding {
   Model: new (spec: NativeModelSpec) => NativeModel;
   Sampler: new (options: NativeSamplerOptions, vocabSize: number) => NativeSampler;
+  DecodeLoop: new (model: NativeModel, onEvents: (events: NativeLoopEvent[]) => void) => NativeDecodeLoop;
   /** Physical CPU cores (not hyperthreads), the default thread count. */
   physicalCores(): number;
   /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */

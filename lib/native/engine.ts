@@ -30,6 +30,7 @@ import {
   type NativeLimits,
   type NativeModel,
 } from "./binding";
+import { EngineDecodeLoop } from "./decode-loop";
 import { ropeFrequencies } from "./rope";
 
 /**
@@ -188,22 +189,15 @@ export class EngineContext {
     typedSync(() => this.native.writeState(nPositions, state, toInt32(tokens), type));
   }
 
-  /** The engine's look-ahead result for this decode (NativeContext.claim), or undefined. */
-  claim(tokens: readonly number[] | Int32Array, pos: number, options?: NativeDecodeOptions): Promise<NativeDecodeResult> | undefined {
-    const claimed = typedSync(() => this.native.claim(toInt32(tokens), pos, options));
-    return claimed && this.track(typed(() => claimed, this.modelPath));
-  }
-
-  /** @internal Records a native call on this context so that settled() can wait for it. */
+  /** @internal Records a native call or decode loop request on this context so that settled() can wait for it. */
   track<T>(result: Promise<T>): Promise<T> {
     this.inFlight = result.catch(() => {});
     return result;
   }
 
-  /** Resolves once no decode or look-ahead is running on this context (and ends the look-ahead). */
+  /** Resolves once no decode or decode loop request uses this context. */
   async settled(): Promise<void> {
     await this.inFlight;
-    await this.native.settle();
   }
 
   close(): void {
@@ -233,6 +227,8 @@ export interface TensorFault {
 }
 
 export class Engine {
+  private loop: EngineDecodeLoop | undefined;
+
   private constructor(
     private readonly native: NativeModel,
     private readonly desc: ModelDescriptor,
@@ -296,7 +292,6 @@ export class Engine {
           pos: e.pos,
           logits: e.logits,
           topK: e.topK,
-          speculate: e.speculate,
         })),
       ),
       this.modelPath,
@@ -305,9 +300,9 @@ export class Engine {
     return result;
   }
 
-  /** Ends every look-ahead chain after its current pass (see NativeDecodeOptions.speculate). */
-  stopLookAhead(): void {
-    this.native.stopLookAhead();
+  /** The model's decode loop: generations run in it, sampled natively (its thread starts with the first request). */
+  get decodeLoop(): EngineDecodeLoop {
+    return (this.loop ??= new EngineDecodeLoop(this.native, this.modelPath));
   }
 
   /** Where the weights live and the forward passes run. */
@@ -342,6 +337,11 @@ export class Engine {
   async checkTensors(): Promise<TensorFault | undefined> {
     const fault = await typed(() => this.native.checkTensors(), this.modelPath);
     return fault ? { tensor: this.desc.tensors[fault.tensor].name, index: fault.index, inScale: fault.inScale } : undefined;
+  }
+
+  /** Ends the decode loop's requests (finish "abort") and stops its thread; resolves once their ends arrived. */
+  async closeDecodeLoop(): Promise<void> {
+    await this.loop?.close();
   }
 
   close(): void {

@@ -8,7 +8,8 @@ import { loadBinding, type NativeSampler } from "./binding";
 import { toTypedError } from "./engine";
 
 export class EngineSampler {
-  private readonly native: NativeSampler;
+  /** @internal The binding's sampler: the decode loop borrows it for a request. */
+  readonly native: NativeSampler;
   /** Where each step's logprobs arrive (see NativeSampler.sample); null without the logprobs option. */
   private readonly report: Float64Array | null;
   /** What the sampler asks of the forward pass (NativeSampler's, read once: they never change). */

@@ -75,6 +75,31 @@ export class Sampler {
     return this.engine.sample(logits, candidates);
   }
 
+  /** Whether a logitsProcessor runs in JavaScript at every step (a decode loop request then pauses for it). */
+  get hasLogitsProcessor(): boolean {
+    return this.hook !== undefined;
+  }
+
+  /**
+   * @internal Hands the sampler to the engine's decode loop for a generation whose tokens so far are `tokens`:
+   * the penalty history is brought to them, and from then on the loop appends each token it samples or is given.
+   */
+  forDecodeLoop(tokens: readonly number[]): EngineSampler {
+    this.syncHistory(tokens);
+    // The loop grows the history natively: a later sample() must not take this array's tracking for it.
+    this.history = undefined;
+    return this.engine;
+  }
+
+  /**
+   * @internal A decode loop step paused for the logitsProcessor: the hook on the logits (`tokens`: prompt and
+   * generated so far), then the native chain. The loop appends the pick to the history when it is resumed with it.
+   */
+  sampleInLoop(logits: Float32Array, tokens: readonly number[]): SampledToken {
+    this.hook?.(logits, tokens);
+    return this.engine.sample(logits, undefined);
+  }
+
   private syncHistory(tokens: readonly number[]): void {
     const window = this.engine.historyWindow;
     if (window === 0) return;

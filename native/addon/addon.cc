@@ -50,6 +50,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterWeights(env, exports);
   RegisterConversion(env, exports);
   RegisterSampler(env, exports);
+  RegisterDecodeLoop(env, exports);
   return exports;
 }
 

@@ -1,5 +1,5 @@
-// The JS Context: one sequence's KV cache. Decodes go through the scheduler (scheduler.cc); the cache's state is
-// copied, saved and restored here.
+// The JS Context: one sequence's KV cache. Single decodes go through scheduler.cc, generations through the decode
+// loop (decode_loop.cc); the cache's state is copied, saved and restored here.
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,8 +21,7 @@ class Context : public Napi::ObjectWrap<Context> {
                         InstanceMethod<&Context::CopyFrom>("copyFrom"),
                         InstanceMethod<&Context::AdoptPrefix>("adoptPrefix"),
                         InstanceMethod<&Context::ReadState>("readState"),
-                        InstanceMethod<&Context::WriteState>("writeState"), InstanceMethod<&Context::Claim>("claim"),
-                        InstanceMethod<&Context::Settle>("settle"), InstanceMethod<&Context::Close>("close")});
+                        InstanceMethod<&Context::WriteState>("writeState"), InstanceMethod<&Context::Close>("close")});
   }
 
   // Called from Model.createContext with (model object, context size); not constructible from JS otherwise.
@@ -88,7 +87,6 @@ class Context : public Napi::ObjectWrap<Context> {
     Napi::Env env = info.Env();
     CheckIdle(env, *state_, "adoptPrefix");
     Napi::Int32Array tokens = Int32ArrayArgument(info[0], "adoptPrefix", "tokens");
-    AbandonLookAhead(*state_);
     return Napi::Number::New(env, llm_kv_cache_adopt_prefix(state_->cache, tokens.Data(), (int)tokens.ElementLength()));
   }
 
@@ -108,7 +106,6 @@ class Context : public Napi::ObjectWrap<Context> {
     CheckIdle(env, *state_, "copyFrom");
     CheckIdle(env, *source, "copyFrom (source)");
     const int n = (int)IntegerValue(info[1], "copyFrom: nPositions", "nPositions", 0, 2147483647);
-    AbandonLookAhead(*state_);
     llm_error err{};
     if (!llm_kv_cache_share(state_->cache, source->cache, n, &err)) throw EngineError(env, err, "copyFrom: ");
   }
@@ -148,40 +145,12 @@ class Context : public Napi::ObjectWrap<Context> {
       if (tokens[i] < 0 || tokens[i] >= vocab)
         throw ArgumentError(env, "tokens", "writeState: token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
     const llm_kv_type type = StateType(info, 3);
-    AbandonLookAhead(*state_);
     llm_error err{};
     if (!llm_kv_cache_write_state(state_->cache, type, n, tokens.Data(), state.Data(), state.ByteLength(), &err))
       throw EngineError(env, err, "writeState: ");
   }
 
-  // claim(tokens, pos, options): the look-ahead step for exactly this decode (one token at pos, the same logits and
-  // topK options; see scheduler.cc) as a promise of its result, or undefined when there is none, in which case
-  // the caller decodes as usual once settle() resolves.
-  Napi::Value Claim(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (state_->closed || state_->model->closed) return env.Undefined();
-    Napi::Int32Array tokens = Int32ArrayArgument(info[0], "claim", "tokens");
-    const double pos = IntegerValue(info[1], "claim: pos", "pos", 0, kMaxSafeInteger);
-    LogitsWanted wanted = LogitsWanted::kLast;
-    int top_k = 0;
-    if (info[2].IsObject()) {
-      Napi::Object options = info[2].As<Napi::Object>();
-      Napi::Value logits = options.Get("logits");
-      if (logits.IsString()) {
-        const std::string mode = logits.As<Napi::String>().Utf8Value();
-        wanted = mode == "none" ? LogitsWanted::kNone : mode == "all" ? LogitsWanted::kAll : LogitsWanted::kLast;
-      }
-      Napi::Value k = options.Get("topK");
-      if (k.IsNumber()) top_k = k.As<Napi::Number>().Int32Value();
-    }
-    return ClaimLookAhead(env, *state_, tokens, pos, wanted, top_k);
-  }
-
-  // settle(): ends any look-ahead on this context; resolves once no worker uses the cache.
-  Napi::Value Settle(const Napi::CallbackInfo& info) { return llama_napi::Settle(info.Env(), *state_); }
-
   void Close(const Napi::CallbackInfo&) {
-    AbandonLookAhead(*state_);
     state_->closed = true;
     state_->ReleaseIfIdle();
   }

@@ -165,7 +165,7 @@ class Model : public Napi::ObjectWrap<Model> {
     return DefineClass(env, "Model",
                        {InstanceMethod<&Model::CreateContext>("createContext"),
                         InstanceMethod<&Model::DecodeBatch>("decodeBatch"),
-                        InstanceMethod<&Model::StopLookAhead>("stopLookAhead"), InstanceMethod<&Model::Close>("close"),
+                        InstanceMethod<&Model::Close>("close"),
                         InstanceMethod<&Model::CheckTensors>("checkTensors"),
                         InstanceMethod<&Model::KvCacheUsage>("kvCacheUsage"),
                         InstanceAccessor<&Model::Device>("device"), InstanceAccessor<&Model::Limits>("limits"),
@@ -217,7 +217,7 @@ class Model : public Napi::ObjectWrap<Model> {
     return env.GetInstanceData<AddonData>()->context_constructor.New({Value(), info[0]});
   }
 
-  // decodeBatch([{context, tokens, pos, logits?, topK?, speculate?}, ...]): every sequence in one forward pass.
+  // decodeBatch([{context, tokens, pos, logits?, topK?}, ...]): every sequence in one forward pass.
   Napi::Value DecodeBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Promised(env, [&]() -> Napi::Value {
@@ -250,12 +250,8 @@ class Model : public Napi::ObjectWrap<Model> {
     });
   }
 
-  // stopLookAhead(): every look-ahead chain stops after its current pass (a decode of another kind is waiting).
-  void StopLookAhead(const Napi::CallbackInfo&) { state_->StopChains(); }
-
   void Close(const Napi::CallbackInfo&) {
     state_->closed = true;
-    state_->StopChains();
     state_->ReleaseIfIdle();
   }
 

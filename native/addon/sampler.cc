@@ -169,12 +169,28 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
 
   llm_sampler* sampler_ = nullptr;
   int vocab_size_ = 0;
+
+ public:
+  llm_sampler* engine_sampler() const { return sampler_; }
+
+ private:
   int logprobs_ = -1;
   int64_t external_bytes_ = 0;
 };
 
 }  // namespace
 
-void RegisterSampler(Napi::Env env, Napi::Object exports) { exports.Set("Sampler", Sampler::Define(env)); }
+llm_sampler* SamplerOf(Napi::Env env, const Napi::Value& value, const std::string& where) {
+  Napi::FunctionReference& constructor = env.GetInstanceData<AddonData>()->sampler_constructor;
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(constructor.Value()))
+    throw ArgumentError(env, "sampler", where + " must be a Sampler");
+  return Sampler::Unwrap(value.As<Napi::Object>())->engine_sampler();
+}
+
+void RegisterSampler(Napi::Env env, Napi::Object exports) {
+  Napi::Function constructor = Sampler::Define(env);
+  env.GetInstanceData<AddonData>()->sampler_constructor = Napi::Persistent(constructor);
+  exports.Set("Sampler", constructor);
+}
 
 }  // namespace llama_napi

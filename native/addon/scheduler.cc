@@ -1,8 +1,7 @@
-// Forward passes on libuv workers for the JS Model and Context (scheduler.h), and the greedy look-ahead protocol.
+// Single forward passes on libuv workers for the JS Model and Context (scheduler.h).
 #include "scheduler.h"
 
 #include <algorithm>
-#include <chrono>
 #include <new>
 
 #include "binding.h"
@@ -49,173 +48,48 @@ bool RunPass(ModelState& model, const std::vector<DecodeItem*>& items, llm_error
 
 // Runs a batch of sequences in one llm_forward_batch on a libuv worker and resolves with one {logits?, top?}
 // object, or an array of them for decodeBatch.
-//
-// Then it looks ahead for the sequences that asked to (`speculate`: their sampler is greedy, so their next
-// token will be this pass's argmax): it runs those tokens at the next positions at once, while JavaScript
-// samples, streams and asks for them. The ask (Context.claim) finds the step running or done, and a claimed
-// step is followed by the next one, so a greedy generation's passes follow each other without a round trip
-// through the event loop between them. A sequence leaves the chain when its step is not claimed by the time the
-// pass ends, or is claimed with another token, or is settled; the whole chain stops after its current pass when
-// another decode is waiting (ModelState::StopChains). A step's keys and values lie past the end of its
-// sequence until a claim makes them part of it; otherwise the sequence's next decode overwrites them.
-class DecodeWorker : public Napi::AsyncProgressQueueWorker<char> {
+class DecodeWorker : public Napi::AsyncWorker {
  public:
   DecodeWorker(Napi::Env env, std::vector<DecodeItem> items, bool as_array)
-      : Napi::AsyncProgressQueueWorker<char>(env),
+      : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         model_(items[0].context->model),
         items_(std::move(items)),
         as_array_(as_array) {
     model_->in_flight++;
-    model_->StopChains();
-    chain_id_ = ++model_->chains_started;
-    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
-    for (DecodeItem& item : items_) {
-      item.context->busy = true;
-      item.context->spec = Speculation{};  // a kept step is overwritten by this decode
-    }
+    for (DecodeItem& item : items_) item.context->busy = true;
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
-  void Execute(const ExecutionProgress& progress) override {
-    std::vector<DecodeItem*> chain;
-    for (DecodeItem& item : items_) chain.push_back(&item);
-    if (!RunPass(*model_, chain, &error_)) {
-      SetError(error_.message);
-      return;
-    }
-    chain.clear();
-    {
-      // The next steps are announced before this pass's results reach JavaScript, so its claims find them.
-      std::lock_guard<std::mutex> lock(model_->speculation_mutex);
-      for (DecodeItem& item : items_) first_.push_back(item.result);
-      first_ready_ = true;
-      for (DecodeItem& item : items_) {
-        if (item.CanLookAhead() && !Stopped()) {
-          StartStep(&item);
-          chain.push_back(&item);
-        } else {
-          released_.push_back(&item);
-        }
-      }
-    }
-    const char step = 0;
-    progress.Send(&step, 1);
-    while (!chain.empty()) {
-      llm_error err{};
-      const auto start = std::chrono::steady_clock::now();
-      const bool ok = RunPass(*model_, chain, &err);
-      std::vector<DecodeItem*> next;
-      {
-        std::unique_lock<std::mutex> lock(model_->speculation_mutex);
-        // JavaScript has usually asked for these steps while the pass ran; when it is late (a pass shorter than
-        // its turn, a busy machine), wait a little rather than drop the chain.
-        const auto patience = std::min(2 * (std::chrono::steady_clock::now() - start) + std::chrono::milliseconds(1),
-                                       std::chrono::steady_clock::duration(std::chrono::milliseconds(50)));
-        model_->speculation_cv.wait_for(lock, patience, [&] {
-          if (Stopped()) return true;
-          for (DecodeItem* item : chain)
-            if (!item->context->spec.claimed && !item->context->spec.abandoned) return false;
-          return true;
-        });
-        for (DecodeItem* item : chain) {
-          Speculation& spec = item->context->spec;
-          if (spec.claimed) {
-            deliveries_.push_back({item->context, item->wanted, item->top_k, ok, item->result, err});
-            if (ok && !spec.abandoned && item->CanLookAhead() && !Stopped()) {
-              StartStep(item);
-              next.push_back(item);
-              continue;
-            }
-            spec = Speculation{};
-          } else if (ok && !spec.abandoned) {
-            spec.state = Speculation::State::kDone;
-            spec.result = item->result;
-          } else {
-            spec = Speculation{};
-          }
-          released_.push_back(item);
-        }
-      }
-      progress.Send(&step, 1);
-      chain = std::move(next);
-    }
+  void Execute() override {
+    std::vector<DecodeItem*> pass;
+    for (DecodeItem& item : items_) pass.push_back(&item);
+    if (!RunPass(*model_, pass, &error_)) SetError(error_.message);
   }
 
-  void OnProgress(const char*, size_t) override { Flush(); }
-
   void OnOK() override {
-    Flush();
+    Napi::Env env = Env();
     Finish();
+    if (!as_array_) {
+      deferred_.Resolve(ResultObject(env, items_[0].wanted, items_[0].top_k, items_[0].result));
+      return;
+    }
+    Napi::Array results = Napi::Array::New(env, items_.size());
+    for (size_t i = 0; i < items_.size(); i++)
+      results.Set((uint32_t)i, ResultObject(env, items_[i].wanted, items_[i].top_k, items_[i].result));
+    deferred_.Resolve(results);
   }
 
   void OnError(const Napi::Error&) override {
-    deferred_.Reject(EngineError(Env(), error_).Value());
-    for (DecodeItem& item : items_) item.context->Release();
     Finish();
+    deferred_.Reject(EngineError(Env(), error_).Value());
   }
 
  private:
-  // A claimed look-ahead step's outcome, for the JS thread.
-  struct Delivery {
-    std::shared_ptr<ContextState> context;
-    LogitsWanted wanted;
-    int top_k;
-    bool ok;
-    StepResult result;
-    llm_error error;
-  };
-
-  bool Stopped() const { return model_->stop_chains_upto.load() >= chain_id_; }
-
-  // The look-ahead step after an item's last pass: its argmax at the next position (under speculation_mutex).
-  static void StartStep(DecodeItem* item) {
-    Speculation& spec = item->context->spec;
-    spec = Speculation{};
-    spec.state = Speculation::State::kRunning;
-    spec.token = item->result.top[0];
-    spec.pos = item->pos + (int)item->tokens.size();
-    spec.wanted = item->wanted;
-    spec.top_k = item->top_k;
-    item->tokens.assign(1, spec.token);
-    item->pos = spec.pos;
-  }
-
-  // On the JS thread: the first pass's results, claimed steps' results, and the caches the worker let go of.
-  void Flush() {
-    Napi::Env env = Env();
-    std::vector<Delivery> deliveries;
-    std::vector<DecodeItem*> released;
-    bool first_ready;
-    {
-      std::lock_guard<std::mutex> lock(model_->speculation_mutex);
-      deliveries.swap(deliveries_);
-      released.swap(released_);
-      first_ready = first_ready_;
-    }
-    if (first_ready && !first_delivered_) {
-      first_delivered_ = true;
-      if (!as_array_) {
-        deferred_.Resolve(ResultObject(env, items_[0].wanted, items_[0].top_k, first_[0]));
-      } else {
-        Napi::Array results = Napi::Array::New(env, items_.size());
-        for (size_t i = 0; i < items_.size(); i++)
-          results.Set((uint32_t)i, ResultObject(env, items_[i].wanted, items_[i].top_k, first_[i]));
-        deferred_.Resolve(results);
-      }
-    }
-    for (Delivery& d : deliveries) {
-      Napi::Promise::Deferred claim = d.context->claims.front();
-      d.context->claims.pop_front();
-      if (d.ok) claim.Resolve(ResultObject(env, d.wanted, d.top_k, d.result));
-      else claim.Reject(EngineError(env, d.error).Value());
-    }
-    for (DecodeItem* item : released) item->context->Release();
-  }
-
   void Finish() {
+    for (DecodeItem& item : items_) item.context->Release();
     model_->in_flight--;
     model_->ReleaseIfIdle();
   }
@@ -224,14 +98,7 @@ class DecodeWorker : public Napi::AsyncProgressQueueWorker<char> {
   std::shared_ptr<ModelState> model_;
   std::vector<DecodeItem> items_;
   bool as_array_;
-  uint64_t chain_id_ = 0;
-  llm_error error_{};  // the first pass's failure
-  // Guarded by the model's speculation_mutex until Flush takes them.
-  std::vector<StepResult> first_;
-  bool first_ready_ = false;
-  std::vector<Delivery> deliveries_;
-  std::vector<DecodeItem*> released_;
-  bool first_delivered_ = false;  // JS thread
+  llm_error error_{};
 };
 
 // The engine alone, for measuring what the JS loop costs: prefill `tokens`, then pick the argmax and run it,
@@ -245,10 +112,7 @@ class GreedyWorker : public Napi::AsyncWorker {
         item_(std::move(item)),
         generated_((size_t)n) {
     model_->in_flight++;
-    model_->StopChains();
     item_.context->busy = true;
-    std::lock_guard<std::mutex> lock(model_->speculation_mutex);
-    item_.context->spec = Speculation{};
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -340,7 +204,6 @@ DecodeItem ReadDecodeItem(Napi::Env env, std::shared_ptr<ContextState> context, 
     }
     Napi::Value k = options.Get("topK");
     if (!k.IsUndefined()) item.top_k = (int)IntegerValue(k, where + ": options.topK", "topK", 0, vocab);
-    item.speculate = options.Get("speculate").ToBoolean().Value();
   }
   return item;
 }
@@ -351,48 +214,6 @@ Napi::Promise QueueDecode(Napi::Env env, std::vector<DecodeItem> items, bool as_
 
 Napi::Promise QueueGreedy(Napi::Env env, DecodeItem item, int n) {
   return Queued(new GreedyWorker(env, std::move(item), n));
-}
-
-Napi::Value ClaimLookAhead(Napi::Env env, ContextState& context, const Napi::Int32Array& tokens, double pos,
-                           LogitsWanted wanted, int top_k) {
-  ModelState& model = *context.model;
-  std::lock_guard<std::mutex> lock(model.speculation_mutex);
-  Speculation& spec = context.spec;
-  const bool match = spec.state != Speculation::State::kNone && !spec.claimed && !spec.abandoned &&
-                     tokens.ElementLength() == 1 && tokens[0] == spec.token && pos == spec.pos &&
-                     wanted == spec.wanted && top_k == spec.top_k;
-  if (!match) {
-    if (spec.state == Speculation::State::kRunning) spec.abandoned = true;
-    else spec = Speculation{};
-    model.speculation_cv.notify_all();
-    return env.Undefined();
-  }
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  if (spec.state == Speculation::State::kRunning) {
-    spec.claimed = true;
-    context.claims.push_back(deferred);
-    model.speculation_cv.notify_all();
-  } else {
-    deferred.Resolve(ResultObject(env, spec.wanted, spec.top_k, spec.result));
-    spec = Speculation{};
-  }
-  return deferred.Promise();
-}
-
-void AbandonLookAhead(ContextState& context) {
-  ModelState& model = *context.model;
-  std::lock_guard<std::mutex> lock(model.speculation_mutex);
-  if (context.spec.state == Speculation::State::kRunning) context.spec.abandoned = true;
-  else context.spec = Speculation{};
-  model.speculation_cv.notify_all();
-}
-
-Napi::Promise Settle(Napi::Env env, ContextState& context) {
-  AbandonLookAhead(context);
-  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
-  if (context.busy) context.settle_waiters.push_back(deferred);
-  else deferred.Resolve(env.Undefined());
-  return deferred.Promise();
 }
 
 }  // namespace llama_napi

@@ -6,10 +6,7 @@
 #include <napi.h>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,23 +38,10 @@ struct ModelState {
   llm_model* model = nullptr;
   SpecStorage spec;  // what the model was opened with: checkTensors scans every tensor it lists
   bool closed = false;
-  int in_flight = 0;
-  uint64_t chains_started = 0;  // look-ahead chains (scheduler.cc), numbered from 1
+  int in_flight = 0;  // workers and decode loops using the engine pointer
 
-  // Forward passes run one at a time: the engine's thread pool and scratch belong to the model.
+  // Forward passes of the libuv workers run one at a time: the engine's thread pool and scratch belong to the model.
   std::mutex pass_mutex;
-  // Guards every context's Speculation and the workers' records of finished look-ahead steps; the condition
-  // wakes a chain waiting for claims (a claim, an abandon, a stop).
-  std::mutex speculation_mutex;
-  std::condition_variable speculation_cv;
-  // Chains numbered up to this stop after their current pass: a pass that is not a look-ahead is waiting.
-  std::atomic<uint64_t> stop_chains_upto{0};
-
-  void StopChains() {
-    std::lock_guard<std::mutex> lock(speculation_mutex);
-    stop_chains_upto.store(chains_started);
-    speculation_cv.notify_all();
-  }
 
   // The contexts alive (JS thread only): their caches' blocks are in the model's KV pool, so they are freed before it.
   std::vector<ContextState*> contexts;
@@ -76,36 +60,18 @@ struct StepResult {
   std::vector<int32_t> top;
 };
 
-// The look-ahead step of a greedy sequence (see scheduler.cc): its next token, the argmax of its last pass, run at
-// the next position before JavaScript asks for it. Guarded by ModelState::speculation_mutex.
-struct Speculation {
-  enum class State { kNone, kRunning, kDone } state = State::kNone;
-  int32_t token = 0;
-  int pos = 0;
-  LogitsWanted wanted = LogitsWanted::kLast;
-  int top_k = 0;
-  bool claimed = false;    // JavaScript asked for exactly this step: deliver it and look further ahead
-  bool abandoned = false;  // JavaScript asked for something else, or settled the context: stop after this step
-  StepResult result;       // kDone, unclaimed: kept for a claim that comes after the chain moved on
-};
-
-// A KV cache of `model`. Like the model, close() while a decode runs is completed by the decode. Fields other than
-// `spec` are touched on the JS thread only.
+// A KV cache of `model`. Like the model, close() while a decode runs is completed by the decode. Touched on the JS
+// thread only.
 struct ContextState {
   std::shared_ptr<ModelState> model;
   llm_kv_cache* cache = nullptr;
   int context_size = 0;
   bool closed = false;
-  bool busy = false;  // a worker uses the cache (a decode, or a look-ahead chain it is part of)
-  Speculation spec;
-  std::deque<Napi::Promise::Deferred> claims;          // claimed look-ahead steps awaiting their results, in order
-  std::vector<Napi::Promise::Deferred> settle_waiters;  // settle() calls awaiting !busy
+  bool busy = false;  // a worker or a decode loop request uses the cache
 
-  // On the JS thread, when a worker lets go of the cache.
+  // On the JS thread, when a worker or a request lets go of the cache.
   void Release() {
     busy = false;
-    for (Napi::Promise::Deferred& waiter : settle_waiters) waiter.Resolve(waiter.Env().Undefined());
-    settle_waiters.clear();
     ReleaseIfIdle();
   }
   void ReleaseIfIdle() {

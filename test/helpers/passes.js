@@ -48,6 +48,45 @@ function assertInterleaved(passes, promptContext, decoders, minSlices) {
   return prefill;
 }
 
+/**
+ * Records what the model's decode loop delivers from now on: `deliveries[k]` lists the events of one call into
+ * JavaScript (the loop makes one per pass), each with the loop's pass count when it arrived. `stop()` ends it.
+ */
+function recordDeliveries(model) {
+  const loop = model.engine.decodeLoop;
+  const dispatch = loop.dispatch;
+  const deliveries = [];
+  loop.dispatch = function (events) {
+    deliveries.push({ passes: loop.stats().passes, events: events.map((e) => ({ ...e })) });
+    return dispatch.call(this, events);
+  };
+  return { deliveries, stop: () => delete loop.dispatch };
+}
+
+/** The most requests with a token in one delivery: how many generations shared a pass at best. */
+function largestSharedPass(deliveries) {
+  return Math.max(0, ...deliveries.map((d) => new Set(d.events.filter((e) => e.kind === "token").map((e) => e.id)).size));
+}
+
+/**
+ * Checks, from recordDeliveries, that the first request after the `streams` first ones of the recording (a long
+ * prompt admitted while they decode) was prefilled beside them: the pass that ended its prefill (its first event)
+ * and the passes before it each held a row of every stream (their tokens come in consecutive passes), so a slice
+ * never ran in a pass of its own; a prompt of more than `minPasses - 1` passes of tokens makes at least `minPasses`
+ * such passes in a row.
+ */
+function assertPrefilledBeside(deliveries, streams, minPasses) {
+  const events = deliveries.flatMap((d) => d.events);
+  const decoders = [...new Set(events.map((e) => e.id))].slice(0, streams);
+  assert.equal(decoders.length, streams, "the streams decoded");
+  const first = events.find((e) => !decoders.includes(e.id));
+  assert.ok(first, "the prompt ran");
+  const decoded = (pass) => decoders.every((d) => events.some((e) => e.id === d && e.pass === pass && e.kind === "token"));
+  let shared = 0;
+  while (decoded(first.pass - shared)) shared++;
+  assert.ok(shared >= minPasses, `the streams decoded in the ${shared} passes up to the prompt's first token, expected ${minPasses} or more`);
+}
+
 /** `done` resolves once `tick()` has been called `count` times (all the streams are decoding, say). */
 function countdown(count) {
   let resolve;
@@ -55,4 +94,4 @@ function countdown(count) {
   return { done, tick: () => --count === 0 && resolve() };
 }
 
-module.exports = { recordPasses, assertInterleaved, countdown, PASS_TOKENS };
+module.exports = { recordPasses, recordDeliveries, largestSharedPass, assertInterleaved, assertPrefilledBeside, countdown, PASS_TOKENS };
