@@ -14,8 +14,10 @@ const { readSafetensors } = require("../dist/cjs/formats/safetensors.js");
 const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { makeRandom } = require("./helpers/random.js");
 
-const TYPE = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_K: 5, q6_K: 6 };
-const GGML_TYPE = { q8_0: 8, q4_0: 2, q6_K: 14, q4_K: 12 };
+// The engine's type codes are ggml's numbers (native/engine/tensor.h).
+const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_K: 12, q6_K: 14, bf16: 30 };
+const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
+const typeInfoOf = (code) => binding.typeInfo().find((t) => t.code === code);
 
 
 function randomValues(random, count, scale = 1) {
@@ -35,19 +37,20 @@ function readBytes(file, offset, length) {
   }
 }
 
-test("typeInfo lists codes 0..6 with their block geometry", () => {
+test("typeInfo lists the engine's types under ggml's numbers, with the block layouts GGUF files use", () => {
+  const engine = binding.typeInfo();
   assert.deepStrictEqual(
-    binding.typeInfo().map((t) => [t.code, t.name, t.blockSize, t.blockBytes]),
-    [
-      [0, "f32", 1, 4],
-      [1, "f16", 1, 2],
-      [2, "bf16", 1, 2],
-      [3, "q8_0", 32, 34],
-      [4, "q4_0", 32, 18],
-      [5, "q4_K", 256, 144],
-      [6, "q6_K", 256, 210],
-    ],
+    engine.map((t) => t.code),
+    engine.map((t) => t.code).sort((a, b) => a - b),
+    "code order",
   );
+  // Exactly the ggml types the TypeScript side marks as computed by the engine, with the same layout.
+  const computed = [...GGML_TYPES].filter(([, t]) => t.tensorType).map(([code, t]) => [code, t.tensorType, t.blockSize, t.blockBytes]);
+  assert.deepStrictEqual(
+    engine.map((t) => [t.code, t.name, t.blockSize, t.blockBytes]),
+    computed,
+  );
+  assert.deepStrictEqual(Object.fromEntries(engine.map((t) => [t.name, t.code])), TYPE);
 });
 
 test("quantize -> dequantize round trips within each format's error bound", async () => {
@@ -57,7 +60,7 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
   src[5] = 0; // exact zeros survive every symmetric format (q4_K subtracts a fitted min)
   for (const [name, code] of Object.entries(TYPE)) {
     const packed = await binding.quantize(code, src, rows, cols);
-    const info = binding.typeInfo()[code];
+    const info = typeInfoOf(code);
     assert.strictEqual(packed.byteLength, (rows * cols / info.blockSize) * info.blockBytes, name);
     const back = await binding.dequantize(code, packed, rows, cols);
     assert.strictEqual(back.length, rows * cols);
@@ -118,7 +121,7 @@ async function compareWithLlamaCpp(ggufFile) {
     const name = ggufNameOf(t.name);
     const target = name && byName.get(name);
     if (!target) continue;
-    const typeName = Object.keys(GGML_TYPE).find((k) => GGML_TYPE[k] === target.ggmlType);
+    const typeName = Object.keys(TYPE).find((k) => TYPE[k] === target.ggmlType && typeInfoOf(TYPE[k]).blockSize > 1);
     if (!typeName) continue;
     const [rows, cols] = t.shape;
     const raw = readBytes(stFile, t.offset, t.byteLength);
@@ -130,7 +133,7 @@ async function compareWithLlamaCpp(ggufFile) {
     const ours = await binding.quantize(TYPE[typeName], values, rows, cols);
     const theirs = readBytes(gguf.path ?? modelPath("trained", "sotu-l2-23m-gguf", ggufFile), target.offset, target.byteLength);
     assert.strictEqual(ours.byteLength, theirs.byteLength, name);
-    const blockBytes = binding.typeInfo()[TYPE[typeName]].blockBytes;
+    const blockBytes = typeInfoOf(TYPE[typeName]).blockBytes;
     const c = (counts[typeName] ??= { identical: 0, total: 0, tensors: 0, tensorsIdentical: 0 });
     let identical = 0;
     for (let b = 0; b < ours.byteLength / blockBytes; b++) {

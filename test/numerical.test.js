@@ -7,7 +7,7 @@ const assert = require("node:assert/strict");
 const path = require("node:path");
 const { spawnSync } = require("node:child_process");
 const { loadModel, NumericalError, ModelFormatError } = require("../dist/cjs/index.js");
-const { loadBinding, NATIVE_TYPE_CODES } = require("../dist/cjs/native/binding.js");
+const { loadBinding } = require("../dist/cjs/native/binding.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { modelWithNaN, randomValues, writeTinyModel } = require("./helpers/tiny-model.js");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
@@ -71,10 +71,10 @@ const STORED_TYPES = [
 ];
 
 async function storedTensor(kind, rows, cols, spoil) {
-  const bytes = await loadBinding().quantize(NATIVE_TYPE_CODES[kind.type], randomValues(rows * cols, 3), rows, cols);
+  const bytes = await loadBinding().quantize(kind.ggml, randomValues(rows * cols, 3), rows, cols);
   if (spoil) {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const { blockBytes } = loadBinding().typeInfo()[NATIVE_TYPE_CODES[kind.type]];
+    const { blockBytes } = loadBinding().typeInfo().find((t) => t.code === kind.ggml);
     if (kind.element !== undefined) view.setUint16(kind.element * blockBytes, kind.bits, true);
     else view.setUint16(kind.block * blockBytes + kind.scaleOffset, kind.bits, true);
   }

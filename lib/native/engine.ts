@@ -18,7 +18,7 @@ import {
   gpuPresent,
   loadBinding,
   loadedBinary,
-  NATIVE_TYPE_CODES,
+  nativeTypeCode,
   type NativeContext,
   type NativeCudaInfo,
   type NativeDecodeOptions,
@@ -76,6 +76,15 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
 
 function rethrowTyped(err: unknown, modelPath?: string): never {
   throw toTypedError(err, modelPath);
+}
+
+/** The engine's code for `type` (`what` names the tensor or argument it is for in the error). */
+export function engineTypeCode(type: string, what: string): number {
+  const code = nativeTypeCode(type);
+  if (code === undefined) {
+    throw new UnsupportedModelError(`${what} has type ${type}, which this build of the native addon does not compute with; rebuild it (npm run build:native)`);
+  }
+  return code;
 }
 
 export function physicalCores(): number {
@@ -247,7 +256,7 @@ export class Engine {
           name: t.name,
           file: t.file,
           offset: t.offset,
-          type: NATIVE_TYPE_CODES[t.type],
+          type: engineTypeCode(t.type, `tensor ${t.name}`),
           shape: t.shape,
         })),
         config: {

@@ -1,33 +1,15 @@
 #ifndef LLM_QUANT_H
 #define LLM_QUANT_H
 
-/* Block formats of the quantized types, bit for bit ggml's GGUF layouts (ggml-common.h), and their
- * quantize/dequantize rows. One file per format: quant_q8_0.c, quant_q4_0.c, quant_q4_K.c, quant_q6_K.c, and
- * quant_q8_K.c for the activation format of the K-quant dot products. */
+/* The quantize/dequantize rows of the quantized types, whose block structs are in blocks.h. One file per format:
+ * quant_q8_0.c, quant_q4_0.c, quant_q4_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
+ * K-quant dot products. */
 
 #include <stdint.h>
 #include <string.h>
 
+#include "blocks.h"
 #include "tensor.h"
-
-#define LLM_QK8_0 32
-#define LLM_QK4_0 32
-#define LLM_QK_K 256 /* values per K-quant super-block */
-
-/* q8_0: value i = d * qs[i], d an IEEE half. Also the activation format that q8_0 and q4_0 weights are multiplied
- * with, which is why its struct is shared here rather than private to quant_q8_0.c. */
-struct llm_block_q8_0 {
-  uint16_t d;
-  int8_t qs[LLM_QK8_0];
-};
-
-/* q8_K: the activation format of the q4_K and q6_K dot products (never stored in files). bsums[i] is the sum
- * of qs[16i .. 16i+15]: the dot products subtract the weights' offsets from these instead of from each value. */
-struct llm_block_q8_K {
-  float d;
-  int8_t qs[LLM_QK_K];
-  int16_t bsums[LLM_QK_K / 16];
-};
 
 /* n is a multiple of the format's block size in all of these. x and y do not alias. */
 void llm_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);

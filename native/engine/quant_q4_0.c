@@ -7,16 +7,10 @@
 #include "simd_avx2.h"
 #include "simd_avx512.h"
 
-struct block_q4_0 {
-  uint16_t d;
-  uint8_t qs[LLM_QK4_0 / 2];
-};
-_Static_assert(sizeof(struct block_q4_0) == 18, "q4_0 block is 18 bytes per 32 values");
-
 /* ggml's quantize_row_q4_0_ref to the bit: the value of largest magnitude keeps its sign and maps to -8
  * (d = max / -8), so the opposite end reaches +7 after clamping; x/d + 8.5 truncated is round-half-up. */
 void llm_quantize_row_q4_0_ref(const float *x, void *out, int64_t n) {
-  struct block_q4_0 *y = out;
+  struct llm_block_q4_0 *y = out;
   for (int64_t b = 0; b < n / LLM_QK4_0; b++, x += LLM_QK4_0) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < LLM_QK4_0; j++) {
@@ -37,7 +31,7 @@ void llm_quantize_row_q4_0_ref(const float *x, void *out, int64_t n) {
 }
 
 void llm_dequantize_row_q4_0(const void *in, float *y, int64_t n) {
-  const struct block_q4_0 *x = in;
+  const struct llm_block_q4_0 *x = in;
   for (int64_t b = 0; b < n / LLM_QK4_0; b++, y += LLM_QK4_0) {
     const float d = llm_f16_to_f32(x[b].d);
     for (int j = 0; j < LLM_QK4_0 / 2; j++) {
@@ -48,7 +42,7 @@ void llm_dequantize_row_q4_0(const void *in, float *y, int64_t n) {
 }
 
 static float dot_q4_0_q8_0(int64_t cols, const void *w_row, const void *x_row) {
-  const struct block_q4_0 *w = w_row;
+  const struct llm_block_q4_0 *w = w_row;
   const struct llm_block_q8_0 *x = x_row;
   float sum = 0.0f;
   for (int64_t b = 0; b < cols / LLM_QK4_0; b++) {
@@ -81,7 +75,7 @@ LLM_AVX2_INLINE void tile_q4_0_avx2(int64_t cols, const void *w, size_t w_stride
     __m256i wq[4];
     uint16_t wd[4] = { 0, 0, 0, 0 };
     for (int i = 0; i < ROWS; i++) {
-      const struct block_q4_0 *wb = (const struct block_q4_0 *)((const char *)w + i * w_stride) + b;
+      const struct llm_block_q4_0 *wb = (const struct llm_block_q4_0 *)((const char *)w + i * w_stride) + b;
       if (TOKENS == 1) _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
       const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)wb->qs));
       wq[i] = _mm256_and_si256(_mm256_srlv_epi32(both, nibble_shift), low_nibbles);
@@ -135,7 +129,7 @@ LLM_TARGET_AVX512 static void pack_q4_0(int64_t cols, const void *w, size_t w_st
           scale[r] = 0.0f;
           continue;
         }
-        const struct block_q4_0 *blk = (const struct block_q4_0 *)((const char *)w + r * w_stride) + b;
+        const struct llm_block_q4_0 *blk = (const struct llm_block_q4_0 *)((const char *)w + r * w_stride) + b;
         const __m128i q = _mm_loadu_si128((const __m128i *)blk->qs);
         const __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
         _mm_store_si128((__m128i *)(staging[r] + 32 * k), _mm_sub_epi8(lo, eight));
@@ -219,7 +213,7 @@ LLM_AVX512_INLINE void rows_q4_0_avx512(int64_t cols, const void *w, size_t w_st
         sums[i] = _mm256_setzero_si256();
         continue;
       }
-      const struct block_q4_0 *wb = (const struct block_q4_0 *)((const char *)w + i * w_stride) + b;
+      const struct llm_block_q4_0 *wb = (const struct llm_block_q4_0 *)((const char *)w + i * w_stride) + b;
       _mm_prefetch((const char *)wb + LLM_DECODE_PREFETCH_ROWS * w_stride, _MM_HINT_T0);
       const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)wb->qs));
       const __m256i wq = _mm256_and_si256(_mm256_srlv_epi32(both, nibble_shift), low_nibbles);

@@ -8,14 +8,6 @@
 #include "simd_avx2.h"
 #include "simd_avx512.h"
 
-struct block_q4_K {
-  uint16_t d;    /* scale of the sub-block scales */
-  uint16_t dmin; /* scale of the sub-block mins */
-  uint8_t scales[12];
-  uint8_t qs[LLM_QK_K / 2];
-};
-_Static_assert(sizeof(struct block_q4_K) == 144, "q4_K block is 144 bytes per 256 values");
-
 /* The 8 scales then the 8 mins of a block, each 6 bits: the first four of each are the low 6 bits of bytes
  * 0-3 (scales) and 4-7 (mins); the last four take their low 4 bits from the nibbles of bytes 8-11 and their top
  * 2 bits from the top bits of bytes 0-3 (scales) and 4-7 (mins). Four bytes at a time, in little-endian words. */
@@ -95,7 +87,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
 /* ggml's quantize_row_q4_K_ref: fit each sub-block (weights favour large values), quantize the 8 scales and 8
  * mins to 6 bits against the block's largest, then requantize the values with the rounded scales. */
 void llm_quantize_row_q4_K_ref(const float *x, void *out, int64_t n) {
-  struct block_q4_K *y = out;
+  struct llm_block_q4_K *y = out;
   for (int64_t b = 0; b < n / LLM_QK_K; b++, x += LLM_QK_K) {
     uint8_t L[LLM_QK_K];
     float weights[32], scales[8], mins[8], max_scale = 0, max_min = 0;
@@ -144,13 +136,13 @@ void llm_quantize_row_q4_K_ref(const float *x, void *out, int64_t n) {
 }
 
 /* Value i of a block as the unsigned 4-bit q, whose sub-block is i / 32. */
-static inline int q4_K_value(const struct block_q4_K *b, int i) {
+static inline int q4_K_value(const struct llm_block_q4_K *b, int i) {
   const uint8_t byte = b->qs[32 * (i / 64) + i % 32];
   return (i % 64) < 32 ? byte & 0x0f : byte >> 4;
 }
 
 void llm_dequantize_row_q4_K(const void *in, float *y, int64_t n) {
-  const struct block_q4_K *x = in;
+  const struct llm_block_q4_K *x = in;
   for (int64_t b = 0; b < n / LLM_QK_K; b++) {
     uint8_t sm[16];
     unpack_scales_mins(x[b].scales, sm);
@@ -162,7 +154,7 @@ void llm_dequantize_row_q4_K(const void *in, float *y, int64_t n) {
 /* sum_i (d sc q_i - dmin m) y_i = d * sum_s sc_s (q . y)_s - dmin * sum_s m_s (sum of y over s): integers per
  * block, then two float terms. */
 static float dot_q4_K_q8_K(int64_t cols, const void *w_row, const void *x_row) {
-  const struct block_q4_K *w = w_row;
+  const struct llm_block_q4_K *w = w_row;
   const struct llm_block_q8_K *x = x_row;
   float sum = 0.0f;
   for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
@@ -217,7 +209,7 @@ LLM_AVX2_INLINE void tile_q4_K_avx2(int64_t cols, const void *w, size_t w_stride
     __m256i sumi[4][4], sum_mins[4][4];
     float wd[4], wdmin[4];
     for (int i = 0; i < ROWS; i++) {
-      const struct block_q4_K *wb = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
+      const struct llm_block_q4_K *wb = (const struct llm_block_q4_K *)((const char *)w + i * w_stride) + b;
       if (TOKENS == 1) {
         _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS), _MM_HINT_T0);
         _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 64, _MM_HINT_T0);
@@ -299,7 +291,7 @@ LLM_TARGET_AVX512 static void pack_q4_K(int64_t cols, const void *w, size_t w_st
     for (int r = 0; r < LLM_PANEL_ROWS; r++) {
       uint8_t sm[16] = { 0 };
       if (r < n_rows) {
-        const struct block_q4_K *blk = (const struct block_q4_K *)((const char *)w + r * w_stride) + b;
+        const struct llm_block_q4_K *blk = (const struct llm_block_q4_K *)((const char *)w + r * w_stride) + b;
         unpack_scales_mins(blk->scales, sm);
         __m256i weighted = _mm256_setzero_si256(); /* sum_s scale_s * sum q, in int32 lanes */
         for (int k = 0; k < 4; k++) {
@@ -393,7 +385,7 @@ LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_st
   for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
     const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)x + b;
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)xb->bsums);
-    const struct block_q4_K *wb[4] = { NULL, NULL, NULL, NULL };
+    const struct llm_block_q4_K *wb[4] = { NULL, NULL, NULL, NULL };
     __m256i scales16[4], mins[4], sumi[4];
     uint16_t wd[4] = { 0, 0, 0, 0 }, wdmin[4] = { 0, 0, 0, 0 };
     for (int i = 0; i < 4; i++) {
@@ -401,7 +393,7 @@ LLM_AVX512_INLINE void rows_q4_K_avx512(int64_t cols, const void *w, size_t w_st
         scales16[i] = mins[i] = _mm256_setzero_si256();
         continue;
       }
-      wb[i] = (const struct block_q4_K *)((const char *)w + i * w_stride) + b;
+      wb[i] = (const struct llm_block_q4_K *)((const char *)w + i * w_stride) + b;
       for (int line = 0; line < 3; line++)
         _mm_prefetch((const char *)wb[i] + LLM_DECODE_PREFETCH_ROWS * w_stride + 64 * line, _MM_HINT_T0);
       uint8_t sm[16];

@@ -9,14 +9,6 @@
 #include "simd_avx2.h"
 #include "simd_avx512.h"
 
-struct block_q6_K {
-  uint8_t ql[LLM_QK_K / 2];
-  uint8_t qh[LLM_QK_K / 4];
-  int8_t scales[LLM_QK_K / 16];
-  uint16_t d;
-};
-_Static_assert(sizeof(struct block_q6_K) == 210, "q6_K block is 210 bytes per 256 values");
-
 /* Below this a group counts as all zeros (ggml's GROUP_MAX_EPS). */
 #define GROUP_MAX_EPS 1e-15f
 
@@ -71,7 +63,7 @@ static float fit_scale(int n, int nmax, const float *x, int8_t *L) {
 /* ggml's quantize_row_q6_K_ref: fit each group, quantize the 16 scales to int8 against the largest (which maps
  * to -128), then requantize the values with the rounded scales. */
 void llm_quantize_row_q6_K_ref(const float *x, void *out, int64_t n) {
-  struct block_q6_K *y = out;
+  struct llm_block_q6_K *y = out;
   for (int64_t b = 0; b < n / LLM_QK_K; b++, x += LLM_QK_K) {
     int8_t L[LLM_QK_K];
     float scales[16], max_scale = 0, max_abs_scale = 0;
@@ -113,7 +105,7 @@ void llm_quantize_row_q6_K_ref(const float *x, void *out, int64_t n) {
 }
 
 /* Value i of a block as the unsigned 6-bit q (the stored value is q - 32); its group is i / 16. */
-static inline int q6_K_value(const struct block_q6_K *b, int i) {
+static inline int q6_K_value(const struct llm_block_q6_K *b, int i) {
   const int half = i / 128, l = i % 32, quarter = (i % 128) / 32; /* quarter: which of l, l+32, l+64, l+96 */
   const uint8_t low = b->ql[64 * half + l + 32 * (quarter & 1)];
   const int low4 = quarter < 2 ? low & 0x0f : low >> 4;
@@ -121,7 +113,7 @@ static inline int q6_K_value(const struct block_q6_K *b, int i) {
 }
 
 void llm_dequantize_row_q6_K(const void *in, float *y, int64_t n) {
-  const struct block_q6_K *x = in;
+  const struct llm_block_q6_K *x = in;
   for (int64_t b = 0; b < n / LLM_QK_K; b++) {
     const float d = llm_f16_to_f32(x[b].d);
     for (int i = 0; i < LLM_QK_K; i++) *y++ = d * x[b].scales[i / 16] * (float)(q6_K_value(&x[b], i) - 32);
@@ -129,7 +121,7 @@ void llm_dequantize_row_q6_K(const void *in, float *y, int64_t n) {
 }
 
 static float dot_q6_K_q8_K(int64_t cols, const void *w_row, const void *x_row) {
-  const struct block_q6_K *w = w_row;
+  const struct llm_block_q6_K *w = w_row;
   const struct llm_block_q8_K *x = x_row;
   float sum = 0.0f;
   for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
@@ -152,7 +144,7 @@ const struct llm_dot_kernel llm_dot_q6_K_scalar = { LLM_ACTIVATION_Q8_K, 1, 1, t
 #define PREFETCH_BLOCKS 5 /* ~1 KiB ahead per row */
 
 /* Half `half` of a block as unsigned 6-bit values (q + 32): q[k] holds values 128 half + 32 k .. + 31. */
-LLM_AVX2_INLINE void unpack_q6_K_half(const struct block_q6_K *blk, int half, __m256i q[4]) {
+LLM_AVX2_INLINE void unpack_q6_K_half(const struct llm_block_q6_K *blk, int half, __m256i q[4]) {
   const __m256i mask4 = _mm256_set1_epi8(0x0f), mask2 = _mm256_set1_epi8(0x03);
   const __m256i ql_a = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half));
   const __m256i ql_b = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * half + 32));
@@ -180,7 +172,7 @@ LLM_AVX2_INLINE void tile_q6_K_avx2(int64_t cols, const void *w, size_t w_stride
     __m256i sumi[4][4];
     float wd[4];
     for (int i = 0; i < ROWS; i++) {
-      const struct block_q6_K *wb = (const struct block_q6_K *)((const char *)w + i * w_stride) + b;
+      const struct llm_block_q6_K *wb = (const struct llm_block_q6_K *)((const char *)w + i * w_stride) + b;
       if (TOKENS == 1)
         for (int line = 0; line < 4; line++)
           _mm_prefetch((const char *)(wb + PREFETCH_BLOCKS) + 64 * line, _MM_HINT_T0);
@@ -255,7 +247,7 @@ LLM_TARGET_AVX512 static void pack_q6_K(int64_t cols, const void *w, size_t w_st
         d[r] = 0.0f;
         continue;
       }
-      const struct block_q6_K *blk = (const struct block_q6_K *)((const char *)w + r * w_stride) + b;
+      const struct llm_block_q6_K *blk = (const struct llm_block_q6_K *)((const char *)w + r * w_stride) + b;
       const __m128i sc = _mm_loadu_si128((const __m128i *)blk->scales);
       __m256i weighted = _mm256_setzero_si256(); /* sum_g scale_g * sum q (q unsigned), in int32 lanes */
       for (int half = 0; half < 2; half++) {
@@ -350,7 +342,7 @@ LLM_AVX512_INLINE void rows_q6_K_avx512(int64_t cols, const void *w, size_t w_st
         sumi[i] = _mm256_setzero_si256();
         continue;
       }
-      const struct block_q6_K *wb = (const struct block_q6_K *)((const char *)w + i * w_stride) + b;
+      const struct llm_block_q6_K *wb = (const struct llm_block_q6_K *)((const char *)w + i * w_stride) + b;
       for (int line = 0; line < 4; line++)
         _mm_prefetch((const char *)wb + LLM_DECODE_PREFETCH_ROWS * w_stride + 64 * line, _MM_HINT_T0);
       wd[i] = wb->d;

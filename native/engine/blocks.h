@@ -1,0 +1,62 @@
+#ifndef LLM_BLOCKS_H
+#define LLM_BLOCKS_H
+
+/* The block layouts of the quantized types, bit for bit ggml's GGUF layouts (ggml-common.h), in plain C that both
+ * the CPU engine (quant_*.c) and the CUDA kernels (native/cuda/formats.cuh) read: sizes and field offsets are
+ * taken from these structs, never restated. Halves are stored as their IEEE bits (uint16_t). */
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define LLM_BLOCK_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define LLM_BLOCK_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+#define LLM_QK8_0 32
+#define LLM_QK4_0 32
+#define LLM_QK_K 256 /* values per K-quant super-block */
+#define LLM_K_SCALE_BYTES 12 /* 8 6-bit scales and 8 6-bit mins of q4_K / q5_K */
+
+/* q8_0: value i = d * qs[i]. Also the activation format that the 32-value weight formats are multiplied with. */
+struct llm_block_q8_0 {
+  uint16_t d;
+  int8_t qs[LLM_QK8_0];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q8_0) == 34, "q8_0 block is 34 bytes per 32 values");
+
+/* q4_0: value j = d * (q_j - 8), byte j holding q_j in its low nibble and q_(j+16) in its high nibble. */
+struct llm_block_q4_0 {
+  uint16_t d;
+  uint8_t qs[LLM_QK4_0 / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_0) == 18, "q4_0 block is 18 bytes per 32 values");
+
+/* q4_K: 8 sub-blocks of 32, value = d * scale_s * q - dmin * min_s (quant_q4_K.c). */
+struct llm_block_q4_K {
+  uint16_t d;    /* scale of the sub-block scales */
+  uint16_t dmin; /* scale of the sub-block mins */
+  uint8_t scales[LLM_K_SCALE_BYTES];
+  uint8_t qs[LLM_QK_K / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_K) == 144, "q4_K block is 144 bytes per 256 values");
+
+/* q6_K: 16 groups of 16, value = d * scale_g * (q - 32) with 6-bit q (quant_q6_K.c). */
+struct llm_block_q6_K {
+  uint8_t ql[LLM_QK_K / 2];
+  uint8_t qh[LLM_QK_K / 4];
+  int8_t scales[LLM_QK_K / 16];
+  uint16_t d;
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q6_K) == 210, "q6_K block is 210 bytes per 256 values");
+
+/* q8_K: the activation format of the K-quant dot products (never stored in files). bsums[i] is the sum of
+ * qs[16i .. 16i+15]: the dot products subtract the weights' offsets from these instead of from each value. */
+struct llm_block_q8_K {
+  float d;
+  int8_t qs[LLM_QK_K];
+  int16_t bsums[LLM_QK_K / 16];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q8_K) == 292, "q8_K block is 292 bytes per 256 values");
+
+#endif
