@@ -28,7 +28,7 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map<number, GgmlTyp
   [10, { name: "Q2_K", blockSize: QK_K, blockBytes: 84 }],
   [11, { name: "Q3_K", blockSize: QK_K, blockBytes: 110 }],
   [12, { name: "Q4_K", blockSize: QK_K, blockBytes: 144, tensorType: "q4_K" }],
-  [13, { name: "Q5_K", blockSize: QK_K, blockBytes: 176 }],
+  [13, { name: "Q5_K", blockSize: QK_K, blockBytes: 176, tensorType: "q5_K" }],
   [14, { name: "Q6_K", blockSize: QK_K, blockBytes: 210, tensorType: "q6_K" }],
   [15, { name: "Q8_K", blockSize: QK_K, blockBytes: 292 }],
   [16, { name: "IQ2_XXS", blockSize: QK_K, blockBytes: 66 }],

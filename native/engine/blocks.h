@@ -41,6 +41,16 @@ struct llm_block_q4_K {
 };
 LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_K) == 144, "q4_K block is 144 bytes per 256 values");
 
+/* q5_K: q4_K with a fifth bit of each value in qh (quant_q5_K.c). */
+struct llm_block_q5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[LLM_K_SCALE_BYTES];
+  uint8_t qh[LLM_QK_K / 8];
+  uint8_t qs[LLM_QK_K / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q5_K) == 176, "q5_K block is 176 bytes per 256 values");
+
 /* q6_K: 16 groups of 16, value = d * scale_g * (q - 32) with 6-bit q (quant_q6_K.c). */
 struct llm_block_q6_K {
   uint8_t ql[LLM_QK_K / 2];

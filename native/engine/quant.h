@@ -2,7 +2,7 @@
 #define LLM_QUANT_H
 
 /* The quantize/dequantize rows of the quantized types, whose block structs are in blocks.h. One file per format:
- * quant_q8_0.c, quant_q4_0.c, quant_q4_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
+ * quant_q8_0.c, quant_q4_0.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
  * K-quant dot products. */
 
 #include <stdint.h>
@@ -18,10 +18,17 @@ void llm_quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_0(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_K_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_K(const void *x, float *y, int64_t n);
+void llm_quantize_row_q5_K_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_q5_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q6_K_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q6_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_K(const void *x, float *y, int64_t n);
+
+/* The scale fitting of q4_K and q5_K (quant_q4_K.c): one 256-value block's d, dmin and packed scales, and each
+ * value's level 0..nmax in L (sub-block s at L[32 s ..]). */
+void llm_k4_quantize_scales(const float *x, int nmax, float rmin, int nstep, uint16_t *d, uint16_t *dmin,
+                            uint8_t packed[LLM_K_SCALE_BYTES], uint8_t L[LLM_QK_K]);
 
 #include "cpu_features.h"
 #if LLM_HAVE_AVX512_KERNELS

@@ -15,6 +15,7 @@ enum llm_type {
   LLM_Q4_0 = 2,
   LLM_Q8_0 = 8,
   LLM_Q4_K = 12,
+  LLM_Q5_K = 13,
   LLM_Q6_K = 14,
   LLM_BF16 = 30,
 };
