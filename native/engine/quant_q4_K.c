@@ -29,7 +29,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
     int l = llm_nearest_int(iscale * (x[i] - min));
     L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
     float diff = scale * L[i] + min - x[i];
-    best_error += weights[i] * diff * diff;
+    best_error += weights[i] * (diff * diff); /* ggml squares first: w * (d * d), not (w * d) * d */
   }
   uint8_t trial[32]; /* n <= 32 */
   for (int step = 0; step <= nstep; step++) {
@@ -55,7 +55,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
       float error = 0;
       for (int i = 0; i < n; i++) {
         float diff = this_scale * trial[i] + this_min - x[i];
-        error += weights[i] * diff * diff;
+        error += weights[i] * (diff * diff);
       }
       if (error < best_error) {
         memcpy(L, trial, (size_t)n);
