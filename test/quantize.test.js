@@ -150,9 +150,10 @@ test("HF Llama 3.1 (BPE tokenizer.json, llama3 RoPE scaling, tied) → f16 GGUF:
   }
 });
 
-test("llama.cpp's type rules: output to q6_K, the q4_K_M layers, fallbacks for rows that are not whole blocks", () => {
+test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks for rows that are not whole blocks", () => {
   const layers = 8;
-  const kind = (name, type, mix, cols = 256, tiedEmbeddings = false) => chooseTensorType({ name, shape: [512, cols], layers, tiedEmbeddings }, type, mix);
+  const kind = (name, type, mix, cols = 256, tiedEmbeddings = false) =>
+    chooseTensorType({ name, shape: [512, cols], layers, heads: 8, kvHeads: 4, tiedEmbeddings }, type, mix);
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].filter((l) => useMoreBits(l, layers)), [0, 3, 6, 7]);
   assert.deepEqual(kind("output.weight", "q4_0"), { type: "q6_K" });
   assert.deepEqual(kind("output.weight", "q8_0"), { type: "q8_0" });
@@ -161,17 +162,38 @@ test("llama.cpp's type rules: output to q6_K, the q4_K_M layers, fallbacks for r
   assert.deepEqual(kind("blk.3.attn_v.weight", "q4_K", "q4_K_M"), { type: "q6_K" });
   assert.deepEqual(kind("blk.4.ffn_down.weight", "q4_K", "q4_K_M"), { type: "q4_K" });
   assert.deepEqual(kind("blk.4.attn_v.weight", "q4_K"), { type: "q4_K" });
+  // Q4_K_S (plain q4_K too): q5_K in attn_v of the first 4 layers and ffn_down of the first eighth.
+  for (const [type, mix] of [["q4_K"], ["Q4_K_S"], ["q4_K", "q4_K_S"]]) {
+    assert.deepEqual(kind("blk.3.attn_v.weight", type, mix), { type: "q5_K" });
+    assert.deepEqual(kind("blk.0.ffn_down.weight", type, mix), { type: "q5_K" });
+    assert.deepEqual(kind("blk.1.ffn_down.weight", type, mix), { type: "q4_K" });
+    assert.deepEqual(kind("blk.0.attn_q.weight", type, mix), { type: "q4_K" });
+  }
+  // Q5_K_M: q6_K where Q4_K_M has it; Q5_K_S: q5_K throughout.
+  assert.deepEqual(kind("blk.6.ffn_down.weight", "Q5_K_M"), { type: "q6_K" });
+  assert.deepEqual(kind("blk.6.attn_v.weight", "q5_K", "q5_K_M"), { type: "q6_K" });
+  assert.deepEqual(kind("blk.5.attn_v.weight", "Q5_K_M"), { type: "q5_K" });
+  assert.deepEqual(kind("blk.0.attn_v.weight", "Q5_K_S"), { type: "q5_K" });
+  assert.deepEqual(kind("output.weight", "Q5_K_S"), { type: "q6_K" });
+  // A 70B (80 layers, grouped-query attention): attn_v that would be q4_K is q5_K.
+  const at80 = (name, type, kvHeads) => chooseTensorType({ name, shape: [1024, 8192], layers: 80, heads: 64, kvHeads, tiedEmbeddings: false }, type);
+  assert.deepEqual(at80("blk.40.attn_v.weight", "Q4_K_M", 8), { type: "q5_K" });
+  assert.deepEqual(at80("blk.40.attn_v.weight", "Q4_K_M", 64), { type: "q4_K" });
+  assert.deepEqual(at80("blk.42.attn_v.weight", "Q4_K_M", 8), { type: "q6_K" });
+  assert.deepEqual(at80("blk.40.attn_q.weight", "Q4_K_M", 8), { type: "q4_K" });
   assert.deepEqual(kind("blk.0.attn_q.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q4_K" });
+  assert.deepEqual(kind("blk.0.attn_v.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q5_K" });
   assert.deepEqual(kind("blk.0.ffn_down.weight", "q4_0", undefined, 172), { type: "f16", fallbackFrom: "q4_0" });
   assert.deepEqual(kind("output.weight", "q4_K", undefined, 64), { type: "q8_0" });
-  assert.deepEqual(chooseTensorType({ name: "blk.0.attn_norm.weight", shape: [256], layers, tiedEmbeddings: false }, "q4_0"), { type: "f32" });
+  assert.deepEqual(chooseTensorType({ name: "blk.0.attn_norm.weight", shape: [256], layers, heads: 8, kvHeads: 4, tiedEmbeddings: false }, "q4_0"), { type: "f32" });
   assert.deepEqual(kind("blk.0.ffn_up.weight", "bf16"), { type: "bf16" });
 });
 
 test("bad inputs: unknown type, mix without its base, unreadable input, unsupported tensor type, unwritable output; nothing left behind", async () => {
   const src = DEFAULT_MODEL;
-  await assert.rejects(quantize(src, out("x.gguf"), { type: "q5_K" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "q3_K" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q4_0", mix: "q4_K_M" }), InvalidArgumentError);
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "Q4_K_M", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize("/nonexistent/model.gguf", out("x.gguf"), { type: "f32" }), (e) => e instanceof ModelFormatError && e.message.includes("/nonexistent/model.gguf"));
   const noDir = path.join(tmp, "no-such-dir", "x.gguf");
   await assert.rejects(quantize(src, noDir, { type: "f32" }), (e) => e instanceof InvalidArgumentError && e.message.includes(noDir));
@@ -196,11 +218,11 @@ test("CLI: quantize with --quantization-encoding, usage errors exit 2 and list t
   const target = out("cli-f16.gguf");
   const ok = cli("quantize", DEFAULT_MODEL, target, "--quantization-encoding", "f16");
   assert.equal(ok.status, 0, ok.stderr);
-  assert.match(ok.stdout, /wrote .*cli-f16\.gguf: 48 tensors \(f16 × 37, f32 × 11\)/);
+  assert.match(ok.stdout, /wrote .*cli-f16\.gguf \(F16\): 48 tensors \(f16 × 37, f32 × 11\)/);
   assert.equal(readGguf(target).metadata.get("general.file_type"), 1);
   const bad = cli("quantize", "a", "b", "--type", "q3_K");
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q4_K, q6_K, f16, bf16, f32/);
+  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q4_K, q5_K, q6_K, f16, bf16, f32, Q4_0, Q8_0, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32 /);
   assert.equal(cli("quantize", "a", "--type", "f32").status, 2);
   const missing = cli("quantize", "/nonexistent/m.gguf", out("y.gguf"), "--type", "f32");
   assert.equal(missing.status, 1);

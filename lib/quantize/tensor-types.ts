@@ -1,34 +1,74 @@
 /**
- * Which type each tensor gets, following llama.cpp's llama-quantize (llama_tensor_get_type) for the types we have:
- * 1-D tensors (norms, rope_freqs) stay f32; output.weight (or token_embd when the embeddings are tied) goes to q6_K
- * under any quantized type but q8_0; the q4_K_M mix puts attn_v and ffn_down of the "use more bits" layers at q6_K;
- * a row length that is not a whole number of blocks falls back to a type whose blocks fit.
+ * Which type each tensor gets, following llama.cpp's llama-quantize (llama_tensor_get_type in src/llama-quant.cpp)
+ * without an importance matrix, for the file types whose block types we have: 1-D tensors (norms, rope_freqs) stay
+ * f32; output.weight (or token_embd when the embeddings are tied) goes to q6_K under any quantized type but q8_0;
+ * the _S and _M mixes raise attn_v and ffn_down of some layers; a row length that is not a whole number of blocks
+ * falls back to a type whose blocks fit.
  */
 import { TENSOR_TYPE_LAYOUT } from "../formats/ggml-types";
+import { llamaFileTypeCode } from "../formats/llama-file-types";
 import type { TensorType } from "../formats/types";
 
-export const QUANTIZE_TYPES = ["q8_0", "q4_0", "q4_K", "q6_K", "f16", "bf16", "f32"] as const;
-export type QuantizeType = (typeof QUANTIZE_TYPES)[number];
-export const QUANTIZE_MIXES = ["q4_K_M"] as const;
-export type QuantizeMix = (typeof QUANTIZE_MIXES)[number];
-
-/** The base type of each mix. */
-const MIX_BASE: Record<QuantizeMix, QuantizeType> = { q4_K_M: "q4_K" };
+/** The llama.cpp file types quantize writes, by llama-quantize's names, with the block type of their bulk. */
+const FILE_TYPE_BASES = {
+  Q4_0: "q4_0",
+  Q8_0: "q8_0",
+  Q4_K_S: "q4_K",
+  Q4_K_M: "q4_K",
+  Q5_K_S: "q5_K",
+  Q5_K_M: "q5_K",
+  Q6_K: "q6_K",
+  F16: "f16",
+  BF16: "bf16",
+  F32: "f32",
+} as const satisfies Record<string, TensorType>;
+export type QuantizeFileType = keyof typeof FILE_TYPE_BASES;
 
 /**
- * general.file_type: llama.cpp's LLAMA_FTYPE. Plain q4_K is written as Q4_K_S (14), its closest llama.cpp mix
- * (Q4_K_S also raises a few attn_v/ffn_down tensors to q5_K, a type we do not have).
+ * The engine's type names, each writing the file type of that type alone: plain q4_K and q5_K are the _S mixes
+ * (llama-quantize's own Q4_K / Q5_K aliases mean _M; here the _M mixes are asked for by name or with --mix).
  */
-const FILE_TYPES: Record<QuantizeType | QuantizeMix, number> = {
-  f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_K: 14, q4_K_M: 15, q6_K: 18, bf16: 32,
-};
+const TYPE_NAME_FILE_TYPES = {
+  q8_0: "Q8_0",
+  q4_0: "Q4_0",
+  q4_K: "Q4_K_S",
+  q5_K: "Q5_K_S",
+  q6_K: "Q6_K",
+  f16: "F16",
+  bf16: "BF16",
+  f32: "F32",
+} as const satisfies Record<string, QuantizeFileType>;
 
-export function fileType(type: QuantizeType, mix?: QuantizeMix): number {
-  return FILE_TYPES[mix ?? type];
+/** The mixes (with --type their base type): llama-quantize's file types, lower-cased as the block names are. */
+const MIX_FILE_TYPES = {
+  q4_K_S: "Q4_K_S",
+  q4_K_M: "Q4_K_M",
+  q5_K_S: "Q5_K_S",
+  q5_K_M: "Q5_K_M",
+} as const satisfies Record<string, QuantizeFileType>;
+
+export const QUANTIZE_TYPES = [
+  ...(Object.keys(TYPE_NAME_FILE_TYPES) as (keyof typeof TYPE_NAME_FILE_TYPES)[]),
+  ...(Object.keys(FILE_TYPE_BASES) as QuantizeFileType[]),
+] as const;
+export type QuantizeType = (typeof QUANTIZE_TYPES)[number];
+export const QUANTIZE_MIXES = Object.keys(MIX_FILE_TYPES) as (keyof typeof MIX_FILE_TYPES)[];
+export type QuantizeMix = keyof typeof MIX_FILE_TYPES;
+
+/** The llama.cpp file type that `type` (with `mix`) writes. */
+export function quantizeFileType(type: QuantizeType, mix?: QuantizeMix): QuantizeFileType {
+  if (mix) return MIX_FILE_TYPES[mix];
+  return type in TYPE_NAME_FILE_TYPES ? TYPE_NAME_FILE_TYPES[type as keyof typeof TYPE_NAME_FILE_TYPES] : (type as QuantizeFileType);
 }
 
-export function mixBase(mix: QuantizeMix): QuantizeType {
-  return MIX_BASE[mix];
+/** general.file_type: llama.cpp's LLAMA_FTYPE. */
+export function fileType(type: QuantizeType, mix?: QuantizeMix): number {
+  return llamaFileTypeCode(quantizeFileType(type, mix))!;
+}
+
+/** The --type a mix goes with. */
+export function mixBase(mix: QuantizeMix): TensorType {
+  return FILE_TYPE_BASES[MIX_FILE_TYPES[mix]];
 }
 
 const isQuantized = (t: TensorType) => TENSOR_TYPE_LAYOUT[t].blockSize > 1;
@@ -51,28 +91,47 @@ export interface TypeRuleInput {
   /** Outermost first: [rows, cols] or [n]. */
   shape: number[];
   layers: number;
+  heads: number;
+  kvHeads: number;
   tiedEmbeddings: boolean;
 }
 
-/** The type a tensor is written as under `type` (the mix's base type when `mix` is set). */
+/** The type a tensor is written as under `type` (with `mix`, the mix's file type). */
 export function chooseTensorType(t: TypeRuleInput, type: QuantizeType, mix?: QuantizeMix): TensorTypeChoice {
   if (t.shape.length < 2) return { type: "f32" };
-  const base: TensorType = mix ? MIX_BASE[mix] : type;
+  const fileType = quantizeFileType(type, mix);
+  const base: TensorType = FILE_TYPE_BASES[fileType];
   if (!isQuantized(base)) return { type: base };
   const cols = t.shape[t.shape.length - 1];
-  const wanted = ruleType(t, base, cols, mix);
+  const wanted = ruleType(t, fileType, base, cols);
   if (fits(wanted, cols)) return { type: wanted };
-  // llama.cpp falls back q4_K → q5_0 and q6_K → q8_0; without q5_0, q8_0 serves both. f16 when 32 does not fit.
+  // llama.cpp falls back q4_K → q5_0, q5_K → q5_1 and q6_K → q8_0; without q5_0 / q5_1, q8_0 serves all three.
+  // f16 when 32 does not fit.
   return { type: fits("q8_0", cols) ? "q8_0" : "f16", fallbackFrom: wanted };
 }
 
-function ruleType(t: TypeRuleInput, base: TensorType, cols: number, mix: QuantizeMix | undefined): TensorType {
+/** llama.cpp's LLM_TYPE_70B for the llama architecture: 80 layers with grouped-query attention. */
+const is70B = (t: TypeRuleInput) => t.layers === 80 && t.heads !== t.kvHeads;
+
+function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType, cols: number): TensorType {
   const isOutput = t.name === "output.weight" || (t.tiedEmbeddings && t.name === "token_embd.weight");
   if (isOutput) {
     if (!fits(base, cols)) return "q8_0";
     return base === "q8_0" ? "q8_0" : "q6_K";
   }
-  const layer = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(t.name);
-  if (mix === "q4_K_M" && layer && useMoreBits(Number(layer[1]), t.layers)) return "q6_K";
+  const tensor = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(t.name);
+  if (!tensor) return base;
+  const layer = Number(tensor[1]);
+  const medium = fileType === "Q4_K_M" || fileType === "Q5_K_M";
+  if (tensor[2] === "attn_v") {
+    let type = base;
+    if (medium && useMoreBits(layer, t.layers)) type = "q6_K";
+    else if (fileType === "Q4_K_S" && layer < 4) type = "q5_K";
+    // In a 70B, 8 heads share each attn_v row: more bits there cost little.
+    if (is70B(t) && type === "q4_K") type = "q5_K";
+    return type;
+  }
+  if (medium && useMoreBits(layer, t.layers)) return "q6_K";
+  if (fileType === "Q4_K_S" && layer < Math.trunc(t.layers / 8)) return "q5_K";
   return base;
 }
