@@ -6,7 +6,7 @@ import {
   applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
   type ChatTemplateOptions, loadChatTemplate,
 } from "./chat";
-import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
+import { ContextOverflowError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
@@ -43,8 +43,9 @@ export interface LoadModelOptions {
   offline?: boolean;
   /**
    * Where the weights live and the forward passes run. "cuda": the whole model on a GPU (a DeviceError when the
-   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory); "cpu"; "auto" (default):
-   * the GPU when there is one.
+   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory; a DeviceTypeError when the
+   * model holds a weight type the CUDA kernels lack); "cpu"; "auto" (default): the GPU when there is one and it
+   * runs every weight type of the model.
    */
   device?: "cuda" | "cpu" | "auto";
   /** The CUDA device index for device "cuda" or "auto". Default 0. */
@@ -150,6 +151,16 @@ function checkContextSize(contextSize: number | undefined, config: ModelConfig, 
   }
 }
 
+/** Engine.open; device "auto" runs a model that holds a weight type the GPU lacks on the CPU instead. */
+function openEngine(desc: ModelDescriptor, path: string, threads: number, device: { kind: "cpu" | "cuda"; gpu: number }, cudaAsked: boolean): Engine {
+  try {
+    return Engine.open(desc, path, threads, device);
+  } catch (err) {
+    if (cudaAsked || !(err instanceof DeviceTypeError)) throw err;
+    return Engine.open(desc, path, threads, { kind: "cpu" });
+  }
+}
+
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
   if (typeof path !== "string" || path.length === 0) {
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
@@ -186,7 +197,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       os.totalmem(),
     );
   }
-  const engine = Engine.open(desc, path, threads, device);
+  const engine = openEngine(desc, path, threads, device, options.device === "cuda");
   try {
     if (checkTensors) {
       const fault = await engine.checkTensors();

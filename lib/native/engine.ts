@@ -5,6 +5,7 @@
 import {
   ContextOverflowError,
   DeviceError,
+  DeviceTypeError,
   DisposedError,
   InvalidArgumentError,
   LlamaNapiError,
@@ -42,6 +43,9 @@ interface NativeError extends Error {
   contextSize?: number;
   /** OUT_OF_MEMORY: the bytes the allocation needed. */
   bytes?: number;
+  /** DEVICE_ERROR for a weight type the device lacks: the first tensor of that type, and the type. */
+  tensor?: string;
+  tensorType?: string;
 }
 
 /**
@@ -50,7 +54,7 @@ interface NativeError extends Error {
  */
 export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const { code, option, tokens, contextSize, bytes } = err as NativeError;
+  const { code, option, tokens, contextSize, bytes, tensor, tensorType } = err as NativeError;
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
@@ -61,7 +65,9 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
     case "DISPOSED":
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
-      return new DeviceError(err.message, { cause: err });
+      return tensor !== undefined && tensorType !== undefined
+        ? new DeviceTypeError(err.message, tensor, tensorType, { cause: err })
+        : new DeviceError(err.message, { cause: err });
     case "OUT_OF_MEMORY":
       return new OutOfMemoryError(err.message, bytes ?? NaN, undefined, { cause: err });
     case "NUMERICAL":
