@@ -15,7 +15,7 @@ const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { makeRandom } = require("./helpers/random.js");
 
 // The engine's type codes are ggml's numbers (native/engine/tensor.h).
-const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_K: 12, q5_K: 13, q6_K: 14, bf16: 30 };
+const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q3_K: 11, q4_K: 12, q5_K: 13, q6_K: 14, bf16: 30 };
 const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
 const typeInfoOf = (code) => binding.typeInfo().find((t) => t.code === code);
 
@@ -68,8 +68,9 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
     for (let i = 0; i < src.length; i++) worst = Math.max(worst, Math.abs(back[i] - src[i]));
     // |x| < 1 everywhere. f32 exact; f16 half an ulp at 1 (2^-11); bf16 2^-8. q8_0: d/2 = 1/254, plus 127 times
     // the half rounding of d (relative 2^-11). q4_0: d/2 = 1/16, plus the -8..7 asymmetry (the +max side clamps to 7/8 of max: 1/8).
-    // K-quants: q6_K scale steps 1/32-ish of the block max; q4_K 4 bits and q5_K 5 bits with a fitted min.
-    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1 }[name];
+    // K-quants: q6_K scale steps 1/32-ish of the block max; q4_K 4 bits and q5_K 5 bits with a fitted min; q3_K
+    // 8 levels per 16 values.
+    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1, q3_K: 0.25 }[name];
     assert.ok(worst <= bound, `${name}: max round-trip error ${worst} > ${bound}`);
     if (name !== "q4_K" && name !== "q5_K") assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
   }
@@ -274,12 +275,15 @@ function relativeRms(a, b) {
 const FORWARD_CASES = {
   q8_0: () => "q8_0",
   q4_0: () => "q4_0",
+  q3_K: () => "q3_K",
   q4_K: () => "q4_K",
   q5_K: () => "q5_K",
   q6_K: () => "q6_K",
   // llama-quantize's q4_K_M mix: attn_v, ffn_down and output in q6_K, the rest q4_K.
   q4_K_M: (name) => (/attn_v|ffn_down|^output/.test(name) ? "q6_K" : "q4_K"),
   // llama-quantize's q4_K_S: q5_K in some attn_v / ffn_down.
+  // llama-quantize's q3_K_M: q4_K / q5_K in attn_v, attn_output and ffn_down.
+  "q3_K + q4_K + q5_K + q6_K mixed": (name) => (/attn_v|^output/.test(name) ? "q6_K" : /ffn_down/.test(name) ? "q5_K" : /attn_output/.test(name) ? "q4_K" : "q3_K"),
   "q4_K + q5_K + q6_K mixed": (name) => (/attn_v|ffn_down/.test(name) ? "q5_K" : /^output/.test(name) ? "q6_K" : "q4_K"),
   "q8_0 + f16 + q4_0 mixed": (name) => (/attn_q|ffn_up/.test(name) ? "f16" : /attn_k|ffn_gate|output/.test(name) ? "q4_0" : "q8_0"),
 };

@@ -16,12 +16,12 @@ const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
 
 const FIXTURES = path.join(__dirname, "fixtures", "llama-quantize");
-// The file types whose block types the engine has (the other fixtures wait for q3_K, q2_K, iq4_*, q4_1, q5_*).
-const FILE_TYPES = ["Q4_0", "Q8_0", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"];
-// Over the whole held-out text llama-perplexity gives 70.85 for the f32 weights and 72.1 (+1.8%) for Q4_0, the
-// coarsest of these (MANIFEST.md). On the windows scored here each file must stay within -1% .. +5% of the bf16
-// weights it came from: a wrong block layout or rule sends perplexity up by far more.
-const PPL_RATIO = [0.99, 1.05];
+// The file types whose block types the engine has (the other fixtures wait for q2_K, iq4_*, q4_1, q5_*).
+const FILE_TYPES = ["Q4_0", "Q8_0", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"];
+// Over the whole held-out text llama-perplexity gives 70.85 for the f32 weights and 72.1 (+1.8%) for Q4_0
+// (MANIFEST.md). On the windows scored here each file must stay within -1% .. +5% of the bf16 weights it came from
+// (+10% for the 3-bit types): a wrong block layout or rule sends perplexity up by far more.
+const pplRatioRange = (fileType) => [0.99, fileType.startsWith("Q3_K") ? 1.1 : 1.05];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "quantize-fixtures-"));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -59,7 +59,8 @@ test("each output loads, scores a sane perplexity on held-out text and generates
       const g = await model.complete("The President said", { temperature: 0, maxTokens: 16 });
       t.diagnostic(`${fileType}: PPL ${r.ppl.toFixed(3)}; "${g.text}"`);
       const ratio = r.ppl / base.ppl;
-      assert.ok(ratio > PPL_RATIO[0] && ratio < PPL_RATIO[1], `${fileType}: PPL ${r.ppl} is ${ratio} times the bf16 weights'`);
+      const [low, high] = pplRatioRange(fileType);
+      assert.ok(ratio > low && ratio < high, `${fileType}: PPL ${r.ppl} is ${ratio} times the bf16 weights'`);
       assert.equal(g.tokens.length, 16);
       assert.match(g.text, /[a-z]+ [a-z]+/);
     } finally {
@@ -71,7 +72,7 @@ test("each output loads, scores a sane perplexity on held-out text and generates
 test("info names each output's file type as llama.cpp does", () => {
   const { spawnSync } = require("node:child_process");
   const cli = path.join(__dirname, "..", "dist", "cjs", "cli", "main.js");
-  const descriptions = { Q4_0: "Q4_0", Q8_0: "Q8_0", Q4_K_S: "Q4_K - Small", Q4_K_M: "Q4_K - Medium", Q5_K_S: "Q5_K - Small", Q5_K_M: "Q5_K - Medium", Q6_K: "Q6_K" };
+  const descriptions = { Q4_0: "Q4_0", Q8_0: "Q8_0", Q3_K_S: "Q3_K - Small", Q3_K_M: "Q3_K - Medium", Q3_K_L: "Q3_K - Large", Q4_K_S: "Q4_K - Small", Q4_K_M: "Q4_K - Medium", Q5_K_S: "Q5_K - Small", Q5_K_M: "Q5_K - Medium", Q6_K: "Q6_K" };
   for (const fileType of FILE_TYPES) {
     const r = spawnSync(process.execPath, [cli, "info", outputOf(fileType), "--json"], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);

@@ -175,12 +175,26 @@ test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks fo
   assert.deepEqual(kind("blk.5.attn_v.weight", "Q5_K_M"), { type: "q5_K" });
   assert.deepEqual(kind("blk.0.attn_v.weight", "Q5_K_S"), { type: "q5_K" });
   assert.deepEqual(kind("output.weight", "Q5_K_S"), { type: "q6_K" });
-  // A 70B (80 layers, grouped-query attention): attn_v that would be q4_K is q5_K.
+  // Q3_K_M: attn_v q5_K in the first 2 layers, q4_K after; attn_output q4_K; ffn_down q5_K in the first sixteenth.
+  assert.deepEqual(kind("blk.1.attn_v.weight", "Q3_K_M"), { type: "q5_K" });
+  assert.deepEqual(kind("blk.2.attn_v.weight", "q3_K", "q3_K_M"), { type: "q4_K" });
+  assert.deepEqual(kind("blk.5.attn_output.weight", "Q3_K_M"), { type: "q4_K" });
+  assert.deepEqual(kind("blk.0.ffn_down.weight", "Q3_K_M"), { type: "q4_K" }); // 8 layers: no sixteenth
+  assert.deepEqual(chooseTensorType({ name: "blk.1.ffn_down.weight", shape: [512, 256], layers: 32, heads: 8, kvHeads: 8, tiedEmbeddings: false }, "Q3_K_M"), { type: "q5_K" });
+  assert.deepEqual(kind("blk.5.ffn_up.weight", "Q3_K_M"), { type: "q3_K" });
+  // Q3_K_L: q5_K in all three; Q3_K_S (plain q3_K too): q3_K throughout, output q6_K.
+  for (const name of ["blk.5.attn_v.weight", "blk.5.attn_output.weight", "blk.5.ffn_down.weight"]) assert.deepEqual(kind(name, "Q3_K_L"), { type: "q5_K" });
+  for (const name of ["blk.0.attn_v.weight", "blk.5.attn_output.weight", "blk.0.ffn_down.weight"]) assert.deepEqual(kind(name, "q3_K"), { type: "q3_K" });
+  assert.deepEqual(kind("output.weight", "Q3_K_S"), { type: "q6_K" });
+  // llama.cpp's fallback for q3_K rows that are not whole blocks is q4_0.
+  assert.deepEqual(kind("blk.0.attn_q.weight", "q3_K", undefined, 96), { type: "q4_0", fallbackFrom: "q3_K" });
+  // A 70B (80 layers, grouped-query attention): attn_v that would be q3_K or q4_K is q5_K.
   const at80 = (name, type, kvHeads) => chooseTensorType({ name, shape: [1024, 8192], layers: 80, heads: 64, kvHeads, tiedEmbeddings: false }, type);
   assert.deepEqual(at80("blk.40.attn_v.weight", "Q4_K_M", 8), { type: "q5_K" });
   assert.deepEqual(at80("blk.40.attn_v.weight", "Q4_K_M", 64), { type: "q4_K" });
   assert.deepEqual(at80("blk.42.attn_v.weight", "Q4_K_M", 8), { type: "q6_K" });
   assert.deepEqual(at80("blk.40.attn_q.weight", "Q4_K_M", 8), { type: "q4_K" });
+  assert.deepEqual(at80("blk.40.attn_v.weight", "Q3_K_S", 8), { type: "q5_K" });
   assert.deepEqual(kind("blk.0.attn_q.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q4_K" });
   assert.deepEqual(kind("blk.0.attn_v.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q5_K" });
   assert.deepEqual(kind("blk.0.ffn_down.weight", "q4_0", undefined, 172), { type: "f16", fallbackFrom: "q4_0" });
@@ -191,7 +205,7 @@ test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks fo
 
 test("bad inputs: unknown type, mix without its base, unreadable input, unsupported tensor type, unwritable output; nothing left behind", async () => {
   const src = DEFAULT_MODEL;
-  await assert.rejects(quantize(src, out("x.gguf"), { type: "q3_K" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "q2_K" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q4_0", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize(src, out("x.gguf"), { type: "Q4_K_M", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize("/nonexistent/model.gguf", out("x.gguf"), { type: "f32" }), (e) => e instanceof ModelFormatError && e.message.includes("/nonexistent/model.gguf"));
@@ -220,9 +234,9 @@ test("CLI: quantize with --quantization-encoding, usage errors exit 2 and list t
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /wrote .*cli-f16\.gguf \(F16\): 48 tensors \(f16 × 37, f32 × 11\)/);
   assert.equal(readGguf(target).metadata.get("general.file_type"), 1);
-  const bad = cli("quantize", "a", "b", "--type", "q3_K");
+  const bad = cli("quantize", "a", "b", "--type", "q2_K");
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q4_K, q5_K, q6_K, f16, bf16, f32, Q4_0, Q8_0, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32 /);
+  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q3_K, q4_K, q5_K, q6_K, f16, bf16, f32, Q4_0, Q8_0, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32 /);
   assert.equal(cli("quantize", "a", "--type", "f32").status, 2);
   const missing = cli("quantize", "/nonexistent/m.gguf", out("y.gguf"), "--type", "f32");
   assert.equal(missing.status, 1);

@@ -26,7 +26,7 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map<number, GgmlTyp
   [8, { name: "Q8_0", blockSize: 32, blockBytes: 34, tensorType: "q8_0" }],
   [9, { name: "Q8_1", blockSize: 32, blockBytes: 36 }],
   [10, { name: "Q2_K", blockSize: QK_K, blockBytes: 84 }],
-  [11, { name: "Q3_K", blockSize: QK_K, blockBytes: 110 }],
+  [11, { name: "Q3_K", blockSize: QK_K, blockBytes: 110, tensorType: "q3_K" }],
   [12, { name: "Q4_K", blockSize: QK_K, blockBytes: 144, tensorType: "q4_K" }],
   [13, { name: "Q5_K", blockSize: QK_K, blockBytes: 176, tensorType: "q5_K" }],
   [14, { name: "Q6_K", blockSize: QK_K, blockBytes: 210, tensorType: "q6_K" }],

@@ -13,6 +13,9 @@ import type { TensorType } from "../formats/types";
 const FILE_TYPE_BASES = {
   Q4_0: "q4_0",
   Q8_0: "q8_0",
+  Q3_K_S: "q3_K",
+  Q3_K_M: "q3_K",
+  Q3_K_L: "q3_K",
   Q4_K_S: "q4_K",
   Q4_K_M: "q4_K",
   Q5_K_S: "q5_K",
@@ -25,12 +28,14 @@ const FILE_TYPE_BASES = {
 export type QuantizeFileType = keyof typeof FILE_TYPE_BASES;
 
 /**
- * The engine's type names, each writing the file type of that type alone: plain q4_K and q5_K are the _S mixes
- * (llama-quantize's own Q4_K / Q5_K aliases mean _M; here the _M mixes are asked for by name or with --mix).
+ * The engine's type names, each writing the file type of that type alone: plain q3_K, q4_K and q5_K are the _S
+ * mixes (llama-quantize's own Q3_K / Q4_K / Q5_K aliases mean _M; here the others are asked for by name or with
+ * --mix).
  */
 const TYPE_NAME_FILE_TYPES = {
   q8_0: "Q8_0",
   q4_0: "Q4_0",
+  q3_K: "Q3_K_S",
   q4_K: "Q4_K_S",
   q5_K: "Q5_K_S",
   q6_K: "Q6_K",
@@ -41,6 +46,9 @@ const TYPE_NAME_FILE_TYPES = {
 
 /** The mixes (with --type their base type): llama-quantize's file types, lower-cased as the block names are. */
 const MIX_FILE_TYPES = {
+  q3_K_S: "Q3_K_S",
+  q3_K_M: "Q3_K_M",
+  q3_K_L: "Q3_K_L",
   q4_K_S: "Q4_K_S",
   q4_K_M: "Q4_K_M",
   q5_K_S: "Q5_K_S",
@@ -105,10 +113,15 @@ export function chooseTensorType(t: TypeRuleInput, type: QuantizeType, mix?: Qua
   const cols = t.shape[t.shape.length - 1];
   const wanted = ruleType(t, fileType, base, cols);
   if (fits(wanted, cols)) return { type: wanted };
-  // llama.cpp falls back q4_K → q5_0, q5_K → q5_1 and q6_K → q8_0; without q5_0 / q5_1, q8_0 serves all three.
-  // f16 when 32 does not fit.
-  return { type: fits("q8_0", cols) ? "q8_0" : "f16", fallbackFrom: wanted };
+  const fallback = FALLBACKS[wanted];
+  return { type: fallback && fits(fallback, cols) ? fallback : "f16", fallbackFrom: wanted };
 }
+
+/**
+ * llama.cpp's types for rows that are not whole 256-value blocks (the 32-value types go to f16, as does a
+ * fallback that does not fit either). It takes q5_0 for q4_K and q5_1 for q5_K: until those exist here, q8_0.
+ */
+const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q3_K: "q4_0", q4_K: "q8_0", q5_K: "q8_0", q6_K: "q8_0" };
 
 /** llama.cpp's LLM_TYPE_70B for the llama architecture: 80 layers with grouped-query attention. */
 const is70B = (t: TypeRuleInput) => t.layers === 80 && t.heads !== t.kvHeads;
@@ -119,18 +132,23 @@ function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType
     if (!fits(base, cols)) return "q8_0";
     return base === "q8_0" ? "q8_0" : "q6_K";
   }
-  const tensor = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(t.name);
+  const tensor = /^blk\.(\d+)\.(attn_v|ffn_down|attn_output)\.weight$/.exec(t.name);
   if (!tensor) return base;
   const layer = Number(tensor[1]);
   const medium = fileType === "Q4_K_M" || fileType === "Q5_K_M";
   if (tensor[2] === "attn_v") {
     let type = base;
-    if (medium && useMoreBits(layer, t.layers)) type = "q6_K";
+    if (fileType === "Q3_K_M") type = layer < 2 ? "q5_K" : "q4_K";
+    else if (fileType === "Q3_K_L") type = "q5_K";
+    else if (medium && useMoreBits(layer, t.layers)) type = "q6_K";
     else if (fileType === "Q4_K_S" && layer < 4) type = "q5_K";
     // In a 70B, 8 heads share each attn_v row: more bits there cost little.
-    if (is70B(t) && type === "q4_K") type = "q5_K";
+    if (is70B(t) && (type === "q3_K" || type === "q4_K")) type = "q5_K";
     return type;
   }
+  if (tensor[2] === "attn_output") return fileType === "Q3_K_M" ? "q4_K" : fileType === "Q3_K_L" ? "q5_K" : base;
+  if (fileType === "Q3_K_M") return layer < Math.trunc(t.layers / 16) ? "q5_K" : "q4_K";
+  if (fileType === "Q3_K_L") return "q5_K";
   if (medium && useMoreBits(layer, t.layers)) return "q6_K";
   if (fileType === "Q4_K_S" && layer < Math.trunc(t.layers / 8)) return "q5_K";
   return base;

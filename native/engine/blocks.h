@@ -16,7 +16,7 @@
 #define LLM_QK8_0 32
 #define LLM_QK4_0 32
 #define LLM_QK_K 256 /* values per K-quant super-block */
-#define LLM_K_SCALE_BYTES 12 /* 8 6-bit scales and 8 6-bit mins of q4_K / q5_K */
+#define LLM_K_SCALE_BYTES 12 /* 16 6-bit numbers: q4_K / q5_K scales and mins, q3_K scales */
 
 /* q8_0: value i = d * qs[i]. Also the activation format that the 32-value weight formats are multiplied with. */
 struct llm_block_q8_0 {
@@ -31,6 +31,16 @@ struct llm_block_q4_0 {
   uint8_t qs[LLM_QK4_0 / 2];
 };
 LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_0) == 18, "q4_0 block is 18 bytes per 32 values");
+
+/* q3_K: 16 groups of 16, value = d * (scale_g - 32) * (q - 4) with 3-bit q: the low 2 bits in qs, the third in
+ * hmask, 6-bit scale_g packed into 12 bytes (quant_q3_K.c). */
+struct llm_block_q3_K {
+  uint8_t hmask[LLM_QK_K / 8];
+  uint8_t qs[LLM_QK_K / 4];
+  uint8_t scales[LLM_K_SCALE_BYTES];
+  uint16_t d;
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q3_K) == 110, "q3_K block is 110 bytes per 256 values");
 
 /* q4_K: 8 sub-blocks of 32, value = d * scale_s * q - dmin * min_s (quant_q4_K.c). */
 struct llm_block_q4_K {

@@ -2,7 +2,7 @@
 #define LLM_QUANT_H
 
 /* The quantize/dequantize rows of the quantized types, whose block structs are in blocks.h. One file per format:
- * quant_q8_0.c, quant_q4_0.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
+ * quant_q8_0.c, quant_q4_0.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
  * K-quant dot products. */
 
 #include <stdint.h>
@@ -16,6 +16,8 @@ void llm_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_0(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void llm_quantize_row_q3_K_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_q3_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_K_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q5_K_ref(const float *x, void *y, int64_t n);
@@ -37,6 +39,9 @@ void llm_k4_quantize_scales(const float *x, int nmax, float rmin, int nstep, uin
 void llm_quantize_row_q8_0_avx512(const float *x, void *y, int64_t n);
 void llm_quantize_row_q8_K_avx512(const float *x, void *y, int64_t n);
 #endif
+
+/* Below this a group counts as all zeros (ggml's GROUP_MAX_EPS). */
+#define LLM_GROUP_MAX_EPS 1e-15f
 
 /* Round to nearest, ties to even, for |f| < 2^22: adding 1.5 * 2^23 leaves the rounded integer in the low
  * mantissa bits. The K-quant quantizers use exactly this rounding (ggml's nearest_int). */

@@ -115,7 +115,7 @@ LLM_AVX2_INLINE __m256i k4_scale(__m256i scales16, int s) {
 LLM_AVX2_INLINE void k4_tile_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                   float *out, int64_t out_stride, const int ROWS, const int TOKENS, const int FIVE_BITS) {
   const size_t block_bytes = K4_BLOCK_BYTES(FIVE_BITS);
-  const size_t prefetch = 1024 / block_bytes * block_bytes; /* ~1 KiB ahead per row, whole blocks */
+  const size_t prefetch = (1024 + block_bytes / 2) / block_bytes * block_bytes; /* ~1 KiB ahead per row, whole blocks */
   __m256 acc[4][4];
   for (int i = 0; i < ROWS; i++)
     for (int j = 0; j < TOKENS; j++) acc[i][j] = _mm256_setzero_ps();
