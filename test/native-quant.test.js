@@ -15,7 +15,7 @@ const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { makeRandom } = require("./helpers/random.js");
 
 // The engine's type codes are ggml's numbers (native/engine/tensor.h).
-const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q3_K: 11, q4_K: 12, q5_K: 13, q6_K: 14, bf16: 30 };
+const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q2_K: 10, q3_K: 11, q4_K: 12, q5_K: 13, q6_K: 14, bf16: 30 };
 const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
 const typeInfoOf = (code) => binding.typeInfo().find((t) => t.code === code);
 
@@ -57,7 +57,7 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
   const random = makeRandom(7);
   const rows = 3, cols = 512;
   const src = randomValues(random, rows * cols);
-  src[5] = 0; // exact zeros survive every symmetric format (q4_K and q5_K subtract a fitted min)
+  src[5] = 0; // exact zeros survive every symmetric format (q2_K, q4_K and q5_K subtract a fitted min)
   for (const [name, code] of Object.entries(TYPE)) {
     const packed = await binding.quantize(code, src, rows, cols);
     const info = typeInfoOf(code);
@@ -69,10 +69,10 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
     // |x| < 1 everywhere. f32 exact; f16 half an ulp at 1 (2^-11); bf16 2^-8. q8_0: d/2 = 1/254, plus 127 times
     // the half rounding of d (relative 2^-11). q4_0: d/2 = 1/16, plus the -8..7 asymmetry (the +max side clamps to 7/8 of max: 1/8).
     // K-quants: q6_K scale steps 1/32-ish of the block max; q4_K 4 bits and q5_K 5 bits with a fitted min; q3_K
-    // 8 levels per 16 values.
-    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1, q3_K: 0.25 }[name];
+    // 8 levels per 16 values; q2_K 4 levels with a fitted min.
+    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1, q3_K: 0.25, q2_K: 0.5 }[name];
     assert.ok(worst <= bound, `${name}: max round-trip error ${worst} > ${bound}`);
-    if (name !== "q4_K" && name !== "q5_K") assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
+    if (!["q2_K", "q4_K", "q5_K"].includes(name)) assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
   }
 });
 
@@ -275,6 +275,7 @@ function relativeRms(a, b) {
 const FORWARD_CASES = {
   q8_0: () => "q8_0",
   q4_0: () => "q4_0",
+  q2_K: () => "q2_K",
   q3_K: () => "q3_K",
   q4_K: () => "q4_K",
   q5_K: () => "q5_K",

@@ -25,7 +25,7 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map<number, GgmlTyp
   [7, { name: "Q5_1", blockSize: 32, blockBytes: 24 }],
   [8, { name: "Q8_0", blockSize: 32, blockBytes: 34, tensorType: "q8_0" }],
   [9, { name: "Q8_1", blockSize: 32, blockBytes: 36 }],
-  [10, { name: "Q2_K", blockSize: QK_K, blockBytes: 84 }],
+  [10, { name: "Q2_K", blockSize: QK_K, blockBytes: 84, tensorType: "q2_K" }],
   [11, { name: "Q3_K", blockSize: QK_K, blockBytes: 110, tensorType: "q3_K" }],
   [12, { name: "Q4_K", blockSize: QK_K, blockBytes: 144, tensorType: "q4_K" }],
   [13, { name: "Q5_K", blockSize: QK_K, blockBytes: 176, tensorType: "q5_K" }],

@@ -13,6 +13,7 @@ import type { TensorType } from "../formats/types";
 const FILE_TYPE_BASES = {
   Q4_0: "q4_0",
   Q8_0: "q8_0",
+  Q2_K: "q2_K",
   Q3_K_S: "q3_K",
   Q3_K_M: "q3_K",
   Q3_K_L: "q3_K",
@@ -35,6 +36,7 @@ export type QuantizeFileType = keyof typeof FILE_TYPE_BASES;
 const TYPE_NAME_FILE_TYPES = {
   q8_0: "Q8_0",
   q4_0: "Q4_0",
+  q2_K: "Q2_K",
   q3_K: "Q3_K_S",
   q4_K: "Q4_K_S",
   q5_K: "Q5_K_S",
@@ -121,10 +123,13 @@ export function chooseTensorType(t: TypeRuleInput, type: QuantizeType, mix?: Qua
  * llama.cpp's types for rows that are not whole 256-value blocks (the 32-value types go to f16, as does a
  * fallback that does not fit either). It takes q5_0 for q4_K and q5_1 for q5_K: until those exist here, q8_0.
  */
-const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q3_K: "q4_0", q4_K: "q8_0", q5_K: "q8_0", q6_K: "q8_0" };
+const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q2_K: "q4_0", q3_K: "q4_0", q4_K: "q8_0", q5_K: "q8_0", q6_K: "q8_0" };
 
 /** llama.cpp's LLM_TYPE_70B for the llama architecture: 80 layers with grouped-query attention. */
 const is70B = (t: TypeRuleInput) => t.layers === 80 && t.heads !== t.kvHeads;
+
+/** attn_output of the file types that raise it. */
+const ATTN_OUTPUT_TYPES: Partial<Record<QuantizeFileType, TensorType>> = { Q2_K: "q3_K", Q3_K_M: "q4_K", Q3_K_L: "q5_K" };
 
 function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType, cols: number): TensorType {
   const isOutput = t.name === "output.weight" || (t.tiedEmbeddings && t.name === "token_embd.weight");
@@ -138,7 +143,8 @@ function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType
   const medium = fileType === "Q4_K_M" || fileType === "Q5_K_M";
   if (tensor[2] === "attn_v") {
     let type = base;
-    if (fileType === "Q3_K_M") type = layer < 2 ? "q5_K" : "q4_K";
+    if (fileType === "Q2_K") type = Math.trunc(t.heads / t.kvHeads) >= 4 ? "q4_K" : "q3_K";
+    else if (fileType === "Q3_K_M") type = layer < 2 ? "q5_K" : "q4_K";
     else if (fileType === "Q3_K_L") type = "q5_K";
     else if (medium && useMoreBits(layer, t.layers)) type = "q6_K";
     else if (fileType === "Q4_K_S" && layer < 4) type = "q5_K";
@@ -146,7 +152,8 @@ function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType
     if (is70B(t) && (type === "q3_K" || type === "q4_K")) type = "q5_K";
     return type;
   }
-  if (tensor[2] === "attn_output") return fileType === "Q3_K_M" ? "q4_K" : fileType === "Q3_K_L" ? "q5_K" : base;
+  if (tensor[2] === "attn_output") return ATTN_OUTPUT_TYPES[fileType] ?? base;
+  if (fileType === "Q2_K") return "q3_K";
   if (fileType === "Q3_K_M") return layer < Math.trunc(t.layers / 16) ? "q5_K" : "q4_K";
   if (fileType === "Q3_K_L") return "q5_K";
   if (medium && useMoreBits(layer, t.layers)) return "q6_K";

@@ -32,6 +32,16 @@ struct llm_block_q4_0 {
 };
 LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_0) == 18, "q4_0 block is 18 bytes per 32 values");
 
+/* q2_K: 16 groups of 16, value = d * scale_g * q - dmin * min_g with 2-bit q; byte g of scales holds scale_g
+ * (low nibble) and min_g (high nibble) (quant_q2_K.c). */
+struct llm_block_q2_K {
+  uint8_t scales[LLM_QK_K / 16];
+  uint8_t qs[LLM_QK_K / 4];
+  uint16_t d;
+  uint16_t dmin;
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q2_K) == 84, "q2_K block is 84 bytes per 256 values");
+
 /* q3_K: 16 groups of 16, value = d * (scale_g - 32) * (q - 4) with 3-bit q: the low 2 bits in qs, the third in
  * hmask, 6-bit scale_g packed into 12 bytes (quant_q3_K.c). */
 struct llm_block_q3_K {

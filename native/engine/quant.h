@@ -2,9 +2,10 @@
 #define LLM_QUANT_H
 
 /* The quantize/dequantize rows of the quantized types, whose block structs are in blocks.h. One file per format:
- * quant_q8_0.c, quant_q4_0.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
+ * quant_q8_0.c, quant_q4_0.c, quant_q2_K.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
  * K-quant dot products. */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@ void llm_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_0(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void llm_quantize_row_q2_K_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_q2_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q3_K_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q3_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_K_ref(const float *x, void *y, int64_t n);
@@ -26,6 +29,11 @@ void llm_quantize_row_q6_K_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q6_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q8_K(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_K(const void *x, float *y, int64_t n);
+
+/* ggml's make_qkx2_quants (quant_q4_K.c): n <= 32 values to levels 0..nmax in L with a fitted scale (returned)
+ * and min (*neg_min = -min >= 0), by weighted squared or (use_mad) absolute error. */
+float llm_fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min, float rmin,
+                        float rdelta, int nstep, bool use_mad);
 
 /* The scale fitting of q4_K and q5_K (quant_q4_K.c): one 256-value block's d, dmin and packed scales, and each
  * value's level 0..nmax in L (sub-block s at L[32 s ..]). */

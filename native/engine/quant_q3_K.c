@@ -103,9 +103,9 @@ void llm_quantize_row_q3_K_ref(const float *x, void *out, int64_t n) {
   }
 }
 
-void llm_dequantize_row_q3_K(const void *in, float *y, int64_t n) { k16_dequantize_row(in, y, n, 1); }
+void llm_dequantize_row_q3_K(const void *in, float *y, int64_t n) { k16_dequantize_row(in, y, n, K16_Q3_K); }
 
-static float dot_q3_K_q8_K(int64_t cols, const void *w_row, const void *x_row) { return k16_dot_q8_K(cols, w_row, x_row, 1); }
+static float dot_q3_K_q8_K(int64_t cols, const void *w_row, const void *x_row) { return k16_dot_q8_K(cols, w_row, x_row, K16_Q3_K); }
 
 LLM_DEFINE_SCALAR_TILE(tile_q3_K_scalar, dot_q3_K_q8_K)
 const struct llm_dot_kernel llm_dot_q3_K_scalar = { LLM_ACTIVATION_Q8_K, 1, 1, tile_q3_K_scalar };
@@ -114,7 +114,7 @@ const struct llm_dot_kernel llm_dot_q3_K_scalar = { LLM_ACTIVATION_Q8_K, 1, 1, t
 
 LLM_AVX2_INLINE void tile_q3_K_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                     float *out, int64_t out_stride, const int ROWS, const int TOKENS) {
-  k16_tile_avx2(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS, 1);
+  k16_tile_avx2(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS, K16_Q3_K);
 }
 
 LLM_DEFINE_AVX2_TILE(tile_q3_K_avx2_dispatch, tile_q3_K_avx2, 2, 2)
@@ -125,7 +125,7 @@ const struct llm_dot_kernel llm_dot_q3_K_avx2 = { LLM_ACTIVATION_Q8_K, 2, 2, til
 #if LLM_HAVE_AVX512_KERNELS
 
 LLM_TARGET_AVX512 static void pack_q3_K(int64_t cols, const void *w, size_t w_stride, int n_rows, void *panel) {
-  k16_pack(cols, w, w_stride, n_rows, panel, 1);
+  k16_pack(cols, w, w_stride, n_rows, panel, K16_Q3_K);
 }
 
 LLM_TARGET_AVX512 static void gemm_q3_K(int64_t cols, const void *panel, const void *x, size_t x_stride, float *out,
@@ -134,7 +134,7 @@ LLM_TARGET_AVX512 static void gemm_q3_K(int64_t cols, const void *panel, const v
 }
 
 LLM_AVX512_INLINE void rows_q3_K_avx512(int64_t cols, const void *w, size_t w_stride, const void *x, float *out, const int ROWS) {
-  k16_rows_avx512(cols, w, w_stride, x, out, ROWS, 1);
+  k16_rows_avx512(cols, w, w_stride, x, out, ROWS, K16_Q3_K);
 }
 
 LLM_DEFINE_AVX512_DECODE_TILE(tile_q3_K_avx512, rows_q3_K_avx512)

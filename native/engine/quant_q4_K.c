@@ -7,10 +7,10 @@
 #include "quant_k4.h"
 
 /* ggml's make_qkx2_quants: a weighted least-squares fit of scale and min for one sub-block, trying nstep + 1
- * scales around (max - min) / nmax and keeping the one of least weighted squared error. Returns the scale;
- * *neg_min receives -min (>= 0). */
-static float fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min,
-                           float rmin, float rdelta, int nstep) {
+ * scales around (max - min) / nmax and keeping the one of least weighted squared (use_mad: absolute) error.
+ * Returns the scale; *neg_min receives -min (>= 0). */
+float llm_fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *neg_min, float rmin,
+                        float rdelta, int nstep, bool use_mad) {
   float min = x[0], max = x[0], sum_w = weights[0], sum_x = sum_w * x[0];
   for (int i = 1; i < n; i++) {
     if (x[i] < min) min = x[i];
@@ -29,7 +29,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
     int l = llm_nearest_int(iscale * (x[i] - min));
     L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
     float diff = scale * L[i] + min - x[i];
-    best_error += weights[i] * (diff * diff); /* ggml squares first: w * (d * d), not (w * d) * d */
+    best_error += weights[i] * (use_mad ? fabsf(diff) : diff * diff); /* w * (d * d), not (w * d) * d */
   }
   uint8_t trial[32]; /* n <= 32 */
   for (int step = 0; step <= nstep; step++) {
@@ -55,7 +55,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
       float error = 0;
       for (int i = 0; i < n; i++) {
         float diff = this_scale * trial[i] + this_min - x[i];
-        error += weights[i] * (diff * diff);
+        error += weights[i] * (use_mad ? fabsf(diff) : diff * diff);
       }
       if (error < best_error) {
         memcpy(L, trial, (size_t)n);
@@ -81,7 +81,7 @@ void llm_k4_quantize_scales(const float *x, int nmax, float rmin, int nstep, uin
     for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
     const float av_x = sqrtf(sum_x2 / 32);
     for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(xs[l]);
-    scales[s] = fit_scale_min(32, nmax, xs, weights, L + 32 * s, &mins[s], rmin, 0.1f, nstep);
+    scales[s] = llm_fit_scale_min(32, nmax, xs, weights, L + 32 * s, &mins[s], rmin, 0.1f, nstep, false);
     if (scales[s] > max_scale) max_scale = scales[s];
     if (mins[s] > max_min) max_min = mins[s];
   }

@@ -36,6 +36,7 @@ static const struct type_info TYPES[LLM_TYPE_COUNT] = {
   [LLM_BF16] = { "bf16", 1, 2, bf16_from_f32, bf16_to_f32 },
   [LLM_Q8_0] = { "q8_0", LLM_QK8_0, sizeof(struct llm_block_q8_0), llm_quantize_row_q8_0_ref, llm_dequantize_row_q8_0 },
   [LLM_Q4_0] = { "q4_0", LLM_QK4_0, sizeof(struct llm_block_q4_0), llm_quantize_row_q4_0_ref, llm_dequantize_row_q4_0 },
+  [LLM_Q2_K] = { "q2_K", LLM_QK_K, sizeof(struct llm_block_q2_K), llm_quantize_row_q2_K_ref, llm_dequantize_row_q2_K },
   [LLM_Q3_K] = { "q3_K", LLM_QK_K, sizeof(struct llm_block_q3_K), llm_quantize_row_q3_K_ref, llm_dequantize_row_q3_K },
   [LLM_Q4_K] = { "q4_K", LLM_QK_K, sizeof(struct llm_block_q4_K), llm_quantize_row_q4_K_ref, llm_dequantize_row_q4_K },
   [LLM_Q5_K] = { "q5_K", LLM_QK_K, sizeof(struct llm_block_q5_K), llm_quantize_row_q5_K_ref, llm_dequantize_row_q5_K },

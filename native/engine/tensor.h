@@ -14,6 +14,7 @@ enum llm_type {
   LLM_F16 = 1,
   LLM_Q4_0 = 2,
   LLM_Q8_0 = 8,
+  LLM_Q2_K = 10,
   LLM_Q3_K = 11,
   LLM_Q4_K = 12,
   LLM_Q5_K = 13,
