@@ -15,7 +15,7 @@ const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { makeRandom } = require("./helpers/random.js");
 
 // The engine's type codes are ggml's numbers (native/engine/tensor.h).
-const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q2_K: 10, q3_K: 11, q4_K: 12, q5_K: 13, q6_K: 14, bf16: 30 };
+const TYPE = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q2_K: 10, q3_K: 11, q4_K: 12, q5_K: 13, q6_K: 14, iq4_nl: 20, iq4_xs: 23, bf16: 30 };
 const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
 const typeInfoOf = (code) => binding.typeInfo().find((t) => t.code === code);
 
@@ -57,7 +57,8 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
   const random = makeRandom(7);
   const rows = 3, cols = 512;
   const src = randomValues(random, rows * cols);
-  src[5] = 0; // exact zeros survive every symmetric format (q2_K, q4_K and q5_K subtract a fitted min)
+  // Exact zeros survive every symmetric format (q2_K, q4_K and q5_K subtract a fitted min; iq4_*'s levels skip 0).
+  src[5] = 0;
   for (const [name, code] of Object.entries(TYPE)) {
     const packed = await binding.quantize(code, src, rows, cols);
     const info = typeInfoOf(code);
@@ -69,10 +70,11 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
     // |x| < 1 everywhere. f32 exact; f16 half an ulp at 1 (2^-11); bf16 2^-8. q8_0: d/2 = 1/254, plus 127 times
     // the half rounding of d (relative 2^-11). q4_0: d/2 = 1/16, plus the -8..7 asymmetry (the +max side clamps to 7/8 of max: 1/8).
     // K-quants: q6_K scale steps 1/32-ish of the block max; q4_K 4 bits and q5_K 5 bits with a fitted min; q3_K
-    // 8 levels per 16 values; q2_K 4 levels with a fitted min.
-    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1, q3_K: 0.25, q2_K: 0.5 }[name];
+    // 8 levels per 16 values; q2_K 4 levels with a fitted min. iq4_*: 16 levels up to 24 of 127 apart (half of
+    // that at the block max ~1 is 0.095), the scale fitted by least squares rather than to the max.
+    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1, q3_K: 0.25, q2_K: 0.5, iq4_nl: 0.13, iq4_xs: 0.13 }[name];
     assert.ok(worst <= bound, `${name}: max round-trip error ${worst} > ${bound}`);
-    if (!["q2_K", "q4_K", "q5_K"].includes(name)) assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
+    if (!["q2_K", "q4_K", "q5_K", "iq4_nl", "iq4_xs"].includes(name)) assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
   }
 });
 
@@ -280,6 +282,8 @@ const FORWARD_CASES = {
   q4_K: () => "q4_K",
   q5_K: () => "q5_K",
   q6_K: () => "q6_K",
+  iq4_nl: () => "iq4_nl",
+  iq4_xs: () => "iq4_xs",
   // llama-quantize's q4_K_M mix: attn_v, ffn_down and output in q6_K, the rest q4_K.
   q4_K_M: (name) => (/attn_v|ffn_down|^output/.test(name) ? "q6_K" : "q4_K"),
   // llama-quantize's q4_K_S: q5_K in some attn_v / ffn_down.

@@ -192,6 +192,15 @@ test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks fo
   assert.deepEqual(kind("blk.3.ffn_down.weight", "Q2_K"), { type: "q3_K" });
   assert.deepEqual(kind("blk.3.attn_output.weight", "Q2_K"), { type: "q3_K" });
   assert.deepEqual(kind("blk.3.ffn_gate.weight", "Q2_K"), { type: "q2_K" });
+  // IQ4_NL / IQ4_XS: q5_K in ffn_down of the first eighth, and in attn_v from 4 query heads per KV head.
+  for (const type of ["IQ4_NL", "iq4_xs"]) {
+    assert.deepEqual(kind("blk.0.ffn_down.weight", type), { type: "q5_K" });
+    assert.deepEqual(kind("blk.1.ffn_down.weight", type), { type: type.toLowerCase() });
+    assert.deepEqual(kind("blk.0.attn_v.weight", type), { type: type.toLowerCase() });
+    assert.deepEqual(chooseTensorType({ name: "blk.5.attn_v.weight", shape: [512, 256], layers, heads: 8, kvHeads: 2, tiedEmbeddings: false }, type), { type: "q5_K" });
+    assert.deepEqual(kind("output.weight", type), { type: "q6_K" });
+  }
+  assert.deepEqual(kind("blk.3.attn_q.weight", "IQ4_XS", undefined, 96), { type: "iq4_nl", fallbackFrom: "iq4_xs" });
   // llama.cpp's fallback for q3_K rows that are not whole blocks is q4_0.
   assert.deepEqual(kind("blk.0.attn_q.weight", "q3_K", undefined, 96), { type: "q4_0", fallbackFrom: "q3_K" });
   // A 70B (80 layers, grouped-query attention): attn_v that would be q3_K or q4_K is q5_K.
@@ -211,7 +220,7 @@ test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks fo
 
 test("bad inputs: unknown type, mix without its base, unreadable input, unsupported tensor type, unwritable output; nothing left behind", async () => {
   const src = DEFAULT_MODEL;
-  await assert.rejects(quantize(src, out("x.gguf"), { type: "iq4_xs" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "q5_1" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q4_0", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize(src, out("x.gguf"), { type: "Q4_K_M", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize("/nonexistent/model.gguf", out("x.gguf"), { type: "f32" }), (e) => e instanceof ModelFormatError && e.message.includes("/nonexistent/model.gguf"));
@@ -240,9 +249,9 @@ test("CLI: quantize with --quantization-encoding, usage errors exit 2 and list t
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /wrote .*cli-f16\.gguf \(F16\): 48 tensors \(f16 × 37, f32 × 11\)/);
   assert.equal(readGguf(target).metadata.get("general.file_type"), 1);
-  const bad = cli("quantize", "a", "b", "--type", "iq4_xs");
+  const bad = cli("quantize", "a", "b", "--type", "q5_1");
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q2_K, q3_K, q4_K, q5_K, q6_K, f16, bf16, f32, Q4_0, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32 /);
+  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f16, bf16, f32, Q4_0, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32 /);
   assert.equal(cli("quantize", "a", "--type", "f32").status, 2);
   const missing = cli("quantize", "/nonexistent/m.gguf", out("y.gguf"), "--type", "f32");
   assert.equal(missing.status, 1);

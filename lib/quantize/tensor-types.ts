@@ -22,6 +22,8 @@ const FILE_TYPE_BASES = {
   Q5_K_S: "q5_K",
   Q5_K_M: "q5_K",
   Q6_K: "q6_K",
+  IQ4_NL: "iq4_nl",
+  IQ4_XS: "iq4_xs",
   F16: "f16",
   BF16: "bf16",
   F32: "f32",
@@ -41,6 +43,8 @@ const TYPE_NAME_FILE_TYPES = {
   q4_K: "Q4_K_S",
   q5_K: "Q5_K_S",
   q6_K: "Q6_K",
+  iq4_nl: "IQ4_NL",
+  iq4_xs: "IQ4_XS",
   f16: "F16",
   bf16: "BF16",
   f32: "F32",
@@ -123,7 +127,7 @@ export function chooseTensorType(t: TypeRuleInput, type: QuantizeType, mix?: Qua
  * llama.cpp's types for rows that are not whole 256-value blocks (the 32-value types go to f16, as does a
  * fallback that does not fit either). It takes q5_0 for q4_K and q5_1 for q5_K: until those exist here, q8_0.
  */
-const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q2_K: "q4_0", q3_K: "q4_0", q4_K: "q8_0", q5_K: "q8_0", q6_K: "q8_0" };
+const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q2_K: "q4_0", q3_K: "q4_0", q4_K: "q8_0", q5_K: "q8_0", q6_K: "q8_0", iq4_xs: "iq4_nl" };
 
 /** llama.cpp's LLM_TYPE_70B for the llama architecture: 80 layers with grouped-query attention. */
 const is70B = (t: TypeRuleInput) => t.layers === 80 && t.heads !== t.kvHeads;
@@ -141,11 +145,13 @@ function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType
   if (!tensor) return base;
   const layer = Number(tensor[1]);
   const medium = fileType === "Q4_K_M" || fileType === "Q5_K_M";
+  const iq4 = fileType === "IQ4_NL" || fileType === "IQ4_XS";
   if (tensor[2] === "attn_v") {
     let type = base;
     if (fileType === "Q2_K") type = Math.trunc(t.heads / t.kvHeads) >= 4 ? "q4_K" : "q3_K";
     else if (fileType === "Q3_K_M") type = layer < 2 ? "q5_K" : "q4_K";
     else if (fileType === "Q3_K_L") type = "q5_K";
+    else if (iq4 && Math.trunc(t.heads / t.kvHeads) >= 4) type = "q5_K";
     else if (medium && useMoreBits(layer, t.layers)) type = "q6_K";
     else if (fileType === "Q4_K_S" && layer < 4) type = "q5_K";
     // In a 70B, 8 heads share each attn_v row: more bits there cost little.
@@ -157,6 +163,6 @@ function ruleType(t: TypeRuleInput, fileType: QuantizeFileType, base: TensorType
   if (fileType === "Q3_K_M") return layer < Math.trunc(t.layers / 16) ? "q5_K" : "q4_K";
   if (fileType === "Q3_K_L") return "q5_K";
   if (medium && useMoreBits(layer, t.layers)) return "q6_K";
-  if (fileType === "Q4_K_S" && layer < Math.trunc(t.layers / 8)) return "q5_K";
+  if ((fileType === "Q4_K_S" || iq4) && layer < Math.trunc(t.layers / 8)) return "q5_K";
   return base;
 }

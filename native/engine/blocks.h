@@ -32,6 +32,24 @@ struct llm_block_q4_0 {
 };
 LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_0) == 18, "q4_0 block is 18 bytes per 32 values");
 
+/* iq4_nl: value j = d * kvalues_iq4nl[q_j] with 4-bit q_j packed as q4_0's (quant_iq4_nl.c). */
+struct llm_block_iq4_nl {
+  uint16_t d;
+  uint8_t qs[LLM_QK4_0 / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_iq4_nl) == 18, "iq4_nl block is 18 bytes per 32 values");
+
+/* iq4_xs: 8 sub-blocks of 32, value = d * (scale_s - 32) * kvalues_iq4nl[q] with 6-bit scale_s (low 4 bits in a
+ * nibble of scales_l[s / 2], top 2 bits at bit 2s of scales_h) and each sub-block's 4-bit q packed as iq4_nl's
+ * (quant_iq4_xs.c). */
+struct llm_block_iq4_xs {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[LLM_QK_K / 64];
+  uint8_t qs[LLM_QK_K / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_iq4_xs) == 136, "iq4_xs block is 136 bytes per 256 values");
+
 /* q2_K: 16 groups of 16, value = d * scale_g * q - dmin * min_g with 2-bit q; byte g of scales holds scale_g
  * (low nibble) and min_g (high nibble) (quant_q2_K.c). */
 struct llm_block_q2_K {

@@ -2,7 +2,7 @@
 #define LLM_QUANT_H
 
 /* The quantize/dequantize rows of the quantized types, whose block structs are in blocks.h. One file per format:
- * quant_q8_0.c, quant_q4_0.c, quant_q2_K.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, and quant_q8_K.c for the activation format of the
+ * quant_q8_0.c, quant_q4_0.c, quant_q2_K.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, quant_iq4_nl.c, quant_iq4_xs.c, and quant_q8_K.c for the activation format of the
  * K-quant dot products. */
 
 #include <stdbool.h>
@@ -17,6 +17,10 @@ void llm_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_0(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void llm_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_iq4_nl(const void *x, float *y, int64_t n);
+void llm_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_iq4_xs(const void *x, float *y, int64_t n);
 void llm_quantize_row_q2_K_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q2_K(const void *x, float *y, int64_t n);
 void llm_quantize_row_q3_K_ref(const float *x, void *y, int64_t n);
@@ -47,6 +51,16 @@ void llm_k4_quantize_scales(const float *x, int nmax, float rmin, int nstep, uin
 void llm_quantize_row_q8_0_avx512(const float *x, void *y, int64_t n);
 void llm_quantize_row_q8_K_avx512(const float *x, void *y, int64_t n);
 #endif
+
+/* The 16 values of iq4_nl and iq4_xs (ggml's kvalues_iq4nl), ascending (quant_iq4_nl.c). */
+extern const int8_t llm_iq4nl_values[16];
+
+/* ggml's iq4_nl scale fit (quantize_row_iq4_nl_impl as quantize_iq4_nl / quantize_iq4_xs run it: no importance
+ * weights, ntry 7) of one 32-value block; 0 for an all-zero block. iq4_xs fits each sub-block so, then
+ * quantizes those scales to 6 bits. */
+float llm_iq4_fit_block(const float *x);
+/* The index into llm_iq4nl_values nearest x (ties to the upper one), as ggml's best_index_int8. */
+int llm_iq4_nearest(float x);
 
 /* Below this a group counts as all zeros (ggml's GROUP_MAX_EPS). */
 #define LLM_GROUP_MAX_EPS 1e-15f

@@ -33,6 +33,8 @@ static void bf16_to_f32(const void *x, float *y, int64_t n) {
 static const struct type_info TYPES[LLM_TYPE_COUNT] = {
   [LLM_F32] = { "f32", 1, 4, f32_from_f32, f32_to_f32 },
   [LLM_F16] = { "f16", 1, 2, f16_from_f32, f16_to_f32 },
+  [LLM_IQ4_NL] = { "iq4_nl", LLM_QK8_0, sizeof(struct llm_block_iq4_nl), llm_quantize_row_iq4_nl_ref, llm_dequantize_row_iq4_nl },
+  [LLM_IQ4_XS] = { "iq4_xs", LLM_QK_K, sizeof(struct llm_block_iq4_xs), llm_quantize_row_iq4_xs_ref, llm_dequantize_row_iq4_xs },
   [LLM_BF16] = { "bf16", 1, 2, bf16_from_f32, bf16_to_f32 },
   [LLM_Q8_0] = { "q8_0", LLM_QK8_0, sizeof(struct llm_block_q8_0), llm_quantize_row_q8_0_ref, llm_dequantize_row_q8_0 },
   [LLM_Q4_0] = { "q4_0", LLM_QK4_0, sizeof(struct llm_block_q4_0), llm_quantize_row_q4_0_ref, llm_dequantize_row_q4_0 },

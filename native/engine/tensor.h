@@ -19,6 +19,8 @@ enum llm_type {
   LLM_Q4_K = 12,
   LLM_Q5_K = 13,
   LLM_Q6_K = 14,
+  LLM_IQ4_NL = 20,
+  LLM_IQ4_XS = 23,
   LLM_BF16 = 30,
 };
 #define LLM_TYPE_COUNT 31 /* one past the largest code above */

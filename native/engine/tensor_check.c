@@ -58,6 +58,8 @@ static int block_scale_offsets(enum llm_type type, int offsets[2]) {
     offsets[0] = offsetof(struct llm_block_q5_K, d);
     offsets[1] = offsetof(struct llm_block_q5_K, dmin);
     return 2;
+  case LLM_IQ4_NL: offsets[0] = offsetof(struct llm_block_iq4_nl, d); return 1;
+  case LLM_IQ4_XS: offsets[0] = offsetof(struct llm_block_iq4_xs, d); return 1;
   case LLM_Q6_K: offsets[0] = offsetof(struct llm_block_q6_K, d); return 1;
   default: return 0;
   }
