@@ -210,8 +210,10 @@ test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks fo
   assert.deepEqual(at80("blk.42.attn_v.weight", "Q4_K_M", 8), { type: "q6_K" });
   assert.deepEqual(at80("blk.40.attn_q.weight", "Q4_K_M", 8), { type: "q4_K" });
   assert.deepEqual(at80("blk.40.attn_v.weight", "Q3_K_S", 8), { type: "q5_K" });
-  assert.deepEqual(kind("blk.0.attn_q.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q4_K" });
-  assert.deepEqual(kind("blk.0.attn_v.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q5_K" });
+  // llama.cpp's fallbacks for rows that are not whole 256-value blocks: q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0.
+  assert.deepEqual(kind("blk.0.attn_q.weight", "q4_K", undefined, 64), { type: "q5_0", fallbackFrom: "q4_K" });
+  assert.deepEqual(kind("blk.0.attn_v.weight", "q4_K", undefined, 64), { type: "q5_1", fallbackFrom: "q5_K" });
+  assert.deepEqual(kind("blk.3.attn_v.weight", "q4_K", "q4_K_M", 64), { type: "q8_0", fallbackFrom: "q6_K" });
   assert.deepEqual(kind("blk.0.ffn_down.weight", "q4_0", undefined, 172), { type: "f16", fallbackFrom: "q4_0" });
   assert.deepEqual(kind("output.weight", "q4_K", undefined, 64), { type: "q8_0" });
   assert.deepEqual(chooseTensorType({ name: "blk.0.attn_norm.weight", shape: [256], layers, heads: 8, kvHeads: 4, tiedEmbeddings: false }, "q4_0"), { type: "f32" });
@@ -220,21 +222,21 @@ test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks fo
 
 test("bad inputs: unknown type, mix without its base, unreadable input, unsupported tensor type, unwritable output; nothing left behind", async () => {
   const src = DEFAULT_MODEL;
-  await assert.rejects(quantize(src, out("x.gguf"), { type: "q5_1" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "iq2_xs" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q4_0", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize(src, out("x.gguf"), { type: "Q4_K_M", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize("/nonexistent/model.gguf", out("x.gguf"), { type: "f32" }), (e) => e instanceof ModelFormatError && e.message.includes("/nonexistent/model.gguf"));
   const noDir = path.join(tmp, "no-such-dir", "x.gguf");
   await assert.rejects(quantize(src, noDir, { type: "f32" }), (e) => e instanceof InvalidArgumentError && e.message.includes(noDir));
   await assert.rejects(quantize(src, src, { type: "f32" }), /is the input file/);
-  // An input tensor of a ggml type we cannot read (Q4_1): the type stamped into a tiny model's header.
-  const q41 = out("q4_1-input.gguf");
+  // An input tensor of a ggml type we cannot read (Q8_1): the type stamped into a tiny model's header.
+  const q81 = out("q8_1-input.gguf");
   const bytes = fs.readFileSync(writeTinyModel({ dim: 32 }));
   const name = Buffer.from("blk.0.attn_q.weight");
   const typeAt = bytes.indexOf(name) + name.length + 4 + 2 * 8; // after nDims (u32) and two dims (u64)
-  bytes.writeUInt32LE(3, typeAt);
-  fs.writeFileSync(q41, bytes);
-  await assert.rejects(quantize(q41, out("x.gguf"), { type: "q8_0" }), (e) => e instanceof UnsupportedModelError && /blk\.0\.attn_q\.weight has type Q4_1/.test(e.message));
+  bytes.writeUInt32LE(9, typeAt);
+  fs.writeFileSync(q81, bytes);
+  await assert.rejects(quantize(q81, out("x.gguf"), { type: "q8_0" }), (e) => e instanceof UnsupportedModelError && /blk\.0\.attn_q\.weight has type Q8_1/.test(e.message));
   // A failure half way (here: the progress callback throws) leaves neither the output nor its temporary file.
   const failed = out("failed.gguf");
   await assert.rejects(quantize(src, failed, { type: "f32", onProgress: (p) => { if (p.tensorsDone === 3) throw new Error("disk on fire"); } }), /disk on fire/);
@@ -249,9 +251,9 @@ test("CLI: quantize with --quantization-encoding, usage errors exit 2 and list t
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /wrote .*cli-f16\.gguf \(F16\): 48 tensors \(f16 × 37, f32 × 11\)/);
   assert.equal(readGguf(target).metadata.get("general.file_type"), 1);
-  const bad = cli("quantize", "a", "b", "--type", "q5_1");
+  const bad = cli("quantize", "a", "b", "--type", "iq2_xs");
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f16, bf16, f32, Q4_0, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32 /);
+  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f16, bf16, f32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32 /);
   assert.equal(cli("quantize", "a", "--type", "f32").status, 2);
   const missing = cli("quantize", "/nonexistent/m.gguf", out("y.gguf"), "--type", "f32");
   assert.equal(missing.status, 1);

@@ -12,6 +12,9 @@ import type { TensorType } from "../formats/types";
 /** The llama.cpp file types quantize writes, by llama-quantize's names, with the block type of their bulk. */
 const FILE_TYPE_BASES = {
   Q4_0: "q4_0",
+  Q4_1: "q4_1",
+  Q5_0: "q5_0",
+  Q5_1: "q5_1",
   Q8_0: "q8_0",
   Q2_K: "q2_K",
   Q3_K_S: "q3_K",
@@ -38,6 +41,9 @@ export type QuantizeFileType = keyof typeof FILE_TYPE_BASES;
 const TYPE_NAME_FILE_TYPES = {
   q8_0: "Q8_0",
   q4_0: "Q4_0",
+  q4_1: "Q4_1",
+  q5_0: "Q5_0",
+  q5_1: "Q5_1",
   q2_K: "Q2_K",
   q3_K: "Q3_K_S",
   q4_K: "Q4_K_S",
@@ -125,9 +131,9 @@ export function chooseTensorType(t: TypeRuleInput, type: QuantizeType, mix?: Qua
 
 /**
  * llama.cpp's types for rows that are not whole 256-value blocks (the 32-value types go to f16, as does a
- * fallback that does not fit either). It takes q5_0 for q4_K and q5_1 for q5_K: until those exist here, q8_0.
+ * fallback that does not fit either).
  */
-const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q2_K: "q4_0", q3_K: "q4_0", q4_K: "q8_0", q5_K: "q8_0", q6_K: "q8_0", iq4_xs: "iq4_nl" };
+const FALLBACKS: Partial<Record<TensorType, TensorType>> = { q2_K: "q4_0", q3_K: "q4_0", q4_K: "q5_0", q5_K: "q5_1", q6_K: "q8_0", iq4_xs: "iq4_nl" };
 
 /** llama.cpp's LLM_TYPE_70B for the llama architecture: 80 layers with grouped-query attention. */
 const is70B = (t: TypeRuleInput) => t.layers === 80 && t.heads !== t.kvHeads;

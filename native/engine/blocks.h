@@ -32,6 +32,32 @@ struct llm_block_q4_0 {
 };
 LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_0) == 18, "q4_0 block is 18 bytes per 32 values");
 
+/* q4_1: value j = d * q_j + m with 4-bit q_j packed as q4_0's (quant_q4_1.c). */
+struct llm_block_q4_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qs[LLM_QK4_0 / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q4_1) == 20, "q4_1 block is 20 bytes per 32 values");
+
+/* q5_0: value j = d * (q_j - 16) with 5-bit q_j: the low 4 bits packed as q4_0's, the fifth in bit j of qh (a
+ * little-endian 32-bit word) (quant_q5_0.c). */
+struct llm_block_q5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[LLM_QK4_0 / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q5_0) == 22, "q5_0 block is 22 bytes per 32 values");
+
+/* q5_1: value j = d * q_j + m with q5_0's 5-bit q_j (quant_q5_1.c). */
+struct llm_block_q5_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qh[4];
+  uint8_t qs[LLM_QK4_0 / 2];
+};
+LLM_BLOCK_ASSERT(sizeof(struct llm_block_q5_1) == 24, "q5_1 block is 24 bytes per 32 values");
+
 /* iq4_nl: value j = d * kvalues_iq4nl[q_j] with 4-bit q_j packed as q4_0's (quant_iq4_nl.c). */
 struct llm_block_iq4_nl {
   uint16_t d;

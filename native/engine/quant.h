@@ -2,7 +2,7 @@
 #define LLM_QUANT_H
 
 /* The quantize/dequantize rows of the quantized types, whose block structs are in blocks.h. One file per format:
- * quant_q8_0.c, quant_q4_0.c, quant_q2_K.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, quant_iq4_nl.c, quant_iq4_xs.c, and quant_q8_K.c for the activation format of the
+ * quant_q8_0.c, quant_q4_0.c, quant_q4_1.c, quant_q5_0.c, quant_q5_1.c, quant_q2_K.c, quant_q3_K.c, quant_q4_K.c, quant_q5_K.c, quant_q6_K.c, quant_iq4_nl.c, quant_iq4_xs.c, and quant_q8_K.c for the activation format of the
  * K-quant dot products. */
 
 #include <stdbool.h>
@@ -17,6 +17,12 @@ void llm_quantize_row_q8_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q8_0(const void *x, float *y, int64_t n);
 void llm_quantize_row_q4_0_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void llm_quantize_row_q4_1_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_q4_1(const void *x, float *y, int64_t n);
+void llm_quantize_row_q5_0_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_q5_0(const void *x, float *y, int64_t n);
+void llm_quantize_row_q5_1_ref(const float *x, void *y, int64_t n);
+void llm_dequantize_row_q5_1(const void *x, float *y, int64_t n);
 void llm_quantize_row_iq4_nl_ref(const float *x, void *y, int64_t n);
 void llm_dequantize_row_iq4_nl(const void *x, float *y, int64_t n);
 void llm_quantize_row_iq4_xs_ref(const float *x, void *y, int64_t n);

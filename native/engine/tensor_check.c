@@ -45,6 +45,15 @@ static int block_scale_offsets(enum llm_type type, int offsets[2]) {
   switch (type) {
   case LLM_Q8_0: offsets[0] = offsetof(struct llm_block_q8_0, d); return 1;
   case LLM_Q4_0: offsets[0] = offsetof(struct llm_block_q4_0, d); return 1;
+  case LLM_Q5_0: offsets[0] = offsetof(struct llm_block_q5_0, d); return 1;
+  case LLM_Q4_1:
+    offsets[0] = offsetof(struct llm_block_q4_1, d);
+    offsets[1] = offsetof(struct llm_block_q4_1, m);
+    return 2;
+  case LLM_Q5_1:
+    offsets[0] = offsetof(struct llm_block_q5_1, d);
+    offsets[1] = offsetof(struct llm_block_q5_1, m);
+    return 2;
   case LLM_Q2_K:
     offsets[0] = offsetof(struct llm_block_q2_K, d);
     offsets[1] = offsetof(struct llm_block_q2_K, dmin);

@@ -280,7 +280,8 @@ static void check_round_trip(enum llm_type type, int64_t n) {
   if (type == LLM_Q5_K) ok &= relative_rmse < 0.04;
   if (type == LLM_Q3_K) ok &= relative_rmse < 0.15;
   if (type == LLM_Q2_K) ok &= relative_rmse < 0.35;
-  if (type == LLM_IQ4_NL || type == LLM_IQ4_XS) ok &= relative_rmse < 0.08;
+  if (type == LLM_IQ4_NL || type == LLM_IQ4_XS || type == LLM_Q4_1) ok &= relative_rmse < 0.08;
+  if (type == LLM_Q5_0 || type == LLM_Q5_1) ok &= relative_rmse < 0.04;
   if (type == LLM_Q6_K) ok &= relative_rmse < 0.02;
   report(ok, "round trip %-4s n %lld: relative RMSE %.4f", llm_type_name(type), (long long)n, relative_rmse);
   free(x);
@@ -728,7 +729,7 @@ int main(void) {
       for (size_t n = 0; n < sizeof token_counts / sizeof token_counts[0]; n++)
         check_matmul(single, float_types[t], float_shapes[s][0], float_shapes[s][1], token_counts[n]);
   /* Quantized types: one block and many per row, row counts that leave partial row tiles. */
-  const enum llm_type quant_types[] = { LLM_Q8_0, LLM_Q4_0, LLM_IQ4_NL, LLM_Q2_K, LLM_Q3_K, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K, LLM_IQ4_XS };
+  const enum llm_type quant_types[] = { LLM_Q8_0, LLM_Q4_0, LLM_Q4_1, LLM_Q5_0, LLM_Q5_1, LLM_IQ4_NL, LLM_Q2_K, LLM_Q3_K, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K, LLM_IQ4_XS };
   const size_t n_quant = sizeof quant_types / sizeof quant_types[0];
   const int64_t quant_rows[] = { 1, 5, 13, 33 };
   for (size_t t = 0; t < n_quant; t++) {
@@ -765,6 +766,8 @@ int main(void) {
   check_matmul_many(pair, k3_mix, 768, 17);
   const enum llm_type iq4_mix[3] = { LLM_IQ4_XS, LLM_IQ4_NL, LLM_IQ4_XS };
   check_matmul_many(pair, iq4_mix, 512, 5);
+  const enum llm_type b32_mix[3] = { LLM_Q4_1, LLM_Q5_0, LLM_Q5_1 };
+  check_matmul_many(pair, b32_mix, 96, 7);
   check_reference_blocks();
   for (size_t t = 0; t < n_quant; t++) check_round_trip(quant_types[t], 4096);
   check_f16_conversion();
