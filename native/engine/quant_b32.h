@@ -156,4 +156,34 @@ LLM_AVX2_INLINE void b32_tile_avx2(int64_t cols, const void *w, size_t w_stride,
 
 #endif
 
+/* The dequantizer and the dot-product kernels of a format of this family that has no AVX-512 kernels of its own
+ * (the AVX-512 set runs its AVX2 tile): llm_dequantize_row_NAME and llm_dot_NAME_{scalar,avx2,avx512}. */
+#define LLM_DEFINE_B32_FORMAT(name, FORMAT)                                                                          \
+  void llm_dequantize_row_##name(const void *in, float *y, int64_t n) { b32_dequantize_row(in, y, n, FORMAT); }      \
+  static float dot_##name##_q8_0(int64_t cols, const void *w_row, const void *x_row) {                                \
+    return b32_dot_q8_0(cols, w_row, x_row, FORMAT);                                                                 \
+  }                                                                                                                  \
+  LLM_DEFINE_SCALAR_TILE(tile_##name##_scalar, dot_##name##_q8_0)                                                    \
+  const struct llm_dot_kernel llm_dot_##name##_scalar = { LLM_ACTIVATION_Q8_0, 1, 1, tile_##name##_scalar };        \
+  B32_SIMD_KERNELS(name, FORMAT)
+
+#if LLM_HAVE_AVX2_KERNELS
+#define B32_AVX2_KERNEL(name, FORMAT)                                                                                \
+  LLM_AVX2_INLINE void tile_##name##_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                                          float *out, int64_t out_stride, const int ROWS, const int TOKENS) {        \
+    b32_tile_avx2(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS, FORMAT);                            \
+  }                                                                                                                  \
+  LLM_DEFINE_AVX2_TILE(tile_##name##_avx2_dispatch, tile_##name##_avx2, 4, 4)                                        \
+  const struct llm_dot_kernel llm_dot_##name##_avx2 = { LLM_ACTIVATION_Q8_0, 4, 4, tile_##name##_avx2_dispatch };
+#endif
+#if LLM_HAVE_AVX512_KERNELS
+#define B32_SIMD_KERNELS(name, FORMAT)                                                                               \
+  B32_AVX2_KERNEL(name, FORMAT)                                                                                      \
+  const struct llm_dot_kernel llm_dot_##name##_avx512 = { LLM_ACTIVATION_Q8_0, 4, 4, tile_##name##_avx2_dispatch };
+#elif LLM_HAVE_AVX2_KERNELS
+#define B32_SIMD_KERNELS(name, FORMAT) B32_AVX2_KERNEL(name, FORMAT)
+#else
+#define B32_SIMD_KERNELS(name, FORMAT)
+#endif
+
 #endif

@@ -24,25 +24,4 @@ void llm_quantize_row_q4_1_ref(const float *x, void *out, int64_t n) {
   }
 }
 
-void llm_dequantize_row_q4_1(const void *in, float *y, int64_t n) { b32_dequantize_row(in, y, n, B32_Q4_1); }
-
-static float dot_q4_1_q8_0(int64_t cols, const void *w_row, const void *x_row) { return b32_dot_q8_0(cols, w_row, x_row, B32_Q4_1); }
-
-LLM_DEFINE_SCALAR_TILE(tile_q4_1_scalar, dot_q4_1_q8_0)
-const struct llm_dot_kernel llm_dot_q4_1_scalar = { LLM_ACTIVATION_Q8_0, 1, 1, tile_q4_1_scalar };
-
-#if LLM_HAVE_AVX2_KERNELS
-
-LLM_AVX2_INLINE void tile_q4_1_avx2(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                    float *out, int64_t out_stride, const int ROWS, const int TOKENS) {
-  b32_tile_avx2(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS, B32_Q4_1);
-}
-
-LLM_DEFINE_AVX2_TILE(tile_q4_1_avx2_dispatch, tile_q4_1_avx2, 4, 4)
-const struct llm_dot_kernel llm_dot_q4_1_avx2 = { LLM_ACTIVATION_Q8_0, 4, 4, tile_q4_1_avx2_dispatch };
-
-#endif
-
-#if LLM_HAVE_AVX512_KERNELS
-const struct llm_dot_kernel llm_dot_q4_1_avx512 = { LLM_ACTIVATION_Q8_0, 4, 4, tile_q4_1_avx2_dispatch };
-#endif
+LLM_DEFINE_B32_FORMAT(q4_1, B32_Q4_1)
