@@ -14,10 +14,10 @@ export const quantizeCommand: CommandSpec = {
     type: {
       type: "string",
       placeholder: "TYPE",
-      description: `Weight type (q4_K writes Q4_K_S, q5_K Q5_K_S) or llama.cpp file type: ${QUANTIZE_TYPES.join(", ")}`,
+      description: `Weight type (q3_K, q4_K, q5_K write the _S mix) or llama.cpp file type: ${QUANTIZE_TYPES.join(", ")}`,
     },
     "quantization-encoding": { type: "string", placeholder: "TYPE", description: "Same as --type" },
-    mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type q4_K or q5_K, its base)` },
+    mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type its base: q3_K, q4_K or q5_K)` },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     json: { type: "boolean", description: "Print a summary as one JSON object (path, type, tensor types, bytes, notices)" },
