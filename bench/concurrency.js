@@ -72,6 +72,8 @@ async function aggregate(n, one) {
 async function main() {
   const model = await loadModel(values.model, {
     contextSize: CTX,
+    // Room for every stream's whole context at once (the default pool holds 8 contexts).
+    kvCacheTokens: Math.max(8, ...STREAMS) * CTX,
     device: values.device,
     ...(values.threads && { threads: Number(values.threads) }),
   });

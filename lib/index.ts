@@ -39,6 +39,7 @@ export {
   NumericalError,
   OutOfMemoryError,
 } from "./errors";
+export { DeviceTypeError } from "./errors";
 export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
 export type { ChatTemplateLimits } from "./chat/limits";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";

@@ -6,7 +6,7 @@ import {
   applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
   type ChatTemplateOptions, loadChatTemplate,
 } from "./chat";
-import { ContextOverflowError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
+import { ContextOverflowError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
 import { parseModel } from "./formats/detect";
 import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
@@ -44,8 +44,9 @@ export interface LoadModelOptions {
   offline?: boolean;
   /**
    * Where the weights live and the forward passes run. "cuda": the whole model on a GPU (a DeviceError when the
-   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory); "cpu"; "auto" (default):
-   * the GPU when there is one.
+   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory; a DeviceTypeError when the
+   * model holds a weight type the CUDA kernels lack); "cpu"; "auto" (default): the GPU when there is one and it
+   * runs every weight type of the model.
    */
   device?: "cuda" | "cpu" | "auto";
   /** The CUDA device index for device "cuda" or "auto". Default 0. */
@@ -231,7 +232,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
   checkKvCacheOptions(options, desc.config, contextSize);
   const kvCacheType = options.kvCacheType ?? DEFAULT_KV_CACHE_TYPE;
-  const engine = openEngine(desc, path, threads, device, kvCacheType, options.kvCacheTokens, contextSize);
+  const engine = openEngine(desc, path, threads, device, options.device === "cuda", kvCacheType, options.kvCacheTokens, contextSize);
   try {
     if (checkTensors) {
       const fault = await engine.checkTensors();
@@ -249,20 +250,27 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
 
 /**
  * The engine with its KV pool: kvCacheTokens positions, or by default DEFAULT_KV_CACHE_CONTEXTS contexts' worth, and
- * one context's when that does not fit.
+ * one context's when that does not fit. Device "auto" (cudaAsked false) runs a model that holds a weight type the GPU
+ * lacks on the CPU instead.
  */
 function openEngine(
   desc: ModelDescriptor,
   path: string,
   threads: number,
   device: { kind: "cpu" | "cuda"; gpu: number },
+  cudaAsked: boolean,
   type: KvCacheType,
   tokens: number | undefined,
   contextSize: number,
 ): Engine {
   const open = (poolTokens: number) => {
     try {
-      return Engine.open(desc, path, threads, device, { type, tokens: poolTokens });
+      try {
+        return Engine.open(desc, path, threads, device, { type, tokens: poolTokens });
+      } catch (err) {
+        if (cudaAsked || !(err instanceof DeviceTypeError)) throw err;
+        return Engine.open(desc, path, threads, { kind: "cpu", gpu: device.gpu }, { type, tokens: poolTokens });
+      }
     } catch (err) {
       if (!(err instanceof OutOfMemoryError)) throw err;
       const available = device.kind === "cpu" ? os.totalmem() : undefined;

@@ -131,7 +131,7 @@ test("convert usage errors exit 2; a bad input exits 1 and leaves no output", ()
   const cli = (...args) => spawnSync(process.execPath, [CLI, "convert", ...args], { encoding: "utf8" });
   assert.equal(cli().status, 2);
   assert.equal(cli(modelPath("trained", "sotu-l2-23m")).status, 2, "the output path is required");
-  assert.equal(cli(modelPath("trained", "sotu-l2-23m"), path.join(tmp, "x.gguf"), "--type", "q5_1").status, 2);
+  assert.equal(cli(modelPath("trained", "sotu-l2-23m"), path.join(tmp, "x.gguf"), "--type", "iq2_xs").status, 2);
   const out = path.join(tmp, "missing.gguf");
   const r = cli(path.join(tmp, "no-such-dir"), out);
   assert.equal(r.status, 1);

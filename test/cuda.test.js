@@ -9,8 +9,10 @@ const assert = require("node:assert/strict");
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
-const { loadModel, DeviceError, NumericalError } = require("../dist/cjs/index.js");
-const { modelWithNaN } = require("./helpers/tiny-model.js");
+const os = require("node:os");
+const { loadModel, quantize, DeviceError, DeviceTypeError, NumericalError } = require("../dist/cjs/index.js");
+const { toTypedError } = require("../dist/cjs/native/engine.js");
+const { modelWithNaN, writeTinyModel } = require("./helpers/tiny-model.js");
 const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readReference, maxAbsDiff } = require("./helpers/reference.js");
 const { testProgram } = require("./helpers/test-programs.js");
@@ -27,6 +29,18 @@ const tiny = () => DEFAULT_MODEL;
 
 test(`the addon was built ${cudaWanted ? "with" : "without"} the CUDA backend (LLAMA_NAPI_CUDA=${process.env.LLAMA_NAPI_CUDA ?? "unset"})`, () => {
   assert.equal(cuda.compiled, cudaWanted, JSON.stringify(cuda));
+});
+
+test("the addon's DEVICE_ERROR naming a tensor becomes a DeviceTypeError carrying the tensor and its type", () => {
+  const native = Object.assign(new Error("tensor blk.0.attn_q.weight has type q5_K, which the CUDA backend does not compute with yet"), {
+    code: "DEVICE_ERROR",
+    tensor: "blk.0.attn_q.weight",
+    tensorType: "q5_K",
+  });
+  const typed = toTypedError(native);
+  assert.ok(typed instanceof DeviceTypeError && typed instanceof DeviceError);
+  assert.deepEqual({ tensor: typed.tensor, tensorType: typed.tensorType, message: typed.message }, { tensor: native.tensor, tensorType: "q5_K", message: native.message });
+  assert.equal(toTypedError(Object.assign(new Error("no GPU"), { code: "DEVICE_ERROR" })).constructor, DeviceError);
 });
 
 if (cuda.devices === 0) {
@@ -74,6 +88,29 @@ function gpuTests() {
     } finally {
       await gpu.dispose();
       await cpu.dispose();
+    }
+  });
+
+  test("cuda: a model holding a weight type the CUDA kernels lack is a DeviceTypeError naming it; \"auto\" runs it on the CPU", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cuda-types-"));
+    try {
+      // dim 256: every matrix is whole q5_K blocks.
+      const q5 = (await quantize(writeTinyModel({ dim: 256, hidden: 256 }), path.join(dir, "q5_K.gguf"), { type: "Q5_K_S" })).path;
+      await assert.rejects(loadModel(q5, { device: "cuda" }), (err) => {
+        assert.ok(err instanceof DeviceTypeError, `${err.name}: ${err.message}`);
+        assert.equal(err.tensorType, "q5_K");
+        assert.match(err.message, new RegExp(`tensor ${err.tensor.replace(/\./g, "\\.")} has type q5_K`));
+        return true;
+      });
+      const auto = await loadModel(q5, { device: "auto" });
+      try {
+        assert.equal(auto.info.device, "cpu");
+        assert.equal((await auto.complete("a", { temperature: 0, maxTokens: 2 })).tokens.length, 2);
+      } finally {
+        await auto.dispose();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -325,7 +325,7 @@ test("synthetic GGUF rule breaks", () => {
     ["unknown architecture", tinyLlama({ kv: { "general.architecture": [T.STR, "mamba"] } }), UnsupportedModelError, /architecture mamba/],
     ["missing key", tinyLlama({ kv: { "llama.block_count": undefined } }), ModelFormatError, /llama\.block_count is missing/],
     ["unknown ggml type", tinyLlama({ tensorType: { "blk.0.attn_q.weight": 99 } }), ModelFormatError, /blk\.0\.attn_q\.weight has unknown ggml type 99/],
-    ["unsupported quantized type", tinyLlama({ dims: { "blk.0.attn_q.weight": [32, 8] }, tensorType: { "blk.0.attn_q.weight": 3 } }), UnsupportedModelError, /blk\.0\.attn_q\.weight has type Q4_1, not supported \(supported: F32, F16, Q4_0, Q8_0, Q4_K, Q6_K, BF16/],
+    ["unsupported quantized type", tinyLlama({ dims: { "blk.0.attn_q.weight": [32, 8] }, tensorType: { "blk.0.attn_q.weight": 9 } }), UnsupportedModelError, /blk\.0\.attn_q\.weight has type Q8_1, not supported \(supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, BF16/],
     ["quantized row not whole blocks", tinyLlama({ tensorType: { "blk.0.attn_q.weight": 8 } }), ModelFormatError, /blk\.0\.attn_q\.weight: row length 8 is not a multiple of the Q8_0 block size 32/],
     ["shape mismatch", tinyLlama({ dims: { "blk.0.ffn_up.weight": [8, 17] } }), ModelFormatError, /blk\.0\.ffn_up\.weight has shape \[17, 8\], but the config implies \[16, 8\]/],
     ["missing tensor", (() => { const s = tinyLlama(); s.tensors = s.tensors.filter((t) => t.name !== "blk.0.ffn_up.weight"); return s; })(), ModelFormatError, /blk\.0\.ffn_up\.weight is missing/],

@@ -10,7 +10,7 @@ const path = require("node:path");
 const binding = require("node-gyp-build")(path.join(__dirname, ".."));
 const { makeRandom } = require("./helpers/random.js");
 const { maxAbsDiff } = require("./helpers/reference.js");
-const TYPE = { f32: 0, f16: 1, bf16: 2 };
+const TYPE = { f32: 0, f16: 1, bf16: 30 }; // the engine's codes: ggml's numbers
 
 const CONFIG = { dim: 40, hiddenDim: 36, layers: 2, heads: 4, kvHeads: 2, headDim: 10, vocabSize: 67, normEps: 1e-5 };
 

@@ -14,8 +14,10 @@ const { readSafetensors } = require("../dist/cjs/formats/safetensors.js");
 const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { makeRandom } = require("./helpers/random.js");
 
-const TYPE = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_K: 5, q6_K: 6 };
-const GGML_TYPE = { q8_0: 8, q4_0: 2, q6_K: 14, q4_K: 12 };
+// The engine's type codes are ggml's numbers (native/engine/tensor.h).
+const TYPE = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, q2_K: 10, q3_K: 11, q4_K: 12, q5_K: 13, q6_K: 14, iq4_nl: 20, iq4_xs: 23, bf16: 30 };
+const { GGML_TYPES } = require("../dist/cjs/formats/ggml-types.js");
+const typeInfoOf = (code) => binding.typeInfo().find((t) => t.code === code);
 
 
 function randomValues(random, count, scale = 1) {
@@ -35,29 +37,31 @@ function readBytes(file, offset, length) {
   }
 }
 
-test("typeInfo lists codes 0..6 with their block geometry", () => {
+test("typeInfo lists the engine's types under ggml's numbers, with the block layouts GGUF files use", () => {
+  const engine = binding.typeInfo();
   assert.deepStrictEqual(
-    binding.typeInfo().map((t) => [t.code, t.name, t.blockSize, t.blockBytes]),
-    [
-      [0, "f32", 1, 4],
-      [1, "f16", 1, 2],
-      [2, "bf16", 1, 2],
-      [3, "q8_0", 32, 34],
-      [4, "q4_0", 32, 18],
-      [5, "q4_K", 256, 144],
-      [6, "q6_K", 256, 210],
-    ],
+    engine.map((t) => t.code),
+    engine.map((t) => t.code).sort((a, b) => a - b),
+    "code order",
   );
+  // Exactly the ggml types the TypeScript side marks as computed by the engine, with the same layout.
+  const computed = [...GGML_TYPES].filter(([, t]) => t.tensorType).map(([code, t]) => [code, t.tensorType, t.blockSize, t.blockBytes]);
+  assert.deepStrictEqual(
+    engine.map((t) => [t.code, t.name, t.blockSize, t.blockBytes]),
+    computed,
+  );
+  assert.deepStrictEqual(Object.fromEntries(engine.map((t) => [t.name, t.code])), TYPE);
 });
 
 test("quantize -> dequantize round trips within each format's error bound", async () => {
   const random = makeRandom(7);
   const rows = 3, cols = 512;
   const src = randomValues(random, rows * cols);
-  src[5] = 0; // exact zeros survive every symmetric format (q4_K subtracts a fitted min)
+  // Exact zeros survive every symmetric format (q4_1, q5_1, q2_K, q4_K and q5_K add a min; iq4_*'s levels skip 0).
+  src[5] = 0;
   for (const [name, code] of Object.entries(TYPE)) {
     const packed = await binding.quantize(code, src, rows, cols);
-    const info = binding.typeInfo()[code];
+    const info = typeInfoOf(code);
     assert.strictEqual(packed.byteLength, (rows * cols / info.blockSize) * info.blockBytes, name);
     const back = await binding.dequantize(code, packed, rows, cols);
     assert.strictEqual(back.length, rows * cols);
@@ -65,10 +69,13 @@ test("quantize -> dequantize round trips within each format's error bound", asyn
     for (let i = 0; i < src.length; i++) worst = Math.max(worst, Math.abs(back[i] - src[i]));
     // |x| < 1 everywhere. f32 exact; f16 half an ulp at 1 (2^-11); bf16 2^-8. q8_0: d/2 = 1/254, plus 127 times
     // the half rounding of d (relative 2^-11). q4_0: d/2 = 1/16, plus the -8..7 asymmetry (the +max side clamps to 7/8 of max: 1/8).
-    // K-quants: q6_K scale steps 1/32-ish of the block max; q4_K 4 bits with a fitted min.
-    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q4_K: 0.1 }[name];
+    // q5_0: the same with 32 levels (1/32 + 1/32). q4_1 / q5_1: half of (max - min) / 15 or 31, max - min < 2.
+    // K-quants: q6_K scale steps 1/32-ish of the block max; q4_K 4 bits and q5_K 5 bits with a fitted min; q3_K
+    // 8 levels per 16 values; q2_K 4 levels with a fitted min. iq4_*: 16 levels up to 24 of 127 apart (half of
+    // that at the block max ~1 is 0.095), the scale fitted by least squares rather than to the max.
+    const bound = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8, q8_0: 1 / 254 + 2 ** -11, q4_0: 1 / 8 + 1e-3, q6_K: 0.04, q5_K: 0.05, q4_K: 0.1, q3_K: 0.25, q2_K: 0.5, iq4_nl: 0.13, iq4_xs: 0.13, q4_1: 1 / 15 + 1e-3, q5_0: 1 / 16 + 1e-3, q5_1: 1 / 31 + 1e-3 }[name];
     assert.ok(worst <= bound, `${name}: max round-trip error ${worst} > ${bound}`);
-    if (name !== "q4_K") assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
+    if (!["q4_1", "q5_1", "q2_K", "q4_K", "q5_K", "iq4_nl", "iq4_xs"].includes(name)) assert.strictEqual(back[5], 0, `${name} keeps an exact zero`);
   }
 });
 
@@ -76,7 +83,7 @@ test("quantize and dequantize validate their arguments", async () => {
   const src = new Float32Array(64);
   await assert.rejects(binding.quantize(TYPE.q4_K, src, 1, 64), { code: "INVALID_ARGUMENT", message: /cols = 64 .*q4_K block size 256/ });
   await assert.rejects(binding.quantize(TYPE.q8_0, src, 3, 32), { code: "INVALID_ARGUMENT", message: /256 bytes.*3 rows x 32 cols.*384/ });
-  await assert.rejects(binding.quantize(7, src, 1, 64), { code: "INVALID_ARGUMENT", message: /type/ });
+  await assert.rejects(binding.quantize(4, src, 1, 64), { code: "INVALID_ARGUMENT", message: /type 4 is not one of the engine's types/ }); // a code ggml removed
   await assert.rejects(binding.quantize(TYPE.q8_0, new Uint8Array(64), 1, 64), { code: "INVALID_ARGUMENT", message: /Float32Array/ });
   await assert.rejects(binding.dequantize(TYPE.q4_0, new Uint8Array(17), 1, 32), { code: "INVALID_ARGUMENT", message: /17 bytes.*18/ });
 });
@@ -118,7 +125,7 @@ async function compareWithLlamaCpp(ggufFile) {
     const name = ggufNameOf(t.name);
     const target = name && byName.get(name);
     if (!target) continue;
-    const typeName = Object.keys(GGML_TYPE).find((k) => GGML_TYPE[k] === target.ggmlType);
+    const typeName = Object.keys(TYPE).find((k) => TYPE[k] === target.ggmlType && typeInfoOf(TYPE[k]).blockSize > 1);
     if (!typeName) continue;
     const [rows, cols] = t.shape;
     const raw = readBytes(stFile, t.offset, t.byteLength);
@@ -130,7 +137,7 @@ async function compareWithLlamaCpp(ggufFile) {
     const ours = await binding.quantize(TYPE[typeName], values, rows, cols);
     const theirs = readBytes(gguf.path ?? modelPath("trained", "sotu-l2-23m-gguf", ggufFile), target.offset, target.byteLength);
     assert.strictEqual(ours.byteLength, theirs.byteLength, name);
-    const blockBytes = binding.typeInfo()[TYPE[typeName]].blockBytes;
+    const blockBytes = typeInfoOf(TYPE[typeName]).blockBytes;
     const c = (counts[typeName] ??= { identical: 0, total: 0, tensors: 0, tensorsIdentical: 0 });
     let identical = 0;
     for (let b = 0; b < ours.byteLength / blockBytes; b++) {
@@ -271,10 +278,22 @@ function relativeRms(a, b) {
 const FORWARD_CASES = {
   q8_0: () => "q8_0",
   q4_0: () => "q4_0",
+  q2_K: () => "q2_K",
+  q3_K: () => "q3_K",
   q4_K: () => "q4_K",
+  q5_K: () => "q5_K",
   q6_K: () => "q6_K",
+  q4_1: () => "q4_1",
+  q5_0: () => "q5_0",
+  q5_1: () => "q5_1",
+  iq4_nl: () => "iq4_nl",
+  iq4_xs: () => "iq4_xs",
   // llama-quantize's q4_K_M mix: attn_v, ffn_down and output in q6_K, the rest q4_K.
   q4_K_M: (name) => (/attn_v|ffn_down|^output/.test(name) ? "q6_K" : "q4_K"),
+  // llama-quantize's q4_K_S: q5_K in some attn_v / ffn_down.
+  // llama-quantize's q3_K_M: q4_K / q5_K in attn_v, attn_output and ffn_down.
+  "q3_K + q4_K + q5_K + q6_K mixed": (name) => (/attn_v|^output/.test(name) ? "q6_K" : /ffn_down/.test(name) ? "q5_K" : /attn_output/.test(name) ? "q4_K" : "q3_K"),
+  "q4_K + q5_K + q6_K mixed": (name) => (/attn_v|ffn_down/.test(name) ? "q5_K" : /^output/.test(name) ? "q6_K" : "q4_K"),
   "q8_0 + f16 + q4_0 mixed": (name) => (/attn_q|ffn_up/.test(name) ? "f16" : /attn_k|ffn_gate|output/.test(name) ? "q4_0" : "q8_0"),
 };
 

@@ -7,7 +7,7 @@ const assert = require("node:assert/strict");
 const path = require("node:path");
 const { spawnSync } = require("node:child_process");
 const { loadModel, NumericalError, ModelFormatError } = require("../dist/cjs/index.js");
-const { loadBinding, NATIVE_TYPE_CODES } = require("../dist/cjs/native/binding.js");
+const { loadBinding } = require("../dist/cjs/native/binding.js");
 const { readGguf } = require("../dist/cjs/formats/gguf.js");
 const { modelWithNaN, randomValues, writeTinyModel } = require("./helpers/tiny-model.js");
 const { DEFAULT_MODEL } = require("./helpers/models.js");
@@ -68,13 +68,21 @@ const STORED_TYPES = [
   { type: "q4_0", ggml: 2, block: 100, scaleOffset: 0, bits: F16_INF },
   { type: "q4_K", ggml: 12, block: 9, scaleOffset: 2, bits: F16_NAN }, // dmin
   { type: "q6_K", ggml: 14, block: 20, scaleOffset: 208, bits: F16_NAN }, // d, after ql, qh and the scales
+  { type: "q4_1", ggml: 3, block: 50, scaleOffset: 2, bits: F16_INF }, // m
+  { type: "q5_0", ggml: 6, block: 70, scaleOffset: 0, bits: F16_NAN },
+  { type: "q5_1", ggml: 7, block: 3, scaleOffset: 2, bits: F16_NAN }, // m
+  { type: "q2_K", ggml: 10, block: 11, scaleOffset: 82, bits: F16_NAN }, // dmin, after scales, qs and d
+  { type: "q3_K", ggml: 11, block: 12, scaleOffset: 108, bits: F16_INF }, // d, after hmask, qs and the scales
+  { type: "q5_K", ggml: 13, block: 13, scaleOffset: 0, bits: F16_NAN }, // d
+  { type: "iq4_nl", ggml: 20, block: 90, scaleOffset: 0, bits: F16_NAN },
+  { type: "iq4_xs", ggml: 23, block: 5, scaleOffset: 0, bits: F16_INF },
 ];
 
 async function storedTensor(kind, rows, cols, spoil) {
-  const bytes = await loadBinding().quantize(NATIVE_TYPE_CODES[kind.type], randomValues(rows * cols, 3), rows, cols);
+  const bytes = await loadBinding().quantize(kind.ggml, randomValues(rows * cols, 3), rows, cols);
   if (spoil) {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const { blockBytes } = loadBinding().typeInfo()[NATIVE_TYPE_CODES[kind.type]];
+    const { blockBytes } = loadBinding().typeInfo().find((t) => t.code === kind.ggml);
     if (kind.element !== undefined) view.setUint16(kind.element * blockBytes, kind.bits, true);
     else view.setUint16(kind.block * blockBytes + kind.scaleOffset, kind.bits, true);
   }

@@ -1,14 +1,16 @@
 "use strict";
 // Perplexity over the whole of trained/heldout.txt against the independent references: HF transformers' val_nll of
-// sotu-l2-23m (the bf16 HF directory), and llama.cpp's llama-perplexity on its own four quantized GGUFs
-// (MANIFEST.md). Slow on purpose: each is a full-file run (60k tokens), so they live in this one file.
+// sotu-l2-23m (the bf16 HF directory), and llama.cpp's llama-perplexity on its own quantized GGUFs (four in
+// MANIFEST.md; the other file types quantized here, since no model files are committed). Slow on purpose: each is
+// a full-file run (60k tokens), so they live in this one file.
 const { test } = require("node:test");
 const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const path = require("node:path");
 const { modelPath, skipFileWithoutReferenceModels } = require("./helpers/models.js");
 if (skipFileWithoutReferenceModels()) return;
-const { loadModel, perplexity } = require("../dist/cjs/index.js");
+const os = require("node:os");
+const { loadModel, perplexity, quantize } = require("../dist/cjs/index.js");
 
 const TEXT = fs.readFileSync(modelPath("trained", "heldout.txt"), "utf8");
 const THREADS = 2;
@@ -46,6 +48,28 @@ for (const [type, expected] of Object.entries(LLAMA_CPP)) {
     assert.equal(r.scored, r.windows * 255);
     t.diagnostic(`PPL ${r.ppl.toFixed(4)} ± ${r.pplError.toFixed(4)} vs llama.cpp ${expected} (${r.seconds.toFixed(0)} s)`);
     assert.ok(within(r.ppl, expected, 0.005), `PPL ${r.ppl.toFixed(4)} vs llama.cpp ${expected} (${r.seconds.toFixed(0)} s)`);
+  });
+}
+
+// llama-perplexity -f heldout.txt -c 512 -t 1 at llama.cpp de3ff81 (built here, CPU) on llama-quantize's output of
+// the f32 GGUF of sotu-l2-23m for each file type. quantize() writes the same tensor bytes from the HF directory
+// (quantize-fixtures.test.js checks that tensor by tensor), so our perplexity of our file must match.
+const LLAMA_CPP_QUANTIZED = {
+  Q2_K: 80.8351, Q3_K_S: 74.0163, Q3_K_M: 72.9668, Q3_K_L: 72.82, Q4_K_S: 71.3312, Q5_K_S: 71.0398, Q5_K_M: 70.9414,
+  IQ4_NL: 71.3247, IQ4_XS: 71.3331, Q4_1: 71.7589, Q5_0: 71.0913, Q5_1: 70.9528,
+};
+
+for (const [fileType, expected] of Object.entries(LLAMA_CPP_QUANTIZED)) {
+  test(`${fileType} quantized here: llama-perplexity's windows give llama.cpp's PPL ${expected} on the same tensors within 0.05%`, async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ppl-quantized-"));
+    try {
+      const { path: file } = await quantize(modelPath("trained", "sotu-l2-23m"), path.join(dir, `${fileType}.gguf`), { type: fileType, threads: THREADS });
+      const r = await measure(file, { llamaCppWindows: true });
+      t.diagnostic(`PPL ${r.ppl.toFixed(4)} ± ${r.pplError.toFixed(4)} vs llama.cpp ${expected} (${r.seconds.toFixed(0)} s)`);
+      assert.ok(within(r.ppl, expected, 0.0005), `PPL ${r.ppl.toFixed(4)} vs llama.cpp ${expected}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 }
 

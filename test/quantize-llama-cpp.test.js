@@ -45,7 +45,7 @@ for (const { file, options, fileType } of CASES) {
   });
 }
 
-test("the quantized files load and generate; stories260K (dim 64) falls back to q8_0/f16 with notices", NEEDS_REFERENCE_MODELS, async () => {
+test("the quantized files load and generate; stories260K (dim 64) falls back to q5_0/q5_1/q8_0/f16 with notices", NEEDS_REFERENCE_MODELS, async () => {
   const q4 = await loadModel(path.join(tmp, "q4_0.gguf"), { threads: 2, contextSize: 64 });
   try {
     assert.equal(q4.info.weightType, "q4_0");
@@ -57,7 +57,8 @@ test("the quantized files load and generate; stories260K (dim 64) falls back to 
   }
   const result = await quantize(DEFAULT_MODEL, path.join(tmp, "s260-q4_K.gguf"), { type: "q4_K" });
   const types = Object.fromEntries(result.tensors.map((t) => [t.name, t.type]));
-  assert.equal(types["blk.0.attn_q.weight"], "q8_0");
+  assert.equal(types["blk.0.attn_q.weight"], "q5_0"); // llama.cpp's fallback for q4_K
+  assert.equal(types["blk.0.attn_v.weight"], "q5_1"); // Q4_K_S's q5_K, whose fallback is q5_1
   assert.equal(types["blk.0.ffn_down.weight"], "f16"); // row length 172 is no whole number of 32-blocks
   assert.equal(types["output.weight"], "q8_0");
   assert.ok(result.notices.some((n) => n.startsWith("blk.0.ffn_down.weight: row length 172 is not a whole number of q4_K blocks; written as f16")));

@@ -150,9 +150,10 @@ test("HF Llama 3.1 (BPE tokenizer.json, llama3 RoPE scaling, tied) → f16 GGUF:
   }
 });
 
-test("llama.cpp's type rules: output to q6_K, the q4_K_M layers, fallbacks for rows that are not whole blocks", () => {
+test("llama.cpp's type rules: output to q6_K, the _S and _M layers, fallbacks for rows that are not whole blocks", () => {
   const layers = 8;
-  const kind = (name, type, mix, cols = 256, tiedEmbeddings = false) => chooseTensorType({ name, shape: [512, cols], layers, tiedEmbeddings }, type, mix);
+  const kind = (name, type, mix, cols = 256, tiedEmbeddings = false) =>
+    chooseTensorType({ name, shape: [512, cols], layers, heads: 8, kvHeads: 4, tiedEmbeddings }, type, mix);
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].filter((l) => useMoreBits(l, layers)), [0, 3, 6, 7]);
   assert.deepEqual(kind("output.weight", "q4_0"), { type: "q6_K" });
   assert.deepEqual(kind("output.weight", "q8_0"), { type: "q8_0" });
@@ -161,29 +162,81 @@ test("llama.cpp's type rules: output to q6_K, the q4_K_M layers, fallbacks for r
   assert.deepEqual(kind("blk.3.attn_v.weight", "q4_K", "q4_K_M"), { type: "q6_K" });
   assert.deepEqual(kind("blk.4.ffn_down.weight", "q4_K", "q4_K_M"), { type: "q4_K" });
   assert.deepEqual(kind("blk.4.attn_v.weight", "q4_K"), { type: "q4_K" });
-  assert.deepEqual(kind("blk.0.attn_q.weight", "q4_K", undefined, 64), { type: "q8_0", fallbackFrom: "q4_K" });
+  // Q4_K_S (plain q4_K too): q5_K in attn_v of the first 4 layers and ffn_down of the first eighth.
+  for (const [type, mix] of [["q4_K"], ["Q4_K_S"], ["q4_K", "q4_K_S"]]) {
+    assert.deepEqual(kind("blk.3.attn_v.weight", type, mix), { type: "q5_K" });
+    assert.deepEqual(kind("blk.0.ffn_down.weight", type, mix), { type: "q5_K" });
+    assert.deepEqual(kind("blk.1.ffn_down.weight", type, mix), { type: "q4_K" });
+    assert.deepEqual(kind("blk.0.attn_q.weight", type, mix), { type: "q4_K" });
+  }
+  // Q5_K_M: q6_K where Q4_K_M has it; Q5_K_S: q5_K throughout.
+  assert.deepEqual(kind("blk.6.ffn_down.weight", "Q5_K_M"), { type: "q6_K" });
+  assert.deepEqual(kind("blk.6.attn_v.weight", "q5_K", "q5_K_M"), { type: "q6_K" });
+  assert.deepEqual(kind("blk.5.attn_v.weight", "Q5_K_M"), { type: "q5_K" });
+  assert.deepEqual(kind("blk.0.attn_v.weight", "Q5_K_S"), { type: "q5_K" });
+  assert.deepEqual(kind("output.weight", "Q5_K_S"), { type: "q6_K" });
+  // Q3_K_M: attn_v q5_K in the first 2 layers, q4_K after; attn_output q4_K; ffn_down q5_K in the first sixteenth.
+  assert.deepEqual(kind("blk.1.attn_v.weight", "Q3_K_M"), { type: "q5_K" });
+  assert.deepEqual(kind("blk.2.attn_v.weight", "q3_K", "q3_K_M"), { type: "q4_K" });
+  assert.deepEqual(kind("blk.5.attn_output.weight", "Q3_K_M"), { type: "q4_K" });
+  assert.deepEqual(kind("blk.0.ffn_down.weight", "Q3_K_M"), { type: "q4_K" }); // 8 layers: no sixteenth
+  assert.deepEqual(chooseTensorType({ name: "blk.1.ffn_down.weight", shape: [512, 256], layers: 32, heads: 8, kvHeads: 8, tiedEmbeddings: false }, "Q3_K_M"), { type: "q5_K" });
+  assert.deepEqual(kind("blk.5.ffn_up.weight", "Q3_K_M"), { type: "q3_K" });
+  // Q3_K_L: q5_K in all three; Q3_K_S (plain q3_K too): q3_K throughout, output q6_K.
+  for (const name of ["blk.5.attn_v.weight", "blk.5.attn_output.weight", "blk.5.ffn_down.weight"]) assert.deepEqual(kind(name, "Q3_K_L"), { type: "q5_K" });
+  for (const name of ["blk.0.attn_v.weight", "blk.5.attn_output.weight", "blk.0.ffn_down.weight"]) assert.deepEqual(kind(name, "q3_K"), { type: "q3_K" });
+  assert.deepEqual(kind("output.weight", "Q3_K_S"), { type: "q6_K" });
+  // Q2_K: attn_v q3_K (q4_K from 4 query heads per KV head), ffn_down and attn_output q3_K.
+  assert.deepEqual(kind("blk.3.attn_v.weight", "Q2_K"), { type: "q3_K" });
+  assert.deepEqual(chooseTensorType({ name: "blk.3.attn_v.weight", shape: [512, 256], layers, heads: 8, kvHeads: 2, tiedEmbeddings: false }, "q2_K"), { type: "q4_K" });
+  assert.deepEqual(kind("blk.3.ffn_down.weight", "Q2_K"), { type: "q3_K" });
+  assert.deepEqual(kind("blk.3.attn_output.weight", "Q2_K"), { type: "q3_K" });
+  assert.deepEqual(kind("blk.3.ffn_gate.weight", "Q2_K"), { type: "q2_K" });
+  // IQ4_NL / IQ4_XS: q5_K in ffn_down of the first eighth, and in attn_v from 4 query heads per KV head.
+  for (const type of ["IQ4_NL", "iq4_xs"]) {
+    assert.deepEqual(kind("blk.0.ffn_down.weight", type), { type: "q5_K" });
+    assert.deepEqual(kind("blk.1.ffn_down.weight", type), { type: type.toLowerCase() });
+    assert.deepEqual(kind("blk.0.attn_v.weight", type), { type: type.toLowerCase() });
+    assert.deepEqual(chooseTensorType({ name: "blk.5.attn_v.weight", shape: [512, 256], layers, heads: 8, kvHeads: 2, tiedEmbeddings: false }, type), { type: "q5_K" });
+    assert.deepEqual(kind("output.weight", type), { type: "q6_K" });
+  }
+  assert.deepEqual(kind("blk.3.attn_q.weight", "IQ4_XS", undefined, 96), { type: "iq4_nl", fallbackFrom: "iq4_xs" });
+  // llama.cpp's fallback for q3_K rows that are not whole blocks is q4_0.
+  assert.deepEqual(kind("blk.0.attn_q.weight", "q3_K", undefined, 96), { type: "q4_0", fallbackFrom: "q3_K" });
+  // A 70B (80 layers, grouped-query attention): attn_v that would be q3_K or q4_K is q5_K.
+  const at80 = (name, type, kvHeads) => chooseTensorType({ name, shape: [1024, 8192], layers: 80, heads: 64, kvHeads, tiedEmbeddings: false }, type);
+  assert.deepEqual(at80("blk.40.attn_v.weight", "Q4_K_M", 8), { type: "q5_K" });
+  assert.deepEqual(at80("blk.40.attn_v.weight", "Q4_K_M", 64), { type: "q4_K" });
+  assert.deepEqual(at80("blk.42.attn_v.weight", "Q4_K_M", 8), { type: "q6_K" });
+  assert.deepEqual(at80("blk.40.attn_q.weight", "Q4_K_M", 8), { type: "q4_K" });
+  assert.deepEqual(at80("blk.40.attn_v.weight", "Q3_K_S", 8), { type: "q5_K" });
+  // llama.cpp's fallbacks for rows that are not whole 256-value blocks: q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0.
+  assert.deepEqual(kind("blk.0.attn_q.weight", "q4_K", undefined, 64), { type: "q5_0", fallbackFrom: "q4_K" });
+  assert.deepEqual(kind("blk.0.attn_v.weight", "q4_K", undefined, 64), { type: "q5_1", fallbackFrom: "q5_K" });
+  assert.deepEqual(kind("blk.3.attn_v.weight", "q4_K", "q4_K_M", 64), { type: "q8_0", fallbackFrom: "q6_K" });
   assert.deepEqual(kind("blk.0.ffn_down.weight", "q4_0", undefined, 172), { type: "f16", fallbackFrom: "q4_0" });
   assert.deepEqual(kind("output.weight", "q4_K", undefined, 64), { type: "q8_0" });
-  assert.deepEqual(chooseTensorType({ name: "blk.0.attn_norm.weight", shape: [256], layers, tiedEmbeddings: false }, "q4_0"), { type: "f32" });
+  assert.deepEqual(chooseTensorType({ name: "blk.0.attn_norm.weight", shape: [256], layers, heads: 8, kvHeads: 4, tiedEmbeddings: false }, "q4_0"), { type: "f32" });
   assert.deepEqual(kind("blk.0.ffn_up.weight", "bf16"), { type: "bf16" });
 });
 
 test("bad inputs: unknown type, mix without its base, unreadable input, unsupported tensor type, unwritable output; nothing left behind", async () => {
   const src = DEFAULT_MODEL;
-  await assert.rejects(quantize(src, out("x.gguf"), { type: "q5_K" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "iq2_xs" }), (e) => e instanceof InvalidArgumentError && e.message.includes(QUANTIZE_TYPES.join(", ")));
   await assert.rejects(quantize(src, out("x.gguf"), { type: "q4_0", mix: "q4_K_M" }), InvalidArgumentError);
+  await assert.rejects(quantize(src, out("x.gguf"), { type: "Q4_K_M", mix: "q4_K_M" }), InvalidArgumentError);
   await assert.rejects(quantize("/nonexistent/model.gguf", out("x.gguf"), { type: "f32" }), (e) => e instanceof ModelFormatError && e.message.includes("/nonexistent/model.gguf"));
   const noDir = path.join(tmp, "no-such-dir", "x.gguf");
   await assert.rejects(quantize(src, noDir, { type: "f32" }), (e) => e instanceof InvalidArgumentError && e.message.includes(noDir));
   await assert.rejects(quantize(src, src, { type: "f32" }), /is the input file/);
-  // An input tensor of a ggml type we cannot read (Q4_1): the type stamped into a tiny model's header.
-  const q41 = out("q4_1-input.gguf");
+  // An input tensor of a ggml type we cannot read (Q8_1): the type stamped into a tiny model's header.
+  const q81 = out("q8_1-input.gguf");
   const bytes = fs.readFileSync(writeTinyModel({ dim: 32 }));
   const name = Buffer.from("blk.0.attn_q.weight");
   const typeAt = bytes.indexOf(name) + name.length + 4 + 2 * 8; // after nDims (u32) and two dims (u64)
-  bytes.writeUInt32LE(3, typeAt);
-  fs.writeFileSync(q41, bytes);
-  await assert.rejects(quantize(q41, out("x.gguf"), { type: "q8_0" }), (e) => e instanceof UnsupportedModelError && /blk\.0\.attn_q\.weight has type Q4_1/.test(e.message));
+  bytes.writeUInt32LE(9, typeAt);
+  fs.writeFileSync(q81, bytes);
+  await assert.rejects(quantize(q81, out("x.gguf"), { type: "q8_0" }), (e) => e instanceof UnsupportedModelError && /blk\.0\.attn_q\.weight has type Q8_1/.test(e.message));
   // A failure half way (here: the progress callback throws) leaves neither the output nor its temporary file.
   const failed = out("failed.gguf");
   await assert.rejects(quantize(src, failed, { type: "f32", onProgress: (p) => { if (p.tensorsDone === 3) throw new Error("disk on fire"); } }), /disk on fire/);
@@ -196,11 +249,11 @@ test("CLI: quantize with --quantization-encoding, usage errors exit 2 and list t
   const target = out("cli-f16.gguf");
   const ok = cli("quantize", DEFAULT_MODEL, target, "--quantization-encoding", "f16");
   assert.equal(ok.status, 0, ok.stderr);
-  assert.match(ok.stdout, /wrote .*cli-f16\.gguf: 48 tensors \(f16 × 37, f32 × 11\)/);
+  assert.match(ok.stdout, /wrote .*cli-f16\.gguf \(F16\): 48 tensors \(f16 × 37, f32 × 11\)/);
   assert.equal(readGguf(target).metadata.get("general.file_type"), 1);
-  const bad = cli("quantize", "a", "b", "--type", "q3_K");
+  const bad = cli("quantize", "a", "b", "--type", "iq2_xs");
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q4_K, q6_K, f16, bf16, f32/);
+  assert.match(bad.stderr, /--type must be one of q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f16, bf16, f32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, F16, BF16, F32 /);
   assert.equal(cli("quantize", "a", "--type", "f32").status, 2);
   const missing = cli("quantize", "/nonexistent/m.gguf", out("y.gguf"), "--type", "f32");
   assert.equal(missing.status, 1);

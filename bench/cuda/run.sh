@@ -128,7 +128,7 @@ if [ -n "$types" ]; then
     done
     if [ -n "$concurrency" ]; then
       echo "== $type: $concurrency concurrent sequences"
-      node bench/concurrency.js --model "$file" --device cuda --streams "$concurrency" --tokens 128 2>&1 | tee -a "$out/concurrency.md" || status=1
+      node bench/concurrency.js --model "$file" --device cuda --streams "$concurrency" --tokens 128 --runs 3 2>&1 | tee -a "$out/concurrency.md" || status=1
     fi
     [ "$llamacpp" = 1 ] || rm -f "$file"
   done

@@ -4,6 +4,8 @@
  * and infinity: a bad one fails the command (exit status 1) with a NumericalError naming it.
  */
 import { parseModel } from "../formats/detect";
+import { readGguf } from "../formats/gguf";
+import { LLAMA_FILE_TYPES } from "../formats/llama-file-types";
 import type { TensorType } from "../formats/types";
 import { loadModel, type ModelInfo } from "../model";
 import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
@@ -34,6 +36,12 @@ export interface ModelReport {
   parameters: number;
   shape: Pick<ModelInfo, "dim" | "layers" | "heads" | "kvHeads" | "headDim" | "hiddenDim" | "vocabSize" | "contextLength" | "ropeTheta" | "tiedEmbeddings">;
   weightType: TensorType;
+  /**
+   * A GGUF's general.file_type, named as llama.cpp names it: llama-quantize's name ("Q4_K_M") and llama.cpp's
+   * description ("Q4_K - Medium"; "unknown" for a code llama.cpp does not define). Absent for other formats and
+   * for GGUF files without the key.
+   */
+  fileType?: { code: number; name: string; description: string };
   /** How many tensors have each type. */
   tensorTypes: Partial<Record<TensorType, number>>;
   tokenizer: { kind: ModelInfo["tokenizer"]; bosId: number | undefined; eosIds: number[] };
@@ -77,6 +85,7 @@ async function describe(
       parameters: info.parameters,
       shape: { dim, layers, heads, kvHeads, headDim, hiddenDim, vocabSize, contextLength, ropeTheta, tiedEmbeddings },
       weightType: info.weightType,
+      fileType: desc.format === "gguf" ? ggufFileType(desc.files[0]) : undefined,
       tensorTypes,
       tokenizer: { kind: info.tokenizer, bosId: info.bosId, eosIds: info.eosIds },
       chatTemplate: model.chatTemplate === undefined ? "builtin" : "model",
@@ -90,6 +99,13 @@ async function describe(
   } finally {
     await model.dispose();
   }
+}
+
+function ggufFileType(file: string): ModelReport["fileType"] {
+  const code = readGguf(file).metadata.get("general.file_type");
+  if (typeof code !== "number") return undefined;
+  const known = LLAMA_FILE_TYPES.get(code);
+  return { code, name: known?.name ?? "unknown", description: known?.description ?? "unknown" };
 }
 
 function formatCount(n: number): string {
@@ -106,6 +122,7 @@ function formatReport(r: ModelReport): string {
     ["shape", `dim ${s.dim}, ${s.layers} layers, ${s.heads} heads (${s.kvHeads} KV) of ${s.headDim}, FFN ${s.hiddenDim}, vocab ${s.vocabSize}`],
     ["context", `${s.contextLength} trained, rope theta ${s.ropeTheta}${s.tiedEmbeddings ? ", tied embeddings" : ""}`],
     ["weights", Object.keys(r.tensorTypes).length > 1 ? `${types} (mostly ${r.weightType})` : types],
+    ...(r.fileType ? [["file type", `${r.fileType.name} (${r.fileType.description}; general.file_type ${r.fileType.code})`]] : []),
     ["tokenizer", `${r.tokenizer.kind}, BOS ${r.tokenizer.bosId ?? "none"}, EOS ${r.tokenizer.eosIds.join(" ") || "none"}`],
     ["chat template", r.chatTemplate === "model" ? "the model's own" : "built-in (the model carries none)"],
     ["memory", `${formatBytes(r.memory.weightBytes)} weights + ${formatBytes(r.memory.kvCacheBytes)} KV cache ` +

@@ -1,4 +1,5 @@
 /** `llama-napi quantize IN OUT --type T [--mix q4_K_M]`: converts a model to a GGUF file of the given weight type. */
+import { LLAMA_FILE_TYPES } from "../formats/llama-file-types";
 import { quantize } from "../quantize/quantize";
 import { QUANTIZE_MIXES, QUANTIZE_TYPES, type QuantizeMix, type QuantizeType } from "../quantize/tensor-types";
 import { type CommandSpec, parseCommand, UsageError, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
@@ -10,9 +11,13 @@ export const quantizeCommand: CommandSpec = {
   usage: `llama-napi quantize IN OUT --type ${QUANTIZE_TYPES.join("|")} [--mix ${QUANTIZE_MIXES.join("|")}] [--threads N]`,
   positionals: ["input", "output"],
   options: {
-    type: { type: "string", placeholder: "TYPE", description: `Weight type: ${QUANTIZE_TYPES.join(", ")}` },
+    type: {
+      type: "string",
+      placeholder: "TYPE",
+      description: `Weight type (q3_K, q4_K, q5_K write the _S mix) or llama.cpp file type: ${QUANTIZE_TYPES.join(", ")}`,
+    },
     "quantization-encoding": { type: "string", placeholder: "TYPE", description: "Same as --type" },
-    mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type q4_K)` },
+    mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type its base: q3_K, q4_K or q5_K)` },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     json: { type: "boolean", description: "Print a summary as one JSON object (path, type, tensor types, bytes, notices)" },
@@ -24,8 +29,9 @@ export interface QuantizeSummary {
   path: string;
   type: QuantizeType;
   mix?: QuantizeMix;
-  /** llama.cpp's general.file_type. */
+  /** llama.cpp's general.file_type, and its name as llama-quantize takes it ("Q4_K_M"). */
   fileType: number;
+  fileTypeName: string;
   tensors: number;
   /** How many tensors have each type. */
   tensorTypes: Record<string, number>;
@@ -59,14 +65,15 @@ export async function quantizeMain(argv: string[]): Promise<number> {
   }).finally(() => bar.finish());
   const tensorTypes: Record<string, number> = {};
   for (const t of result.tensors) tensorTypes[t.type] = (tensorTypes[t.type] ?? 0) + 1;
+  const fileTypeName = LLAMA_FILE_TYPES.get(result.fileType)!.name;
   if (o.json) {
     const { path, fileType, bytesWritten, notices } = result;
-    const summary: QuantizeSummary = { path, type, mix, fileType, tensors: result.tensors.length, tensorTypes, bytesWritten, notices };
+    const summary: QuantizeSummary = { path, type, mix, fileType, fileTypeName, tensors: result.tensors.length, tensorTypes, bytesWritten, notices };
     process.stdout.write(`${JSON.stringify(summary)}\n`);
     return 0;
   }
   for (const notice of result.notices) process.stderr.write(`notice: ${notice}\n`);
   const types = Object.entries(tensorTypes).map(([t, n]) => `${t} × ${n}`).join(", ");
-  process.stdout.write(`wrote ${result.path}: ${result.tensors.length} tensors (${types}), ${(result.bytesWritten / 1e6).toFixed(1)} MB of weights\n`);
+  process.stdout.write(`wrote ${result.path} (${fileTypeName}): ${result.tensors.length} tensors (${types}), ${(result.bytesWritten / 1e6).toFixed(1)} MB of weights\n`);
   return 0;
 }

@@ -7,7 +7,7 @@
  * Weight element types the engine computes with: floats, and ggml's block-quantized types (a row is a run of
  * blocks; GGML_TYPES in ./ggml-types has each type's block size and bytes, see tensorTypeLayout()).
  */
-export type TensorType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_K" | "q6_K";
+export type TensorType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q2_K" | "q3_K" | "q4_K" | "q5_K" | "q6_K" | "iq4_nl" | "iq4_xs";
 
 /**
  * One weight tensor, stored contiguously in row-major order.

@@ -7,14 +7,11 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 
-/** Engine weight type codes: the order of `enum llm_type` in native/engine/tensor.h. */
-export const NATIVE_TYPE_CODES = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_K: 5, q6_K: 6 } as const;
-
 export interface NativeTensorSpec {
   name: string;
   file: number;
   offset: number;
-  /** NATIVE_TYPE_CODES value. */
+  /** The type's code in the engine's table (nativeTypeCode): ggml's number of it. */
   type: number;
   shape: number[];
 }
@@ -278,7 +275,7 @@ export interface NativeBinding {
   quantize(typeCode: number, src: Float32Array, rows: number, cols: number): Promise<Uint8Array>;
   /** Decodes rows × cols values of `typeCode` blocks to f32, on a worker thread. */
   dequantize(typeCode: number, src: Uint8Array, rows: number, cols: number): Promise<Float32Array>;
-  /** The engine's weight types and their block layouts. */
+  /** The engine's weight types and their block layouts (tensor.c's table), in code order. */
   typeInfo(): NativeTypeInfo[];
   /**
    * Reads the byte ranges of the files once, on a worker thread, calling onProgress with the bytes read so far
@@ -318,6 +315,17 @@ export function loadBinding(): NativeBinding {
     binding = loadNative(loaded.path) as NativeBinding;
   }
   return binding;
+}
+
+let typeCodes: Map<string, number> | undefined;
+
+/**
+ * The engine's code for a weight type, read from the addon's type table (ggml's numbering, native/engine/tensor.c)
+ * rather than restated here; undefined for a type the loaded addon does not compute with.
+ */
+export function nativeTypeCode(type: string): number | undefined {
+  typeCodes ??= new Map(loadBinding().typeInfo().map((t) => [t.name, t.code]));
+  return typeCodes.get(type);
 }
 
 /** Loads a file as a native addon whatever its name (require would run a file not named *.node as JavaScript). */

@@ -5,6 +5,7 @@
 import {
   ContextOverflowError,
   DeviceError,
+  DeviceTypeError,
   DisposedError,
   InvalidArgumentError,
   LlamaNapiError,
@@ -18,7 +19,7 @@ import {
   gpuPresent,
   loadBinding,
   loadedBinary,
-  NATIVE_TYPE_CODES,
+  nativeTypeCode,
   type NativeContext,
   type NativeCudaInfo,
   type NativeDecodeOptions,
@@ -46,6 +47,9 @@ interface NativeError extends Error {
   contextSize?: number;
   /** OUT_OF_MEMORY: the bytes the allocation needed. */
   bytes?: number;
+  /** DEVICE_ERROR for a weight type the device lacks: the first tensor of that type, and the type. */
+  tensor?: string;
+  tensorType?: string;
 }
 
 /**
@@ -54,7 +58,7 @@ interface NativeError extends Error {
  */
 export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const { code, option, tokens, contextSize, bytes } = err as NativeError;
+  const { code, option, tokens, contextSize, bytes, tensor, tensorType } = err as NativeError;
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
@@ -65,7 +69,9 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
     case "DISPOSED":
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
-      return new DeviceError(err.message, { cause: err });
+      return tensor !== undefined && tensorType !== undefined
+        ? new DeviceTypeError(err.message, tensor, tensorType, { cause: err })
+        : new DeviceError(err.message, { cause: err });
     case "OUT_OF_MEMORY":
       return new OutOfMemoryError(err.message, bytes ?? NaN, undefined, { cause: err });
     case "NUMERICAL":
@@ -80,6 +86,15 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
 
 function rethrowTyped(err: unknown, modelPath?: string): never {
   throw toTypedError(err, modelPath);
+}
+
+/** The engine's code for `type` (`what` names the tensor or argument it is for in the error). */
+export function engineTypeCode(type: string, what: string): number {
+  const code = nativeTypeCode(type);
+  if (code === undefined) {
+    throw new UnsupportedModelError(`${what} has type ${type}, which this build of the native addon does not compute with; rebuild it (npm run build:native)`);
+  }
+  return code;
 }
 
 export function physicalCores(): number {
@@ -255,7 +270,7 @@ export class Engine {
           name: t.name,
           file: t.file,
           offset: t.offset,
-          type: NATIVE_TYPE_CODES[t.type],
+          type: engineTypeCode(t.type, `tensor ${t.name}`),
           shape: t.shape,
         })),
         config: {

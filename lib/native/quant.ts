@@ -4,8 +4,8 @@
  */
 import { UnsupportedModelError } from "../errors";
 import type { TensorType } from "../formats/types";
-import { loadBinding, NATIVE_TYPE_CODES, type NativeBinding } from "./binding";
-import { toTypedError } from "./engine";
+import { loadBinding, type NativeBinding } from "./binding";
+import { engineTypeCode, toTypedError } from "./engine";
 
 export type QuantizedType = Exclude<TensorType, "f32" | "f16" | "bf16">;
 
@@ -18,7 +18,7 @@ function binding(fn: "quantize" | "dequantize"): NativeBinding {
 /** rows × cols f32 values → `type` blocks, row after row. */
 export async function quantizeRows(type: QuantizedType, src: Float32Array, rows: number, cols: number): Promise<Uint8Array> {
   try {
-    return await binding("quantize").quantize(NATIVE_TYPE_CODES[type], src, rows, cols);
+    return await binding("quantize").quantize(engineTypeCode(type, "quantizeRows: type"), src, rows, cols);
   } catch (err) {
     throw toTypedError(err);
   }
@@ -27,7 +27,7 @@ export async function quantizeRows(type: QuantizedType, src: Float32Array, rows:
 /** rows × cols values stored as `type` blocks → f32. */
 export async function dequantizeRows(type: QuantizedType, src: Uint8Array, rows: number, cols: number): Promise<Float32Array> {
   try {
-    return await binding("dequantize").dequantize(NATIVE_TYPE_CODES[type], src, rows, cols);
+    return await binding("dequantize").dequantize(engineTypeCode(type, "dequantizeRows: type"), src, rows, cols);
   } catch (err) {
     throw toTypedError(err);
   }

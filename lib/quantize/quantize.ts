@@ -32,6 +32,10 @@ export interface QuantizeProgress {
 }
 
 export interface QuantizeOptions {
+  /**
+   * An engine type (q4_K: llama.cpp's Q4_K_S, q5_K: Q5_K_S, the others their own file type) or a file type by
+   * llama-quantize's name (Q4_K_M, Q5_K_M, ...), written with llama-quantize's per-tensor rules.
+   */
   type: QuantizeType;
   /** A llama.cpp mix on top of `type` (q4_K_M: q4_K with attn_v / ffn_down of some layers at q6_K). */
   mix?: QuantizeMix;
@@ -101,7 +105,8 @@ function planTensors(desc: ModelDescriptor, options: QuantizeOptions, notices: s
   if (factors) jobs.push({ name: ROPE_FREQS, type: "f32", shape: [factors.length], values: factors });
   for (const name of expectedTensorShapes(config).keys()) {
     const source = byName.get(name)!;
-    const choice = chooseTensorType({ name, shape: source.shape, layers: config.layers, tiedEmbeddings: config.tiedEmbeddings }, options.type, options.mix);
+    const rule = { name, shape: source.shape, layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, tiedEmbeddings: config.tiedEmbeddings };
+    const choice = chooseTensorType(rule, options.type, options.mix);
     if (choice.fallbackFrom) {
       notices.push(`${name}: row length ${source.shape[source.shape.length - 1]} is not a whole number of ${choice.fallbackFrom} blocks; written as ${choice.type}`);
     }

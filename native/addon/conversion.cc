@@ -87,6 +87,7 @@ Napi::Value StartConvert(const Napi::CallbackInfo& info, ConvertWorker::Directio
   const int64_t rows = (int64_t)IntegerValue(info[2], fn + ": rows", "rows", 0, kMaxSafeInteger);
   const int64_t cols = (int64_t)IntegerValue(info[3], fn + ": cols", "cols", 0, kMaxSafeInteger);
   const int block = llm_type_block_size(type);
+  if (block == 0) throw ArgumentError(env, "type", fn + ": type " + std::to_string(type) + " is not one of the engine's types");
   if (cols % block != 0)
     throw ArgumentError(env, "cols",
                         fn + ": cols = " + std::to_string(cols) + " is not a multiple of the " + llm_type_name(type) +
@@ -108,17 +109,18 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
   return Promised(info.Env(), [&]() { return StartConvert(info, direction); });
 }
 
-// [{code, name, blockSize, blockBytes}] for every weight type, in code order.
+// [{code, name, blockSize, blockBytes}] for every weight type of the engine (tensor.c's table), in code order.
 Napi::Value TypeInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Array types = Napi::Array::New(env, LLM_TYPE_COUNT);
+  Napi::Array types = Napi::Array::New(env);
   for (int code = 0; code < LLM_TYPE_COUNT; code++) {
+    if (llm_type_block_size(code) == 0) continue;
     Napi::Object t = Napi::Object::New(env);
     t.Set("code", code);
     t.Set("name", llm_type_name(code));
     t.Set("blockSize", llm_type_block_size(code));
     t.Set("blockBytes", (double)llm_type_block_bytes(code));
-    types.Set(code, t);
+    types.Set(types.Length(), t);
   }
   return types;
 }

@@ -1,5 +1,5 @@
 // The weight formats on the device, one section per format of native/engine (tensor.h, quant_*.c): the bytes are
-// the file's own blocks, uploaded unchanged. Each format gives
+// the file's own blocks, uploaded unchanged; block sizes and field offsets come from blocks.h's structs. Each format gives
 //   value(row, i)           element i of a row as f32, exactly as the engine's dequantizer computes it;
 //   Unit / load / dot       the matrix-vector step of one lane: `load` decodes kUnitValues consecutive weights of
 //                           a row (unit u covers values [u * kUnitValues, (u + 1) * kUnitValues)), `dot` multiplies
@@ -10,11 +10,13 @@
 // plain loads from wherever it was staged, for the tensor-core products of matmul_mma.cu.
 #pragma once
 
+#include <cstddef>
 #include <type_traits>
 
 #include "common.cuh"
 
 extern "C" {
+#include "blocks.h"
 #include "tensor.h"
 }
 
@@ -108,7 +110,8 @@ template <typename Elem, int VEC> struct FloatFormat {
 
 struct FormatQ8_0 {
   static constexpr int kUnitValues = 32;
-  static constexpr int kBlockBytes = 34;
+  static constexpr int kBlockBytes = sizeof(llm_block_q8_0);
+  static constexpr int kQs = offsetof(llm_block_q8_0, qs);
   using Activation = act_q8_0;
   struct Unit {
     int q[8];
@@ -118,7 +121,7 @@ struct FormatQ8_0 {
   static __device__ float value(const uint8_t *row, int64_t i) {
     const uint8_t *block = row + (i / 32) * kBlockBytes;
     const float d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block)));
-    return d * (float)(int8_t)__ldg(block + 2 + i % 32);
+    return d * (float)(int8_t)__ldg(block + kQs + i % 32);
   }
 
   static __device__ Unit load(const uint8_t *row, int64_t u) {
@@ -126,8 +129,8 @@ struct FormatQ8_0 {
     Unit w;
     w.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block)));
     int lo[4], hi[4];
-    load16_align2(block + 2, lo);
-    load16_align2(block + 18, hi);
+    load16_align2(block + kQs, lo);
+    load16_align2(block + kQs + 16, hi);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
       w.q[i] = lo[i];
@@ -150,8 +153,8 @@ struct FormatQ8_0 {
   static __device__ void unpack_signed(const uint8_t *block, int (&q)[8], float &d) {
     d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(block));
     int lo[4], hi[4];
-    read16_align2(block + 2, lo);
-    read16_align2(block + 18, hi);
+    read16_align2(block + kQs, lo);
+    read16_align2(block + kQs + 16, hi);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
       q[i] = lo[i];
@@ -164,7 +167,8 @@ struct FormatQ8_0 {
 
 struct FormatQ4_0 {
   static constexpr int kUnitValues = 32;
-  static constexpr int kBlockBytes = 18;
+  static constexpr int kBlockBytes = sizeof(llm_block_q4_0);
+  static constexpr int kQs = offsetof(llm_block_q4_0, qs);
   using Activation = act_q8_0;
   struct Unit {
     int q[4];
@@ -175,7 +179,7 @@ struct FormatQ4_0 {
     const uint8_t *block = row + (i / 32) * kBlockBytes;
     const float d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block)));
     const int j = (int)(i % 32);
-    const uint8_t byte = __ldg(block + 2 + j % 16);
+    const uint8_t byte = __ldg(block + kQs + j % 16);
     return d * (float)((j < 16 ? byte & 0x0f : byte >> 4) - 8);
   }
 
@@ -183,7 +187,7 @@ struct FormatQ4_0 {
     const uint8_t *block = row + u * kBlockBytes;
     Unit w;
     w.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block)));
-    load16_align2(block + 2, w.q);
+    load16_align2(block + kQs, w.q);
     return w;
   }
 
@@ -206,7 +210,7 @@ struct FormatQ4_0 {
   static __device__ void unpack_signed(const uint8_t *block, int (&q)[8], float &d) {
     d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(block));
     int packed[4];
-    read16_align2(block + 2, packed);
+    read16_align2(block + kQs, packed);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
       q[i] = (int)__vsub4((uint32_t)packed[i] & 0x0f0f0f0fu, 0x08080808u);
@@ -221,7 +225,8 @@ struct FormatQ4_0 {
 
 struct FormatQ4_K {
   static constexpr int kUnitValues = 64;
-  static constexpr int kBlockBytes = 144;
+  static constexpr int kBlockBytes = sizeof(llm_block_q4_K);
+  static constexpr int kQs = offsetof(llm_block_q4_K, qs);  // after d, dmin and the 12 scale bytes: a 16-byte header
   using Activation = act_q8_K;
   struct Unit {
     int q[8];
@@ -246,7 +251,7 @@ struct FormatQ4_K {
     load16_align16(block, header);
     const int j = (int)(i % 256), s = j / 32;
     const float d = half_bits_to_float((uint16_t)header[0]), dmin = half_bits_to_float((uint16_t)(header[0] >> 16));
-    const uint8_t byte = __ldg(block + 16 + 32 * (j / 64) + j % 32);
+    const uint8_t byte = __ldg(block + kQs + 32 * (j / 64) + j % 32);
     const int q = (j % 64) < 32 ? byte & 0x0f : byte >> 4;
     const float sc = (float)scale_or_min(header[1], header[2], header[3], s);
     const float m = (float)scale_or_min(header[1], header[2], header[3], 8 + s);
@@ -259,8 +264,8 @@ struct FormatQ4_K {
     const int k = (int)(u % 4);
     int header[4], lo[4], hi[4];
     load16_align16(block, header);
-    load16_align16(block + 16 + 32 * k, lo);
-    load16_align16(block + 32 + 32 * k, hi);
+    load16_align16(block + kQs + 32 * k, lo);
+    load16_align16(block + kQs + 16 + 32 * k, hi);
     Unit w;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -301,7 +306,7 @@ struct FormatQ4_K {
   // Quarter k of a 16-byte aligned block: sub-blocks 2k and 2k + 1 as 64 bytes 0..15 (the 4-bit q, unsigned;
   // the scales and mins apply per sub-block outside the integer products).
   static __device__ void unpack_quarter(const uint8_t *block, int k, int (&q)[16]) {
-    const int4 *qs = reinterpret_cast<const int4 *>(block + 16 + 32 * k);
+    const int4 *qs = reinterpret_cast<const int4 *>(block + kQs + 32 * k);
 #pragma unroll
     for (int c = 0; c < 2; c++) {
       const int4 v = qs[c];
@@ -321,7 +326,9 @@ struct FormatQ4_K {
 
 struct FormatQ6_K {
   static constexpr int kUnitValues = 64;
-  static constexpr int kBlockBytes = 210;
+  static constexpr int kBlockBytes = sizeof(llm_block_q6_K);
+  static constexpr int kQl = offsetof(llm_block_q6_K, ql), kQh = offsetof(llm_block_q6_K, qh);
+  static constexpr int kScales = offsetof(llm_block_q6_K, scales), kD = offsetof(llm_block_q6_K, d);
   using Activation = act_q8_K;
   struct Unit {
     int v[4][4];  // [group of the four][4 bytes]: 6-bit values 0..63
@@ -332,11 +339,11 @@ struct FormatQ6_K {
   static __device__ float value(const uint8_t *row, int64_t i) {
     const uint8_t *block = row + (i / 256) * kBlockBytes;
     const int j = (int)(i % 256), half = j / 128, l = j % 32, quarter = (j % 128) / 32;
-    const uint8_t low = __ldg(block + 64 * half + l + 32 * (quarter & 1));
+    const uint8_t low = __ldg(block + kQl + 64 * half + l + 32 * (quarter & 1));
     const int low4 = quarter < 2 ? low & 0x0f : low >> 4;
-    const int q = low4 | ((__ldg(block + 128 + 32 * half + l) >> (2 * quarter)) & 3) << 4;
-    const float d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block + 208)));
-    return d * (float)(int8_t)__ldg(block + 192 + j / 16) * (float)(q - 32);
+    const int q = low4 | ((__ldg(block + kQh + 32 * half + l) >> (2 * quarter)) & 3) << 4;
+    const float d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block + kD)));
+    return d * (float)(int8_t)__ldg(block + kScales + j / 16) * (float)(q - 32);
   }
 
   // The 6-bit values of quarter k's four groups (v[g][4 bytes], 0..63) from its low-bit bytes a (ql[64 half + l0
@@ -355,14 +362,14 @@ struct FormatQ6_K {
     const uint8_t *block = row + (u / 4) * kBlockBytes;
     const int k = (int)(u % 4), half = k / 2, l0 = 16 * (k % 2);
     int a[4], b[4], h[4];
-    load16_align2(block + 64 * half + l0, a);
-    load16_align2(block + 64 * half + 32 + l0, b);
-    load16_align2(block + 128 + 32 * half + l0, h);
+    load16_align2(block + kQl + 64 * half + l0, a);
+    load16_align2(block + kQl + 64 * half + 32 + l0, b);
+    load16_align2(block + kQh + 32 * half + l0, h);
     Unit w;
     combine(a, b, h, w.v);
 #pragma unroll
-    for (int g = 0; g < 4; g++) w.scale[g] = (int8_t)__ldg(block + 192 + 8 * half + k % 2 + 2 * g);
-    w.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block + 208)));
+    for (int g = 0; g < 4; g++) w.scale[g] = (int8_t)__ldg(block + kScales + 8 * half + k % 2 + 2 * g);
+    w.d = half_bits_to_float(__ldg(reinterpret_cast<const uint16_t *>(block + kD)));
     return w;
   }
 
@@ -389,9 +396,9 @@ struct FormatQ6_K {
   static __device__ void unpack_quarter(const uint8_t *block, int k, int (&v)[4][4]) {
     const int half = k / 2, l0 = 16 * (k % 2);
     int a[4], b[4], h[4];
-    read16_align2(block + 64 * half + l0, a);
-    read16_align2(block + 64 * half + 32 + l0, b);
-    read16_align2(block + 128 + 32 * half + l0, h);
+    read16_align2(block + kQl + 64 * half + l0, a);
+    read16_align2(block + kQl + 64 * half + 32 + l0, b);
+    read16_align2(block + kQh + 32 * half + l0, h);
     combine(a, b, h, v);
 #pragma unroll
     for (int g = 0; g < 4; g++)

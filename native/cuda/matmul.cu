@@ -4,6 +4,7 @@
 // NT tokens. Blocks run the token tiles of a row group back to back, so a prompt's later tiles find the rows in L2.
 #include "formats.cuh"
 #include "kernels.cuh"
+#include "llm_cuda.h"
 
 namespace {
 
@@ -106,6 +107,20 @@ cudaError_t launch_format(const MatmulParams &params, cudaStream_t stream) {
 }
 
 } // namespace
+
+// The weight types launch_matmul (and format_value) compute with.
+extern "C" bool llm_cuda_supports_type(int type) {
+  switch (type) {
+  case LLM_F32:
+  case LLM_F16:
+  case LLM_BF16:
+  case LLM_Q8_0:
+  case LLM_Q4_0:
+  case LLM_Q4_K:
+  case LLM_Q6_K: return true;
+  default: return false;
+  }
+}
 
 act_format activation_format(int type) {
   switch (type) {

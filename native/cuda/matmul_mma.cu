@@ -251,8 +251,8 @@ struct Q6_KTile : Q8_KActivations {
 #pragma unroll
     for (int g = 0; g < 4; g++) store_words(a_row + 128 * half + 32 * g + l0, v[g], 4);
 #pragma unroll
-    for (int g = 0; g < 4; g++) scales.scale[8 * half + k % 2 + 2 * g] = (int8_t)raw[192 + 8 * half + k % 2 + 2 * g];
-    if (k == 0) scales.d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(raw + 208));
+    for (int g = 0; g < 4; g++) scales.scale[8 * half + k % 2 + 2 * g] = (int8_t)raw[FormatQ6_K::kScales + 8 * half + k % 2 + 2 * g];
+    if (k == 0) scales.d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(raw + FormatQ6_K::kD));
   }
 };
 

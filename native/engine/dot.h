@@ -72,14 +72,20 @@ const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_
 
 /* The kernels of each file, listed by llm_dot_kernel (matmul.c). */
 extern const struct llm_dot_kernel llm_dot_f32_scalar, llm_dot_f16_scalar, llm_dot_bf16_scalar;
-extern const struct llm_dot_kernel llm_dot_q8_0_scalar, llm_dot_q4_0_scalar, llm_dot_q4_K_scalar, llm_dot_q6_K_scalar;
+extern const struct llm_dot_kernel llm_dot_q8_0_scalar, llm_dot_q4_0_scalar, llm_dot_q4_1_scalar, llm_dot_q5_0_scalar,
+    llm_dot_q5_1_scalar, llm_dot_q2_K_scalar, llm_dot_q3_K_scalar, llm_dot_q4_K_scalar,
+    llm_dot_q5_K_scalar, llm_dot_q6_K_scalar, llm_dot_iq4_nl_scalar, llm_dot_iq4_xs_scalar;
 #if LLM_HAVE_AVX512_KERNELS
 extern const struct llm_dot_kernel llm_dot_f32_avx512, llm_dot_f16_avx512, llm_dot_bf16_avx512;
-extern const struct llm_dot_kernel llm_dot_q8_0_avx512, llm_dot_q4_0_avx512, llm_dot_q4_K_avx512, llm_dot_q6_K_avx512;
+extern const struct llm_dot_kernel llm_dot_q8_0_avx512, llm_dot_q4_0_avx512, llm_dot_q4_1_avx512, llm_dot_q5_0_avx512,
+    llm_dot_q5_1_avx512, llm_dot_q2_K_avx512, llm_dot_q3_K_avx512, llm_dot_q4_K_avx512,
+    llm_dot_q5_K_avx512, llm_dot_q6_K_avx512, llm_dot_iq4_nl_avx512, llm_dot_iq4_xs_avx512;
 #endif
 #if LLM_HAVE_AVX2_KERNELS
 extern const struct llm_dot_kernel llm_dot_f32_avx2, llm_dot_f16_avx2, llm_dot_bf16_avx2;
-extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot_q4_K_avx2, llm_dot_q6_K_avx2;
+extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot_q4_1_avx2, llm_dot_q5_0_avx2,
+    llm_dot_q5_1_avx2, llm_dot_q2_K_avx2, llm_dot_q3_K_avx2, llm_dot_q4_K_avx2,
+    llm_dot_q5_K_avx2, llm_dot_q6_K_avx2, llm_dot_iq4_nl_avx2, llm_dot_iq4_xs_avx2;
 #endif
 
 /* A scalar tile function from a one-row, one-token dot product `float row_dot(int64_t cols, const void *w,

@@ -105,23 +105,29 @@ void llm_quantize_activation_row(enum llm_activation format, const float *x, voi
 
 const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_set set) {
   static const struct llm_dot_kernel *const scalar[LLM_TYPE_COUNT] = {
-    [LLM_F32] = &llm_dot_f32_scalar,   [LLM_F16] = &llm_dot_f16_scalar,   [LLM_BF16] = &llm_dot_bf16_scalar,
-    [LLM_Q8_0] = &llm_dot_q8_0_scalar, [LLM_Q4_0] = &llm_dot_q4_0_scalar, [LLM_Q4_K] = &llm_dot_q4_K_scalar,
-    [LLM_Q6_K] = &llm_dot_q6_K_scalar,
+    [LLM_F32] = &llm_dot_f32_scalar, [LLM_F16] = &llm_dot_f16_scalar, [LLM_BF16] = &llm_dot_bf16_scalar,
+    [LLM_Q8_0] = &llm_dot_q8_0_scalar, [LLM_Q4_0] = &llm_dot_q4_0_scalar, [LLM_Q4_1] = &llm_dot_q4_1_scalar,
+    [LLM_Q5_0] = &llm_dot_q5_0_scalar, [LLM_Q5_1] = &llm_dot_q5_1_scalar, [LLM_Q2_K] = &llm_dot_q2_K_scalar,
+    [LLM_Q3_K] = &llm_dot_q3_K_scalar, [LLM_Q4_K] = &llm_dot_q4_K_scalar, [LLM_Q5_K] = &llm_dot_q5_K_scalar,
+    [LLM_Q6_K] = &llm_dot_q6_K_scalar, [LLM_IQ4_NL] = &llm_dot_iq4_nl_scalar, [LLM_IQ4_XS] = &llm_dot_iq4_xs_scalar,
   };
 #if LLM_HAVE_AVX512_KERNELS
   static const struct llm_dot_kernel *const avx512[LLM_TYPE_COUNT] = {
-    [LLM_F32] = &llm_dot_f32_avx512,   [LLM_F16] = &llm_dot_f16_avx512,   [LLM_BF16] = &llm_dot_bf16_avx512,
-    [LLM_Q8_0] = &llm_dot_q8_0_avx512, [LLM_Q4_0] = &llm_dot_q4_0_avx512, [LLM_Q4_K] = &llm_dot_q4_K_avx512,
-    [LLM_Q6_K] = &llm_dot_q6_K_avx512,
+    [LLM_F32] = &llm_dot_f32_avx512, [LLM_F16] = &llm_dot_f16_avx512, [LLM_BF16] = &llm_dot_bf16_avx512,
+    [LLM_Q8_0] = &llm_dot_q8_0_avx512, [LLM_Q4_0] = &llm_dot_q4_0_avx512, [LLM_Q4_1] = &llm_dot_q4_1_avx512,
+    [LLM_Q5_0] = &llm_dot_q5_0_avx512, [LLM_Q5_1] = &llm_dot_q5_1_avx512, [LLM_Q2_K] = &llm_dot_q2_K_avx512,
+    [LLM_Q3_K] = &llm_dot_q3_K_avx512, [LLM_Q4_K] = &llm_dot_q4_K_avx512, [LLM_Q5_K] = &llm_dot_q5_K_avx512,
+    [LLM_Q6_K] = &llm_dot_q6_K_avx512, [LLM_IQ4_NL] = &llm_dot_iq4_nl_avx512, [LLM_IQ4_XS] = &llm_dot_iq4_xs_avx512,
   };
   if (set == LLM_KERNELS_AVX512 && (unsigned)type < LLM_TYPE_COUNT) return avx512[type];
 #endif
 #if LLM_HAVE_AVX2_KERNELS
   static const struct llm_dot_kernel *const avx2[LLM_TYPE_COUNT] = {
-    [LLM_F32] = &llm_dot_f32_avx2,   [LLM_F16] = &llm_dot_f16_avx2,   [LLM_BF16] = &llm_dot_bf16_avx2,
-    [LLM_Q8_0] = &llm_dot_q8_0_avx2, [LLM_Q4_0] = &llm_dot_q4_0_avx2, [LLM_Q4_K] = &llm_dot_q4_K_avx2,
-    [LLM_Q6_K] = &llm_dot_q6_K_avx2,
+    [LLM_F32] = &llm_dot_f32_avx2, [LLM_F16] = &llm_dot_f16_avx2, [LLM_BF16] = &llm_dot_bf16_avx2,
+    [LLM_Q8_0] = &llm_dot_q8_0_avx2, [LLM_Q4_0] = &llm_dot_q4_0_avx2, [LLM_Q4_1] = &llm_dot_q4_1_avx2,
+    [LLM_Q5_0] = &llm_dot_q5_0_avx2, [LLM_Q5_1] = &llm_dot_q5_1_avx2, [LLM_Q2_K] = &llm_dot_q2_K_avx2,
+    [LLM_Q3_K] = &llm_dot_q3_K_avx2, [LLM_Q4_K] = &llm_dot_q4_K_avx2, [LLM_Q5_K] = &llm_dot_q5_K_avx2,
+    [LLM_Q6_K] = &llm_dot_q6_K_avx2, [LLM_IQ4_NL] = &llm_dot_iq4_nl_avx2, [LLM_IQ4_XS] = &llm_dot_iq4_xs_avx2,
   };
   if (set == LLM_KERNELS_AVX2 && (unsigned)type < LLM_TYPE_COUNT) return avx2[type];
 #endif

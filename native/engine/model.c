@@ -181,10 +181,10 @@ static bool bind_tensors(struct llm_model *m, const struct llm_model_spec *spec,
     const char *path = spec->files[t->file];
     int block_size = llm_type_block_size(t->type);
     if (block_size == 0) {
-      ok = llm_fail(err, LLM_ERR_UNSUPPORTED,
-                "tensor %s in %s has unsupported type code %d (known: 0 f32, 1 f16, 2 bf16, 3 q8_0, 4 q4_0, 5 q4_K, "
-                "6 q6_K)",
-                name, path, t->type);
+      char known[256];
+      llm_format_type_list(known, sizeof known);
+      ok = llm_fail(err, LLM_ERR_UNSUPPORTED, "tensor %s in %s has unsupported type code %d (known: %s)", name, path,
+                    t->type, known);
       break;
     }
     char shape[128];

@@ -1,10 +1,12 @@
 #include "tensor.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "quant.h"
 
-/* Per type: name, values per block, bytes per block, and the row conversions. */
+/* Per type: name, values per block, bytes per block, and the row conversions: the one table of the engine's types,
+ * which the addon lists to JavaScript (typeInfo) and model.c checks files against. */
 struct type_info {
   const char *name;
   int block_size;
@@ -31,18 +33,36 @@ static void bf16_to_f32(const void *x, float *y, int64_t n) {
 static const struct type_info TYPES[LLM_TYPE_COUNT] = {
   [LLM_F32] = { "f32", 1, 4, f32_from_f32, f32_to_f32 },
   [LLM_F16] = { "f16", 1, 2, f16_from_f32, f16_to_f32 },
+  [LLM_IQ4_NL] = { "iq4_nl", LLM_QK8_0, sizeof(struct llm_block_iq4_nl), llm_quantize_row_iq4_nl_ref, llm_dequantize_row_iq4_nl },
+  [LLM_IQ4_XS] = { "iq4_xs", LLM_QK_K, sizeof(struct llm_block_iq4_xs), llm_quantize_row_iq4_xs_ref, llm_dequantize_row_iq4_xs },
   [LLM_BF16] = { "bf16", 1, 2, bf16_from_f32, bf16_to_f32 },
-  [LLM_Q8_0] = { "q8_0", LLM_QK8_0, 34, llm_quantize_row_q8_0_ref, llm_dequantize_row_q8_0 },
-  [LLM_Q4_0] = { "q4_0", LLM_QK4_0, 18, llm_quantize_row_q4_0_ref, llm_dequantize_row_q4_0 },
-  [LLM_Q4_K] = { "q4_K", LLM_QK_K, 144, llm_quantize_row_q4_K_ref, llm_dequantize_row_q4_K },
-  [LLM_Q6_K] = { "q6_K", LLM_QK_K, 210, llm_quantize_row_q6_K_ref, llm_dequantize_row_q6_K },
+  [LLM_Q8_0] = { "q8_0", LLM_QK8_0, sizeof(struct llm_block_q8_0), llm_quantize_row_q8_0_ref, llm_dequantize_row_q8_0 },
+  [LLM_Q4_0] = { "q4_0", LLM_QK4_0, sizeof(struct llm_block_q4_0), llm_quantize_row_q4_0_ref, llm_dequantize_row_q4_0 },
+  [LLM_Q2_K] = { "q2_K", LLM_QK_K, sizeof(struct llm_block_q2_K), llm_quantize_row_q2_K_ref, llm_dequantize_row_q2_K },
+  [LLM_Q3_K] = { "q3_K", LLM_QK_K, sizeof(struct llm_block_q3_K), llm_quantize_row_q3_K_ref, llm_dequantize_row_q3_K },
+  [LLM_Q4_1] = { "q4_1", LLM_QK4_0, sizeof(struct llm_block_q4_1), llm_quantize_row_q4_1_ref, llm_dequantize_row_q4_1 },
+  [LLM_Q5_0] = { "q5_0", LLM_QK4_0, sizeof(struct llm_block_q5_0), llm_quantize_row_q5_0_ref, llm_dequantize_row_q5_0 },
+  [LLM_Q5_1] = { "q5_1", LLM_QK4_0, sizeof(struct llm_block_q5_1), llm_quantize_row_q5_1_ref, llm_dequantize_row_q5_1 },
+  [LLM_Q4_K] = { "q4_K", LLM_QK_K, sizeof(struct llm_block_q4_K), llm_quantize_row_q4_K_ref, llm_dequantize_row_q4_K },
+  [LLM_Q5_K] = { "q5_K", LLM_QK_K, sizeof(struct llm_block_q5_K), llm_quantize_row_q5_K_ref, llm_dequantize_row_q5_K },
+  [LLM_Q6_K] = { "q6_K", LLM_QK_K, sizeof(struct llm_block_q6_K), llm_quantize_row_q6_K_ref, llm_dequantize_row_q6_K },
 };
 
-static const struct type_info *info(int type) { return type >= 0 && type < LLM_TYPE_COUNT ? &TYPES[type] : NULL; }
+/* NULL for codes outside the enum and for the gaps between its codes (types the engine does not compute with). */
+static const struct type_info *info(int type) {
+  return type >= 0 && type < LLM_TYPE_COUNT && TYPES[type].name ? &TYPES[type] : NULL;
+}
 
 int llm_type_block_size(int type) { return info(type) ? info(type)->block_size : 0; }
 size_t llm_type_block_bytes(int type) { return info(type) ? info(type)->block_bytes : 0; }
 const char *llm_type_name(int type) { return info(type) ? info(type)->name : "unknown"; }
+
+void llm_format_type_list(char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int type = 0; type < LLM_TYPE_COUNT && used < size; type++)
+    if (info(type)) used += (size_t)snprintf(buf + used, size - used, used ? ", %d %s" : "%d %s", type, TYPES[type].name);
+}
 
 size_t llm_row_bytes(int type, int64_t cols) {
   const struct type_info *t = info(type);

@@ -5,11 +5,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Weight element types. The numeric codes are part of the JS contract (NATIVE_TYPE_CODES in
- * lib/native/binding.ts): never reorder. The quantized types store blocks in ggml's GGUF layouts
- * (quant_*.c), so a row of `cols` values is cols / block_size blocks. */
-enum llm_type { LLM_F32 = 0, LLM_F16 = 1, LLM_BF16 = 2, LLM_Q8_0 = 3, LLM_Q4_0 = 4, LLM_Q4_K = 5, LLM_Q6_K = 6 };
-#define LLM_TYPE_COUNT 7
+/* Weight element types, numbered as ggml numbers them in GGUF files (ggml_type), so a file's type code is the
+ * engine's: the addon and lib/native pass codes through unchanged. The quantized types store blocks in ggml's
+ * layouts (blocks.h), so a row of `cols` values is cols / block_size blocks. Codes between these are types the
+ * engine does not compute with: llm_type_block_size() is 0 for them. */
+enum llm_type {
+  LLM_F32 = 0,
+  LLM_F16 = 1,
+  LLM_Q4_0 = 2,
+  LLM_Q4_1 = 3,
+  LLM_Q5_0 = 6,
+  LLM_Q5_1 = 7,
+  LLM_Q8_0 = 8,
+  LLM_Q2_K = 10,
+  LLM_Q3_K = 11,
+  LLM_Q4_K = 12,
+  LLM_Q5_K = 13,
+  LLM_Q6_K = 14,
+  LLM_IQ4_NL = 20,
+  LLM_IQ4_XS = 23,
+  LLM_BF16 = 30,
+};
+#define LLM_TYPE_COUNT 31 /* one past the largest code above */
 
 /* A row-major [rows, cols] matrix (or a [cols] vector with rows = 1) viewed in place: `data` points into a
  * read-only file mapping, nothing is copied. */
@@ -24,7 +41,9 @@ struct llm_tensor {
 int llm_type_block_size(int type);
 size_t llm_type_block_bytes(int type);
 const char *llm_type_name(int type);
-static inline bool llm_type_is_quantized(int type) { return type >= LLM_Q8_0 && type < LLM_TYPE_COUNT; }
+static inline bool llm_type_is_quantized(int type) { return llm_type_block_size(type) > 1; }
+/* Writes "code name" of every type, comma-separated, into buf (truncated to size, always terminated). */
+void llm_format_type_list(char *buf, size_t size);
 
 /* Bytes of one row of `cols` values, or 0 when the type is unknown or cols is not a multiple of its block size. */
 size_t llm_row_bytes(int type, int64_t cols);

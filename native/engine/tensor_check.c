@@ -1,7 +1,10 @@
 #include "tensor_check.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
+
+#include "blocks.h"
 
 /* Unaligned views: safetensors and llama2.c files do not align their tensors. */
 typedef uint32_t u32_any __attribute__((aligned(1), may_alias));
@@ -37,14 +40,36 @@ int64_t llm_first_non_finite_f32(const float *x, int64_t n) {
   return first_non_finite_u32((const u32_any *)x, n, F32_EXPONENT);
 }
 
-/* Byte offsets of the f16 scales inside one block of a quantized type (ggml's layouts, quant.h): q8_0 and q4_0
- * start with d; q4_K with d and dmin; q6_K ends with d after ql[128], qh[64] and scales[16]. */
+/* Byte offsets of the f16 scales inside one block of a quantized type (blocks.h). */
 static int block_scale_offsets(enum llm_type type, int offsets[2]) {
   switch (type) {
-  case LLM_Q8_0:
-  case LLM_Q4_0: offsets[0] = 0; return 1;
-  case LLM_Q4_K: offsets[0] = 0; offsets[1] = 2; return 2;
-  case LLM_Q6_K: offsets[0] = 208; return 1;
+  case LLM_Q8_0: offsets[0] = offsetof(struct llm_block_q8_0, d); return 1;
+  case LLM_Q4_0: offsets[0] = offsetof(struct llm_block_q4_0, d); return 1;
+  case LLM_Q5_0: offsets[0] = offsetof(struct llm_block_q5_0, d); return 1;
+  case LLM_Q4_1:
+    offsets[0] = offsetof(struct llm_block_q4_1, d);
+    offsets[1] = offsetof(struct llm_block_q4_1, m);
+    return 2;
+  case LLM_Q5_1:
+    offsets[0] = offsetof(struct llm_block_q5_1, d);
+    offsets[1] = offsetof(struct llm_block_q5_1, m);
+    return 2;
+  case LLM_Q2_K:
+    offsets[0] = offsetof(struct llm_block_q2_K, d);
+    offsets[1] = offsetof(struct llm_block_q2_K, dmin);
+    return 2;
+  case LLM_Q3_K: offsets[0] = offsetof(struct llm_block_q3_K, d); return 1;
+  case LLM_Q4_K:
+    offsets[0] = offsetof(struct llm_block_q4_K, d);
+    offsets[1] = offsetof(struct llm_block_q4_K, dmin);
+    return 2;
+  case LLM_Q5_K:
+    offsets[0] = offsetof(struct llm_block_q5_K, d);
+    offsets[1] = offsetof(struct llm_block_q5_K, dmin);
+    return 2;
+  case LLM_IQ4_NL: offsets[0] = offsetof(struct llm_block_iq4_nl, d); return 1;
+  case LLM_IQ4_XS: offsets[0] = offsetof(struct llm_block_iq4_xs, d); return 1;
+  case LLM_Q6_K: offsets[0] = offsetof(struct llm_block_q6_K, d); return 1;
   default: return 0;
   }
 }

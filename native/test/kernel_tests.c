@@ -251,8 +251,8 @@ static void check_reference_blocks(void) {
 }
 
 /* Per-element error bounds of quantize -> dequantize on random rows: q8_0 within d/2 (d the unrounded scale)
- * plus 127 times the half rounding of d; q4_0 within |d|/2 except the clamped end (|d|); K-quants by RMSE
- * relative to the RMS of the data. */
+ * plus 127 times the half rounding of d; q4_0 within |d|/2 except the clamped end (|d|), plus 8 times the half
+ * rounding of d (values are quantized with the unrounded d); K-quants by RMSE relative to the RMS of the data. */
 static void check_round_trip(enum llm_type type, int64_t n) {
   float *x = malloc((size_t)n * sizeof(float)), *back = malloc((size_t)n * sizeof(float));
   void *q = malloc(llm_row_bytes(type, n));
@@ -272,11 +272,17 @@ static void check_round_trip(enum llm_type type, int64_t n) {
       err2 += err * err;
       sum2 += (double)x[i] * x[i];
       if (type == LLM_Q8_0) ok &= err <= amax / 127 / 2 + 127 * fabs(d_half - amax / 127) + 1e-7;
-      if (type == LLM_Q4_0) ok &= err <= fabsf(d_half) * (fabsf(x[i]) > 7.5f * fabsf(d_half) ? 1.0f : 0.5f) + 1e-6f;
+      if (type == LLM_Q4_0)
+        ok &= err <= fabsf(d_half) * (fabsf(x[i]) > 7.5f * fabsf(d_half) ? 1.0f : 0.5f) + 8 * fabs(fabsf(d_half) - amax / 8) + 1e-6f;
     }
   }
   const double relative_rmse = sqrt(err2 / sum2);
   if (type == LLM_Q4_K) ok &= relative_rmse < 0.08;
+  if (type == LLM_Q5_K) ok &= relative_rmse < 0.04;
+  if (type == LLM_Q3_K) ok &= relative_rmse < 0.15;
+  if (type == LLM_Q2_K) ok &= relative_rmse < 0.35;
+  if (type == LLM_IQ4_NL || type == LLM_IQ4_XS || type == LLM_Q4_1) ok &= relative_rmse < 0.08;
+  if (type == LLM_Q5_0 || type == LLM_Q5_1) ok &= relative_rmse < 0.04;
   if (type == LLM_Q6_K) ok &= relative_rmse < 0.02;
   report(ok, "round trip %-4s n %lld: relative RMSE %.4f", llm_type_name(type), (long long)n, relative_rmse);
   free(x);
@@ -849,9 +855,10 @@ int main(void) {
       for (size_t n = 0; n < sizeof token_counts / sizeof token_counts[0]; n++)
         check_matmul(single, float_types[t], float_shapes[s][0], float_shapes[s][1], token_counts[n]);
   /* Quantized types: one block and many per row, row counts that leave partial row tiles. */
-  const enum llm_type quant_types[] = { LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K };
+  const enum llm_type quant_types[] = { LLM_Q8_0, LLM_Q4_0, LLM_Q4_1, LLM_Q5_0, LLM_Q5_1, LLM_IQ4_NL, LLM_Q2_K, LLM_Q3_K, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K, LLM_IQ4_XS };
+  const size_t n_quant = sizeof quant_types / sizeof quant_types[0];
   const int64_t quant_rows[] = { 1, 5, 13, 33 };
-  for (size_t t = 0; t < 4; t++) {
+  for (size_t t = 0; t < n_quant; t++) {
     const int64_t block = llm_type_block_size(quant_types[t]);
     const int64_t col_counts[] = { block, 3 * block, block == 32 ? 4096 : 2816 };
     for (size_t r = 0; r < sizeof quant_rows / sizeof quant_rows[0]; r++)
@@ -864,7 +871,7 @@ int main(void) {
     check_matmul(pair, float_types[t], 301, 77, 1);
     check_matmul(pair, float_types[t], 50, 9000, 40);
   }
-  for (size_t t = 0; t < 4; t++) {
+  for (size_t t = 0; t < n_quant; t++) {
     check_matmul(pair, quant_types[t], 301, 512, 1);
     check_matmul(pair, quant_types[t], 50, 8192, 40);
   }
@@ -879,10 +886,18 @@ int main(void) {
   const enum llm_type k_mix[3] = { LLM_Q4_K, LLM_Q4_K, LLM_Q6_K };
   check_matmul_many(single, k_mix, 512, 9);
   check_matmul_many(pair, k_mix, 768, 17);
+  const enum llm_type k5_mix[3] = { LLM_Q5_K, LLM_Q4_K, LLM_Q5_K };
+  check_matmul_many(single, k5_mix, 512, 9);
+  const enum llm_type k3_mix[3] = { LLM_Q3_K, LLM_Q6_K, LLM_Q2_K };
+  check_matmul_many(pair, k3_mix, 768, 17);
+  const enum llm_type iq4_mix[3] = { LLM_IQ4_XS, LLM_IQ4_NL, LLM_IQ4_XS };
+  check_matmul_many(pair, iq4_mix, 512, 5);
+  const enum llm_type b32_mix[3] = { LLM_Q4_1, LLM_Q5_0, LLM_Q5_1 };
+  check_matmul_many(pair, b32_mix, 96, 7);
   check_reference_blocks();
-  for (size_t t = 0; t < 4; t++) check_round_trip(quant_types[t], 4096);
+  for (size_t t = 0; t < n_quant; t++) check_round_trip(quant_types[t], 4096);
   check_f16_conversion();
-  for (size_t t = 0; t < 4; t++) check_embedding(quant_types[t]);
+  for (size_t t = 0; t < n_quant; t++) check_embedding(quant_types[t]);
   check_rope(true);
   check_rope(false);
   check_top_k(1, 1, 0);
@@ -916,7 +931,7 @@ int main(void) {
   check_kv_pool();
   /* The packed panels of the AVX-512 set (16 rows, token tiles of 8/4/2/1): one full panel, two and a partial
    * one, rows that end mid-panel across thread chunks, and float columns that end mid-vector. */
-  for (size_t t = 0; t < 4; t++) {
+  for (size_t t = 0; t < n_quant; t++) {
     const int64_t block = llm_type_block_size(quant_types[t]);
     const int64_t extra_rows[] = { 16, 47 };
     for (size_t r = 0; r < 2; r++)
@@ -924,7 +939,7 @@ int main(void) {
         check_matmul(single, quant_types[t], extra_rows[r], 5 * block, token_counts[n]);
     check_matmul(pair, quant_types[t], 77, 3 * block, 33);
   }
-  for (size_t t = 0; t < 4; t++) {
+  for (size_t t = 0; t < n_quant; t++) {
     const int64_t block = llm_type_block_size(quant_types[t]);
     check_batch_equals_steps(single, quant_types[t], 37, 3 * block, 13);
     check_batch_equals_steps(pair, quant_types[t], 70, 2 * block, 6);

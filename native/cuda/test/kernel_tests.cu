@@ -581,6 +581,7 @@ void test_rmsnorm_embedding_swiglu() {
     }
   }
   for (int t = 0; t < LLM_TYPE_COUNT; t++) {
+    if (!llm_cuda_supports_type(t)) continue;  // gaps in ggml's numbering, and types without CUDA kernels yet
     const llm_type type = (llm_type)t;
     const int64_t cols = llm_type_block_size(type) == 256 ? 512 : llm_type_block_size(type) == 32 ? 96 : 41;
     test_matrix table(type, 50, cols);
