@@ -136,12 +136,12 @@ act_format mma_activation_format(int type) {
   return type == LLM_F16 ? ACT_F16 : type == LLM_BF16 ? ACT_BF16X2 : activation_format(type);
 }
 
-// From where the tiles beat the warp-per-row kernel on a 7B layer's products (cuda_kernel_tests --time on the H100,
-// bench/RESULTS.md): at 16 tokens already for f16/bf16 (66 against 100 us, 4096 x 4096), between 16 and 32 tokens
-// for the quantized types (there the tiles' grid was only rows / 128 blocks). Both measured before split-K, which
-// fills the grid at few tokens: to be timed again with it (the tensor-core column of --time).
-constexpr int kTensorCoreMinTokensHalves = 16;    // f16, bf16
-constexpr int kTensorCoreMinTokensQuantized = 32; // q8_0, q4_0, q4_K, q6_K
+// From where the tiles (split-K when the grid is small) beat the warp-per-row kernel on a 7B layer's products
+// (cuda_kernel_tests --time on the H100, bench/RESULTS.md): f16/bf16 from 8 tokens (4096 x 4096: 21 against 72 us);
+// the quantized types from 9: at 8 the warp kernel ties them for q4_0 / q8_0 (36.8 / 36.9 us at 11008 x 4096), and
+// at 12 the tiles win for every type (q4_K 20 against 36 us, q4_0 38 against 52 us at 11008 rows).
+constexpr int kTensorCoreMinTokensHalves = 8;     // f16, bf16
+constexpr int kTensorCoreMinTokensQuantized = 9;  // q8_0, q4_0, q4_K, q6_K
 bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens) {
   const int min_tokens = w.type == LLM_F16 || w.type == LLM_BF16 ? kTensorCoreMinTokensHalves : kTensorCoreMinTokensQuantized;
   return n_tokens >= min_tokens && matmul_mma_supports(w.type, w.row_bytes);

@@ -82,6 +82,32 @@ double relative_error(const std::vector<float> &a, const std::vector<float> &b) 
   return diff / scale;
 }
 
+// Whether two runs' top-5 lists agree: each list holds the top 5 of one of the last top.size() / 5 rows of `vocab`
+// logits, in order. They agree when identical, or when they part only where the reference's logits of the two ids
+// lie within the largest difference between the two runs' logits on that row: a near-tie that rounding may order
+// either way (a random tiny model's top logits can sit 1e-4 apart).
+bool rankings_agree(const std::vector<int32_t> &top_a, const std::vector<int32_t> &top_b, const std::vector<float> &a,
+                    const std::vector<float> &b, int vocab) {
+  if (top_a == top_b) return true;
+  if (top_a.size() != top_b.size() || top_a.size() % 5 != 0) return false;
+  const size_t n_rows = top_a.size() / 5, first_row = a.size() / (size_t)vocab - n_rows;
+  for (size_t row = 0; row < n_rows; row++) {
+    const size_t base = (first_row + row) * (size_t)vocab;
+    double noise = 0;
+    for (int i = 0; i < vocab; i++) noise = std::max(noise, (double)std::fabs(a[base + i] - b[base + i]));
+    for (size_t r = row * 5; r < row * 5 + 5; r++) {
+      if (top_a[r] == top_b[r]) continue;
+      if (top_a[r] < 0 || top_b[r] < 0 || top_a[r] >= vocab || top_b[r] >= vocab) return false;
+      if (std::fabs(a[base + top_a[r]] - a[base + top_b[r]]) > 2 * noise) return false;
+    }
+  }
+  return true;
+}
+
+const char *top_label(const std::vector<int32_t> &top_a, const std::vector<int32_t> &top_b, bool agree) {
+  return top_a == top_b ? "identical" : agree ? "apart only at near-ties" : "DIFFERENT";
+}
+
 // Every value is a number (a forward pass that failed leaves NaN, which relative_error would let pass on both sides).
 bool all_finite(const std::vector<float> &v) {
   for (float x : v)
@@ -1041,13 +1067,18 @@ void test_model() {
         // round to the next f16 (2^-11 of it) or q8_0 step (1/127 of its block's largest value).
         const bool quantized = activation_format(type) != ACT_F32 || mc.kv == LLM_KV_Q8_0;
         const double float_tolerance = mc.kv == LLM_KV_F16 ? 1e-3 : 1e-4;
-        const double tolerance = quantized ? 3e-2 : type == LLM_F16 && n_prompt >= 16 ? 2e-3 : float_tolerance;
+        // An f16 prompt long enough for the tensor cores (the tiny model's rows are whole 16-byte runs, as the
+        // probe's) has its activations rounded to f16 there.
+        const cuda_matrix f16_rows = { nullptr, LLM_F16, 64, 64, 128 };
+        const bool f16_tensor_cores = type == LLM_F16 && matmul_takes_tensor_cores(f16_rows, n_prompt);
+        const double tolerance = quantized ? 3e-2 : f16_tensor_cores ? 2e-3 : float_tolerance;
         char passes[64] = "";
         if (n_prompt > 10) snprintf(passes, sizeof passes, " (in passes of 10 tokens: %.2e)", e_passes);
-        report(e < tolerance && top_cpu == top_gpu && all_finite(a),
+        const bool agree = rankings_agree(top_cpu, top_gpu, a, b, cpu->config.vocab_size);
+        report(e < tolerance && agree && all_finite(a),
                "model with %s matrices, %s KV pool, on %s: %d-token prompt + 2 decodes, logits relative error %.2e%s, top-5 %s",
                llm_type_name(type), llm_kv_type_name(mc.kv), gpu->backend->device, n_prompt, e, passes,
-               top_cpu == top_gpu ? "identical" : "DIFFERENT");
+               top_label(top_cpu, top_gpu, agree));
       }
     }
     llm_model_close(cpu);
@@ -1115,10 +1146,11 @@ void test_sequences() {
       // The 40-token prompt's products round the activations to f16 on the tensor cores (test_model's 2e-3); an
       // f16 pool may round a key an ulp of rope apart to the next f16.
       const double tolerance = type == LLM_KV_F16 ? 3e-3 : 2e-3;
-      report(e < tolerance && top_cpu == top_gpu && all_finite(want) && adopted_cpu == 32 && adopted_gpu == 32,
+      const bool agree = rankings_agree(top_cpu, top_gpu, want, got, cpu->config.vocab_size);
+      report(e < tolerance && agree && all_finite(want) && adopted_cpu == 32 && adopted_gpu == 32,
              "four sequences sharing blocks (prefix index, fork, copy-on-write) in an %s pool on %s: %d positions adopted, logits "
              "relative error %.2e, top-5 %s", llm_kv_type_name(type), gpu->backend->device, adopted_gpu, e,
-             top_cpu == top_gpu ? "identical" : "DIFFERENT");
+             top_label(top_cpu, top_gpu, agree));
     }
     llm_model_close(cpu);
     llm_model_close(gpu);
@@ -1171,9 +1203,10 @@ void test_many_sequences() {
     const std::vector<float> want = run_many_sequences(cpu, n_seqs, top_cpu), got = run_many_sequences(gpu, n_seqs, top_gpu);
     const double e = relative_error(got, want);
     // f16 products on the tensor cores round the activations to f16 (test_model's 2e-3).
-    report(e < 2e-3 && top_cpu == top_gpu && all_finite(want),
+    const bool agree = rankings_agree(top_cpu, top_gpu, want, got, cpu->config.vocab_size);
+    report(e < 2e-3 && agree && all_finite(want),
            "24 sequences decoding together (a graph of split-K products) in an f32 pool on %s: logits relative error %.2e, "
-           "top-5 %s", gpu->backend->device, e, top_cpu == top_gpu ? "identical" : "DIFFERENT");
+           "top-5 %s", gpu->backend->device, e, top_label(top_cpu, top_gpu, agree));
   }
   llm_model_close(cpu);
   llm_model_close(gpu);
