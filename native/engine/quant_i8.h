@@ -178,17 +178,9 @@ LLM_AVX512_INLINE void i8_gemm(int64_t cols, const void *panel, const void *x, s
                                int64_t out_stride, int n_rows, int n_tokens) {
   const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
   const uint8_t *xs = x;
-  int t = 0;
-  for (; t + 8 <= n_tokens; t += 8) i8_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 8);
-  if (t + 4 <= n_tokens) {
-    i8_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 4);
-    t += 4;
-  }
-  if (t + 2 <= n_tokens) {
-    i8_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 2);
-    t += 2;
-  }
-  if (t < n_tokens) i8_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 1);
+#define I8_TILE(first, TOKENS) i8_gemm_tile(cols, panel, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask, TOKENS)
+  LLM_AVX512_TOKEN_TILES(n_tokens, 8, I8_TILE);
+#undef I8_TILE
 }
 
 /* Decode: per block and row the exact integer sum(x v), 4 rows folded into the lanes of one vector, then the

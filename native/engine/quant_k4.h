@@ -279,13 +279,9 @@ LLM_AVX512_INLINE void k4_gemm(int64_t cols, const void *panel, const void *x, s
                                int64_t out_stride, int n_rows, int n_tokens, const int FIVE_BITS) {
   const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
   const uint8_t *xs = x;
-  int t = 0;
-  for (; t + 4 <= n_tokens; t += 4) k4_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 4, FIVE_BITS);
-  if (t + 2 <= n_tokens) {
-    k4_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 2, FIVE_BITS);
-    t += 2;
-  }
-  if (t < n_tokens) k4_gemm_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 1, FIVE_BITS);
+#define K4_TILE(first, TOKENS) k4_gemm_tile(cols, panel, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask, TOKENS, FIVE_BITS)
+  LLM_AVX512_TOKEN_TILES(n_tokens, 4, K4_TILE);
+#undef K4_TILE
 }
 
 /* Decode: per super-block and row the exact integers I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x), 4

@@ -127,17 +127,9 @@ LLM_TARGET_AVX512 static void gemm_q4_0(int64_t cols, const void *panel, const v
                                         int64_t out_stride, int n_rows, int n_tokens) {
   const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
   const uint8_t *xs = x;
-  int t = 0;
-  for (; t + 8 <= n_tokens; t += 8) gemm_q4_0_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 8);
-  if (t + 4 <= n_tokens) {
-    gemm_q4_0_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 4);
-    t += 4;
-  }
-  if (t + 2 <= n_tokens) {
-    gemm_q4_0_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 2);
-    t += 2;
-  }
-  if (t < n_tokens) gemm_q4_0_tile(cols, panel, xs + t * x_stride, x_stride, out + t * out_stride, out_stride, mask, 1);
+#define Q4_0_TILE(first, TOKENS) gemm_q4_0_tile(cols, panel, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask, TOKENS)
+  LLM_AVX512_TOKEN_TILES(n_tokens, 8, Q4_0_TILE);
+#undef Q4_0_TILE
 }
 
 /* Decode: per block and row the exact integer sum(x (q - 8)) (the panel's I) as sum(x q) - 8 sum(x), 4 rows

@@ -37,6 +37,23 @@ LLM_AVX512_INLINE float llm_mul1(float a, float b) { return _mm_cvtss_f32(_mm_mu
  * (q6_K: 75%). */
 #define LLM_DECODE_PREFETCH_ROWS 4
 
+/* A panel kernel's tokens in tiles of `widest` (8 or 4), then 4, 2 and 1: TILE(first_token, TOKENS) runs one tile
+ * with a constant TOKENS, so that each always-inline instance unrolls over its tokens. */
+#define LLM_AVX512_TOKEN_TILES(n_tokens, widest, TILE)                       \
+  do {                                                                       \
+    int first_ = 0;                                                          \
+    for (; first_ + (widest) <= (n_tokens); first_ += (widest)) TILE(first_, widest); \
+    if ((widest) > 4 && first_ + 4 <= (n_tokens)) {                          \
+      TILE(first_, 4);                                                       \
+      first_ += 4;                                                           \
+    }                                                                        \
+    if (first_ + 2 <= (n_tokens)) {                                          \
+      TILE(first_, 2);                                                       \
+      first_ += 2;                                                           \
+    }                                                                        \
+    if (first_ < (n_tokens)) TILE(first_, 1);                                \
+  } while (0)
+
 /* The decode tile of a panel kernel: rows four at a time, then one at a time, through the always-inline
  * rows(cols, w, w_stride, x, out, ROWS), which must give exactly what the panel kernel gives for each row and
  * token (so a token's logits do not depend on the batch it came in). */
