@@ -382,9 +382,9 @@ export class LlamaModel implements AsyncDisposable {
   async evaluate(ids: readonly number[]): Promise<Float32Array> {
     this.assertUsable();
     const promptIds = this.promptIds({ tokens: [...ids] });
-    const sequence = this.acquire(promptIds);
+    const sequence = this.acquire();
     try {
-      const reuse = sequence.tokens.length;
+      const reuse = sequence.context.adoptPrefix(promptIds);
       const out = await this.scheduler.decode(sequence.context, promptIds.slice(reuse), reuse, { logits: "last" });
       return out.logits!;
     } finally {
@@ -402,7 +402,7 @@ export class LlamaModel implements AsyncDisposable {
     if (ids.length > this.info.contextSize) {
       throw new ContextOverflowError(`${ids.length} tokens do not fit the context of ${this.info.contextSize}`, ids.length, this.info.contextSize);
     }
-    const sequence = this.acquire([]);
+    const sequence = this.acquire();
     try {
       for (let first = 0; first < ids.length; first += batchSize) {
         const count = Math.min(batchSize, ids.length - first);
@@ -422,7 +422,7 @@ export class LlamaModel implements AsyncDisposable {
     this.assertUsable();
     checkGenerateOptions(options);
     const promptIds = this.promptIds(prompt, options.contextOverflow === "truncate-middle");
-    const sequence = this.acquire(promptIds);
+    const sequence = this.acquire();
     try {
       return yield* this.runOn(sequence, promptIds, options, promptIds[0] === this.info.bosId ? 1 : 0);
     } finally {
@@ -482,7 +482,7 @@ export class LlamaModel implements AsyncDisposable {
   async nativeGreedy(prompt: Prompt, n: number): Promise<number[]> {
     this.assertUsable();
     const promptIds = this.promptIds(prompt);
-    const sequence = this.acquire([]);
+    const sequence = this.acquire();
     try {
       return [...(await sequence.context.greedy(promptIds, 0, n))];
     } finally {
@@ -566,14 +566,9 @@ export class LlamaModel implements AsyncDisposable {
     });
   }
 
-  /**
-   * A fresh sequence holding the longest prefix of `promptIds` the KV pool has cached (adopted, not evaluated):
-   * its `tokens` say which, so the generation evaluates only the rest.
-   */
-  private acquire(promptIds: readonly number[]): Sequence {
-    const context = this.createContext(this.info.contextSize);
-    const held = promptIds.length > 1 ? context.adoptPrefix(promptIds) : 0;
-    return { context, tokens: promptIds.slice(0, held) };
+  /** A fresh sequence: its first decode adopts what the KV pool has cached of its prompt (EngineContext.adoptPrefix). */
+  private acquire(): Sequence {
+    return { context: this.createContext(this.info.contextSize), tokens: [] };
   }
 
   /**

@@ -87,9 +87,26 @@ test("reset forgets the conversation; fork copies it and the two diverge indepen
   assert.deepEqual(session.history, [{ role: "system", content: SYSTEM }]);
   assert.equal(session.cachedTokens, 0);
   const again = await session.prompt("Tell me about Congress.", GREEDY);
-  assert.equal(again.stats.prefillTokens, again.stats.promptTokens);
+  // The engine's cache may still serve the new prompt's start (keys and values of the same ids at the same positions
+  // are the same): the reply is the one the rendered prompt gets anywhere.
+  assert.ok(again.stats.prefillTokens <= again.stats.promptTokens);
+  const rendered = model.applyChatTemplate([{ role: "system", content: SYSTEM }, { role: "user", content: "Tell me about Congress." }]);
+  assert.deepEqual(again.tokens, (await model.complete(rendered, GREEDY)).tokens);
   session.dispose();
   fork.dispose();
+});
+
+test("a session's first turn adopts the blocks another sequence cached for the same prompt start", async () => {
+  const long = `${SYSTEM} Keep to the record of the speeches, name the year of each, and say when the record is silent.`;
+  const one = await model.createSession({ systemPrompt: long });
+  const first = await one.prompt("What did the President say about taxes?", GREEDY);
+  const two = await model.createSession({ systemPrompt: long });
+  const second = await two.prompt("What did the President say about taxes?", GREEDY);
+  assert.ok(first.stats.promptTokens >= 40, `${first.stats.promptTokens} prompt tokens`);
+  assert.ok(second.stats.prefillTokens <= second.stats.promptTokens - 32, `${second.stats.prefillTokens} of ${second.stats.promptTokens} evaluated`);
+  assert.deepEqual(second.tokens, first.tokens);
+  one.dispose();
+  two.dispose();
 });
 
 test("save and restore: the conversation and its cache come back; another model's file is refused", async () => {

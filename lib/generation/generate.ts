@@ -100,11 +100,15 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
   let timeline: number[];
   /** Whether the current request's done or error event was taken. */
   let over = false;
-  /** Brings the cache to hold `ids` (reusing its common prefix) and generates after them; returns the tokens it evaluates. */
+  /**
+   * Brings the cache to hold `ids` and generates after them; returns the tokens it evaluates. The cache keeps the
+   * longest prefix of `ids` it can without evaluating: what it holds already, then full blocks other sequences
+   * computed (the pool's prefix index), so that even a session's first turn adopts a cached system prompt.
+   */
   const submit = (ids: number[]): number => {
-    const reuse = Math.min(commonPrefixLength(sequence.tokens, ids), ids.length - 1);
-    sequence.tokens.length = reuse;
     req.assertUsable();
+    const reuse = context.adoptPrefix(ids);
+    sequence.tokens.splice(0, sequence.tokens.length, ...ids.slice(0, reuse));
     request = req.loop.submit(context, ids.slice(reuse), reuse, sampler.forDecodeLoop(history), {
       maxTokens: Math.min(req.maxTokens - tokens.length, MAX_REQUEST_TOKENS),
       endIds,
