@@ -42,7 +42,7 @@ bool RunPass(ModelState& model, const std::vector<DecodeItem*>& items, llm_error
   } catch (const std::bad_alloc&) {
     return llm_fail(err, LLM_ERR_SYSTEM, "out of memory for the logits of a batch of %zu sequences", items.size());
   }
-  std::lock_guard<std::mutex> pass(model.pass_mutex);
+  // llm_forward_batch serialises the passes of one model itself (its forward_lock).
   return llm_forward_batch(model.model, sequences.data(), (int)sequences.size(), err);
 }
 
@@ -125,7 +125,6 @@ class GreedyWorker : public Napi::AsyncWorker {
       // The argmax is the top 1: the engine ranks it where the logits are, so only the id comes back.
       const llm_batch_sequence step = {item_.context->cache, tokens, n_tokens, pos, nullptr, LLM_LOGITS_NONE, 1,
                                        &generated_[i]};
-      std::lock_guard<std::mutex> pass(model_->pass_mutex);
       if (!llm_forward_batch(model_->model, &step, 1, &error_)) {
         SetError(error_.message);
         return;

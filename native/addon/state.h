@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,9 +38,6 @@ struct ModelState {
   SpecStorage spec;  // what the model was opened with: checkTensors scans every tensor it lists
   bool closed = false;
   int in_flight = 0;  // workers and decode loops using the engine pointer
-
-  // Forward passes of the libuv workers run one at a time: the engine's thread pool and scratch belong to the model.
-  std::mutex pass_mutex;
 
   // The contexts alive (JS thread only): their caches' blocks are in the model's KV pool, so they are freed before it.
   std::vector<ContextState*> contexts;
