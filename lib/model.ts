@@ -572,7 +572,7 @@ export class LlamaModel implements AsyncDisposable {
   }
 
   /**
-   * Closes the sequence's context (the engine frees it once no pass uses it, ending any look-ahead); its blocks stay
+   * Closes the sequence's context (the engine frees it once no pass uses it); its blocks stay
    * cached in the pool.
    */
   private release(sequence: Sequence): void {

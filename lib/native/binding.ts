@@ -189,7 +189,6 @@ export interface NativeSampler {
   /** Whether sample() reads the logits (else the ranked ids alone will do). */
   readonly needsLogits: boolean;
   /** Whether the pick is always the top id (greedy, nothing changes the logits). */
-  readonly picksTop: boolean;
   /** The penalty window in tokens (-1: every token); 0 when the penalties change nothing and accept() keeps nothing. */
   readonly historyWindow: number;
   /** Appends tokens to the history the penalties look at. */

@@ -15,7 +15,6 @@ export class EngineSampler {
   /** What the sampler asks of the forward pass (NativeSampler's, read once: they never change). */
   readonly candidatesNeeded: number;
   readonly needsLogits: boolean;
-  readonly picksTop: boolean;
   readonly historyWindow: number;
 
   constructor(options: ResolvedSampling, vocabSize: number) {
@@ -45,7 +44,6 @@ export class EngineSampler {
     this.report = options.logprobs === undefined ? null : new Float64Array(2 + 2 * options.logprobs);
     this.candidatesNeeded = this.native.candidatesNeeded;
     this.needsLogits = this.native.needsLogits;
-    this.picksTop = this.native.picksTop;
     this.historyWindow = this.native.historyWindow;
   }
 

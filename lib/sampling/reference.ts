@@ -64,11 +64,6 @@ export class ReferenceSampler {
     return this.source === "top_k" ? this.options.topK : 0;
   }
 
-  /** Whether the pick is always the engine's top id (greedy, nothing changes the logits): the engine may run it ahead. */
-  get picksEngineTop(): boolean {
-    return this.greedy && !this.modifiesLogits;
-  }
-
   /** Whether the engine must return the full last-position logits. */
   get needsLogits(): boolean {
     return !this.greedy || this.modifiesLogits || this.options.logprobs !== undefined;

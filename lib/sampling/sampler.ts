@@ -50,11 +50,6 @@ export class Sampler {
     return this.hook ? 0 : this.engine.candidatesNeeded;
   }
 
-  /** Whether the pick is always the engine's top id (greedy, nothing changes the logits): the engine may run it ahead. */
-  get picksEngineTop(): boolean {
-    return !this.hook && this.engine.picksTop;
-  }
-
   /** Whether the engine must return the full last-position logits. */
   get needsLogits(): boolean {
     return this.hook !== undefined || this.engine.needsLogits;

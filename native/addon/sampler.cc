@@ -52,7 +52,6 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
                         InstanceMethod<&Sampler::ResetHistory>("resetHistory"),
                         InstanceAccessor<&Sampler::CandidatesNeeded>("candidatesNeeded"),
                         InstanceAccessor<&Sampler::NeedsLogits>("needsLogits"),
-                        InstanceAccessor<&Sampler::PicksTop>("picksTop"),
                         InstanceAccessor<&Sampler::HistoryWindow>("historyWindow")});
   }
 
@@ -162,7 +161,6 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
   Napi::Value NeedsLogits(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), llm_sampler_needs_logits(sampler_));
   }
-  Napi::Value PicksTop(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), llm_sampler_picks_top(sampler_)); }
   Napi::Value HistoryWindow(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), llm_sampler_history_window(sampler_));
   }

@@ -493,7 +493,6 @@ bool llm_sampler_needs_logits(const struct llm_sampler *s) {
   return !s->greedy || s->modifies_logits || s->options.logprobs >= 0;
 }
 
-bool llm_sampler_picks_top(const struct llm_sampler *s) { return s->greedy && !s->modifies_logits; }
 
 int llm_sampler_history_window(const struct llm_sampler *s) { return s->penalties ? s->options.repeat_last_n : 0; }
 

@@ -75,10 +75,9 @@ size_t llm_sampler_bytes(const struct llm_sampler *sampler);
 /* What the sampler asks of the forward pass. candidates_needed: how many of the unmodified logits' top ids,
  * ranked, let it skip ranking them itself (0: none help, as when a bias or a penalty changes the logits).
  * needs_logits: whether sample() reads the logits (greedy without logprobs or modifications needs only the top
- * id). picks_top: whether the pick is always the top id, so a forward pass may run the next step ahead. */
+ * id). */
 int llm_sampler_candidates_needed(const struct llm_sampler *sampler);
 bool llm_sampler_needs_logits(const struct llm_sampler *sampler);
-bool llm_sampler_picks_top(const struct llm_sampler *sampler);
 /* The penalty window in tokens (-1: unbounded); 0 when the penalties change nothing and history is not kept. */
 int llm_sampler_history_window(const struct llm_sampler *sampler);
 
