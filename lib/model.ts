@@ -263,26 +263,30 @@ function openEngine(
   tokens: number | undefined,
   contextSize: number,
 ): Engine {
-  const open = (poolTokens: number) => {
+  type Device = { kind: "cpu" | "cuda"; gpu: number };
+  const open = (on: Device, poolTokens: number) => {
     try {
-      try {
-        return Engine.open(desc, path, threads, device, { type, tokens: poolTokens });
-      } catch (err) {
-        if (cudaAsked || !(err instanceof DeviceTypeError)) throw err;
-        return Engine.open(desc, path, threads, { kind: "cpu", gpu: device.gpu }, { type, tokens: poolTokens });
-      }
+      return Engine.open(desc, path, threads, on, { type, tokens: poolTokens });
     } catch (err) {
       if (!(err instanceof OutOfMemoryError)) throw err;
-      const available = device.kind === "cpu" ? os.totalmem() : undefined;
+      const available = on.kind === "cpu" ? os.totalmem() : undefined;
       throw new OutOfMemoryError(`${path}: ${err.message}`, err.bytesNeeded, available, { cause: err });
     }
   };
-  if (tokens !== undefined) return open(tokens);
+  const openWithPool = (on: Device) => {
+    if (tokens !== undefined) return open(on, tokens);
+    try {
+      return open(on, DEFAULT_KV_CACHE_CONTEXTS * contextSize);
+    } catch (err) {
+      if (!(err instanceof OutOfMemoryError)) throw err;
+      return open(on, contextSize);
+    }
+  };
   try {
-    return open(DEFAULT_KV_CACHE_CONTEXTS * contextSize);
+    return openWithPool(device);
   } catch (err) {
-    if (!(err instanceof OutOfMemoryError)) throw err;
-    return open(contextSize);
+    if (cudaAsked || !(err instanceof DeviceTypeError)) throw err;
+    return openWithPool({ kind: "cpu", gpu: device.gpu });
   }
 }
 

@@ -108,7 +108,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
   const submit = (ids: number[]): number => {
     req.assertUsable();
     const reuse = context.adoptPrefix(ids);
-    sequence.tokens.splice(0, sequence.tokens.length, ...ids.slice(0, reuse));
+    sequence.tokens = ids.slice(0, reuse);
     request = req.loop.submit(context, ids.slice(reuse), reuse, sampler.forDecodeLoop(history), {
       maxTokens: Math.min(req.maxTokens - tokens.length, MAX_REQUEST_TOKENS),
       endIds,
@@ -122,8 +122,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
   /** The request's end: the sequence's record is what its cache holds. */
   const ended = (event: LoopEvent) => {
     over = true;
-    sequence.tokens.length = 0;
-    sequence.tokens.push(...timeline.slice(0, event.evaluated));
+    sequence.tokens = timeline.slice(0, event.evaluated);
   };
 
   const prefillTokens = submit(promptIds);

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { DisposedError } from "../errors";
 import { loadBinding, type NativeDecodeLoop, type NativeFinish, type NativeLoopEvent, type NativeModel } from "./binding";
 import type { EngineContext } from "./engine";
-import { toTypedError } from "./engine";
+import { toInt32, toTypedError } from "./engine";
 import type { EngineSampler } from "./sampler";
 
 export type LoopFinish = NativeFinish;
@@ -100,7 +100,7 @@ export class EngineDecodeLoop {
     const native = this.open();
     let id: number;
     try {
-      id = native.submit(context.native, Int32Array.from(tokens), pos, sampler.native, options);
+      id = native.submit(context.native, toInt32(tokens), pos, sampler.native, options);
     } catch (err) {
       throw toTypedError(err, this.modelPath);
     }

@@ -220,7 +220,7 @@ export class EngineContext {
   }
 }
 
-function toInt32(tokens: readonly number[] | Int32Array): Int32Array {
+export function toInt32(tokens: readonly number[] | Int32Array): Int32Array {
   return tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
 }
 
