@@ -6,7 +6,7 @@
 // Exits 1 when a request failed, a stream was malformed, or RSS grew by more than 10%.
 //
 // Usage: npm run build:ts && node bench/server-load.js [--model DIR] [--duration 60] [--warmup 10] [--clients 32]
-//        [--parallel 8,1] [--max-tokens 64] [--threads N] [--ctx-size 1024] [--json]
+//        [--parallel 8,1] [--max-tokens 64] [--threads N] [--ctx-size 1024] [--kv-tokens N] [--json]
 const { spawn } = require("node:child_process");
 const path = require("node:path");
 const { parseArgs } = require("node:util");
@@ -36,6 +36,7 @@ const { values: opts } = parseArgs({
     "max-tokens": { type: "string", default: "64" },
     threads: { type: "string" },
     "ctx-size": { type: "string", default: "1024" },
+    "kv-tokens": { type: "string" },
     json: { type: "boolean", default: false },
   },
 });
@@ -58,6 +59,7 @@ async function startServer(parallel) {
   const args = [CLI, "serve", "--model", model, "--model-alias", ALIAS, "--host", "127.0.0.1", "--port", "0",
     "--parallel", String(parallel), "--queue-size", String(clients), "--ctx-size", opts["ctx-size"]];
   if (opts.threads) args.push("--threads", opts.threads);
+  if (opts["kv-tokens"]) args.push("--kv-tokens", opts["kv-tokens"]);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
   const url = await new Promise((resolve, reject) => {

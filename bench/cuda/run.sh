@@ -3,7 +3,8 @@
 # and test/cuda.test.js on the packed models), then the benchmark table: a random-weight Llama-2-7B shape per weight
 # type, written on the machine itself (GBs), tg128 and pp512 with the decode roofline. Logs and the table go to
 # $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--no-kernel-times] [--bench TYPES|--no-bench]
-#   [--also VAR=VALUE] [--llamacpp] [--profile TYPES] [--concurrency STREAMS]
+#   [--also VAR=VALUE] [--llamacpp] [--profile TYPES] [--concurrency STREAMS] [--depth N] [--server CLIENTS]
+#   [--kv-capacity STREAMS:CTX:KVTYPE,...]
 #   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"; kernel times: the products of a
 #   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time); --also: each
 #   type benchmarked a second time with that environment variable (e.g. LLAMA_NAPI_CUDA_PDL=0); --llamacpp:
@@ -14,7 +15,10 @@
 #   (graphs off, so that ncu sees each launch; caches left warm between kernels, as in a real step), summed per
 #   kernel by bench/cuda/profile.py; --concurrency: for each benchmarked type, aggregate tok/s of STREAMS (e.g.
 #   "1,4,16,64") concurrent sequences (4-token prompts, 128 new tokens) through model.complete, greedy and sampled,
-#   by bench/concurrency.js, and with --llamacpp llama-batched-bench beside it on the same file
+#   by bench/concurrency.js, and with --llamacpp llama-batched-bench beside it on the same file; --depth: tg128 after
+#   N tokens of context as well (bench.js --depth; llama-bench -d N beside it); --server: CLIENTS streaming clients
+#   against `llama-napi serve --parallel CLIENTS` for 30 s (bench/server-load.js: inter-token latency p50/p99);
+#   --kv-capacity: for each spec, bench/kv-capacity.js fills a pool of STREAMS x CTX positions of KVTYPE
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -27,12 +31,18 @@ also=""
 llamacpp=0
 profile=""
 concurrency=""
+depth=0
+server_clients=""
+kv_capacity=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --also) also=$2; shift 2 ;;
     --llamacpp) llamacpp=1; shift ;;
     --profile) profile=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
+    --depth) depth=$2; shift 2 ;;
+    --server) server_clients=$2; shift 2 ;;
+    --kv-capacity) kv_capacity=$2; shift 2 ;;
     --tests) tests=$2; shift 2 ;;
     --no-tests) tests=none; shift ;;
     --no-kernel-times) kernel_times=0; shift ;;
@@ -111,25 +121,35 @@ done
 
 if [ -n "$types" ]; then
   table="$out/bench.md"
-  echo "| type | file GiB | load s | tg128 engine loop | tg128 JS loop | roofline tok/s (3.0 TB/s) | of roofline | pp512 |" > "$table"
-  echo "|---|---|---|---|---|---|---|---|" >> "$table"
+  echo "| type | file GiB | load s | tg128 engine loop | tg128 JS loop | roofline tok/s (3.0 TB/s) | of roofline | pp512 | tg128 after $depth |" > "$table"
+  echo "|---|---|---|---|---|---|---|---|---|" >> "$table"
   for type in $types; do
     file=/tmp/llama7b-$type.gguf
     start=$(date +%s)
     [ -e "$file" ] || node bench/random-model.js --shape llama7b --type "$type" --repeat-rows 64 --out "$file" > /dev/null || { status=1; continue; }
     echo "== $type: written in $(( $(date +%s) - start )) s"
     for variant in "" $also; do
-      line=$(env $variant node bench/cuda/bench.js --model "$file" 2>&1 | tail -1)
+      line=$(env $variant node bench/cuda/bench.js --model "$file" --depth "$depth" 2>&1 | tail -1)
       echo "$line" | tee -a "$out/bench.jsonl"
       node -e '
         const r = JSON.parse(process.argv[1]), note = process.argv[2] ? ` (${process.argv[2]})` : "";
-        console.log(`| ${r.weightType}${note} | ${(r.bytes / 2 ** 30).toFixed(2)} | ${r.loadSeconds} | ${r.tg128} | ${r.tg128Js} | ${r.rooflineTokS} | ${(100 * r.tgOfRoofline).toFixed(0)}% | ${r.pp512} |`);
+        console.log(`| ${r.weightType}${note} | ${(r.bytes / 2 ** 30).toFixed(2)} | ${r.loadSeconds} | ${r.tg128} | ${r.tg128Js} | ${r.rooflineTokS} | ${(100 * r.tgOfRoofline).toFixed(0)}% | ${r.pp512} | ${r.tg128AtDepth ?? "-"} |`);
       ' "$line" "$variant" >> "$table" || status=1
     done
     if [ -n "$concurrency" ]; then
       echo "== $type: $concurrency concurrent sequences"
       node bench/concurrency.js --model "$file" --device cuda --streams "$concurrency" --tokens 128 --runs 3 2>&1 | tee -a "$out/concurrency.md" || status=1
     fi
+    if [ -n "$server_clients" ]; then
+      echo "== $type: $server_clients streaming clients through the server"
+      node bench/server-load.js --model "$file" --clients "$server_clients" --parallel "$server_clients" --duration 30 \
+        --warmup 5 --max-tokens 128 --ctx-size 512 --kv-tokens $(( server_clients * 1024 )) 2>&1 | tee -a "$out/server-load.md" || status=1
+    fi
+    for spec in ${kv_capacity//,/ }; do
+      IFS=: read -r streams ctx kv_type <<< "$spec"
+      echo "== $type: KV pool of $streams x $ctx positions, $kv_type"
+      node bench/kv-capacity.js --model "$file" --streams "$streams" --ctx "$ctx" --kv-type "$kv_type" 2>&1 | tee -a "$out/kv-capacity.md" || status=1
+    done
     [ "$llamacpp" = 1 ] || rm -f "$file"
   done
   cat "$table"
@@ -140,6 +160,9 @@ if [ "$llamacpp" = 1 ]; then
   echo "== llama.cpp build: exit $(cat /tmp/llamacpp/done) ($(cd /tmp/llamacpp/src && cat .git-commit 2>/dev/null))"
   for type in $types; do
     "$llamacpp_bin/llama-bench" -m /tmp/llama7b-$type.gguf -ngl 99 -fa 1 -p 512 -n 128 -r 3 -o md 2>&1 | tee -a "$out/llamacpp-bench.md" || status=1
+    if [ "$depth" -gt 0 ]; then
+      "$llamacpp_bin/llama-bench" -m /tmp/llama7b-$type.gguf -ngl 99 -fa 1 -p 0 -n 128 -d "$depth" -r 3 -o md 2>&1 | tee -a "$out/llamacpp-bench.md" || status=1
+    fi
     if [ -n "$concurrency" ]; then
       # Each sequence its own 4 + 128 positions of a unified cache, as the streams above have.
       max=$(tr , '\n' <<< "$concurrency" | sort -n | tail -1)
