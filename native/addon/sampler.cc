@@ -143,7 +143,7 @@ class Sampler : public Napi::ObjectWrap<Sampler> {
       throw ArgumentError(env, "report", "Sampler.sample: with logprobs, report needs " + std::to_string(2 + 2 * logprobs_) + " entries");
     llm_sampled out;
     llm_error err{};
-    if (!llm_sampler_sample(sampler_, logits, ranked, (int)n_ranked, &out, &err)) throw EngineError(env, err);
+    if (!llm_sampler_sample(sampler_, logits, ranked, nullptr, (int)n_ranked, &out, &err)) throw EngineError(env, err);
     if (logprobs_ >= 0) {
       report[0] = out.logprob;
       report[1] = out.n_top;

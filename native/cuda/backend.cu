@@ -58,6 +58,7 @@ struct pass_buffers {
   void *act = nullptr;         // quantized activations of one product group
   int32_t *logit_map = nullptr; // pass row of each logit row
   int32_t *top_ids = nullptr;   // TOP_K_DEVICE_MAX per row
+  float *top_logits = nullptr;  // their logits
   unsigned long long *first_non_finite = nullptr; // flat index of the first NaN/inf logit of the pass, or ULLONG_MAX
   int32_t *attn_tiles = nullptr; // the prompt attention's tiles (plan_attention_tiles): 2 per row at most
   uint8_t *row_tiled = nullptr;  // per row: attends in a tile
@@ -83,6 +84,7 @@ struct cuda_backend {
   // Pinned staging for what else crosses the bus every pass.
   int32_t *logit_map_host = nullptr;
   int32_t *top_ids_host = nullptr;
+  float *top_logits_host = nullptr;
   unsigned long long *first_non_finite_host = nullptr;
   int32_t *attn_tiles_host = nullptr;
   uint8_t *row_tiled_host = nullptr;
@@ -190,7 +192,7 @@ void drop_graphs(cuda_backend *b) {
 
 void free_pass_buffers(pass_buffers &p) {
   void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.logit_map, p.top_ids,
-                  p.first_non_finite, p.attn_tiles, p.row_tiled };
+                  p.top_logits, p.first_non_finite, p.attn_tiles, p.row_tiled };
   for (void *ptr : all) cudaFree(ptr);
   p = pass_buffers();
 }
@@ -284,6 +286,7 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
     { (void **)&p.act, r * std::max(widest * 4, (widest / 32 + 1) * sizeof(act_q8_0)) },
     { (void **)&p.logit_map, r * sizeof(int32_t) },
     { (void **)&p.top_ids, r * TOP_K_DEVICE_MAX * sizeof(int32_t) },
+    { (void **)&p.top_logits, r * TOP_K_DEVICE_MAX * sizeof(float) },
     { (void **)&p.first_non_finite, sizeof(unsigned long long) },
     { (void **)&p.attn_tiles, r * 2 * sizeof(int32_t) },
     { (void **)&p.row_tiled, r },
@@ -442,8 +445,10 @@ struct logit_owner {
   int seq, token, logit_row;
 };
 
-// Copies back what each sequence asked for: its logits rows and, for its last token, the top k ids (ranked on the
-// device; on the host from the logits when k is above what the device kernel takes).
+// Copies back what each sequence asked for: its logits rows and, for its last token, the top k ids and their logits
+// (ranked on the device; on the host from the logits when k is above what the device kernel takes). The device ranks
+// the span of logit rows that want it in one launch, at the largest k asked (a larger k's ranking starts with the
+// smaller one's), so that a pass of many sampled sequences costs one ranking, not one per sequence.
 bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<logit_owner> &owners, llm_error *err) {
   const int vocab = b->model->config.vocab_size;
   struct host_top_k {
@@ -452,7 +457,8 @@ bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<
   };
   std::vector<host_top_k> host_ranked;
   std::vector<std::vector<float>> host_rows;
-  std::vector<std::pair<int, const llm_batch_sequence *>> device_ranked; // (slot in top_ids, sequence)
+  std::vector<std::pair<int, const llm_batch_sequence *>> device_ranked; // (logit row, sequence)
+  int first_ranked = 0, last_ranked = -1, k_ranked = 0;
   for (const logit_owner &o : owners) {
     const llm_batch_sequence &s = seqs[o.seq];
     const float *row = b->buf.logits + (int64_t)o.logit_row * vocab;
@@ -463,12 +469,10 @@ bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<
     }
     if (s.top_k == 0 || o.token != s.n_tokens - 1) continue;
     if (s.top_k <= TOP_K_DEVICE_MAX) {
-      const int slot = (int)device_ranked.size();
-      int32_t *ids = b->buf.top_ids + (int64_t)slot * TOP_K_DEVICE_MAX;
-      CUDA_TRY(launch_top_k(row, 1, vocab, s.top_k, ids, b->stream), "ranking the top k");
-      CUDA_TRY(cudaMemcpyAsync(b->top_ids_host + (int64_t)slot * TOP_K_DEVICE_MAX, ids, (size_t)s.top_k * sizeof(int32_t),
-                               cudaMemcpyDeviceToHost, b->stream), "copying the top k");
-      device_ranked.push_back({ slot, &s });
+      if (device_ranked.empty()) first_ranked = o.logit_row;
+      last_ranked = o.logit_row;
+      k_ranked = std::max(k_ranked, s.top_k);
+      device_ranked.push_back({ o.logit_row, &s });
     } else {
       if (!host_row) {
         host_rows.emplace_back((size_t)vocab);
@@ -477,6 +481,15 @@ bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<
       }
       host_ranked.push_back({ &s, host_row });
     }
+  }
+  if (!device_ranked.empty()) {
+    const int n_rows = last_ranked - first_ranked + 1;
+    CUDA_TRY(launch_top_k(b->buf.logits + (int64_t)first_ranked * vocab, n_rows, vocab, k_ranked, b->buf.top_ids,
+                          b->buf.top_logits, b->stream), "ranking the top k");
+    CUDA_TRY(cudaMemcpyAsync(b->top_ids_host, b->buf.top_ids, (size_t)n_rows * k_ranked * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                             b->stream), "copying the top k");
+    CUDA_TRY(cudaMemcpyAsync(b->top_logits_host, b->buf.top_logits, (size_t)n_rows * k_ranked * sizeof(float), cudaMemcpyDeviceToHost,
+                             b->stream), "copying the top k");
   }
   if (!owners.empty())
     CUDA_TRY(cudaMemcpyAsync(b->first_non_finite_host, b->buf.first_non_finite, sizeof(unsigned long long), cudaMemcpyDeviceToHost,
@@ -491,9 +504,18 @@ bool deliver(cuda_backend *b, const llm_batch_sequence *seqs, const std::vector<
                       "activations overflow", seqs[o.seq].pos + o.token, (long long)(bad % vocab));
     }
   }
-  for (const auto &d : device_ranked)
-    memcpy(d.second->top_ids, b->top_ids_host + (int64_t)d.first * TOP_K_DEVICE_MAX, (size_t)d.second->top_k * sizeof(int32_t));
-  for (const host_top_k &h : host_ranked) llm_top_k(h.logits, vocab, h.seq->top_k, h.seq->top_ids);
+  for (const auto &d : device_ranked) {
+    const int64_t slot = (int64_t)(d.first - first_ranked) * k_ranked;
+    const llm_batch_sequence &s = *d.second;
+    memcpy(s.top_ids, b->top_ids_host + slot, (size_t)s.top_k * sizeof(int32_t));
+    if (s.top_logits) memcpy(s.top_logits, b->top_logits_host + slot, (size_t)s.top_k * sizeof(float));
+  }
+  for (const host_top_k &h : host_ranked) {
+    const llm_batch_sequence &s = *h.seq;
+    llm_top_k(h.logits, vocab, s.top_k, s.top_ids);
+    if (s.top_logits)
+      for (int i = 0; i < s.top_k; i++) s.top_logits[i] = h.logits[s.top_ids[i]];
+  }
   return true;
 }
 
@@ -645,6 +667,7 @@ void destroy(llm_backend *base) {
   cudaFree(b->rope_freqs);
   cudaFreeHost(b->logit_map_host);
   cudaFreeHost(b->top_ids_host);
+  cudaFreeHost(b->top_logits_host);
   cudaFreeHost(b->first_non_finite_host);
   cudaFreeHost(b->attn_tiles_host);
   cudaFreeHost(b->row_tiled_host);
@@ -692,6 +715,7 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->copy_stream, cudaStreamNonBlocking);
   if (e == cudaSuccess) e = cudaMallocHost(&b->logit_map_host, kMaxPassRows * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->top_ids_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMallocHost(&b->top_logits_host, (size_t)kMaxPassRows * TOP_K_DEVICE_MAX * sizeof(float));
   if (e == cudaSuccess) e = cudaMallocHost(&b->first_non_finite_host, sizeof(unsigned long long));
   if (e == cudaSuccess) e = cudaMallocHost(&b->attn_tiles_host, (size_t)kMaxPassRows * 2 * sizeof(int32_t));
   if (e == cudaSuccess) e = cudaMallocHost(&b->row_tiled_host, kMaxPassRows);

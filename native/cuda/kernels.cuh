@@ -173,4 +173,5 @@ cudaError_t launch_first_non_finite(const float *values, int64_t n, unsigned lon
 // The k largest of each of n_rows rows of n values, largest first; equal values lower index first; NaN last
 // (llm_top_k). k <= TOP_K_DEVICE_MAX.
 #define TOP_K_DEVICE_MAX 64
-cudaError_t launch_top_k(const float *values, int n_rows, int n, int k, int32_t *out_ids, cudaStream_t stream);
+cudaError_t launch_top_k(const float *values, int n_rows, int n, int k, int32_t *out_ids, float *out_values,
+                         cudaStream_t stream);

@@ -28,6 +28,7 @@ struct request {
   bool wants_logits;
   float *logits;
   int32_t *top_ids;
+  float *top_logits; /* when the ranked ids' logits are all the sampler reads: the vocabulary's row stays put */
   /* Under the mutex: set by the caller's thread. */
   bool cancelled;
   bool resumed;
@@ -100,6 +101,7 @@ static void free_request(struct request *r) {
   free(r->end_ids);
   free(r->logits);
   free(r->top_ids);
+  free(r->top_logits);
   free(r);
 }
 
@@ -244,6 +246,7 @@ static bool forward_items(struct llm_decode_loop *loop, struct item *items, int 
         .logits_mode = items[i].last && r->wants_logits ? LLM_LOGITS_LAST : LLM_LOGITS_NONE,
         .top_k = ranks ? r->top_k : 0,
         .top_ids = ranks ? r->top_ids : NULL,
+        .top_logits = ranks ? r->top_logits : NULL,
     };
   }
   pthread_mutex_lock(&loop->mutex);
@@ -286,7 +289,7 @@ static bool after_pass(struct llm_decode_loop *loop, struct item *items, int n) 
     struct llm_sampled sampled;
     struct llm_error err = {0};
     if (llm_sampler_sample(r->sampler, r->wants_logits ? r->logits : NULL, r->top_k > 0 ? r->top_ids : NULL,
-                           r->top_k, &sampled, &err))
+                           r->top_logits, r->top_k, &sampled, &err))
       take_token(loop, r, &sampled, false);
     else
       fail(loop, r, &err);
@@ -429,14 +432,17 @@ uint64_t llm_decode_loop_submit(struct llm_decode_loop *loop, const struct llm_d
   r->n_end_ids = q->n_end_ids;
   r->logprobs = q->logprobs;
   r->pause_each_step = q->pause_each_step;
-  r->wants_logits = q->pause_each_step || llm_sampler_needs_logits(q->sampler);
   const int candidates = q->pause_each_step ? 0 : llm_sampler_candidates_needed(q->sampler);
   r->top_k = candidates < loop->vocab_size ? candidates : loop->vocab_size;
+  const bool ranked_suffice = r->top_k > 0 && llm_sampler_ranked_logits_suffice(q->sampler);
+  r->wants_logits = q->pause_each_step || (llm_sampler_needs_logits(q->sampler) && !ranked_suffice);
   r->tokens = copy_ids(q->tokens, q->n_tokens, 1);
   r->end_ids = copy_ids(q->end_ids, q->n_end_ids, 1);
   r->logits = r->wants_logits ? malloc((size_t)loop->vocab_size * sizeof *r->logits) : NULL;
   r->top_ids = r->top_k > 0 ? malloc((size_t)r->top_k * sizeof *r->top_ids) : NULL;
-  if (!r->tokens || !r->end_ids || (r->wants_logits && !r->logits) || (r->top_k > 0 && !r->top_ids)) {
+  r->top_logits = ranked_suffice ? malloc((size_t)r->top_k * sizeof *r->top_logits) : NULL;
+  if (!r->tokens || !r->end_ids || (r->wants_logits && !r->logits) || (r->top_k > 0 && !r->top_ids) ||
+      (ranked_suffice && !r->top_logits)) {
     free_request(r);
     llm_fail(err, LLM_ERR_SYSTEM, "out of memory for a decode request of %d tokens", q->n_tokens);
     return 0;

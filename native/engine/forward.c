@@ -79,6 +79,13 @@ static bool check_logits(const float *logits, const struct piece *p, int first, 
   return true;
 }
 
+/* A sequence's top k ids of its last logits row (and their logits, when it asked for them apart). */
+static void rank_top(const float *row, int vocab, const struct llm_batch_sequence *seq) {
+  llm_top_k(row, vocab, seq->top_k, seq->top_ids);
+  if (seq->top_logits)
+    for (int i = 0; i < seq->top_k; i++) seq->top_logits[i] = row[seq->top_ids[i]];
+}
+
 /* Final norm and the vocabulary projection of the wanted rows of every piece: one product for all of them (the
  * output matrix is the largest; streaming it once per sequence would undo the batching). False on running out of
  * scratch memory, or with err filled (LLM_ERR_NUMERICAL) on logits that are not finite. */
@@ -105,8 +112,7 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
     float *logits = logits_destination(owner, first, vocab);
     if (!llm_matmul(m->pool, logits, &m->output, s->xb, n_rows)) return false;
     if (!check_logits(logits, owner, first, count, vocab, err)) return false;
-    if (owner->seq->top_k > 0 && ends_sequence(owner))
-      llm_top_k(logits + (int64_t)(count - 1) * vocab, vocab, owner->seq->top_k, owner->seq->top_ids);
+    if (owner->seq->top_k > 0 && ends_sequence(owner)) rank_top(logits + (int64_t)(count - 1) * vocab, vocab, owner->seq);
     return true;
   }
   if ((int64_t)n_rows * vocab > s->logits_capacity) {
@@ -124,8 +130,7 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
     if (seq->logits_mode != LLM_LOGITS_NONE)
       memcpy(logits_destination(&pieces[i], first, vocab), s->logits + (int64_t)row * vocab,
              (size_t)count * (size_t)vocab * sizeof(float));
-    if (seq->top_k > 0 && ends_sequence(&pieces[i]))
-      llm_top_k(s->logits + (int64_t)(row + count - 1) * vocab, vocab, seq->top_k, seq->top_ids);
+    if (seq->top_k > 0 && ends_sequence(&pieces[i])) rank_top(s->logits + (int64_t)(row + count - 1) * vocab, vocab, seq);
     row += count;
   }
   return true;

@@ -24,8 +24,9 @@ int llm_model_pass_tokens(const struct llm_model *model);
 
 /* One sequence's share of a batch: its tokens at positions pos.. pos+n_tokens-1, its own KV cache, its own
  * logits. Token i attends to positions <= pos + i of its own cache only. With top_k > 0, top_ids receives the ids
- * of the k largest logits of its last token (llm_top_k's order), whatever logits_mode says: a sampler that needs
- * only those gets them without the vocabulary's logits (on a device, without copying them to the host). */
+ * of the k largest logits of its last token (llm_top_k's order), whatever logits_mode says, and top_logits (when not
+ * NULL) their logits: a sampler that needs only those gets them without the vocabulary's logits (on a device,
+ * without copying them to the host). */
 struct llm_batch_sequence {
   struct llm_kv_cache *cache;
   const int32_t *tokens;
@@ -35,6 +36,7 @@ struct llm_batch_sequence {
   enum llm_logits_mode logits_mode;
   int top_k;
   int32_t *top_ids;
+  float *top_logits;
 };
 
 /* Runs every sequence's tokens through the model in shared passes: one matrix product per weight for all the

@@ -119,10 +119,11 @@ static void drop_impossible(struct candidates *list) {
 }
 
 /* The list becomes the first n ids of `order` (ranked best first) with their logits. */
-static void fill_ranked(struct candidates *list, const float *logits, const int32_t *order, int n) {
+/* order_logits: the logits of the ordered ids, when the caller has them apart (else read from logits). */
+static void fill_ranked(struct candidates *list, const float *logits, const int32_t *order, const float *order_logits, int n) {
   for (int i = 0; i < n; i++) {
     list->ids[i] = order[i];
-    list->logits[i] = logits[order[i]];
+    list->logits[i] = order_logits ? order_logits[i] : logits[order[i]];
   }
   list->size = n;
   list->ranked = true;
@@ -132,7 +133,7 @@ static void fill_ranked(struct candidates *list, const float *logits, const int3
 /* The whole vocabulary in rank order (rankVocabulary): for a chain whose first truncation needs every token. */
 static void rank_vocabulary(struct candidates *list, const float *logits, int n, struct radix_sorter *sorter) {
   for (int i = 0; i < n; i++) sorter->keys[i] = descending_key(logits[i]);
-  fill_ranked(list, logits, radix_sort(sorter, n), n);
+  fill_ranked(list, logits, radix_sort(sorter, n), NULL, n);
 }
 
 /* The whole vocabulary in id order (wholeVocabulary); left empty when no logit is possible. */
@@ -493,6 +494,10 @@ bool llm_sampler_needs_logits(const struct llm_sampler *s) {
   return !s->greedy || s->modifies_logits || s->options.logprobs >= 0;
 }
 
+bool llm_sampler_ranked_logits_suffice(const struct llm_sampler *s) {
+  return !s->greedy && !s->modifies_logits && s->source == SOURCE_TOP_K;
+}
+
 
 int llm_sampler_history_window(const struct llm_sampler *s) { return s->penalties ? s->options.repeat_last_n : 0; }
 
@@ -593,19 +598,20 @@ static bool pick_greedy(struct llm_sampler *s, const float *logits, const int32_
   const double log_normalizer = log_sum_exp(s->list.logits, s->vocab_size);
   out->logprob = s->list.logits[out->id] - log_normalizer;
   if (n == 0) return true;
-  if (n_ranked > 0) fill_ranked(&s->alternatives, logits, ranked, n < n_ranked ? n : n_ranked);
+  if (n_ranked > 0) fill_ranked(&s->alternatives, logits, ranked, NULL, n < n_ranked ? n : n_ranked);
   else select_best(s->list.logits, s->vocab_size, n, &s->alternatives);
   report_top(&s->alternatives, n, log_normalizer, out);
   return true;
 }
 
-static void fill_candidates(struct llm_sampler *s, const float *logits, const int32_t *ranked, int n_ranked) {
+static void fill_candidates(struct llm_sampler *s, const float *logits, const int32_t *ranked, const float *ranked_logits,
+                            int n_ranked) {
   struct candidates *list = &s->list;
   const int k = s->options.top_k;
   switch (s->source) {
     case SOURCE_TOP_K:
       if (n_ranked > 0) {
-        fill_ranked(list, logits, ranked, k < n_ranked ? k : n_ranked);
+        fill_ranked(list, logits, ranked, ranked_logits, k < n_ranked ? k : n_ranked);
         return;
       }
       llm_top_k(logits, s->vocab_size, k, list->ids);
@@ -626,11 +632,12 @@ static void fill_candidates(struct llm_sampler *s, const float *logits, const in
   }
 }
 
-static bool draw(struct llm_sampler *s, const float *logits, const int32_t *ranked, int n_ranked, struct llm_sampled *out,
-                 struct llm_error *err) {
-  if (!logits) return logits_missing(err);
+static bool draw(struct llm_sampler *s, const float *logits, const int32_t *ranked, const float *ranked_logits, int n_ranked,
+                 struct llm_sampled *out, struct llm_error *err) {
+  const bool ranked_suffice = ranked_logits && n_ranked > 0 && llm_sampler_ranked_logits_suffice(s);
+  if (!logits && !ranked_suffice) return logits_missing(err);
   struct candidates *list = &s->list;
-  fill_candidates(s, logits, ranked, n_ranked);
+  fill_candidates(s, logits, ranked, ranked_logits, n_ranked);
   if (list->size == 0) return no_token_left(err);
   const struct llm_sampler_options *o = &s->options;
   for (int i = 0; i < s->n_plan; i++) {
@@ -660,8 +667,8 @@ static bool draw(struct llm_sampler *s, const float *logits, const int32_t *rank
   return true;
 }
 
-bool llm_sampler_sample(struct llm_sampler *s, float *logits, const int32_t *ranked, int n_ranked, struct llm_sampled *out,
-                        struct llm_error *err) {
+bool llm_sampler_sample(struct llm_sampler *s, float *logits, const int32_t *ranked, const float *ranked_logits, int n_ranked,
+                        struct llm_sampled *out, struct llm_error *err) {
   out->id = -1;
   out->logprob = NAN;
   out->n_top = 0;
@@ -670,5 +677,5 @@ bool llm_sampler_sample(struct llm_sampler *s, float *logits, const int32_t *ran
     adjust_logits(s, logits);
     n_ranked = 0; /* ranked on the logits before the changes */
   }
-  return s->greedy ? pick_greedy(s, logits, ranked, n_ranked, out, err) : draw(s, logits, ranked, n_ranked, out, err);
+  return s->greedy ? pick_greedy(s, logits, ranked, n_ranked, out, err) : draw(s, logits, ranked, ranked_logits, n_ranked, out, err);
 }

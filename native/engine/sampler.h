@@ -78,6 +78,9 @@ size_t llm_sampler_bytes(const struct llm_sampler *sampler);
  * id). */
 int llm_sampler_candidates_needed(const struct llm_sampler *sampler);
 bool llm_sampler_needs_logits(const struct llm_sampler *sampler);
+/* Whether the candidates_needed ranked ids with their own logits are all sample() reads (a top-k chain that
+ * changes no logit): then a device ranks the row and copies k ids and k values instead of the whole row. */
+bool llm_sampler_ranked_logits_suffice(const struct llm_sampler *sampler);
 /* The penalty window in tokens (-1: unbounded); 0 when the penalties change nothing and history is not kept. */
 int llm_sampler_history_window(const struct llm_sampler *sampler);
 
@@ -86,11 +89,12 @@ bool llm_sampler_accept(struct llm_sampler *sampler, const int32_t *tokens, int 
 void llm_sampler_reset_history(struct llm_sampler *sampler);
 
 /* One step: vocab_size logits (modified in place by the bias and the penalties; may be NULL when
- * !llm_sampler_needs_logits), and optionally the top n_ranked ids of the unmodified logits, best first (ties by
- * lower id). False with err set when no token can be sampled (every logit -inf or NaN) or the logits are
- * missing. */
-bool llm_sampler_sample(struct llm_sampler *sampler, float *logits, const int32_t *ranked, int n_ranked,
-                        struct llm_sampled *out, struct llm_error *err);
+ * !llm_sampler_needs_logits, or when llm_sampler_ranked_logits_suffice and ranked_logits are given), and
+ * optionally the top n_ranked ids of the unmodified logits, best first (ties by lower id), with their logits in
+ * ranked_logits (NULL: read from logits). False with err set when no token can be sampled (every logit -inf or NaN)
+ * or the logits are missing. */
+bool llm_sampler_sample(struct llm_sampler *sampler, float *logits, const int32_t *ranked, const float *ranked_logits,
+                        int n_ranked, struct llm_sampled *out, struct llm_error *err);
 
 /* The generator alone (the sampler draws one llm_rng_uniform per non-greedy step). */
 struct llm_rng {

@@ -538,7 +538,7 @@ static int draws_from(struct llm_sampler_options o, const float *logits, int n, 
   float copy[32];
   memcpy(copy, logits, (size_t)n * sizeof *copy);
   struct llm_sampled out;
-  int ok = s && llm_sampler_sample(s, copy, NULL, 0, &out, &err);
+  int ok = s && llm_sampler_sample(s, copy, NULL, NULL, 0, &out, &err);
   double p[32] = { 0 };
   for (int i = 0; ok && i < out.n_top; i++) p[out.top_ids[i]] = exp(out.top_logprobs[i]);
   for (int id = 0; ok && id < n; id++) ok &= fabs(p[id] - expected[id]) <= tol;
@@ -585,7 +585,7 @@ static void check_sampler_stages(void) {
 static int sample_once(const struct llm_sampler_options *o, float *logits, int n, const int32_t *ranked, int n_ranked,
                        struct llm_sampled *out, struct llm_error *err) {
   struct llm_sampler *s = llm_sampler_create(o, n, err);
-  int ok = s && llm_sampler_sample(s, logits, ranked, n_ranked, out, err);
+  int ok = s && llm_sampler_sample(s, logits, ranked, NULL, n_ranked, out, err);
   llm_sampler_free(s);
   return ok;
 }
@@ -650,7 +650,7 @@ static void check_sampler_penalties(void) {
     float adjusted[6];
     memcpy(adjusted, logits, sizeof adjusted);
     struct llm_sampled out;
-    ok &= llm_sampler_sample(s, adjusted, NULL, 0, &out, &err);
+    ok &= llm_sampler_sample(s, adjusted, NULL, NULL, 0, &out, &err);
     int counts[6] = { 0 };
     for (int i = window < 0 ? 0 : 7 - window; i < 7; i++) counts[tokens[i]]++;
     for (int id = 0; id < 6; id++) {
@@ -678,7 +678,7 @@ static void check_sampler_draws(void) {
     memcpy(la, halves, sizeof la);
     memcpy(lb, halves, sizeof lb);
     struct llm_sampled x, y;
-    same &= llm_sampler_sample(a, la, NULL, 0, &x, &err) && llm_sampler_sample(b, lb, NULL, 0, &y, &err) && x.id == y.id;
+    same &= llm_sampler_sample(a, la, NULL, NULL, 0, &x, &err) && llm_sampler_sample(b, lb, NULL, NULL, 0, &y, &err) && x.id == y.id;
     counts[x.id]++;
   }
   double chi2 = 0;
@@ -686,6 +686,44 @@ static void check_sampler_draws(void) {
   llm_sampler_free(a);
   llm_sampler_free(b);
   report(same && chi2 < 16.27, "sampler draws: reproducible from the seed, frequencies match (chi-square %.2f < 16.27)", chi2);
+}
+
+/* A top-k chain drawn from the forward pass's ranked ids and their logits alone (the row left on the device) gives
+ * the draws, logprobs and alternatives that the whole row gives; a chain that changes logits still needs the row. */
+static void check_sampler_ranked_logits(void) {
+  enum { VOCAB = 300, K = 40, STEPS = 200 };
+  float row[VOCAB];
+  for (int i = 0; i < VOCAB; i++) row[i] = (float)sin(i * 0.37) * 4 + (float)(i % 7) * 0.01f;
+  int32_t ranked[K];
+  float ranked_logits[K];
+  llm_top_k(row, VOCAB, K, ranked);
+  for (int i = 0; i < K; i++) ranked_logits[i] = row[ranked[i]];
+  struct llm_sampler_options o = plain_sampling();
+  o.top_k = K;
+  o.top_p = 0.9;
+  o.min_p = 0.02;
+  o.temperature = 0.8;
+  o.logprobs = 5;
+  struct llm_error err;
+  struct llm_sampler *whole = llm_sampler_create(&o, VOCAB, &err), *apart = llm_sampler_create(&o, VOCAB, &err);
+  int ok = whole && apart && llm_sampler_ranked_logits_suffice(apart) && llm_sampler_candidates_needed(apart) == K;
+  for (int step = 0; ok && step < STEPS; step++) {
+    float copy[VOCAB];
+    memcpy(copy, row, sizeof copy);
+    struct llm_sampled a, b;
+    ok &= llm_sampler_sample(whole, copy, NULL, NULL, 0, &a, &err) && llm_sampler_sample(apart, NULL, ranked, ranked_logits, K, &b, &err);
+    ok &= a.id == b.id && a.logprob == b.logprob && a.n_top == b.n_top;
+    for (int i = 0; ok && i < a.n_top; i++) ok &= a.top_ids[i] == b.top_ids[i] && a.top_logprobs[i] == b.top_logprobs[i];
+  }
+  llm_sampler_free(whole);
+  llm_sampler_free(apart);
+  o.presence_penalty = 0.5; /* changes logits: the ranking no longer holds */
+  struct llm_sampler *penalised = llm_sampler_create(&o, VOCAB, &err);
+  struct llm_sampled out;
+  ok &= penalised && !llm_sampler_ranked_logits_suffice(penalised) &&
+        !llm_sampler_sample(penalised, NULL, ranked, ranked_logits, K, &out, &err) && err.kind == LLM_ERR_INVALID_ARGUMENT;
+  llm_sampler_free(penalised);
+  report(ok, "sampler: a top-k chain from the ranked ids and their logits alone draws as from the whole row (%d steps)", STEPS);
 }
 
 /* The pool hands out every task of a loop exactly once, in chunks inside [0, n_tasks), to workers 0..n_threads-1. */
@@ -912,6 +950,7 @@ int main(void) {
   check_sampler_rng();
   check_sampler_stages();
   check_sampler_greedy_and_errors();
+  check_sampler_ranked_logits();
   check_sampler_penalties();
   check_sampler_draws();
   check_swiglu();

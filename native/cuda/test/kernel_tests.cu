@@ -916,12 +916,23 @@ void test_top_k() {
     values[c.n / 3] = NAN;
     values[c.n / 2] = -0.0f;
     values[c.n / 2 + 1] = 0.0f;
-    std::vector<int32_t> ref(c.k);
-    llm_top_k(values.data(), c.n, c.k, ref.data());
-    device_array<float> dv(values);
-    device_array<int32_t> out(c.k);
-    check_cuda(launch_top_k(dv.ptr, 1, c.n, c.k, out.ptr, 0), "launch_top_k");
-    report(out.read() == ref, "top-k %s: n %d, k %d identical to llm_top_k", c.what, c.n, c.k);
+    // Two rows in one launch (the second the first reversed), as a pass ranks all its sequences at once.
+    std::vector<float> rows(values);
+    rows.insert(rows.end(), values.rbegin(), values.rend());
+    std::vector<int32_t> ref(2 * c.k);
+    std::vector<float> ref_values(2 * c.k);
+    for (int r = 0; r < 2; r++) {
+      llm_top_k(rows.data() + (size_t)r * c.n, c.n, c.k, ref.data() + (size_t)r * c.k);
+      for (int i = 0; i < c.k; i++) ref_values[(size_t)r * c.k + i] = rows[(size_t)r * c.n + ref[(size_t)r * c.k + i]];
+    }
+    device_array<float> dv(rows);
+    device_array<int32_t> out(2 * c.k);
+    device_array<float> out_values(2 * c.k);
+    check_cuda(launch_top_k(dv.ptr, 2, c.n, c.k, out.ptr, out_values.ptr, 0), "launch_top_k");
+    const std::vector<float> got_values = out_values.read();
+    const bool same_values = memcmp(got_values.data(), ref_values.data(), ref_values.size() * sizeof(float)) == 0;
+    report(out.read() == ref && same_values, "top-k %s: n %d, k %d, two rows: ids and logits identical to llm_top_k's", c.what,
+           c.n, c.k);
   }
 }
 
