@@ -9,6 +9,7 @@
 const { parseArgs } = require("node:util");
 const { performance } = require("node:perf_hooks");
 const { loadModel } = require("../dist/cjs/index.js");
+const { positiveOption, usageError } = require("./usage.js");
 
 const USAGE =
   "usage: node bench/concurrency.js --model PATH [--streams 1,4,16,64] [--tokens 128] [--ctx 512] [--runs 1] [--device cpu|cuda] [--threads N]";
@@ -19,27 +20,14 @@ const { values } = parseArgs({
     threads: { type: "string" },
   },
 });
-const positive = (name) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
-if (!values.model) {
-  console.error(USAGE);
-  process.exit(2);
-}
+const positive = (name) => positiveOption(values, name, USAGE);
+if (!values.model) usageError(USAGE);
 const TOKENS = positive("tokens");
 const RUNS = positive("runs");
 const CTX = positive("ctx");
 const STREAMS = values.streams.split(",").map((s) => {
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--streams takes positive integers separated by commas\n${USAGE}`);
-    process.exit(2);
-  }
+  if (!Number.isInteger(n) || n < 1) usageError(USAGE, "--streams takes positive integers separated by commas");
   return n;
 });
 if (4 + TOKENS > CTX) {

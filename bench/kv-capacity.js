@@ -10,6 +10,7 @@
 const { execFileSync } = require("node:child_process");
 const { parseArgs } = require("node:util");
 const { loadModel } = require("../dist/cjs/index.js");
+const { positiveOption, usageError } = require("./usage.js");
 
 const USAGE = "usage: node bench/kv-capacity.js --model FILE [--streams 64] [--ctx 4096] [--tokens 64] [--kv-type TYPE] [--device cuda|cpu]";
 const { values } = parseArgs({
@@ -19,25 +20,12 @@ const { values } = parseArgs({
     device: { type: "string", default: "cuda" },
   },
 });
-const positive = (name) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
-if (!values.model) {
-  console.error(USAGE);
-  process.exit(2);
-}
+const positive = (name) => positiveOption(values, name, USAGE);
+if (!values.model) usageError(USAGE);
 const STREAMS = positive("streams");
 const CTX = positive("ctx");
 const TOKENS = positive("tokens");
-if (TOKENS >= CTX) {
-  console.error(`--tokens must be below --ctx\n${USAGE}`);
-  process.exit(2);
-}
+if (TOKENS >= CTX) usageError(USAGE, "--tokens must be below --ctx");
 
 function gpuMemoryUsedMiB() {
   try {
