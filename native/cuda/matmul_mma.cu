@@ -113,13 +113,18 @@ enum class Accumulation {
   kFloat,         // f16, bf16: the MMA accumulates in f32
 };
 
-// kSums: each block's sum of the 32 activations too, which the min formats' m multiplies.
+// kSums: each block's sum of the 32 activations too, which the min formats' m multiplies. (Shared memory is
+// tight: q8_0's tiles just fit two blocks per SM, so the other formats' scales add nothing they do not use.)
+struct BlockScales {
+  float d[kSteps];
+};
+struct BlockScalesSums {
+  float d[kSteps];
+  int32_t sum[kSteps];
+};
 template <bool kSums> struct Q8_0Activations {
   static constexpr int kPlanes = 1;
-  struct TokenScales {
-    float d[kSteps];
-    int32_t sum[kSums ? kSteps : 1];
-  };
+  using TokenScales = typename std::conditional<kSums, BlockScalesSums, BlockScales>::type;
   // Block b of token t: its 32 bytes by cp.async, its d (and sum); blocks past the row's end are zeros with d = 0.
   template <int Tokens>
   static __device__ void stage(uint8_t (*b)[Tokens][kPitch], TokenScales *scales, const void *x, size_t x_stride,
@@ -195,10 +200,10 @@ template <typename F> struct BlockTile : Q8_0Activations<F::kHasMin> {
   static constexpr Accumulation kAccumulation = Accumulation::kPerBlock;
   static constexpr bool kMins = F::kHasMin;
   static constexpr int kValues = 256, kRawBytes = kSteps * F::kBlockBytes, kRowUnits = kSteps;
-  struct RowScales {
-    float d[kSteps];
-    float m[kMins ? kSteps : 1];
+  struct MinScales {
+    float d[kSteps], m[kSteps];
   };
+  using RowScales = typename std::conditional<kMins, MinScales, BlockScales>::type;
   static __device__ void unpack_row_unit(const uint8_t *raw, int unit, int64_t first_value, int64_t cols, uint8_t *a_row,
                                          RowScales &scales) {
     int q[8] = {};
@@ -253,11 +258,16 @@ template <typename F> struct K16Tile : Q8_KActivations {
   static constexpr int kValues = 256, kRawBytes = F::kBlockBytes, kRowUnits = 4;
   static constexpr int kScaleValues = 16;
   static constexpr bool kMins = F::kMins;
-  struct RowScales {
+  struct GroupScales {
+    float d;
+    int scale[16];
+  };
+  struct GroupScalesMins {
     float d, dmin;
     int scale[16];
-    uint8_t min[kMins ? 16 : 1]; // q2_K: the min of each group, as the bsums pair with them; read as 4 words
+    uint8_t min[16]; // q2_K: the min of each group, as the bsums pair with them; read as 4 words
   };
+  using RowScales = typename std::conditional<kMins, GroupScalesMins, GroupScales>::type;
   static __device__ int step_scale(const RowScales &s, int step, int half) { return s.scale[2 * step + half]; }
   static __device__ void unpack_row_unit(const uint8_t *raw, int k, int64_t, int64_t, uint8_t *a_row, RowScales &scales) {
     int v[4][4];
@@ -276,7 +286,7 @@ template <typename F> struct K16Tile : Q8_KActivations {
     }
     if (k == 0) {
       scales.d = d;
-      scales.dmin = dmin;
+      if constexpr (kMins) scales.dmin = dmin;
     }
   }
 };
