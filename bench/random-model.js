@@ -2,7 +2,7 @@
 // Writes a random-weight Llama model as a GGUF file with the real Llama 2 vocabulary (copied from the shared vocab
 // GGUF), so that both llama-napi and llama.cpp can load and time it. Weights are encoded by the library's quantize
 // path (tensor-codec, llama-quantize's per-tensor type rules), so q4_0 keeps output.weight at q6_K as llama.cpp does.
-// Usage: node bench/random-model.js --shape stories110M|tinyllama|llama7b --type f32|f16|bf16|q8_0|q4_0|q4_K|q6_K
+// Usage: node bench/random-model.js --shape stories110M|tinyllama|llama7b --type TYPE (quantize's: q4_K, Q5_K_M, IQ4_XS, ...)
 //          [--mix q4_K_M] [--repeat-rows N] --out FILE
 // --repeat-rows N encodes N random rows per tensor and repeats them: the llama7b shape takes about an hour to
 // encode row by row, and a speed benchmark needs the sizes and the formats, not distinct rows.

@@ -5,7 +5,8 @@
 # $OUT. Usage: bash bench/cuda/run.sh [--tests PATTERN|--no-tests] [--no-kernel-times] [--bench TYPES|--no-bench]
 #   [--also VAR=VALUE] [--llamacpp] [--profile TYPES] [--concurrency STREAMS] [--depth N] [--server CLIENTS]
 #   [--kv-capacity STREAMS:CTX:KVTYPE,...]
-#   PATTERN: a test-name pattern (default: every test); TYPES: e.g. "q4_0 f16"; kernel times: the products of a
+#   PATTERN: a test-name pattern (default: every test); TYPES: quantize's types and file types, e.g. "q4_0 f16
+#   Q5_K_M" (default: q4_0 q8_0 f16 q4_K Q5_K_M IQ4_XS); kernel times: the products of a
 #   7B layer at several token counts, CUDA-core path against tensor cores (cuda_kernel_tests --time); --also: each
 #   type benchmarked a second time with that environment variable (e.g. LLAMA_NAPI_CUDA_PDL=0); --llamacpp:
 #   llama.cpp's llama-bench on the same files (pp512, tg128, flash attention, all layers on the GPU), built here
@@ -26,7 +27,7 @@ out=${OUT:-/tmp/cuda-out}
 mkdir -p "$out"
 tests=auto
 kernel_times=1
-types="q4_0 q8_0 f16 q4_K"
+types="q4_0 q8_0 f16 q4_K Q5_K_M IQ4_XS"
 also=""
 llamacpp=0
 profile=""

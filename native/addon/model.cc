@@ -111,23 +111,6 @@ int64_t ReadKvCacheTokens(const Napi::Object& spec) {
   return (int64_t)IntegerValue(value, "spec.kvCacheTokens", "kvCacheTokens", 1, kMaxSafeInteger);
 }
 
-#ifdef LLAMA_NAPI_HAVE_CUDA
-// A DEVICE_ERROR for the first tensor of an engine type that the CUDA kernels lack, carrying the tensor's name and
-// type (unknown codes are left to llm_model_open, which calls them unsupported on every device).
-void RefuseTypesCudaLacks(Napi::Env env, const SpecStorage& s) {
-  for (size_t i = 0; i < s.tensors.size(); i++) {
-    const int type = s.tensors[i].type;
-    if (llm_type_block_size(type) == 0 || llm_cuda_supports_type(type)) continue;
-    Napi::Error e = CodedError(env, "DEVICE_ERROR",
-                               "tensor " + s.names[i] + " has type " + llm_type_name(type) +
-                                   ", which the CUDA backend does not compute with yet; load the model with device \"cpu\"");
-    e.Set("tensor", s.names[i]);
-    e.Set("tensorType", llm_type_name(type));
-    throw e;
-  }
-}
-#endif
-
 // Scans every tensor the model was opened with for NaN and infinity (llm_check_tensors) on a libuv worker;
 // resolves with null, or with {tensor, index, inScale}: the first bad value's tensor (an index into spec.tensors),
 // its element or block, and whether it is a block's scale.
@@ -203,9 +186,6 @@ class Model : public Napi::ObjectWrap<Model> {
     gpu_ = gpu.IsUndefined() ? 0 : (int)IntegerValue(gpu, "spec.gpu", "gpu", 0, 1024);
 #ifndef LLAMA_NAPI_HAVE_CUDA
     if (kind == "cuda") throw CodedError(env, "DEVICE_ERROR", kNoCudaBackend);
-#endif
-#ifdef LLAMA_NAPI_HAVE_CUDA
-    if (kind == "cuda") RefuseTypesCudaLacks(env, storage);
 #endif
     llm_error err{};
     state_->model = llm_model_open(&storage.spec, &err);

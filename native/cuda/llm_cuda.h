@@ -22,10 +22,6 @@ int llm_cuda_device_count(char *why, size_t why_size);
  * gpu), leaving the model on the CPU. */
 bool llm_cuda_attach(struct llm_model *model, int gpu, struct llm_error *err);
 
-/* Whether the CUDA kernels compute with weights of an llm_type: a model holding another type is refused before
- * llm_cuda_attach (the engine runs it on the CPU). */
-bool llm_cuda_supports_type(int type);
-
 #ifdef __cplusplus
 }
 #endif

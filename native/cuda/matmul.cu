@@ -108,26 +108,20 @@ cudaError_t launch_format(const MatmulParams &params, cudaStream_t stream) {
 
 } // namespace
 
-// The weight types launch_matmul (and format_value) compute with.
-extern "C" bool llm_cuda_supports_type(int type) {
-  switch (type) {
-  case LLM_F32:
-  case LLM_F16:
-  case LLM_BF16:
-  case LLM_Q8_0:
-  case LLM_Q4_0:
-  case LLM_Q4_K:
-  case LLM_Q6_K: return true;
-  default: return false;
-  }
-}
-
 act_format activation_format(int type) {
   switch (type) {
   case LLM_Q8_0:
-  case LLM_Q4_0: return ACT_Q8_0;
+  case LLM_Q4_0:
+  case LLM_Q4_1:
+  case LLM_Q5_0:
+  case LLM_Q5_1:
+  case LLM_IQ4_NL: return ACT_Q8_0;
+  case LLM_Q2_K:
+  case LLM_Q3_K:
   case LLM_Q4_K:
-  case LLM_Q6_K: return ACT_Q8_K;
+  case LLM_Q5_K:
+  case LLM_Q6_K:
+  case LLM_IQ4_XS: return ACT_Q8_K;
   default: return ACT_F32;
   }
 }
@@ -141,7 +135,7 @@ act_format mma_activation_format(int type) {
 // the quantized types from 9: at 8 the warp kernel ties them for q4_0 / q8_0 (36.8 / 36.9 us at 11008 x 4096), and
 // at 12 the tiles win for every type (q4_K 20 against 36 us, q4_0 38 against 52 us at 11008 rows).
 constexpr int kTensorCoreMinTokensHalves = 8;     // f16, bf16
-constexpr int kTensorCoreMinTokensQuantized = 9;  // q8_0, q4_0, q4_K, q6_K
+constexpr int kTensorCoreMinTokensQuantized = 9;  // measured for q8_0, q4_0, q4_K, q6_K; taken for every quantized type
 bool matmul_takes_tensor_cores(const cuda_matrix &w, int n_tokens) {
   const int min_tokens = w.type == LLM_F16 || w.type == LLM_BF16 ? kTensorCoreMinTokensHalves : kTensorCoreMinTokensQuantized;
   return n_tokens >= min_tokens && matmul_mma_supports(w.type, w.row_bytes);
@@ -203,8 +197,16 @@ cudaError_t launch_matmul(const cuda_matrix *const weights[], float *const outs[
     return vec ? launch_format<FloatFormat<__nv_bfloat16, 8>>(p, stream) : launch_format<FloatFormat<__nv_bfloat16, 1>>(p, stream);
   case LLM_Q8_0: return launch_format<FormatQ8_0>(p, stream);
   case LLM_Q4_0: return launch_format<FormatQ4_0>(p, stream);
+  case LLM_Q4_1: return launch_format<FormatQ4_1>(p, stream);
+  case LLM_Q5_0: return launch_format<FormatQ5_0>(p, stream);
+  case LLM_Q5_1: return launch_format<FormatQ5_1>(p, stream);
+  case LLM_IQ4_NL: return launch_format<FormatIQ4_NL>(p, stream);
+  case LLM_Q2_K: return launch_format<FormatQ2_K>(p, stream);
+  case LLM_Q3_K: return launch_format<FormatQ3_K>(p, stream);
   case LLM_Q4_K: return launch_format<FormatQ4_K>(p, stream);
+  case LLM_Q5_K: return launch_format<FormatQ5_K>(p, stream);
   case LLM_Q6_K: return launch_format<FormatQ6_K>(p, stream);
+  case LLM_IQ4_XS: return launch_format<FormatIQ4_XS>(p, stream);
   default: return cudaErrorInvalidValue;
   }
 }

@@ -99,35 +99,37 @@ cudaError_t dequantize_f16(const cuda_matrix &w, __half *out, cudaStream_t strea
   switch (w.type) {
   case LLM_Q8_0: dequantize_f16_kernel<FormatQ8_0><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
   case LLM_Q4_0: dequantize_f16_kernel<FormatQ4_0><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_Q4_1: dequantize_f16_kernel<FormatQ4_1><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_Q5_0: dequantize_f16_kernel<FormatQ5_0><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_Q5_1: dequantize_f16_kernel<FormatQ5_1><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_IQ4_NL: dequantize_f16_kernel<FormatIQ4_NL><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_Q2_K: dequantize_f16_kernel<FormatQ2_K><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_Q3_K: dequantize_f16_kernel<FormatQ3_K><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
   case LLM_Q4_K: dequantize_f16_kernel<FormatQ4_K><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_Q5_K: dequantize_f16_kernel<FormatQ5_K><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
   case LLM_Q6_K: dequantize_f16_kernel<FormatQ6_K><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
+  case LLM_IQ4_XS: dequantize_f16_kernel<FormatIQ4_XS><<<grid, 256, 0, stream>>>(w.data, w.row_bytes, w.cols, n_units, out); break;
   default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
-
-bool is_quantized(int type) { return type == LLM_Q8_0 || type == LLM_Q4_0 || type == LLM_Q4_K || type == LLM_Q6_K; }
 
 } // namespace
 
 bool cublas_loaded() { return cublas() != nullptr; }
 
 size_t cublas_workspace_bytes(const cuda_matrix &w) {
-  return is_quantized(w.type) && w.cols % 8 == 0 && cublas_loaded() ? (size_t)w.rows * (size_t)w.cols * sizeof(__half) : 0;
+  return llm_type_is_quantized(w.type) && w.cols % 8 == 0 && cublas_loaded() ? (size_t)w.rows * (size_t)w.cols * sizeof(__half) : 0;
 }
 
 // From where cuBLAS beats the tiles on both of a 7B layer's product shapes (4096 and 11008 rows; cuda_kernel_tests
 // --time on the H100, bench/RESULTS.md): f16 from the tiles' own threshold; q8_0 and q4_0 from 128 tokens, q4_K and
-// q6_K, whose dequantization takes longer, from 256.
+// q6_K, whose dequantization takes longer, from 256. The other types of 32-value blocks take q4_0's threshold, the
+// other super-block types q4_K's (not measured apart).
 int cublas_min_tokens(int type) {
-  switch (type) {
-  case LLM_F16: return 16;
-  case LLM_Q8_0:
-  case LLM_Q4_0: return CUBLAS_MIN_TOKENS_QUANTIZED;
-  case LLM_Q4_K:
-  case LLM_Q6_K: return 256;
-  default: return INT32_MAX;
-  }
+  if (type == LLM_F16) return 16;
+  if (!llm_type_is_quantized(type)) return INT32_MAX;
+  return llm_type_block_size(type) == 32 ? CUBLAS_MIN_TOKENS_QUANTIZED : 256;
 }
 
 bool matmul_takes_cublas(const cuda_matrix &w, int n_tokens, const matmul_workspace *workspace) {

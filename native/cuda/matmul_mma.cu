@@ -113,12 +113,19 @@ enum class Accumulation {
   kFloat,         // f16, bf16: the MMA accumulates in f32
 };
 
-struct Q8_0Activations {
+// kSums: each block's sum of the 32 activations too, which the min formats' m multiplies. (Shared memory is
+// tight: q8_0's tiles just fit two blocks per SM, so the other formats' scales add nothing they do not use.)
+struct BlockScales {
+  float d[kSteps];
+};
+struct BlockScalesSums {
+  float d[kSteps];
+  int32_t sum[kSteps];
+};
+template <bool kSums> struct Q8_0Activations {
   static constexpr int kPlanes = 1;
-  struct TokenScales {
-    float d[kSteps];
-  };
-  // Block b of token t: its 32 bytes by cp.async, its d; blocks past the row's end are zeros with d = 0.
+  using TokenScales = typename std::conditional<kSums, BlockScalesSums, BlockScales>::type;
+  // Block b of token t: its 32 bytes by cp.async, its d (and sum); blocks past the row's end are zeros with d = 0.
   template <int Tokens>
   static __device__ void stage(uint8_t (*b)[Tokens][kPitch], TokenScales *scales, const void *x, size_t x_stride,
                                int token0, int n_tokens, int kt, int64_t cols) {
@@ -132,10 +139,12 @@ struct Q8_0Activations {
         cp_async16(dst, src->qs, 16);
         cp_async16(dst + 16, src->qs + 16, 16);
         cp_async4(&scales[t].d[blk], &src->d);
+        if constexpr (kSums) cp_async4(&scales[t].sum[blk], &src->sum);
       } else {
         reinterpret_cast<int4 *>(dst)[0] = make_int4(0, 0, 0, 0);
         reinterpret_cast<int4 *>(dst)[1] = make_int4(0, 0, 0, 0);
         scales[t].d[blk] = 0.0f;
+        if constexpr (kSums) scales[t].sum[blk] = 0;
       }
     }
   }
@@ -185,29 +194,37 @@ template <typename Half> struct FloatActivations {
   }
 };
 
-// q8_0 and q4_0: a k-tile is 8 blocks of 32, a unit one block.
-template <typename F> struct BlockTile : Q8_0Activations {
+// The formats of 32-value blocks (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl): a k-tile is 8 blocks, a unit one block.
+// The min formats (q4_1, q5_1) keep q unsigned and add m d_x (sum of the block's activations), as quant_b32.h does.
+template <typename F> struct BlockTile : Q8_0Activations<F::kHasMin> {
   static constexpr Accumulation kAccumulation = Accumulation::kPerBlock;
+  static constexpr bool kMins = F::kHasMin;
   static constexpr int kValues = 256, kRawBytes = kSteps * F::kBlockBytes, kRowUnits = kSteps;
-  struct RowScales {
-    float d[kSteps];
+  struct MinScales {
+    float d[kSteps], m[kSteps];
   };
+  using RowScales = typename std::conditional<kMins, MinScales, BlockScales>::type;
   static __device__ void unpack_row_unit(const uint8_t *raw, int unit, int64_t first_value, int64_t cols, uint8_t *a_row,
                                          RowScales &scales) {
     int q[8] = {};
-    float d = 0.0f;
-    if (first_value + 32 * unit < cols) F::unpack_signed(raw + unit * F::kBlockBytes, q, d);
+    float d = 0.0f, m = 0.0f;
+    if (first_value + 32 * unit < cols) {
+      F::unpack_signed(raw + unit * F::kBlockBytes, q, d);
+      if constexpr (kMins) m = F::template min_of<false>(raw + unit * F::kBlockBytes);
+    }
     store_words(a_row + 32 * unit, q, 8);
     scales.d[unit] = d;
+    if constexpr (kMins) scales.m[unit] = m;
   }
 };
 
-// q4_K: a k-tile is one super-block, a unit one quarter (two sub-blocks).
-struct Q4_KTile : Q8_KActivations {
+// The formats of 8 sub-blocks of 32 with an integer scale each (q4_K, q5_K: and a min; iq4_xs): a k-tile is one
+// super-block, a unit one quarter (two sub-blocks).
+template <typename F> struct K32Tile : Q8_KActivations {
   static constexpr Accumulation kAccumulation = Accumulation::kPerSuperBlock;
-  static constexpr int kValues = 256, kRawBytes = FormatQ4_K::kBlockBytes, kRowUnits = 4;
+  static constexpr int kValues = 256, kRawBytes = F::kBlockBytes, kRowUnits = 4;
   static constexpr int kScaleValues = 32; // values per integer scale
-  static constexpr bool kMins = true;     // value = d sc q - dmin m: the mins meet the activations' sums
+  static constexpr bool kMins = F::kMins; // value = d sc q - dmin m: the mins meet the activations' sums
   struct RowScales {
     float d, dmin;
     int scale[kSteps];
@@ -216,43 +233,61 @@ struct Q4_KTile : Q8_KActivations {
   static __device__ int step_scale(const RowScales &s, int step, int) { return s.scale[step]; }
   static __device__ void unpack_row_unit(const uint8_t *raw, int k, int64_t, int64_t, uint8_t *a_row, RowScales &scales) {
     int q[16];
-    FormatQ4_K::unpack_quarter(raw, k, q);
+    F::unpack_quarter(raw, k, q);
     store_words(a_row + 64 * k, q, 16);
-    const int4 header = *reinterpret_cast<const int4 *>(raw);
+    float d, dmin;
+    int scale[2], min[2];
+    F::quarter_scales(raw, k, d, dmin, scale, min);
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-      scales.scale[2 * k + h] = FormatQ4_K::scale_or_min(header.y, header.z, header.w, 2 * k + h);
-      const uint8_t min = (uint8_t)FormatQ4_K::scale_or_min(header.y, header.z, header.w, 8 + 2 * k + h);
-      scales.min[4 * k + 2 * h] = scales.min[4 * k + 2 * h + 1] = min;
+      scales.scale[2 * k + h] = scale[h];
+      scales.min[4 * k + 2 * h] = scales.min[4 * k + 2 * h + 1] = (uint8_t)min[h];
     }
     if (k == 0) {
-      scales.d = half_bits_to_float((uint16_t)header.x);
-      scales.dmin = half_bits_to_float((uint16_t)((uint32_t)header.x >> 16));
+      scales.d = d;
+      scales.dmin = dmin;
     }
   }
 };
 
-// q6_K: a k-tile is one super-block, a unit one quarter (16 positions of four 16-value groups); a k-step of 32
-// holds two groups, so its products run as two k = 16 halves.
-struct Q6_KTile : Q8_KActivations {
+// The formats of 16 groups of 16 with an integer scale each (q6_K, q3_K; q2_K with a min each): a k-tile is one
+// super-block, a unit one quarter (16 positions of four 16-value groups); a k-step of 32 holds two groups, so its
+// products run as two k = 16 halves.
+template <typename F> struct K16Tile : Q8_KActivations {
   static constexpr Accumulation kAccumulation = Accumulation::kPerSuperBlock;
-  static constexpr int kValues = 256, kRawBytes = FormatQ6_K::kBlockBytes, kRowUnits = 4;
+  static constexpr int kValues = 256, kRawBytes = F::kBlockBytes, kRowUnits = 4;
   static constexpr int kScaleValues = 16;
-  static constexpr bool kMins = false;
-  struct RowScales {
+  static constexpr bool kMins = F::kMins;
+  struct GroupScales {
     float d;
     int scale[16];
   };
+  struct GroupScalesMins {
+    float d, dmin;
+    int scale[16];
+    uint8_t min[16]; // q2_K: the min of each group, as the bsums pair with them; read as 4 words
+  };
+  using RowScales = typename std::conditional<kMins, GroupScalesMins, GroupScales>::type;
   static __device__ int step_scale(const RowScales &s, int step, int half) { return s.scale[2 * step + half]; }
   static __device__ void unpack_row_unit(const uint8_t *raw, int k, int64_t, int64_t, uint8_t *a_row, RowScales &scales) {
     int v[4][4];
-    FormatQ6_K::unpack_quarter(raw, k, v);
+    F::unpack_quarter(raw, k, v);
     const int half = k / 2, l0 = 16 * (k % 2);
 #pragma unroll
     for (int g = 0; g < 4; g++) store_words(a_row + 128 * half + 32 * g + l0, v[g], 4);
+    float d, dmin = 0.0f;
 #pragma unroll
-    for (int g = 0; g < 4; g++) scales.scale[8 * half + k % 2 + 2 * g] = (int8_t)raw[FormatQ6_K::kScales + 8 * half + k % 2 + 2 * g];
-    if (k == 0) scales.d = half_bits_to_float(*reinterpret_cast<const uint16_t *>(raw + FormatQ6_K::kD));
+    for (int g = 0; g < 4; g++) {
+      const int group = 8 * half + k % 2 + 2 * g;
+      int scale, min = 0;
+      F::group_scale(raw, group, d, dmin, scale, min);
+      scales.scale[group] = scale;
+      if constexpr (kMins) scales.min[group] = (uint8_t)min;
+    }
+    if (k == 0) {
+      scales.d = d;
+      if constexpr (kMins) scales.dmin = dmin;
+    }
   }
 };
 
@@ -425,6 +460,8 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
               const int r = warp_row + 16 * m + group + 8 * (e / 2), t = warp_token + 8 * n + 2 * in_group + e % 2;
               const float sum = __int_as_float(c[e]) - kExactFloatBiasValue;
               acc[m][n][e] = fmaf(sum, s.row_scales[r].d[step] * token_scales[t].d[step], acc[m][n][e]);
+              if constexpr (T::kMins) // + m d_x (sum of the block's activations), quant_b32.h's second term
+                acc[m][n][e] = fmaf((float)token_scales[t].sum[step], s.row_scales[r].m[step] * token_scales[t].d[step], acc[m][n][e]);
             }
           } else if constexpr (T::kScaleValues == 32) {
             int c[4];
@@ -455,15 +492,15 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_mma_kernel(const MmaParams
             const auto &rs = s.row_scales[warp_row + 16 * m + group + 8 * (e / 2)];
             const auto &ts = token_scales[warp_token + 8 * n + 2 * in_group + e % 2];
             if constexpr (T::kMins) {
-              // d_x (d sum_s sc_s isum_s - dmin sum_s m_s (bsum_2s + bsum_2s+1)), as quant_q4_K.c; the min sums
-              // by dp2a, two int16 bsums times two byte mins per instruction.
+              // d_x (d sum_s sc_s isum_s - dmin sum_s m_s (bsum_2s + bsum_2s+1)), as quant_k4.h (q2_K: one min
+              // per bsum, quant_k16.h); the min sums by dp2a, two int16 bsums times two byte mins per instruction.
               const int *mins = reinterpret_cast<const int *>(rs.min);
               const int *bsums = reinterpret_cast<const int *>(ts.bsums);
               int sum_mins = 0;
 #pragma unroll
               for (int j = 0; j < 4; j++) sum_mins = __dp2a_hi(bsums[2 * j + 1], mins[j], __dp2a_lo(bsums[2 * j], mins[j], sum_mins));
               acc[m][n][e] += ts.d * (rs.d * (float)isum[m][n][e] - rs.dmin * (float)sum_mins);
-            } else { // d d_x sum_g sc_g isum_g, as quant_q6_K.c
+            } else { // d d_x sum_g sc_g isum_g, as quant_k16.h and quant_iq4_xs.c
               acc[m][n][e] += rs.d * ts.d * (float)isum[m][n][e];
             }
           }
@@ -571,11 +608,11 @@ LaunchShape shape_of(const cuda_matrix *const weights[], int n_products) {
     shape.row_tiles += (int)((weights[i]->rows + kTileRows - 1) / kTileRows);
     shape.total_rows += weights[i]->rows;
   }
-  static_assert(FloatTile<__half>::kValues == FloatTile<__nv_bfloat16>::kValues && BlockTile<FormatQ8_0>::kValues == Q4_KTile::kValues &&
-                    BlockTile<FormatQ4_0>::kValues == Q4_KTile::kValues && Q6_KTile::kValues == Q4_KTile::kValues,
+  static_assert(FloatTile<__half>::kValues == FloatTile<__nv_bfloat16>::kValues && BlockTile<FormatQ8_0>::kValues == K32Tile<FormatQ4_K>::kValues &&
+                    K16Tile<FormatQ6_K>::kValues == K32Tile<FormatQ4_K>::kValues,
                 "one k-tile width for f16 and bf16, one for the quantized types");
   const bool halves = weights[0]->type == LLM_F16 || weights[0]->type == LLM_BF16;
-  const int values = halves ? FloatTile<__half>::kValues : Q4_KTile::kValues;
+  const int values = halves ? FloatTile<__half>::kValues : K32Tile<FormatQ4_K>::kValues;
   shape.n_k_tiles = (int)((weights[0]->cols + values - 1) / values);
   return shape;
 }
@@ -619,13 +656,9 @@ size_t matmul_mma_partial_bytes(const cuda_matrix *const weights[], int n_produc
 
 bool matmul_mma_supports(int type, size_t row_bytes) {
   switch (type) {
-  case LLM_Q8_0:
-  case LLM_Q4_0:
-  case LLM_Q4_K:
-  case LLM_Q6_K: return true;
   case LLM_F16:
   case LLM_BF16: return row_bytes % 16 == 0;
-  default: return false;
+  default: return llm_type_is_quantized(type);
   }
 }
 
@@ -665,9 +698,18 @@ cudaError_t launch_matmul_mma(const cuda_matrix *const weights[], float *const o
   switch (first.type) {
   case LLM_Q8_0: return launch_tile<BlockTile<FormatQ8_0>>(p, shape.row_tiles, split, stream);
   case LLM_Q4_0: return launch_tile<BlockTile<FormatQ4_0>>(p, shape.row_tiles, split, stream);
-  case LLM_Q4_K: return launch_tile<Q4_KTile>(p, shape.row_tiles, split, stream);
-  case LLM_Q6_K: return launch_tile<Q6_KTile>(p, shape.row_tiles, split, stream);
+  case LLM_Q4_1: return launch_tile<BlockTile<FormatQ4_1>>(p, shape.row_tiles, split, stream);
+  case LLM_Q5_0: return launch_tile<BlockTile<FormatQ5_0>>(p, shape.row_tiles, split, stream);
+  case LLM_Q5_1: return launch_tile<BlockTile<FormatQ5_1>>(p, shape.row_tiles, split, stream);
+  case LLM_IQ4_NL: return launch_tile<BlockTile<FormatIQ4_NL>>(p, shape.row_tiles, split, stream);
+  case LLM_Q2_K: return launch_tile<K16Tile<FormatQ2_K>>(p, shape.row_tiles, split, stream);
+  case LLM_Q3_K: return launch_tile<K16Tile<FormatQ3_K>>(p, shape.row_tiles, split, stream);
+  case LLM_Q4_K: return launch_tile<K32Tile<FormatQ4_K>>(p, shape.row_tiles, split, stream);
+  case LLM_Q5_K: return launch_tile<K32Tile<FormatQ5_K>>(p, shape.row_tiles, split, stream);
+  case LLM_Q6_K: return launch_tile<K16Tile<FormatQ6_K>>(p, shape.row_tiles, split, stream);
+  case LLM_IQ4_XS: return launch_tile<K32Tile<FormatIQ4_XS>>(p, shape.row_tiles, split, stream);
   case LLM_F16: return launch_tile<FloatTile<__half>>(p, shape.row_tiles, split, stream);
-  default: return launch_tile<FloatTile<__nv_bfloat16>>(p, shape.row_tiles, split, stream);
+  case LLM_BF16: return launch_tile<FloatTile<__nv_bfloat16>>(p, shape.row_tiles, split, stream);
+  default: return cudaErrorInvalidValue;
   }
 }

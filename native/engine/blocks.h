@@ -58,6 +58,10 @@ struct llm_block_q5_1 {
 };
 LLM_BLOCK_ASSERT(sizeof(struct llm_block_q5_1) == 24, "q5_1 block is 24 bytes per 32 values");
 
+/* The 16 levels of iq4_nl and iq4_xs (ggml's kvalues_iq4nl), ascending: the initializer of the engine's
+ * llm_iq4nl_values (quant_iq4_nl.c) and of the CUDA kernels' lookup words (native/cuda/formats.cuh). */
+#define LLM_IQ4NL_VALUES { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 }
+
 /* iq4_nl: value j = d * kvalues_iq4nl[q_j] with 4-bit q_j packed as q4_0's (quant_iq4_nl.c). */
 struct llm_block_iq4_nl {
   uint16_t d;

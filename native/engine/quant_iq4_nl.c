@@ -6,7 +6,7 @@
 #include "quant.h"
 #include "quant_i8.h"
 
-const int8_t llm_iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+const int8_t llm_iq4nl_values[16] = LLM_IQ4NL_VALUES;
 
 int llm_iq4_nearest(float x) {
   if (x <= llm_iq4nl_values[0]) return 0;

@@ -205,7 +205,9 @@ void test_matmul(llm_threadpool *pool) {
   const shape shapes[] = {
     { LLM_F32, 37 }, { LLM_F32, 260 }, { LLM_F16, 36 }, { LLM_F16, 264 }, { LLM_BF16, 36 }, { LLM_BF16, 264 },
     { LLM_Q8_0, 32 }, { LLM_Q8_0, 352 }, { LLM_Q4_0, 32 }, { LLM_Q4_0, 352 }, { LLM_Q4_K, 256 }, { LLM_Q4_K, 768 },
-    { LLM_Q6_K, 256 }, { LLM_Q6_K, 768 },
+    { LLM_Q6_K, 256 }, { LLM_Q6_K, 768 }, { LLM_Q4_1, 32 }, { LLM_Q4_1, 352 }, { LLM_Q5_0, 32 }, { LLM_Q5_0, 352 },
+    { LLM_Q5_1, 32 }, { LLM_Q5_1, 352 }, { LLM_IQ4_NL, 32 }, { LLM_IQ4_NL, 352 }, { LLM_Q2_K, 256 }, { LLM_Q2_K, 768 },
+    { LLM_Q3_K, 256 }, { LLM_Q3_K, 768 }, { LLM_Q5_K, 256 }, { LLM_Q5_K, 768 }, { LLM_IQ4_XS, 256 }, { LLM_IQ4_XS, 768 },
   };
   const int row_counts[] = { 1, 67 };
   const int token_counts[] = { 1, 2, 3, 8, 13, 20 }; // 20: f16 and bf16 on the tensor cores, the others not yet
@@ -234,7 +236,8 @@ void test_matmul(llm_threadpool *pool) {
   // Three products of one input in one launch, the residual add, and the fused SwiGLU: on the CUDA cores (5
   // tokens) and on the tensor cores (40 tokens), there split-K through a workspace of partials as a captured
   // graph's (no cuBLAS).
-  for (llm_type type : { LLM_F16, LLM_BF16, LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K })
+  for (llm_type type : { LLM_F16, LLM_BF16, LLM_Q8_0, LLM_Q4_0, LLM_Q4_K, LLM_Q6_K, LLM_Q4_1, LLM_Q5_0, LLM_Q5_1, LLM_IQ4_NL,
+                         LLM_Q2_K, LLM_Q3_K, LLM_Q5_K, LLM_IQ4_XS })
   for (int n_tokens : { 5, 40 }) {
     if (n_tokens == 5 && (type == LLM_BF16 || type == LLM_Q8_0 || type == LLM_Q6_K)) continue; // as before
     const int64_t cols = 1024;
@@ -292,7 +295,10 @@ void test_matmul_mma(llm_threadpool *pool) {
     int64_t cols;
   };
   const shape shapes[] = { { LLM_Q8_0, 352 }, { LLM_Q8_0, 1024 }, { LLM_Q4_0, 352 }, { LLM_Q4_0, 1056 }, { LLM_Q4_K, 768 },
-                           { LLM_Q6_K, 768 }, { LLM_F16, 264 }, { LLM_F16, 520 }, { LLM_BF16, 264 }, { LLM_BF16, 520 } };
+                           { LLM_Q6_K, 768 }, { LLM_F16, 264 }, { LLM_F16, 520 }, { LLM_BF16, 264 }, { LLM_BF16, 520 },
+                           { LLM_Q4_1, 352 }, { LLM_Q4_1, 1056 }, { LLM_Q5_0, 352 }, { LLM_Q5_0, 1056 }, { LLM_Q5_1, 352 },
+                           { LLM_Q5_1, 1056 }, { LLM_IQ4_NL, 352 }, { LLM_IQ4_NL, 1056 }, { LLM_Q2_K, 768 }, { LLM_Q3_K, 768 },
+                           { LLM_Q5_K, 768 }, { LLM_IQ4_XS, 768 } };
   for (const shape &s : shapes) {
     for (int rows : { 67, 200 }) {
       test_matrix w(s.type, rows, s.cols);
@@ -328,7 +334,11 @@ void test_matmul_split_k(llm_threadpool *pool) {
   };
   const shape shapes[] = { { LLM_Q8_0, 4096 }, { LLM_Q8_0, 1056 }, { LLM_Q4_0, 4096 }, { LLM_Q4_0, 1056 },
                            { LLM_Q4_K, 4096 }, { LLM_Q4_K, 1280 }, { LLM_Q6_K, 4096 }, { LLM_Q6_K, 1280 },
-                           { LLM_F16, 4096 },  { LLM_F16, 520 },   { LLM_BF16, 4096 }, { LLM_BF16, 520 } };
+                           { LLM_F16, 4096 },  { LLM_F16, 520 },   { LLM_BF16, 4096 }, { LLM_BF16, 520 },
+                           { LLM_Q4_1, 4096 }, { LLM_Q4_1, 1056 }, { LLM_Q5_0, 4096 }, { LLM_Q5_0, 1056 },
+                           { LLM_Q5_1, 4096 }, { LLM_Q5_1, 1056 }, { LLM_IQ4_NL, 4096 }, { LLM_IQ4_NL, 1056 },
+                           { LLM_Q2_K, 4096 }, { LLM_Q2_K, 1280 }, { LLM_Q3_K, 4096 }, { LLM_Q3_K, 1280 },
+                           { LLM_Q5_K, 4096 }, { LLM_Q5_K, 1280 }, { LLM_IQ4_XS, 4096 }, { LLM_IQ4_XS, 1280 } };
   const int64_t rows[] = { 200, 67, 130 };
   const int max_tokens = 64;
   for (const shape &s : shapes) {
@@ -470,7 +480,9 @@ void test_matmul_cublas(llm_threadpool *pool) {
     llm_type type;
     int64_t cols;
   };
-  const shape shapes[] = { { LLM_Q8_0, 352 }, { LLM_Q4_0, 1056 }, { LLM_Q4_K, 768 }, { LLM_Q6_K, 768 }, { LLM_F16, 264 } };
+  const shape shapes[] = { { LLM_Q8_0, 352 }, { LLM_Q4_0, 1056 }, { LLM_Q4_K, 768 }, { LLM_Q6_K, 768 }, { LLM_F16, 264 },
+                           { LLM_Q4_1, 352 }, { LLM_Q5_0, 352 }, { LLM_Q5_1, 1056 }, { LLM_IQ4_NL, 352 }, { LLM_Q2_K, 768 },
+                           { LLM_Q3_K, 768 }, { LLM_Q5_K, 768 }, { LLM_IQ4_XS, 768 } };
   for (const shape &s : shapes) {
     for (int rows : { 67, 200 }) {
       test_matrix w(s.type, rows, s.cols), up(s.type, rows, s.cols);
@@ -523,7 +535,7 @@ void test_matmul_cublas(llm_threadpool *pool) {
 // runs, in TOPS (2 rows cols tokens per second).
 // --time TYPE: that type's 4096 x 4096 product of 512 tokens alone (for a profiler).
 void time_products(const char *only) {
-  for (llm_type type : { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K, LLM_F16, LLM_BF16 }) {
+  for (llm_type type : { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K, LLM_F16, LLM_BF16, LLM_Q5_K, LLM_IQ4_XS }) {
     if (only && strcmp(only, llm_type_name(type)) != 0) continue;
     for (int64_t rows : { 4096, 11008 }) {
       if (only && rows != 4096) continue;
@@ -607,7 +619,7 @@ void test_rmsnorm_embedding_swiglu() {
     }
   }
   for (int t = 0; t < LLM_TYPE_COUNT; t++) {
-    if (!llm_cuda_supports_type(t)) continue;  // gaps in ggml's numbering, and types without CUDA kernels yet
+    if (llm_type_block_size(t) == 0) continue; // gaps in ggml's numbering
     const llm_type type = (llm_type)t;
     const int64_t cols = llm_type_block_size(type) == 256 ? 512 : llm_type_block_size(type) == 32 ? 96 : 41;
     test_matrix table(type, 50, cols);
@@ -1052,9 +1064,11 @@ void test_model() {
     llm_kv_type kv;
   };
   // Every matrix type over an f32 pool (the CPU's results to rounding); f16 and q8_0 pools for two of them.
-  const model_case cases[] = { { LLM_F16, LLM_KV_F32 },  { LLM_BF16, LLM_KV_F32 }, { LLM_Q8_0, LLM_KV_F32 }, { LLM_Q4_0, LLM_KV_F32 },
-                               { LLM_Q4_K, LLM_KV_F32 }, { LLM_Q6_K, LLM_KV_F32 }, { LLM_F16, LLM_KV_F16 },  { LLM_F16, LLM_KV_Q8_0 },
-                               { LLM_Q4_0, LLM_KV_F16 }, { LLM_Q4_0, LLM_KV_Q8_0 } };
+  const model_case cases[] = { { LLM_F16, LLM_KV_F32 },   { LLM_BF16, LLM_KV_F32 },   { LLM_Q8_0, LLM_KV_F32 }, { LLM_Q4_0, LLM_KV_F32 },
+                               { LLM_Q4_K, LLM_KV_F32 },   { LLM_Q6_K, LLM_KV_F32 },   { LLM_Q4_1, LLM_KV_F32 }, { LLM_Q5_0, LLM_KV_F32 },
+                               { LLM_Q5_1, LLM_KV_F32 },   { LLM_IQ4_NL, LLM_KV_F32 }, { LLM_Q2_K, LLM_KV_F32 }, { LLM_Q3_K, LLM_KV_F32 },
+                               { LLM_Q5_K, LLM_KV_F32 },   { LLM_IQ4_XS, LLM_KV_F32 }, { LLM_F16, LLM_KV_F16 },  { LLM_F16, LLM_KV_Q8_0 },
+                               { LLM_Q4_0, LLM_KV_F16 },   { LLM_Q4_0, LLM_KV_Q8_0 } };
   for (const model_case &mc : cases) {
     const llm_type type = mc.matrices;
     tiny_model m;
