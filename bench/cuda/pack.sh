@@ -21,7 +21,8 @@ cp build-cuda/Release/llama_napi.node build-cuda/Release/cuda_kernel_tests "$sta
 cp -r dist "$stage/"
 cp package.json package-lock.json "$stage/"
 (cd "$stage" && cp -r "$root/node_modules" . && npm prune --omit=dev --ignore-scripts >/dev/null 2>&1 &&
-  rm -rf node_modules/cmake-js node_modules/node-addon-api)
+  rm -rf node_modules/cmake-js node_modules/node-addon-api && find node_modules \( -name '*.map' -o -name test -type d \) -prune -exec rm -rf {} +)
+strip --strip-unneeded "$stage"/build/Release/* # the call's 64 MiB: symbols are not needed to run
 tar -C "$stage" -cJf .cudapack/runtime.tar.xz build dist node_modules
 rm -rf "$stage"
 
