@@ -137,10 +137,7 @@ const DEFAULT_KV_CACHE_CONTEXTS = 8;
 const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 
 /** The device loadModel runs on: "auto" takes the GPU when the addon has CUDA and sees it. */
-function resolveDevice(device: unknown, gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {
-  if (device !== undefined && device !== "auto" && device !== "cpu" && device !== "cuda") {
-    throw new InvalidArgumentError(`device must be "auto", "cpu" or "cuda" (got ${String(device)})`);
-  }
+function resolveDevice(device: LoadModelOptions["device"], gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {
   if (gpu !== undefined && (typeof gpu !== "number" || !Number.isInteger(gpu) || gpu < 0)) {
     throw new InvalidArgumentError(`gpu must be a CUDA device index, an integer >= 0 (got ${String(gpu)})`);
   }
@@ -164,7 +161,11 @@ function checkPositiveInteger(name: string, value: unknown): void {
 }
 
 /** The load options' rules that need no model, on their own so that a caller (the CLI) can check them before any loading. */
-export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens">): void {
+export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens" | "device">): void {
+  const { device } = options;
+  if (device !== undefined && device !== "auto" && device !== "cpu" && device !== "cuda") {
+    throw new InvalidArgumentError(`device must be "auto", "cpu" or "cuda" (got ${String(device)})`, { option: "device" });
+  }
   checkPositiveInteger("threads", options.threads);
   checkPositiveInteger("contextSize", options.contextSize);
   const { kvCacheType, kvCacheTokens } = options;
