@@ -11,8 +11,8 @@ import {
   UnsupportedModelError,
 } from "./errors";
 import { parseModel } from "./formats/detect";
-import { type PreparedFor, writeSerializedModel } from "./formats/serialized";
-import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
+import { writeSerializedModel } from "./formats/serialized";
+import type { ModelConfig, ModelDescriptor, ModelFormat, PreparedFor, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -22,7 +22,7 @@ import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
-import type { KvCacheType, NativeKvCacheUsage } from "./native/binding";
+import { KV_CACHE_TYPES, type KvCacheType, type NativeKvCacheUsage } from "./native/binding";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
@@ -134,7 +134,6 @@ const DEFAULT_MAX_CONTEXT = 4096;
 const DEFAULT_KV_CACHE_TYPE: KvCacheType = "f16";
 /** Default KV pool size in contexts: room for several sequences, and for cached prefixes beside them. */
 const DEFAULT_KV_CACHE_CONTEXTS = 8;
-const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 
 /** The device loadModel runs on: "auto" takes the GPU when the addon has CUDA and sees it. */
 function resolveDevice(device: LoadModelOptions["device"], gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {

@@ -18,15 +18,13 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import * as nodePath from "node:path";
 import { ModelFormatError, SerializedModelError, SerializedModelMismatchError } from "../errors";
-import type { KvCacheType } from "../native/binding";
-import { PACKAGE_ROOT } from "../native/binding";
+import { KV_CACHE_TYPES, packageVersion } from "../native/binding";
 import { TABLE_TYPES, type TableArray, type TokenizerTables, type TokenizerTablesMeta } from "../tokenizer/tables";
 import { BinaryFile } from "./binary-file";
 import { rowBytes, TENSOR_TYPE_LAYOUT } from "./ggml-types";
 import { checkConfig, checkTensors } from "./llama-tensors";
-import type { ModelConfig, ModelDescriptor, ModelFormat, TensorInfo, TensorType } from "./types";
+import type { ModelConfig, ModelDescriptor, ModelFormat, PreparedFor, TensorInfo, TensorType } from "./types";
 
 export const SERIALIZED_MAGIC = "LLAMA-NAPI-MODEL";
 /** Raised whenever the layout above changes: a file of another version is refused, never misread. */
@@ -37,19 +35,9 @@ const TABLE_ALIGNMENT = 8;
 /** Each tensor starts at a multiple of this (cache lines; the CPU kernels' widest loads are 64 bytes). */
 export const TENSOR_ALIGNMENT = 64;
 
-/** What a serialized model was prepared for: the backend it ran on, and the KV options it loads with by default. */
-export interface PreparedFor {
-  backend: "cpu" | "cuda";
-  kvCacheType: KvCacheType;
-  contextSize: number;
-}
-
-let cachedEngineVersion: string | undefined;
 
 /** The package version, which versions the engine and its run-time layouts. */
-export function engineVersion(): string {
-  return (cachedEngineVersion ??= (JSON.parse(fs.readFileSync(nodePath.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version);
-}
+export const engineVersion = packageVersion;
 
 const alignUp = (n: number, alignment: number): number => Math.ceil(n / alignment) * alignment;
 
@@ -213,7 +201,6 @@ class ManifestReader {
 }
 
 const TABLE_CONSTRUCTORS = { u8: Uint8Array, i32: Int32Array, f32: Float32Array } as const;
-const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 const BACKENDS = ["cpu", "cuda"] as const;
 
 /**

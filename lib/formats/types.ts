@@ -3,8 +3,8 @@
  * tokenizer comes from. Parsers read headers only; the native side maps the files and computes.
  */
 
+import type { KvCacheType } from "../native/binding";
 import type { TokenizerTables } from "../tokenizer/tables";
-import type { PreparedFor } from "./serialized";
 
 /**
  * Weight element types the engine computes with: floats, and ggml's block-quantized types (a row is a run of
@@ -103,4 +103,11 @@ export interface ModelDescriptor {
   chatTemplate?: { text: string; origin: string };
   /** What a serialized model was prepared for: its backend and default KV options. */
   prepared?: PreparedFor;
+}
+
+/** What a serialized model was prepared for: the backend it ran on, and the KV options it loads with by default. */
+export interface PreparedFor {
+  backend: "cpu" | "cuda";
+  kvCacheType: KvCacheType;
+  contextSize: number;
 }
