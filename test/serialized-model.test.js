@@ -9,8 +9,9 @@ const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 const {
-  loadModel, InvalidArgumentError, ModelFormatError, SerializedModelError, SerializedModelMismatchError,
+  loadModel, quantize, InvalidArgumentError, ModelFormatError, SerializedModelError, SerializedModelMismatchError,
 } = require("../dist/cjs/index.js");
+const { parseModel } = require("../dist/cjs/formats/detect.js");
 const { DEFAULT_MODEL, NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "llama-napi-serialized-"));
@@ -72,6 +73,37 @@ for (const m of MODELS) {
     await withBoth(modelPath(...m.parts), m.name, assertSameModel);
   });
 }
+
+test("a GGUF carrying Llama 3.1 scaling as rope_freqs factors round-trips them: identical logits and tokens", NEEDS_REFERENCE_MODELS, async () => {
+  const gguf = path.join(work, "sotu-l3-26m-q8_0.gguf");
+  await quantize(modelPath("trained", "sotu-l3-26m"), gguf, { type: "q8_0", threads: 2 });
+  await withBoth(gguf, "sotu-l3-26m-q8_0", async (original, serialized, file) => {
+    assert.equal(original.info.weightType, "q8_0");
+    const factors = (await parseModel(gguf)).config.ropeFreqFactors;
+    assert.equal(factors.length, 16, "headDim 32: 16 factors");
+    assert.deepEqual((await parseModel(file)).config.ropeFreqFactors, factors);
+    await assertSameModel(original, serialized);
+  });
+});
+
+test("a session saved on the original model restores on its serialized file (same fingerprint)", async () => {
+  await withBoth(DEFAULT_MODEL, "session", async (original, serialized) => {
+    const sessionFile = path.join(work, "chat.session");
+    const session = await original.createSession({ systemPrompt: "You tell stories." });
+    await session.prompt("Tell me about Lily.", { maxTokens: 6, temperature: 0 });
+    await session.save(sessionFile);
+    session.dispose();
+    const continued = async (model) => {
+      const s = await model.createSession({ restore: sessionFile });
+      try {
+        return (await s.prompt("And then?", { maxTokens: 6, temperature: 0 })).tokens;
+      } finally {
+        s.dispose();
+      }
+    };
+    assert.deepEqual(await continued(serialized), await continued(original));
+  });
+});
 
 /** A serialized copy of the package's model, made once for the damage tests. */
 let goodFile;

@@ -101,12 +101,13 @@ export async function writeSerializedModel(path: string, parts: SerializedModelP
     tensors.push({ name: t.name, type: t.type, shape: t.shape, offset: dataLength, byteLength: t.byteLength });
     dataLength += t.byteLength;
   }
-  const { ropeFreqFactors, ...config } = desc.config;
+  // Factors as a list in the key's own place: key order is kept, so the config hashes alike (session fingerprints).
+  const { ropeFreqFactors } = desc.config;
   const manifest: Manifest = {
     engineVersion: engineVersion(),
     prepared: parts.prepared,
     source: { format: desc.format, path: desc.files[0] },
-    config: ropeFreqFactors ? { ...config, ropeFreqFactors: [...ropeFreqFactors] } : config,
+    config: { ...desc.config, ropeFreqFactors: ropeFreqFactors && [...ropeFreqFactors] },
     bosId: desc.bosId ?? null,
     eosIds: desc.eosIds,
     weightType: desc.weightType,
