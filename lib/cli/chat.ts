@@ -167,7 +167,8 @@ export async function chat(argv: string[]): Promise<number> {
       }
       answering = new AbortController();
       try {
-        const stream = session.prompt(message, { ...options, signal: answering.signal });
+        // --max-tokens -1: an answer of at most a context (the session drops its middle when full, so it would not end).
+        const stream = session.prompt(message, { ...options, maxTokens: options.maxTokens ?? model.info.contextSize, signal: answering.signal });
         if (json) {
           process.stdout.write(`${JSON.stringify(await stream)}\n`);
           continue;
