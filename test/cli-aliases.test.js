@@ -72,6 +72,12 @@ test("--max-new-tokens and --max_gen_len set the tokens generated; --max-new-tok
   }
   assert.equal(runJson(...args, "--max-tokens=-1", "--ctx-size", "20").tokens.length, 20 + 1 - 2, "2 prompt tokens (BOS, Once)");
   assert.equal(cli("run", "--max-new-tokens", "-2").status, 2);
+  // chat's session drops its middle when full, so there -1 is one context's worth of answer.
+  const chat = spawnSync(process.execPath, [CLI, "chat", "-t", "1", "--model", CONSTANT, "--json", "--ignore-eos", "--max-new-tokens", "-1", "--max-length", "32"], {
+    encoding: "utf8", input: "Hi\n", env: ENV,
+  });
+  assert.equal(chat.status, 0, chat.stderr);
+  assert.equal(JSON.parse(chat.stdout).tokens.length, 32);
 });
 
 test("--max-length and --max_seq_len are the context size: a longer prompt overflows it", () => {

@@ -22,6 +22,7 @@ import { ModelFormatError, SerializedModelError, SerializedModelMismatchError } 
 import { KV_CACHE_TYPES, packageVersion } from "../native/binding";
 import { TABLE_TYPES, type TableArray, type TokenizerTables, type TokenizerTablesMeta } from "../tokenizer/tables";
 import { BinaryFile } from "./binary-file";
+import { FieldChecker } from "./field-checker";
 import { rowBytes, TENSOR_TYPE_LAYOUT } from "./ggml-types";
 import { checkConfig, checkTensors } from "./llama-tensors";
 import type { ModelConfig, ModelDescriptor, ModelFormat, PreparedFor, TensorInfo, TensorType } from "./types";
@@ -167,40 +168,6 @@ export function hasSerializedMagic(file: BinaryFile): boolean {
   return file.size >= SERIALIZED_MAGIC.length && file.read(0, SERIALIZED_MAGIC.length, "magic").toString("latin1") === SERIALIZED_MAGIC;
 }
 
-/** Checks the manifest's values one by one; a bad one is a SerializedModelError naming its field. */
-class ManifestReader {
-  constructor(readonly path: string) {}
-
-  fail(field: string, what: string): never {
-    throw new SerializedModelError(`${this.path}: corrupt serialized model: ${field} ${what}`, this.path, field);
-  }
-
-  object(field: string, value: unknown): Record<string, unknown> {
-    if (value === null || typeof value !== "object" || Array.isArray(value)) this.fail(field, "is not an object");
-    return value as Record<string, unknown>;
-  }
-
-  list(field: string, value: unknown): unknown[] {
-    if (!Array.isArray(value)) this.fail(field, "is not a list");
-    return value as unknown[];
-  }
-
-  count(field: string, value: unknown, least = 0): number {
-    if (!Number.isSafeInteger(value) || (value as number) < least) this.fail(field, `(${String(value)}) is not an integer of at least ${least}`);
-    return value as number;
-  }
-
-  text(field: string, value: unknown): string {
-    if (typeof value !== "string") this.fail(field, "is not a string");
-    return value as string;
-  }
-
-  oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T {
-    if (!allowed.includes(value as T)) this.fail(field, `(${String(value)}) is not one of ${allowed.join(", ")}`);
-    return value as T;
-  }
-}
-
 const TABLE_CONSTRUCTORS = { u8: Uint8Array, i32: Int32Array, f32: Float32Array } as const;
 const BACKENDS = ["cpu", "cuda"] as const;
 
@@ -211,7 +178,7 @@ const BACKENDS = ["cpu", "cuda"] as const;
  * the device.
  */
 export function parseSerializedModel(path: string): ModelDescriptor {
-  const m = new ManifestReader(path);
+  const m = new FieldChecker(path);
   const { header, checked, fileSize } = BinaryFile.with(path, (file) => {
     if (file.size < HEADER_BYTES) m.fail("header", `needs ${HEADER_BYTES} bytes but the file has ${file.size} (truncated)`);
     const header = file.read(0, HEADER_BYTES, "header");
@@ -269,7 +236,7 @@ export function parseSerializedModel(path: string): ModelDescriptor {
     throw err;
   }
   const chatTemplate = manifest.chatTemplate === null ? undefined : m.object("chatTemplate", manifest.chatTemplate);
-  const bosId = manifest.bosId === null ? undefined : tokenId(m, "bosId", manifest.bosId, config.vocabSize);
+  const bosId = m.optionalTokenId("bosId", manifest.bosId, config.vocabSize);
   return {
     format: "serialized",
     files: [path],
@@ -277,7 +244,7 @@ export function parseSerializedModel(path: string): ModelDescriptor {
     tensors,
     tokenizer: { kind: "serialized", path, tables: tokenizer },
     bosId,
-    eosIds: m.list("eosIds", manifest.eosIds).map((id, i) => tokenId(m, `eosIds[${i}]`, id, config.vocabSize)),
+    eosIds: m.tokenIds("eosIds", manifest.eosIds, config.vocabSize),
     weightType: m.oneOf("weightType", manifest.weightType, Object.keys(TENSOR_TYPE_LAYOUT) as TensorType[]),
     metadata: { sourceFormat: m.text("source.format", source.format), sourcePath: m.text("source.path", source.path), engineVersion: version },
     chatTemplate: chatTemplate && {
@@ -288,13 +255,8 @@ export function parseSerializedModel(path: string): ModelDescriptor {
   };
 }
 
-function tokenId(m: ManifestReader, field: string, value: unknown, vocabSize: number): number {
-  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) >= vocabSize) m.fail(field, `(${String(value)}) is not a token id`);
-  return value as number;
-}
-
 /** The configuration; its numbers are checked by checkConfig, their types here. */
-function readConfig(m: ManifestReader, value: unknown): ModelConfig {
+function readConfig(m: FieldChecker, value: unknown): ModelConfig {
   const c = m.object("config", value);
   const numbers = ["dim", "hiddenDim", "layers", "heads", "kvHeads", "headDim", "vocabSize", "contextLength", "normEps", "ropeTheta"] as const;
   for (const key of numbers) if (typeof c[key] !== "number") m.fail(`config.${key}`, "is not a number");
@@ -319,7 +281,7 @@ function readConfig(m: ManifestReader, value: unknown): ModelConfig {
 }
 
 /** The tokenizer's tables: views into `checked` (never copies), each inside the tables and of its element type. */
-function readTokenizerTables(m: ManifestReader, value: unknown, checked: Uint8Array<ArrayBuffer>, tablesStart: number): TokenizerTables {
+function readTokenizerTables(m: FieldChecker, value: unknown, checked: Uint8Array<ArrayBuffer>, tablesStart: number): TokenizerTables {
   const t = m.object("tokenizer", value);
   const meta = m.object("tokenizer.meta", t.meta) as unknown as TokenizerTablesMeta;
   const arrays: Record<string, TableArray> = {};
@@ -339,7 +301,7 @@ function readTokenizerTables(m: ManifestReader, value: unknown, checked: Uint8Ar
   return { meta, arrays };
 }
 
-function readTensor(m: ManifestReader, field: string, value: unknown, dataStart: number, fileSize: number): TensorInfo {
+function readTensor(m: FieldChecker, field: string, value: unknown, dataStart: number, fileSize: number): TensorInfo {
   const t = m.object(field, value);
   const name = m.text(`${field}.name`, t.name);
   const type = m.oneOf(`${field}.type`, t.type, Object.keys(TENSOR_TYPE_LAYOUT) as TensorType[]);

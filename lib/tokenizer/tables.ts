@@ -4,7 +4,7 @@
  * tokenizer file and rebuilds no merge table; every table is checked against the others first.
  */
 import * as fs from "node:fs";
-import { SerializedModelError } from "../errors";
+import { FieldChecker } from "../formats/field-checker";
 import type { TokenizerSource } from "../formats/types";
 import { MergeTable } from "./bpe-merge";
 import { preTokenizerByName, preTokenizerName } from "./bpe-pretokenizer";
@@ -114,14 +114,12 @@ export const TABLE_TYPES: Record<string, "u8" | "i32" | "f32"> = {
 };
 
 /** Reads TokenizerTables back, checking each value; a bad one is a SerializedModelError naming its field. */
-class TablesReader {
+class TablesReader extends FieldChecker {
   constructor(
     private readonly tables: TokenizerTables,
-    private readonly path: string,
-  ) {}
-
-  fail(field: string, what: string): never {
-    throw new SerializedModelError(`${this.path}: corrupt serialized model: tokenizer ${field} ${what}`, this.path, `tokenizer.${field}`);
+    path: string,
+  ) {
+    super(path, "tokenizer.");
   }
 
   array<T extends TableArray>(name: string, type: new (n: number) => T): T {
@@ -143,30 +141,6 @@ class TablesReader {
       start = ends[i];
     }
     return out;
-  }
-
-  id(field: string, value: unknown, vocabSize: number): number {
-    if (!Number.isInteger(value) || (value as number) < 0 || (value as number) >= vocabSize) this.fail(field, `(${String(value)}) is not a token id`);
-    return value as number;
-  }
-
-  optionalId(field: string, value: unknown, vocabSize: number): number | undefined {
-    return value === null ? undefined : this.id(field, value, vocabSize);
-  }
-
-  ids(field: string, value: unknown, vocabSize: number): number[] {
-    if (!Array.isArray(value)) this.fail(field, "is not a list");
-    return (value as unknown[]).map((id, i) => this.id(`${field}[${i}]`, id, vocabSize));
-  }
-
-  flag(field: string, value: unknown): boolean {
-    if (typeof value !== "boolean") this.fail(field, "is not true or false");
-    return value as boolean;
-  }
-
-  text(field: string, value: unknown): string {
-    if (typeof value !== "string") this.fail(field, "is not a string");
-    return value as string;
   }
 }
 
@@ -191,7 +165,7 @@ export async function tokenizerFromTables(tables: TokenizerTables, path: string)
     });
     const vocab = {
       origin, pieces, scores, types,
-      bosId: r.optionalId("bosId", meta.bosId, n), eosIds: r.ids("eosIds", meta.eosIds, n), unkId: r.optionalId("unkId", meta.unkId, n),
+      bosId: r.optionalTokenId("bosId", meta.bosId, n), eosIds: r.tokenIds("eosIds", meta.eosIds, n), unkId: r.optionalTokenId("unkId", meta.unkId, n),
       addBos: r.flag("addBos", meta.addBos), addDummyPrefix: r.flag("addDummyPrefix", meta.addDummyPrefix),
     };
     if (meta.encoder === "spm") return new SpmTokenizer(vocab);
@@ -204,7 +178,7 @@ export async function tokenizerFromTables(tables: TokenizerTables, path: string)
   const tokenBytes = r.strings("tokens", n);
   const vocab = new Map<string, number>();
   for (const id of r.array("vocabIds", Int32Array)) {
-    const bytes = tokenBytes[r.id("vocabIds", id, n)];
+    const bytes = tokenBytes[r.tokenId("vocabIds", id, n)];
     vocab.set(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1"), id);
   }
   const merges = MergeTable.fromArrays(
@@ -219,11 +193,11 @@ export async function tokenizerFromTables(tables: TokenizerTables, path: string)
   if (preTokenizer === undefined) r.fail("preTokenizer", `(${String(meta.preTokenizer)}) is not a pre-tokenizer this version knows`);
   if (!Array.isArray(meta.addedTokens)) r.fail("addedTokens", "is not a list");
   const addedTokens = (meta.addedTokens as Record<string, unknown>[]).map((t, i) => ({
-    id: r.id(`addedTokens[${i}].id`, t?.id, n), text: r.text(`addedTokens[${i}].text`, t?.text), special: r.flag(`addedTokens[${i}].special`, t?.special),
+    id: r.tokenId(`addedTokens[${i}].id`, t?.id, n), text: r.text(`addedTokens[${i}].text`, t?.text), special: r.flag(`addedTokens[${i}].special`, t?.special),
   }));
   return new BpeTokenizer({
     origin, tokenBytes, vocab, merges: merges as MergeTable, addedTokens, preTokenizer: preTokenizer!,
     ignoreMerges: r.flag("ignoreMerges", meta.ignoreMerges),
-    bosId: r.optionalId("bosId", meta.bosId, n), eosIds: r.ids("eosIds", meta.eosIds, n), addBosDefault: r.flag("addBosDefault", meta.addBosDefault),
+    bosId: r.optionalTokenId("bosId", meta.bosId, n), eosIds: r.tokenIds("eosIds", meta.eosIds, n), addBosDefault: r.flag("addBosDefault", meta.addBosDefault),
   });
 }
