@@ -247,6 +247,7 @@ test("a manifest with bad values is refused naming the field, even with a valid 
     { edit: (m) => (m.tensors[0].byteLength *= 2), field: "tensors[0].byteLength" },
     { edit: (m) => (m.tensors[1].offset = 1e12), field: "tensors[1]" },
     { edit: (m) => (m.config.dim = "64"), field: "config.dim" },
+    { edit: (m) => (m.config.heads = 3), field: "config" },
     { edit: (m) => (m.tokenizer.tables.scores.byteLength += 4096), field: "tokenizer.tables.scores" },
     { edit: (m) => (m.tokenizer.tables.scores.type = "i32"), field: "tokenizer.tables.scores" },
     { edit: (m) => (m.tokenizer.meta.bosId = 100000), field: "tokenizer.bosId" },
@@ -259,12 +260,15 @@ test("a manifest with bad values is refused naming the field, even with a valid 
   }
 });
 
-test("saveSerialized refuses to overwrite the model's own file, and a disposed model", async () => {
+test("saveSerialized refuses the model's own file, a directory that does not exist and a disposed model", async () => {
   const copy = path.join(work, "own.gguf");
   fs.copyFileSync(DEFAULT_MODEL, copy);
   const model = await loadModel(copy, { threads: 1, contextSize: 64 });
   await assert.rejects(model.saveSerialized(copy), (err) => err instanceof InvalidArgumentError && err.option === "file");
   await assert.rejects(model.saveSerialized(""), InvalidArgumentError);
+  const missingDir = path.join(work, "no-such-dir", "model.llnm");
+  await assert.rejects(model.saveSerialized(missingDir), (err) => err instanceof InvalidArgumentError && err.option === "file" && err.message.includes(missingDir));
+  assert.deepEqual(fs.readdirSync(work).filter((f) => f.endsWith(".partial")), [], "no partial file is left");
   await model.dispose();
   await assert.rejects(model.saveSerialized(path.join(work, "late.llnm")), /disposed/);
 });

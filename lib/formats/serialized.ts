@@ -18,7 +18,7 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import { ModelFormatError, SerializedModelError, SerializedModelMismatchError } from "../errors";
+import { InvalidArgumentError, LlamaNapiError, ModelFormatError, SerializedModelError, SerializedModelMismatchError } from "../errors";
 import { KV_CACHE_TYPES, packageVersion } from "../native/binding";
 import { TABLE_TYPES, type TableArray, type TokenizerTables, type TokenizerTablesMeta } from "../tokenizer/tables";
 import { BinaryFile } from "./binary-file";
@@ -132,7 +132,12 @@ export async function writeSerializedModel(path: string, parts: SerializedModelP
   const dataStart = alignUp(HEADER_BYTES + checked.length, SECTION_ALIGNMENT);
 
   const temporary = `${path}.${process.pid}.partial`;
-  const out = await fs.promises.open(temporary, "w");
+  // The file system's failures (no such directory, no permission, disk full) name the file; the library's pass on.
+  const cannotWrite = (err: unknown): never => {
+    if (err instanceof LlamaNapiError) throw err;
+    throw new InvalidArgumentError(`cannot write ${path}: ${(err as Error).message}`, { cause: err, option: "file" });
+  };
+  const out = await fs.promises.open(temporary, "w").catch(cannotWrite);
   try {
     await out.write(header, 0, header.length, 0);
     await out.write(checked, 0, checked.length, HEADER_BYTES);
@@ -151,14 +156,12 @@ export async function writeSerializedModel(path: string, parts: SerializedModelP
     } finally {
       await Promise.all(sources.map((s) => s.close()));
     }
-    // The file ends with the last tensor's last byte; a model with no weights (none exists) would end at dataStart.
-    await out.truncate(dataStart + dataLength);
     await out.close();
     await fs.promises.rename(temporary, path);
   } catch (err) {
     await out.close().catch(() => {});
     await fs.promises.rm(temporary, { force: true });
-    throw err;
+    cannotWrite(err);
   }
   return dataStart + dataLength;
 }
@@ -228,12 +231,14 @@ export function parseSerializedModel(path: string): ModelDescriptor {
   const tokenizer = readTokenizerTables(m, manifest.tokenizer, checked, tablesStart - HEADER_BYTES);
   const dataStart = alignUp(HEADER_BYTES + checked.length, SECTION_ALIGNMENT);
   const tensors = m.list("tensors", manifest.tensors).map((value, i) => readTensor(m, `tensors[${i}]`, value, dataStart, fileSize));
-  try {
-    checkConfig(path, config);
-    checkTensors(path, config, tensors);
-  } catch (err) {
-    if (err instanceof ModelFormatError) throw new SerializedModelError(err.message, path, "tensors", { cause: err });
-    throw err;
+  // The rules every format's config and tensors meet, with the field named.
+  for (const [field, check] of [["config", () => checkConfig(path, config)], ["tensors", () => checkTensors(path, config, tensors)]] as const) {
+    try {
+      check();
+    } catch (err) {
+      if (err instanceof ModelFormatError) throw new SerializedModelError(err.message, path, field, { cause: err });
+      throw err;
+    }
   }
   const chatTemplate = manifest.chatTemplate === null ? undefined : m.object("chatTemplate", manifest.chatTemplate);
   const bosId = m.optionalTokenId("bosId", manifest.bosId, config.vocabSize);
