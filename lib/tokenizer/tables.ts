@@ -176,10 +176,13 @@ export async function tokenizerFromTables(tables: TokenizerTables, path: string)
   const ends = r.array("tokens.ends", Int32Array);
   const n = ends.length;
   const tokenBytes = r.strings("tokens", n);
+  // The keys are slices of one latin1 string of all the bytes: no buffer per token (Llama 3 has 128k of them).
+  const allBytes = r.array("tokens.bytes", Uint8Array);
+  const latin1 = Buffer.from(allBytes.buffer, allBytes.byteOffset, allBytes.length).toString("latin1");
   const vocab = new Map<string, number>();
   for (const id of r.array("vocabIds", Int32Array)) {
-    const bytes = tokenBytes[r.tokenId("vocabIds", id, n)];
-    vocab.set(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("latin1"), id);
+    r.tokenId("vocabIds", id, n);
+    vocab.set(latin1.slice(id === 0 ? 0 : ends[id - 1], ends[id]), id);
   }
   const merges = MergeTable.fromArrays(
     {
