@@ -105,6 +105,21 @@ test("a session saved on the original model restores on its serialized file (sam
   });
 });
 
+test("quantize reads a serialized SentencePiece model: the GGUF it writes tokenizes and generates as the original", async () => {
+  await withBoth(DEFAULT_MODEL, "to-quantize", async (original, _serialized, file) => {
+    const out = path.join(work, "from-serialized.gguf");
+    await quantize(file, out, { type: "f32", threads: 1 });
+    const requantized = await loadModel(out, { threads: 1, kvCacheType: "f32", contextSize: 256 });
+    try {
+      assert.deepEqual(requantized.tokenize(MIXED_TEXT, { special: true }), original.tokenize(MIXED_TEXT, { special: true }));
+      const prompt = "Once upon a time";
+      assert.deepEqual((await requantized.complete(prompt, { maxTokens: 16, temperature: 0 })).tokens, (await original.complete(prompt, { maxTokens: 16, temperature: 0 })).tokens);
+    } finally {
+      await requantized.dispose();
+    }
+  });
+});
+
 /** A serialized copy of the package's model, made once for the damage tests. */
 let goodFile;
 async function good() {
