@@ -142,3 +142,41 @@ export class DeviceTypeError extends DeviceError {
     super(message, options);
   }
 }
+
+/**
+ * A serialized model file (model.saveSerialized) is truncated or corrupt: `field` names the part found bad (the
+ * header's magic, the manifest, a tokenizer table, a tensor, the checksum).
+ */
+export class SerializedModelError extends ModelFormatError {
+  override name = "SerializedModelError";
+  constructor(
+    message: string,
+    /** The serialized model file. */
+    readonly path: string,
+    /** The part of the file at fault. */
+    readonly field: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * A well-formed serialized model that this engine will not run as it is: written in another format version, by another
+ * engine version, or prepared for another backend (`field` "formatVersion", "engineVersion" or "backend"). Save it
+ * again from the original model with this version, on this backend.
+ */
+export class SerializedModelMismatchError extends SerializedModelError {
+  override name = "SerializedModelMismatchError";
+  constructor(
+    message: string,
+    path: string,
+    field: "formatVersion" | "engineVersion" | "backend",
+    /** What this engine needs. */
+    readonly expected: string | number,
+    /** What the file holds. */
+    readonly found: string | number,
+  ) {
+    super(message, path, field);
+  }
+}

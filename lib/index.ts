@@ -41,6 +41,7 @@ export {
 } from "./errors";
 export { DeviceTypeError } from "./errors";
 export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
+export { SerializedModelError, SerializedModelMismatchError } from "./errors";
 export type { ChatTemplateLimits } from "./chat/limits";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -6,22 +6,28 @@ import {
   applyChatTemplate, renderChat, resolveChatTemplateLimits, type ChatMessage, type ChatPrompt, type ChatTemplate, type ChatTemplateLimits,
   type ChatTemplateOptions, loadChatTemplate,
 } from "./chat";
-import { ContextOverflowError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, UnsupportedModelError } from "./errors";
+import {
+  ContextOverflowError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, SerializedModelMismatchError,
+  UnsupportedModelError,
+} from "./errors";
 import { parseModel } from "./formats/detect";
-import type { ModelConfig, ModelDescriptor, ModelFormat, TensorType } from "./formats/types";
+import { writeSerializedModel } from "./formats/serialized";
+import type { ModelConfig, ModelDescriptor, ModelFormat, PreparedFor, TensorType } from "./formats/types";
 import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
+import nodePath from "node:path";
 import { runGeneration, type Sequence } from "./generation/generate";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
-import type { KvCacheType, NativeKvCacheUsage } from "./native/binding";
+import { KV_CACHE_TYPES, type KvCacheType, type NativeKvCacheUsage } from "./native/binding";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
 import { checkTokenizerFitsModel, loadTokenizer } from "./tokenizer";
+import { tokenizerTables } from "./tokenizer/tables";
 import type { TokenizeOptions, Tokenizer } from "./tokenizer/types";
 
 /** How far loadModel has read the weights: the bytes of tensor data read from disk so far, of all of them. */
@@ -128,13 +134,9 @@ const DEFAULT_MAX_CONTEXT = 4096;
 const DEFAULT_KV_CACHE_TYPE: KvCacheType = "f16";
 /** Default KV pool size in contexts: room for several sequences, and for cached prefixes beside them. */
 const DEFAULT_KV_CACHE_CONTEXTS = 8;
-const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 
 /** The device loadModel runs on: "auto" takes the GPU when the addon has CUDA and sees it. */
-function resolveDevice(device: unknown, gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {
-  if (device !== undefined && device !== "auto" && device !== "cpu" && device !== "cuda") {
-    throw new InvalidArgumentError(`device must be "auto", "cpu" or "cuda" (got ${String(device)})`);
-  }
+function resolveDevice(device: LoadModelOptions["device"], gpu: unknown): { kind: "cpu" | "cuda"; gpu: number } {
   if (gpu !== undefined && (typeof gpu !== "number" || !Number.isInteger(gpu) || gpu < 0)) {
     throw new InvalidArgumentError(`gpu must be a CUDA device index, an integer >= 0 (got ${String(gpu)})`);
   }
@@ -158,7 +160,11 @@ function checkPositiveInteger(name: string, value: unknown): void {
 }
 
 /** The load options' rules that need no model, on their own so that a caller (the CLI) can check them before any loading. */
-export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens">): void {
+export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens" | "device">): void {
+  const { device } = options;
+  if (device !== undefined && device !== "auto" && device !== "cpu" && device !== "cuda") {
+    throw new InvalidArgumentError(`device must be "auto", "cpu" or "cuda" (got ${String(device)})`, { option: "device" });
+  }
   checkPositiveInteger("threads", options.threads);
   checkPositiveInteger("contextSize", options.contextSize);
   const { kvCacheType, kvCacheTokens } = options;
@@ -203,6 +209,21 @@ function checkContextSize(contextSize: number | undefined, config: ModelConfig, 
   }
 }
 
+/**
+ * Refuses a serialized model on another backend than it was prepared for: given explicitly (`asked`), or "auto"
+ * resolved to another (`device`). "auto" takes the file's backend when this machine has it, so `device` is
+ * switched to the CPU for a model prepared there.
+ */
+function checkPreparedDevice(prepared: PreparedFor, asked: LoadModelOptions["device"], device: { kind: "cpu" | "cuda" }, path: string): void {
+  if ((asked === undefined || asked === "auto") && prepared.backend === "cpu") device.kind = "cpu";
+  if (device.kind === prepared.backend) return;
+  const why = asked === "cpu" || asked === "cuda" ? `device "${asked}" was asked for` : "this machine has no CUDA device";
+  throw new SerializedModelMismatchError(
+    `${path} was prepared for the ${prepared.backend} backend, but ${why}: load it with device "${prepared.backend}", or save it again from the original model on this backend`,
+    path, "backend", device.kind, prepared.backend,
+  );
+}
+
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
   if (typeof path !== "string" || path.length === 0) {
     throw new InvalidArgumentError(`loadModel: path must be a non-empty string (got ${String(path)})`);
@@ -218,7 +239,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // hf:OWNER/REPO[/FILE] and https:// specs are downloaded into the cache first (once).
   path = await resolveModelPath(path, { offline: options.offline });
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
-  checkContextSize(options.contextSize, desc.config, path);
+  const prepared = desc.prepared;
+  if (prepared) checkPreparedDevice(prepared, options.device, device, path);
+  // A serialized model's options are the defaults of its load; options given still win.
+  const contextSize = options.contextSize ?? prepared?.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
+  checkContextSize(contextSize, desc.config, path);
   if (!desc.tokenizer) {
     throw new InvalidArgumentError(
       `no tokenizer found for ${path}: pass { tokenizer: "path/to/tokenizer" } (llama2.c tokenizer.bin, tokenizer.model or tokenizer.json)`,
@@ -229,10 +254,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const chatTemplate = loadChatTemplate(desc, tokenizer, chatTemplateLimits);
   if (onProgress) await readWeights(desc, (loadedBytes, totalBytes) => onProgress({ loadedBytes, totalBytes }));
   const threads = options.threads ?? physicalCores();
-  const contextSize = options.contextSize ?? Math.min(desc.config.contextLength, DEFAULT_MAX_CONTEXT);
-  checkKvCacheOptions(options, desc.config, contextSize);
-  const kvCacheType = options.kvCacheType ?? DEFAULT_KV_CACHE_TYPE;
-  const engine = openEngine(desc, path, threads, device, options.device === "cuda", kvCacheType, options.kvCacheTokens, contextSize);
+  const kvCacheType = options.kvCacheType ?? prepared?.kvCacheType ?? DEFAULT_KV_CACHE_TYPE;
+  checkKvCacheOptions({ ...options, kvCacheType }, desc.config, contextSize);
+  // A model prepared for CUDA runs there or not at all: no quiet fall back to the CPU.
+  const cudaAsked = options.device === "cuda" || prepared?.backend === "cuda";
+  const engine = openEngine(desc, path, threads, device, cudaAsked, kvCacheType, options.kvCacheTokens, contextSize);
   try {
     if (checkTensors) {
       const fault = await engine.checkTensors();
@@ -465,6 +491,29 @@ export class LlamaModel implements AsyncDisposable {
     checkContextSize(options.contextSize, this.desc.config, this.engine.modelPath);
     if (!this.chat) throw new UnsupportedModelError("this model carries no chat template, and no built-in one fits its tokenizer");
     return ChatSession.open(this.sessionHost, options, this.info.contextSize);
+  }
+
+  /**
+   * Writes the prepared model to one file that loadModel(file) maps with no conversion and no tokenizer parsing:
+   * configuration, tokenizer tables, chat template and every weight in the engine's run-time layout, with the
+   * backend it runs on and its KV cache type and context size (the defaults of loading it). A load on another
+   * backend, or by another version of this package, is refused with a SerializedModelMismatchError. Resolves with
+   * the bytes written; the file appears under its name only once complete.
+   */
+  async saveSerialized(file: string): Promise<{ path: string; bytes: number }> {
+    this.assertUsable();
+    if (typeof file !== "string" || file.length === 0) throw new InvalidArgumentError("saveSerialized: file must be a non-empty string", { option: "file" });
+    const path = nodePath.resolve(file);
+    if (this.desc.files.includes(path)) {
+      throw new InvalidArgumentError(`saveSerialized: ${path} is the model's own file; write to another path`, { option: "file" });
+    }
+    const bytes = await writeSerializedModel(path, {
+      desc: this.desc,
+      tokenizer: tokenizerTables(this.tokenizer, this.desc.tokenizer!),
+      chatTemplate: this.chat && !this.chat.builtin ? { text: this.chat.text, origin: this.chat.origin } : undefined,
+      prepared: { backend: this.info.device, kvCacheType: this.info.kvCache.type, contextSize: this.info.contextSize },
+    });
+    return { path, bytes };
   }
 
   /** Sequences generating (or evaluating) right now, sessions included; each holds one KV cache. */

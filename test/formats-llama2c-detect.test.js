@@ -124,7 +124,7 @@ test("parseModel errors name the path", async () => {
   const missing = path.join(tmp, "no-such-model.gguf");
   await assertRejectsNaming(parseModel(missing), ModelFormatError, missing, /ENOENT|no such file/);
   const text = tmpFile("notes.txt", "just some text, long enough to look at as a header\n");
-  await assertRejectsNaming(parseModel(text), ModelFormatError, text, /not a model file this library reads \(GGUF, HF directory, Meta checkpoint directory, llama2\.c \.bin\)/);
+  await assertRejectsNaming(parseModel(text), ModelFormatError, text, /not a model file this library reads \(GGUF, HF directory, Meta checkpoint directory, llama2\.c \.bin, serialized model\)/);
   const empty = tmpFile("empty.bin", Buffer.alloc(0));
   await assertRejectsNaming(parseModel(empty), ModelFormatError, empty, /not a model file/);
   const dir = path.join(tmp, "empty-dir");

@@ -1,7 +1,7 @@
 /**
  * Finds the chat template a model's files carry: GGUF's tokenizer.chat_template key; in a model directory,
  * tokenizer_config.json's chat_template (a string, or a list of {name, template} of which "default" is taken),
- * else the chat_template.jinja file newer transformers versions write beside it.
+ * else the chat_template.jinja file newer transformers versions write beside it; a serialized model's manifest.
  */
 import * as fs from "node:fs";
 import * as nodePath from "node:path";
@@ -18,6 +18,7 @@ export interface TemplateSource {
 const GGUF_KEY = "tokenizer.chat_template";
 
 export function findChatTemplate(desc: ModelDescriptor): TemplateSource | undefined {
+  if (desc.format === "serialized") return desc.chatTemplate;
   if (desc.format === "gguf") {
     const text = desc.metadata[GGUF_KEY];
     if (text === undefined) return undefined;

@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../errors";
-import { checkLoadOptions } from "../model";
+import { checkLoadOptions, type LoadModelOptions } from "../model";
 import type { KvCacheType } from "../native/binding";
 
 export class UsageError extends Error {
@@ -14,8 +14,6 @@ export interface OptionSpec {
   /** How a number is read: "int", "float", or a string option left as is. */
   number?: "int" | "float";
   short?: string;
-  /** Other long names of the same option (--temp for --temperature). */
-  aliases?: string[];
   /** May be given more than once; the value is then an array of every one given. */
   multiple?: boolean;
   /**
@@ -61,6 +59,80 @@ export const KV_TOKENS_OPTION: OptionSpec = {
   check: (kvCacheTokens) => checkLoadOptions({ kvCacheTokens: kvCacheTokens as number }),
 };
 
+/**
+ * Another name of one of our options: our own short spelling, or a seed's name for it, so that the seeds' README
+ * commands run against a local model. The parser reads this table for every command that has `option`.
+ */
+export interface OptionAlias {
+  /** The alias, without its dashes. */
+  flag: string;
+  /** Our option it stands for. */
+  option: string;
+  /** Whose spelling it is, for --help (undefined: ours, shown beside the option's name). */
+  from?: "Llama 3.1 pipeline" | "PyTorch example";
+  /** The alias takes no value and gives the option this one (--use-gpu: --device cuda). */
+  value?: string;
+  /** The option's value made from the alias's (--huggingface-repo-id REPO: --model hf:REPO). */
+  convert?: (value: string) => string;
+  /** The value's name in --help, when it is not the option's. */
+  placeholder?: string;
+  /** What --help says besides "= --option", when the alias does more than rename. */
+  note?: string;
+  /** Only these commands take it (the seed has it there alone); undefined: every command with `option`. */
+  commands?: string[];
+}
+
+const MAX = "Llama 3.1 pipeline";
+const PYTORCH = "PyTorch example";
+
+export const OPTION_ALIASES: readonly OptionAlias[] = [
+  { flag: "temp", option: "temperature" },
+  { flag: "model-path", option: "model", from: MAX },
+  { flag: "weight-path", option: "model", from: MAX },
+  { flag: "serialized-model-path", option: "model", from: MAX, note: "a serialized model is told by its magic" },
+  { flag: "huggingface-repo-id", option: "model", from: MAX, convert: (repo) => `hf:${repo}`, placeholder: "REPO", note: "as hf:REPO", commands: ["serve"] },
+  { flag: "tokenizer-path", option: "tokenizer", from: MAX },
+  { flag: "max-new-tokens", option: "max-tokens", from: MAX, note: "-1: until the context ends" },
+  { flag: "max-length", option: "ctx-size", from: MAX },
+  { flag: "quantization-encoding", option: "type", from: MAX },
+  { flag: "quantization-encoding", option: "encoding", from: MAX },
+  { flag: "max-cache-batch-size", option: "parallel", from: MAX },
+  { flag: "use-gpu", option: "device", from: MAX, value: "cuda" },
+  { flag: "ckpt_dir", option: "model", from: PYTORCH },
+  { flag: "tokenizer_path", option: "tokenizer", from: PYTORCH },
+  { flag: "max_seq_len", option: "ctx-size", from: PYTORCH },
+  { flag: "max_gen_len", option: "max-tokens", from: PYTORCH },
+  { flag: "top_p", option: "top-p", from: PYTORCH },
+  { flag: "max_batch_size", option: "parallel", from: PYTORCH },
+];
+
+/** The aliases of the options `spec` has. */
+function aliasesOf(spec: CommandSpec): OptionAlias[] {
+  return OPTION_ALIASES.filter((a) => Object.hasOwn(spec.options, a.option) && (a.commands === undefined || a.commands.includes(spec.name)));
+}
+
+/** A value (`--name VALUE`) may start with a dash, as -1 does: joined to its flag, parseArgs takes it (`--name=-1`). */
+function joinNegativeValues(argv: string[], stringFlags: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (argv[i].startsWith("--") && stringFlags.has(argv[i].slice(2)) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${argv[i]}=${next}`);
+      i++;
+    } else out.push(argv[i]);
+  }
+  return out;
+}
+
+export const DEVICE_OPTION: OptionSpec = {
+  type: "string", placeholder: "DEV", description: "Where the model runs: auto (default: the GPU when there is one and it runs the model), cpu or cuda",
+  check: (device) => checkLoadOptions({ device: device as LoadModelOptions["device"] }),
+};
+export const SAVE_SERIALIZED_OPTION: OptionSpec = {
+  type: "string", placeholder: "FILE",
+  description: "Once loaded, write the prepared model to FILE, which --model (or loadModel) then loads without preparing it",
+};
+
 export type ParsedOptions = Record<string, string | number | boolean | (string | number | boolean)[] | undefined>;
 
 export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
@@ -70,13 +142,18 @@ export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
   for (const [name, o] of Object.entries(spec.options)) {
     const multiple = o.multiple === true;
     parserOptions[name] = o.short ? { type: o.type, short: o.short, multiple } : { type: o.type, multiple };
-    for (const alias of o.aliases ?? []) parserOptions[alias] = { type: o.type, multiple };
   }
+  const aliases = aliasesOf(spec);
+  for (const a of aliases) {
+    parserOptions[a.flag] = { type: a.value === undefined ? spec.options[a.option].type : "boolean", multiple: spec.options[a.option].multiple === true };
+  }
+  const stringFlags = new Set(Object.entries(parserOptions).filter(([, o]) => o.type === "string").map(([flag]) => flag));
   let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   let positionals: string[];
   const names = spec.positionals ?? [];
   try {
-    ({ values, positionals } = parseArgs({ args: argv, options: parserOptions, strict: true, allowPositionals: names.length > 0 }));
+    const args = joinNegativeValues(argv, stringFlags);
+    ({ values, positionals } = parseArgs({ args, options: parserOptions, strict: true, allowPositionals: names.length > 0 }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\n\n${helpText(spec)}`);
   }
@@ -86,13 +163,17 @@ export function parseCommand(spec: CommandSpec, argv: string[]): ParsedOptions {
   const out: ParsedOptions = {};
   names.forEach((name, i) => (out[name] = positionals[i]));
   for (const [name, o] of Object.entries(spec.options)) {
-    const given = [name, ...(o.aliases ?? [])].filter((flag) => values[flag] !== undefined);
+    const own = aliases.filter((a) => a.option === name);
+    const given = [name, ...own.map((a) => a.flag)].filter((flag) => values[flag] !== undefined);
     if (given.length > 1) throw new UsageError(`--${given.join(" and --")} are the same option; give one`);
     if (given.length === 0) continue;
+    const alias = own.find((a) => a.flag === given[0]);
+    // An alias's value becomes ours; a value-less alias (a boolean flag) gives its fixed value.
+    const ours = (raw: string | boolean) => (alias?.value !== undefined ? alias.value : alias?.convert && typeof raw === "string" ? alias.convert(raw) : raw);
     const raw = values[given[0]];
     out[name] = Array.isArray(raw)
-      ? raw.map((value) => optionValue(name, o, value))
-      : optionValue(name, o, raw!);
+      ? raw.map((value) => optionValue(name, o, ours(value)))
+      : optionValue(name, o, ours(raw!));
   }
   return out;
 }
@@ -117,13 +198,23 @@ function optionValue(name: string, o: OptionSpec, raw: string | boolean): string
 }
 
 export function helpText(spec: CommandSpec): string {
+  const aliases = aliasesOf(spec);
   const rows = Object.entries(spec.options).map(([name, o]) => {
-    const longNames = [name, ...(o.aliases ?? [])].map((n) => `--${n}`).join(", ");
+    const longNames = [name, ...aliases.filter((a) => a.option === name && a.from === undefined).map((a) => a.flag)].map((n) => `--${n}`).join(", ");
     const flag = `${o.short ? `-${o.short}, ` : "    "}${longNames}${o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""}`;
     return `  ${flag.padEnd(30)} ${o.description}`;
   });
   rows.push(`  ${"-h, --help".padEnd(30)} Show this help`);
-  return `${spec.summary}\n\nUsage: ${spec.usage}\n\nOptions:\n${rows.join("\n")}\n`;
+  const seedRows = aliases
+    .filter((a) => a.from !== undefined)
+    .map((a) => {
+      const o = spec.options[a.option];
+      const flag = `    --${a.flag}${a.value === undefined && o.type === "string" ? ` ${a.placeholder ?? o.placeholder ?? "VALUE"}` : ""}`;
+      const meaning = `= --${a.option}${a.value !== undefined ? ` ${a.value}` : ""}${a.note ? ` (${a.note})` : ""}`;
+      return `  ${flag.padEnd(30)} ${meaning}  [${a.from}]`;
+    });
+  const seedText = seedRows.length > 0 ? `\nAliases (the option names of the systems this CLI answers to):\n${seedRows.join("\n")}\n` : "";
+  return `${spec.summary}\n\nUsage: ${spec.usage}\n\nOptions:\n${rows.join("\n")}\n${seedText}`;
 }
 
 /** A UTF-8 file named by an option (--file); one that cannot be read is an InvalidArgumentError naming it. */

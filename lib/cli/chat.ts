@@ -7,9 +7,12 @@
 import readline from "node:readline";
 import type { ChatSession } from "../generation/session";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import type { LoadModelOptions } from "../model";
+import {
+  type CommandSpec, CTX_SIZE_OPTION, DEVICE_OPTION, parseCommand, SAVE_SERIALIZED_OPTION, THREADS_OPTION, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION,
+} from "./args";
 import type { KvCacheType } from "../native/binding";
-import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION, saveSerializedIfAsked } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
 
 export const chatCommand: CommandSpec = {
@@ -27,6 +30,8 @@ export const chatCommand: CommandSpec = {
     "ctx-size": CTX_SIZE_OPTION,
     "kv-type": KV_TYPE_OPTION,
     "kv-tokens": KV_TOKENS_OPTION,
+    device: DEVICE_OPTION,
+    "save-to-serialized-model-path": SAVE_SERIALIZED_OPTION,
     json: { type: "boolean", description: "One JSON line per answer (text, tokens, finishReason, stats); no prompts, messages to stderr" },
   },
 };
@@ -98,6 +103,7 @@ export async function chat(argv: string[]): Promise<number> {
     contextSize: o["ctx-size"] as number | undefined,
     kvCacheType: o["kv-type"] as KvCacheType | undefined,
     kvCacheTokens: o["kv-tokens"] as number | undefined,
+    device: o.device as LoadModelOptions["device"],
     tokenizer: o.tokenizer as string | undefined,
   });
   let session: ChatSession | undefined;
@@ -121,6 +127,7 @@ export async function chat(argv: string[]): Promise<number> {
   rl.on("SIGINT", onInterrupt);
   process.on("SIGINT", onInterrupt);
   try {
+    await saveSerializedIfAsked(model, o["save-to-serialized-model-path"] as string | undefined);
     session = await model.createSession({
       systemPrompt: o.system as string | undefined,
       restore: o.restore as string | undefined,
@@ -160,7 +167,8 @@ export async function chat(argv: string[]): Promise<number> {
       }
       answering = new AbortController();
       try {
-        const stream = session.prompt(message, { ...options, signal: answering.signal });
+        // --max-tokens -1: an answer of at most a context (the session drops its middle when full, so it would not end).
+        const stream = session.prompt(message, { ...options, maxTokens: options.maxTokens ?? model.info.contextSize, signal: answering.signal });
         if (json) {
           process.stdout.write(`${JSON.stringify(await stream)}\n`);
           continue;

@@ -1,9 +1,7 @@
 #!/usr/bin/env node
 /** The `llama-napi` command: dispatches to a subcommand; exit codes: 0 ok, 1 runtime error, 2 usage error. */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { LlamaNapiError } from "../errors";
-import { PACKAGE_ROOT } from "../native/binding";
+import { packageVersion } from "../native/binding";
 import { helpText, UsageError, type CommandSpec } from "./args";
 import { bench, benchCommand } from "./bench";
 import { chat, chatCommand } from "./chat";
@@ -43,8 +41,7 @@ async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   if (name === "--version") {
-    const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
-    process.stdout.write(`llama-napi ${version}\n`);
+    process.stdout.write(`llama-napi ${packageVersion()}\n`);
     return 0;
   }
   const command = commands[name];

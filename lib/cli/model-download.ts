@@ -2,9 +2,14 @@
  * How the commands get models: the --offline option, a download progress bar, a load progress bar, sizes for
  * people.
  */
-import { basename } from "node:path";
+import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { DEFAULT_MODEL_PATH } from "../default-model";
 import { type DownloadProgress, resolveModelPath } from "../hub";
+import { cacheRoot } from "../hub/cache";
+import { quantize } from "../quantize/quantize";
+import type { QuantizeType } from "../quantize/tensor-types";
 import { type LlamaModel, loadModel, type LoadModelOptions } from "../model";
 import { MODEL_OPTION, type OptionSpec } from "./args";
 import { ProgressBar } from "./progress-bar";
@@ -81,4 +86,33 @@ export async function loadModelWithProgress(spec: string, options: LoadModelOpti
   } finally {
     bar.finish();
   }
+}
+
+/** --save-to-serialized-model-path FILE: writes the loaded model there, saying so on stderr. */
+export async function saveSerializedIfAsked(model: LlamaModel, file: string | undefined): Promise<void> {
+  if (file === undefined) return;
+  const { path, bytes } = await model.saveSerialized(file);
+  process.stderr.write(`wrote the prepared model to ${path} (${formatBytes(bytes)}); --model ${path} loads it without preparing\n`);
+}
+
+/**
+ * The default model in weight type `type` (run --encoding): the packaged f32 model itself for f32, else quantized
+ * from it once into the cache (LLAMA_NAPI_CACHE or ~/.cache/llama-napi, under default-model/) and reused. Written to
+ * a temporary name and renamed, so an interrupted quantization never leaves a partial model under the name.
+ */
+export async function defaultModelIn(type: QuantizeType): Promise<string> {
+  if (type.toLowerCase() === "f32") return DEFAULT_MODEL_PATH;
+  const path = join(cacheRoot(), "default-model", `${basename(DEFAULT_MODEL_PATH, ".gguf")}.${type}.gguf`);
+  if (existsSync(path)) return path;
+  mkdirSync(dirname(path), { recursive: true });
+  const partial = `${path}.${process.pid}.partial`;
+  try {
+    const { notices } = await quantize(DEFAULT_MODEL_PATH, partial, { type });
+    renameSync(partial, path);
+    for (const notice of notices) process.stderr.write(`notice: ${notice}\n`);
+    process.stderr.write(`made the default model in ${type}: ${path}\n`);
+  } finally {
+    rmSync(partial, { force: true });
+  }
+  return path;
 }

@@ -16,7 +16,6 @@ export const quantizeCommand: CommandSpec = {
       placeholder: "TYPE",
       description: `Weight type (q3_K, q4_K, q5_K write the _S mix) or llama.cpp file type: ${QUANTIZE_TYPES.join(", ")}`,
     },
-    "quantization-encoding": { type: "string", placeholder: "TYPE", description: "Same as --type" },
     mix: { type: "string", placeholder: "MIX", description: `A llama.cpp mix: ${QUANTIZE_MIXES.join(", ")} (with --type its base: q3_K, q4_K or q5_K)` },
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
@@ -48,10 +47,7 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
 
 export async function quantizeMain(argv: string[]): Promise<number> {
   const o = parseCommand(quantizeCommand, argv);
-  if (o.type !== undefined && o["quantization-encoding"] !== undefined && o.type !== o["quantization-encoding"]) {
-    throw new UsageError("--type and --quantization-encoding disagree; give one");
-  }
-  const type = oneOf("type", (o.type ?? o["quantization-encoding"]) as string | undefined, QUANTIZE_TYPES);
+  const type = oneOf("type", o.type as string | undefined, QUANTIZE_TYPES);
   if (type === undefined) throw new UsageError(`--type is required: one of ${QUANTIZE_TYPES.join(", ")}`);
   const mix = oneOf("mix", o.mix as string | undefined, QUANTIZE_MIXES);
 

@@ -9,13 +9,17 @@ function samplingRule(option: keyof SamplingOptions): (value: number | string) =
   return (value) => void resolveSampling({ [option]: value }, Number.MAX_SAFE_INTEGER);
 }
 
+const DEFAULT_MAX_TOKENS = 256;
+/** --max-tokens -1, as llama.cpp's -n -1: no count, the generation ends at an end token or the end of the context. */
+const UNTIL_CONTEXT_ENDS = -1;
+
 export const SAMPLING_OPTIONS: Record<string, OptionSpec> = {
   "max-tokens": {
-    type: "string", number: "int", short: "n", placeholder: "N", description: "Tokens to generate (default 256)",
-    check: (maxTokens) => checkGenerateOptions({ maxTokens: maxTokens as number }),
+    type: "string", number: "int", short: "n", placeholder: "N", description: `Tokens to generate (default ${DEFAULT_MAX_TOKENS}; ${UNTIL_CONTEXT_ENDS}: until the context ends)`,
+    check: (maxTokens) => maxTokens === UNTIL_CONTEXT_ENDS || checkGenerateOptions({ maxTokens: maxTokens as number }),
   },
   temperature: {
-    type: "string", number: "float", aliases: ["temp"], placeholder: "T", check: samplingRule("temperature"),
+    type: "string", number: "float", placeholder: "T", check: samplingRule("temperature"),
     description: `Sampling temperature, 0 = greedy (default ${SAMPLING_DEFAULTS.temperature})`,
   },
   "top-k": {
@@ -45,7 +49,7 @@ export const STOP_OPTION: OptionSpec = {
 
 export function generateOptions(o: ParsedOptions): GenerateOptions {
   return {
-    maxTokens: (o["max-tokens"] as number | undefined) ?? 256,
+    maxTokens: o["max-tokens"] === UNTIL_CONTEXT_ENDS ? undefined : ((o["max-tokens"] as number | undefined) ?? DEFAULT_MAX_TOKENS),
     temperature: o.temperature as number | undefined,
     topK: o["top-k"] as number | undefined,
     topP: o["top-p"] as number | undefined,

@@ -3,9 +3,13 @@ import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import { createServer, type LlamaServer, resolveServerOptions, type ServerOptions } from "../server";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import type { LoadModelOptions } from "../model";
+import {
+  type CommandSpec, CTX_SIZE_OPTION, DEVICE_OPTION, type ParsedOptions, parseCommand, SAVE_SERIALIZED_OPTION, THREADS_OPTION, TOKENIZER_OPTION, UsageError,
+  KV_TOKENS_OPTION, KV_TYPE_OPTION,
+} from "./args";
 import type { KvCacheType } from "../native/binding";
-import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
+import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION, saveSerializedIfAsked } from "./model-download";
 
 export const serveCommand: CommandSpec = {
   name: "serve",
@@ -19,6 +23,8 @@ export const serveCommand: CommandSpec = {
     "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of each slot (default: the model's, at most 4096)" },
     "kv-type": KV_TYPE_OPTION,
     "kv-tokens": KV_TOKENS_OPTION,
+    device: DEVICE_OPTION,
+    "save-to-serialized-model-path": SAVE_SERIALIZED_OPTION,
     host: { type: "string", placeholder: "ADDR", description: "Address to listen on (default 127.0.0.1: this machine only)" },
     port: { type: "string", number: "int", placeholder: "N", description: "Port (default 8080; 0 picks a free one)" },
     parallel: { type: "string", number: "int", placeholder: "N", description: "Generations in flight at once, batched together (default 4)" },
@@ -80,10 +86,12 @@ export async function serve(argv: string[]): Promise<number> {
     contextSize: o["ctx-size"] as number | undefined,
     kvCacheType: o["kv-type"] as KvCacheType | undefined,
     kvCacheTokens: o["kv-tokens"] as number | undefined,
+    device: o.device as LoadModelOptions["device"],
     tokenizer: o.tokenizer as string | undefined,
   });
   let server: LlamaServer | undefined;
   try {
+    await saveSerializedIfAsked(model, o["save-to-serialized-model-path"] as string | undefined);
     server = createServer(model, serverOptions);
     const address = await server.listen({ host, port }).catch((err: Error) => {
       throw new LlamaNapiError(`cannot listen on ${host}:${port}: ${err.message}`);

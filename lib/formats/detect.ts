@@ -1,4 +1,7 @@
-/** Recognises what a path holds (GGUF, HF directory, Meta checkpoint directory, llama2.c .bin) and parses it. */
+/**
+ * Recognises what a path holds (GGUF, HF directory, Meta checkpoint directory, llama2.c .bin, serialized model) and
+ * parses it.
+ */
 import * as fs from "node:fs";
 import * as nodePath from "node:path";
 import { ModelFormatError } from "../errors";
@@ -7,6 +10,7 @@ import { GGUF_MAGIC, parseGgufModel } from "./gguf";
 import { parseHfModel } from "./hf";
 import { looksLikeLlama2c, parseLlama2cModel } from "./llama2c";
 import { parseMetaModel } from "./meta";
+import { hasSerializedMagic, parseSerializedModel } from "./serialized";
 import { tokenizerSourceFromFile } from "./tokenizer-file";
 import type { ModelDescriptor } from "./types";
 
@@ -15,7 +19,7 @@ export interface ParseModelOptions {
   tokenizer?: string;
 }
 
-const NOT_A_MODEL = "is not a model file this library reads (GGUF, HF directory, Meta checkpoint directory, llama2.c .bin)";
+const NOT_A_MODEL = "is not a model file this library reads (GGUF, HF directory, Meta checkpoint directory, llama2.c .bin, serialized model)";
 
 function parseDirectory(dir: string): ModelDescriptor {
   if (fs.existsSync(nodePath.join(dir, "config.json"))) return parseHfModel(dir);
@@ -27,9 +31,11 @@ function parseDirectory(dir: string): ModelDescriptor {
 function parseFile(path: string): ModelDescriptor {
   const kind = BinaryFile.with(path, (file) => {
     if (file.size >= 4 && file.read(0, 4, "magic").toString("latin1") === GGUF_MAGIC) return "gguf";
+    if (hasSerializedMagic(file)) return "serialized";
     return looksLikeLlama2c(file) ? "llama2c" : undefined;
   });
   if (kind === "gguf") return parseGgufModel(path);
+  if (kind === "serialized") return parseSerializedModel(path);
   if (kind === "llama2c") return parseLlama2cModel(path);
   throw new ModelFormatError(`${path} ${NOT_A_MODEL}`);
 }

@@ -3,6 +3,9 @@
  * tokenizer comes from. Parsers read headers only; the native side maps the files and computes.
  */
 
+import type { KvCacheType } from "../native/binding";
+import type { TokenizerTables } from "../tokenizer/tables";
+
 /**
  * Weight element types the engine computes with: floats, and ggml's block-quantized types (a row is a run of
  * blocks; GGML_TYPES in ./ggml-types has each type's block size and bytes, see tensorTypeLayout()).
@@ -75,9 +78,11 @@ export type TokenizerSource =
   | { kind: "sentencepiece"; path: string }
   | { kind: "llama2c"; path: string }
   | { kind: "hf-json"; path: string; configPath?: string }
-  | { kind: "tiktoken"; path: string };
+  | { kind: "tiktoken"; path: string }
+  /** The tables a serialized model carries (lib/formats/serialized.ts); `path` is that model's file. */
+  | { kind: "serialized"; path: string; tables: TokenizerTables };
 
-export type ModelFormat = "gguf" | "hf" | "meta" | "llama2c";
+export type ModelFormat = "gguf" | "hf" | "meta" | "llama2c" | "serialized";
 
 export interface ModelDescriptor {
   format: ModelFormat;
@@ -94,4 +99,15 @@ export interface ModelDescriptor {
   weightType: TensorType;
   /** Format-specific metadata worth showing (GGUF key/values, HF config), for model.info and tooling. */
   metadata: Record<string, unknown>;
+  /** The chat template a serialized model carries in its manifest (other formats keep theirs in their files). */
+  chatTemplate?: { text: string; origin: string };
+  /** What a serialized model was prepared for: its backend and default KV options. */
+  prepared?: PreparedFor;
+}
+
+/** What a serialized model was prepared for: the backend it ran on, and the KV options it loads with by default. */
+export interface PreparedFor {
+  backend: "cpu" | "cuda";
+  kvCacheType: KvCacheType;
+  contextSize: number;
 }

@@ -46,6 +46,7 @@ export interface NativeModelSpec {
 
 /** How the KV cache stores keys and values (native/engine/kv_cache.h). */
 export type KvCacheType = "f32" | "f16" | "q8_0";
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 
 /** The KV pool of a model: its row type, positions per block, positions in all, and bytes per position. */
 export interface NativeKvCacheInfo {
@@ -301,6 +302,13 @@ export interface LoadedBinary {
 
 /** The package root: this file is dist/cjs/native/binding.js. */
 export const PACKAGE_ROOT = path.resolve(__dirname, "../../..");
+
+let version: string | undefined;
+
+/** The package's version (package.json), which is also the engine's. */
+export function packageVersion(): string {
+  return (version ??= (JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version);
+}
 /** How long the CUDA binary's check may take: loading the CUDA runtime and JIT-compiling PTX for a new GPU is slow. */
 const CUDA_PROBE_TIMEOUT_MS = 60_000;
 const CUDA_FALLBACK_WARNING = "LLAMA_NAPI_CUDA_FALLBACK";

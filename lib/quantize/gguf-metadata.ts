@@ -10,7 +10,9 @@ import { InvalidArgumentError, ModelFormatError, UnsupportedModelError } from ".
 import type { GgufValue } from "../formats/gguf-writer";
 import type { ModelConfig, ModelDescriptor, TokenizerSource } from "../formats/types";
 import { loadHfBpe } from "../tokenizer/bpe-hf";
+import { SpmTokenizer } from "../tokenizer/spm";
 import { SpmTokenType, type SpmVocab } from "../tokenizer/spm-vocab";
+import { tokenizerFromTables } from "../tokenizer/tables";
 import { readLlama2cVocab } from "../tokenizer/vocab-llama2c";
 import { readSentencePieceVocab } from "../tokenizer/vocab-sentencepiece";
 
@@ -124,6 +126,11 @@ async function tokenizerKeys(source: TokenizerSource | undefined, desc: ModelDes
       throw new UnsupportedModelError(
         `${source.path}: a tiktoken ranks file has no merges to write into GGUF; quantize from the HF directory with tokenizer.json instead`,
       );
+    case "serialized": {
+      const tokenizer = await tokenizerFromTables(source.tables, source.path);
+      if (tokenizer instanceof SpmTokenizer) return spmKeys(tokenizer.vocab, vocabSize, desc.bosId, eosId);
+      throw new UnsupportedModelError(`${source.path}: a serialized model keeps its BPE merges as a hash table, not the list GGUF stores; quantize the original model`);
+    }
   }
 }
 

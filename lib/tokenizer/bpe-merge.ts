@@ -6,6 +6,14 @@
 /** Priority keys pack (rank, position) into one double: rank in the high bits, so ties go to the leftmost pair. */
 const POSITION_SPAN = 2 ** 32;
 
+/** A MergeTable's arrays as they are in memory: what a serialized model stores, so that loading rebuilds nothing. */
+export interface MergeTableArrays {
+  lefts: Int32Array;
+  rights: Int32Array;
+  ranks: Int32Array;
+  rankToId: Int32Array;
+}
+
 export class MergeTable {
   // An open-addressing hash table over (left, right) in typed arrays: Llama 3 has 280k merges, and a Map keyed by
   // left * vocab + right (beyond small integers) is several times slower to build and to probe.
@@ -20,14 +28,53 @@ export class MergeTable {
    * @param pairCount how many pairs will be added (sizes the table)
    * @param rankCount one more than the largest rank
    */
-  constructor(pairCount: number, rankCount: number) {
-    let capacity = 1024;
-    while (capacity < pairCount * 2) capacity *= 2;
-    this.mask = capacity - 1;
-    this.lefts = new Int32Array(capacity).fill(-1);
-    this.rights = new Int32Array(capacity);
-    this.ranks = new Int32Array(capacity);
-    this.rankToId = new Int32Array(rankCount);
+  constructor(pairCount: number, rankCount: number);
+  /** @internal A table from arrays MergeTable.fromArrays checked. */
+  constructor(arrays: MergeTableArrays);
+  constructor(pairCountOrArrays: number | MergeTableArrays, rankCount = 0) {
+    if (typeof pairCountOrArrays === "object") {
+      ({ lefts: this.lefts, rights: this.rights, ranks: this.ranks, rankToId: this.rankToId } = pairCountOrArrays);
+    } else {
+      let capacity = 1024;
+      while (capacity < pairCountOrArrays * 2) capacity *= 2;
+      this.lefts = new Int32Array(capacity).fill(-1);
+      this.rights = new Int32Array(capacity);
+      this.ranks = new Int32Array(capacity);
+      this.rankToId = new Int32Array(rankCount);
+    }
+    this.mask = this.lefts.length - 1;
+  }
+
+  /** The table's arrays (shared, not copied). */
+  toArrays(): MergeTableArrays {
+    return { lefts: this.lefts, rights: this.rights, ranks: this.ranks, rankToId: this.rankToId };
+  }
+
+  /**
+   * A table over arrays toArrays() gave, once they are checked to be one: equal power-of-two lengths, every used
+   * slot's ids below `vocabSize` and its rank one rankToId has, every merged id below `vocabSize`. Returns the
+   * reason they are not, or the table. (Probing relies on at least one free slot, which the check also ensures.)
+   */
+  static fromArrays(arrays: MergeTableArrays, vocabSize: number): MergeTable | string {
+    const { lefts, rights, ranks, rankToId } = arrays;
+    const capacity = lefts.length;
+    if (capacity < 2 || (capacity & (capacity - 1)) !== 0) return `the merge table's capacity ${capacity} is not a power of two`;
+    if (rights.length !== capacity || ranks.length !== capacity) return "the merge table's arrays differ in length";
+    let free = 0;
+    for (let i = 0; i < capacity; i++) {
+      const left = lefts[i];
+      if (left === -1) {
+        free++;
+        continue;
+      }
+      if (left < 0 || left >= vocabSize || rights[i] < 0 || rights[i] >= vocabSize) return `merge slot ${i} holds a token id outside the vocabulary`;
+      if (ranks[i] < 0 || ranks[i] >= rankToId.length) return `merge slot ${i} holds rank ${ranks[i]}, past the ${rankToId.length} ranks`;
+    }
+    if (free === 0) return "the merge table has no free slot";
+    for (let r = 0; r < rankToId.length; r++) {
+      if (rankToId[r] < 0 || rankToId[r] >= vocabSize) return `merge rank ${r} makes token ${rankToId[r]}, outside the vocabulary`;
+    }
+    return new MergeTable(arrays);
   }
 
   private slot(left: number, right: number): number {

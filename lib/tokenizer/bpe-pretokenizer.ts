@@ -79,11 +79,27 @@ function splitIsolated(text: string, regex: RegExp, out: string[]): void {
 export const llama3PreTokenizer: PreTokenizer = new RegexSequencePreTokenizer([LLAMA3_REGEX]);
 const deepseekCoderPreTokenizer: PreTokenizer = new RegexSequencePreTokenizer(DEEPSEEK_CODER_REGEXES);
 
+/** Every pre-tokenizer by one name of its own: a serialized model records the name and looks the scheme up again. */
+const NAMED_PRE_TOKENIZERS = new Map<string, PreTokenizer>([
+  ["llama3", llama3PreTokenizer],
+  ["deepseek-coder", deepseekCoderPreTokenizer],
+]);
+
+/** The name of one of the pre-tokenizers here (undefined for any other object). */
+export function preTokenizerName(preTokenizer: PreTokenizer): string | undefined {
+  for (const [name, p] of NAMED_PRE_TOKENIZERS) if (p === preTokenizer) return name;
+  return undefined;
+}
+
+/** The pre-tokenizer preTokenizerName gave `name` to. */
+export function preTokenizerByName(name: string): PreTokenizer | undefined {
+  return NAMED_PRE_TOKENIZERS.get(name);
+}
+
 /** GGUF tokenizer.ggml.pre values we run, with llama.cpp's meaning. */
 const GGUF_PRE_TOKENIZERS = new Map<string, PreTokenizer>([
   ["llama-bpe", llama3PreTokenizer],
-  ["llama3", llama3PreTokenizer],
-  ["deepseek-coder", deepseekCoderPreTokenizer],
+  ...NAMED_PRE_TOKENIZERS,
 ]);
 
 export function preTokenizerForGguf(pre: string): PreTokenizer | undefined {

@@ -56,7 +56,10 @@ export class BpeTokenizer implements Tokenizer {
   private readonly nonSpecialAdded: SpecialTokenSplitter;
   private readonly cache = new Map<string, number[]>();
 
-  constructor(private readonly spec: BpeSpec) {
+  constructor(
+    /** @internal The tables it runs on (a serialized model stores them). */
+    readonly spec: BpeSpec,
+  ) {
     this.vocabSize = spec.tokenBytes.length;
     this.bosId = spec.bosId;
     this.eosIds = spec.eosIds;

@@ -4,6 +4,7 @@ import type { ModelDescriptor, TokenizerSource } from "../formats/types";
 import { loadBpeTokenizer } from "./bpe";
 import { loadSentencePieceEncoder } from "./sentencepiece-encoder";
 import { SpmTokenizer } from "./spm";
+import { tokenizerFromTables } from "./tables";
 import type { Tokenizer } from "./types";
 import { readGgufSpmVocab } from "./vocab-gguf";
 import { readLlama2cVocab } from "./vocab-llama2c";
@@ -34,6 +35,8 @@ export async function loadTokenizer(source: TokenizerSource): Promise<Tokenizer>
     case "hf-json":
     case "tiktoken":
       return loadBpeTokenizer(source);
+    case "serialized":
+      return tokenizerFromTables(source.tables, source.path);
   }
 }
 

@@ -29,7 +29,11 @@ export class SpmTokenizer implements Tokenizer {
   private readonly encodeFragment: FragmentEncoder;
 
   /** Throws ModelFormatError (naming vocab.origin) when the vocab is inconsistent. */
-  constructor(vocab: SpmVocab, encodeFragment?: FragmentEncoder) {
+  constructor(
+    /** @internal The tables it runs on (a serialized model stores them). */
+    readonly vocab: SpmVocab,
+    encodeFragment?: FragmentEncoder,
+  ) {
     checkVocab(vocab);
     this.vocabSize = vocab.pieces.length;
     this.bosId = vocab.bosId;
