@@ -7,12 +7,11 @@
 import fs from "node:fs/promises";
 import { InvalidArgumentError, ModelFormatError } from "../errors";
 import type { ChatMessage } from "../chat/types";
-import type { KvCacheType } from "../native/binding";
+import { KV_CACHE_TYPES, type KvCacheType } from "../native/binding";
 import type { LastTurn } from "./session";
 
 const MAGIC = "LNSESSv2";
 const MAGIC_V1 = "LNSESSv1";
-const KV_TYPES: readonly KvCacheType[] = ["f32", "f16", "q8_0"];
 
 export interface SessionFileHeader {
   /** ModelFingerprint of the model the cache was computed with. */
@@ -66,7 +65,7 @@ export async function readSessionFile(path: string): Promise<{ header: SessionFi
     Number.isInteger(header.stateBytes);
   if (!valid) throw bad("the header lacks fields");
   if (magic === MAGIC_V1) header.kvCacheType = "f32";
-  if (!KV_TYPES.includes(header.kvCacheType)) throw bad(`unknown KV cache type ${String(header.kvCacheType)}`);
+  if (!KV_CACHE_TYPES.includes(header.kvCacheType)) throw bad(`unknown KV cache type ${String(header.kvCacheType)}`);
   if (data.length - 12 - headerLength !== header.stateBytes) {
     throw bad(`the KV state has ${data.length - 12 - headerLength} bytes, the header says ${header.stateBytes}`);
   }
