@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Completion, GeneratedToken } from "../generation/types";
 import type { LlamaModel } from "../model";
-import { ApiError, invalidParameter, modelNotFound, toApiError } from "./errors";
+import { ApiError, checkModelName, invalidParameter, toApiError } from "./errors";
 import type { ServerMetrics } from "./metrics";
 import { ChoiceText, type ResponseFormat } from "./responses";
 import type { GenerationBody } from "./schemas";
@@ -26,6 +26,8 @@ export interface ServerContext {
   model: LlamaModel;
   /** The model id clients name in requests. */
   modelAlias: string;
+  /** Whether other model names are refused (404) rather than served by this model. */
+  strictModelName: boolean;
   slots: SlotScheduler;
   /** Caps on `n` and on the tokens of a choice. */
   limits: RequestLimits;
@@ -48,7 +50,7 @@ export function completionHandler<Body extends GenerationBody>(
 ) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const body = request.body as Body;
-    if (body.model !== ctx.modelAlias) throw modelNotFound(body.model);
+    checkModelName(ctx, body.model);
     const plan = planOf(body, ctx.model, ctx.limits);
     admit(ctx, plan.prompts.length * plan.n);
 
@@ -104,7 +106,7 @@ class Run {
   ) {
     this.id = format.idPrefix + randomUUID().replace(/-/g, "");
     const scored = plan.options.logprobs !== undefined;
-    this.texts = Array.from({ length: plan.prompts.length * plan.n }, () => new ChoiceText(scored));
+    this.texts = Array.from({ length: plan.prompts.length * plan.n }, (_, i) => new ChoiceText(scored, plan.promptTextLengths[Math.floor(i / plan.n)]));
   }
 
   async respond(): Promise<object> {

@@ -46,8 +46,14 @@ export function invalidParameter(message: string, param?: string): ApiError {
   return new ApiError(400, message, { param, code: "invalid_value" });
 }
 
-export function modelNotFound(model: string): ApiError {
-  return new ApiError(404, `The model '${model}' does not exist.`, { param: "model", code: "model_not_found" });
+/**
+ * A 404 for a model name other than the alias when the server is strict about names; otherwise any name is served
+ * by the one model (as llama-server does: clients send their default model name, "gpt-3.5-turbo", when given none).
+ */
+export function checkModelName(server: { modelAlias: string; strictModelName: boolean }, model: string): void {
+  if (server.strictModelName && model !== server.modelAlias) {
+    throw new ApiError(404, `The model '${model}' does not exist.`, { param: "model", code: "model_not_found" });
+  }
 }
 
 /** The answer to requests that arrive, and the abort reason of generations running, while the server closes. */

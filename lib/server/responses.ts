@@ -11,7 +11,7 @@ export interface ScoredToken {
   text: string;
   logprob: number;
   top: TokenLogprob[];
-  /** Where its text starts in the choice's text (the legacy format reports it). */
+  /** Where its text starts in the prompt's text followed by the choice's (the legacy format reports it). */
   offset: number;
 }
 
@@ -54,7 +54,12 @@ function legacyLogprobs(tokens: ScoredToken[] | undefined) {
   return {
     tokens: tokens.map((t) => t.text),
     token_logprobs: tokens.map((t) => t.logprob),
-    top_logprobs: tokens.map((t) => Object.fromEntries(t.top.map((alt) => [alt.text, alt.logprob]))),
+    // The sampled token is always among its alternatives, as in OpenAI's legacy API: up to logprobs + 1 entries.
+    top_logprobs: tokens.map((t) => {
+      const top = Object.fromEntries(t.top.map((alt) => [alt.text, alt.logprob]));
+      if (!Object.hasOwn(top, t.text)) top[t.text] = t.logprob;
+      return top;
+    }),
     text_offset: tokens.map((t) => t.offset),
   };
 }
@@ -105,12 +110,14 @@ export class ChoiceText {
   constructor(
     /** Whether the request asked for logprobs. */
     private readonly scored: boolean,
+    /** The length of the prompt's text, where the choice's text begins for the offsets. */
+    private readonly textOffset = 0,
   ) {}
 
   add(token: GeneratedToken): void {
     // The end-of-sequence token may release held-back text; it is not part of the output, so it has no score.
     if (token.logprob !== undefined) {
-      this.unreported.push({ text: token.piece ?? "", logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.text.length });
+      this.unreported.push({ text: token.piece ?? "", logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.textOffset + this.text.length });
     }
     this.text += token.text;
   }

@@ -21,7 +21,8 @@ const generationProperties = {
   model: { type: "string" },
   max_tokens: integer({ minimum: 1 }),
   temperature: number({ minimum: 0, maximum: 2 }),
-  top_p: number({ exclusiveMinimum: 0, maximum: 1 }),
+  // 0 is greedy decoding (translate.ts), as OpenAI's API takes it.
+  top_p: number({ minimum: 0, maximum: 1 }),
   frequency_penalty: number({ minimum: -2, maximum: 2 }),
   presence_penalty: number({ minimum: -2, maximum: 2 }),
   seed: integer({ minimum: -MAX_SAFE, maximum: MAX_SAFE }),

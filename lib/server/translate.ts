@@ -22,6 +22,8 @@ export interface RequestLimits {
 export interface GenerationPlan {
   /** The prompts as token ids: chat has one, completions may have several; each is answered `n` times. */
   prompts: number[][];
+  /** Each prompt's length as text, where the legacy logprobs' text_offset of its choices starts (chat: 0). */
+  promptTextLengths: number[];
   n: number;
   /** Options of every choice; a given seed is offset by the choice's index (choiceOptions). */
   options: GenerateOptions;
@@ -101,16 +103,17 @@ export function planCompletion(body: CompletionBody, model: LlamaModel, limits: 
   refuseUnsupported(body, COMPLETION_UNSUPPORTED);
   const prompts = completionPrompts(body.prompt).map((prompt) => {
     const tokens = typeof prompt === "string" ? model.tokenize(prompt, { addBos: true }) : prompt;
-    const outOfRange = tokens.find((id) => id >= model.info.vocabSize);
-    if (outOfRange !== undefined) {
-      throw invalidParameter(`Invalid 'prompt': token id ${outOfRange} is out of range (vocabulary size ${model.info.vocabSize}).`, "prompt");
-    }
+    checkTokenIds(tokens, model, "prompt");
     checkPromptLength(tokens, model, "prompt");
     return tokens;
   });
   const options = generateOptions(body, maxTokensOf(body, ["max_tokens"], limits.maxTokensCap, COMPLETION_DEFAULT_MAX_TOKENS));
-  if (body.logprobs != null) options.logprobs = body.logprobs;
-  return plan(body, model, prompts, options, limits);
+  let textLengths = prompts.map(() => 0);
+  if (body.logprobs != null) {
+    options.logprobs = body.logprobs;
+    textLengths = completionPrompts(body.prompt).map((prompt, i) => (typeof prompt === "string" ? prompt : model.detokenize(prompts[i])).length);
+  }
+  return plan(body, model, prompts, options, limits, textLengths);
 }
 
 /** The options of choice `index` of a prompt: with a seed, each choice gets its own (seed + index). */
@@ -119,7 +122,14 @@ export function choiceOptions(plan: GenerationPlan, index: number, signal: Abort
   return { ...plan.options, seed: seed === undefined ? undefined : seed + index, signal };
 }
 
-function plan(body: GenerationBody, model: LlamaModel, prompts: number[][], options: GenerateOptions, limits: RequestLimits): GenerationPlan {
+function plan(
+  body: GenerationBody,
+  model: LlamaModel,
+  prompts: number[][],
+  options: GenerateOptions,
+  limits: RequestLimits,
+  promptTextLengths = prompts.map(() => 0),
+): GenerationPlan {
   if (body.stream_options != null && !body.stream) {
     throw invalidParameter("Invalid 'stream_options': only allowed when 'stream' is true.", "stream_options");
   }
@@ -140,6 +150,7 @@ function plan(body: GenerationBody, model: LlamaModel, prompts: number[][], opti
   }
   return {
     prompts,
+    promptTextLengths,
     n,
     options,
     stream: body.stream ?? false,
@@ -171,6 +182,11 @@ function generateOptions(body: GenerationBody, maxTokens: number | null | undefi
   for (const [param, option] of Object.entries(OPTION_OF_PARAM)) {
     if (body[param] != null) options[option] = body[param];
   }
+  // Nucleus sampling over no probability mass keeps only the most likely token: greedy.
+  if (body.top_p === 0) {
+    delete options.topP;
+    options.temperature = 0;
+  }
   if (maxTokens != null) options.maxTokens = maxTokens;
   if (body.stop != null) options.stop = typeof body.stop === "string" ? [body.stop] : body.stop;
   return options as GenerateOptions;
@@ -182,7 +198,14 @@ function completionPrompts(prompt: CompletionBody["prompt"]): (string | number[]
   return prompt as string[] | number[][];
 }
 
-function checkPromptLength(tokens: number[], model: LlamaModel, param: string): void {
+export function checkTokenIds(tokens: readonly number[], model: LlamaModel, param: string): void {
+  const outOfRange = tokens.find((id) => id >= model.info.vocabSize);
+  if (outOfRange !== undefined) {
+    throw invalidParameter(`Invalid '${param}': token id ${outOfRange} is out of range (vocabulary size ${model.info.vocabSize}).`, param);
+  }
+}
+
+export function checkPromptLength(tokens: number[], model: LlamaModel, param: string): void {
   if (tokens.length === 0) throw invalidParameter(`Invalid '${param}': the prompt is empty.`, param);
   if (tokens.length > model.info.contextSize) throw contextOverflowError(tokens.length, model.info.contextSize, param);
 }
