@@ -15,6 +15,7 @@ export type {
 } from "./generation/types";
 export { ChatSession, GenerationStream } from "./generation/session";
 export type { SessionOptions } from "./generation/session";
+export type { EmbedOptions, EmbeddingPooling } from "./generation/embed";
 export type { LogitsProcessor, SamplerName, SamplingOptions } from "./sampling/sampler";
 export { SAMPLING_DEFAULTS, SAMPLER_NAMES } from "./sampling/sampler";
 export type { TokenizeOptions } from "./tokenizer/types";

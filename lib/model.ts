@@ -13,12 +13,13 @@ import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import os from "node:os";
 import { runGeneration, type Sequence } from "./generation/generate";
+import { type EmbedOptions, poolHiddenStates, resolveEmbedOptions } from "./generation/embed";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
 import type { KvCacheType, NativeKvCacheUsage } from "./native/binding";
-import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
+import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights, toInt32 } from "./native/engine";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
 import { checkTokenizerFitsModel, loadTokenizer } from "./tokenizer";
@@ -452,6 +453,39 @@ export class LlamaModel implements AsyncDisposable {
     if (!Array.isArray(prompts)) throw new InvalidArgumentError("generateBatch: prompts must be an array");
     const { seed } = options;
     return Promise.all(prompts.map((p, i) => this.complete(p, seed === undefined ? options : { ...options, seed: seed + i })));
+  }
+
+  /**
+   * One embedding per text (or `{ tokens }`), pooled from the model's final-norm hidden states (see EmbedOptions):
+   * many texts run together in one forward pass. Texts are tokenized with BOS, as prompts are. CPU only: a model
+   * on a GPU throws a DeviceError.
+   */
+  async embed(texts: readonly Prompt[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+    this.assertUsable();
+    const resolved = resolveEmbedOptions(options);
+    if (!Array.isArray(texts)) throw new InvalidArgumentError("embed: texts must be an array of strings or { tokens: number[] }");
+    if (this.info.device !== "cpu") {
+      throw new DeviceError(`embed runs on the CPU only; this model is on ${this.info.gpu?.name ?? "a GPU"}: load it with { device: "cpu" } to embed`);
+    }
+    const prompts = texts.map((text) => this.promptIds(text));
+    const vectors: Float32Array[] = new Array(prompts.length);
+    // A call holds at most a context's worth of tokens (at least one text), so it always fits the KV pool.
+    for (let first = 0; first < prompts.length; ) {
+      let end = first + 1;
+      for (let tokens = prompts[first].length; end < prompts.length && tokens + prompts[end].length <= this.info.contextSize; end++) {
+        tokens += prompts[end].length;
+      }
+      const group = prompts.slice(first, end);
+      const contexts = group.map((ids) => this.createContext(ids.length));
+      try {
+        const results = await this.engine.decodeBatch(group.map((ids, i) => ({ context: contexts[i], tokens: toInt32(ids), pos: 0, logits: "hidden" })));
+        results.forEach((result, i) => (vectors[first + i] = poolHiddenStates(result.logits!, group[i].length, this.info.dim, resolved)));
+      } finally {
+        for (const context of contexts) this.release({ context, tokens: [] });
+      }
+      first = end;
+    }
+    return vectors;
   }
 
   /**
