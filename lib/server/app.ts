@@ -11,7 +11,8 @@ import { completionHandler, type ServerContext } from "./completion-route";
 import { ApiError, checkModelName, clientErrorResponse, SHUTTING_DOWN, toApiError } from "./errors";
 import { ServerMetrics } from "./metrics";
 import { CHAT_FORMAT, TEXT_FORMAT } from "./responses";
-import { chatCompletionSchema, completionSchema } from "./schemas";
+import { embeddingsHandler } from "./embeddings-route";
+import { chatCompletionSchema, completionSchema, embeddingsSchema } from "./schemas";
 import { SlotScheduler } from "./slot-scheduler";
 import { planChatCompletion, planCompletion } from "./translate";
 import type { ResolvedServerOptions } from "./index";
@@ -111,6 +112,7 @@ function v1Routes(v1: FastifyInstance, context: ServerContext, modelAlias: strin
   });
   v1.post("/chat/completions", { schema: { body: chatCompletionSchema } }, completionHandler(context, CHAT_FORMAT, planChatCompletion));
   v1.post("/completions", { schema: { body: completionSchema } }, completionHandler(context, TEXT_FORMAT, planCompletion));
+  v1.post("/embeddings", { schema: { body: embeddingsSchema } }, embeddingsHandler(context));
 }
 
 /** How long a browser may cache a preflight's answer, in seconds. */

@@ -76,7 +76,8 @@ export function completionHandler<Body extends GenerationBody>(
   };
 }
 
-function admit(ctx: ServerContext, generations: number): void {
+/** Refuses a request whose generations would overflow the slots and queue (400) or do not fit now (429). */
+export function admit(ctx: ServerContext, generations: number): void {
   const { slots } = ctx;
   if (generations > slots.slots + slots.queueLimit) {
     throw invalidParameter(

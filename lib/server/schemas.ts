@@ -127,6 +127,27 @@ export const completionSchema = {
   },
 } as const;
 
+export const embeddingsSchema = {
+  type: "object",
+  required: ["model", "input"],
+  properties: {
+    model: { type: "string" },
+    input: {
+      description: "a string, an array of strings, an array of token ids or an array of token-id arrays",
+      anyOf: [
+        { type: "string" },
+        { type: "array", minItems: 1, items: { type: "string" } },
+        tokenIds,
+        { type: "array", minItems: 1, items: tokenIds },
+      ],
+    },
+    encoding_format: { enum: ["float", "base64", null] },
+    dimensions: integer({ minimum: 1 }),
+    // Not implemented: accepted with no effect.
+    user: string,
+  },
+} as const;
+
 type Optional<T> = T | null | undefined;
 
 export interface GenerationBody {
@@ -159,6 +180,13 @@ export interface ChatCompletionBody extends GenerationBody {
   max_completion_tokens?: Optional<number>;
   logprobs?: Optional<boolean>;
   top_logprobs?: Optional<number>;
+}
+
+export interface EmbeddingsBody {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  encoding_format?: Optional<"float" | "base64">;
+  dimensions?: Optional<number>;
 }
 
 export interface CompletionBody extends GenerationBody {
