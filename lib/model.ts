@@ -297,7 +297,7 @@ const GENERATE_OPTION_NAMES = {
 
 const SESSION_OPTION_NAMES = { systemPrompt: true, contextSize: true, restore: true, contextOverflow: true } as const satisfies OptionNames<SessionOptions>;
 const TOKENIZE_OPTION_NAMES = { addBos: true, special: true } as const satisfies OptionNames<TokenizeOptions>;
-const CHAT_TEMPLATE_OPTION_NAMES = { addGenerationPrompt: true } as const satisfies OptionNames<ChatTemplateOptions>;
+const CHAT_TEMPLATE_OPTION_NAMES = { addGenerationPrompt: true, tools: true } as const satisfies OptionNames<ChatTemplateOptions>;
 
 /** The rules of generate's own options (the sampling ones are resolveSampling's). */
 export function checkGenerateOptions(options: GenerateOptions): void {
@@ -634,8 +634,8 @@ export class LlamaModel implements AsyncDisposable {
       context.close();
       this.contexts.delete(context);
     },
-    renderChat: (messages) => this.applyChatTemplate(messages),
-    renderChatText: (messages) => renderChat(this.chat!, this.tokenizer, messages),
+    renderChat: (messages, tools) => this.applyChatTemplate(messages, { tools }),
+    renderChatText: (messages, tools) => renderChat(this.chat!, this.tokenizer, messages, { tools }),
     tokenizeTemplateText: (text) => this.tokenizer.tokenize(text, { special: true, addBos: false }),
     runOn: (sequence, promptIds, options, keepTokens) => {
       this.assertUsable();
