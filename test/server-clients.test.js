@@ -9,6 +9,7 @@ const assert = require("node:assert/strict");
 const { OpenAI } = require("openai");
 const { MODEL_ALIAS, loadServerModel, withServer, post } = require("./helpers/server.js");
 const { skipFileWithoutReferenceModels } = require("./helpers/models.js");
+const { scriptedModel } = require("./helpers/scripted.js");
 if (skipFileWithoutReferenceModels()) return;
 
 let model;
@@ -47,4 +48,87 @@ test("embeddings.create: base64 (the client's default) and float, strings and to
   await assert.rejects(client.embeddings.create({ model: MODEL_ALIAS, input: [] }), (err) => err.status === 400 && err.param === "input");
   await assert.rejects(client.embeddings.create({ model: MODEL_ALIAS, input: "x", dimensions: 3 }), (err) => err.status === 400 && err.param === "dimensions");
   await assert.rejects(client.embeddings.create({ model: MODEL_ALIAS, input: [[1, 99999]] }), (err) => err.status === 400 && err.param === "input");
+});
+
+const WEATHER_TOOL = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "The weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
+const CALL_TEXT = '{"name": "get_weather", "parameters": {"city": "Paris"}}';
+
+/** Runs fn({ client, prompts }) against a server whose model writes `scripts` in turn (helpers/scripted.js). */
+async function withScriptedServer(scripts, fn) {
+  const scripted = scriptedModel(model, scripts);
+  return withServer(scripted.model, {}, ({ url: scriptedUrl }) =>
+    fn({ client: new OpenAI({ baseURL: `${scriptedUrl}/v1`, apiKey: "unused", maxRetries: 0 }), prompts: scripted.prompts, url: scriptedUrl }),
+  );
+}
+
+test("chat tool-call round trip: tool_calls, then the tool's result in the history, then the answer", async () => {
+  await withScriptedServer([CALL_TEXT, "It is sunny in Paris."], async ({ client: scriptedClient, prompts }) => {
+    const messages = [{ role: "user", content: "What is the weather in Paris?" }];
+    const first = await scriptedClient.chat.completions.create({ model: MODEL_ALIAS, messages, tools: [WEATHER_TOOL] });
+    const choice = first.choices[0];
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.content, null);
+    assert.equal(choice.message.tool_calls.length, 1);
+    const call = choice.message.tool_calls[0];
+    assert.equal(call.type, "function");
+    assert.equal(call.function.name, "get_weather");
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris" });
+    // The tools were in the prompt (the built-in format: this model's template does not know tools).
+    assert.ok(prompts[0].includes('"name": "get_weather"') && prompts[0].includes("The weather in a city"));
+
+    messages.push(choice.message, { role: "tool", tool_call_id: call.id, content: '{"sky": "sunny"}' });
+    const second = await scriptedClient.chat.completions.create({ model: MODEL_ALIAS, messages, tools: [WEATHER_TOOL] });
+    assert.equal(second.choices[0].finish_reason, "stop");
+    assert.equal(second.choices[0].message.content.trim(), "It is sunny in Paris.");
+    assert.equal(second.choices[0].message.tool_calls, undefined);
+    // The call and its result went back to the model.
+    assert.ok(prompts[1].includes('{"name":"get_weather","parameters":{"city":"Paris"}}'));
+    assert.ok(prompts[1].includes('{"name":"get_weather","output":"{\\"sky\\": \\"sunny\\"}"}'));
+  });
+});
+
+test("streamed tool calls come as tool_calls deltas; a text reply with tools offered streams as text", async () => {
+  await withScriptedServer([`${CALL_TEXT}\n{"name": "get_weather", "parameters": {"city": "Rome"}}`, "No tool needed."], async ({ client: scriptedClient }) => {
+    const body = { model: MODEL_ALIAS, messages: [{ role: "user", content: "Weather in Paris and Rome?" }], tools: [WEATHER_TOOL], stream: true };
+    const chunks = [];
+    for await (const chunk of await scriptedClient.chat.completions.create(body)) chunks.push(chunk);
+    const deltas = chunks.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    const calls = [];
+    for (const d of deltas) {
+      calls[d.index] ??= { id: "", name: "", arguments: "" };
+      if (d.id) calls[d.index].id = d.id;
+      if (d.function?.name) calls[d.index].name += d.function.name;
+      if (d.function?.arguments) calls[d.index].arguments += d.function.arguments;
+    }
+    assert.deepEqual(calls.map((c) => [c.name, JSON.parse(c.arguments).city]), [["get_weather", "Paris"], ["get_weather", "Rome"]]);
+    assert.ok(calls.every((c) => /^call_/.test(c.id)));
+    assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? "").join(""), "");
+    assert.equal(chunks.at(-1).choices[0].finish_reason, "tool_calls");
+
+    // The client's own accumulation of the stream.
+    const text = [];
+    for await (const chunk of await scriptedClient.chat.completions.create(body)) text.push(chunk);
+    assert.equal(text.map((c) => c.choices[0]?.delta.content ?? "").join("").trim(), "No tool needed.");
+    assert.ok(text.every((c) => c.choices[0]?.delta.tool_calls === undefined));
+    assert.equal(text.at(-1).choices[0].finish_reason, "stop");
+  });
+});
+
+test("parallel_tool_calls false keeps the first call; tool_choice none offers no tools", async () => {
+  await withScriptedServer([`${CALL_TEXT}\n${CALL_TEXT}`], async ({ client: scriptedClient, prompts }) => {
+    const messages = [{ role: "user", content: "Weather?" }];
+    const one = await scriptedClient.chat.completions.create({ model: MODEL_ALIAS, messages, tools: [WEATHER_TOOL], parallel_tool_calls: false });
+    assert.equal(one.choices[0].message.tool_calls.length, 1);
+    const none = await scriptedClient.chat.completions.create({ model: MODEL_ALIAS, messages, tools: [WEATHER_TOOL], tool_choice: "none" });
+    assert.equal(none.choices[0].finish_reason, "stop");
+    assert.equal(none.choices[0].message.content.trim(), `${CALL_TEXT}\n${CALL_TEXT}`);
+    assert.ok(!prompts[1].includes("get_weather"));
+  });
 });

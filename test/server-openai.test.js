@@ -276,7 +276,11 @@ test("400s name the parameter: wrong types, out-of-range values, missing and uns
   await bad({ typical_p: 0 }, "typical_p");
   await bad({ repeat_penalty: 0 }, "repeat_penalty");
   await bad({ stream_options: { include_usage: true } }, "stream_options");
-  await bad({ tools: [{ type: "function", function: { name: "f" } }] }, "tools", /not supported/);
+  await bad({ tools: [{ type: "function", function: { name: "bad name" } }] }, "tools", /names must be/);
+  await bad({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function", function: { name: "g" } } }, "tool_choice", /no tool is named 'g'/);
+  await bad({ tool_choice: "required" }, "tool_choice", /no tools/);
+  await bad({ messages: [{ role: "tool", content: "x" }] }, "messages[0].tool_call_id", /Missing required parameter/);
+  await bad({ messages: [{ role: "assistant", content: null }] }, "messages[0].content", /Missing required parameter/);
   await bad({ messages: [] }, "messages");
   await bad({ messages: [{ role: "user" }] }, "messages[0].content", /Missing required parameter/);
   await bad({ messages: [{ role: "robot", content: "hi" }] }, "messages[0].role", /'system', 'developer', 'user', 'assistant'/);

@@ -5,10 +5,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { Completion, GeneratedToken } from "../generation/types";
+import type { Completion, GeneratedToken, GenerateOptions } from "../generation/types";
 import type { LlamaModel } from "../model";
 import { ApiError, checkModelName, invalidParameter, toApiError } from "./errors";
 import type { ServerMetrics } from "./metrics";
+import { mayBeToolCalls, parseToolCalls } from "../chat/tools";
+import type { ToolCall } from "../chat/types";
 import { ChoiceText, type ResponseFormat } from "./responses";
 import type { GenerationBody } from "./schemas";
 import { SseStream } from "./sse";
@@ -53,19 +55,7 @@ export function completionHandler<Body extends GenerationBody>(
     checkModelName(ctx, body.model);
     const plan = planOf(body, ctx.model, ctx.limits);
     admit(ctx, plan.prompts.length * plan.n);
-
-    const abort = new AbortController();
-    const inFlight: InFlightRequest = {
-      controller: abort,
-      finished: new Promise((resolve) =>
-        reply.raw.once("close", () => {
-          if (!reply.raw.writableFinished) abort.abort(CLIENT_GONE);
-          ctx.inFlight.delete(inFlight);
-          resolve();
-        }),
-      ),
-    };
-    ctx.inFlight.add(inFlight);
+    const abort = trackRequest(ctx, reply);
     const run = new Run(ctx, format, plan, abort.signal);
     try {
       return plan.stream ? await run.stream(reply) : await run.respond();
@@ -74,6 +64,26 @@ export function completionHandler<Body extends GenerationBody>(
       throw err;
     }
   };
+}
+
+/**
+ * Registers a generation request for close() and returns its AbortController: aborted when the client goes away
+ * before its response is out, or by close().
+ */
+export function trackRequest(ctx: ServerContext, reply: FastifyReply): AbortController {
+  const abort = new AbortController();
+  const inFlight: InFlightRequest = {
+    controller: abort,
+    finished: new Promise((resolve) =>
+      reply.raw.once("close", () => {
+        if (!reply.raw.writableFinished) abort.abort(CLIENT_GONE);
+        ctx.inFlight.delete(inFlight);
+        resolve();
+      }),
+    ),
+  };
+  ctx.inFlight.add(inFlight);
+  return abort;
 }
 
 /** Refuses a request whose generations would overflow the slots and queue (400) or do not fit now (429). */
@@ -114,9 +124,19 @@ class Run {
     const completions = await this.runChoices(() => {}, () => {});
     return {
       ...this.header(this.format.object),
-      choices: completions.map((c, i) => this.format.choice(i, c.text, this.texts[i].takeScores(), c.finishReason)),
+      choices: completions.map((c, i) => {
+        const calls = this.toolCalls(c.text);
+        return this.format.choice(i, c.text, this.texts[i].takeScores(), calls ? "tool_calls" : c.finishReason, calls);
+      }),
       usage: this.usage(completions),
     };
+  }
+
+  /** The tool calls a reply makes, when the request offered tools and the reply is calls (the first only unless parallel). */
+  private toolCalls(text: string): ToolCall[] | undefined {
+    const { tools } = this.plan;
+    const calls = tools && parseToolCalls(text, tools.definitions);
+    return calls && !tools.parallel ? calls.slice(0, 1) : calls;
   }
 
   async stream(reply: FastifyReply): Promise<FastifyReply> {
@@ -133,15 +153,29 @@ class Run {
       open(index);
       sse.send(chunk(this.format.deltaChoice(index, text, this.texts[index].takeScores())));
     };
+    // With tools, a reply's text is held back while it may still be tool calls (see mayBeToolCalls); once it cannot
+    // be, it streams as usual; held to the end, it goes out as calls, or as text when it does not parse as calls.
+    const held: (string | undefined)[] = this.texts.map(() => (this.plan.tools ? "" : undefined));
     try {
       const completions = await this.runChoices(
         (index, token) => {
-          if (token.text !== "") sendText(index, token.text);
+          if (token.text === "") return;
+          const holding = held[index];
+          if (holding === undefined) return sendText(index, token.text);
+          held[index] = holding + token.text;
+          if (mayBeToolCalls(held[index]!)) return;
+          held[index] = undefined;
+          sendText(index, holding + token.text);
         },
         (index, completion) => {
+          const calls = held[index] === undefined ? undefined : this.toolCalls(completion.text);
+          if (calls) {
+            open(index);
+            calls.forEach((call, position) => this.format.toolCallChoices!(index, position, call).forEach((choice) => sse.send(chunk(choice))));
+          } else if (held[index]) sendText(index, held[index]!);
           if (this.texts[index].hasUnreported) sendText(index, "");
           open(index);
-          sse.send(chunk(this.format.finishChoice(index, completion.finishReason)));
+          sse.send(chunk(this.format.finishChoice(index, calls ? "tool_calls" : completion.finishReason)));
         },
       );
       if (this.plan.includeUsage) sse.send({ ...this.header(this.format.chunkObject), choices: [], usage: this.usage(completions) });
@@ -175,7 +209,7 @@ class Run {
     this.signal.addEventListener("abort", abortChoices, { once: true });
     const completions = await Promise.all(
       choices.map(async ({ prompt, controller, options }, index) => {
-        const completion = await this.generateInSlot(prompt, options, controller.signal, (token) => {
+        const completion = await generateInSlot(this.ctx, prompt, options, controller.signal, (token) => {
           this.texts[index].add(token);
           onToken(index, token);
         });
@@ -185,29 +219,6 @@ class Run {
     ).finally(() => this.signal.removeEventListener("abort", abortChoices));
     if (this.signal.aborted) throw this.signal.reason;
     return completions;
-  }
-
-  private async generateInSlot(
-    prompt: number[],
-    options: GenerationPlan["options"],
-    signal: AbortSignal,
-    onToken: (token: GeneratedToken) => void,
-  ): Promise<Completion> {
-    const { model, slots, metrics } = this.ctx;
-    const release = await slots.acquire(signal);
-    try {
-      const generation = model.generate({ tokens: prompt }, options);
-      for (;;) {
-        const step = await generation.next();
-        if (step.done) {
-          metrics.recordGeneration(step.value.stats);
-          return step.value;
-        }
-        onToken(step.value);
-      }
-    } finally {
-      release();
-    }
   }
 
   private header(object: string) {
@@ -223,5 +234,30 @@ class Run {
       completionTokens += c.stats.genTokens;
     });
     return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  }
+}
+
+/** One generation in a slot of its own (waiting for one first), its stats recorded; `onToken` sees each token. */
+export async function generateInSlot(
+  ctx: ServerContext,
+  prompt: number[],
+  options: GenerateOptions,
+  signal: AbortSignal,
+  onToken: (token: GeneratedToken) => void,
+): Promise<Completion> {
+  const { model, slots, metrics } = ctx;
+  const release = await slots.acquire(signal);
+  try {
+    const generation = model.generate({ tokens: prompt }, options);
+    for (;;) {
+      const step = await generation.next();
+      if (step.done) {
+        metrics.recordGeneration(step.value.stats);
+        return step.value;
+      }
+      onToken(step.value);
+    }
+  } finally {
+    release();
   }
 }

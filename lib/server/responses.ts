@@ -3,7 +3,11 @@
  * stream) and the legacy `text_completion`, with their two logprobs formats. Everything else about a request
  * (running it, streaming it) is the same for both and lives in completion-route.ts.
  */
+import type { ToolCall } from "../chat/types";
 import type { FinishReason, GeneratedToken, TokenLogprob } from "../generation/types";
+
+/** Why a choice ended: the generation's reason, or "tool_calls" when its reply was parsed into calls. */
+export type ChoiceFinish = FinishReason | "tool_calls";
 
 /** A generated token with its log-probability, as the responses report it. */
 export interface ScoredToken {
@@ -21,14 +25,16 @@ export interface ResponseFormat {
   idPrefix: string;
   object: string;
   chunkObject: string;
-  /** A choice of a whole (non-streamed) response. */
-  choice(index: number, text: string, logprobs: ScoredToken[] | undefined, finishReason: FinishReason): object;
+  /** A choice of a whole (non-streamed) response; toolCalls when its reply was calls (chat only). */
+  choice(index: number, text: string, logprobs: ScoredToken[] | undefined, finishReason: ChoiceFinish, toolCalls?: ToolCall[]): object;
   /** The first chunk of a streamed choice, before any text, or undefined when the format has none. */
   openingChoice(index: number): object | undefined;
   /** A streamed piece of text with the logprobs of the tokens that released it. */
   deltaChoice(index: number, text: string, logprobs: ScoredToken[] | undefined): object;
   /** The last chunk of a streamed choice. */
-  finishChoice(index: number, finishReason: FinishReason): object;
+  finishChoice(index: number, finishReason: ChoiceFinish): object;
+  /** The chunks of a streamed tool call, the `position`th of its choice: its name and id, then its arguments (chat only). */
+  toolCallChoices?(index: number, position: number, call: ToolCall): object[];
 }
 
 /** The tokens' bytes, which say what a piece of a multi-byte character is when its text cannot. */
@@ -65,23 +71,33 @@ function legacyLogprobs(tokens: ScoredToken[] | undefined) {
 }
 
 /** OpenAI reports only why a generation ended normally; an abort never reaches a client (it left, or got an error). */
-function finishReasonOf(reason: FinishReason): "stop" | "length" {
-  return reason === "length" ? "length" : "stop";
+function finishReasonOf(reason: ChoiceFinish): "stop" | "length" | "tool_calls" {
+  return reason === "length" || reason === "tool_calls" ? reason : "stop";
+}
+
+function toolCallObject(call: ToolCall) {
+  return { id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } };
 }
 
 export const CHAT_FORMAT: ResponseFormat = {
   idPrefix: "chatcmpl-",
   object: "chat.completion",
   chunkObject: "chat.completion.chunk",
-  choice: (index, text, logprobs, finishReason) => ({
+  choice: (index, text, logprobs, finishReason, toolCalls) => ({
     index,
-    message: { role: "assistant", content: text, refusal: null },
+    message: toolCalls
+      ? { role: "assistant", content: null, tool_calls: toolCalls.map(toolCallObject), refusal: null }
+      : { role: "assistant", content: text, refusal: null },
     logprobs: chatLogprobs(logprobs),
     finish_reason: finishReasonOf(finishReason),
   }),
   openingChoice: (index) => ({ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }),
   deltaChoice: (index, text, logprobs) => ({ index, delta: { content: text }, logprobs: chatLogprobs(logprobs), finish_reason: null }),
   finishChoice: (index, finishReason) => ({ index, delta: {}, logprobs: null, finish_reason: finishReasonOf(finishReason) }),
+  toolCallChoices: (index, position, call) => [
+    { index, delta: { tool_calls: [{ index: position, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }, logprobs: null, finish_reason: null },
+    { index, delta: { tool_calls: [{ index: position, function: { arguments: call.arguments } }] }, logprobs: null, finish_reason: null },
+  ],
 };
 
 export const TEXT_FORMAT: ResponseFormat = {

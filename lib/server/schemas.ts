@@ -52,9 +52,6 @@ const generationProperties = {
 
 /** Chat parameters this server does not implement: accepted with no effect, or refused when used (translate.ts). */
 const unimplementedChatProperties = {
-  tools: array,
-  tool_choice: { type: ["string", "object", "null"] },
-  parallel_tool_calls: boolean,
   functions: array,
   function_call: { type: ["string", "object", "null"] },
   response_format: object,
@@ -71,6 +68,25 @@ const unimplementedChatProperties = {
   safety_identifier: string,
 } as const;
 
+/** A function tool's own fields (chat nests them under `function`; the Responses API gives them flat). */
+export const functionProperties = {
+  name: { type: "string", minLength: 1 },
+  description: string,
+  parameters: object,
+  strict: boolean,
+} as const;
+
+const textContent = {
+  description: "a string or an array of text parts",
+  anyOf: [
+    { type: "string" },
+    {
+      type: "array",
+      items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+    },
+  ],
+} as const;
+
 export const chatCompletionSchema = {
   type: "object",
   required: ["model", "messages"],
@@ -82,23 +98,44 @@ export const chatCompletionSchema = {
       minItems: 1,
       items: {
         type: "object",
-        required: ["role", "content"],
+        // content may be null only on an assistant message with tool_calls (translate.ts).
+        required: ["role"],
         properties: {
-          role: { enum: ["system", "developer", "user", "assistant"] },
-          content: {
-            description: "a string or an array of text parts",
-            anyOf: [
-              { type: "string" },
-              {
-                type: "array",
-                items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
-              },
-            ],
-          },
+          role: { enum: ["system", "developer", "user", "assistant", "tool"] },
+          content: { anyOf: [...textContent.anyOf, { type: "null" }], description: textContent.description },
           name: { type: "string" },
+          tool_calls: {
+            type: ["array", "null"],
+            items: {
+              type: "object",
+              required: ["id", "function"],
+              properties: {
+                id: { type: "string" },
+                type: { const: "function" },
+                function: { type: "object", required: ["name", "arguments"], properties: { name: { type: "string" }, arguments: { type: "string" } } },
+              },
+            },
+          },
+          tool_call_id: { type: "string" },
         },
       },
     },
+    tools: {
+      type: ["array", "null"],
+      items: {
+        type: "object",
+        required: ["type", "function"],
+        properties: { type: { const: "function" }, function: { type: "object", required: ["name"], properties: functionProperties } },
+      },
+    },
+    tool_choice: {
+      description: "'none', 'auto', 'required' or { type: 'function', function: { name } }",
+      anyOf: [
+        { enum: ["none", "auto", "required", null] },
+        { type: "object", required: ["type", "function"], properties: { type: { const: "function" }, function: { type: "object", required: ["name"], properties: { name: { type: "string" } } } } },
+      ],
+    },
+    parallel_tool_calls: boolean,
     max_completion_tokens: integer({ minimum: 1 }),
     logprobs: boolean,
     top_logprobs: integer({ minimum: 0, maximum: 20 }),
@@ -175,8 +212,25 @@ export interface GenerationBody {
 
 export type TextPart = { type: "text"; text: string };
 
+/** A function tool's fields, as functionProperties checks them. */
+export interface FunctionToolBody {
+  name: string;
+  description?: Optional<string>;
+  parameters?: Optional<Record<string, unknown>>;
+  strict?: Optional<boolean>;
+}
+
 export interface ChatCompletionBody extends GenerationBody {
-  messages: { role: "system" | "developer" | "user" | "assistant"; content: string | TextPart[]; name?: string }[];
+  messages: {
+    role: "system" | "developer" | "user" | "assistant" | "tool";
+    content?: string | TextPart[] | null;
+    name?: string;
+    tool_calls?: Optional<{ id: string; type?: "function"; function: { name: string; arguments: string } }[]>;
+    tool_call_id?: string;
+  }[];
+  tools?: Optional<{ type: "function"; function: FunctionToolBody }[]>;
+  tool_choice?: Optional<"none" | "auto" | "required" | { type: "function"; function: { name: string } }>;
+  parallel_tool_calls?: Optional<boolean>;
   max_completion_tokens?: Optional<number>;
   logprobs?: Optional<boolean>;
   top_logprobs?: Optional<number>;

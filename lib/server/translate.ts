@@ -3,13 +3,13 @@
  * The checks that need the model (context length, vocabulary, the option rules of the sampler) happen here, so a
  * bad request is a 400 at once rather than after waiting for a slot.
  */
-import type { ChatMessage } from "../chat/types";
+import type { ChatMessage, ToolDefinition } from "../chat/types";
 import { InvalidArgumentError, UnsupportedModelError } from "../errors";
 import type { GenerateOptions } from "../generation/types";
 import type { LlamaModel } from "../model";
 import { resolveSampling } from "../sampling/options";
 import { ApiError, contextOverflowError, invalidParameter } from "./errors";
-import type { ChatCompletionBody, CompletionBody, GenerationBody } from "./schemas";
+import type { ChatCompletionBody, CompletionBody, FunctionToolBody, GenerationBody } from "./schemas";
 
 /** The server's caps on one request, so that no request takes every slot or holds one for ever (fairness). */
 export interface RequestLimits {
@@ -30,7 +30,18 @@ export interface GenerationPlan {
   stream: boolean;
   /** Stream a last chunk with the usage counts (stream_options.include_usage). */
   includeUsage: boolean;
+  /** When the model may call tools: replies are parsed into tool calls. */
+  tools?: ToolCalling;
 }
+
+/** The tools a reply may call, and whether it may make several calls. */
+export interface ToolCalling {
+  definitions: ToolDefinition[];
+  parallel: boolean;
+}
+
+/** OpenAI's tool_choice: "none", "auto", "required", or a named function ({ type, function: { name } } in chat, { type, name } in Responses). */
+export type ToolChoice = "none" | "auto" | "required" | { type: "function"; name?: string; function?: { name: string } } | null | undefined;
 
 /** OpenAI parameters that map one to one onto a GenerateOptions key (top_k and the like are llama.cpp's names). */
 const OPTION_OF_PARAM = {
@@ -55,10 +66,8 @@ const PARAM_OF_OPTION: Record<string, string> = {
 
 /** Parameters whose use this server cannot honour: refused rather than silently ignored. */
 const CHAT_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
-  tools: (v) => Array.isArray(v) && v.length > 0,
+  // The deprecated forms of tools and tool_choice.
   functions: (v) => Array.isArray(v) && v.length > 0,
-  // "none" and "auto" ask nothing of a request without tools; "required" or a named function do.
-  tool_choice: (v) => v === "required" || (typeof v === "object" && v !== null),
   function_call: (v) => typeof v === "object" && v !== null,
   response_format: (v) => typeof v === "object" && v !== null && (v as { type?: unknown }).type !== "text",
   audio: (v) => typeof v === "object" && v !== null,
@@ -75,25 +84,107 @@ export function planChatCompletion(body: ChatCompletionBody, model: LlamaModel, 
   if (body.top_logprobs != null && !body.logprobs) {
     throw invalidParameter("Invalid 'top_logprobs': requires 'logprobs' to be true.", "top_logprobs");
   }
-  const messages: ChatMessage[] = body.messages.map((m) => ({
+  const messages = body.messages.map(chatMessage);
+  const tools = toolCalling(body.tools?.map((t) => t.function), body.tool_choice, body.parallel_tool_calls, "tools");
+  const tokens = renderConversation(model, messages, tools.calling?.definitions, "messages");
+  // max_completion_tokens is the newer name of max_tokens, and wins when both are given.
+  const options = { ...generateOptions(body, maxTokensOf(body, ["max_completion_tokens", "max_tokens"], limits.maxTokensCap)), ...tools.options };
+  if (body.logprobs) options.logprobs = body.top_logprobs ?? 0;
+  return { ...plan(body, model, [tokens], options, limits), tools: tools.calling };
+}
+
+function chatMessage(m: ChatCompletionBody["messages"][number], i: number): ChatMessage {
+  const toolCalls = m.role === "assistant" ? m.tool_calls?.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })) : undefined;
+  // An assistant message that makes tool calls may have no content; every other message needs one.
+  if (m.content == null && !toolCalls?.length) {
+    throw new ApiError(400, `Missing required parameter: 'messages[${i}].content'.`, { param: `messages[${i}].content`, code: "missing_required_parameter" });
+  }
+  if (m.role === "tool" && typeof m.tool_call_id !== "string") {
+    throw new ApiError(400, `Missing required parameter: 'messages[${i}].tool_call_id'.`, { param: `messages[${i}].tool_call_id`, code: "missing_required_parameter" });
+  }
+  return {
     role: m.role === "developer" ? "system" : m.role,
-    content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join(""),
-  }));
+    content: m.content == null ? "" : typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join(""),
+    ...(toolCalls?.length && { toolCalls }),
+    ...(m.role === "tool" && { toolCallId: m.tool_call_id! }),
+  };
+}
+
+/** A conversation (with the tools offered) rendered by the model's chat template and tokenized; errors name `param`. */
+export function renderConversation(model: LlamaModel, messages: ChatMessage[], tools: ToolDefinition[] | undefined, param: string): number[] {
   let tokens: number[];
   try {
-    tokens = model.applyChatTemplate(messages, { addGenerationPrompt: true }).tokens;
+    tokens = model.applyChatTemplate(messages, { addGenerationPrompt: true, tools }).tokens;
   } catch (err) {
     // The template refuses conversations it cannot render (roles out of order, say).
     if (err instanceof InvalidArgumentError || err instanceof UnsupportedModelError) {
-      throw invalidParameter(err.message, "messages");
+      throw invalidParameter(err.message, err instanceof InvalidArgumentError && err.option === "tools" ? "tools" : param);
     }
     throw err;
   }
-  checkPromptLength(tokens, model, "messages");
-  // max_completion_tokens is the newer name of max_tokens, and wins when both are given.
-  const options = generateOptions(body, maxTokensOf(body, ["max_completion_tokens", "max_tokens"], limits.maxTokensCap));
-  if (body.logprobs) options.logprobs = body.top_logprobs ?? 0;
-  return plan(body, model, [tokens], options, limits);
+  checkPromptLength(tokens, model, param);
+  return tokens;
+}
+
+/**
+ * The tools a request offers under its tool_choice: "none" offers none, "auto" (the default) lets the reply be
+ * calls or text, "required" and a named function need the reply to be a call, which only constrained generation
+ * can promise (constrainedTo).
+ */
+export function toolCalling(
+  given: readonly FunctionToolBody[] | null | undefined,
+  choice: ToolChoice,
+  parallel: boolean | null | undefined,
+  param: string,
+): { calling?: ToolCalling; options: Partial<GenerateOptions> } {
+  const definitions: ToolDefinition[] = (given ?? []).map((t) => ({
+    name: t.name,
+    ...(t.description != null && { description: t.description }),
+    ...(t.parameters != null && { parameters: t.parameters }),
+  }));
+  const names = new Set<string>();
+  for (const [i, tool] of definitions.entries()) {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tool.name) || names.has(tool.name)) {
+      throw invalidParameter(`Invalid '${param}[${i}]': names must be unique, 1 to 64 letters, digits, '_', '.' or '-' (got '${tool.name}').`, param);
+    }
+    names.add(tool.name);
+  }
+  const mode = choice ?? "auto";
+  if (definitions.length === 0 || mode === "none") {
+    if (mode !== "none" && mode !== "auto") throw invalidParameter("Invalid 'tool_choice': the request offers no tools to call.", "tool_choice");
+    return { options: {} };
+  }
+  const calling = { definitions, parallel: parallel ?? true };
+  if (mode === "auto") return { calling, options: {} };
+  const named = mode === "required" ? undefined : (mode.function?.name ?? mode.name);
+  if (mode !== "required" && !names.has(named ?? "")) {
+    throw invalidParameter(`Invalid 'tool_choice': no tool is named '${String(named)}'.`, "tool_choice");
+  }
+  const callable = definitions.filter((t) => named === undefined || t.name === named);
+  return { calling, options: constrainedTo({ anyOf: callable.map(toolCallSchema) }, "tool_choice") };
+}
+
+/** The JSON Schema of one call of `tool` in the built-in format: {"name": ..., "parameters": {...}}. */
+function toolCallSchema(tool: ToolDefinition): object {
+  return {
+    type: "object",
+    properties: { name: { const: tool.name }, parameters: tool.parameters ?? { type: "object" } },
+    required: ["name", "parameters"],
+    additionalProperties: false,
+  };
+}
+
+/**
+ * The generate options that hold a reply to a JSON Schema (tool_choice "required" or named, the Responses API's
+ * text.format json_schema). They need constrained generation (generate's `jsonSchema` option, built beside this
+ * server); until this build has it, such requests are refused rather than answered unconstrained.
+ */
+export function constrainedTo(schema: object, param: string): Partial<GenerateOptions> {
+  void schema;
+  throw new ApiError(400, `'${param}' needs constrained generation (a JSON Schema held during sampling), which this build lacks.`, {
+    param,
+    code: "unsupported_parameter",
+  });
 }
 
 /** OpenAI's legacy default for /v1/completions when max_tokens is not given. */
