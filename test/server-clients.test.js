@@ -132,3 +132,110 @@ test("parallel_tool_calls false keeps the first call; tool_choice none offers no
     assert.ok(!prompts[1].includes("get_weather"));
   });
 });
+
+/** The library's greedy reply to a conversation, to compare the server's with. */
+async function greedyReply(messages, maxTokens, options = {}) {
+  return model.complete(model.applyChatTemplate(messages, options), { temperature: 0, maxTokens });
+}
+
+test("responses.create: a string input with instructions; output_text is the model's greedy reply; usage; max_output_tokens", async () => {
+  const r = await client.responses.create({ model: MODEL_ALIAS, instructions: "You answer briefly.", input: "What is the state of the union?", temperature: 0, max_output_tokens: 20 });
+  const expected = await greedyReply([{ role: "system", content: "You answer briefly." }, { role: "user", content: "What is the state of the union?" }], 20);
+  assert.equal(r.object, "response");
+  assert.match(r.id, /^resp_/);
+  assert.equal(r.model, MODEL_ALIAS);
+  assert.equal(r.output_text, expected.text);
+  assert.equal(r.output.length, 1);
+  assert.equal(r.output[0].type, "message");
+  assert.equal(r.output[0].role, "assistant");
+  assert.equal(r.output[0].content[0].type, "output_text");
+  assert.equal(r.usage.input_tokens, expected.stats.promptTokens);
+  assert.equal(r.usage.output_tokens, expected.stats.genTokens);
+  assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
+  assert.equal(r.status, expected.finishReason === "length" ? "incomplete" : "completed");
+
+  const cut = await client.responses.create({ model: MODEL_ALIAS, input: "Tell me about the union.", max_output_tokens: 3, temperature: 0 });
+  assert.equal(cut.status, "incomplete");
+  assert.deepEqual(cut.incomplete_details, { reason: "max_output_tokens" });
+  assert.equal(cut.usage.output_tokens, 3);
+});
+
+test("responses.create: input items (messages with text parts) and previous_response_id carrying the conversation on", async () => {
+  const first = await client.responses.create({
+    model: MODEL_ALIAS,
+    input: [{ role: "user", content: [{ type: "input_text", text: "Name a president." }] }],
+    temperature: 0,
+    max_output_tokens: 8,
+  });
+  const second = await client.responses.create({ model: MODEL_ALIAS, previous_response_id: first.id, input: "And another?", temperature: 0, max_output_tokens: 8 });
+  const expected = await greedyReply(
+    [{ role: "user", content: "Name a president." }, { role: "assistant", content: first.output_text }, { role: "user", content: "And another?" }],
+    8,
+  );
+  assert.equal(second.output_text, expected.text);
+  assert.equal(second.previous_response_id, first.id);
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, previous_response_id: "resp_unknown", input: "x" }), (err) => err.status === 400 && err.param === "previous_response_id");
+  // store: false keeps nothing to continue from.
+  const unstored = await client.responses.create({ model: MODEL_ALIAS, input: "Hi", max_output_tokens: 2, store: false });
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, previous_response_id: unstored.id, input: "x" }), (err) => err.status === 400);
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] }), (err) => err.status === 400 && err.param === "input[0].content[0]");
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", tools: [{ type: "web_search" }] }), (err) => err.status === 400 && err.param === "tools[0].type");
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", background: true }), (err) => err.status === 400 && err.param === "background");
+});
+
+test("responses.stream: the typed events in order with rising sequence numbers, deltas adding up to the final text", async () => {
+  const stream = client.responses.stream({ model: MODEL_ALIAS, input: "What is the state of the union?", temperature: 0, max_output_tokens: 16 });
+  const events = [];
+  for await (const event of stream) events.push(event);
+  const final = await stream.finalResponse();
+  const expected = await greedyReply([{ role: "user", content: "What is the state of the union?" }], 16);
+  const types = events.map((e) => e.type);
+  const deltas = events.filter((e) => e.type === "response.output_text.delta");
+  assert.deepEqual(types.filter((t) => t !== "response.output_text.delta"), [
+    "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+    "response.output_text.done", "response.content_part.done", "response.output_item.done",
+    final.status === "completed" ? "response.completed" : "response.incomplete",
+  ]);
+  assert.ok(deltas.length > 1);
+  assert.ok(types.indexOf("response.content_part.added") < types.indexOf("response.output_text.delta"));
+  assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+  assert.equal(deltas.map((d) => d.delta).join(""), expected.text);
+  assert.equal(final.output_text, expected.text);
+  assert.equal(events.find((e) => e.type === "response.output_text.done").text, expected.text);
+  assert.equal(final.usage.output_tokens, expected.stats.genTokens);
+});
+
+test("Responses function calls: function_call items, then function_call_output with previous_response_id; streamed too", async () => {
+  const tool = { type: "function", name: "get_weather", description: "The weather in a city", parameters: WEATHER_TOOL.function.parameters };
+  await withScriptedServer([CALL_TEXT, "It is sunny in Paris.", CALL_TEXT], async ({ client: scriptedClient, prompts }) => {
+    const asked = await scriptedClient.responses.create({ model: MODEL_ALIAS, input: "Weather in Paris?", tools: [tool] });
+    assert.equal(asked.output.length, 1);
+    const call = asked.output[0];
+    assert.equal(call.type, "function_call");
+    assert.equal(call.name, "get_weather");
+    assert.match(call.call_id, /^call_/);
+    assert.deepEqual(JSON.parse(call.arguments), { city: "Paris" });
+    assert.equal(asked.output_text, "");
+
+    const answered = await scriptedClient.responses.create({
+      model: MODEL_ALIAS,
+      previous_response_id: asked.id,
+      input: [{ type: "function_call_output", call_id: call.call_id, output: '{"sky": "sunny"}' }],
+      tools: [tool],
+    });
+    assert.equal(answered.output_text.trim(), "It is sunny in Paris.");
+    assert.ok(prompts[1].includes("Weather in Paris?") && prompts[1].includes('{"name":"get_weather","parameters":{"city":"Paris"}}'));
+    assert.ok(prompts[1].includes('"output":"{\\"sky\\": \\"sunny\\"}"'));
+
+    const events = [];
+    for await (const event of scriptedClient.responses.stream({ model: MODEL_ALIAS, input: "Weather in Paris?", tools: [tool] })) events.push(event);
+    assert.deepEqual(events.map((e) => e.type), [
+      "response.created", "response.in_progress", "response.output_item.added", "response.function_call_arguments.delta",
+      "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    ]);
+    const done = events.find((e) => e.type === "response.output_item.done").item;
+    assert.equal(done.type, "function_call");
+    assert.deepEqual(JSON.parse(done.arguments), { city: "Paris" });
+    assert.equal(events.at(-1).response.output[0].call_id, done.call_id);
+  });
+});

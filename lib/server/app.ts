@@ -12,7 +12,9 @@ import { ApiError, checkModelName, clientErrorResponse, SHUTTING_DOWN, toApiErro
 import { ServerMetrics } from "./metrics";
 import { CHAT_FORMAT, TEXT_FORMAT } from "./responses";
 import { embeddingsHandler } from "./embeddings-route";
-import { chatCompletionSchema, completionSchema, embeddingsSchema } from "./schemas";
+import { ResponseStore } from "./response-store";
+import { responsesHandler } from "./responses-route";
+import { chatCompletionSchema, completionSchema, embeddingsSchema, responsesSchema } from "./schemas";
 import { SlotScheduler } from "./slot-scheduler";
 import { planChatCompletion, planCompletion } from "./translate";
 import type { ResolvedServerOptions } from "./index";
@@ -113,6 +115,7 @@ function v1Routes(v1: FastifyInstance, context: ServerContext, modelAlias: strin
   v1.post("/chat/completions", { schema: { body: chatCompletionSchema } }, completionHandler(context, CHAT_FORMAT, planChatCompletion));
   v1.post("/completions", { schema: { body: completionSchema } }, completionHandler(context, TEXT_FORMAT, planCompletion));
   v1.post("/embeddings", { schema: { body: embeddingsSchema } }, embeddingsHandler(context));
+  v1.post("/responses", { schema: { body: responsesSchema } }, responsesHandler(context, new ResponseStore()));
 }
 
 /** How long a browser may cache a preflight's answer, in seconds. */

@@ -185,6 +185,60 @@ export const embeddingsSchema = {
   },
 } as const;
 
+/** Chat and completion parameters with no meaning in the Responses API (it has its own names for the rest). */
+const { max_tokens: _maxTokens, n: _n, stream_options: _streamOptions, ...samplingProperties } = generationProperties;
+
+export const responsesSchema = {
+  type: "object",
+  required: ["model", "input"],
+  properties: {
+    ...samplingProperties,
+    // Items are checked one by one in responses-route.ts, which names the one at fault.
+    input: { description: "a string or an array of input items", anyOf: [{ type: "string" }, { type: "array", items: { type: "object" } }] },
+    instructions: string,
+    max_output_tokens: integer({ minimum: 1 }),
+    previous_response_id: string,
+    tools: {
+      type: ["array", "null"],
+      items: { type: "object", required: ["type"], properties: { type: { type: "string" }, ...functionProperties } },
+    },
+    tool_choice: {
+      description: "'none', 'auto', 'required' or { type: 'function', name }",
+      anyOf: [
+        { enum: ["none", "auto", "required", null] },
+        { type: "object", required: ["type", "name"], properties: { type: { const: "function" }, name: { type: "string" } } },
+      ],
+    },
+    parallel_tool_calls: boolean,
+    text: {
+      type: ["object", "null"],
+      properties: {
+        format: {
+          type: ["object", "null"],
+          required: ["type"],
+          properties: { type: { enum: ["text", "json_object", "json_schema"] }, name: { type: "string" }, schema: { type: "object" }, strict: boolean, description: string },
+        },
+        verbosity: string,
+      },
+    },
+    store: boolean,
+    // Not implemented: refused when used (responses-route.ts).
+    background: boolean,
+    conversation: { type: ["string", "object", "null"] },
+    prompt: object,
+    top_logprobs: integer({ minimum: 0, maximum: 20 }),
+    // Not implemented: accepted with no effect.
+    include: array,
+    metadata: object,
+    reasoning: object,
+    truncation: string,
+    service_tier: string,
+    max_tool_calls: integer({ minimum: 1 }),
+    prompt_cache_key: string,
+    safety_identifier: string,
+  },
+} as const;
+
 type Optional<T> = T | null | undefined;
 
 export interface GenerationBody {
@@ -234,6 +288,30 @@ export interface ChatCompletionBody extends GenerationBody {
   max_completion_tokens?: Optional<number>;
   logprobs?: Optional<boolean>;
   top_logprobs?: Optional<number>;
+}
+
+/** An input item as the route reads it (checked there, item by item). */
+export interface ResponseInputItem {
+  type?: string;
+  role?: string;
+  content?: unknown;
+  call_id?: unknown;
+  name?: unknown;
+  arguments?: unknown;
+  output?: unknown;
+  id?: unknown;
+}
+
+export interface ResponsesBody extends GenerationBody {
+  input: string | ResponseInputItem[];
+  instructions?: Optional<string>;
+  max_output_tokens?: Optional<number>;
+  previous_response_id?: Optional<string>;
+  tools?: Optional<({ type: string } & Partial<FunctionToolBody>)[]>;
+  tool_choice?: Optional<"none" | "auto" | "required" | { type: "function"; name: string }>;
+  parallel_tool_calls?: Optional<boolean>;
+  text?: Optional<{ format?: Optional<{ type: "text" | "json_object" | "json_schema"; name?: string; schema?: Record<string, unknown>; strict?: Optional<boolean> }> }>;
+  store?: Optional<boolean>;
 }
 
 export interface EmbeddingsBody {

@@ -232,13 +232,7 @@ function plan(
       code: "integer_above_max_value",
     });
   }
-  try {
-    // The sampler's own rules (logit_bias ids within the vocabulary, ...), checked before the request waits for a slot.
-    resolveSampling(options, model.info.vocabSize);
-  } catch (err) {
-    if (err instanceof InvalidArgumentError) throw invalidParameter(err.message, err.option === undefined ? undefined : PARAM_OF_OPTION[err.option]);
-    throw err;
-  }
+  checkSampling(options, model);
   return {
     prompts,
     promptTextLengths,
@@ -249,12 +243,22 @@ function plan(
   };
 }
 
+/** The sampler's own rules (logit_bias ids within the vocabulary, ...), checked before the request waits for a slot. */
+export function checkSampling(options: GenerateOptions, model: LlamaModel): void {
+  try {
+    resolveSampling(options, model.info.vocabSize);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw invalidParameter(err.message, err.option === undefined ? undefined : PARAM_OF_OPTION[err.option]);
+    throw err;
+  }
+}
+
 /**
  * The tokens each choice may generate: the first of `params` the request gives, else `defaultTokens`, at most the
  * server's cap (undefined: no limit but the context). A value over the cap is a 400 naming its parameter rather
  * than quietly cut short, as OpenAI's API refuses a max_tokens above a model's limit.
  */
-function maxTokensOf(body: GenerationBody, params: readonly string[], cap: number | undefined, defaultTokens?: number): number | undefined {
+export function maxTokensOf(body: GenerationBody, params: readonly string[], cap: number | undefined, defaultTokens?: number): number | undefined {
   let asked: number | undefined;
   for (const param of params) {
     const value = body[param] as number | null | undefined;
@@ -268,7 +272,7 @@ function maxTokensOf(body: GenerationBody, params: readonly string[], cap: numbe
   return Number.isFinite(limit) ? limit : undefined;
 }
 
-function generateOptions(body: GenerationBody, maxTokens: number | null | undefined): GenerateOptions {
+export function generateOptions(body: GenerationBody, maxTokens: number | null | undefined): GenerateOptions {
   const options: Record<string, unknown> = {};
   for (const [param, option] of Object.entries(OPTION_OF_PARAM)) {
     if (body[param] != null) options[option] = body[param];
@@ -301,7 +305,7 @@ export function checkPromptLength(tokens: number[], model: LlamaModel, param: st
   if (tokens.length > model.info.contextSize) throw contextOverflowError(tokens.length, model.info.contextSize, param);
 }
 
-function refuseUnsupported(body: GenerationBody, unsupported: Record<string, (value: unknown) => boolean>): void {
+export function refuseUnsupported(body: GenerationBody, unsupported: Record<string, (value: unknown) => boolean>): void {
   for (const [param, isUsed] of Object.entries(unsupported)) {
     if (isUsed(body[param])) {
       throw new ApiError(400, `'${param}' is not supported by this server.`, { param, code: "unsupported_parameter" });
