@@ -239,3 +239,63 @@ test("Responses function calls: function_call items, then function_call_output w
     assert.equal(events.at(-1).response.output[0].call_id, done.call_id);
   });
 });
+
+test("the AI SDK's default provider (the Responses API): generateText and streamText give the model's reply", async () => {
+  const { generateText, streamText } = require("ai");
+  const { createOpenAI } = require("@ai-sdk/openai");
+  const openai = createOpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+  const expected = await greedyReply([{ role: "user", content: "What is the state of the union?" }], 16);
+  const generated = await generateText({ model: openai(MODEL_ALIAS), prompt: "What is the state of the union?", temperature: 0, maxOutputTokens: 16, maxRetries: 0 });
+  assert.equal(generated.text, expected.text);
+  assert.equal(generated.usage.outputTokens, expected.stats.genTokens);
+
+  const errors = [];
+  const streamed = streamText({ model: openai(MODEL_ALIAS), prompt: "What is the state of the union?", temperature: 0, maxOutputTokens: 16, maxRetries: 0, onError: ({ error }) => errors.push(error) });
+  let text = "";
+  for await (const piece of streamed.textStream) text += piece;
+  assert.deepEqual(errors, []);
+  assert.equal(text, expected.text);
+});
+
+test("the AI SDK runs a tool through the Responses API: the call, its execute result back, then the answer", async () => {
+  const { generateText, tool, jsonSchema, stepCountIs } = require("ai");
+  const { createOpenAI } = require("@ai-sdk/openai");
+  await withScriptedServer([CALL_TEXT, "It is sunny in Paris."], async ({ url: scriptedUrl, prompts }) => {
+    const openai = createOpenAI({ baseURL: `${scriptedUrl}/v1`, apiKey: "unused" });
+    const cities = [];
+    const result = await generateText({
+      model: openai(MODEL_ALIAS),
+      prompt: "What is the weather in Paris?",
+      tools: {
+        get_weather: tool({
+          description: "The weather in a city",
+          inputSchema: jsonSchema(WEATHER_TOOL.function.parameters),
+          execute: async ({ city }) => (cities.push(city), { sky: "sunny" }),
+        }),
+      },
+      stopWhen: stepCountIs(3),
+      maxRetries: 0,
+    });
+    assert.deepEqual(cities, ["Paris"]);
+    assert.equal(result.steps.length, 2);
+    assert.equal(result.steps[0].toolCalls[0].toolName, "get_weather");
+    assert.equal(result.text.trim(), "It is sunny in Paris.");
+    assert.ok(prompts[1].includes('"output":'), "the tool's result went back to the model");
+  });
+});
+
+test("LangChain: ChatOpenAI without a model name works; bindTools gets the tool call", async () => {
+  const { ChatOpenAI } = require("@langchain/openai");
+  const plain = new ChatOpenAI({ apiKey: "unused", configuration: { baseURL: `${url}/v1` }, temperature: 0, maxTokens: 8, maxRetries: 0 });
+  const reply = await plain.invoke("What is the state of the union?");
+  assert.equal(reply.content, (await greedyReply([{ role: "user", content: "What is the state of the union?" }], 8)).text);
+
+  await withScriptedServer([CALL_TEXT], async ({ url: scriptedUrl }) => {
+    const llm = new ChatOpenAI({ model: MODEL_ALIAS, apiKey: "unused", configuration: { baseURL: `${scriptedUrl}/v1` }, maxRetries: 0 });
+    const message = await llm.bindTools([WEATHER_TOOL]).invoke("What is the weather in Paris?");
+    assert.equal(message.tool_calls.length, 1);
+    assert.equal(message.tool_calls[0].name, "get_weather");
+    assert.deepEqual(message.tool_calls[0].args, { city: "Paris" });
+    assert.match(message.tool_calls[0].id, /^call_/);
+  });
+});

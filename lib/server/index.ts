@@ -42,8 +42,8 @@ export interface ServerOptions {
   maxTokensCap?: number;
   /**
    * Browser origins allowed to call the server (CORS): "*" for any, or a list such as ["https://app.example"].
-   * Preflights are answered without the API key, as browsers send them without credentials. Default: none (no CORS
-   * headers).
+   * Preflights are answered without the API key, as browsers send them without credentials. Default (or []): none,
+   * no CORS headers.
    */
   cors?: string | readonly string[];
   /** Answer only requests that name modelAlias (others get a 404). Default false: any model name is served by this model. */
@@ -154,8 +154,8 @@ function checkInteger(name: string, value: unknown, min: number): number {
 function corsOrigins(cors: ServerOptions["cors"]): readonly string[] {
   if (cors === undefined) return [];
   const origins = typeof cors === "string" ? [cors] : cors;
-  if (!Array.isArray(origins) || origins.length === 0) {
-    throw new InvalidArgumentError(`cors must be "*", an origin or a non-empty array of origins (got ${String(cors)})`, { option: "cors" });
+  if (!Array.isArray(origins)) {
+    throw new InvalidArgumentError(`cors must be "*", an origin or an array of origins (got ${String(cors)})`, { option: "cors" });
   }
   for (const origin of origins) {
     if (origin === "*") continue;
