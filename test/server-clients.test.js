@@ -181,6 +181,9 @@ test("responses.create: input items (messages with text parts) and previous_resp
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] }), (err) => err.status === 400 && err.param === "input[0].content[0]");
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", tools: [{ type: "web_search" }] }), (err) => err.status === 400 && err.param === "tools[0].type");
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", background: true }), (err) => err.status === 400 && err.param === "background");
+  // Structured output needs constrained generation, which this build lacks: refused, never answered unconstrained.
+  const format = { type: "json_schema", name: "answer", schema: { type: "object", properties: { a: { type: "string" } } } };
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", text: { format } }), (err) => err.status === 400 && err.param === "text.format" && err.code === "unsupported_parameter");
 });
 
 test("responses.stream: the typed events in order with rising sequence numbers, deltas adding up to the final text", async () => {
@@ -207,7 +210,7 @@ test("responses.stream: the typed events in order with rising sequence numbers, 
 
 test("Responses function calls: function_call items, then function_call_output with previous_response_id; streamed too", async () => {
   const tool = { type: "function", name: "get_weather", description: "The weather in a city", parameters: WEATHER_TOOL.function.parameters };
-  await withScriptedServer([CALL_TEXT, "It is sunny in Paris.", CALL_TEXT], async ({ client: scriptedClient, prompts }) => {
+  await withScriptedServer([CALL_TEXT, "It is sunny in Paris.", "Sunny.", CALL_TEXT], async ({ client: scriptedClient, prompts }) => {
     const asked = await scriptedClient.responses.create({ model: MODEL_ALIAS, input: "Weather in Paris?", tools: [tool] });
     assert.equal(asked.output.length, 1);
     const call = asked.output[0];
@@ -226,6 +229,16 @@ test("Responses function calls: function_call items, then function_call_output w
     assert.equal(answered.output_text.trim(), "It is sunny in Paris.");
     assert.ok(prompts[1].includes("Weather in Paris?") && prompts[1].includes('{"name":"get_weather","parameters":{"city":"Paris"}}'));
     assert.ok(prompts[1].includes('"output":"{\\"sky\\": \\"sunny\\"}"'));
+
+    // The same turn naming the stored call item (item_reference) instead of the previous response.
+    const byReference = await scriptedClient.responses.create({
+      model: MODEL_ALIAS,
+      input: [{ role: "user", content: "Weather in Paris?" }, { type: "item_reference", id: call.id }, { type: "function_call_output", call_id: call.call_id, output: "sunny" }],
+      tools: [tool],
+    });
+    assert.equal(byReference.output_text.trim(), "Sunny.");
+    assert.ok(prompts[2].includes('{"name":"get_weather","parameters":{"city":"Paris"}}') && prompts[2].includes('"output":"sunny"'));
+    await assert.rejects(scriptedClient.responses.create({ model: MODEL_ALIAS, input: [{ type: "item_reference", id: "fc_unknown" }] }), (err) => err.status === 400 && err.param === "input[0].id");
 
     const events = [];
     for await (const event of scriptedClient.responses.stream({ model: MODEL_ALIAS, input: "Weather in Paris?", tools: [tool] })) events.push(event);
@@ -298,4 +311,24 @@ test("LangChain: ChatOpenAI without a model name works; bindTools gets the tool 
     assert.deepEqual(message.tool_calls[0].args, { city: "Paris" });
     assert.match(message.tool_calls[0].id, /^call_/);
   });
+});
+
+test("the response store is bounded: least recently used responses go first, by count and by characters", () => {
+  const { ResponseStore } = require("../dist/cjs/server/response-store.js");
+  const store = new ResponseStore(2, 100);
+  const said = (text) => [{ role: "user", content: text }];
+  store.set("a", said("a"), new Map([["msg_a", { role: "assistant", content: "A" }]]));
+  store.set("b", said("b"), new Map());
+  assert.deepEqual(store.conversation("a"), said("a")); // a is now the most recent
+  store.set("c", said("c"), new Map());
+  assert.equal(store.conversation("b"), undefined);
+  assert.deepEqual(store.item("msg_a"), { role: "assistant", content: "A" });
+  // item() made a the most recent again: the character bound (1 + 1 + 99 > 100) drops c.
+  store.set("long", said("x".repeat(99)), new Map());
+  assert.equal(store.conversation("c"), undefined);
+  assert.ok(store.conversation("a"));
+  assert.equal(store.conversation("long")[0].content.length, 99);
+  store.set("too long", said("x".repeat(101)), new Map());
+  assert.equal(store.conversation("too long"), undefined);
+  assert.ok(store.conversation("long"));
 });

@@ -9,7 +9,7 @@ import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "
 
 export const serveCommand: CommandSpec = {
   name: "serve",
-  summary: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).",
+  summary: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models).",
   usage: "llama-napi serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--parallel N] [options]",
   options: {
     model: MODEL_OR_DEFAULT_OPTION,

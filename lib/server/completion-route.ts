@@ -9,13 +9,11 @@ import type { Completion, GeneratedToken, GenerateOptions } from "../generation/
 import type { LlamaModel } from "../model";
 import { ApiError, checkModelName, invalidParameter, toApiError } from "./errors";
 import type { ServerMetrics } from "./metrics";
-import { mayBeToolCalls, parseToolCalls } from "../chat/tools";
-import type { ToolCall } from "../chat/types";
 import { ChoiceText, type ResponseFormat } from "./responses";
 import type { GenerationBody } from "./schemas";
 import { SseStream } from "./sse";
 import type { SlotScheduler } from "./slot-scheduler";
-import { choiceOptions, type GenerationPlan, type RequestLimits } from "./translate";
+import { choiceOptions, type GenerationPlan, HeldReply, type RequestLimits, toolCallsOf } from "./translate";
 
 /** A generation request being served, for close(): how to abort it, and when its response is out. */
 export interface InFlightRequest {
@@ -125,19 +123,13 @@ class Run {
     return {
       ...this.header(this.format.object),
       choices: completions.map((c, i) => {
-        const calls = this.toolCalls(c.text);
+        const calls = toolCallsOf(c.text, this.plan.tools);
         return this.format.choice(i, c.text, this.texts[i].takeScores(), calls ? "tool_calls" : c.finishReason, calls);
       }),
       usage: this.usage(completions),
     };
   }
 
-  /** The tool calls a reply makes, when the request offered tools and the reply is calls (the first only unless parallel). */
-  private toolCalls(text: string): ToolCall[] | undefined {
-    const { tools } = this.plan;
-    const calls = tools && parseToolCalls(text, tools.definitions);
-    return calls && !tools.parallel ? calls.slice(0, 1) : calls;
-  }
 
   async stream(reply: FastifyReply): Promise<FastifyReply> {
     const sse = new SseStream(reply);
@@ -153,26 +145,17 @@ class Run {
       open(index);
       sse.send(chunk(this.format.deltaChoice(index, text, this.texts[index].takeScores())));
     };
-    // With tools, a reply's text is held back while it may still be tool calls (see mayBeToolCalls); once it cannot
-    // be, it streams as usual; held to the end, it goes out as calls, or as text when it does not parse as calls.
-    const held: (string | undefined)[] = this.texts.map(() => (this.plan.tools ? "" : undefined));
+    // A reply held to its end (tools offered) goes out as calls, or as text when it does not parse as calls.
+    const replies = this.texts.map((_, index) => new HeldReply(this.plan.tools, (text) => sendText(index, text)));
     try {
       const completions = await this.runChoices(
-        (index, token) => {
-          if (token.text === "") return;
-          const holding = held[index];
-          if (holding === undefined) return sendText(index, token.text);
-          held[index] = holding + token.text;
-          if (mayBeToolCalls(held[index]!)) return;
-          held[index] = undefined;
-          sendText(index, holding + token.text);
-        },
+        (index, token) => replies[index].add(token.text),
         (index, completion) => {
-          const calls = held[index] === undefined ? undefined : this.toolCalls(completion.text);
+          const calls = replies[index].holding ? toolCallsOf(completion.text, this.plan.tools) : undefined;
           if (calls) {
             open(index);
             calls.forEach((call, position) => this.format.toolCallChoices!(index, position, call).forEach((choice) => sse.send(chunk(choice))));
-          } else if (held[index]) sendText(index, held[index]!);
+          } else replies[index].flush();
           if (this.texts[index].hasUnreported) sendText(index, "");
           open(index);
           sse.send(chunk(this.format.finishChoice(index, calls ? "tool_calls" : completion.finishReason)));

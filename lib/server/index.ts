@@ -1,8 +1,9 @@
 /**
  * An OpenAI-compatible HTTP server over a loaded model: `createServer(model, options).listen({ port, host })`.
- * Layers: schemas.ts + translate.ts (OpenAI bodies → prompts and GenerateOptions), slot-scheduler.ts (slots and
- * the bounded queue), completion-route.ts (running a request, JSON or SSE via sse.ts, shapes in responses.ts),
- * metrics.ts (Prometheus), errors.ts (OpenAI's error shape), app.ts (routes and auth).
+ * Layers: schemas.ts + translate.ts (OpenAI bodies → prompts and GenerateOptions, tools), slot-scheduler.ts (slots
+ * and the bounded queue), completion-route.ts (running a request, JSON or SSE via sse.ts, shapes in responses.ts),
+ * responses-route.ts (the Responses API, with response-store.ts for previous_response_id), embeddings-route.ts,
+ * metrics.ts (Prometheus), errors.ts (OpenAI's error shape), app.ts (routes, auth and CORS).
  */
 import type { AddressInfo } from "node:net";
 import { InvalidArgumentError } from "../errors";

@@ -7,7 +7,6 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { mayBeToolCalls, parseToolCalls } from "../chat/tools";
 import type { ChatMessage, ToolCall } from "../chat/types";
 import type { Completion, GenerateOptions } from "../generation/types";
 import { admit, generateInSlot, type ServerContext, trackRequest } from "./completion-route";
@@ -16,7 +15,8 @@ import type { ResponseStore } from "./response-store";
 import type { ResponseInputItem, ResponsesBody } from "./schemas";
 import { SseStream } from "./sse";
 import {
-  checkSampling, constrainedTo, generateOptions, maxTokensOf, refuseUnsupported, renderConversation, type ToolCalling, toolCalling,
+  checkSampling, constrainedTo, generateOptions, HeldReply, maxTokensOf, refuseUnsupported, renderConversation, type ToolCalling, toolCalling,
+  toolCallsOf,
 } from "./translate";
 
 /** Parameters of the Responses API this server cannot honour: refused when used. */
@@ -190,20 +190,11 @@ class ResponseRun {
       message.text += delta;
       event("response.output_text.delta", { item_id: message.id, output_index: 0, content_index: 0, delta, logprobs: [] });
     };
-    // As in chat (completion-route.ts): with tools, text is held back while it may still be a call.
-    let held: string | undefined = this.plan.tools ? "" : undefined;
+    const held = new HeldReply(this.plan.tools, sendText);
     try {
-      const completion = await generateInSlot(this.ctx, this.plan.prompt, { ...this.plan.options, signal: this.signal }, this.signal, (token) => {
-        if (token.text === "") return;
-        if (held === undefined) return sendText(token.text);
-        held += token.text;
-        if (!mayBeToolCalls(held)) {
-          sendText(held);
-          held = undefined;
-        }
-      });
+      const completion = await generateInSlot(this.ctx, this.plan.prompt, { ...this.plan.options, signal: this.signal }, this.signal, (token) => held.add(token.text));
       if (this.signal.aborted) throw this.signal.reason;
-      const calls = held === undefined ? undefined : this.toolCalls(completion.text);
+      const calls = held.holding ? toolCallsOf(completion.text, this.plan.tools) : undefined;
       let output: OutputItem[];
       if (calls) {
         output = calls.map((call) => callItem(call));
@@ -214,7 +205,7 @@ class ResponseRun {
           event("response.output_item.done", { output_index: index, item });
         });
       } else {
-        if (held) sendText(held);
+        held.flush();
         openMessage();
         output = [messageItem(message.id, message.text)];
         event("response.output_text.done", { item_id: message.id, output_index: 0, content_index: 0, text: message.text, logprobs: [] });
@@ -233,14 +224,8 @@ class ResponseRun {
 
   /** The output of a whole reply: its tool calls, or one message. */
   private outputOf(text: string): OutputItem[] {
-    const calls = this.toolCalls(text);
+    const calls = toolCallsOf(text, this.plan.tools);
     return calls ? calls.map(callItem) : [messageItem(newId("msg"), text)];
-  }
-
-  private toolCalls(text: string): ToolCall[] | undefined {
-    const { tools } = this.plan;
-    const calls = tools && parseToolCalls(text, tools.definitions);
-    return calls && !tools.parallel ? calls.slice(0, 1) : calls;
   }
 
   /** The finished response, stored for previous_response_id unless the request said store: false. */
