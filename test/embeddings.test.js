@@ -96,3 +96,19 @@ test("trained model: the same text twice is identical; a batch equals one text a
     await model.dispose();
   }
 });
+
+test("the engine's hidden-state mode: n × dim per sequence, no top k with it, named in the logits option's error", async () => {
+  const { file, weights } = zeroLayerModel();
+  const model = await loadModel(file, { threads: 1, device: "cpu" });
+  const context = model.engine.createContext(8);
+  try {
+    const [{ logits: states }] = await model.engine.decodeBatch([{ context, tokens: Int32Array.of(1, 5), pos: 0, logits: "hidden" }]);
+    assert.equal(states.length, 2 * DIM);
+    expectedState(weights, 5).forEach((v, d) => assert.ok(Math.abs(states[DIM + d] - v) < 1e-5));
+    await assert.rejects(model.engine.decodeBatch([{ context, tokens: Int32Array.of(1), pos: 0, logits: "hidden", topK: 3 }]), { name: "InvalidArgumentError", option: "topK" });
+    await assert.rejects(context.decode([1], 0, { logits: "bogus" }), /"none", "last", "all" or "hidden"/);
+  } finally {
+    context.close();
+    await model.dispose();
+  }
+});

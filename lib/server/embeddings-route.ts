@@ -3,14 +3,14 @@
  * normalized as OpenAI's embeddings are, as float arrays or base64 of little-endian float32 (the official client
  * asks for base64 by default). A request takes one slot while its forward pass runs.
  */
-import type { FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, checkModelName, invalidParameter } from "./errors";
-import { admit, type ServerContext } from "./completion-route";
+import { admit, type ServerContext, trackRequest } from "./completion-route";
 import type { EmbeddingsBody } from "./schemas";
 import { checkPromptLength, checkTokenIds } from "./translate";
 
 export function embeddingsHandler(ctx: ServerContext) {
-  return async (request: FastifyRequest): Promise<object> => {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<object> => {
     const body = request.body as EmbeddingsBody;
     checkModelName(ctx, body.model);
     const { model } = ctx;
@@ -27,8 +27,8 @@ export function embeddingsHandler(ctx: ServerContext) {
       return tokens;
     });
     admit(ctx, 1);
-    const abort = new AbortController();
-    request.raw.once("close", () => abort.abort(new ApiError(499, "the client closed the connection")));
+    // Waiting for a slot ends when the client leaves or the server closes; the forward pass itself is short.
+    const abort = trackRequest(ctx, reply);
     const release = await ctx.slots.acquire(abort.signal);
     let vectors: Float32Array[];
     try {
