@@ -4,7 +4,7 @@
  * asks for base64 by default). A request takes one slot while its forward pass runs.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { ApiError, checkModelName, invalidParameter } from "./errors";
+import { checkModelName, invalidParameter, unsupportedParameter } from "./errors";
 import { admit, type ServerContext, trackRequest } from "./completion-route";
 import type { EmbeddingsBody } from "./schemas";
 import { checkPromptLength, checkTokenIds } from "./translate";
@@ -15,10 +15,7 @@ export function embeddingsHandler(ctx: ServerContext) {
     checkModelName(ctx, body.model);
     const { model } = ctx;
     if (body.dimensions != null && body.dimensions !== model.info.dim) {
-      throw new ApiError(400, `'dimensions' must be this model's ${model.info.dim} (got ${body.dimensions}).`, {
-        param: "dimensions",
-        code: "unsupported_parameter",
-      });
+      throw unsupportedParameter(`'dimensions' must be this model's ${model.info.dim} (got ${body.dimensions}).`, "dimensions");
     }
     const prompts = embeddingInputs(body.input).map((input) => {
       const tokens = typeof input === "string" ? model.tokenize(input, { addBos: true }) : input;

@@ -41,6 +41,16 @@ function errorType(status: number): string {
   return "invalid_request_error";
 }
 
+/** A 400 for a parameter the request must give (and, given the others, did not). */
+export function missingParameter(param: string): ApiError {
+  return new ApiError(400, `Missing required parameter: '${param}'.`, { param, code: "missing_required_parameter" });
+}
+
+/** A 400 for a parameter (or a value of it) this server does not implement: refused rather than ignored. */
+export function unsupportedParameter(message: string, param: string): ApiError {
+  return new ApiError(400, message, { param, code: "unsupported_parameter" });
+}
+
 /** A 400 about one request parameter (or the request as a whole when param is undefined). */
 export function invalidParameter(message: string, param?: string): ApiError {
   return new ApiError(400, message, { param, code: "invalid_value" });
@@ -129,8 +139,7 @@ function validationError(issues: ValidationIssue[]): ApiError {
   const params = issue.params as Record<string, unknown>;
   const path = paramPath(issue.instancePath);
   if (issue.keyword === "required") {
-    const param = path ? `${path}.${String(params.missingProperty)}` : String(params.missingProperty);
-    return new ApiError(400, `Missing required parameter: '${param}'.`, { param, code: "missing_required_parameter" });
+    return missingParameter(path ? `${path}.${String(params.missingProperty)}` : String(params.missingProperty));
   }
   // An empty path is the body itself: an array, a string, ... instead of an object.
   if (path === "") return invalidParameter(`The request body must be a JSON object, got ${describe(issue.data)}.`);

@@ -10,7 +10,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { ChatMessage, ToolCall } from "../chat/types";
 import type { Completion, GenerateOptions } from "../generation/types";
 import { admit, generateInSlot, type ServerContext, trackRequest } from "./completion-route";
-import { ApiError, checkModelName, invalidParameter, toApiError } from "./errors";
+import { ApiError, checkModelName, invalidParameter, missingParameter, toApiError, unsupportedParameter } from "./errors";
 import type { ResponseStore } from "./response-store";
 import type { ResponseInputItem, ResponsesBody } from "./schemas";
 import { SseStream } from "./sse";
@@ -76,7 +76,7 @@ function planResponse(body: ResponsesBody, ctx: ServerContext, store: ResponseSt
   const conversation = [...history, ...inputMessages(body.input, store)];
   const functions = (body.tools ?? []).map((tool, i) => {
     if (tool.type !== "function" || typeof tool.name !== "string") {
-      throw new ApiError(400, `Tools of type '${tool.type}' are not supported by this server: only function tools.`, { param: `tools[${i}].type`, code: "unsupported_parameter" });
+      throw unsupportedParameter(`Tools of type '${tool.type}' are not supported by this server: only function tools.`, `tools[${i}].type`);
     }
     return { name: tool.name, description: tool.description, parameters: tool.parameters };
   });
@@ -93,7 +93,7 @@ function formatOptions(body: ResponsesBody): Partial<GenerateOptions> {
   const format = body.text?.format;
   if (format == null || format.type === "text") return {};
   if (format.type === "json_object") return constrainedTo({ type: "object" }, "text.format");
-  if (format.schema == null) throw new ApiError(400, "Missing required parameter: 'text.format.schema'.", { param: "text.format.schema", code: "missing_required_parameter" });
+  if (format.schema == null) throw missingParameter("text.format.schema");
   return constrainedTo(format.schema, "text.format");
 }
 
@@ -129,7 +129,7 @@ function inputMessages(input: ResponsesBody["input"], store: ResponseStore): Cha
       if (message.toolCalls) message.toolCalls.forEach(addCall);
       else messages.push({ ...message });
     } else {
-      throw new ApiError(400, `Input items of type '${type}' are not supported by this server.`, { param: `${param}.type`, code: "unsupported_parameter" });
+      throw unsupportedParameter(`Input items of type '${type}' are not supported by this server.`, `${param}.type`);
     }
   });
   return messages;
@@ -142,10 +142,7 @@ function textOf(content: unknown, param: string): string {
   return content
     .map((part: { type?: unknown; text?: unknown }, j) => {
       if ((part?.type === "input_text" || part?.type === "output_text" || part?.type === "text") && typeof part.text === "string") return part.text;
-      throw new ApiError(400, `Content parts of type '${String(part?.type)}' are not supported by this server: only text.`, {
-        param: `${param}[${j}]`,
-        code: "unsupported_parameter",
-      });
+      throw unsupportedParameter(`Content parts of type '${String(part?.type)}' are not supported by this server: only text.`, `${param}[${j}]`);
     })
     .join("");
 }

@@ -9,7 +9,7 @@ import { InvalidArgumentError, UnsupportedModelError } from "../errors";
 import type { GenerateOptions } from "../generation/types";
 import type { LlamaModel } from "../model";
 import { resolveSampling } from "../sampling/options";
-import { ApiError, contextOverflowError, invalidParameter } from "./errors";
+import { ApiError, contextOverflowError, invalidParameter, missingParameter, unsupportedParameter } from "./errors";
 import type { ChatCompletionBody, CompletionBody, FunctionToolBody, GenerationBody } from "./schemas";
 
 /** The server's caps on one request, so that no request takes every slot or holds one for ever (fairness). */
@@ -98,10 +98,10 @@ function chatMessage(m: ChatCompletionBody["messages"][number], i: number): Chat
   const toolCalls = m.role === "assistant" ? m.tool_calls?.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments })) : undefined;
   // An assistant message that makes tool calls may have no content; every other message needs one.
   if (m.content == null && !toolCalls?.length) {
-    throw new ApiError(400, `Missing required parameter: 'messages[${i}].content'.`, { param: `messages[${i}].content`, code: "missing_required_parameter" });
+    throw missingParameter(`messages[${i}].content`);
   }
   if (m.role === "tool" && typeof m.tool_call_id !== "string") {
-    throw new ApiError(400, `Missing required parameter: 'messages[${i}].tool_call_id'.`, { param: `messages[${i}].tool_call_id`, code: "missing_required_parameter" });
+    throw missingParameter(`messages[${i}].tool_call_id`);
   }
   return {
     role: m.role === "developer" ? "system" : m.role,
@@ -225,10 +225,7 @@ function toolCallSchema(tool: ToolDefinition): object {
  */
 export function constrainedTo(schema: object, param: string): Partial<GenerateOptions> {
   void schema;
-  throw new ApiError(400, `'${param}' needs constrained generation (a JSON Schema held during sampling), which this build lacks.`, {
-    param,
-    code: "unsupported_parameter",
-  });
+  throw unsupportedParameter(`'${param}' needs constrained generation (a JSON Schema held during sampling), which this build lacks.`, param);
 }
 
 /** OpenAI's legacy default for /v1/completions when max_tokens is not given. */
@@ -352,7 +349,7 @@ export function checkPromptLength(tokens: number[], model: LlamaModel, param: st
 export function refuseUnsupported(body: GenerationBody, unsupported: Record<string, (value: unknown) => boolean>): void {
   for (const [param, isUsed] of Object.entries(unsupported)) {
     if (isUsed(body[param])) {
-      throw new ApiError(400, `'${param}' is not supported by this server.`, { param, code: "unsupported_parameter" });
+      throw unsupportedParameter(`'${param}' is not supported by this server.`, param);
     }
   }
 }
