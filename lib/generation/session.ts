@@ -80,21 +80,22 @@ export interface ToolFunction extends Omit<ToolDefinition, "name"> {
 }
 
 /**
- * A turn in progress: iterate it for the tokens as they come, or await it for the whole Completion.
+ * A turn in progress: iterate it for the tokens as they come, or await it for the whole completion (with the tool
+ * calls of a reply that made some).
  */
-export class GenerationStream implements AsyncIterable<GeneratedToken>, PromiseLike<Completion> {
+export class GenerationStream implements AsyncIterable<GeneratedToken>, PromiseLike<TurnCompletion> {
   private iterated = false;
-  private result: Promise<Completion> | undefined;
+  private result: Promise<TurnCompletion> | undefined;
 
-  constructor(private readonly tokens: AsyncGenerator<GeneratedToken, Completion>) {}
+  constructor(private readonly tokens: AsyncGenerator<GeneratedToken, TurnCompletion>) {}
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<GeneratedToken, Completion> {
+  async *[Symbol.asyncIterator](): AsyncGenerator<GeneratedToken, TurnCompletion> {
     this.claim();
     return yield* this.tokens;
   }
 
-  then<A = Completion, B = never>(
-    onFulfilled?: ((value: Completion) => A | PromiseLike<A>) | null,
+  then<A = TurnCompletion, B = never>(
+    onFulfilled?: ((value: TurnCompletion) => A | PromiseLike<A>) | null,
     onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
     if (!this.result) {
