@@ -9,11 +9,11 @@ import type { Completion, GeneratedToken, GenerateOptions } from "../generation/
 import type { LlamaModel } from "../model";
 import { ApiError, checkModelName, invalidParameter, toApiError } from "./errors";
 import type { ServerMetrics } from "./metrics";
-import { ChoiceText, type ResponseFormat } from "./responses";
+import { ChoiceText, HeldReply, type ResponseFormat, toolCallsOf } from "./responses";
 import type { GenerationBody } from "./schemas";
 import { SseStream } from "./sse";
 import type { SlotScheduler } from "./slot-scheduler";
-import { choiceOptions, type GenerationPlan, HeldReply, type RequestLimits, toolCallsOf } from "./translate";
+import { choiceOptions, type GenerationPlan, type RequestLimits } from "./translate";
 
 /** A generation request being served, for close(): how to abort it, and when its response is out. */
 export interface InFlightRequest {

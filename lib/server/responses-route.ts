@@ -15,9 +15,9 @@ import type { ResponseStore } from "./response-store";
 import type { ResponseInputItem, ResponsesBody } from "./schemas";
 import { SseStream } from "./sse";
 import {
-  checkSampling, constrainedTo, generateOptions, HeldReply, maxTokensOf, refuseUnsupported, renderConversation, type ToolCalling, toolCalling,
-  toolCallsOf,
+  checkSampling, constrainedTo, generateOptions, maxTokensOf, refuseUnsupported, renderConversation, type ToolCalling, toolCalling,
 } from "./translate";
+import { HeldReply, toolCallsOf } from "./responses";
 
 /** Parameters of the Responses API this server cannot honour: refused when used. */
 const RESPONSES_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {

@@ -1,10 +1,13 @@
 /**
  * OpenAI's response shapes for the two generation endpoints: `chat.completion` (and its `chat.completion.chunk`
- * stream) and the legacy `text_completion`, with their two logprobs formats. Everything else about a request
- * (running it, streaming it) is the same for both and lives in completion-route.ts.
+ * stream) and the legacy `text_completion`, with their two logprobs formats; and a reply's text as it streams
+ * (ChoiceText, HeldReply for tool calls), shared with the Responses API. Everything else about a request (running
+ * it, streaming it) is the same for both and lives in completion-route.ts.
  */
+import { mayBeToolCalls, parseToolCalls } from "../chat/tools";
 import type { ToolCall } from "../chat/types";
 import type { FinishReason, GeneratedToken, TokenLogprob } from "../generation/types";
+import type { ToolCalling } from "./translate";
 
 /** Why a choice ended: the generation's reason, or "tool_calls" when its reply was parsed into calls. */
 export type ChoiceFinish = FinishReason | "tool_calls";
@@ -148,5 +151,48 @@ export class ChoiceText {
 
   get hasUnreported(): boolean {
     return this.unreported.length > 0;
+  }
+}
+
+/** The tool calls a reply makes when the request offered tools and the reply is calls (the first only unless parallel). */
+export function toolCallsOf(text: string, tools: ToolCalling | undefined): ToolCall[] | undefined {
+  const calls = tools && parseToolCalls(text, tools.definitions);
+  return calls && !tools.parallel ? calls.slice(0, 1) : calls;
+}
+
+/**
+ * A reply's text as it streams: with tools offered, held back while it may still be tool calls (mayBeToolCalls),
+ * then released as it comes once it cannot be; without tools, released as it comes.
+ */
+export class HeldReply {
+  private held: string | undefined;
+
+  constructor(
+    tools: ToolCalling | undefined,
+    private readonly release: (text: string) => void,
+  ) {
+    this.held = tools ? "" : undefined;
+  }
+
+  add(text: string): void {
+    if (text === "") return;
+    if (this.held === undefined) return this.release(text);
+    this.held += text;
+    if (mayBeToolCalls(this.held)) return;
+    const held = this.held;
+    this.held = undefined;
+    this.release(held);
+  }
+
+  /** Whether the whole reply so far is held: at its end, it may be parsed as calls. */
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** Releases what is held (a reply that turned out not to be calls). */
+  flush(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held) this.release(held);
   }
 }

@@ -3,8 +3,7 @@
  * The checks that need the model (context length, vocabulary, the option rules of the sampler) happen here, so a
  * bad request is a 400 at once rather than after waiting for a slot.
  */
-import { mayBeToolCalls, parseToolCalls } from "../chat/tools";
-import type { ChatMessage, ToolCall, ToolDefinition } from "../chat/types";
+import type { ChatMessage, ToolDefinition } from "../chat/types";
 import { InvalidArgumentError, UnsupportedModelError } from "../errors";
 import type { GenerateOptions } from "../generation/types";
 import type { LlamaModel } from "../model";
@@ -163,49 +162,6 @@ export function toolCalling(
   }
   const callable = definitions.filter((t) => named === undefined || t.name === named);
   return { calling, options: constrainedTo({ anyOf: callable.map(toolCallSchema) }, "tool_choice") };
-}
-
-/** The tool calls a reply makes when the request offered tools and the reply is calls (the first only unless parallel). */
-export function toolCallsOf(text: string, tools: ToolCalling | undefined): ToolCall[] | undefined {
-  const calls = tools && parseToolCalls(text, tools.definitions);
-  return calls && !tools.parallel ? calls.slice(0, 1) : calls;
-}
-
-/**
- * A reply's text as it streams: with tools offered, held back while it may still be tool calls (mayBeToolCalls),
- * then released as it comes once it cannot be; without tools, released as it comes.
- */
-export class HeldReply {
-  private held: string | undefined;
-
-  constructor(
-    tools: ToolCalling | undefined,
-    private readonly release: (text: string) => void,
-  ) {
-    this.held = tools ? "" : undefined;
-  }
-
-  add(text: string): void {
-    if (text === "") return;
-    if (this.held === undefined) return this.release(text);
-    this.held += text;
-    if (mayBeToolCalls(this.held)) return;
-    const held = this.held;
-    this.held = undefined;
-    this.release(held);
-  }
-
-  /** Whether the whole reply so far is held: at its end, it may be parsed as calls. */
-  get holding(): boolean {
-    return this.held !== undefined;
-  }
-
-  /** Releases what is held (a reply that turned out not to be calls). */
-  flush(): void {
-    const held = this.held;
-    this.held = undefined;
-    if (held) this.release(held);
-  }
 }
 
 /** The JSON Schema of one call of `tool` in the built-in format: {"name": ..., "parameters": {...}}. */
