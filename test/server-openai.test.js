@@ -276,7 +276,7 @@ test("400s name the parameter: wrong types, out-of-range values, missing and uns
   await bad({ typical_p: 0 }, "typical_p");
   await bad({ repeat_penalty: 0 }, "repeat_penalty");
   await bad({ stream_options: { include_usage: true } }, "stream_options");
-  await bad({ tools: [{ type: "function", function: { name: "bad name" } }] }, "tools", /names must be/);
+  await bad({ tools: [{ type: "function", function: { name: "bad name" } }] }, "tools", /tools\[0\].name must be 1 to 64 letters/);
   await bad({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function", function: { name: "g" } } }, "tool_choice", /no tool is named 'g'/);
   await bad({ tool_choice: "required" }, "tool_choice", /no tools/);
   await bad({ messages: [{ role: "tool", content: "x" }] }, "messages[0].tool_call_id", /Missing required parameter/);

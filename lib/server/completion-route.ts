@@ -130,7 +130,6 @@ class Run {
     };
   }
 
-
   async stream(reply: FastifyReply): Promise<FastifyReply> {
     const sse = new SseStream(reply);
     const chunk = (choice: object) => ({ ...this.header(this.format.chunkObject), choices: [choice], ...(this.plan.includeUsage && { usage: null }) });

@@ -3,6 +3,7 @@
  * The checks that need the model (context length, vocabulary, the option rules of the sampler) happen here, so a
  * bad request is a 400 at once rather than after waiting for a slot.
  */
+import { checkTools } from "../chat/tools";
 import type { ChatMessage, ToolDefinition } from "../chat/types";
 import { InvalidArgumentError, UnsupportedModelError } from "../errors";
 import type { GenerateOptions } from "../generation/types";
@@ -142,13 +143,13 @@ export function toolCalling(
     ...(t.description != null && { description: t.description }),
     ...(t.parameters != null && { parameters: t.parameters }),
   }));
-  const names = new Set<string>();
-  for (const [i, tool] of definitions.entries()) {
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(tool.name) || names.has(tool.name)) {
-      throw invalidParameter(`Invalid '${param}[${i}]': names must be unique, 1 to 64 letters, digits, '_', '.' or '-' (got '${tool.name}').`, param);
-    }
-    names.add(tool.name);
+  try {
+    checkTools(definitions, param);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw invalidParameter(err.message, param);
+    throw err;
   }
+  const names = new Set(definitions.map((t) => t.name));
   const mode = choice ?? "auto";
   if (definitions.length === 0 || mode === "none") {
     if (mode !== "none" && mode !== "auto") throw invalidParameter("Invalid 'tool_choice': the request offers no tools to call.", "tool_choice");
