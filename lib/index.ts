@@ -14,11 +14,12 @@ export type {
   TokenLogprob,
 } from "./generation/types";
 export { ChatSession, GenerationStream } from "./generation/session";
-export type { SessionOptions } from "./generation/session";
+export type { SessionOptions, PromptOptions, TurnCompletion, ToolResult, ToolFunction } from "./generation/session";
+export type { EmbedOptions, EmbeddingPooling } from "./generation/embed";
 export type { LogitsProcessor, SamplerName, SamplingOptions } from "./sampling/sampler";
 export { SAMPLING_DEFAULTS, SAMPLER_NAMES } from "./sampling/sampler";
 export type { TokenizeOptions } from "./tokenizer/types";
-export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./chat/types";
+export type { ChatMessage, ChatPrompt, ChatTemplateOptions, ToolCall, ToolDefinition } from "./chat/types";
 export type { ModelFormat, TensorType, RopeScaling } from "./formats/types";
 export { quantize } from "./quantize/quantize";
 export type { QuantizeOptions, QuantizeProgress, QuantizeResult, QuantizedTensor } from "./quantize/quantize";

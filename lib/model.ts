@@ -18,12 +18,13 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import nodePath from "node:path";
 import { runGeneration, type Sequence } from "./generation/generate";
+import { type EmbedOptions, poolHiddenStates, resolveEmbedOptions } from "./generation/embed";
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
 import { resolveModelPath } from "./hub";
 import { KV_CACHE_TYPES, type KvCacheType, type NativeKvCacheUsage } from "./native/binding";
-import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights } from "./native/engine";
+import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights, toInt32 } from "./native/engine";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
 import { checkTokenizerFitsModel, loadTokenizer } from "./tokenizer";
@@ -322,7 +323,7 @@ const GENERATE_OPTION_NAMES = {
 
 const SESSION_OPTION_NAMES = { systemPrompt: true, contextSize: true, restore: true, contextOverflow: true } as const satisfies OptionNames<SessionOptions>;
 const TOKENIZE_OPTION_NAMES = { addBos: true, special: true } as const satisfies OptionNames<TokenizeOptions>;
-const CHAT_TEMPLATE_OPTION_NAMES = { addGenerationPrompt: true } as const satisfies OptionNames<ChatTemplateOptions>;
+const CHAT_TEMPLATE_OPTION_NAMES = { addGenerationPrompt: true, tools: true } as const satisfies OptionNames<ChatTemplateOptions>;
 
 /** The rules of generate's own options (the sampling ones are resolveSampling's). */
 export function checkGenerateOptions(options: GenerateOptions): void {
@@ -478,6 +479,39 @@ export class LlamaModel implements AsyncDisposable {
     if (!Array.isArray(prompts)) throw new InvalidArgumentError("generateBatch: prompts must be an array");
     const { seed } = options;
     return Promise.all(prompts.map((p, i) => this.complete(p, seed === undefined ? options : { ...options, seed: seed + i })));
+  }
+
+  /**
+   * One embedding per text (or `{ tokens }`), pooled from the model's final-norm hidden states (see EmbedOptions):
+   * many texts run together in one forward pass. Texts are tokenized with BOS, as prompts are. CPU only: a model
+   * on a GPU throws a DeviceError.
+   */
+  async embed(texts: readonly Prompt[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+    this.assertUsable();
+    const resolved = resolveEmbedOptions(options);
+    if (!Array.isArray(texts)) throw new InvalidArgumentError("embed: texts must be an array of strings or { tokens: number[] }");
+    if (this.info.device !== "cpu") {
+      throw new DeviceError(`embed runs on the CPU only; this model is on ${this.info.gpu?.name ?? "a GPU"}: load it with { device: "cpu" } to embed`);
+    }
+    const prompts = texts.map((text) => this.promptIds(text));
+    const vectors: Float32Array[] = new Array(prompts.length);
+    // A call holds at most a context's worth of tokens (at least one text), so it always fits the KV pool.
+    for (let first = 0; first < prompts.length; ) {
+      let end = first + 1;
+      for (let tokens = prompts[first].length; end < prompts.length && tokens + prompts[end].length <= this.info.contextSize; end++) {
+        tokens += prompts[end].length;
+      }
+      const group = prompts.slice(first, end);
+      const contexts = group.map((ids) => this.createContext(ids.length));
+      try {
+        const results = await this.engine.decodeBatch(group.map((ids, i) => ({ context: contexts[i], tokens: toInt32(ids), pos: 0, logits: "hidden" })));
+        results.forEach((result, i) => (vectors[first + i] = poolHiddenStates(result.logits!, group[i].length, this.info.dim, resolved)));
+      } finally {
+        for (const context of contexts) this.release({ context, tokens: [] });
+      }
+      first = end;
+    }
+    return vectors;
   }
 
   /**
@@ -649,8 +683,8 @@ export class LlamaModel implements AsyncDisposable {
       context.close();
       this.contexts.delete(context);
     },
-    renderChat: (messages) => this.applyChatTemplate(messages),
-    renderChatText: (messages) => renderChat(this.chat!, this.tokenizer, messages),
+    renderChat: (messages, tools) => this.applyChatTemplate(messages, { tools }),
+    renderChatText: (messages, tools) => renderChat(this.chat!, this.tokenizer, messages, { tools }),
     tokenizeTemplateText: (text) => this.tokenizer.tokenize(text, { special: true, addBos: false }),
     runOn: (sequence, promptIds, options, keepTokens) => {
       this.assertUsable();

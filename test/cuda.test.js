@@ -91,6 +91,21 @@ function gpuTests() {
     }
   });
 
+  test("embed on a GPU is a DeviceError (hidden states are computed on the CPU only); the engine refuses them on a GPU too", async () => {
+    const gpu = await loadModel(tiny(), { device: "cuda" });
+    try {
+      await assert.rejects(gpu.embed(["a"]), (err) => err instanceof DeviceError && /CPU only/.test(err.message));
+      const context = gpu.engine.createContext(8);
+      try {
+        await assert.rejects(gpu.engine.decodeBatch([{ context, tokens: Int32Array.of(1, 5), pos: 0, logits: "hidden" }]), DeviceError);
+      } finally {
+        context.close();
+      }
+    } finally {
+      await gpu.dispose();
+    }
+  });
+
   // The device machine takes 64 MiB per call, less than the three trained models: LLAMA_NAPI_CUDA_TRAINED names
   // the ones a run carries (bench/cuda/run.sh sets it); the others are reported as not run.
   const chosen = process.env.LLAMA_NAPI_CUDA_TRAINED?.split(",");

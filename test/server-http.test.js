@@ -255,6 +255,49 @@ test("`serve` prints its URL, answers with the model's file name as the id, and 
   }
 });
 
+test("CORS: off by default; with origins, preflights are answered before the API key and responses carry the headers", async () => {
+  const preflight = (url, origin) =>
+    fetch(`${url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+    });
+  const chat = (url, origin, key) =>
+    post(url, "/v1/chat/completions", { model: MODEL_ALIAS, messages: [{ role: "user", content: "Hi" }], max_tokens: 2 }, {
+      "content-type": "application/json", origin, ...(key && { authorization: `Bearer ${key}` }),
+    });
+  await withServer(model, {}, async ({ url }) => {
+    const r = await chat(url, "https://app.example");
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("access-control-allow-origin"), null);
+    assert.equal((await preflight(url, "https://app.example")).status, 404);
+  });
+  await withServer(model, { cors: ["https://app.example", "http://localhost:3000"], apiKey: "k" }, async ({ url }) => {
+    const ok = await preflight(url, "https://app.example");
+    assert.equal(ok.status, 204);
+    assert.equal(ok.headers.get("access-control-allow-origin"), "https://app.example");
+    assert.match(ok.headers.get("access-control-allow-methods"), /POST/);
+    assert.equal(ok.headers.get("access-control-allow-headers"), "authorization, content-type");
+    assert.equal(ok.headers.get("vary"), "Origin");
+    const other = await preflight(url, "https://evil.example");
+    assert.equal(other.headers.get("access-control-allow-origin"), null);
+    const answered = await chat(url, "http://localhost:3000", "k");
+    assert.equal(answered.status, 200);
+    assert.equal(answered.headers.get("access-control-allow-origin"), "http://localhost:3000");
+    // A 401 is readable by the page too.
+    const refused = await chat(url, "http://localhost:3000");
+    assert.equal(refused.status, 401);
+    assert.equal(refused.headers.get("access-control-allow-origin"), "http://localhost:3000");
+  });
+  await withServer(model, { cors: "*" }, async ({ url }) => {
+    assert.equal((await preflight(url, "https://any.example")).headers.get("access-control-allow-origin"), "*");
+    assert.equal((await chat(url, "https://any.example")).headers.get("access-control-allow-origin"), "*");
+  });
+  const { createServer } = require("../dist/cjs/index.js");
+  for (const cors of ["app.example", ["https://a.example/path"], 5]) {
+    assert.throws(() => createServer(model, { cors }), (err) => err.name === "InvalidArgumentError" && err.option === "cors");
+  }
+});
+
 test("`serve` usage errors exit 2", () => {
   assert.equal(serveSync("--bogus").status, 2);
   assert.equal(serveSync("--model", "m", "--port", "70000").status, 2);

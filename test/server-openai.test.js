@@ -48,11 +48,14 @@ async function direct(prompt, maxTokens, options = {}) {
   return model.complete(prompt, { temperature: 0, maxTokens, ...options });
 }
 
-test("GET /v1/models lists the alias; retrieve finds it and 404s another", async () => {
+test("GET /v1/models lists the alias; retrieve finds it, and any other name unless strictModelName", async () => {
   const models = await client.models.list();
   assert.deepEqual(models.data.map((m) => m.id), [MODEL_ALIAS]);
   assert.equal((await client.models.retrieve(MODEL_ALIAS)).id, MODEL_ALIAS);
-  await assert.rejects(client.models.retrieve("gpt-4"), (err) => err instanceof OpenAI.NotFoundError && err.code === "model_not_found");
+  assert.equal((await client.models.retrieve("gpt-4")).id, MODEL_ALIAS);
+  await withServer(model, { strictModelName: true }, async ({ url: strict }) => {
+    await assert.rejects(openai(strict).models.retrieve("gpt-4"), (err) => err instanceof OpenAI.NotFoundError && err.code === "model_not_found");
+  });
 });
 
 test("chat completion: the model's greedy answer to its chat template, with usage", async () => {
@@ -205,7 +208,14 @@ test("chat logprobs: token, logprob, bytes and top_logprobs in OpenAI's shape", 
   assert.deepEqual(bare.choices[0].logprobs.content.map((t) => t.token), content.map((t) => t.token));
   // Sampled tokens need not be among the alternatives: their texts still add up to the answer.
   const sampled = await client.completions.create({ model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 16, temperature: 1.5, top_k: 0, seed: 3, logprobs: 1 });
-  assert.equal(sampled.choices[0].logprobs.tokens.join(""), sampled.choices[0].text);
+  const scored = sampled.choices[0].logprobs;
+  assert.equal(scored.tokens.join(""), sampled.choices[0].text);
+  // The legacy format lists the sampled token among its alternatives all the same: logprobs + 1 entries at most.
+  scored.tokens.forEach((token, i) => {
+    assert.equal(scored.top_logprobs[i][token], scored.token_logprobs[i]);
+    assert.ok(Object.keys(scored.top_logprobs[i]).length <= 2);
+  });
+  assert.ok(scored.top_logprobs.some((top) => Object.keys(top).length === 2), "some sampled token is not the most likely one");
 });
 
 test("completion logprobs: the legacy tokens / token_logprobs / top_logprobs / text_offset shape", async () => {
@@ -213,11 +223,17 @@ test("completion logprobs: the legacy tokens / token_logprobs / top_logprobs / t
   const { text, logprobs } = r.choices[0];
   assert.equal(logprobs.tokens.length, 10);
   assert.equal(logprobs.tokens.join(""), text);
+  // text_offset counts from the start of the prompt, as OpenAI's legacy API does.
+  assert.equal(logprobs.text_offset[0], PROMPT.length);
   logprobs.tokens.forEach((token, i) => {
-    assert.equal(text.slice(logprobs.text_offset[i], logprobs.text_offset[i] + token.length), token);
+    assert.equal((PROMPT + text).slice(logprobs.text_offset[i], logprobs.text_offset[i] + token.length), token);
     assert.equal(Object.keys(logprobs.top_logprobs[i]).length <= 2, true);
     assert.equal(logprobs.top_logprobs[i][token], logprobs.token_logprobs[i]);
   });
+  // Token ids as the prompt: the offsets start after its text.
+  const ids = model.tokenize(PROMPT, { addBos: true });
+  const byIds = await client.completions.create({ model: MODEL_ALIAS, prompt: ids, max_tokens: 3, temperature: 0, logprobs: 1 });
+  assert.equal(byIds.choices[0].logprobs.text_offset[0], model.detokenize(ids).length);
   const chunks = await collect(await client.completions.create({ model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 10, temperature: 0, logprobs: 2, stream: true }));
   assert.deepEqual(chunks.flatMap((c) => c.choices[0].logprobs?.tokens ?? []), logprobs.tokens);
   assert.deepEqual(chunks.flatMap((c) => c.choices[0].logprobs?.text_offset ?? []), logprobs.text_offset);
@@ -240,7 +256,7 @@ test("400s name the parameter: wrong types, out-of-range values, missing and uns
   const bad = (body, param, message) => assertApiError(chat(body), { type: OpenAI.BadRequestError, status: 400, param, message });
   await bad({ temperature: "hot" }, "temperature", /expected number, got string/);
   await bad({ temperature: 2.5 }, "temperature", /<= 2/);
-  await bad({ top_p: 0 }, "top_p");
+  await bad({ top_p: -0.1 }, "top_p");
   await bad({ max_tokens: 0 }, "max_tokens");
   await bad({ max_tokens: 1.5 }, "max_tokens", /integer/);
   await bad({ n: 0 }, "n");
@@ -260,7 +276,11 @@ test("400s name the parameter: wrong types, out-of-range values, missing and uns
   await bad({ typical_p: 0 }, "typical_p");
   await bad({ repeat_penalty: 0 }, "repeat_penalty");
   await bad({ stream_options: { include_usage: true } }, "stream_options");
-  await bad({ tools: [{ type: "function", function: { name: "f" } }] }, "tools", /not supported/);
+  await bad({ tools: [{ type: "function", function: { name: "bad name" } }] }, "tools", /tools\[0\].name must be 1 to 64 letters/);
+  await bad({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function", function: { name: "g" } } }, "tool_choice", /no tool is named 'g'/);
+  await bad({ tool_choice: "required" }, "tool_choice", /no tools/);
+  await bad({ messages: [{ role: "tool", content: "x" }] }, "messages[0].tool_call_id", /Missing required parameter/);
+  await bad({ messages: [{ role: "assistant", content: null }] }, "messages[0].content", /Missing required parameter/);
   await bad({ messages: [] }, "messages");
   await bad({ messages: [{ role: "user" }] }, "messages[0].content", /Missing required parameter/);
   await bad({ messages: [{ role: "robot", content: "hi" }] }, "messages[0].role", /'system', 'developer', 'user', 'assistant'/);
@@ -277,11 +297,21 @@ test("400s name the parameter: wrong types, out-of-range values, missing and uns
   await assertApiError(text({ echo: true }), { type: OpenAI.BadRequestError, status: 400, param: "echo" });
 });
 
-test("unknown model: 404 naming the model", async () => {
-  await assertApiError(client.chat.completions.create({ model: "gpt-4o", messages: MESSAGES }), {
-    type: OpenAI.NotFoundError, status: 404, param: "model", code: "model_not_found", message: /gpt-4o/,
+test("another model name: served by the model, or a 404 naming it with strictModelName", async () => {
+  const served = await client.chat.completions.create({ model: "gpt-3.5-turbo", messages: MESSAGES, max_tokens: 4, temperature: 0 });
+  assert.equal(served.model, MODEL_ALIAS);
+  assert.equal(served.choices[0].message.content, (await direct(model.applyChatTemplate(MESSAGES), 4)).text);
+  await withServer(model, { strictModelName: true }, async ({ url: strict }) => {
+    await assertApiError(openai(strict).chat.completions.create({ model: "gpt-4o", messages: MESSAGES }), {
+      type: OpenAI.NotFoundError, status: 404, param: "model", code: "model_not_found", message: /gpt-4o/,
+    });
+    await assertApiError(openai(strict).completions.create({ model: "gpt-4o", prompt: PROMPT }), { type: OpenAI.NotFoundError, status: 404, code: "model_not_found" });
   });
-  await assertApiError(client.completions.create({ model: "gpt-4o", prompt: PROMPT }), { type: OpenAI.NotFoundError, status: 404, code: "model_not_found" });
+});
+
+test("top_p 0 is greedy decoding", async () => {
+  const greedy = await client.completions.create({ model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 12, temperature: 1.5, top_p: 0, seed: 5 });
+  assert.equal(greedy.choices[0].text, (await direct(PROMPT, 12)).text);
 });
 
 test("a prompt longer than the context: 400 with both numbers", async () => {

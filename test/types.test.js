@@ -15,7 +15,7 @@ after(() => fs.rmSync(work, { recursive: true, force: true }));
 fs.mkdirSync(path.join(work, "node_modules"));
 fs.symlinkSync(ROOT, path.join(work, "node_modules", "llama-napi"), "dir");
 
-/** A user's code over the public API: options with a signal, a disposable model and session, the error classes. */
+/** A user's code over the public API: options with a signal, a disposable model and session, tools, embeddings, the error classes. */
 const USER_CODE = (specifier) => `import { loadModel, InvalidArgumentError, type GenerateOptions } from "${specifier}";
 
 export async function main(signal: GenerateOptions["signal"]): Promise<string> {
@@ -23,8 +23,10 @@ export async function main(signal: GenerateOptions["signal"]): Promise<string> {
   using session = await model.createSession();
   let text = "";
   for await (const t of model.generate("Once", { maxTokens: 4, signal })) text += t.text;
-  const reply = await session.prompt("Hi", { maxTokens: 4 });
-  return text + reply.text + String(new InvalidArgumentError("x") instanceof Error);
+  const reply = await session.prompt("Hi", { maxTokens: 4, tools: [{ name: "get_time" }] });
+  const calls = reply.toolCalls?.map((call) => call.name).join() ?? "";
+  const [vector] = await model.embed(["Hi"], { pooling: "mean" });
+  return text + reply.text + calls + String(vector.length) + String(new InvalidArgumentError("x") instanceof Error);
 }
 `;
 

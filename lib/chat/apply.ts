@@ -5,7 +5,8 @@
 import { InvalidArgumentError } from "../errors";
 import type { Tokenizer } from "../tokenizer/types";
 import type { ChatTemplate } from "./template";
-import type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./types";
+import { checkTools, templateInput } from "./tools";
+import type { ChatMessage, ChatPrompt, ChatTemplateOptions, ToolCall } from "./types";
 
 export function applyChatTemplate(
   template: ChatTemplate,
@@ -28,8 +29,9 @@ export function renderChat(
   options: ChatTemplateOptions = {},
 ): string {
   checkMessages(messages);
+  checkTools(options.tools, "applyChatTemplate");
   return template.render({
-    messages,
+    ...templateInput(messages, options.tools, template.knowsTools, template.writesLlama3Headers ? "ipython" : "user"),
     addGenerationPrompt: options.addGenerationPrompt ?? true,
     bosToken: tokenizer.bosId === undefined ? "" : tokenizer.tokenText(tokenizer.bosId),
     eosToken: tokenizer.eosIds.length === 0 ? "" : tokenizer.tokenText(tokenizer.eosIds[0]),
@@ -42,5 +44,16 @@ function checkMessages(messages: readonly ChatMessage[]): void {
     if (typeof m !== "object" || m === null || typeof m.role !== "string" || typeof m.content !== "string") {
       throw new InvalidArgumentError(`applyChatTemplate: messages[${i}] must be { role: string, content: string }`);
     }
+    if (m.toolCalls !== undefined && !(Array.isArray(m.toolCalls) && m.toolCalls.every(isToolCall))) {
+      throw new InvalidArgumentError(`applyChatTemplate: messages[${i}].toolCalls must be an array of { id, name, arguments } strings`);
+    }
+    if (m.toolCallId !== undefined && typeof m.toolCallId !== "string") {
+      throw new InvalidArgumentError(`applyChatTemplate: messages[${i}].toolCallId must be a string`);
+    }
   });
+}
+
+function isToolCall(call: unknown): boolean {
+  const c = call as ToolCall;
+  return typeof c === "object" && c !== null && typeof c.id === "string" && typeof c.name === "string" && typeof c.arguments === "string";
 }

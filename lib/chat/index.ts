@@ -9,7 +9,7 @@ import { findChatTemplate } from "./template-source";
 export { applyChatTemplate, renderChat } from "./apply";
 export { ChatTemplate } from "./template";
 export { resolveChatTemplateLimits, type ChatTemplateLimits } from "./limits";
-export type { ChatMessage, ChatPrompt, ChatTemplateOptions } from "./types";
+export type { ChatMessage, ChatPrompt, ChatTemplateOptions, ToolCall, ToolDefinition } from "./types";
 
 /**
  * The template a model's conversations are rendered with, compiled (so a broken one fails the load): the model's

@@ -8,10 +8,9 @@ import { Template } from "@huggingface/jinja";
 import { ChatTemplateLimitError, InvalidArgumentError, LlamaNapiError, ModelFormatError } from "../errors";
 import { type ChatTemplateLimits, DEFAULT_CHAT_TEMPLATE_LIMITS } from "./limits";
 import { RENDERER_STACK_KB, renderInSandbox } from "./sandbox";
-import type { ChatMessage } from "./types";
+import { templateKnowsTools, type TemplateInput } from "./tools";
 
-export interface ChatTemplateVariables {
-  messages: readonly ChatMessage[];
+export interface ChatTemplateVariables extends TemplateInput {
   addGenerationPrompt: boolean;
   bosToken: string;
   eosToken: string;
@@ -41,8 +40,8 @@ export class ChatTemplate {
    */
   render(v: ChatTemplateVariables): string {
     const variables = {
-      // Only the fields a message has (ChatMessage): anything else on the caller's objects is not the template's.
-      messages: v.messages.map(({ role, content }) => ({ role, content })),
+      messages: v.messages,
+      ...(v.tools && { tools: v.tools }),
       add_generation_prompt: v.addGenerationPrompt,
       bos_token: v.bosToken,
       eos_token: v.eosToken,
@@ -62,6 +61,16 @@ export class ChatTemplate {
     if ("failure" in outcome) throw new LlamaNapiError(`chat template (${this.origin}): ${outcome.failure}`);
     const limit = { time: this.limits.timeMs, memory: this.limits.memoryMb, stack: RENDERER_STACK_KB, output: this.limits.outputChars }[outcome.exceeded];
     throw new ChatTemplateLimitError(this.origin, outcome.exceeded, limit);
+  }
+
+  /** Whether the template renders tools, tool calls and results itself (else the built-in Llama 3.1 format is used). */
+  get knowsTools(): boolean {
+    return !this.builtin && templateKnowsTools(this.text);
+  }
+
+  /** Whether the template writes Llama 3 headers, which take any role: tool results then go in Llama 3.1's "ipython" turn. */
+  get writesLlama3Headers(): boolean {
+    return this.text.includes("<|start_header_id|>");
   }
 
   private templateError(message: string, cause?: unknown): InvalidArgumentError {

@@ -13,7 +13,7 @@ import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION, saveSer
 
 export const serveCommand: CommandSpec = {
   name: "serve",
-  summary: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models).",
+  summary: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models).",
   usage: "llama-napi serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--parallel N] [options]",
   options: {
     model: MODEL_OR_DEFAULT_OPTION,
@@ -38,6 +38,8 @@ export const serveCommand: CommandSpec = {
     "idle-timeout": { type: "string", number: "float", placeholder: "S", description: "Seconds an idle keep-alive connection stays open (default 5)" },
     "max-connections": { type: "string", number: "int", placeholder: "N", description: "Open connections at most; more are closed at once (default 256)" },
     "max-n": { type: "string", number: "int", placeholder: "N", description: "Choices a request may ask for ('n'); more get HTTP 400 (default 8)" },
+    cors: { type: "string", placeholder: "ORIGINS", description: "Let browser apps of these origins call the server: '*' or a comma-separated list (default: none)" },
+    "strict-model-name": { type: "boolean", description: "Answer only requests naming the model alias (default: any model name is served)" },
     "max-tokens-cap": { type: "string", number: "int", placeholder: "N", description: "Tokens a choice may generate; a larger max_tokens gets HTTP 400, none given means this many (default: the context)" },
   },
 };
@@ -74,6 +76,8 @@ export async function serve(argv: string[]): Promise<number> {
       maxConnections: o["max-connections"] as number | undefined,
       maxN: o["max-n"] as number | undefined,
       maxTokensCap: o["max-tokens-cap"] as number | undefined,
+      cors: (o.cors as string | undefined)?.split(",").map((origin) => origin.trim()),
+      strictModelName: o["strict-model-name"] === true,
     });
   } catch (err) {
     if (err instanceof InvalidArgumentError) throw new UsageError(err.message);

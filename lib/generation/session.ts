@@ -3,7 +3,8 @@
  * with the chat template and evaluates only the tokens the cache does not already hold (the new user message and
  * the headers around it), so a turn costs its own length, not the conversation's.
  */
-import type { ChatMessage, ChatPrompt } from "../chat/types";
+import { checkTools, parseToolCalls } from "../chat/tools";
+import type { ChatMessage, ChatPrompt, ToolCall, ToolDefinition } from "../chat/types";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import type { KvCacheType } from "../native/binding";
 import type { EngineContext } from "../native/engine";
@@ -26,10 +27,10 @@ export interface SessionOptions {
 export interface SessionHost {
   createContext(contextSize: number): EngineContext;
   releaseContext(context: EngineContext): void;
-  /** The conversation rendered with the chat template, ending with the assistant's header, and tokenized. */
-  renderChat(messages: readonly ChatMessage[]): ChatPrompt;
+  /** The conversation (and the tools offered) rendered with the chat template, ending with the assistant's header, and tokenized. */
+  renderChat(messages: readonly ChatMessage[], tools?: readonly ToolDefinition[]): ChatPrompt;
   /** The same text without tokenizing it. */
-  renderChatText(messages: readonly ChatMessage[]): string;
+  renderChatText(messages: readonly ChatMessage[], tools?: readonly ToolDefinition[]): string;
   /** Tokenizes a piece of rendered template text (special-token strings parsed, no BOS added). */
   tokenizeTemplateText(text: string): number[];
   runOn(sequence: Sequence, promptIds: number[], options: GenerateOptions, keepTokens: number): AsyncGenerator<GeneratedToken, Completion>;
@@ -48,26 +49,53 @@ export interface LastTurn {
   messages: ChatMessage[];
   promptTokens: number[];
   replyTokens: number[];
-  /** False when the reply text is not exactly its tokens' text (a stop string cut it). */
+  /** False when the reply is not rendered as exactly its tokens' text (a stop string cut it, or it was tool calls). */
   replyIsWhole: boolean;
+  /** The tools the turn offered, rendered in its prompt. */
+  tools?: ToolDefinition[];
+}
+
+/** A turn's options: generation's, and the tools the model may call in its reply. */
+export interface PromptOptions extends GenerateOptions {
+  /** Tools the model may call: a reply that is calls ends the turn with completion.toolCalls (see ChatSession.prompt). */
+  tools?: readonly ToolDefinition[];
+}
+
+/** A turn's result: with tools, the calls the reply made (answer them with submitToolResults). */
+export interface TurnCompletion extends Completion {
+  toolCalls?: ToolCall[];
+}
+
+/** A tool's result for submitToolResults. */
+export interface ToolResult {
+  /** The id of the call it answers (ToolCall.id). */
+  toolCallId: string;
+  content: string;
+}
+
+/** A JavaScript function the model may call through promptWithTools. */
+export interface ToolFunction extends Omit<ToolDefinition, "name"> {
+  /** Runs the call with its parsed arguments; the result goes back to the model (a string as it is, else as JSON). */
+  handler: (args: Record<string, unknown>) => unknown;
 }
 
 /**
- * A turn in progress: iterate it for the tokens as they come, or await it for the whole Completion.
+ * A turn in progress: iterate it for the tokens as they come, or await it for the whole completion (with the tool
+ * calls of a reply that made some).
  */
-export class GenerationStream implements AsyncIterable<GeneratedToken>, PromiseLike<Completion> {
+export class GenerationStream implements AsyncIterable<GeneratedToken>, PromiseLike<TurnCompletion> {
   private iterated = false;
-  private result: Promise<Completion> | undefined;
+  private result: Promise<TurnCompletion> | undefined;
 
-  constructor(private readonly tokens: AsyncGenerator<GeneratedToken, Completion>) {}
+  constructor(private readonly tokens: AsyncGenerator<GeneratedToken, TurnCompletion>) {}
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<GeneratedToken, Completion> {
+  async *[Symbol.asyncIterator](): AsyncGenerator<GeneratedToken, TurnCompletion> {
     this.claim();
     return yield* this.tokens;
   }
 
-  then<A = Completion, B = never>(
-    onFulfilled?: ((value: Completion) => A | PromiseLike<A>) | null,
+  then<A = TurnCompletion, B = never>(
+    onFulfilled?: ((value: TurnCompletion) => A | PromiseLike<A>) | null,
     onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
     if (!this.result) {
@@ -162,28 +190,78 @@ export class ChatSession {
    * One turn: the user's message, then the assistant's reply streamed. The reply (as far as it got, also when
    * aborted or stopped) joins the history.
    */
-  prompt(text: string, options: GenerateOptions = {}): GenerationStream {
+  prompt(text: string, options: PromptOptions = {}): GenerationStream {
     this.assertUsable();
     if (typeof text !== "string") throw new InvalidArgumentError("session.prompt: text must be a string");
     this.assertIdle("prompt");
-    return new GenerationStream(this.turn(text, options));
+    checkTools(options.tools, "session.prompt");
+    return new GenerationStream(this.turn([{ role: "user", content: text }], options));
   }
 
-  private async *turn(text: string, options: GenerateOptions): AsyncGenerator<GeneratedToken, Completion> {
+  /**
+   * Answers the tool calls of the last reply (completion.toolCalls): the results join the conversation and the
+   * assistant replies to them, as a turn of its own.
+   */
+  submitToolResults(results: readonly ToolResult[], options: PromptOptions = {}): GenerationStream {
+    this.assertIdle("submitToolResults");
+    checkTools(options.tools, "session.submitToolResults");
+    const asked = new Set(this.messages.at(-1)?.toolCalls?.map((call) => call.id) ?? []);
+    if (!Array.isArray(results) || results.length === 0) throw new InvalidArgumentError("submitToolResults: results must be a non-empty array of { toolCallId, content }");
+    for (const [i, r] of results.entries()) {
+      if (typeof r !== "object" || r === null || typeof r.content !== "string" || !asked.has(r.toolCallId)) {
+        throw new InvalidArgumentError(`submitToolResults: results[${i}] must be { toolCallId, content: string } answering a call of the last reply`);
+      }
+    }
+    return new GenerationStream(this.turn(results.map((r) => ({ role: "tool", content: r.content, toolCallId: r.toolCallId })), options));
+  }
+
+  /**
+   * A prompt whose tool calls are answered by JavaScript functions: each call runs its function's handler (a
+   * handler that throws, or arguments that are not JSON, answer with {"error": message}), the results go back,
+   * and so on until the model replies without calls, at most maxRounds times (then a LlamaNapiError).
+   */
+  async promptWithTools(
+    text: string,
+    functions: Readonly<Record<string, ToolFunction>>,
+    options: Omit<PromptOptions, "tools"> & { maxRounds?: number } = {},
+  ): Promise<TurnCompletion> {
+    if (typeof functions !== "object" || functions === null) throw new InvalidArgumentError("promptWithTools: functions must be an object of { handler }");
+    const { maxRounds = 8, ...generateOptions } = options;
+    if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new InvalidArgumentError(`maxRounds must be a positive integer (got ${String(maxRounds)})`, { option: "maxRounds" });
+    const tools = Object.entries(functions).map(([name, { description, parameters, handler }]) => {
+      if (typeof handler !== "function") throw new InvalidArgumentError(`promptWithTools: functions.${name}.handler must be a function`);
+      return { name, description, parameters };
+    });
+    let completion: TurnCompletion = await this.prompt(text, { ...generateOptions, tools });
+    for (let round = 0; completion.toolCalls; round++) {
+      if (round === maxRounds) throw new LlamaNapiError(`promptWithTools: the model still calls tools after ${maxRounds} rounds`);
+      const results: ToolResult[] = [];
+      for (const call of completion.toolCalls) results.push({ toolCallId: call.id, content: await runTool(functions[call.name], call) });
+      completion = await this.submitToolResults(results, { ...generateOptions, tools });
+    }
+    return completion;
+  }
+
+  private async *turn(added: ChatMessage[], options: PromptOptions): AsyncGenerator<GeneratedToken, TurnCompletion> {
     this.assertIdle("prompt"); // another stream of this session may have started since this one was made
     this.busy = true;
     try {
-      const user: ChatMessage = { role: "user", content: text };
-      const messages = [...this.history, user];
-      const promptTokens = this.continuedPrompt(messages) ?? this.host.renderChat(messages).tokens;
-      const completion = yield* this.host.runOn(
+      const { tools, ...generateOptions } = options;
+      const offered = tools?.length ? [...tools] : undefined;
+      const messages = [...this.history, ...added];
+      const promptTokens = this.continuedPrompt(messages, added.length, offered) ?? this.host.renderChat(messages, offered).tokens;
+      const completion: TurnCompletion = yield* this.host.runOn(
         this.sequence,
         promptTokens,
-        { contextOverflow: this.overflow, ...options },
+        { contextOverflow: this.overflow, ...generateOptions },
         this.keepLength(),
       );
-      this.messages.push(user, { role: "assistant", content: completion.text });
-      this.lastTurn = { messages, promptTokens, replyTokens: completion.tokens, replyIsWhole: completion.stopString === undefined };
+      const toolCalls = offered && parseToolCalls(completion.text, offered);
+      this.messages.push(...added, toolCalls ? { role: "assistant", content: "", toolCalls } : { role: "assistant", content: completion.text });
+      this.lastTurn = {
+        messages, promptTokens, replyTokens: completion.tokens, replyIsWhole: completion.stopString === undefined && !toolCalls, tools: offered,
+      };
+      if (toolCalls) completion.toolCalls = toolCalls;
       return completion;
     } finally {
       this.busy = false;
@@ -198,11 +276,12 @@ export class ChatSession {
    * template does not render the conversation as a continuation of the last prompt; then the whole conversation is
    * rendered and the cache reused up to where it agrees.
    */
-  private continuedPrompt(messages: ChatMessage[]): number[] | undefined {
+  private continuedPrompt(messages: ChatMessage[], added: number, tools: ToolDefinition[] | undefined): number[] | undefined {
     const last = this.lastTurn;
-    if (!last || !last.replyIsWhole || messages.length !== last.messages.length + 2) return undefined;
-    const previous = this.host.renderChatText(last.messages);
-    const marked = this.host.renderChatText([...last.messages, { role: "assistant", content: REPLY_MARKER }, messages.at(-1)!]);
+    if (!last || !last.replyIsWhole || messages.length !== last.messages.length + 1 + added) return undefined;
+    if (JSON.stringify(last.tools) !== JSON.stringify(tools)) return undefined;
+    const previous = this.host.renderChatText(last.messages, tools);
+    const marked = this.host.renderChatText([...last.messages, { role: "assistant", content: REPLY_MARKER }, ...messages.slice(-added)], tools);
     const at = marked.indexOf(REPLY_MARKER);
     const continues =
       marked.startsWith(previous) && at >= previous.length && marked.slice(previous.length, at).trim() === "" &&
@@ -289,5 +368,16 @@ export class ChatSession {
   private assertIdle(what: string): void {
     this.assertUsable();
     if (this.busy) throw new LlamaNapiError(`session.${what}: a prompt of this session is still running`);
+  }
+}
+
+/** A call's result for the model: the handler's value (a string as it is, else JSON), or {"error": message}. */
+async function runTool(fn: ToolFunction | undefined, call: ToolCall): Promise<string> {
+  try {
+    if (!fn) throw new Error(`no function named ${call.name}`);
+    const result = await fn.handler(JSON.parse(call.arguments) as Record<string, unknown>);
+    return typeof result === "string" ? result : JSON.stringify(result ?? null);
+  } catch (err) {
+    return JSON.stringify({ error: err instanceof Error ? err.message : String(err) });
   }
 }

@@ -83,8 +83,11 @@ export interface NativeCudaInfo {
 }
 
 export interface NativeDecodeOptions {
-  /** Which logits to return: none, the last position's, or every position's (n × vocab). Default "last". */
-  logits?: "none" | "last" | "all";
+  /**
+   * Which logits to return: none, the last position's, or every position's (n × vocab); "hidden": every position's
+   * final-norm hidden state instead (n × dim, for embeddings; CPU only). Default "last".
+   */
+  logits?: "none" | "last" | "all" | "hidden";
   /** When > 0, also return the ids of the k largest last-position logits, largest first. */
   topK?: number;
 }

@@ -4,14 +4,17 @@
  * shape.
  */
 import bearerAuth from "@fastify/bearer-auth";
-import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Socket } from "node:net";
 import type { LlamaModel } from "../model";
 import { completionHandler, type ServerContext } from "./completion-route";
-import { ApiError, clientErrorResponse, modelNotFound, SHUTTING_DOWN, toApiError } from "./errors";
+import { ApiError, checkModelName, clientErrorResponse, SHUTTING_DOWN, toApiError } from "./errors";
 import { ServerMetrics } from "./metrics";
 import { CHAT_FORMAT, TEXT_FORMAT } from "./responses";
-import { chatCompletionSchema, completionSchema } from "./schemas";
+import { embeddingsHandler } from "./embeddings-route";
+import { ResponseStore } from "./response-store";
+import { responsesHandler } from "./responses-route";
+import { chatCompletionSchema, completionSchema, embeddingsSchema, responsesSchema } from "./schemas";
 import { SlotScheduler } from "./slot-scheduler";
 import { planChatCompletion, planCompletion } from "./translate";
 import type { ResolvedServerOptions } from "./index";
@@ -25,7 +28,9 @@ export function buildApp(model: LlamaModel, options: ResolvedServerOptions): App
   const slots = new SlotScheduler(options.parallel, options.queueSize);
   const metrics = new ServerMetrics(slots);
   const limits = { maxN: options.maxN, maxTokensCap: options.maxTokensCap };
-  const context: ServerContext = { model, modelAlias: options.modelAlias, slots, limits, metrics, inFlight: new Set(), closing: false };
+  const context: ServerContext = {
+    model, modelAlias: options.modelAlias, strictModelName: options.strictModelName, slots, limits, metrics, inFlight: new Set(), closing: false,
+  };
   const created = Math.floor(Date.now() / 1000);
 
   const app = Fastify({
@@ -66,6 +71,9 @@ export function buildApp(model: LlamaModel, options: ResolvedServerOptions): App
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new ApiError(404, `No route for ${request.method} ${request.url}.`, { code: "not_found" })),
   );
+  // Before everything else (the API key included): errors, 503s and 401s carry the CORS headers too, or a browser
+  // app could not read them.
+  if (options.cors.length > 0) app.addHook("onRequest", corsHook(options.cors));
   app.addHook("onRequest", async () => {
     // Requests that still arrive on open connections while close() waits for the generations in flight.
     if (context.closing) throw SHUTTING_DOWN;
@@ -101,11 +109,41 @@ function v1Routes(v1: FastifyInstance, context: ServerContext, modelAlias: strin
   const modelObject = { id: modelAlias, object: "model", created, owned_by: "llama-napi" };
   v1.get("/models", async () => ({ object: "list", data: [modelObject] }));
   v1.get<{ Params: { model: string } }>("/models/:model", async (request) => {
-    if (request.params.model !== modelAlias) throw modelNotFound(request.params.model);
+    checkModelName(context, request.params.model);
     return modelObject;
   });
   v1.post("/chat/completions", { schema: { body: chatCompletionSchema } }, completionHandler(context, CHAT_FORMAT, planChatCompletion));
   v1.post("/completions", { schema: { body: completionSchema } }, completionHandler(context, TEXT_FORMAT, planCompletion));
+  v1.post("/embeddings", { schema: { body: embeddingsSchema } }, embeddingsHandler(context));
+  v1.post("/responses", { schema: { body: responsesSchema } }, responsesHandler(context, new ResponseStore()));
+}
+
+/** How long a browser may cache a preflight's answer, in seconds. */
+const CORS_MAX_AGE_SECONDS = 86_400;
+
+/**
+ * CORS for the allowed origins ("*": any): the allow-origin header on every response to an allowed origin, and the
+ * answer to a preflight (OPTIONS with Access-Control-Request-Method) before authentication, as browsers send
+ * preflights without the Authorization header. Requests from other origins get no CORS headers (the browser then
+ * keeps the response from the page).
+ */
+function corsHook(origins: readonly string[]) {
+  const any = origins[0] === "*";
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const origin = request.headers.origin;
+    if (origin === undefined || !(any || origins.includes(origin.toLowerCase()))) return;
+    reply.header("access-control-allow-origin", any ? "*" : origin);
+    if (!any) reply.header("vary", "Origin");
+    reply.header("access-control-expose-headers", "retry-after");
+    if (request.method !== "OPTIONS" || request.headers["access-control-request-method"] === undefined) return;
+    reply
+      .code(204)
+      .header("access-control-allow-methods", "GET, POST, OPTIONS")
+      .header("access-control-allow-headers", request.headers["access-control-request-headers"] ?? "authorization, content-type")
+      .header("access-control-max-age", String(CORS_MAX_AGE_SECONDS))
+      .send();
+    return reply;
+  };
 }
 
 function sendError(reply: FastifyReply, error: ApiError): FastifyReply {

@@ -5,11 +5,11 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { Completion, GeneratedToken } from "../generation/types";
+import type { Completion, GeneratedToken, GenerateOptions } from "../generation/types";
 import type { LlamaModel } from "../model";
-import { ApiError, invalidParameter, modelNotFound, toApiError } from "./errors";
+import { ApiError, checkModelName, invalidParameter, toApiError } from "./errors";
 import type { ServerMetrics } from "./metrics";
-import { ChoiceText, type ResponseFormat } from "./responses";
+import { ChoiceText, HeldReply, type ResponseFormat, toolCallsOf } from "./responses";
 import type { GenerationBody } from "./schemas";
 import { SseStream } from "./sse";
 import type { SlotScheduler } from "./slot-scheduler";
@@ -26,6 +26,8 @@ export interface ServerContext {
   model: LlamaModel;
   /** The model id clients name in requests. */
   modelAlias: string;
+  /** Whether other model names are refused (404) rather than served by this model. */
+  strictModelName: boolean;
   slots: SlotScheduler;
   /** Caps on `n` and on the tokens of a choice. */
   limits: RequestLimits;
@@ -48,22 +50,10 @@ export function completionHandler<Body extends GenerationBody>(
 ) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const body = request.body as Body;
-    if (body.model !== ctx.modelAlias) throw modelNotFound(body.model);
+    checkModelName(ctx, body.model);
     const plan = planOf(body, ctx.model, ctx.limits);
     admit(ctx, plan.prompts.length * plan.n);
-
-    const abort = new AbortController();
-    const inFlight: InFlightRequest = {
-      controller: abort,
-      finished: new Promise((resolve) =>
-        reply.raw.once("close", () => {
-          if (!reply.raw.writableFinished) abort.abort(CLIENT_GONE);
-          ctx.inFlight.delete(inFlight);
-          resolve();
-        }),
-      ),
-    };
-    ctx.inFlight.add(inFlight);
+    const abort = trackRequest(ctx, reply);
     const run = new Run(ctx, format, plan, abort.signal);
     try {
       return plan.stream ? await run.stream(reply) : await run.respond();
@@ -74,7 +64,28 @@ export function completionHandler<Body extends GenerationBody>(
   };
 }
 
-function admit(ctx: ServerContext, generations: number): void {
+/**
+ * Registers a generation request for close() and returns its AbortController: aborted when the client goes away
+ * before its response is out, or by close().
+ */
+export function trackRequest(ctx: ServerContext, reply: FastifyReply): AbortController {
+  const abort = new AbortController();
+  const inFlight: InFlightRequest = {
+    controller: abort,
+    finished: new Promise((resolve) =>
+      reply.raw.once("close", () => {
+        if (!reply.raw.writableFinished) abort.abort(CLIENT_GONE);
+        ctx.inFlight.delete(inFlight);
+        resolve();
+      }),
+    ),
+  };
+  ctx.inFlight.add(inFlight);
+  return abort;
+}
+
+/** Refuses a request whose generations would overflow the slots and queue (400) or do not fit now (429). */
+export function admit(ctx: ServerContext, generations: number): void {
   const { slots } = ctx;
   if (generations > slots.slots + slots.queueLimit) {
     throw invalidParameter(
@@ -104,14 +115,17 @@ class Run {
   ) {
     this.id = format.idPrefix + randomUUID().replace(/-/g, "");
     const scored = plan.options.logprobs !== undefined;
-    this.texts = Array.from({ length: plan.prompts.length * plan.n }, () => new ChoiceText(scored));
+    this.texts = Array.from({ length: plan.prompts.length * plan.n }, (_, i) => new ChoiceText(scored, plan.promptTextLengths[Math.floor(i / plan.n)]));
   }
 
   async respond(): Promise<object> {
     const completions = await this.runChoices(() => {}, () => {});
     return {
       ...this.header(this.format.object),
-      choices: completions.map((c, i) => this.format.choice(i, c.text, this.texts[i].takeScores(), c.finishReason)),
+      choices: completions.map((c, i) => {
+        const calls = toolCallsOf(c.text, this.plan.tools);
+        return this.format.choice(i, c.text, this.texts[i].takeScores(), calls ? "tool_calls" : c.finishReason, calls);
+      }),
       usage: this.usage(completions),
     };
   }
@@ -130,15 +144,20 @@ class Run {
       open(index);
       sse.send(chunk(this.format.deltaChoice(index, text, this.texts[index].takeScores())));
     };
+    // A reply held to its end (tools offered) goes out as calls, or as text when it does not parse as calls.
+    const replies = this.texts.map((_, index) => new HeldReply(this.plan.tools, (text) => sendText(index, text)));
     try {
       const completions = await this.runChoices(
-        (index, token) => {
-          if (token.text !== "") sendText(index, token.text);
-        },
+        (index, token) => replies[index].add(token.text),
         (index, completion) => {
+          const calls = replies[index].holding ? toolCallsOf(completion.text, this.plan.tools) : undefined;
+          if (calls) {
+            open(index);
+            calls.forEach((call, position) => this.format.toolCallChoices!(index, position, call).forEach((choice) => sse.send(chunk(choice))));
+          } else replies[index].flush();
           if (this.texts[index].hasUnreported) sendText(index, "");
           open(index);
-          sse.send(chunk(this.format.finishChoice(index, completion.finishReason)));
+          sse.send(chunk(this.format.finishChoice(index, calls ? "tool_calls" : completion.finishReason)));
         },
       );
       if (this.plan.includeUsage) sse.send({ ...this.header(this.format.chunkObject), choices: [], usage: this.usage(completions) });
@@ -172,7 +191,7 @@ class Run {
     this.signal.addEventListener("abort", abortChoices, { once: true });
     const completions = await Promise.all(
       choices.map(async ({ prompt, controller, options }, index) => {
-        const completion = await this.generateInSlot(prompt, options, controller.signal, (token) => {
+        const completion = await generateInSlot(this.ctx, prompt, options, controller.signal, (token) => {
           this.texts[index].add(token);
           onToken(index, token);
         });
@@ -182,29 +201,6 @@ class Run {
     ).finally(() => this.signal.removeEventListener("abort", abortChoices));
     if (this.signal.aborted) throw this.signal.reason;
     return completions;
-  }
-
-  private async generateInSlot(
-    prompt: number[],
-    options: GenerationPlan["options"],
-    signal: AbortSignal,
-    onToken: (token: GeneratedToken) => void,
-  ): Promise<Completion> {
-    const { model, slots, metrics } = this.ctx;
-    const release = await slots.acquire(signal);
-    try {
-      const generation = model.generate({ tokens: prompt }, options);
-      for (;;) {
-        const step = await generation.next();
-        if (step.done) {
-          metrics.recordGeneration(step.value.stats);
-          return step.value;
-        }
-        onToken(step.value);
-      }
-    } finally {
-      release();
-    }
   }
 
   private header(object: string) {
@@ -220,5 +216,30 @@ class Run {
       completionTokens += c.stats.genTokens;
     });
     return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  }
+}
+
+/** One generation in a slot of its own (waiting for one first), its stats recorded; `onToken` sees each token. */
+export async function generateInSlot(
+  ctx: ServerContext,
+  prompt: number[],
+  options: GenerateOptions,
+  signal: AbortSignal,
+  onToken: (token: GeneratedToken) => void,
+): Promise<Completion> {
+  const { model, slots, metrics } = ctx;
+  const release = await slots.acquire(signal);
+  try {
+    const generation = model.generate({ tokens: prompt }, options);
+    for (;;) {
+      const step = await generation.next();
+      if (step.done) {
+        metrics.recordGeneration(step.value.stats);
+        return step.value;
+      }
+      onToken(step.value);
+    }
+  } finally {
+    release();
   }
 }

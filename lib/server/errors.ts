@@ -41,13 +41,29 @@ function errorType(status: number): string {
   return "invalid_request_error";
 }
 
+/** A 400 for a parameter the request must give (and, given the others, did not). */
+export function missingParameter(param: string): ApiError {
+  return new ApiError(400, `Missing required parameter: '${param}'.`, { param, code: "missing_required_parameter" });
+}
+
+/** A 400 for a parameter (or a value of it) this server does not implement: refused rather than ignored. */
+export function unsupportedParameter(message: string, param: string): ApiError {
+  return new ApiError(400, message, { param, code: "unsupported_parameter" });
+}
+
 /** A 400 about one request parameter (or the request as a whole when param is undefined). */
 export function invalidParameter(message: string, param?: string): ApiError {
   return new ApiError(400, message, { param, code: "invalid_value" });
 }
 
-export function modelNotFound(model: string): ApiError {
-  return new ApiError(404, `The model '${model}' does not exist.`, { param: "model", code: "model_not_found" });
+/**
+ * A 404 for a model name other than the alias when the server is strict about names; otherwise any name is served
+ * by the one model (as llama-server does: clients send their default model name, "gpt-3.5-turbo", when given none).
+ */
+export function checkModelName(server: { modelAlias: string; strictModelName: boolean }, model: string): void {
+  if (server.strictModelName && model !== server.modelAlias) {
+    throw new ApiError(404, `The model '${model}' does not exist.`, { param: "model", code: "model_not_found" });
+  }
 }
 
 /** The answer to requests that arrive, and the abort reason of generations running, while the server closes. */
@@ -123,8 +139,7 @@ function validationError(issues: ValidationIssue[]): ApiError {
   const params = issue.params as Record<string, unknown>;
   const path = paramPath(issue.instancePath);
   if (issue.keyword === "required") {
-    const param = path ? `${path}.${String(params.missingProperty)}` : String(params.missingProperty);
-    return new ApiError(400, `Missing required parameter: '${param}'.`, { param, code: "missing_required_parameter" });
+    return missingParameter(path ? `${path}.${String(params.missingProperty)}` : String(params.missingProperty));
   }
   // An empty path is the body itself: an array, a string, ... instead of an object.
   if (path === "") return invalidParameter(`The request body must be a JSON object, got ${describe(issue.data)}.`);

@@ -1,8 +1,9 @@
 /**
  * An OpenAI-compatible HTTP server over a loaded model: `createServer(model, options).listen({ port, host })`.
- * Layers: schemas.ts + translate.ts (OpenAI bodies → prompts and GenerateOptions), slot-scheduler.ts (slots and
- * the bounded queue), completion-route.ts (running a request, JSON or SSE via sse.ts, shapes in responses.ts),
- * metrics.ts (Prometheus), errors.ts (OpenAI's error shape), app.ts (routes and auth).
+ * Layers: schemas.ts + translate.ts (OpenAI bodies → prompts and GenerateOptions, tools), slot-scheduler.ts (slots
+ * and the bounded queue), completion-route.ts (running a request, JSON or SSE via sse.ts, shapes in responses.ts),
+ * responses-route.ts (the Responses API, with response-store.ts for previous_response_id), embeddings-route.ts,
+ * metrics.ts (Prometheus), errors.ts (OpenAI's error shape), app.ts (routes, auth and CORS).
  */
 import type { AddressInfo } from "node:net";
 import { InvalidArgumentError } from "../errors";
@@ -40,6 +41,14 @@ export interface ServerOptions {
    * and a request that gives none gets this many at most. Default: no cap but the context.
    */
   maxTokensCap?: number;
+  /**
+   * Browser origins allowed to call the server (CORS): "*" for any, or a list such as ["https://app.example"].
+   * Preflights are answered without the API key, as browsers send them without credentials. Default (or []): none,
+   * no CORS headers.
+   */
+  cors?: string | readonly string[];
+  /** Answer only requests that name modelAlias (others get a 404). Default false: any model name is served by this model. */
+  strictModelName?: boolean;
 }
 
 export interface ListenOptions {
@@ -62,12 +71,17 @@ export interface LlamaServer {
   close(): Promise<void>;
 }
 
-/** ServerOptions with every default filled in (apiKey and maxTokensCap stay optional: none means no key, no cap). */
-export type ResolvedServerOptions = Required<Omit<ServerOptions, "apiKey" | "maxTokensCap">> & Pick<ServerOptions, "apiKey" | "maxTokensCap">;
+/**
+ * ServerOptions with every default filled in (apiKey and maxTokensCap stay optional: none means no key, no cap);
+ * cors as the list of allowed origins (empty: CORS off; "*" any).
+ */
+export type ResolvedServerOptions = Required<Omit<ServerOptions, "apiKey" | "maxTokensCap" | "cors">> &
+  Pick<ServerOptions, "apiKey" | "maxTokensCap"> & { cors: readonly string[] };
 
 const SERVER_OPTION_NAMES = {
   parallel: true, queueSize: true, apiKey: true, metricsPublic: true, modelAlias: true, bodyLimit: true, logger: true,
   headersTimeoutMs: true, requestTimeoutMs: true, idleTimeoutMs: true, maxConnections: true, maxN: true, maxTokensCap: true,
+  cors: true, strictModelName: true,
 } as const satisfies OptionNames<ServerOptions>;
 
 /**
@@ -80,8 +94,10 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
   if (options.metricsPublic !== undefined && typeof options.metricsPublic !== "boolean") {
     throw new InvalidArgumentError(`metricsPublic must be a boolean (got ${String(options.metricsPublic)})`);
   }
-  if (options.logger !== undefined && typeof options.logger !== "boolean") {
-    throw new InvalidArgumentError(`logger must be a boolean (got ${String(options.logger)})`);
+  for (const name of ["logger", "strictModelName"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "boolean") {
+      throw new InvalidArgumentError(`${name} must be a boolean (got ${String(options[name])})`, { option: name });
+    }
   }
   return {
     parallel: checkInteger("parallel", options.parallel ?? 4, 1),
@@ -97,6 +113,8 @@ export function resolveServerOptions(options: ServerOptions = {}): ResolvedServe
     logger: options.logger ?? false,
     maxN: checkInteger("maxN", options.maxN ?? 8, 1),
     maxTokensCap: options.maxTokensCap === undefined ? undefined : checkInteger("maxTokensCap", options.maxTokensCap, 1),
+    cors: corsOrigins(options.cors),
+    strictModelName: options.strictModelName ?? false,
   };
 }
 
@@ -131,6 +149,22 @@ function checkInteger(name: string, value: unknown, min: number): number {
     throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got ${String(value)})`);
   }
   return value;
+}
+
+/** The allowed origins: "*", or origins as browsers send them (scheme://host[:port], no path). */
+function corsOrigins(cors: ServerOptions["cors"]): readonly string[] {
+  if (cors === undefined) return [];
+  const origins = typeof cors === "string" ? [cors] : cors;
+  if (!Array.isArray(origins)) {
+    throw new InvalidArgumentError(`cors must be "*", an origin or an array of origins (got ${String(cors)})`, { option: "cors" });
+  }
+  for (const origin of origins) {
+    if (origin === "*") continue;
+    if (typeof origin !== "string" || !/^[a-z][a-z0-9+.-]*:\/\/[^/\s]+$/i.test(origin)) {
+      throw new InvalidArgumentError(`cors: ${JSON.stringify(origin)} is not an origin such as https://app.example or http://localhost:3000`, { option: "cors" });
+    }
+  }
+  return origins.includes("*") ? ["*"] : origins.map((o) => o.toLowerCase());
 }
 
 function checkString(name: string, value: unknown): string {

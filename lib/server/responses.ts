@@ -1,9 +1,16 @@
 /**
  * OpenAI's response shapes for the two generation endpoints: `chat.completion` (and its `chat.completion.chunk`
- * stream) and the legacy `text_completion`, with their two logprobs formats. Everything else about a request
- * (running it, streaming it) is the same for both and lives in completion-route.ts.
+ * stream) and the legacy `text_completion`, with their two logprobs formats; and a reply's text as it streams
+ * (ChoiceText, HeldReply for tool calls), shared with the Responses API. Everything else about a request (running
+ * it, streaming it) is the same for both and lives in completion-route.ts.
  */
+import { mayBeToolCalls, parseToolCalls } from "../chat/tools";
+import type { ToolCall } from "../chat/types";
 import type { FinishReason, GeneratedToken, TokenLogprob } from "../generation/types";
+import type { ToolCalling } from "./translate";
+
+/** Why a choice ended: the generation's reason, or "tool_calls" when its reply was parsed into calls. */
+export type ChoiceFinish = FinishReason | "tool_calls";
 
 /** A generated token with its log-probability, as the responses report it. */
 export interface ScoredToken {
@@ -11,7 +18,7 @@ export interface ScoredToken {
   text: string;
   logprob: number;
   top: TokenLogprob[];
-  /** Where its text starts in the choice's text (the legacy format reports it). */
+  /** Where its text starts in the prompt's text followed by the choice's (the legacy format reports it). */
   offset: number;
 }
 
@@ -21,14 +28,16 @@ export interface ResponseFormat {
   idPrefix: string;
   object: string;
   chunkObject: string;
-  /** A choice of a whole (non-streamed) response. */
-  choice(index: number, text: string, logprobs: ScoredToken[] | undefined, finishReason: FinishReason): object;
+  /** A choice of a whole (non-streamed) response; toolCalls when its reply was calls (chat only). */
+  choice(index: number, text: string, logprobs: ScoredToken[] | undefined, finishReason: ChoiceFinish, toolCalls?: ToolCall[]): object;
   /** The first chunk of a streamed choice, before any text, or undefined when the format has none. */
   openingChoice(index: number): object | undefined;
   /** A streamed piece of text with the logprobs of the tokens that released it. */
   deltaChoice(index: number, text: string, logprobs: ScoredToken[] | undefined): object;
   /** The last chunk of a streamed choice. */
-  finishChoice(index: number, finishReason: FinishReason): object;
+  finishChoice(index: number, finishReason: ChoiceFinish): object;
+  /** The chunks of a streamed tool call, the `position`th of its choice: its name and id, then its arguments (chat only). */
+  toolCallChoices?(index: number, position: number, call: ToolCall): object[];
 }
 
 /** The tokens' bytes, which say what a piece of a multi-byte character is when its text cannot. */
@@ -54,29 +63,44 @@ function legacyLogprobs(tokens: ScoredToken[] | undefined) {
   return {
     tokens: tokens.map((t) => t.text),
     token_logprobs: tokens.map((t) => t.logprob),
-    top_logprobs: tokens.map((t) => Object.fromEntries(t.top.map((alt) => [alt.text, alt.logprob]))),
+    // The sampled token is always among its alternatives, as in OpenAI's legacy API: up to logprobs + 1 entries.
+    top_logprobs: tokens.map((t) => {
+      const top = Object.fromEntries(t.top.map((alt) => [alt.text, alt.logprob]));
+      if (!Object.hasOwn(top, t.text)) top[t.text] = t.logprob;
+      return top;
+    }),
     text_offset: tokens.map((t) => t.offset),
   };
 }
 
 /** OpenAI reports only why a generation ended normally; an abort never reaches a client (it left, or got an error). */
-function finishReasonOf(reason: FinishReason): "stop" | "length" {
-  return reason === "length" ? "length" : "stop";
+function finishReasonOf(reason: ChoiceFinish): "stop" | "length" | "tool_calls" {
+  return reason === "length" || reason === "tool_calls" ? reason : "stop";
+}
+
+function toolCallObject(call: ToolCall) {
+  return { id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } };
 }
 
 export const CHAT_FORMAT: ResponseFormat = {
   idPrefix: "chatcmpl-",
   object: "chat.completion",
   chunkObject: "chat.completion.chunk",
-  choice: (index, text, logprobs, finishReason) => ({
+  choice: (index, text, logprobs, finishReason, toolCalls) => ({
     index,
-    message: { role: "assistant", content: text, refusal: null },
+    message: toolCalls
+      ? { role: "assistant", content: null, tool_calls: toolCalls.map(toolCallObject), refusal: null }
+      : { role: "assistant", content: text, refusal: null },
     logprobs: chatLogprobs(logprobs),
     finish_reason: finishReasonOf(finishReason),
   }),
   openingChoice: (index) => ({ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }),
   deltaChoice: (index, text, logprobs) => ({ index, delta: { content: text }, logprobs: chatLogprobs(logprobs), finish_reason: null }),
   finishChoice: (index, finishReason) => ({ index, delta: {}, logprobs: null, finish_reason: finishReasonOf(finishReason) }),
+  toolCallChoices: (index, position, call) => [
+    { index, delta: { tool_calls: [{ index: position, id: call.id, type: "function", function: { name: call.name, arguments: "" } }] }, logprobs: null, finish_reason: null },
+    { index, delta: { tool_calls: [{ index: position, function: { arguments: call.arguments } }] }, logprobs: null, finish_reason: null },
+  ],
 };
 
 export const TEXT_FORMAT: ResponseFormat = {
@@ -105,12 +129,14 @@ export class ChoiceText {
   constructor(
     /** Whether the request asked for logprobs. */
     private readonly scored: boolean,
+    /** The length of the prompt's text, where the choice's text begins for the offsets. */
+    private readonly textOffset = 0,
   ) {}
 
   add(token: GeneratedToken): void {
     // The end-of-sequence token may release held-back text; it is not part of the output, so it has no score.
     if (token.logprob !== undefined) {
-      this.unreported.push({ text: token.piece ?? "", logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.text.length });
+      this.unreported.push({ text: token.piece ?? "", logprob: token.logprob, top: token.topLogprobs ?? [], offset: this.textOffset + this.text.length });
     }
     this.text += token.text;
   }
@@ -125,5 +151,48 @@ export class ChoiceText {
 
   get hasUnreported(): boolean {
     return this.unreported.length > 0;
+  }
+}
+
+/** The tool calls a reply makes when the request offered tools and the reply is calls (the first only unless parallel). */
+export function toolCallsOf(text: string, tools: ToolCalling | undefined): ToolCall[] | undefined {
+  const calls = tools && parseToolCalls(text, tools.definitions);
+  return calls && !tools.parallel ? calls.slice(0, 1) : calls;
+}
+
+/**
+ * A reply's text as it streams: with tools offered, held back while it may still be tool calls (mayBeToolCalls),
+ * then released as it comes once it cannot be; without tools, released as it comes.
+ */
+export class HeldReply {
+  private held: string | undefined;
+
+  constructor(
+    tools: ToolCalling | undefined,
+    private readonly release: (text: string) => void,
+  ) {
+    this.held = tools ? "" : undefined;
+  }
+
+  add(text: string): void {
+    if (text === "") return;
+    if (this.held === undefined) return this.release(text);
+    this.held += text;
+    if (mayBeToolCalls(this.held)) return;
+    const held = this.held;
+    this.held = undefined;
+    this.release(held);
+  }
+
+  /** Whether the whole reply so far is held: at its end, it may be parsed as calls. */
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+
+  /** Releases what is held (a reply that turned out not to be calls). */
+  flush(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held) this.release(held);
   }
 }

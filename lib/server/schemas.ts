@@ -21,7 +21,8 @@ const generationProperties = {
   model: { type: "string" },
   max_tokens: integer({ minimum: 1 }),
   temperature: number({ minimum: 0, maximum: 2 }),
-  top_p: number({ exclusiveMinimum: 0, maximum: 1 }),
+  // 0 is greedy decoding (translate.ts), as OpenAI's API takes it.
+  top_p: number({ minimum: 0, maximum: 1 }),
   frequency_penalty: number({ minimum: -2, maximum: 2 }),
   presence_penalty: number({ minimum: -2, maximum: 2 }),
   seed: integer({ minimum: -MAX_SAFE, maximum: MAX_SAFE }),
@@ -51,9 +52,6 @@ const generationProperties = {
 
 /** Chat parameters this server does not implement: accepted with no effect, or refused when used (translate.ts). */
 const unimplementedChatProperties = {
-  tools: array,
-  tool_choice: { type: ["string", "object", "null"] },
-  parallel_tool_calls: boolean,
   functions: array,
   function_call: { type: ["string", "object", "null"] },
   response_format: object,
@@ -70,6 +68,25 @@ const unimplementedChatProperties = {
   safety_identifier: string,
 } as const;
 
+/** A function tool's own fields (chat nests them under `function`; the Responses API gives them flat). */
+export const functionProperties = {
+  name: { type: "string", minLength: 1 },
+  description: string,
+  parameters: object,
+  strict: boolean,
+} as const;
+
+const textContent = {
+  description: "a string or an array of text parts",
+  anyOf: [
+    { type: "string" },
+    {
+      type: "array",
+      items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+    },
+  ],
+} as const;
+
 export const chatCompletionSchema = {
   type: "object",
   required: ["model", "messages"],
@@ -81,23 +98,44 @@ export const chatCompletionSchema = {
       minItems: 1,
       items: {
         type: "object",
-        required: ["role", "content"],
+        // content may be null only on an assistant message with tool_calls (translate.ts).
+        required: ["role"],
         properties: {
-          role: { enum: ["system", "developer", "user", "assistant"] },
-          content: {
-            description: "a string or an array of text parts",
-            anyOf: [
-              { type: "string" },
-              {
-                type: "array",
-                items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
-              },
-            ],
-          },
+          role: { enum: ["system", "developer", "user", "assistant", "tool"] },
+          content: { anyOf: [...textContent.anyOf, { type: "null" }], description: textContent.description },
           name: { type: "string" },
+          tool_calls: {
+            type: ["array", "null"],
+            items: {
+              type: "object",
+              required: ["id", "function"],
+              properties: {
+                id: { type: "string" },
+                type: { const: "function" },
+                function: { type: "object", required: ["name", "arguments"], properties: { name: { type: "string" }, arguments: { type: "string" } } },
+              },
+            },
+          },
+          tool_call_id: { type: "string" },
         },
       },
     },
+    tools: {
+      type: ["array", "null"],
+      items: {
+        type: "object",
+        required: ["type", "function"],
+        properties: { type: { const: "function" }, function: { type: "object", required: ["name"], properties: functionProperties } },
+      },
+    },
+    tool_choice: {
+      description: "'none', 'auto', 'required' or { type: 'function', function: { name } }",
+      anyOf: [
+        { enum: ["none", "auto", "required", null] },
+        { type: "object", required: ["type", "function"], properties: { type: { const: "function" }, function: { type: "object", required: ["name"], properties: { name: { type: "string" } } } } },
+      ],
+    },
+    parallel_tool_calls: boolean,
     max_completion_tokens: integer({ minimum: 1 }),
     logprobs: boolean,
     top_logprobs: integer({ minimum: 0, maximum: 20 }),
@@ -123,6 +161,81 @@ export const completionSchema = {
     echo: boolean,
     suffix: string,
     best_of: integer({ minimum: 1 }),
+  },
+} as const;
+
+export const embeddingsSchema = {
+  type: "object",
+  required: ["model", "input"],
+  properties: {
+    model: { type: "string" },
+    input: {
+      description: "a string, an array of strings, an array of token ids or an array of token-id arrays",
+      anyOf: [
+        { type: "string" },
+        { type: "array", minItems: 1, items: { type: "string" } },
+        tokenIds,
+        { type: "array", minItems: 1, items: tokenIds },
+      ],
+    },
+    encoding_format: { enum: ["float", "base64", null] },
+    dimensions: integer({ minimum: 1 }),
+    // Not implemented: accepted with no effect.
+    user: string,
+  },
+} as const;
+
+/** Chat and completion parameters with no meaning in the Responses API (it has its own names for the rest). */
+const { max_tokens: _maxTokens, n: _n, stream_options: _streamOptions, ...samplingProperties } = generationProperties;
+
+export const responsesSchema = {
+  type: "object",
+  required: ["model", "input"],
+  properties: {
+    ...samplingProperties,
+    // Items are checked one by one in responses-route.ts, which names the one at fault.
+    input: { description: "a string or an array of input items", anyOf: [{ type: "string" }, { type: "array", items: { type: "object" } }] },
+    instructions: string,
+    max_output_tokens: integer({ minimum: 1 }),
+    previous_response_id: string,
+    tools: {
+      type: ["array", "null"],
+      items: { type: "object", required: ["type"], properties: { type: { type: "string" }, ...functionProperties } },
+    },
+    tool_choice: {
+      description: "'none', 'auto', 'required' or { type: 'function', name }",
+      anyOf: [
+        { enum: ["none", "auto", "required", null] },
+        { type: "object", required: ["type", "name"], properties: { type: { const: "function" }, name: { type: "string" } } },
+      ],
+    },
+    parallel_tool_calls: boolean,
+    text: {
+      type: ["object", "null"],
+      properties: {
+        format: {
+          type: ["object", "null"],
+          required: ["type"],
+          properties: { type: { enum: ["text", "json_object", "json_schema"] }, name: { type: "string" }, schema: { type: "object" }, strict: boolean, description: string },
+        },
+        verbosity: string,
+      },
+    },
+    store: boolean,
+    // Not implemented: refused when used (responses-route.ts).
+    background: boolean,
+    conversation: { type: ["string", "object", "null"] },
+    prompt: object,
+    top_logprobs: integer({ minimum: 0, maximum: 20 }),
+    // Not implemented: accepted with no effect.
+    include: array,
+    metadata: object,
+    reasoning: object,
+    truncation: string,
+    service_tier: string,
+    max_tool_calls: integer({ minimum: 1 }),
+    prompt_cache_key: string,
+    safety_identifier: string,
   },
 } as const;
 
@@ -153,11 +266,59 @@ export interface GenerationBody {
 
 export type TextPart = { type: "text"; text: string };
 
+/** A function tool's fields, as functionProperties checks them. */
+export interface FunctionToolBody {
+  name: string;
+  description?: Optional<string>;
+  parameters?: Optional<Record<string, unknown>>;
+  strict?: Optional<boolean>;
+}
+
 export interface ChatCompletionBody extends GenerationBody {
-  messages: { role: "system" | "developer" | "user" | "assistant"; content: string | TextPart[]; name?: string }[];
+  messages: {
+    role: "system" | "developer" | "user" | "assistant" | "tool";
+    content?: string | TextPart[] | null;
+    name?: string;
+    tool_calls?: Optional<{ id: string; type?: "function"; function: { name: string; arguments: string } }[]>;
+    tool_call_id?: string;
+  }[];
+  tools?: Optional<{ type: "function"; function: FunctionToolBody }[]>;
+  tool_choice?: Optional<"none" | "auto" | "required" | { type: "function"; function: { name: string } }>;
+  parallel_tool_calls?: Optional<boolean>;
   max_completion_tokens?: Optional<number>;
   logprobs?: Optional<boolean>;
   top_logprobs?: Optional<number>;
+}
+
+/** An input item as the route reads it (checked there, item by item). */
+export interface ResponseInputItem {
+  type?: string;
+  role?: string;
+  content?: unknown;
+  call_id?: unknown;
+  name?: unknown;
+  arguments?: unknown;
+  output?: unknown;
+  id?: unknown;
+}
+
+export interface ResponsesBody extends GenerationBody {
+  input: string | ResponseInputItem[];
+  instructions?: Optional<string>;
+  max_output_tokens?: Optional<number>;
+  previous_response_id?: Optional<string>;
+  tools?: Optional<({ type: string } & Partial<FunctionToolBody>)[]>;
+  tool_choice?: Optional<"none" | "auto" | "required" | { type: "function"; name: string }>;
+  parallel_tool_calls?: Optional<boolean>;
+  text?: Optional<{ format?: Optional<{ type: "text" | "json_object" | "json_schema"; name?: string; schema?: Record<string, unknown>; strict?: Optional<boolean> }> }>;
+  store?: Optional<boolean>;
+}
+
+export interface EmbeddingsBody {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  encoding_format?: Optional<"float" | "base64">;
+  dimensions?: Optional<number>;
 }
 
 export interface CompletionBody extends GenerationBody {

@@ -1,6 +1,8 @@
 /**
- * A server-sent-events response as OpenAI streams it: `data: {json}` events, then `data: [DONE]`. The response
- * starts with the first event, so an error before any output can still be an ordinary JSON error with its status.
+ * A server-sent-events response as OpenAI streams it: `data: {json}` events, then `data: [DONE]` (chat and
+ * completions), or named events `event: TYPE` + `data: {json}` ending with the last one (the Responses API). The
+ * response starts with the first event, so an error before any output can still be an ordinary JSON error with its
+ * status.
  */
 import { PassThrough } from "node:stream";
 import type { FastifyReply } from "fastify";
@@ -17,6 +19,11 @@ export class SseStream {
 
   send(data: unknown): void {
     this.write(`data: ${JSON.stringify(data)}\n\n`, false);
+  }
+
+  /** A named event; `last` ends the stream with it. */
+  sendEvent(type: string, data: unknown, last = false): void {
+    this.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`, last);
   }
 
   done(): void {

@@ -27,13 +27,16 @@ Napi::Object ResultObject(Napi::Env env, LogitsWanted wanted, int top_k, const S
 
 // One forward pass of `items` (under the model's pass lock), each item's results into item.result.
 bool RunPass(ModelState& model, const std::vector<DecodeItem*>& items, llm_error* err) {
-  const size_t vocab = (size_t)model.model->config.vocab_size;
+  const size_t vocab = (size_t)model.model->config.vocab_size, dim = (size_t)model.model->config.dim;
   std::vector<llm_batch_sequence> sequences;
   try {
     sequences.reserve(items.size());
     for (DecodeItem* item : items) {
       const llm_logits_mode mode = item->Mode();
-      item->result.logits.resize(mode == LLM_LOGITS_ALL ? item->tokens.size() * vocab : mode == LLM_LOGITS_LAST ? vocab : 0);
+      const size_t row = mode == LLM_HIDDEN_ALL ? dim : vocab;
+      item->result.logits.resize(mode == LLM_LOGITS_ALL || mode == LLM_HIDDEN_ALL ? item->tokens.size() * row
+                                 : mode == LLM_LOGITS_LAST                       ? vocab
+                                                                                 : 0);
       item->result.top.resize((size_t)item->top_k);
       sequences.push_back({item->context->cache, item->tokens.data(), (int)item->tokens.size(), item->pos,
                            mode == LLM_LOGITS_NONE ? nullptr : item->result.logits.data(), mode, item->top_k,
@@ -198,8 +201,9 @@ DecodeItem ReadDecodeItem(Napi::Env env, std::shared_ptr<ContextState> context, 
       std::string mode = logits.IsString() ? logits.As<Napi::String>().Utf8Value() : "";
       if (mode == "none") item.wanted = LogitsWanted::kNone;
       else if (mode == "all") item.wanted = LogitsWanted::kAll;
+      else if (mode == "hidden") item.wanted = LogitsWanted::kHidden;
       else if (mode != "last")
-        throw ArgumentError(env, "logits", where + ": options.logits must be \"none\", \"last\" or \"all\"");
+        throw ArgumentError(env, "logits", where + ": options.logits must be \"none\", \"last\", \"all\" or \"hidden\"");
     }
     Napi::Value k = options.Get("topK");
     if (!k.IsUndefined()) item.top_k = (int)IntegerValue(k, where + ": options.topK", "topK", 0, vocab);

@@ -28,7 +28,12 @@ struct DecodeItem {
 
   // The logits that cross back; the top k comes separately (ranked by the engine, on the device when there is one).
   llm_logits_mode Mode() const {
-    return wanted == LogitsWanted::kAll ? LLM_LOGITS_ALL : wanted == LogitsWanted::kLast ? LLM_LOGITS_LAST : LLM_LOGITS_NONE;
+    switch (wanted) {
+      case LogitsWanted::kAll: return LLM_LOGITS_ALL;
+      case LogitsWanted::kLast: return LLM_LOGITS_LAST;
+      case LogitsWanted::kHidden: return LLM_HIDDEN_ALL;
+      default: return LLM_LOGITS_NONE;
+    }
   }
 };
 

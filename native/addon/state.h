@@ -48,7 +48,8 @@ struct ModelState {
   }
 };
 
-enum class LogitsWanted { kNone, kLast, kAll };
+// kHidden: every token's final-norm hidden state (n × dim) instead of logits, for embeddings.
+enum class LogitsWanted { kNone, kLast, kAll, kHidden };
 
 // What one sequence's pass returns.
 struct StepResult {

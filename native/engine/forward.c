@@ -46,7 +46,7 @@ static bool reserve_scratch(struct llm_model *m, int n_tokens, int context_size)
 static bool ends_sequence(const struct piece *p) { return p->first + p->n == p->seq->n_tokens; }
 
 /* The rows of a piece whose logits are wanted: all of them, its last one when it ends its sequence (for the logits
- * or the top k), or none. */
+ * or the top k), or none (hidden states only: project_logits writes those without the vocabulary product). */
 static void logit_rows(const struct piece *p, int *first, int *count) {
   const struct llm_batch_sequence *seq = p->seq;
   *first = 0;
@@ -95,6 +95,12 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
   const int dim = c->dim, vocab = c->vocab_size;
   int n_rows = 0, n_owners = 0;
   const struct piece *owner = NULL;
+  for (int i = 0; i < n_pieces; i++) {
+    const struct piece *p = &pieces[i];
+    if (p->seq->logits_mode == LLM_HIDDEN_ALL)
+      llm_rmsnorm(p->seq->logits + (int64_t)p->first * dim, s->x + (int64_t)p->row * dim, &m->output_norm, p->n, dim,
+                  c->norm_eps);
+  }
   for (int i = 0; i < n_pieces; i++) {
     int first, count;
     logit_rows(&pieces[i], &first, &count);
@@ -218,6 +224,10 @@ static bool check_sequence(const struct llm_model *m, const struct llm_batch_seq
                              seq->pos + seq->n_tokens - 1, seq->cache->context_size);
   if (seq->logits_mode != LLM_LOGITS_NONE && !seq->logits)
     return llm_fail(err, LLM_ERR_INVALID_ARGUMENT, "sequence %d: logits wanted but no buffer given", index);
+  if (seq->logits_mode == LLM_HIDDEN_ALL && m->backend)
+    return llm_fail(err, LLM_ERR_DEVICE, "sequence %d: hidden states (embeddings) are computed on the CPU only", index);
+  if (seq->logits_mode == LLM_HIDDEN_ALL && seq->top_k != 0)
+    return llm_fail_argument(err, "topK", "sequence %d: hidden states come without a top k", index);
   if (seq->top_k < 0 || seq->top_k > c->vocab_size || (seq->top_k > 0 && !seq->top_ids))
     return llm_fail_argument(err, "topK", "sequence %d: top_k = %d needs 0 <= k <= %d and a buffer", index,
                              seq->top_k, c->vocab_size);

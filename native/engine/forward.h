@@ -10,6 +10,8 @@ enum llm_logits_mode {
   LLM_LOGITS_NONE = 0, /* only fill the cache (prompt prefill whose output is not needed) */
   LLM_LOGITS_LAST = 1, /* logits: [vocab] for the sequence's last token */
   LLM_LOGITS_ALL = 2,  /* logits: [n_tokens][vocab] */
+  LLM_HIDDEN_ALL = 3,  /* logits: [n_tokens][dim], every token's final-norm hidden state and no vocabulary projection
+                        * (embeddings); CPU only, with top_k 0 */
 };
 
 /* Passes on the CPU hold at most this many tokens: bounds the scratch memory and keeps a pass's activations in
