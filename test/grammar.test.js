@@ -107,7 +107,7 @@ describe("the engine's matcher on a known vocabulary", () => {
   const binding = loadBinding();
   const encoder = new TextEncoder();
   /** Token i is vocabulary[i]: a string (its UTF-8) or an array of bytes; "" is a control token. */
-  const vocabulary = ["", "a", "b", "ab", "ba", "{", "}", '"', '"}', "é", [0xc3], [0xa9], "x", "aab", "\n"];
+  const vocabulary = ["", "a", "b", "ab", "ba", "{", "}", '"', '"}', "é", [0xc3], [0xa9], "x", "aab", "\n", "\\", [0xe0, 0x81, 0x9c]];
   const END = 0;
   const LEAD_BYTE = 10; // [0xc3], followed by its continuation [0xa9]
   const trie = (() => {
@@ -155,7 +155,12 @@ describe("the engine's matcher on a known vocabulary", () => {
     const ascii = matcher("root ::= [a-z]+");
     assert.ok(!allowed(ascii).includes("0xc3"), "a lead byte of no allowed character");
     const negated = matcher('root ::= [^a-z{}"]');
-    assert.deepEqual(allowed(negated), ["é", "0xc3", "\n"]);
+    assert.deepEqual(allowed(negated), ["é", "0xc3", "\n", "\\"]);
+  });
+
+  test("overlong and invalid UTF-8 never match: E0 81 9C is not a backslash", () => {
+    assert.deepEqual(allowed(matcher('root ::= "\\\\"')), ["\\"]);
+    assert.deepEqual(allowed(matcher("root ::= .")), ["a", "b", "{", "}", '"', "é", "0xc3", "x", "\n", "\\"]);
   });
 
   test("accepting a token the grammar does not allow is a typed error, and the state stays", () => {

@@ -188,7 +188,7 @@ out_of_memory:
 
 /* ---- The matcher ---- */
 
-/* A state of the automaton: its key in the key pool is [partial value, partial bytes left, n stacks, then each stack
+/* A state of the automaton: its key in the key pool is [partial value, PARTIAL(bytes left, length), n stacks, then each stack
  * as its length and positions bottom to top], stacks in a canonical order. State 0 is dead (no stack left). */
 struct state {
   int32_t key_at, key_len;
@@ -544,10 +544,21 @@ static int advance(struct llm_grammar *g, int s, int32_t cp) {
   return intern_emitted(g, 0, 0);
 }
 
+/* A partial code point in a key: its bytes still to come, and the sequence's length (for the overlong check). */
+#define PARTIAL(left, length) ((left) | ((length) << 2))
+#define PARTIAL_LEFT(p) ((p) & 3)
+#define PARTIAL_LENGTH(p) ((p) >> 2)
+
+/* The smallest code point a UTF-8 sequence of each length may encode (shorter forms are overlong, invalid). */
+static const int32_t MIN_CODEPOINT[5] = {0, 0, 0x80, 0x800, 0x10000};
+
 /* State s with a partial code point instead of its own: dead unless some stack can still match a code point that
- * begins with those bytes (the range [value << 6 left, ... | 2^(6 left) - 1]). */
-static int with_partial(struct llm_grammar *g, int s, int32_t value, int32_t left) {
-  const int32_t lo = value << (6 * left), hi = lo | ((1 << (6 * left)) - 1);
+ * begins with those bytes (the range [value << 6 left, ... | 2^(6 left) - 1], not overlong). */
+static int with_partial(struct llm_grammar *g, int s, int32_t value, int32_t left, int32_t length) {
+  int32_t lo = value << (6 * left);
+  const int32_t hi = lo | ((1 << (6 * left)) - 1);
+  if (lo < MIN_CODEPOINT[length]) lo = MIN_CODEPOINT[length];
+  if (lo > hi || lo > LLM_GRAMMAR_MAX_CODEPOINT) return 0;
   bool possible = false;
   FOR_EACH_STACK(g, s, stack, len, {
     if (len > 0 && chars_meet(g->table + stack[len - 1], lo, hi)) possible = true;
@@ -558,29 +569,30 @@ static int with_partial(struct llm_grammar *g, int s, int32_t value, int32_t lef
   if (!ints_reserve(&g->key, st->key_len)) return fail_now(g, LLM_ERR_SYSTEM, "out of memory matching a grammar"), -1;
   memcpy(g->key.data, g->keys.data + st->key_at, (size_t)st->key_len * sizeof(int32_t));
   g->key.data[0] = value;
-  g->key.data[1] = left;
+  g->key.data[1] = PARTIAL(left, length);
   g->key.size = st->key_len;
   const int t = intern(g);
   if (t < 0) fail_now(g, LLM_ERR_SYSTEM, "out of memory matching a grammar");
   return t;
 }
 
-/* The successor of state s over one byte, UTF-8 decoded (an invalid sequence is dead); -1 on failure. */
+/* The successor of state s over one byte, UTF-8 decoded (an invalid, overlong or surrogate sequence is dead); -1
+ * on failure. */
 static int step_byte(struct llm_grammar *g, int s, uint8_t b) {
   const int32_t *key = g->keys.data + g->states[s].key_at;
-  const int32_t value = key[0], left = key[1];
+  const int32_t value = key[0], left = PARTIAL_LEFT(key[1]), length = PARTIAL_LENGTH(key[1]);
   if (left == 0) {
     if (b < 0x80) return advance(g, s, b);
-    if (b >= 0xC2 && b <= 0xDF) return with_partial(g, s, b & 0x1F, 1);
-    if ((b & 0xF0) == 0xE0) return with_partial(g, s, b & 0x0F, 2);
-    if (b >= 0xF0 && b <= 0xF4) return with_partial(g, s, b & 0x07, 3);
+    if (b >= 0xC2 && b <= 0xDF) return with_partial(g, s, b & 0x1F, 1, 2);
+    if ((b & 0xF0) == 0xE0) return with_partial(g, s, b & 0x0F, 2, 3);
+    if (b >= 0xF0 && b <= 0xF4) return with_partial(g, s, b & 0x07, 3, 4);
     return 0;
   }
   if ((b & 0xC0) != 0x80) return 0;
   const int32_t next = (value << 6) | (b & 0x3F);
-  if (left > 1) return with_partial(g, s, next, left - 1);
+  if (left > 1) return with_partial(g, s, next, left - 1, length);
   /* The whole code point: read it from the same stacks without the partial bytes. */
-  if (next > LLM_GRAMMAR_MAX_CODEPOINT) return 0;
+  if (next < MIN_CODEPOINT[length] || next > LLM_GRAMMAR_MAX_CODEPOINT || (next >= 0xD800 && next <= 0xDFFF)) return 0;
   return advance(g, s, next);
 }
 
