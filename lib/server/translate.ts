@@ -6,6 +6,7 @@
 import type { ChatMessage } from "../chat/types";
 import { InvalidArgumentError, UnsupportedModelError } from "../errors";
 import type { GenerateOptions } from "../generation/types";
+import { resolveConstraint } from "../grammar";
 import type { LlamaModel } from "../model";
 import { resolveSampling } from "../sampling/options";
 import { ApiError, contextOverflowError, invalidParameter } from "./errors";
@@ -58,7 +59,6 @@ const CHAT_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   // "none" and "auto" ask nothing of a request without tools; "required" or a named function do.
   tool_choice: (v) => v === "required" || (typeof v === "object" && v !== null),
   function_call: (v) => typeof v === "object" && v !== null,
-  response_format: (v) => typeof v === "object" && v !== null && (v as { type?: unknown }).type !== "text",
   audio: (v) => typeof v === "object" && v !== null,
   modalities: (v) => Array.isArray(v) && v.some((m) => m !== "text"),
 };
@@ -173,7 +173,42 @@ function generateOptions(body: GenerationBody, maxTokens: number | null | undefi
   }
   if (maxTokens != null) options.maxTokens = maxTokens;
   if (body.stop != null) options.stop = typeof body.stop === "string" ? [body.stop] : body.stop;
-  return options as GenerateOptions;
+  return { ...options, ...constraintOf(body) } as GenerateOptions;
+}
+
+/** What response_format or grammar (one at most) asks of the output, checked now: a bad one is a 400 naming it. */
+function constraintOf(body: GenerationBody): GenerateOptions {
+  const format = body.response_format;
+  const constrains = format != null && format.type !== "text";
+  if (body.grammar != null && constrains) {
+    throw invalidParameter("'grammar' and 'response_format' cannot be combined: each constrains the whole output.", "grammar");
+  }
+  if (body.grammar != null) return checkedConstraint({ grammar: body.grammar }, "grammar");
+  if (!constrains) return {};
+  if (format.type === "json_schema" && format.json_schema == null) {
+    throw invalidParameter("Missing required parameter: 'response_format.json_schema'.", "response_format.json_schema");
+  }
+  // JSON mode is a JSON object; a json_schema without a schema is any object too.
+  const schema = format.type === "json_schema" && format.json_schema.schema !== undefined ? format.json_schema.schema : { type: "object" };
+  return jsonSchemaConstraint(schema, "response_format");
+}
+
+/**
+ * The options that constrain the output to instances of a JSON Schema (the subset lib/grammar supports), checked
+ * now: an unsupported or malformed schema is a 400 naming `param`. For every parameter that carries a schema.
+ */
+export function jsonSchemaConstraint(schema: unknown, param: string): GenerateOptions {
+  return checkedConstraint({ jsonSchema: schema as object | boolean }, param);
+}
+
+function checkedConstraint(options: GenerateOptions, param: string): GenerateOptions {
+  try {
+    resolveConstraint(options);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw invalidParameter(`Invalid '${param}': ${err.message}`, param);
+    throw err;
+  }
+  return options;
 }
 
 function completionPrompts(prompt: CompletionBody["prompt"]): (string | number[])[] {
