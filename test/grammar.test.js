@@ -317,6 +317,37 @@ ws ::= | " " | "\n" [ \t]{0,20}
     ...Object.fromEntries(model.info.eosIds.map((id) => [id, 15])),
   });
 
+  test("a generation ends once the grammar is complete and nothing can follow, even past the end tokens", async () => {
+    const steps = [];
+    const it = model.generate("The answer is", { grammar: 'root ::= " yes" | " no"', ignoreEos: true, seed: 1, temperature: 1 });
+    let result;
+    for (;;) {
+      const step = await it.next();
+      if (step.done) {
+        result = step.value;
+        break;
+      }
+      steps.push(step.value.text);
+    }
+    assert.equal(result.finishReason, "stop");
+    assert.ok(result.text === " yes" || result.text === " no", result.text);
+    assert.equal(steps.join(""), result.text);
+  });
+
+  test("json: true, a JSON Schema through complete(), and a chat session's prompt", async () => {
+    const bias = favour(['"', "}", "]"], 8);
+    const any = await model.complete("Data:", { json: true, seed: 3, temperature: 0.8, maxTokens: 200, logitBias: bias });
+    JSON.parse(any.text);
+    const schema = { type: "object", properties: { n: { type: "integer", minimum: 1, maximum: 9 } }, required: ["n"] };
+    const complete = await model.complete("Data:", { jsonSchema: schema, seed: 4, maxTokens: 50 });
+    assert.ok(Number.isInteger(JSON.parse(complete.text).n));
+    const session = await model.createSession({ systemPrompt: "You answer in JSON." });
+    const reply = await session.prompt("How many?", { jsonSchema: schema, seed: 5, maxTokens: 50 });
+    assert.equal(reply.finishReason, "stop");
+    const { n } = JSON.parse(reply.text);
+    assert.ok(n >= 1 && n <= 9);
+  });
+
   test("arithmetic", async () => {
     for (const { text, finishReason } of await generations(ARITHMETIC, 6, favour(["\n", "="], 8))) {
       assert.equal(finishReason, "stop", text);
