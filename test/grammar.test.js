@@ -334,6 +334,24 @@ ws ::= | " " | "\n" [ \t]{0,20}
     assert.equal(steps.join(""), result.text);
   });
 
+  test("greedy and top-k decoding (the ranked fast paths) and a logitsProcessor all see the masked logits", async () => {
+    const grammar = 'root ::= "{" [0-9]{1,4} "}"';
+    for (const options of [{ temperature: 0 }, { temperature: 0, logprobs: 3 }, { temperature: 0.8, topK: 40, seed: 2 }]) {
+      const { text, finishReason } = await model.complete("The state of the union", { grammar, maxTokens: 12, ...options });
+      assert.equal(finishReason, "stop", JSON.stringify(options));
+      assert.match(text, /^\{[0-9]{1,4}\}$/, JSON.stringify(options));
+    }
+    const allowedCounts = [];
+    const { text } = await model.complete("The state of the union", {
+      grammar,
+      maxTokens: 12,
+      temperature: 0,
+      logitsProcessor: (logits) => allowedCounts.push(logits.filter((v) => v > -Infinity).length),
+    });
+    assert.match(text, /^\{[0-9]{1,4}\}$/);
+    assert.ok(allowedCounts.length > 0 && allowedCounts.every((n) => n > 0 && n < 2000), String(allowedCounts));
+  });
+
   test("json: true, a JSON Schema through complete(), and a chat session's prompt", async () => {
     const bias = favour(['"', "}", "]"], 8);
     const any = await model.complete("Data:", { json: true, seed: 3, temperature: 0.8, maxTokens: 200, logitBias: bias });
