@@ -176,6 +176,20 @@ describe("the engine's matcher on a known vocabulary", () => {
     assert.throws(() => allowed(g), (err) => err.code === "INVALID_ARGUMENT" && /no token of the vocabulary/.test(err.message));
   });
 
+  test("a grammar too ambiguous to follow is refused, not explored without end", () => {
+    assert.throws(
+      () => matcher('root ::= x{13} "b"\nx ::= "" | ""'),
+      (err) => err.code === "INVALID_ARGUMENT" && /too ambiguous/.test(err.message),
+    );
+  });
+
+  test("deep nesting: the matcher follows 5,000 open brackets and closes them all", () => {
+    const g = matcher('root ::= item\nitem ::= "{" item? "}"');
+    for (let i = 0; i < 5000; i++) g.accept(id("{"));
+    for (let i = 0; i < 5000; i++) g.accept(id("}"));
+    assert.equal(g.finished, true);
+  });
+
   test("malformed tables are refused by the engine", () => {
     const bad = [
       [1, 0],

@@ -201,6 +201,7 @@ struct state {
 /* The automaton's memory before it is cleared and rebuilt from the current state (long generations, many states). */
 #define MAX_STATES 16384
 #define MAX_MASKS 256
+#define MAX_KEY_INTS (1 << 22) /* 16 MB of state keys (deeply nested text has long ones) */
 /* Rules entered in a row without matching a character (only left recursion, which the compiler rejects, or an
  * absurd nesting reaches it), and stacks in one state: beyond them the grammar is refused rather than hang. */
 #define MAX_EXPANSION_DEPTH 512
@@ -234,6 +235,7 @@ struct llm_grammar {
   struct frame *frames;
   int n_frames, cap_frames;
   struct ints emitted;   /* stacks as [len, positions...] */
+  int n_emitted;
   int32_t *stack_starts; /* offsets into emitted, sorted (and as many again of sort scratch) */
   int cap_stack_starts;
   struct ints key;
@@ -341,6 +343,7 @@ static int new_frame(struct llm_grammar *g, int32_t pos, int32_t parent) {
 
 /* Appends the stack whose top frame is `top` (-1: the empty stack) to the emitted list, positions bottom to top. */
 static bool emit_stack(struct llm_grammar *g, int top) {
+  if (++g->n_emitted > MAX_STACKS) return fail_now(g, LLM_ERR_INVALID_ARGUMENT, "the grammar is too ambiguous: too many parses at once");
   int len = 0;
   for (int f = top; f >= 0; f = g->frames[f].parent) len++;
   if (!ints_reserve(&g->emitted, 1 + (int64_t)len)) return fail_now(g, LLM_ERR_SYSTEM, "out of memory matching a grammar");
@@ -356,29 +359,28 @@ static bool emit_stack(struct llm_grammar *g, int top) {
  * complete), emitting those stacks. A rule reference last in its alternative pushes no frame (its return would only
  * pop), so that repetition, compiled as right recursion, keeps the stacks flat. */
 static bool settle(struct llm_grammar *g, int32_t pos, int parent, int depth) {
-  if (g->failed) return false;
   const int32_t *t = g->table;
-  switch (t[pos]) {
-    case LLM_GRAMMAR_ALT_END:
-      if (parent < 0) return emit_stack(g, -1);
-      return settle(g, g->frames[parent].pos, g->frames[parent].parent, depth);
-    case LLM_GRAMMAR_CHARS: {
-      const int top = new_frame(g, pos, parent);
-      return top >= 0 && emit_stack(g, top);
-    }
-    case LLM_GRAMMAR_REF: {
-      if (depth >= MAX_EXPANSION_DEPTH)
-        return fail_now(g, LLM_ERR_INVALID_ARGUMENT, "the grammar enters rules too deeply without matching a character (left recursion?)");
-      const int32_t rule = t[pos + 1];
-      const int32_t after = pos + 2;
-      int below = parent;
-      if (t[after] != LLM_GRAMMAR_ALT_END && (below = new_frame(g, after, parent)) < 0) return false;
-      for (int a = g->alt_first[rule]; a < g->alt_first[rule + 1]; a++)
-        if (!settle(g, g->rule_alts[a], below, depth + 1)) return false;
-      return true;
-    }
-    default: return fail_now(g, LLM_ERR_INVALID_ARGUMENT, "grammar table: a position past a rule's end");
+  /* Returns from rules loop here rather than recurse: a deeply nested text has a deep stack. */
+  while (t[pos] == LLM_GRAMMAR_ALT_END) {
+    if (parent < 0) return emit_stack(g, -1);
+    pos = g->frames[parent].pos;
+    parent = g->frames[parent].parent;
   }
+  if (g->failed) return false;
+  if (t[pos] == LLM_GRAMMAR_CHARS) {
+    const int top = new_frame(g, pos, parent);
+    return top >= 0 && emit_stack(g, top);
+  }
+  if (t[pos] != LLM_GRAMMAR_REF) return fail_now(g, LLM_ERR_INVALID_ARGUMENT, "grammar table: a position past a rule's end");
+  if (depth >= MAX_EXPANSION_DEPTH)
+    return fail_now(g, LLM_ERR_INVALID_ARGUMENT, "the grammar enters rules too deeply without matching a character (left recursion?)");
+  const int32_t rule = t[pos + 1];
+  const int32_t after = pos + 2;
+  int below = parent;
+  if (t[after] != LLM_GRAMMAR_ALT_END && (below = new_frame(g, after, parent)) < 0) return false;
+  for (int a = g->alt_first[rule]; a < g->alt_first[rule + 1]; a++)
+    if (!settle(g, g->rule_alts[a], below, depth + 1)) return false;
+  return true;
 }
 
 static const int32_t *emitted_stack(const struct llm_grammar *g, int i) { return g->emitted.data + g->stack_starts[i]; }
@@ -459,7 +461,6 @@ static int intern_emitted(struct llm_grammar *g, int32_t partial_value, int32_t 
   int n = 0;
   for (int at = 0; at < g->emitted.size; at += 1 + g->emitted.data[at]) n++;
   if (n == 0) return 0;
-  if (n > MAX_STACKS) return fail_now(g, LLM_ERR_INVALID_ARGUMENT, "the grammar is too ambiguous: too many parses at once"), -1;
   if (2 * n > g->cap_stack_starts) {
     int32_t *grown = realloc(g->stack_starts, (size_t)(2 * n) * sizeof *grown);
     if (!grown) return fail_now(g, LLM_ERR_SYSTEM, "out of memory matching a grammar"), -1;
@@ -531,6 +532,7 @@ static bool chars_meet(const int32_t *chars, int32_t lo, int32_t hi) {
 /* The state after state s reads code point cp (s has no partial code point). */
 static int advance(struct llm_grammar *g, int s, int32_t cp) {
   g->emitted.size = 0;
+  g->n_emitted = 0;
   g->n_frames = 0;
   FOR_EACH_STACK(g, s, stack, len, {
     if (len == 0) continue;
@@ -672,12 +674,15 @@ static bool take_failure(struct llm_grammar *g, struct llm_error *err) {
   return false;
 }
 
+/* Clears the automaton when it outgrew its bounds (before a step that may add to it); false when memory ran out. */
+static bool bound_automaton(struct llm_grammar *g) {
+  if (g->n_states <= MAX_STATES && g->n_masks < MAX_MASKS && g->keys.size <= MAX_KEY_INTS) return true;
+  return clear_automaton(g) || fail_now(g, LLM_ERR_SYSTEM, "out of memory matching a grammar");
+}
+
 /* The allowed-token bitset of the current state, walking the trie once if it is not cached. */
 static const uint64_t *current_mask(struct llm_grammar *g) {
-  if ((g->n_states > MAX_STATES || g->n_masks >= MAX_MASKS) && g->states[g->current].mask_at < 0 && !clear_automaton(g)) {
-    fail_now(g, LLM_ERR_SYSTEM, "out of memory matching a grammar");
-    return NULL;
-  }
+  if (g->states[g->current].mask_at < 0 && !bound_automaton(g)) return NULL;
   const int s = g->current;
   if (g->states[s].mask_at >= 0) return g->masks + (size_t)g->states[s].mask_at * g->mask_words;
   if (g->n_masks == 0 || (g->n_masks & (g->n_masks - 1)) == 0) {
@@ -738,6 +743,7 @@ bool llm_grammar_accept(struct llm_grammar *g, int32_t token, struct llm_error *
   const struct llm_token_trie *t = g->trie;
   if (token < 0 || token >= t->n_tokens || t->offsets[token] == t->offsets[token + 1])
     return llm_fail_argument(err, "grammar", "token %d cannot continue the grammar (it has no text)", token);
+  if (!bound_automaton(g)) return take_failure(g, err);
   int s = g->current;
   for (uint32_t i = t->offsets[token]; i < t->offsets[token + 1] && s > 0; i++) s = transition(g, s, t->bytes[i]);
   if (s < 0) return take_failure(g, err);
