@@ -40,7 +40,7 @@ type JsonType = (typeof TYPES)[number];
 const MAX_COUNT = 1000;
 
 /** A GBNF string literal matching exactly `text`. */
-export function gbnfLiteral(text: string): string {
+function gbnfLiteral(text: string): string {
   let out = '"';
   for (const ch of text) {
     const cp = ch.codePointAt(0)!;
