@@ -180,3 +180,31 @@ export class SerializedModelMismatchError extends SerializedModelError {
     super(message, path, field);
   }
 }
+
+/** A GBNF grammar that does not parse or cannot be matched: where (1-based line and column) and in which rule. */
+export class GrammarError extends InvalidArgumentError {
+  override name = "GrammarError";
+  constructor(
+    message: string,
+    /** The rule being defined (or referred to) at the fault; undefined before the first rule's name. */
+    readonly rule: string | undefined,
+    readonly line: number,
+    readonly column: number,
+  ) {
+    super(`grammar: ${message} (${rule !== undefined ? `rule "${rule}", ` : ""}line ${line}, column ${column})`, { option: "grammar" });
+  }
+}
+
+/** A JSON Schema using a keyword (or keyword value) that constrained generation does not support. */
+export class UnsupportedSchemaError extends InvalidArgumentError {
+  override name = "UnsupportedSchemaError";
+  constructor(
+    message: string,
+    /** The keyword at fault ("minLength", "format", ...). */
+    readonly keyword: string,
+    /** Where in the schema, as a JSON pointer ("" for the root, "/properties/name"). */
+    readonly path: string,
+  ) {
+    super(`jsonSchema${path ? ` at ${path}` : ""}: ${message}`, { option: "jsonSchema" });
+  }
+}

@@ -43,6 +43,9 @@ export {
 export { DeviceTypeError } from "./errors";
 export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
 export { SerializedModelError, SerializedModelMismatchError } from "./errors";
+export { GrammarError, UnsupportedSchemaError } from "./errors";
+export { compileGrammar, constraintFromJsonSchema, jsonSchemaToGbnf, JSON_GBNF } from "./grammar";
+export type { CompiledGrammar, ConstraintOptions } from "./grammar";
 export type { ChatTemplateLimits } from "./chat/limits";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -22,9 +22,11 @@ import { type EmbedOptions, poolHiddenStates, resolveEmbedOptions } from "./gene
 import { DecodeScheduler } from "./generation/scheduler";
 import { ChatSession, type SessionHost, type SessionOptions } from "./generation/session";
 import type { Completion, GeneratedToken, GenerateOptions, Prompt } from "./generation/types";
+import { resolveConstraint } from "./grammar";
 import { resolveModelPath } from "./hub";
-import { KV_CACHE_TYPES, type KvCacheType, type NativeKvCacheUsage } from "./native/binding";
+import { KV_CACHE_TYPES, type KvCacheType, type NativeKvCacheUsage, type NativeTokenTrie } from "./native/binding";
 import { cudaInfo, Engine, type EngineContext, physicalCores, readWeights, toInt32 } from "./native/engine";
+import { buildTokenTrie, createGrammarMatcher } from "./native/grammar";
 import { checkOptionNames, type OptionNames } from "./option-names";
 import { resolveSampling, Sampler, SAMPLING_OPTION_NAMES } from "./sampling/sampler";
 import { checkTokenizerFitsModel, loadTokenizer } from "./tokenizer";
@@ -319,6 +321,7 @@ function openEngine(
 
 const GENERATE_OPTION_NAMES = {
   ...SAMPLING_OPTION_NAMES, maxTokens: true, stop: true, signal: true, ignoreEos: true, contextOverflow: true,
+  grammar: true, jsonSchema: true, json: true,
 } as const satisfies OptionNames<GenerateOptions>;
 
 const SESSION_OPTION_NAMES = { systemPrompt: true, contextSize: true, restore: true, contextOverflow: true } as const satisfies OptionNames<SessionOptions>;
@@ -352,6 +355,8 @@ export class LlamaModel implements AsyncDisposable {
   private readonly scheduler: DecodeScheduler;
   private readonly stopIds: ReadonlySet<number>;
   private fingerprintPromise: Promise<string> | undefined;
+  /** The vocabulary's token trie, built with the first constrained generation. */
+  private tokenTrie: NativeTokenTrie | undefined;
   private disposed = false;
 
   /** @internal Use loadModel(). */
@@ -637,7 +642,10 @@ export class LlamaModel implements AsyncDisposable {
   private runOn(sequence: Sequence, promptIds: number[], options: GenerateOptions, keepTokens: number): AsyncGenerator<GeneratedToken, Completion> {
     checkGenerateOptions(options);
     const sampler = new Sampler(resolveSampling(options, this.info.vocabSize), this.info.vocabSize);
+    const constraint = resolveConstraint(options);
+    if (constraint) this.tokenTrie ??= buildTokenTrie(this.tokenizer, this.info.vocabSize);
     return runGeneration({
+      grammar: constraint && createGrammarMatcher(this.tokenTrie!, constraint),
       sequence,
       loop: this.engine.decodeLoop,
       tokenizer: this.tokenizer,

@@ -8,7 +8,7 @@ const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { OpenAI } = require("openai");
 const { MODEL_ALIAS, loadServerModel, withServer, post } = require("./helpers/server.js");
-const { skipFileWithoutReferenceModels } = require("./helpers/models.js");
+const { modelPath, skipFileWithoutReferenceModels } = require("./helpers/models.js");
 const { scriptedModel } = require("./helpers/scripted.js");
 if (skipFileWithoutReferenceModels()) return;
 
@@ -133,6 +133,32 @@ test("parallel_tool_calls false keeps the first call; tool_choice none offers no
   });
 });
 
+test("tool_choice required and a named function: the model's own reply is held to a call of the offered tools", async () => {
+  // No script: constrained generation alone makes the trained model's reply a call (the city an enum, so it ends).
+  // The two tools' descriptions fill most of the shared model's context, and the model spends tokens on the
+  // whitespace JSON allows between tokens (bounded, so it ends): a model of its own with room for both.
+  const roomy = await require("../dist/cjs/index.js").loadModel(modelPath("trained", "sotu-l2-23m"), { threads: 1, contextSize: 1024 });
+  try {
+    await withServer(roomy, {}, async ({ url }) => {
+      const roomyClient = new OpenAI({ baseURL: `${url}/v1`, apiKey: "none" });
+      const city = { type: "function", function: { name: "get_city", parameters: { type: "object", properties: { city: { enum: ["Paris", "Rome"] } }, required: ["city"], additionalProperties: false } } };
+      const time = { type: "function", function: { name: "get_time", parameters: { type: "object", properties: {}, additionalProperties: false } } };
+      const messages = [{ role: "user", content: "Where?" }];
+      for (const [toolChoice, names] of [["required", ["get_city", "get_time"]], [{ type: "function", function: { name: "get_time" } }, ["get_time"]]]) {
+        const reply = await roomyClient.chat.completions.create({ model: MODEL_ALIAS, messages, tools: [city, time], tool_choice: toolChoice, max_tokens: 600, temperature: 0.8, seed: 3 });
+        assert.equal(reply.choices[0].finish_reason, "tool_calls", JSON.stringify(reply.choices[0]));
+        const [call] = reply.choices[0].message.tool_calls;
+        assert.ok(names.includes(call.function.name), call.function.name);
+        const args = JSON.parse(call.function.arguments);
+        if (call.function.name === "get_city") assert.ok(["Paris", "Rome"].includes(args.city));
+        else assert.deepEqual(args, {});
+      }
+    });
+  } finally {
+    await roomy.dispose();
+  }
+});
+
 /** The library's greedy reply to a conversation, to compare the server's with. */
 async function greedyReply(messages, maxTokens, options = {}) {
   return model.complete(model.applyChatTemplate(messages, options), { temperature: 0, maxTokens });
@@ -181,9 +207,13 @@ test("responses.create: input items (messages with text parts) and previous_resp
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] }), (err) => err.status === 400 && err.param === "input[0].content[0]");
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", tools: [{ type: "web_search" }] }), (err) => err.status === 400 && err.param === "tools[0].type");
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", background: true }), (err) => err.status === 400 && err.param === "background");
-  // Structured output needs constrained generation, which this build lacks: refused, never answered unconstrained.
-  const format = { type: "json_schema", name: "answer", schema: { type: "object", properties: { a: { type: "string" } } } };
-  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", text: { format } }), (err) => err.status === 400 && err.param === "text.format" && err.code === "unsupported_parameter");
+  // text.format holds the output to the schema (constrained generation); a schema it cannot hold is a 400 naming it.
+  const schema = { type: "object", properties: { a: { enum: ["yes", "no"] } }, required: ["a"], additionalProperties: false };
+  const structured = await client.responses.create({ model: MODEL_ALIAS, input: "x", max_output_tokens: 32, text: { format: { type: "json_schema", name: "answer", schema } } });
+  assert.equal(structured.status, "completed");
+  assert.ok(["yes", "no"].includes(JSON.parse(structured.output_text).a), structured.output_text);
+  const unsupported = { type: "json_schema", name: "answer", schema: { type: "string", minLength: 2 } };
+  await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", text: { format: unsupported } }), (err) => err.status === 400 && err.param === "text.format");
 });
 
 test("responses.stream: the typed events in order with rising sequence numbers, deltas adding up to the final text", async () => {

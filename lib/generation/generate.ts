@@ -7,6 +7,7 @@
  */
 import { ContextOverflowError } from "../errors";
 import type { EngineDecodeLoop, LoopEvent, LoopRequest } from "../native/decode-loop";
+import type { NativeGrammar } from "../native/binding";
 import type { EngineContext } from "../native/engine";
 import type { SampledToken, Sampler } from "../sampling/sampler";
 import { StreamingDetokenizer } from "../tokenizer/stream";
@@ -33,6 +34,8 @@ export interface GenerationRequest {
   overflow: ContextOverflowPolicy;
   /** Tokens at the start that truncate-middle never drops (the system prompt of a session; BOS otherwise). */
   keepTokens: number;
+  /** The output's constraint (its state carries over when truncate-middle submits again). */
+  grammar?: NativeGrammar;
   /** Checked when a request starts and at each of its events: throws when the model was disposed. */
   assertUsable: () => void;
 }
@@ -114,6 +117,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
       endIds,
       logprobs,
       pauseEachStep: sampler.hasLogitsProcessor,
+      grammar: req.grammar,
     });
     timeline = [...ids];
     over = false;
@@ -164,7 +168,7 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
           finishReason = cancelled ?? "abort";
           break;
         }
-        if (event.finish === "stop") {
+        if (event.finish === "stop" || event.finish === "grammar") {
           finishReason = "stop";
           // Text held back as a possible stop-string start was not one after all: the end token releases it.
           const held = stops.push(detok.flush()).emit + stops.flush();
@@ -190,7 +194,8 @@ export async function* runGeneration(req: GenerationRequest): AsyncGenerator<Gen
       lastTokenAt = event.seconds;
       if (tokens.length === 1) firstTokenAt = lastTokenAt;
       const next = request!.peek();
-      const last = next?.kind === "done" && (next.finish === "length" || (next.finish === "context_full" && req.overflow === "error"));
+      const last =
+        next?.kind === "done" && (next.finish === "length" || next.finish === "grammar" || (next.finish === "context_full" && req.overflow === "error"));
       const released = stops.push(detok.push(id) + (last ? detok.flush() : ""));
       const delta = released.emit + (last && !released.stopped ? stops.flush() : "");
       text += delta;

@@ -1,9 +1,14 @@
+import type { ConstraintOptions } from "../grammar";
 import type { SamplingOptions } from "../sampling/sampler";
 
 /** What happens when a conversation no longer fits the context. */
 export type ContextOverflowPolicy = "error" | "truncate-middle";
 
-export interface GenerateOptions extends SamplingOptions {
+/**
+ * `grammar`, `jsonSchema` or `json` (one at most) constrain the output: tokens that cannot continue it are masked
+ * before sampling, and the generation ends once it is complete and nothing can follow (finishReason "stop").
+ */
+export interface GenerateOptions extends SamplingOptions, ConstraintOptions {
   /** Stop after this many generated tokens. Default: until the context is full. */
   maxTokens?: number;
   /**

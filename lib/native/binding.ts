@@ -207,14 +207,15 @@ export interface NativeSampler {
 }
 
 /** How a decode loop request ended (native/engine/decode_loop.h). */
-export type NativeFinish = "stop" | "length" | "context_full" | "abort";
+export type NativeFinish = "stop" | "length" | "context_full" | "abort" | "grammar";
 
 /** One event of a decode loop pass (native/addon/decode_loop.cc). */
 export interface NativeLoopEvent {
   id: number;
   /**
    * token: a new token; done: the request is over (`finish`; with "stop", `token` is the end id, not evaluated);
-   * error: a pass with this request failed (`error`); logits: pauseEachStep, the request waits for resume().
+   * error: a pass with this request failed (`error`); logits: pauseEachStep, the request waits for resume() (with
+   * a grammar, its logits come masked). Finish "grammar": the grammar is complete and nothing can follow.
    */
   kind: "token" | "done" | "error" | "logits";
   /** Positions the request's cache holds now. */
@@ -241,6 +242,26 @@ export interface NativeLoopOptions {
   logprobs?: boolean;
   /** After each pass the request emits a logits event and waits for resume(id, token). */
   pauseEachStep?: boolean;
+  /** Constrains every token to continue this grammar (borrowed until the request ends; one request at a time). */
+  grammar?: NativeGrammar;
+}
+
+/** The vocabulary's token bytes as a trie (native/engine/grammar.h), built once per model for its grammars. */
+export interface NativeTokenTrie {
+  /** Its memory in bytes. */
+  readonly bytes: number;
+}
+
+/** One request's grammar matcher over a compiled table (lib/grammar). */
+export interface NativeGrammar {
+  /** Bans (-Infinity) in place every token that cannot continue the grammar; end ids only while incomplete. */
+  mask(logits: Float32Array, endIds: Int32Array): void;
+  /** Advances over the token; INVALID_ARGUMENT when the grammar does not allow it. */
+  accept(token: number): void;
+  /** The text so far is a whole match. */
+  readonly complete: boolean;
+  /** Complete, and nothing can continue it. */
+  readonly finished: boolean;
 }
 
 /**
@@ -268,6 +289,9 @@ export interface NativeBinding {
   Model: new (spec: NativeModelSpec) => NativeModel;
   Sampler: new (options: NativeSamplerOptions, vocabSize: number) => NativeSampler;
   DecodeLoop: new (model: NativeModel, onEvents: (events: NativeLoopEvent[]) => void) => NativeDecodeLoop;
+  /** Token i's bytes are bytes[offsets[i]..offsets[i + 1]) (no bytes: a token no grammar allows). */
+  TokenTrie: new (bytes: Uint8Array, offsets: Uint32Array) => NativeTokenTrie;
+  Grammar: new (trie: NativeTokenTrie, table: Int32Array) => NativeGrammar;
   /** Physical CPU cores (not hyperthreads), the default thread count. */
   physicalCores(): number;
   /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */

@@ -5,7 +5,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { DisposedError } from "../errors";
-import { loadBinding, type NativeDecodeLoop, type NativeFinish, type NativeLoopEvent, type NativeModel } from "./binding";
+import { loadBinding, type NativeDecodeLoop, type NativeFinish, type NativeGrammar, type NativeLoopEvent, type NativeModel } from "./binding";
 import type { EngineContext } from "./engine";
 import { toInt32, toTypedError } from "./engine";
 import type { EngineSampler } from "./sampler";
@@ -23,6 +23,8 @@ export interface LoopRequestOptions {
   logprobs: boolean;
   /** The request waits after each pass with a "logits" event until resume() (a logitsProcessor runs in JS). */
   pauseEachStep: boolean;
+  /** Masks each step to the tokens that continue this grammar; the request ends (finish "grammar") once complete. */
+  grammar?: NativeGrammar;
 }
 
 /** One generation in the loop: its events in order, and the calls that steer it. */

@@ -39,7 +39,8 @@ export function buildApp(model: LlamaModel, options: ResolvedServerOptions): App
     bodyLimit: options.bodyLimit,
     // A type mismatch is the client's error to hear about, not something to coerce away; the error names the
     // value, which the validator keeps only when verbose.
-    ajv: { customOptions: { coerceTypes: false, verbose: true } },
+    // allowUnionTypes: OpenAI's bodies take several types in one field (a schema, a function_call, a conversation).
+    ajv: { customOptions: { coerceTypes: false, verbose: true, allowUnionTypes: true } },
     // Slow clients (slowloris) hold a connection only this long: headers, then the whole request, within their
     // timeouts (checked a few times per headers timeout), and an idle keep-alive connection until idleTimeoutMs.
     // Generating the response is not bounded: a long non-streamed answer sends nothing for a while.

@@ -15,7 +15,7 @@ import type { ResponseStore } from "./response-store";
 import type { ResponseInputItem, ResponsesBody } from "./schemas";
 import { SseStream } from "./sse";
 import {
-  checkSampling, constrainedTo, generateOptions, maxTokensOf, refuseUnsupported, renderConversation, type ToolCalling, toolCalling,
+  checkSampling, generateOptions, jsonSchemaConstraint, maxTokensOf, refuseUnsupported, renderConversation, type ToolCalling, toolCalling,
 } from "./translate";
 import { HeldReply, toolCallsOf } from "./responses";
 
@@ -92,9 +92,9 @@ function planResponse(body: ResponsesBody, ctx: ServerContext, store: ResponseSt
 function formatOptions(body: ResponsesBody): Partial<GenerateOptions> {
   const format = body.text?.format;
   if (format == null || format.type === "text") return {};
-  if (format.type === "json_object") return constrainedTo({ type: "object" }, "text.format");
+  if (format.type === "json_object") return jsonSchemaConstraint({ type: "object" }, "text.format");
   if (format.schema == null) throw missingParameter("text.format.schema");
-  return constrainedTo(format.schema, "text.format");
+  return jsonSchemaConstraint(format.schema, "text.format");
 }
 
 /** The input items as chat messages; errors name the item (input[i]...). */

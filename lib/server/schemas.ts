@@ -46,6 +46,20 @@ const generationProperties = {
   repeat_penalty: number({ exclusiveMinimum: 0 }),
   repeat_last_n: integer({ minimum: -1 }),
   ignore_eos: boolean,
+  // Constrained output (translate.ts compiles it): OpenAI's response_format, and llama.cpp's GBNF `grammar`.
+  response_format: {
+    type: ["object", "null"],
+    required: ["type"],
+    properties: {
+      type: { enum: ["text", "json_object", "json_schema"] },
+      json_schema: {
+        type: "object",
+        required: ["name"],
+        properties: { name: { type: "string" }, description: { type: "string" }, schema: { type: ["object", "boolean"] }, strict: boolean },
+      },
+    },
+  },
+  grammar: string,
   // Not implemented: accepted with no effect.
   user: string,
 } as const;
@@ -54,7 +68,6 @@ const generationProperties = {
 const unimplementedChatProperties = {
   functions: array,
   function_call: { type: ["string", "object", "null"] },
-  response_format: object,
   audio: object,
   modalities: array,
   prediction: object,
@@ -260,9 +273,17 @@ export interface GenerationBody {
   repeat_penalty?: Optional<number>;
   repeat_last_n?: Optional<number>;
   ignore_eos?: Optional<boolean>;
+  response_format?: Optional<ResponseFormat>;
+  grammar?: Optional<string>;
   /** Parameters this server does not implement (tools, echo, ...) are looked up by name to refuse them. */
   [unknown: string]: unknown;
 }
+
+/** OpenAI's response_format: free text, any JSON object, or an instance of a JSON Schema. */
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; json_schema: { name: string; description?: string; schema?: object | boolean; strict?: Optional<boolean> } };
 
 export type TextPart = { type: "text"; text: string };
 

@@ -7,6 +7,7 @@ import { checkTools } from "../chat/tools";
 import type { ChatMessage, ToolDefinition } from "../chat/types";
 import { InvalidArgumentError, UnsupportedModelError } from "../errors";
 import type { GenerateOptions } from "../generation/types";
+import { resolveConstraint } from "../grammar";
 import type { LlamaModel } from "../model";
 import { resolveSampling } from "../sampling/options";
 import { ApiError, contextOverflowError, invalidParameter, missingParameter, unsupportedParameter } from "./errors";
@@ -70,7 +71,6 @@ const CHAT_UNSUPPORTED: Record<string, (value: unknown) => boolean> = {
   // The deprecated forms of tools and tool_choice.
   functions: (v) => Array.isArray(v) && v.length > 0,
   function_call: (v) => typeof v === "object" && v !== null,
-  response_format: (v) => typeof v === "object" && v !== null && (v as { type?: unknown }).type !== "text",
   audio: (v) => typeof v === "object" && v !== null,
   modalities: (v) => Array.isArray(v) && v.some((m) => m !== "text"),
 };
@@ -130,7 +130,7 @@ export function renderConversation(model: LlamaModel, messages: ChatMessage[], t
 /**
  * The tools a request offers under its tool_choice: "none" offers none, "auto" (the default) lets the reply be
  * calls or text, "required" and a named function need the reply to be a call, which only constrained generation
- * can promise (constrainedTo).
+ * can promise (jsonSchemaConstraint).
  */
 export function toolCalling(
   given: readonly FunctionToolBody[] | null | undefined,
@@ -162,7 +162,7 @@ export function toolCalling(
     throw invalidParameter(`Invalid 'tool_choice': no tool is named '${String(named)}'.`, "tool_choice");
   }
   const callable = definitions.filter((t) => named === undefined || t.name === named);
-  return { calling, options: constrainedTo({ anyOf: callable.map(toolCallSchema) }, "tool_choice") };
+  return { calling, options: jsonSchemaConstraint({ anyOf: callable.map(toolCallSchema) }, "tool_choice") };
 }
 
 /** The JSON Schema of one call of `tool` in the built-in format: {"name": ..., "parameters": {...}}. */
@@ -173,16 +173,6 @@ function toolCallSchema(tool: ToolDefinition): object {
     required: ["name", "parameters"],
     additionalProperties: false,
   };
-}
-
-/**
- * The generate options that hold a reply to a JSON Schema (tool_choice "required" or named, the Responses API's
- * text.format json_schema). They need constrained generation (generate's `jsonSchema` option, built beside this
- * server); until this build has it, such requests are refused rather than answered unconstrained.
- */
-export function constrainedTo(schema: object, param: string): Partial<GenerateOptions> {
-  void schema;
-  throw unsupportedParameter(`'${param}' needs constrained generation (a JSON Schema held during sampling), which this build lacks.`, param);
 }
 
 /** OpenAI's legacy default for /v1/completions when max_tokens is not given. */
@@ -282,7 +272,42 @@ export function generateOptions(body: GenerationBody, maxTokens: number | null |
   }
   if (maxTokens != null) options.maxTokens = maxTokens;
   if (body.stop != null) options.stop = typeof body.stop === "string" ? [body.stop] : body.stop;
-  return options as GenerateOptions;
+  return { ...options, ...constraintOf(body) } as GenerateOptions;
+}
+
+/** What response_format or grammar (one at most) asks of the output, checked now: a bad one is a 400 naming it. */
+function constraintOf(body: GenerationBody): GenerateOptions {
+  const format = body.response_format;
+  const constrains = format != null && format.type !== "text";
+  if (body.grammar != null && constrains) {
+    throw invalidParameter("'grammar' and 'response_format' cannot be combined: each constrains the whole output.", "grammar");
+  }
+  if (body.grammar != null) return checkedConstraint({ grammar: body.grammar }, "grammar");
+  if (!constrains) return {};
+  if (format.type === "json_schema" && format.json_schema == null) {
+    throw invalidParameter("Missing required parameter: 'response_format.json_schema'.", "response_format.json_schema");
+  }
+  // JSON mode is a JSON object; a json_schema without a schema is any object too.
+  const schema = format.type === "json_schema" && format.json_schema.schema !== undefined ? format.json_schema.schema : { type: "object" };
+  return jsonSchemaConstraint(schema, "response_format");
+}
+
+/**
+ * The options that constrain the output to instances of a JSON Schema (the subset lib/grammar supports), checked
+ * now: an unsupported or malformed schema is a 400 naming `param`. For every parameter that carries a schema.
+ */
+export function jsonSchemaConstraint(schema: unknown, param: string): GenerateOptions {
+  return checkedConstraint({ jsonSchema: schema as object | boolean }, param);
+}
+
+function checkedConstraint(options: GenerateOptions, param: string): GenerateOptions {
+  try {
+    resolveConstraint(options);
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw invalidParameter(`Invalid '${param}': ${err.message}`, param);
+    throw err;
+  }
+  return options;
 }
 
 function completionPrompts(prompt: CompletionBody["prompt"]): (string | number[])[] {

@@ -51,6 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterConversion(env, exports);
   RegisterSampler(env, exports);
   RegisterDecodeLoop(env, exports);
+  RegisterGrammar(env, exports);
   return exports;
 }
 

@@ -2,7 +2,7 @@
 // failures become. An error has a `code` (MODEL_FORMAT, INVALID_ARGUMENT, CONTEXT_OVERFLOW, ...) and the numbers a
 // caller acts on as properties (`option`, `tokens`, `contextSize`, `bytes`), never only inside its message.
 //
-// Layout: one file per JS class (model.cc, context.cc, sampler.cc, decode_loop.cc), the single passes models and
+// Layout: one file per JS class (model.cc, context.cc, sampler.cc, decode_loop.cc; grammar.cc has two), the single passes models and
 // contexts queue on libuv workers (scheduler.cc), the module functions for weights (weights.cc) and conversion
 // (conversion.cc); addon.cc holds Init, which calls each file's Register function.
 #ifndef LLAMA_NAPI_ADDON_BINDING_H
@@ -16,6 +16,7 @@ extern "C" {
 #include "kv_cache.h"
 #include "model.h"
 struct llm_sampler;
+struct llm_grammar;
 }
 
 namespace llama_napi {
@@ -31,6 +32,8 @@ struct AddonData {
   Napi::FunctionReference model_constructor;
   Napi::FunctionReference context_constructor;
   Napi::FunctionReference sampler_constructor;
+  Napi::FunctionReference token_trie_constructor;
+  Napi::FunctionReference grammar_constructor;
 };
 
 // Each adds its part of the module to `exports` (or, for classes not constructible from JS, to AddonData).
@@ -40,9 +43,12 @@ void RegisterWeights(Napi::Env env, Napi::Object exports);
 void RegisterConversion(Napi::Env env, Napi::Object exports);
 void RegisterSampler(Napi::Env env, Napi::Object exports);
 void RegisterDecodeLoop(Napi::Env env, Napi::Object exports);
+void RegisterGrammar(Napi::Env env, Napi::Object exports);
 
 // The engine sampler behind a JS Sampler (sampler.cc); INVALID_ARGUMENT naming `where` when value is not one.
 llm_sampler* SamplerOf(Napi::Env env, const Napi::Value& value, const std::string& where);
+// The matcher behind a JS Grammar (grammar.cc); INVALID_ARGUMENT naming `where` when value is not one.
+llm_grammar* GrammarOf(Napi::Env env, const Napi::Value& value, const std::string& where);
 
 // ---- Errors ----
 

@@ -1,6 +1,6 @@
 // The JS DecodeLoop: a thin binding of the engine's decode loop (native/engine/decode_loop.h), one per model.
 // JS: new DecodeLoop(model, onEvents); submit(context, tokens, pos, sampler, {maxTokens, endIds, logprobs,
-// pauseEachStep}) -> id; cancel(id); resume(id, token); stats(); close(). Each pass's events reach onEvents in one
+// pauseEachStep, grammar}) -> id; cancel(id); resume(id, token); stats(); close(). Each pass's events reach onEvents in one
 // call (a thread-safe function), as an array of {id, kind, token, evaluated, ...}.
 #include <napi.h>
 
@@ -27,11 +27,13 @@ struct LoopEvent {
 using LoopEvents = std::vector<LoopEvent>;
 
 // What a request holds on to until its DONE or ERROR reaches JS: the cache (busy meanwhile) and the JS Sampler
-// whose engine sampler the loop borrows.
+// (and Grammar) whose engine objects the loop borrows.
 struct ActiveRequest {
   std::shared_ptr<ContextState> context;
   llm_sampler* sampler;
   Napi::ObjectReference sampler_object;
+  llm_grammar* grammar;
+  Napi::ObjectReference grammar_object;
 };
 
 struct Registry;
@@ -64,6 +66,7 @@ const char* FinishName(llm_finish_reason finish) {
     case LLM_FINISH_LENGTH: return "length";
     case LLM_FINISH_CONTEXT_FULL: return "context_full";
     case LLM_FINISH_ABORT: return "abort";
+    case LLM_FINISH_GRAMMAR: return "grammar";
   }
   return "";
 }
@@ -169,7 +172,7 @@ class DecodeLoop : public Napi::ObjectWrap<DecodeLoop> {
   ~DecodeLoop() override { Shut(); }
 
  private:
-  // submit(context, tokens, pos, sampler, {maxTokens, endIds?, logprobs?, pauseEachStep?}) -> id
+  // submit(context, tokens, pos, sampler, {maxTokens, endIds?, logprobs?, pauseEachStep?, grammar?}) -> id
   Napi::Value Submit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!loop_) throw CodedError(env, "DISPOSED", "submit: the decode loop is closed");
@@ -201,12 +204,20 @@ class DecodeLoop : public Napi::ObjectWrap<DecodeLoop> {
     }
     request.logprobs = options.Get("logprobs").ToBoolean().Value();
     request.pause_each_step = options.Get("pauseEachStep").ToBoolean().Value();
+    Napi::Value grammar = options.Get("grammar");
+    if (!grammar.IsUndefined()) {
+      request.grammar = GrammarOf(env, grammar, "submit: options.grammar");
+      for (const auto& entry : registry_->active)
+        if (entry.second.grammar == request.grammar)
+          throw ArgumentError(env, "grammar", "submit: the grammar is in use by another request of the loop");
+    }
     llm_error err{};
     const uint64_t id = llm_decode_loop_submit(loop_, &request, &err);
     if (id == 0) throw EngineError(env, err, "submit: ");
     if (registry_->active.empty()) registry_->events.Ref(env);
     context->busy = true;
-    registry_->active.emplace(id, ActiveRequest{context, sampler, Napi::Persistent(info[3].As<Napi::Object>())});
+    registry_->active.emplace(id, ActiveRequest{context, sampler, Napi::Persistent(info[3].As<Napi::Object>()), request.grammar,
+                                                request.grammar ? Napi::Persistent(grammar.As<Napi::Object>()) : Napi::ObjectReference()});
     return Napi::Number::New(env, (double)id);
   }
 

@@ -13,6 +13,7 @@ struct request {
   uint64_t id;
   struct llm_kv_cache *cache;
   struct llm_sampler *sampler;
+  struct llm_grammar *grammar;
   int32_t *tokens; /* still to evaluate: the prompt's remainder, or the one decode row */
   int n_tokens;
   int first; /* tokens[first..n_tokens) are left; a slice advances it */
@@ -134,14 +135,20 @@ static void fail(struct llm_decode_loop *loop, struct request *r, const struct l
  * and becomes the next decode row unless max_tokens or the context ends the request. `given`: it came from resume
  * (the caller has its own report of it). */
 static void take_token(struct llm_decode_loop *loop, struct request *r, const struct llm_sampled *sampled, bool given) {
+  struct llm_error err = {0};
   for (int i = 0; i < r->n_end_ids; i++) {
     if (r->end_ids[i] == sampled->id) {
-      finish(loop, r, LLM_FINISH_STOP, sampled);
+      /* The mask allows an end id only then; a resumed one is checked here. */
+      if (r->grammar && !llm_grammar_complete(r->grammar)) {
+        llm_fail_argument(&err, "grammar", "token %d ends the generation before the grammar is complete", sampled->id);
+        fail(loop, r, &err);
+      } else {
+        finish(loop, r, LLM_FINISH_STOP, sampled);
+      }
       return;
     }
   }
-  struct llm_error err = {0};
-  if (!llm_sampler_accept(r->sampler, &sampled->id, 1, &err)) {
+  if ((r->grammar && !llm_grammar_accept(r->grammar, sampled->id, &err)) || !llm_sampler_accept(r->sampler, &sampled->id, 1, &err)) {
     fail(loop, r, &err);
     return;
   }
@@ -149,7 +156,9 @@ static void take_token(struct llm_decode_loop *loop, struct request *r, const st
   struct llm_decode_event *e = push_event(loop, r, LLM_DECODE_TOKEN);
   e->sampled = *sampled;
   e->has_logprobs = r->logprobs && !given;
-  if (r->generated >= r->max_tokens) {
+  if (r->grammar && llm_grammar_finished(r->grammar)) {
+    finish(loop, r, LLM_FINISH_GRAMMAR, NULL);
+  } else if (r->generated >= r->max_tokens) {
     finish(loop, r, LLM_FINISH_LENGTH, NULL);
   } else if (r->pos >= r->cache->context_size) {
     finish(loop, r, LLM_FINISH_CONTEXT_FULL, NULL);
@@ -281,13 +290,17 @@ static bool after_pass(struct llm_decode_loop *loop, struct item *items, int n) 
     r->pos += item->take;
     r->first += item->take;
     if (!item->last) continue;
+    struct llm_error err = {0};
+    if (r->grammar && !llm_grammar_mask(r->grammar, r->logits, loop->vocab_size, r->end_ids, r->n_end_ids, &err)) {
+      fail(loop, r, &err);
+      continue;
+    }
     if (r->pause_each_step) {
       push_event(loop, r, LLM_DECODE_LOGITS)->logits = r->logits;
       paused = true;
       continue;
     }
     struct llm_sampled sampled;
-    struct llm_error err = {0};
     if (llm_sampler_sample(r->sampler, r->wants_logits ? r->logits : NULL, r->top_k > 0 ? r->top_ids : NULL,
                            r->top_logits, r->top_k, &sampled, &err))
       take_token(loop, r, &sampled, false);
@@ -426,16 +439,18 @@ uint64_t llm_decode_loop_submit(struct llm_decode_loop *loop, const struct llm_d
   }
   r->cache = q->cache;
   r->sampler = q->sampler;
+  r->grammar = q->grammar;
   r->n_tokens = q->n_tokens;
   r->pos = q->pos;
   r->max_tokens = q->max_tokens;
   r->n_end_ids = q->n_end_ids;
   r->logprobs = q->logprobs;
   r->pause_each_step = q->pause_each_step;
-  const int candidates = q->pause_each_step ? 0 : llm_sampler_candidates_needed(q->sampler);
+  /* A grammar masks the logits before the sampler sees them: a ranking of the unmasked ones is no use. */
+  const int candidates = q->pause_each_step || q->grammar ? 0 : llm_sampler_candidates_needed(q->sampler);
   r->top_k = candidates < loop->vocab_size ? candidates : loop->vocab_size;
   const bool ranked_suffice = r->top_k > 0 && llm_sampler_ranked_logits_suffice(q->sampler);
-  r->wants_logits = q->pause_each_step || (llm_sampler_needs_logits(q->sampler) && !ranked_suffice);
+  r->wants_logits = q->pause_each_step || q->grammar || (llm_sampler_needs_logits(q->sampler) && !ranked_suffice);
   r->tokens = copy_ids(q->tokens, q->n_tokens, 1);
   r->end_ids = copy_ids(q->end_ids, q->n_end_ids, 1);
   r->logits = r->wants_logits ? malloc((size_t)loop->vocab_size * sizeof *r->logits) : NULL;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "grammar.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "sampler.h"
@@ -32,6 +33,9 @@ struct llm_decode_request {
   const int32_t *end_ids; /* ids that end the generation (finish STOP, the id not evaluated). Copied. */
   int n_end_ids;
   bool logprobs; /* TOKEN events carry the sampler's logprob report */
+  /* Borrowed like the sampler, or NULL: each step's logits are masked to the tokens that continue it (LOGITS events
+   * carry them masked), every token taken advances it, and the request finishes GRAMMAR once nothing can follow. */
+  struct llm_grammar *grammar;
   /* After each pass the request does not sample: it emits LOGITS (its last position's logits) and waits for
    * llm_decode_loop_resume with the token the caller picked. */
   bool pause_each_step;
@@ -49,6 +53,7 @@ enum llm_finish_reason {
   LLM_FINISH_LENGTH,       /* max_tokens generated (the last one not evaluated) */
   LLM_FINISH_CONTEXT_FULL, /* the last token does not fit the cache (the caller's overflow policy decides) */
   LLM_FINISH_ABORT,        /* cancelled */
+  LLM_FINISH_GRAMMAR,      /* the grammar is complete and nothing can continue it (the last token not evaluated) */
 };
 
 struct llm_decode_event {
