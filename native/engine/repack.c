@@ -1,0 +1,309 @@
+/* The repacked q4_0 and q8_0 layout (repack.h) and its products on the four x86 SIMD sets. Every set computes, per
+ * row, block and token, the exact integer sum of the block's values times the token's q8_0 values, then
+ * acc = fma(sum * row scale, token scale, acc) lane by lane: the same float steps as the AVX-512 kernels on the
+ * mapped rows (quant_i8.h, quant_q4_0.c), so the sets agree with each other bit for bit, a token gets the same
+ * logits alone or in a batch, and LLAMA_NAPI_REPACK=0 changes no result on AVX-512. The activations come as
+ * LLM_ACTIVATION_Q8_0_SUMS: the block sums take q4_0's -8 and q8_0's +128 out of the sums. */
+#include "repack.h"
+
+#include <string.h>
+
+#include "blocks.h"
+#include "dot.h"
+#include "simd_avx2.h"
+#include "simd_avx512.h"
+
+_Static_assert(LLM_QK4_0 == LLM_QK8_0, "one block size for both layouts");
+
+/* Bytes of one block's value vectors in a group. */
+static size_t values_bytes(enum llm_type type) { return type == LLM_Q4_0 ? 4 * 64 : 8 * 64; }
+
+bool llm_repack_type(enum llm_type type) { return type == LLM_Q4_0 || type == LLM_Q8_0; }
+
+size_t llm_repack_group_bytes(enum llm_type type, int64_t cols) {
+  const size_t blocks = (size_t)(cols / LLM_QK8_0);
+  return (blocks * (values_bytes(type) + LLM_REPACK_ROWS * sizeof(uint16_t)) + 63) / 64 * 64;
+}
+
+size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
+  return (size_t)((rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS) * llm_repack_group_bytes(type, cols);
+}
+
+void llm_repack_group(enum llm_type type, int64_t cols, const void *w, size_t w_stride, int n_rows, void *group) {
+  const int64_t nb = cols / LLM_QK8_0;
+  const size_t block_bytes = llm_type_block_bytes(type), lanes_bytes = values_bytes(type);
+  const size_t qs_offset = type == LLM_Q4_0 ? offsetof(struct llm_block_q4_0, qs) : offsetof(struct llm_block_q8_0, qs);
+  const uint8_t bias = type == LLM_Q8_0 ? 128 : 0;
+  uint8_t *values = group;
+  uint16_t *scales = (uint16_t *)(values + nb * lanes_bytes);
+  memset(group, 0, llm_repack_group_bytes(type, cols));
+  for (int r = 0; r < n_rows; r++) {
+    const uint8_t *row = (const uint8_t *)w + r * w_stride;
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *block = row + b * block_bytes;
+      memcpy(&scales[b * LLM_REPACK_ROWS + r], block, sizeof(uint16_t)); /* d comes first in both blocks */
+      for (size_t v = 0; v < lanes_bytes / 64; v++)
+        for (int i = 0; i < 4; i++) values[b * lanes_bytes + 64 * v + 4 * r + i] = (uint8_t)(block[qs_offset + 4 * v + i] + bias);
+    }
+  }
+}
+
+#if LLM_HAVE_AVX2_KERNELS
+
+/* vpdpbusd (acc += the 4-byte dot products of unsigned w and signed x, per 32-bit lane) through inline assembly:
+ * the VNNI instances share their code with the plain ones through a compile-time flag, and the intrinsics would need
+ * the VNNI target attribute on the shared code, where the plain instances must not have it. {vex} picks the AVX-VNNI
+ * encoding, which AVX2-only CPUs have. */
+LLM_AVX2_INLINE __m256i dpbusd_avx2(__m256i acc, __m256i w, __m256i x) {
+  __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x));
+  return acc;
+}
+
+LLM_AVX2_INLINE __m256i bcast4_avx2(const int8_t *p) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+/* Rows 8 half .. 8 half + 7 of a group times TOKENS tokens (x: LLM_ACTIVATION_Q8_0_SUMS rows). */
+LLM_AVX2_INLINE void group_half_avx2(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
+                                     int64_t out_stride, int half, int n_rows, const int TOKENS, const int FORMAT,
+                                     const int VNNI) {
+  const int64_t nb = cols / LLM_QK8_0;
+  const size_t lanes_bytes = values_bytes(FORMAT);
+  const uint16_t *scales = (const uint16_t *)(group + nb * lanes_bytes);
+  const __m256i low = _mm256_set1_epi8(0x0f), bias = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+  const int8_t *xq[4];
+  const float *xd[4];
+  const int32_t *xsum[4];
+  for (int t = 0; t < TOKENS; t++) {
+    xq[t] = (const int8_t *)(x + t * x_stride);
+    xd[t] = (const float *)(xq[t] + cols);
+    xsum[t] = (const int32_t *)(xd[t] + nb);
+  }
+  __m256 acc[4];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *vb = group + b * lanes_bytes + 32 * half;
+    __m256i sum[4];
+    if (FORMAT == LLM_Q4_0) {
+      __m256i lo[4], hi[4];
+      for (int k = 0; k < 4; k++) {
+        const __m256i w = _mm256_load_si256((const __m256i *)(vb + 64 * k));
+        lo[k] = _mm256_and_si256(w, low);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+      }
+      for (int t = 0; t < TOKENS; t++) {
+        const int8_t *xb = xq[t] + b * LLM_QK8_0;
+        if (VNNI) {
+          __m256i s = _mm256_setzero_si256();
+          for (int k = 0; k < 4; k++) {
+            s = dpbusd_avx2(s, lo[k], bcast4_avx2(xb + 4 * k));
+            s = dpbusd_avx2(s, hi[k], bcast4_avx2(xb + 16 + 4 * k));
+          }
+          sum[t] = s;
+        } else {
+          /* int16 pairs: 8 products of |x| <= 127 with q <= 15 stay below 2^15. */
+          __m256i p = _mm256_setzero_si256();
+          for (int k = 0; k < 4; k++) {
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(lo[k], bcast4_avx2(xb + 4 * k)));
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(hi[k], bcast4_avx2(xb + 16 + 4 * k)));
+          }
+          sum[t] = _mm256_madd_epi16(p, ones);
+        }
+        sum[t] = _mm256_sub_epi32(sum[t], _mm256_set1_epi32(8 * xsum[t][b]));
+      }
+    } else {
+      __m256i wv[8];
+      for (int g = 0; g < 8; g++) wv[g] = _mm256_load_si256((const __m256i *)(vb + 64 * g));
+      for (int t = 0; t < TOKENS; t++) {
+        const int8_t *xb = xq[t] + b * LLM_QK8_0;
+        __m256i s = _mm256_setzero_si256();
+        for (int g = 0; g < 8; g++) {
+          if (VNNI) {
+            s = dpbusd_avx2(s, wv[g], bcast4_avx2(xb + 4 * g));
+          } else {
+            const __m256i signed_w = _mm256_xor_si256(wv[g], bias);
+            s = _mm256_add_epi32(s, llm_dot_i8(signed_w, bcast4_avx2(xb + 4 * g)));
+          }
+        }
+        sum[t] = VNNI ? _mm256_sub_epi32(s, _mm256_set1_epi32(128 * xsum[t][b])) : s;
+      }
+    }
+    const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + b * LLM_REPACK_ROWS + 8 * half)));
+    for (int t = 0; t < TOKENS; t++)
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), scale), _mm256_set1_ps(xd[t][b]), acc[t]);
+  }
+  for (int t = 0; t < TOKENS; t++) {
+    float *o = out + t * out_stride + 8 * half;
+    if (n_rows >= 8) {
+      _mm256_storeu_ps(o, acc[t]);
+    } else {
+      float lanes[8];
+      _mm256_storeu_ps(lanes, acc[t]);
+      memcpy(o, lanes, (size_t)n_rows * sizeof(float));
+    }
+  }
+}
+
+LLM_AVX2_INLINE void gemm_avx2(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
+                               int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
+  const uint8_t *xs = x;
+  for (int half = 0; half < 2 && 8 * half < n_rows; half++) {
+    const int half_rows = n_rows - 8 * half;
+#define HALF_TILE(first, TOKENS)                                                                                   \
+  group_half_avx2(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, half,   \
+                  half_rows, TOKENS, FORMAT, VNNI)
+    LLM_AVX512_TOKEN_TILES(n_tokens, 4, HALF_TILE);
+#undef HALF_TILE
+  }
+}
+
+#endif
+
+#if LLM_HAVE_AVX512_KERNELS
+
+/* vpdpbusd on zmm: see dpbusd_avx2. */
+LLM_AVX512_INLINE __m512i dpbusd_avx512(__m512i acc, __m512i w, __m512i x) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+  return acc;
+}
+
+/* The 16 rows of a group times TOKENS tokens. */
+LLM_AVX512_INLINE void group_avx512(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
+                                    int64_t out_stride, __mmask16 mask, const int TOKENS, const int FORMAT,
+                                    const int VNNI) {
+  const int64_t nb = cols / LLM_QK8_0;
+  const size_t lanes_bytes = values_bytes(FORMAT);
+  const uint16_t *scales = (const uint16_t *)(group + nb * lanes_bytes);
+  const __m512i low = _mm512_set1_epi8(0x0f), bias = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi16(1);
+  const __m512i zero = _mm512_setzero_si512();
+  const uint8_t *xq[8];
+  const float *xd[8];
+  const int32_t *xsum[8];
+  for (int t = 0; t < TOKENS; t++) {
+    xq[t] = x + t * x_stride;
+    xd[t] = (const float *)(xq[t] + cols);
+    xsum[t] = (const int32_t *)(xd[t] + nb);
+  }
+  __m512 acc[8];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *vb = group + b * lanes_bytes;
+    _mm_prefetch((const char *)vb + 8 * lanes_bytes, _MM_HINT_T0);
+    __m512i sum[8];
+    if (FORMAT == LLM_Q4_0) {
+      __m512i lo[4], hi[4];
+      for (int k = 0; k < 4; k++) {
+        const __m512i w = _mm512_load_si512((const __m512i *)(vb + 64 * k));
+        lo[k] = _mm512_and_si512(w, low);
+        hi[k] = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+      }
+      for (int t = 0; t < TOKENS; t++) {
+        const uint8_t *xb = xq[t] + b * LLM_QK8_0;
+        if (VNNI) {
+          __m512i s = zero;
+          for (int k = 0; k < 4; k++) {
+            s = dpbusd_avx512(s, lo[k], llm_bcast4(xb + 4 * k));
+            s = dpbusd_avx512(s, hi[k], llm_bcast4(xb + 16 + 4 * k));
+          }
+          sum[t] = s;
+        } else {
+          __m512i p = zero; /* int16 pairs, as in group_half_avx2 */
+          for (int k = 0; k < 4; k++) {
+            p = _mm512_add_epi16(p, _mm512_maddubs_epi16(lo[k], llm_bcast4(xb + 4 * k)));
+            p = _mm512_add_epi16(p, _mm512_maddubs_epi16(hi[k], llm_bcast4(xb + 16 + 4 * k)));
+          }
+          sum[t] = _mm512_madd_epi16(p, ones);
+        }
+        sum[t] = _mm512_sub_epi32(sum[t], _mm512_set1_epi32(8 * xsum[t][b]));
+      }
+    } else {
+      __m512i wv[8], magnitude[8];
+      __mmask64 negative[8];
+      for (int g = 0; g < 8; g++) {
+        wv[g] = _mm512_load_si512((const __m512i *)(vb + 64 * g));
+        if (!VNNI) {
+          /* maddubs wants |w| unsigned and x negated where w < 0 (AVX-512 has no vpsignb). */
+          const __m512i signed_w = _mm512_xor_si512(wv[g], bias);
+          magnitude[g] = _mm512_abs_epi8(signed_w);
+          negative[g] = _mm512_movepi8_mask(signed_w);
+        }
+      }
+      for (int t = 0; t < TOKENS; t++) {
+        const uint8_t *xb = xq[t] + b * LLM_QK8_0;
+        __m512i s = zero;
+        for (int g = 0; g < 8; g++) {
+          const __m512i xv = llm_bcast4(xb + 4 * g);
+          if (VNNI) {
+            s = dpbusd_avx512(s, wv[g], xv);
+          } else {
+            const __m512i signed_x = _mm512_mask_sub_epi8(xv, negative[g], zero, xv);
+            s = _mm512_add_epi32(s, _mm512_madd_epi16(_mm512_maddubs_epi16(magnitude[g], signed_x), ones));
+          }
+        }
+        sum[t] = VNNI ? _mm512_sub_epi32(s, _mm512_set1_epi32(128 * xsum[t][b])) : s;
+      }
+    }
+    const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * LLM_REPACK_ROWS)));
+    for (int t = 0; t < TOKENS; t++)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[t]), scale), _mm512_set1_ps(xd[t][b]), acc[t]);
+  }
+  for (int t = 0; t < TOKENS; t++) _mm512_mask_storeu_ps(out + t * out_stride, mask, acc[t]);
+}
+
+LLM_AVX512_INLINE void gemm_avx512(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
+                                   int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
+  const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
+  const uint8_t *xs = x;
+#define GROUP_TILE(first, TOKENS)                                                                                  \
+  group_avx512(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask, TOKENS, \
+               FORMAT, VNNI)
+  LLM_AVX512_TOKEN_TILES(n_tokens, 8, GROUP_TILE);
+#undef GROUP_TILE
+}
+
+#endif
+
+/* The entry points: one per type and set, and the tables that llm_repacked_kernel reads. */
+#define DEFINE_REPACKED_GEMM(name, TARGET, gemm, FORMAT, VNNI)                                                      \
+  TARGET static void name(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,           \
+                          int64_t out_stride, int n_rows, int n_tokens) {                                         \
+    gemm(cols, group, x, x_stride, out, out_stride, n_rows, n_tokens, FORMAT, VNNI);                               \
+  }
+
+#if LLM_HAVE_AVX2_KERNELS
+DEFINE_REPACKED_GEMM(gemm_q4_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 0)
+DEFINE_REPACKED_GEMM(gemm_q8_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 0)
+DEFINE_REPACKED_GEMM(gemm_q4_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 1)
+DEFINE_REPACKED_GEMM(gemm_q8_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 1)
+#endif
+#if LLM_HAVE_AVX512_KERNELS
+DEFINE_REPACKED_GEMM(gemm_q4_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 0)
+DEFINE_REPACKED_GEMM(gemm_q8_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 0)
+DEFINE_REPACKED_GEMM(gemm_q4_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 1)
+DEFINE_REPACKED_GEMM(gemm_q8_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 1)
+#endif
+
+const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum llm_kernel_set set) {
+  if (!llm_repack_type(type)) return NULL;
+  const int q8 = type == LLM_Q8_0;
+#if LLM_HAVE_AVX2_KERNELS
+  static const struct llm_repacked_kernel avx2[2][2] = {
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2 } },
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2_vnni } },
+  };
+  if (set == LLM_KERNELS_AVX2) return &avx2[0][q8];
+  if (set == LLM_KERNELS_AVX2_VNNI) return &avx2[1][q8];
+#endif
+#if LLM_HAVE_AVX512_KERNELS
+  static const struct llm_repacked_kernel avx512[2][2] = {
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512 } },
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512_vnni } },
+  };
+  if (set == LLM_KERNELS_AVX512) return &avx512[0][q8];
+  if (set == LLM_KERNELS_AVX512_VNNI) return &avx512[1][q8];
+#endif
+  (void)q8;
+  return NULL;
+}
