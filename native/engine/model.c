@@ -334,6 +334,15 @@ static void repack_task(void *ctx, size_t begin, size_t end, int worker) {
   }
 }
 
+/* The whole pages of a repacked matrix's mapped rows leave this process's resident memory (the copy replaces them):
+ * a read-only private file mapping reads them back from the file if anything touches them again (the scalar set, the
+ * tensor check, the embedding rows of a tied output). */
+static void release_mapped_pages(const void *data, size_t bytes) {
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), begin = ((uintptr_t)data + page - 1) / page * page;
+  const uintptr_t end = ((uintptr_t)data + bytes) / page * page;
+  if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
 bool llm_model_repack(struct llm_model *m, struct llm_error *err) {
   const char *setting = getenv("LLAMA_NAPI_REPACK");
   if (setting && strcmp(setting, "0") == 0) return true;
@@ -362,6 +371,7 @@ bool llm_model_repack(struct llm_model *m, struct llm_error *err) {
     struct repack_job job = { w, dest };
     const size_t groups = (size_t)((w->rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS);
     llm_parallel_for_work(m->pool, groups, w->rows * w->cols, repack_task, &job);
+    release_mapped_pages(w->data, llm_row_bytes(w->type, w->cols) * (size_t)w->rows);
     w->repacked = dest;
     dest += llm_repacked_bytes(w->type, w->rows, w->cols);
   }
