@@ -314,36 +314,39 @@ for (const [label, typeOf] of Object.entries(FORWARD_CASES)) {
   });
 }
 
-// q4_0 and q8_0 matrices are repacked at load for the SIMD kernels (native/engine/repack.h); LLAMA_NAPI_REPACK=0
-// keeps the mapped rows. On AVX-512 both paths take the same float steps, bit for bit; the AVX2 kernels on the mapped
-// rows sum in another order.
-test("repacked q4_0 / q8_0 weights give the logits of the mapped ones (LLAMA_NAPI_REPACK=0)", async () => {
-  const { quantized } = await writeQuantizedPair(FORWARD_CASES["q8_0 + f16 + q4_0 mixed"], 5);
-  const repacked = await evaluate(quantized);
-  process.env.LLAMA_NAPI_REPACK = "0";
-  let mapped;
-  try {
-    mapped = await evaluate(quantized);
-  } finally {
-    delete process.env.LLAMA_NAPI_REPACK;
-  }
-  const kernels = binding.cpuFeatures();
-  assert.strictEqual(mapped.repackedBytes, 0);
-  if (kernels === "scalar") {
-    assert.strictEqual(repacked.repackedBytes, 0);
-    return;
-  }
-  // Every q4_0 / q8_0 matrix that a product reads (the embedding table is looked up, not multiplied).
-  const matrixBytes = quantized.tensors.filter((t) => (t.type === TYPE.q4_0 || t.type === TYPE.q8_0) && t.name !== "token_embd.weight")
-    .reduce((n, t) => n + t.shape[0] * (t.shape[1] / 32) * (t.type === TYPE.q4_0 ? 18 : 34), 0);
-  assert.ok(repacked.repackedBytes >= matrixBytes, `repackedBytes ${repacked.repackedBytes} < the ${matrixBytes} bytes repacked`);
-  if (kernels.startsWith("avx512")) {
-    assert.deepStrictEqual(repacked.batch, mapped.batch);
-    assert.deepStrictEqual(repacked.steps, mapped.steps);
-  } else {
-    assert.ok(relativeRms(repacked.batch, mapped.batch) < 1e-5);
-  }
-});
+// q4_0, q8_0 and q4_K matrices are repacked at load for the SIMD kernels (native/engine/repack.h);
+// LLAMA_NAPI_REPACK=0 keeps the mapped rows. On AVX-512 both paths take the same float steps, bit for bit; the AVX2
+// kernels on the mapped rows sum in another order.
+for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M"]) {
+  test(`repacked weights (${mix}) give the logits of the mapped ones (LLAMA_NAPI_REPACK=0)`, async () => {
+    const { quantized } = await writeQuantizedPair(FORWARD_CASES[mix], 5);
+    const repacked = await evaluate(quantized);
+    process.env.LLAMA_NAPI_REPACK = "0";
+    let mapped;
+    try {
+      mapped = await evaluate(quantized);
+    } finally {
+      delete process.env.LLAMA_NAPI_REPACK;
+    }
+    const kernels = binding.cpuFeatures();
+    assert.strictEqual(mapped.repackedBytes, 0);
+    if (kernels === "scalar") {
+      assert.strictEqual(repacked.repackedBytes, 0);
+      return;
+    }
+    // Every repacked matrix that a product reads (the embedding table is looked up, not multiplied).
+    const repackedTypes = [TYPE.q4_0, TYPE.q8_0, TYPE.q4_K];
+    const matrixBytes = quantized.tensors.filter((t) => repackedTypes.includes(t.type) && t.name !== "token_embd.weight")
+      .reduce((n, t) => n + (t.shape[0] * t.shape[1] / typeInfoOf(t.type).blockSize) * typeInfoOf(t.type).blockBytes, 0);
+    assert.ok(repacked.repackedBytes >= matrixBytes, `repackedBytes ${repacked.repackedBytes} < the ${matrixBytes} bytes repacked`);
+    if (kernels.startsWith("avx512")) {
+      assert.deepStrictEqual(repacked.batch, mapped.batch);
+      assert.deepStrictEqual(repacked.steps, mapped.steps);
+    } else {
+      assert.ok(relativeRms(repacked.batch, mapped.batch) < 1e-5);
+    }
+  });
+}
 
 test("the forward comparisons pass on the portable scalar kernels too (LLAMA_NAPI_KERNELS=scalar)", { skip: process.env.LLAMA_NAPI_KERNELS === "scalar" }, () => {
   const { spawnSync } = require("node:child_process");

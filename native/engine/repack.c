@@ -1,28 +1,58 @@
-/* The repacked q4_0 and q8_0 layout (repack.h) and its products on the four x86 SIMD sets. Every set computes, per
- * row, block and token, the exact integer sum of the block's values times the token's q8_0 values, then
- * acc = fma(sum * row scale, token scale, acc) lane by lane: the same float steps as the AVX-512 kernels on the
- * mapped rows (quant_i8.h, quant_q4_0.c), so the sets agree with each other bit for bit, a token gets the same
- * logits alone or in a batch, and LLAMA_NAPI_REPACK=0 changes no result on AVX-512. The activations come as
- * LLM_ACTIVATION_Q8_0_SUMS: the block sums take q4_0's -8 and q8_0's +128 out of the sums. */
+/* The repacked q4_0, q8_0 and q4_K layouts (repack.h) and their products on the four x86 SIMD sets. Every set
+ * computes, per row, block and token, exact integer sums, then the float steps of the AVX-512 kernels on the mapped
+ * rows: q4_0 / q8_0 (quant_i8.h, quant_q4_0.c) acc = fma(sum * row scale, token scale, acc); q4_K (quant_k4.h)
+ * acc = fma(I * d - M * dmin, token scale, acc) with I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x). So the
+ * sets agree with each other bit for bit, a token gets the same logits alone or in a batch, and LLAMA_NAPI_REPACK=0
+ * changes no result on AVX-512. q4_0 / q8_0 take their activations as LLM_ACTIVATION_Q8_0_SUMS (the block sums take
+ * q4_0's -8 and q8_0's +128 out of the sums), q4_K as q8_K blocks. */
 #include "repack.h"
 
 #include <string.h>
 
 #include "blocks.h"
 #include "dot.h"
+#include "quant_k4.h"
 #include "simd_avx2.h"
 #include "simd_avx512.h"
 
 _Static_assert(LLM_QK4_0 == LLM_QK8_0, "one block size for both layouts");
 
-/* Bytes of one block's value vectors in a group. */
+/* Bytes of one block's value vectors in a group of q4_0 or q8_0. */
 static size_t values_bytes(enum llm_type type) { return type == LLM_Q4_0 ? 4 * 64 : 8 * 64; }
 
-bool llm_repack_type(enum llm_type type) { return type == LLM_Q4_0 || type == LLM_Q8_0; }
+/* A q4_K super-block of a group (repack.h), by offset. */
+#define K4_VALUES 0
+#define K4_SCALES (32 * 64)
+#define K4_MINS (K4_SCALES + 8 * LLM_REPACK_ROWS)
+#define K4_D (K4_MINS + 8 * LLM_REPACK_ROWS)
+#define K4_DMIN (K4_D + 2 * LLM_REPACK_ROWS)
+#define K4_SUPER_BLOCK (K4_DMIN + 2 * LLM_REPACK_ROWS)
+_Static_assert(K4_SUPER_BLOCK % 64 == 0, "q4_K super-blocks keep the value vectors aligned");
+
+bool llm_repack_type(enum llm_type type) { return type == LLM_Q4_0 || type == LLM_Q8_0 || type == LLM_Q4_K; }
 
 size_t llm_repack_group_bytes(enum llm_type type, int64_t cols) {
+  if (type == LLM_Q4_K) return (size_t)(cols / LLM_QK_K) * K4_SUPER_BLOCK;
   const size_t blocks = (size_t)(cols / LLM_QK8_0);
   return (blocks * (values_bytes(type) + LLM_REPACK_ROWS * sizeof(uint16_t)) + 63) / 64 * 64;
+}
+
+static void repack_q4_K(int64_t cols, const void *w, size_t w_stride, int n_rows, uint8_t *group) {
+  for (int r = 0; r < n_rows; r++) {
+    for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+      const struct llm_block_q4_K *block = (const struct llm_block_q4_K *)((const uint8_t *)w + r * w_stride) + b;
+      uint8_t *sb = group + b * K4_SUPER_BLOCK;
+      for (int v = 0; v < 32; v++) memcpy(sb + K4_VALUES + 64 * v + 4 * r, block->qs + 4 * v, 4);
+      uint8_t sm[16];
+      unpack_scales_mins(block->scales, sm);
+      for (int sub = 0; sub < 8; sub++) {
+        sb[K4_SCALES + LLM_REPACK_ROWS * sub + r] = sm[sub];
+        sb[K4_MINS + 2 * LLM_REPACK_ROWS * (sub / 2) + 2 * r + sub % 2] = sm[8 + sub];
+      }
+      memcpy(sb + K4_D + 2 * r, &block->d, sizeof block->d);
+      memcpy(sb + K4_DMIN + 2 * r, &block->dmin, sizeof block->dmin);
+    }
+  }
 }
 
 size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
@@ -30,13 +60,17 @@ size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
 }
 
 void llm_repack_group(enum llm_type type, int64_t cols, const void *w, size_t w_stride, int n_rows, void *group) {
+  memset(group, 0, llm_repack_group_bytes(type, cols));
+  if (type == LLM_Q4_K) {
+    repack_q4_K(cols, w, w_stride, n_rows, group);
+    return;
+  }
   const int64_t nb = cols / LLM_QK8_0;
   const size_t block_bytes = llm_type_block_bytes(type), lanes_bytes = values_bytes(type);
   const size_t qs_offset = type == LLM_Q4_0 ? offsetof(struct llm_block_q4_0, qs) : offsetof(struct llm_block_q8_0, qs);
   const uint8_t bias = type == LLM_Q8_0 ? 128 : 0;
   uint8_t *values = group;
   uint16_t *scales = (uint16_t *)(values + nb * lanes_bytes);
-  memset(group, 0, llm_repack_group_bytes(type, cols));
   for (int r = 0; r < n_rows; r++) {
     const uint8_t *row = (const uint8_t *)w + r * w_stride;
     for (int64_t b = 0; b < nb; b++) {
@@ -68,6 +102,20 @@ LLM_AVX2_INLINE __m256i bcast4_avx2(const int8_t *p) {
   int32_t v;
   memcpy(&v, p, sizeof v);
   return _mm256_set1_epi32(v);
+}
+
+/* Each token's 8 results of half `half` of a group, of which n_rows (from 8 half on) are real. */
+LLM_AVX2_INLINE void store_half_avx2(const __m256 acc[], int n_tokens, float *out, int64_t out_stride, int half, int n_rows) {
+  for (int t = 0; t < n_tokens; t++) {
+    float *o = out + t * out_stride + 8 * half;
+    if (n_rows >= 8) {
+      _mm256_storeu_ps(o, acc[t]);
+    } else {
+      float lanes[8];
+      _mm256_storeu_ps(lanes, acc[t]);
+      memcpy(o, lanes, (size_t)n_rows * sizeof(float));
+    }
+  }
 }
 
 /* Rows 8 half .. 8 half + 7 of a group times TOKENS tokens (x: LLM_ACTIVATION_Q8_0_SUMS rows). */
@@ -140,15 +188,91 @@ LLM_AVX2_INLINE void group_half_avx2(int64_t cols, const uint8_t *group, const u
     for (int t = 0; t < TOKENS; t++)
       acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), scale), _mm256_set1_ps(xd[t][b]), acc[t]);
   }
-  for (int t = 0; t < TOKENS; t++) {
-    float *o = out + t * out_stride + 8 * half;
-    if (n_rows >= 8) {
-      _mm256_storeu_ps(o, acc[t]);
-    } else {
-      float lanes[8];
-      _mm256_storeu_ps(lanes, acc[t]);
-      memcpy(o, lanes, (size_t)n_rows * sizeof(float));
+  store_half_avx2(acc, TOKENS, out, out_stride, half, n_rows);
+}
+
+/* The pairs (sum of x over sub-block 2k, over 2k + 1) of a q8_K block as int16 pairs in one int32, k = 0..3: what
+ * madd meets with the rows' (min_2k, min_2k+1). */
+static inline void k4_sum_pairs(const struct llm_block_q8_K *x, int32_t pairs[4]) {
+  for (int k = 0; k < 4; k++) {
+    const uint16_t even = (uint16_t)(x->bsums[4 * k] + x->bsums[4 * k + 1]);
+    const uint16_t odd = (uint16_t)(x->bsums[4 * k + 2] + x->bsums[4 * k + 3]);
+    pairs[k] = (int32_t)((uint32_t)even | (uint32_t)odd << 16);
+  }
+}
+
+/* Rows 8 half .. 8 half + 7 of a q4_K group times TOKENS tokens (q8_K blocks). Per sub-block the int32 sum(x q),
+ * through vpdpbusd, or maddubs in int16 (8 products of q <= 15 and |x| <= 128 stay below 2^15) met by the scale in
+ * madd. */
+LLM_AVX2_INLINE void k4_half_avx2(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
+                                  int64_t out_stride, int half, int n_rows, const int TOKENS, const int VNNI) {
+  const int64_t nb = cols / LLM_QK_K;
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256 acc[2];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *sb = group + b * K4_SUPER_BLOCK;
+    if (half == 0) _mm_prefetch((const char *)sb + 4 * K4_SUPER_BLOCK, _MM_HINT_T0);
+    const struct llm_block_q8_K *xb[2];
+    for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
+    __m256i total[2];
+    for (int t = 0; t < TOKENS; t++) total[t] = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+      __m256i sum_lo[2], sum_hi[2];
+      for (int t = 0; t < TOKENS; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
+      for (int k = 0; k < 8; k++) {
+        const __m256i w = _mm256_load_si256((const __m256i *)(sb + K4_VALUES + 64 * (8 * j + k) + 32 * half));
+        const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+        for (int t = 0; t < TOKENS; t++) {
+          const __m256i x_lo = bcast4_avx2(xb[t]->qs + 64 * j + 4 * k), x_hi = bcast4_avx2(xb[t]->qs + 64 * j + 32 + 4 * k);
+          if (VNNI) {
+            sum_lo[t] = dpbusd_avx2(sum_lo[t], lo, x_lo);
+            sum_hi[t] = dpbusd_avx2(sum_hi[t], hi, x_hi);
+          } else {
+            sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, x_lo));
+            sum_hi[t] = _mm256_add_epi16(sum_hi[t], _mm256_maddubs_epi16(hi, x_hi));
+          }
+        }
+      }
+      const __m256i scale_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j) + 8 * half)));
+      const __m256i scale_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j + 1) + 8 * half)));
+      for (int t = 0; t < TOKENS; t++) {
+        if (VNNI) {
+          total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sum_lo[t], scale_lo));
+          total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sum_hi[t], scale_hi));
+        } else { /* the scale in both int16 halves: madd scales each pair's sum */
+          total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sum_lo[t], _mm256_or_si256(scale_lo, _mm256_slli_epi32(scale_lo, 16))));
+          total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sum_hi[t], _mm256_or_si256(scale_hi, _mm256_slli_epi32(scale_hi, 16))));
+        }
+      }
     }
+    __m256i mins[4];
+    for (int k = 0; k < 4; k++)
+      mins[k] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(sb + K4_MINS + 2 * LLM_REPACK_ROWS * k + 16 * half)));
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + K4_D + 16 * half)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + K4_DMIN + 16 * half)));
+    for (int t = 0; t < TOKENS; t++) {
+      int32_t pairs[4];
+      k4_sum_pairs(xb[t], pairs);
+      __m256i min_sum = _mm256_setzero_si256();
+      for (int k = 0; k < 4; k++) min_sum = _mm256_add_epi32(min_sum, _mm256_madd_epi16(mins[k], _mm256_set1_epi32(pairs[k])));
+      const __m256 term = _mm256_sub_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(total[t]), d), _mm256_mul_ps(_mm256_cvtepi32_ps(min_sum), dmin));
+      acc[t] = _mm256_fmadd_ps(term, _mm256_set1_ps(xb[t]->d), acc[t]);
+    }
+  }
+  store_half_avx2(acc, TOKENS, out, out_stride, half, n_rows);
+}
+
+LLM_AVX2_INLINE void gemm_k4_avx2(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
+                                  int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
+  (void)FORMAT;
+  const uint8_t *xs = x;
+  for (int half = 0; half < 2 && 8 * half < n_rows; half++) {
+#define K4_HALF_TILE(first, TOKENS)                                                                                \
+  k4_half_avx2(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, half,      \
+               n_rows - 8 * half, TOKENS, VNNI)
+    LLM_AVX512_TOKEN_TILES(n_tokens, 2, K4_HALF_TILE);
+#undef K4_HALF_TILE
   }
 }
 
@@ -258,6 +382,80 @@ LLM_AVX512_INLINE void group_avx512(int64_t cols, const uint8_t *group, const ui
   for (int t = 0; t < TOKENS; t++) _mm512_mask_storeu_ps(out + t * out_stride, mask, acc[t]);
 }
 
+/* The 16 rows of a q4_K group times TOKENS tokens: k4_half_avx2 on zmm. */
+LLM_AVX512_INLINE void k4_group_avx512(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
+                                       int64_t out_stride, __mmask16 mask, const int TOKENS, const int VNNI) {
+  const int64_t nb = cols / LLM_QK_K;
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  __m512 acc[4];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *sb = group + b * K4_SUPER_BLOCK;
+    const struct llm_block_q8_K *xb[4];
+    for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
+    __m512i total[4];
+    for (int t = 0; t < TOKENS; t++) total[t] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; j++) {
+      __m512i sum_lo[4], sum_hi[4];
+      for (int t = 0; t < TOKENS; t++) sum_lo[t] = sum_hi[t] = _mm512_setzero_si512();
+      for (int k = 0; k < 8; k++) {
+        const uint8_t *v = sb + K4_VALUES + 64 * (8 * j + k);
+        _mm_prefetch((const char *)v + 4 * K4_SUPER_BLOCK, _MM_HINT_T0);
+        const __m512i w = _mm512_load_si512((const __m512i *)v);
+        const __m512i lo = _mm512_and_si512(w, low), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+        for (int t = 0; t < TOKENS; t++) {
+          const __m512i x_lo = llm_bcast4((const uint8_t *)xb[t]->qs + 64 * j + 4 * k);
+          const __m512i x_hi = llm_bcast4((const uint8_t *)xb[t]->qs + 64 * j + 32 + 4 * k);
+          if (VNNI) {
+            sum_lo[t] = dpbusd_avx512(sum_lo[t], lo, x_lo);
+            sum_hi[t] = dpbusd_avx512(sum_hi[t], hi, x_hi);
+          } else {
+            sum_lo[t] = _mm512_add_epi16(sum_lo[t], _mm512_maddubs_epi16(lo, x_lo));
+            sum_hi[t] = _mm512_add_epi16(sum_hi[t], _mm512_maddubs_epi16(hi, x_hi));
+          }
+        }
+      }
+      const __m512i scale_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j))));
+      const __m512i scale_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j + 1))));
+      for (int t = 0; t < TOKENS; t++) {
+        if (VNNI) {
+          total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum_lo[t], scale_lo));
+          total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum_hi[t], scale_hi));
+        } else {
+          total[t] = _mm512_add_epi32(total[t], _mm512_madd_epi16(sum_lo[t], _mm512_or_si512(scale_lo, _mm512_slli_epi32(scale_lo, 16))));
+          total[t] = _mm512_add_epi32(total[t], _mm512_madd_epi16(sum_hi[t], _mm512_or_si512(scale_hi, _mm512_slli_epi32(scale_hi, 16))));
+        }
+      }
+    }
+    __m512i mins[4];
+    for (int k = 0; k < 4; k++)
+      mins[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sb + K4_MINS + 2 * LLM_REPACK_ROWS * k)));
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + K4_D)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + K4_DMIN)));
+    for (int t = 0; t < TOKENS; t++) {
+      int32_t pairs[4];
+      k4_sum_pairs(xb[t], pairs);
+      __m512i min_sum = _mm512_setzero_si512();
+      for (int k = 0; k < 4; k++) min_sum = _mm512_add_epi32(min_sum, _mm512_madd_epi16(mins[k], _mm512_set1_epi32(pairs[k])));
+      const __m512 term = _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), d), _mm512_mul_ps(_mm512_cvtepi32_ps(min_sum), dmin));
+      acc[t] = _mm512_fmadd_ps(term, _mm512_set1_ps(xb[t]->d), acc[t]);
+    }
+  }
+  for (int t = 0; t < TOKENS; t++) _mm512_mask_storeu_ps(out + t * out_stride, mask, acc[t]);
+}
+
+LLM_AVX512_INLINE void gemm_k4_avx512(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
+                                      int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
+  (void)FORMAT;
+  const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
+  const uint8_t *xs = x;
+#define K4_GROUP_TILE(first, TOKENS)                                                                               \
+  k4_group_avx512(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask,   \
+                  TOKENS, VNNI)
+  LLM_AVX512_TOKEN_TILES(n_tokens, 4, K4_GROUP_TILE);
+#undef K4_GROUP_TILE
+}
+
 LLM_AVX512_INLINE void gemm_avx512(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
                                    int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
   const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
@@ -283,33 +481,42 @@ DEFINE_REPACKED_GEMM(gemm_q4_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 1)
+DEFINE_REPACKED_GEMM(gemm_q4_K_avx2, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q4_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 1)
 #endif
 #if LLM_HAVE_AVX512_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 1)
+DEFINE_REPACKED_GEMM(gemm_q4_K_avx512, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q4_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 1)
 #endif
 
 const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum llm_kernel_set set) {
   if (!llm_repack_type(type)) return NULL;
-  const int q8 = type == LLM_Q8_0;
+  /* [VNNI][q4_0, q8_0, q4_K] */
+  const int format = type == LLM_Q4_0 ? 0 : type == LLM_Q8_0 ? 1 : 2;
 #if LLM_HAVE_AVX2_KERNELS
-  static const struct llm_repacked_kernel avx2[2][2] = {
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2 } },
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2_vnni } },
+  static const struct llm_repacked_kernel avx2[2][3] = {
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2 },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2 } },
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2_vnni },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2_vnni } },
   };
-  if (set == LLM_KERNELS_AVX2) return &avx2[0][q8];
-  if (set == LLM_KERNELS_AVX2_VNNI) return &avx2[1][q8];
+  if (set == LLM_KERNELS_AVX2) return &avx2[0][format];
+  if (set == LLM_KERNELS_AVX2_VNNI) return &avx2[1][format];
 #endif
 #if LLM_HAVE_AVX512_KERNELS
-  static const struct llm_repacked_kernel avx512[2][2] = {
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512 } },
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512_vnni } },
+  static const struct llm_repacked_kernel avx512[2][3] = {
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512 },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512 } },
+    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512_vnni },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512_vnni } },
   };
-  if (set == LLM_KERNELS_AVX512) return &avx512[0][q8];
-  if (set == LLM_KERNELS_AVX512_VNNI) return &avx512[1][q8];
+  if (set == LLM_KERNELS_AVX512) return &avx512[0][format];
+  if (set == LLM_KERNELS_AVX512_VNNI) return &avx512[1][format];
 #endif
-  (void)q8;
+  (void)format;
   return NULL;
 }

@@ -1011,17 +1011,18 @@ int main(void) {
     check_batch_equals_steps(single, quant_types[t], 37, 3 * block, 13);
     check_batch_equals_steps(pair, quant_types[t], 70, 2 * block, 6);
   }
-  /* Repacked q4_0 / q8_0: a partial group (AVX2 halves: 5 and 11 rows), full and partial groups across thread
-   * chunks, token tiles of 8/4/2/1 and their leftovers, one block and long rows. */
-  const enum llm_type repack_types[] = { LLM_Q4_0, LLM_Q8_0 };
-  for (size_t t = 0; t < 2; t++) {
+  /* Repacked q4_0 / q8_0 / q4_K: a partial group (AVX2 halves: 5 and 11 rows), full and partial groups across
+   * thread chunks, token tiles of 8/4/2/1 and their leftovers, one block and long rows. */
+  const enum llm_type repack_types[] = { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K };
+  for (size_t t = 0; t < sizeof repack_types / sizeof repack_types[0]; t++) {
+    const int64_t block = llm_type_block_size(repack_types[t]);
     const int64_t repack_rows[] = { 5, 11, 16, 37 };
     const int repack_tokens[] = { 1, 2, 3, 5, 8, 13, 16 };
     for (size_t r = 0; r < sizeof repack_rows / sizeof repack_rows[0]; r++)
       for (size_t n = 0; n < sizeof repack_tokens / sizeof repack_tokens[0]; n++)
-        check_repacked(single, repack_types[t], repack_rows[r], 96, repack_tokens[n]);
-    check_repacked(single, repack_types[t], 16, 32, 3);
-    check_repacked(pair, repack_types[t], 301, 4096, 1);
+        check_repacked(single, repack_types[t], repack_rows[r], 3 * block, repack_tokens[n]);
+    check_repacked(single, repack_types[t], 16, block, 3);
+    check_repacked(pair, repack_types[t], 301, block == 32 ? 4096 : 2816, 1);
     check_repacked(pair, repack_types[t], 77, 2048, 33);
   }
   /* Float small batches (2..8 tokens: several sequences decoding together) run their own kernels. */
