@@ -29,10 +29,20 @@ static size_t values_bytes(enum llm_type type) { return type == LLM_Q4_0 ? 4 * 6
 #define K4_SUPER_BLOCK (K4_DMIN + 2 * LLM_REPACK_ROWS)
 _Static_assert(K4_SUPER_BLOCK % 64 == 0, "q4_K super-blocks keep the value vectors aligned");
 
-bool llm_repack_type(enum llm_type type) { return type == LLM_Q4_0 || type == LLM_Q8_0 || type == LLM_Q4_K; }
+/* A q6_K super-block of a group (repack.h), by offset. */
+#define K6_LOW 0
+#define K6_HIGH (32 * 64)
+#define K6_SCALES (K6_HIGH + 16 * 64)
+#define K6_D (K6_SCALES + 16 * LLM_REPACK_ROWS)
+#define K6_SUPER_BLOCK ((K6_D + 2 * LLM_REPACK_ROWS + 63) / 64 * 64)
+
+bool llm_repack_type(enum llm_type type) {
+  return type == LLM_Q4_0 || type == LLM_Q8_0 || type == LLM_Q4_K || type == LLM_Q6_K;
+}
 
 size_t llm_repack_group_bytes(enum llm_type type, int64_t cols) {
   if (type == LLM_Q4_K) return (size_t)(cols / LLM_QK_K) * K4_SUPER_BLOCK;
+  if (type == LLM_Q6_K) return (size_t)(cols / LLM_QK_K) * K6_SUPER_BLOCK;
   const size_t blocks = (size_t)(cols / LLM_QK8_0);
   return (blocks * (values_bytes(type) + LLM_REPACK_ROWS * sizeof(uint16_t)) + 63) / 64 * 64;
 }
@@ -59,10 +69,27 @@ size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
   return (size_t)((rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS) * llm_repack_group_bytes(type, cols);
 }
 
+static void repack_q6_K(int64_t cols, const void *w, size_t w_stride, int n_rows, uint8_t *group) {
+  for (int r = 0; r < n_rows; r++) {
+    for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+      const struct llm_block_q6_K *block = (const struct llm_block_q6_K *)((const uint8_t *)w + r * w_stride) + b;
+      uint8_t *sb = group + b * K6_SUPER_BLOCK;
+      for (int v = 0; v < 32; v++) memcpy(sb + K6_LOW + 64 * v + 4 * r, block->ql + 4 * v, 4);
+      for (int v = 0; v < 16; v++) memcpy(sb + K6_HIGH + 64 * v + 4 * r, block->qh + 4 * v, 4);
+      for (int g = 0; g < 16; g++) sb[K6_SCALES + 2 * LLM_REPACK_ROWS * (g / 2) + 2 * r + g % 2] = (uint8_t)block->scales[g];
+      memcpy(sb + K6_D + 2 * r, &block->d, sizeof block->d);
+    }
+  }
+}
+
 void llm_repack_group(enum llm_type type, int64_t cols, const void *w, size_t w_stride, int n_rows, void *group) {
   memset(group, 0, llm_repack_group_bytes(type, cols));
   if (type == LLM_Q4_K) {
     repack_q4_K(cols, w, w_stride, n_rows, group);
+    return;
+  }
+  if (type == LLM_Q6_K) {
+    repack_q6_K(cols, w, w_stride, n_rows, group);
     return;
   }
   const int64_t nb = cols / LLM_QK8_0;
@@ -276,6 +303,83 @@ LLM_AVX2_INLINE void gemm_k4_avx2(int64_t cols, const void *group, const void *x
   }
 }
 
+/* Rows 8 half .. 8 half + 7 of a q6_K group times TOKENS tokens (q8_K blocks). Half n of a super-block, lanes u:
+ * low bytes a = ql[64 n + 4 u], b = ql[64 n + 32 + 4 u] and high bits h = qh[32 n + 4 u] give the 6-bit q of values
+ * 128 n + 32 m + 4 u .. + 3 (m = 0..3), of group 8 n + 2 m + u / 4. Per group the int32 sum(x q) through vpdpbusd,
+ * then times the scale; or maddubs (2 products of q <= 63, |x| <= 128 fit int16) met by the scale in madd. The -32
+ * goes as 32 sum_g scale_g sum(x over g), from the activations' 16-value sums. */
+LLM_AVX2_INLINE void k6_half_avx2(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
+                                  int64_t out_stride, int half, int n_rows, const int TOKENS, const int VNNI) {
+  const int64_t nb = cols / LLM_QK_K;
+  const __m256i low = _mm256_set1_epi8(0x0f), top = _mm256_set1_epi8(0x30);
+  __m256 acc[2];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *sb = group + b * K6_SUPER_BLOCK;
+    if (half == 0) _mm_prefetch((const char *)sb + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
+    const struct llm_block_q8_K *xb[2];
+    for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
+    __m256i total[2];
+    for (int t = 0; t < TOKENS; t++) total[t] = _mm256_setzero_si256();
+    for (int n = 0; n < 2; n++) {
+      /* The scales of groups 8 n + 2 m + {0, 1} as int16 pairs, per row. */
+      __m256i pairs[4];
+      for (int m = 0; m < 4; m++)
+        pairs[m] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb + K6_SCALES + 2 * LLM_REPACK_ROWS * (4 * n + m) + 16 * half)));
+      for (int odd = 0; odd < 2; odd++) {
+        __m256i scale[4], sum[2][4];
+        for (int m = 0; m < 4; m++) {
+          scale[m] = odd ? _mm256_srai_epi32(pairs[m], 16) : _mm256_srai_epi32(_mm256_slli_epi32(pairs[m], 16), 16);
+          if (!VNNI) scale[m] = _mm256_or_si256(_mm256_and_si256(scale[m], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(scale[m], 16));
+          for (int t = 0; t < TOKENS; t++) sum[t][m] = _mm256_setzero_si256();
+        }
+        for (int u = 4 * odd; u < 4 * odd + 4; u++) {
+          const __m256i a = _mm256_load_si256((const __m256i *)(sb + K6_LOW + 64 * (16 * n + u) + 32 * half));
+          const __m256i bq = _mm256_load_si256((const __m256i *)(sb + K6_LOW + 64 * (16 * n + 8 + u) + 32 * half));
+          const __m256i h = _mm256_load_si256((const __m256i *)(sb + K6_HIGH + 64 * (8 * n + u) + 32 * half));
+          const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(a, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), top)),
+            _mm256_or_si256(_mm256_and_si256(bq, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), top)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), _mm256_and_si256(h, top)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bq, 4), low), _mm256_and_si256(_mm256_srli_epi16(h, 2), top)),
+          };
+          for (int t = 0; t < TOKENS; t++)
+            for (int m = 0; m < 4; m++) {
+              const __m256i xv = bcast4_avx2(xb[t]->qs + 128 * n + 32 * m + 4 * u);
+              sum[t][m] = VNNI ? dpbusd_avx2(sum[t][m], q[m], xv)
+                               : _mm256_add_epi32(sum[t][m], _mm256_madd_epi16(_mm256_maddubs_epi16(q[m], xv), scale[m]));
+            }
+        }
+        for (int t = 0; t < TOKENS; t++)
+          for (int m = 0; m < 4; m++)
+            total[t] = _mm256_add_epi32(total[t], VNNI ? _mm256_mullo_epi32(sum[t][m], scale[m]) : sum[t][m]);
+      }
+      for (int t = 0; t < TOKENS; t++)
+        for (int m = 0; m < 4; m++) {
+          const __m256i group_sums = bcast4_avx2((const int8_t *)(xb[t]->bsums + 2 * (4 * n + m)));
+          total[t] = _mm256_sub_epi32(total[t], _mm256_slli_epi32(_mm256_madd_epi16(pairs[m], group_sums), 5));
+        }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + K6_D + 16 * half)));
+    for (int t = 0; t < TOKENS; t++)
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(total[t]), d), _mm256_set1_ps(xb[t]->d), acc[t]);
+  }
+  store_half_avx2(acc, TOKENS, out, out_stride, half, n_rows);
+}
+
+LLM_AVX2_INLINE void gemm_k6_avx2(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
+                                  int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
+  (void)FORMAT;
+  const uint8_t *xs = x;
+  for (int half = 0; half < 2 && 8 * half < n_rows; half++) {
+#define K6_HALF_TILE(first, TOKENS)                                                                                \
+  k6_half_avx2(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, half,      \
+               n_rows - 8 * half, TOKENS, VNNI)
+    LLM_AVX512_TOKEN_TILES(n_tokens, 2, K6_HALF_TILE);
+#undef K6_HALF_TILE
+  }
+}
+
 LLM_AVX2_INLINE void gemm_avx2(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
                                int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
   const uint8_t *xs = x;
@@ -456,6 +560,80 @@ LLM_AVX512_INLINE void gemm_k4_avx512(int64_t cols, const void *group, const voi
 #undef K4_GROUP_TILE
 }
 
+/* The 16 rows of a q6_K group times TOKENS tokens: k6_half_avx2 on zmm. */
+LLM_AVX512_INLINE void k6_group_avx512(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
+                                       int64_t out_stride, __mmask16 mask, const int TOKENS, const int VNNI) {
+  const int64_t nb = cols / LLM_QK_K;
+  const __m512i low = _mm512_set1_epi8(0x0f), top = _mm512_set1_epi8(0x30);
+  __m512 acc[2];
+  for (int t = 0; t < TOKENS; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t *sb = group + b * K6_SUPER_BLOCK;
+    const struct llm_block_q8_K *xb[2];
+    for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
+    __m512i total[2];
+    for (int t = 0; t < TOKENS; t++) total[t] = _mm512_setzero_si512();
+    for (int n = 0; n < 2; n++) {
+      __m512i pairs[4];
+      for (int m = 0; m < 4; m++)
+        pairs[m] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(sb + K6_SCALES + 2 * LLM_REPACK_ROWS * (4 * n + m))));
+      for (int odd = 0; odd < 2; odd++) {
+        __m512i scale[4], sum[2][4];
+        for (int m = 0; m < 4; m++) {
+          scale[m] = odd ? _mm512_srai_epi32(pairs[m], 16) : _mm512_srai_epi32(_mm512_slli_epi32(pairs[m], 16), 16);
+          if (!VNNI) scale[m] = _mm512_or_si512(_mm512_and_si512(scale[m], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(scale[m], 16));
+          for (int t = 0; t < TOKENS; t++) sum[t][m] = _mm512_setzero_si512();
+        }
+        for (int u = 4 * odd; u < 4 * odd + 4; u++) {
+          const uint8_t *a_at = sb + K6_LOW + 64 * (16 * n + u);
+          _mm_prefetch((const char *)a_at + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
+          _mm_prefetch((const char *)a_at + 8 * 64 + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
+          _mm_prefetch((const char *)sb + K6_HIGH + 64 * (8 * n + u) + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
+          const __m512i a = _mm512_load_si512((const __m512i *)a_at);
+          const __m512i bq = _mm512_load_si512((const __m512i *)(a_at + 8 * 64));
+          const __m512i h = _mm512_load_si512((const __m512i *)(sb + K6_HIGH + 64 * (8 * n + u)));
+          const __m512i q[4] = {
+            _mm512_or_si512(_mm512_and_si512(a, low), _mm512_and_si512(_mm512_slli_epi16(h, 4), top)),
+            _mm512_or_si512(_mm512_and_si512(bq, low), _mm512_and_si512(_mm512_slli_epi16(h, 2), top)),
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low), _mm512_and_si512(h, top)),
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bq, 4), low), _mm512_and_si512(_mm512_srli_epi16(h, 2), top)),
+          };
+          for (int t = 0; t < TOKENS; t++)
+            for (int m = 0; m < 4; m++) {
+              const __m512i xv = llm_bcast4((const uint8_t *)xb[t]->qs + 128 * n + 32 * m + 4 * u);
+              sum[t][m] = VNNI ? dpbusd_avx512(sum[t][m], q[m], xv)
+                               : _mm512_add_epi32(sum[t][m], _mm512_madd_epi16(_mm512_maddubs_epi16(q[m], xv), scale[m]));
+            }
+        }
+        for (int t = 0; t < TOKENS; t++)
+          for (int m = 0; m < 4; m++)
+            total[t] = _mm512_add_epi32(total[t], VNNI ? _mm512_mullo_epi32(sum[t][m], scale[m]) : sum[t][m]);
+      }
+      for (int t = 0; t < TOKENS; t++)
+        for (int m = 0; m < 4; m++) {
+          const __m512i group_sums = llm_bcast4((const uint8_t *)(xb[t]->bsums + 2 * (4 * n + m)));
+          total[t] = _mm512_sub_epi32(total[t], _mm512_slli_epi32(_mm512_madd_epi16(pairs[m], group_sums), 5));
+        }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + K6_D)));
+    for (int t = 0; t < TOKENS; t++)
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), d), _mm512_set1_ps(xb[t]->d), acc[t]);
+  }
+  for (int t = 0; t < TOKENS; t++) _mm512_mask_storeu_ps(out + t * out_stride, mask, acc[t]);
+}
+
+LLM_AVX512_INLINE void gemm_k6_avx512(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
+                                      int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
+  (void)FORMAT;
+  const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
+  const uint8_t *xs = x;
+#define K6_GROUP_TILE(first, TOKENS)                                                                               \
+  k6_group_avx512(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask,   \
+                  TOKENS, VNNI)
+  LLM_AVX512_TOKEN_TILES(n_tokens, 2, K6_GROUP_TILE);
+#undef K6_GROUP_TILE
+}
+
 LLM_AVX512_INLINE void gemm_avx512(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
                                    int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
   const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
@@ -483,6 +661,8 @@ DEFINE_REPACKED_GEMM(gemm_q4_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx2, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 1)
+DEFINE_REPACKED_GEMM(gemm_q6_K_avx2, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q6_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 1)
 #endif
 #if LLM_HAVE_AVX512_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 0)
@@ -491,28 +671,30 @@ DEFINE_REPACKED_GEMM(gemm_q4_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx512, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 1)
+DEFINE_REPACKED_GEMM(gemm_q6_K_avx512, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q6_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 1)
 #endif
 
 const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum llm_kernel_set set) {
   if (!llm_repack_type(type)) return NULL;
-  /* [VNNI][q4_0, q8_0, q4_K] */
-  const int format = type == LLM_Q4_0 ? 0 : type == LLM_Q8_0 ? 1 : 2;
+  /* [VNNI][q4_0, q8_0, q4_K, q6_K] */
+  const int format = type == LLM_Q4_0 ? 0 : type == LLM_Q8_0 ? 1 : type == LLM_Q4_K ? 2 : 3;
 #if LLM_HAVE_AVX2_KERNELS
-  static const struct llm_repacked_kernel avx2[2][3] = {
+  static const struct llm_repacked_kernel avx2[2][4] = {
     { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2 },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2 } },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2 }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx2 } },
     { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2_vnni },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2_vnni } },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2_vnni }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx2_vnni } },
   };
   if (set == LLM_KERNELS_AVX2) return &avx2[0][format];
   if (set == LLM_KERNELS_AVX2_VNNI) return &avx2[1][format];
 #endif
 #if LLM_HAVE_AVX512_KERNELS
-  static const struct llm_repacked_kernel avx512[2][3] = {
+  static const struct llm_repacked_kernel avx512[2][4] = {
     { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512 },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512 } },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512 }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx512 } },
     { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512_vnni },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512_vnni } },
+      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512_vnni }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx512_vnni } },
   };
   if (set == LLM_KERNELS_AVX512) return &avx512[0][format];
   if (set == LLM_KERNELS_AVX512_VNNI) return &avx512[1][format];
