@@ -302,15 +302,17 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
   return m;
 }
 
-/* The matrices that products read: each layer's seven and the output (which may alias token_embd's rows; the
- * embedding lookup keeps reading the mapped ones). */
+#define LAYER_MATRICES 7
+
+/* The matrices that products read: each layer's LAYER_MATRICES and the output (which may alias token_embd's rows;
+ * the embedding lookup keeps reading the mapped ones). */
 static int product_weights(struct llm_model *m, struct llm_tensor **out) {
   int n = 0;
   for (int l = 0; l < m->config.n_layers; l++) {
     struct llm_layer *layer = &m->layers[l];
-    struct llm_tensor *matrices[] = { &layer->attn_q, &layer->attn_k, &layer->attn_v, &layer->attn_output,
-                                      &layer->ffn_gate, &layer->ffn_up, &layer->ffn_down };
-    for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) out[n++] = matrices[i];
+    struct llm_tensor *matrices[LAYER_MATRICES] = { &layer->attn_q, &layer->attn_k, &layer->attn_v, &layer->attn_output,
+                                                    &layer->ffn_gate, &layer->ffn_up, &layer->ffn_down };
+    for (int i = 0; i < LAYER_MATRICES; i++) out[n++] = matrices[i];
   }
   out[n++] = &m->output;
   return n;
@@ -336,7 +338,7 @@ static void repack_task(void *ctx, size_t begin, size_t end, int worker) {
 
 /* The whole pages of a repacked matrix's mapped rows leave this process's resident memory (the copy replaces them):
  * a read-only private file mapping reads them back from the file if anything touches them again (the scalar set, the
- * tensor check, the embedding rows of a tied output). */
+ * tensor check). A tied output keeps them: the embedding lookup reads its rows. */
 static void release_mapped_pages(const void *data, size_t bytes) {
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), begin = ((uintptr_t)data + page - 1) / page * page;
   const uintptr_t end = ((uintptr_t)data + bytes) / page * page;
@@ -346,7 +348,7 @@ static void release_mapped_pages(const void *data, size_t bytes) {
 bool llm_model_repack(struct llm_model *m, struct llm_error *err) {
   const char *setting = getenv("LLAMA_NAPI_REPACK");
   if (setting && strcmp(setting, "0") == 0) return true;
-  struct llm_tensor **weights = malloc(((size_t)m->config.n_layers * 7 + 1) * sizeof *weights);
+  struct llm_tensor **weights = malloc(((size_t)m->config.n_layers * LAYER_MATRICES + 1) * sizeof *weights);
   if (!weights) return llm_fail_out_of_memory(err, 0, "out of memory listing the weights to repack");
   const int n = product_weights(m, weights);
   size_t total = 0;
@@ -371,7 +373,7 @@ bool llm_model_repack(struct llm_model *m, struct llm_error *err) {
     struct repack_job job = { w, dest };
     const size_t groups = (size_t)((w->rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS);
     llm_parallel_for_work(m->pool, groups, w->rows * w->cols, repack_task, &job);
-    release_mapped_pages(w->data, llm_row_bytes(w->type, w->cols) * (size_t)w->rows);
+    if (w->data != m->token_embd.data) release_mapped_pages(w->data, llm_row_bytes(w->type, w->cols) * (size_t)w->rows);
     w->repacked = dest;
     dest += llm_repacked_bytes(w->type, w->rows, w->cols);
   }
