@@ -1,10 +1,11 @@
-/* The repacked q4_0, q8_0 and q4_K layouts (repack.h) and their products on the four x86 SIMD sets. Every set
+/* The repacked q4_0, q8_0, q4_K and q6_K layouts (repack.h) and their products on the four x86 SIMD sets. Every set
  * computes, per row, block and token, exact integer sums, then the float steps of the AVX-512 kernels on the mapped
  * rows: q4_0 / q8_0 (quant_i8.h, quant_q4_0.c) acc = fma(sum * row scale, token scale, acc); q4_K (quant_k4.h)
- * acc = fma(I * d - M * dmin, token scale, acc) with I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x). So the
- * sets agree with each other bit for bit, a token gets the same logits alone or in a batch, and LLAMA_NAPI_REPACK=0
- * changes no result on AVX-512. q4_0 / q8_0 take their activations as LLM_ACTIVATION_Q8_0_SUMS (the block sums take
- * q4_0's -8 and q8_0's +128 out of the sums), q4_K as q8_K blocks. */
+ * acc = fma(I * d - M * dmin, token scale, acc) with I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x); q6_K
+ * (quant_k16.h) acc = fma(I * d, token scale, acc) with I = sum_g scale_g sum(x (q - 32)). So the sets agree with
+ * each other bit for bit, a token gets the same logits alone or in a batch, and LLAMA_NAPI_REPACK=0 changes no result
+ * on AVX-512. q4_0 / q8_0 take their activations as LLM_ACTIVATION_Q8_0_SUMS (the block sums take q4_0's -8 and
+ * q8_0's +128 out of the sums), q4_K and q6_K as q8_K blocks (whose 16-value sums serve the mins and the -32). */
 #include "repack.h"
 
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "simd_avx512.h"
 
 _Static_assert(LLM_QK4_0 == LLM_QK8_0, "one block size for both layouts");
+_Static_assert(offsetof(struct llm_block_q4_0, d) == 0 && offsetof(struct llm_block_q8_0, d) == 0, "d comes first");
 
 /* Bytes of one block's value vectors in a group of q4_0 or q8_0. */
 static size_t values_bytes(enum llm_type type) { return type == LLM_Q4_0 ? 4 * 64 : 8 * 64; }
@@ -47,6 +49,10 @@ size_t llm_repack_group_bytes(enum llm_type type, int64_t cols) {
   return (blocks * (values_bytes(type) + LLM_REPACK_ROWS * sizeof(uint16_t)) + 63) / 64 * 64;
 }
 
+size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
+  return (size_t)((rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS) * llm_repack_group_bytes(type, cols);
+}
+
 static void repack_q4_K(int64_t cols, const void *w, size_t w_stride, int n_rows, uint8_t *group) {
   for (int r = 0; r < n_rows; r++) {
     for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
@@ -63,10 +69,6 @@ static void repack_q4_K(int64_t cols, const void *w, size_t w_stride, int n_rows
       memcpy(sb + K4_DMIN + 2 * r, &block->dmin, sizeof block->dmin);
     }
   }
-}
-
-size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
-  return (size_t)((rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS) * llm_repack_group_bytes(type, cols);
 }
 
 static void repack_q6_K(int64_t cols, const void *w, size_t w_stride, int n_rows, uint8_t *group) {
@@ -102,7 +104,7 @@ void llm_repack_group(enum llm_type type, int64_t cols, const void *w, size_t w_
     const uint8_t *row = (const uint8_t *)w + r * w_stride;
     for (int64_t b = 0; b < nb; b++) {
       const uint8_t *block = row + b * block_bytes;
-      memcpy(&scales[b * LLM_REPACK_ROWS + r], block, sizeof(uint16_t)); /* d comes first in both blocks */
+      memcpy(&scales[b * LLM_REPACK_ROWS + r], block, sizeof(uint16_t)); /* d */
       for (size_t v = 0; v < lanes_bytes / 64; v++)
         for (int i = 0; i < 4; i++) values[b * lanes_bytes + 64 * v + 4 * r + i] = (uint8_t)(block[qs_offset + 4 * v + i] + bias);
     }
@@ -113,6 +115,19 @@ void llm_repack_group(enum llm_type type, int64_t cols, const void *w, size_t w_
  * latency's worth of bytes at the ~20 GB/s one core can stream. The AVX2 kernels' second half re-reads lines the
  * first brought into L2. */
 #define REPACK_PREFETCH_BLOCKS 32
+/* K-quant super-blocks ahead: each line the kernels read, 4 super-blocks (8-13 KiB) before they read it. Without a
+ * prefetch per line the q6_K kernels on AVX2 streamed a matrix from L3 at a tenth of the AVX-512 ones' speed. */
+#define REPACK_PREFETCH_SUPER_BLOCKS 4
+
+#if LLM_HAVE_AVX2_KERNELS
+/* The lines of a q6_K super-block's step (n, u): its two ql vectors and its qh vector, super-blocks ahead. */
+static inline void k6_prefetch(const uint8_t *sb, int n, int u) {
+  const char *ahead = (const char *)sb + REPACK_PREFETCH_SUPER_BLOCKS * K6_SUPER_BLOCK;
+  _mm_prefetch(ahead + K6_LOW + 64 * (16 * n + u), _MM_HINT_T0);
+  _mm_prefetch(ahead + K6_LOW + 64 * (16 * n + 8 + u), _MM_HINT_T0);
+  _mm_prefetch(ahead + K6_HIGH + 64 * (8 * n + u), _MM_HINT_T0);
+}
+#endif
 
 #if LLM_HAVE_AVX2_KERNELS
 
@@ -239,7 +254,6 @@ LLM_AVX2_INLINE void k4_half_avx2(int64_t cols, const uint8_t *group, const uint
   for (int t = 0; t < TOKENS; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *sb = group + b * K4_SUPER_BLOCK;
-    if (half == 0) _mm_prefetch((const char *)sb + 4 * K4_SUPER_BLOCK, _MM_HINT_T0);
     const struct llm_block_q8_K *xb[2];
     for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
     __m256i total[2];
@@ -248,6 +262,7 @@ LLM_AVX2_INLINE void k4_half_avx2(int64_t cols, const uint8_t *group, const uint
       __m256i sum_lo[2], sum_hi[2];
       for (int t = 0; t < TOKENS; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
       for (int k = 0; k < 8; k++) {
+        if (half == 0) _mm_prefetch((const char *)sb + REPACK_PREFETCH_SUPER_BLOCKS * K4_SUPER_BLOCK + K4_VALUES + 64 * (8 * j + k), _MM_HINT_T0);
         const __m256i w = _mm256_load_si256((const __m256i *)(sb + K4_VALUES + 64 * (8 * j + k) + 32 * half));
         const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
         for (int t = 0; t < TOKENS; t++) {
@@ -305,9 +320,17 @@ LLM_AVX2_INLINE void gemm_k4_avx2(int64_t cols, const void *group, const void *x
 
 /* Rows 8 half .. 8 half + 7 of a q6_K group times TOKENS tokens (q8_K blocks). Half n of a super-block, lanes u:
  * low bytes a = ql[64 n + 4 u], b = ql[64 n + 32 + 4 u] and high bits h = qh[32 n + 4 u] give the 6-bit q of values
- * 128 n + 32 m + 4 u .. + 3 (m = 0..3), of group 8 n + 2 m + u / 4. Per group the int32 sum(x q) through vpdpbusd,
+ * 128 n + 32 m + 4 u .. + 3 (m = 0..3: a's low nibbles, b's low, a's high, b's high; h's bits 2m, 2m + 1 on top), of
+ * group 8 n + 2 m + u / 4. Per group the int32 sum(x q) through vpdpbusd,
  * then times the scale; or maddubs (2 products of q <= 63, |x| <= 128 fit int16) met by the scale in madd. The -32
  * goes as 32 sum_g scale_g sum(x over g), from the activations' 16-value sums. */
+/* Group 2 m + odd's scale from the row pairs (group 2 m, 2 m + 1): as int32 (for mullo), or in both int16 halves (for
+ * madd against maddubs' pairs). */
+LLM_AVX2_INLINE __m256i k6_scale_avx2(__m256i pairs, int odd, const int VNNI) {
+  const __m256i scale = odd ? _mm256_srai_epi32(pairs, 16) : _mm256_srai_epi32(_mm256_slli_epi32(pairs, 16), 16);
+  return VNNI ? scale : _mm256_or_si256(_mm256_and_si256(scale, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(scale, 16));
+}
+
 LLM_AVX2_INLINE void k6_half_avx2(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
                                   int64_t out_stride, int half, int n_rows, const int TOKENS, const int VNNI) {
   const int64_t nb = cols / LLM_QK_K;
@@ -316,49 +339,56 @@ LLM_AVX2_INLINE void k6_half_avx2(int64_t cols, const uint8_t *group, const uint
   for (int t = 0; t < TOKENS; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *sb = group + b * K6_SUPER_BLOCK;
-    if (half == 0) _mm_prefetch((const char *)sb + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
     const struct llm_block_q8_K *xb[2];
     for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
     __m256i total[2];
     for (int t = 0; t < TOKENS; t++) total[t] = _mm256_setzero_si256();
     for (int n = 0; n < 2; n++) {
-      /* The scales of groups 8 n + 2 m + {0, 1} as int16 pairs, per row. */
-      __m256i pairs[4];
-      for (int m = 0; m < 4; m++)
-        pairs[m] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb + K6_SCALES + 2 * LLM_REPACK_ROWS * (4 * n + m) + 16 * half)));
+      /* The scales of groups 8 n + 2 m + {0, 1} as int16 pairs, per row; loaded where used (registers are short). */
+#define K6_PAIRS(m) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(sb + K6_SCALES + 2 * LLM_REPACK_ROWS * (4 * n + (m)) + 16 * half)))
       for (int odd = 0; odd < 2; odd++) {
         __m256i scale[4], sum[2][4];
         for (int m = 0; m < 4; m++) {
-          scale[m] = odd ? _mm256_srai_epi32(pairs[m], 16) : _mm256_srai_epi32(_mm256_slli_epi32(pairs[m], 16), 16);
-          if (!VNNI) scale[m] = _mm256_or_si256(_mm256_and_si256(scale[m], _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(scale[m], 16));
+          if (!VNNI) scale[m] = k6_scale_avx2(K6_PAIRS(m), odd, 0);
           for (int t = 0; t < TOKENS; t++) sum[t][m] = _mm256_setzero_si256();
         }
+        /* Unrolled: the sums are arrays indexed by m and t, which stay in registers only with constant indices. */
+#pragma GCC unroll 4
         for (int u = 4 * odd; u < 4 * odd + 4; u++) {
+          if (half == 0) k6_prefetch(sb, n, u);
           const __m256i a = _mm256_load_si256((const __m256i *)(sb + K6_LOW + 64 * (16 * n + u) + 32 * half));
           const __m256i bq = _mm256_load_si256((const __m256i *)(sb + K6_LOW + 64 * (16 * n + 8 + u) + 32 * half));
           const __m256i h = _mm256_load_si256((const __m256i *)(sb + K6_HIGH + 64 * (8 * n + u) + 32 * half));
-          const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(a, low), _mm256_and_si256(_mm256_slli_epi16(h, 4), top)),
-            _mm256_or_si256(_mm256_and_si256(bq, low), _mm256_and_si256(_mm256_slli_epi16(h, 2), top)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), _mm256_and_si256(h, top)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bq, 4), low), _mm256_and_si256(_mm256_srli_epi16(h, 2), top)),
-          };
-          for (int t = 0; t < TOKENS; t++)
-            for (int m = 0; m < 4; m++) {
+          /* One q at a time: AVX2's 16 registers hold the sums, not four unpacked vectors besides. */
+#pragma GCC unroll 4
+          for (int m = 0; m < 4; m++) {
+            const __m256i bits = m % 2 ? bq : a;
+            const __m256i q = _mm256_or_si256(_mm256_and_si256(m < 2 ? bits : _mm256_srli_epi16(bits, 4), low),
+                                              _mm256_and_si256(m == 0   ? _mm256_slli_epi16(h, 4)
+                                                               : m == 1 ? _mm256_slli_epi16(h, 2)
+                                                               : m == 2 ? h
+                                                                        : _mm256_srli_epi16(h, 2),
+                                                               top));
+            for (int t = 0; t < TOKENS; t++) {
               const __m256i xv = bcast4_avx2(xb[t]->qs + 128 * n + 32 * m + 4 * u);
-              sum[t][m] = VNNI ? dpbusd_avx2(sum[t][m], q[m], xv)
-                               : _mm256_add_epi32(sum[t][m], _mm256_madd_epi16(_mm256_maddubs_epi16(q[m], xv), scale[m]));
+              sum[t][m] = VNNI ? dpbusd_avx2(sum[t][m], q, xv)
+                               : _mm256_add_epi32(sum[t][m], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), scale[m]));
             }
+          }
         }
-        for (int t = 0; t < TOKENS; t++)
-          for (int m = 0; m < 4; m++)
+        /* VNNI: the scales only now, so that the loop above keeps its sums in registers. */
+        for (int m = 0; m < 4; m++) {
+          if (VNNI) scale[m] = k6_scale_avx2(K6_PAIRS(m), odd, 1);
+          for (int t = 0; t < TOKENS; t++)
             total[t] = _mm256_add_epi32(total[t], VNNI ? _mm256_mullo_epi32(sum[t][m], scale[m]) : sum[t][m]);
+        }
       }
       for (int t = 0; t < TOKENS; t++)
         for (int m = 0; m < 4; m++) {
           const __m256i group_sums = bcast4_avx2((const int8_t *)(xb[t]->bsums + 2 * (4 * n + m)));
-          total[t] = _mm256_sub_epi32(total[t], _mm256_slli_epi32(_mm256_madd_epi16(pairs[m], group_sums), 5));
+          total[t] = _mm256_sub_epi32(total[t], _mm256_slli_epi32(_mm256_madd_epi16(K6_PAIRS(m), group_sums), 5));
         }
+#undef K6_PAIRS
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + K6_D + 16 * half)));
     for (int t = 0; t < TOKENS; t++)
@@ -504,7 +534,7 @@ LLM_AVX512_INLINE void k4_group_avx512(int64_t cols, const uint8_t *group, const
       for (int t = 0; t < TOKENS; t++) sum_lo[t] = sum_hi[t] = _mm512_setzero_si512();
       for (int k = 0; k < 8; k++) {
         const uint8_t *v = sb + K4_VALUES + 64 * (8 * j + k);
-        _mm_prefetch((const char *)v + 4 * K4_SUPER_BLOCK, _MM_HINT_T0);
+        _mm_prefetch((const char *)v + REPACK_PREFETCH_SUPER_BLOCKS * K4_SUPER_BLOCK, _MM_HINT_T0);
         const __m512i w = _mm512_load_si512((const __m512i *)v);
         const __m512i lo = _mm512_and_si512(w, low), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
         for (int t = 0; t < TOKENS; t++) {
@@ -560,6 +590,12 @@ LLM_AVX512_INLINE void gemm_k4_avx512(int64_t cols, const void *group, const voi
 #undef K4_GROUP_TILE
 }
 
+/* k6_scale_avx2 on zmm. */
+LLM_AVX512_INLINE __m512i k6_scale_avx512(__m512i pairs, int odd, const int VNNI) {
+  const __m512i scale = odd ? _mm512_srai_epi32(pairs, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
+  return VNNI ? scale : _mm512_or_si512(_mm512_and_si512(scale, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(scale, 16));
+}
+
 /* The 16 rows of a q6_K group times TOKENS tokens: k6_half_avx2 on zmm. */
 LLM_AVX512_INLINE void k6_group_avx512(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
                                        int64_t out_stride, __mmask16 mask, const int TOKENS, const int VNNI) {
@@ -580,15 +616,13 @@ LLM_AVX512_INLINE void k6_group_avx512(int64_t cols, const uint8_t *group, const
       for (int odd = 0; odd < 2; odd++) {
         __m512i scale[4], sum[2][4];
         for (int m = 0; m < 4; m++) {
-          scale[m] = odd ? _mm512_srai_epi32(pairs[m], 16) : _mm512_srai_epi32(_mm512_slli_epi32(pairs[m], 16), 16);
-          if (!VNNI) scale[m] = _mm512_or_si512(_mm512_and_si512(scale[m], _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(scale[m], 16));
+          if (!VNNI) scale[m] = k6_scale_avx512(pairs[m], odd, 0);
           for (int t = 0; t < TOKENS; t++) sum[t][m] = _mm512_setzero_si512();
         }
+#pragma GCC unroll 4
         for (int u = 4 * odd; u < 4 * odd + 4; u++) {
           const uint8_t *a_at = sb + K6_LOW + 64 * (16 * n + u);
-          _mm_prefetch((const char *)a_at + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
-          _mm_prefetch((const char *)a_at + 8 * 64 + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
-          _mm_prefetch((const char *)sb + K6_HIGH + 64 * (8 * n + u) + 4 * K6_SUPER_BLOCK, _MM_HINT_T0);
+          k6_prefetch(sb, n, u);
           const __m512i a = _mm512_load_si512((const __m512i *)a_at);
           const __m512i bq = _mm512_load_si512((const __m512i *)(a_at + 8 * 64));
           const __m512i h = _mm512_load_si512((const __m512i *)(sb + K6_HIGH + 64 * (8 * n + u)));
@@ -598,16 +632,20 @@ LLM_AVX512_INLINE void k6_group_avx512(int64_t cols, const uint8_t *group, const
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low), _mm512_and_si512(h, top)),
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bq, 4), low), _mm512_and_si512(_mm512_srli_epi16(h, 2), top)),
           };
+#pragma GCC unroll 4
           for (int t = 0; t < TOKENS; t++)
+#pragma GCC unroll 4
             for (int m = 0; m < 4; m++) {
               const __m512i xv = llm_bcast4((const uint8_t *)xb[t]->qs + 128 * n + 32 * m + 4 * u);
               sum[t][m] = VNNI ? dpbusd_avx512(sum[t][m], q[m], xv)
                                : _mm512_add_epi32(sum[t][m], _mm512_madd_epi16(_mm512_maddubs_epi16(q[m], xv), scale[m]));
             }
         }
-        for (int t = 0; t < TOKENS; t++)
-          for (int m = 0; m < 4; m++)
+        for (int m = 0; m < 4; m++) {
+          if (VNNI) scale[m] = k6_scale_avx512(pairs[m], odd, 1);
+          for (int t = 0; t < TOKENS; t++)
             total[t] = _mm512_add_epi32(total[t], VNNI ? _mm512_mullo_epi32(sum[t][m], scale[m]) : sum[t][m]);
+        }
       }
       for (int t = 0; t < TOKENS; t++)
         for (int m = 0; m < 4; m++) {
