@@ -352,15 +352,12 @@ LLM_AVX2_INLINE void k6_half_avx2(int64_t cols, const uint8_t *group, const uint
           if (!VNNI) scale[m] = k6_scale_avx2(K6_PAIRS(m), odd, 0);
           for (int t = 0; t < TOKENS; t++) sum[t][m] = _mm256_setzero_si256();
         }
-        /* Unrolled: the sums are arrays indexed by m and t, which stay in registers only with constant indices. */
-#pragma GCC unroll 4
         for (int u = 4 * odd; u < 4 * odd + 4; u++) {
           if (half == 0) k6_prefetch(sb, n, u);
           const __m256i a = _mm256_load_si256((const __m256i *)(sb + K6_LOW + 64 * (16 * n + u) + 32 * half));
           const __m256i bq = _mm256_load_si256((const __m256i *)(sb + K6_LOW + 64 * (16 * n + 8 + u) + 32 * half));
           const __m256i h = _mm256_load_si256((const __m256i *)(sb + K6_HIGH + 64 * (8 * n + u) + 32 * half));
           /* One q at a time: AVX2's 16 registers hold the sums, not four unpacked vectors besides. */
-#pragma GCC unroll 4
           for (int m = 0; m < 4; m++) {
             const __m256i bits = m % 2 ? bq : a;
             const __m256i q = _mm256_or_si256(_mm256_and_si256(m < 2 ? bits : _mm256_srli_epi16(bits, 4), low),
@@ -619,7 +616,6 @@ LLM_AVX512_INLINE void k6_group_avx512(int64_t cols, const uint8_t *group, const
           if (!VNNI) scale[m] = k6_scale_avx512(pairs[m], odd, 0);
           for (int t = 0; t < TOKENS; t++) sum[t][m] = _mm512_setzero_si512();
         }
-#pragma GCC unroll 4
         for (int u = 4 * odd; u < 4 * odd + 4; u++) {
           const uint8_t *a_at = sb + K6_LOW + 64 * (16 * n + u);
           k6_prefetch(sb, n, u);
@@ -632,9 +628,7 @@ LLM_AVX512_INLINE void k6_group_avx512(int64_t cols, const uint8_t *group, const
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), low), _mm512_and_si512(h, top)),
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(bq, 4), low), _mm512_and_si512(_mm512_srli_epi16(h, 2), top)),
           };
-#pragma GCC unroll 4
           for (int t = 0; t < TOKENS; t++)
-#pragma GCC unroll 4
             for (int m = 0; m < 4; m++) {
               const __m512i xv = llm_bcast4((const uint8_t *)xb[t]->qs + 128 * n + 32 * m + 4 * u);
               sum[t][m] = VNNI ? dpbusd_avx512(sum[t][m], q[m], xv)
