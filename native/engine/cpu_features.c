@@ -16,8 +16,12 @@ bool llm_kernel_set_supported(enum llm_kernel_set set) {
     return llm_kernel_set_supported(LLM_KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq");
+#endif
+#if LLM_HAVE_AVX2_VNNI_KERNELS
   case LLM_KERNELS_AVX2_VNNI:
     return llm_kernel_set_supported(LLM_KERNELS_AVX2) && __builtin_cpu_supports("avxvnni");
+#endif
+#if LLM_HAVE_AVX512_VNNI_KERNELS
   case LLM_KERNELS_AVX512_VNNI:
     return llm_kernel_set_supported(LLM_KERNELS_AVX512) && __builtin_cpu_supports("avx512vnni");
 #endif

@@ -37,5 +37,14 @@ const char *llm_kernel_set_name(enum llm_kernel_set set);
 #define LLM_HAVE_AVX2_KERNELS 0
 #define LLM_HAVE_AVX512_KERNELS 0
 #endif
+/* The VNNI sets: defined to 1 by CMakeLists.txt where the assembler knows vpdpbusd (repack.c writes it as assembly). */
+#if !defined(LLM_HAVE_AVX512_VNNI_KERNELS) || !LLM_HAVE_AVX512_KERNELS
+#undef LLM_HAVE_AVX512_VNNI_KERNELS
+#define LLM_HAVE_AVX512_VNNI_KERNELS 0
+#endif
+#if !defined(LLM_HAVE_AVX2_VNNI_KERNELS) || !LLM_HAVE_AVX2_KERNELS
+#undef LLM_HAVE_AVX2_VNNI_KERNELS
+#define LLM_HAVE_AVX2_VNNI_KERNELS 0
+#endif
 
 #endif

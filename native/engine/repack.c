@@ -136,8 +136,13 @@ static inline void k6_prefetch(const uint8_t *sb, int n, int u) {
  * the VNNI target attribute on the shared code, where the plain instances must not have it. {vex} picks the AVX-VNNI
  * encoding, which AVX2-only CPUs have. */
 LLM_AVX2_INLINE __m256i dpbusd_avx2(__m256i acc, __m256i w, __m256i x) {
+#if LLM_HAVE_AVX2_VNNI_KERNELS
   __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x));
   return acc;
+#else
+  (void)w, (void)x; /* no VNNI instance is built without the instruction (cpu_features.h) */
+  __builtin_unreachable();
+#endif
 }
 
 LLM_AVX2_INLINE __m256i bcast4_avx2(const int8_t *p) {
@@ -426,8 +431,13 @@ LLM_AVX2_INLINE void gemm_avx2(int64_t cols, const void *group, const void *x, s
 
 /* vpdpbusd on zmm: see dpbusd_avx2. */
 LLM_AVX512_INLINE __m512i dpbusd_avx512(__m512i acc, __m512i w, __m512i x) {
+#if LLM_HAVE_AVX512_VNNI_KERNELS
   __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
   return acc;
+#else
+  (void)w, (void)x; /* as dpbusd_avx2 */
+  __builtin_unreachable();
+#endif
 }
 
 /* The 16 rows of a group times TOKENS tokens. */
@@ -689,48 +699,52 @@ LLM_AVX512_INLINE void gemm_avx512(int64_t cols, const void *group, const void *
 #if LLM_HAVE_AVX2_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 0)
+DEFINE_REPACKED_GEMM(gemm_q4_K_avx2, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q6_K_avx2, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 0)
+#endif
+#if LLM_HAVE_AVX2_VNNI_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 1)
-DEFINE_REPACKED_GEMM(gemm_q4_K_avx2, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 1)
-DEFINE_REPACKED_GEMM(gemm_q6_K_avx2, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q6_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 1)
 #endif
 #if LLM_HAVE_AVX512_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 0)
+DEFINE_REPACKED_GEMM(gemm_q4_K_avx512, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q6_K_avx512, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 0)
+#endif
+#if LLM_HAVE_AVX512_VNNI_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 1)
-DEFINE_REPACKED_GEMM(gemm_q4_K_avx512, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 1)
-DEFINE_REPACKED_GEMM(gemm_q6_K_avx512, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q6_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 1)
 #endif
 
 const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum llm_kernel_set set) {
   if (!llm_repack_type(type)) return NULL;
-  /* [VNNI][q4_0, q8_0, q4_K, q6_K] */
+  /* By type: q4_0, q8_0, q4_K, q6_K. */
   const int format = type == LLM_Q4_0 ? 0 : type == LLM_Q8_0 ? 1 : type == LLM_Q4_K ? 2 : 3;
+#define REPACKED_KERNELS(suffix)                                                                                    \
+  { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_##suffix }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_##suffix },            \
+    { LLM_ACTIVATION_Q8_K, gemm_q4_K_##suffix }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_##suffix } }
 #if LLM_HAVE_AVX2_KERNELS
-  static const struct llm_repacked_kernel avx2[2][4] = {
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2 },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2 }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx2 } },
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx2_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx2_vnni },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx2_vnni }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx2_vnni } },
-  };
-  if (set == LLM_KERNELS_AVX2) return &avx2[0][format];
-  if (set == LLM_KERNELS_AVX2_VNNI) return &avx2[1][format];
+  static const struct llm_repacked_kernel avx2[4] = REPACKED_KERNELS(avx2);
+  if (set == LLM_KERNELS_AVX2) return &avx2[format];
+#endif
+#if LLM_HAVE_AVX2_VNNI_KERNELS
+  static const struct llm_repacked_kernel avx2_vnni[4] = REPACKED_KERNELS(avx2_vnni);
+  if (set == LLM_KERNELS_AVX2_VNNI) return &avx2_vnni[format];
 #endif
 #if LLM_HAVE_AVX512_KERNELS
-  static const struct llm_repacked_kernel avx512[2][4] = {
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512 }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512 },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512 }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx512 } },
-    { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_avx512_vnni }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_avx512_vnni },
-      { LLM_ACTIVATION_Q8_K, gemm_q4_K_avx512_vnni }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_avx512_vnni } },
-  };
-  if (set == LLM_KERNELS_AVX512) return &avx512[0][format];
-  if (set == LLM_KERNELS_AVX512_VNNI) return &avx512[1][format];
+  static const struct llm_repacked_kernel avx512[4] = REPACKED_KERNELS(avx512);
+  if (set == LLM_KERNELS_AVX512) return &avx512[format];
 #endif
+#if LLM_HAVE_AVX512_VNNI_KERNELS
+  static const struct llm_repacked_kernel avx512_vnni[4] = REPACKED_KERNELS(avx512_vnni);
+  if (set == LLM_KERNELS_AVX512_VNNI) return &avx512_vnni[format];
+#endif
+#undef REPACKED_KERNELS
   (void)format;
   return NULL;
 }
