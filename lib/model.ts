@@ -111,8 +111,8 @@ export type ModelInfo = Pick<
    */
   kvCache: KvCacheInfo;
   /**
-   * Bytes of weights held a second time at load, in the layout the CPU's SIMD kernels read fastest (q4_0, q8_0, q4_K
-   * and q6_K matrices on x86 with AVX2 or AVX-512), instead of the mapped file's pages; 0 on CUDA or with
+   * Bytes of weights held a second time at load, in the layout the CPU's SIMD kernels read fastest (q4_0, q8_0, q4_K,
+   * q5_K and q6_K matrices on x86 with AVX2 or AVX-512), instead of the mapped file's pages; 0 on CUDA or with
    * LLAMA_NAPI_REPACK=0.
    */
   repackedBytes: number;

@@ -314,10 +314,10 @@ for (const [label, typeOf] of Object.entries(FORWARD_CASES)) {
   });
 }
 
-// q4_0, q8_0, q4_K and q6_K matrices are repacked at load for the SIMD kernels (native/engine/repack.h);
+// q4_0, q8_0, q4_K, q5_K and q6_K matrices are repacked at load for the SIMD kernels (native/engine/repack.h);
 // LLAMA_NAPI_REPACK=0 keeps the mapped rows. On AVX-512 both paths take the same float steps, bit for bit; the AVX2
 // kernels on the mapped rows sum in another order.
-for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M"]) {
+for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M", "q4_K + q5_K + q6_K mixed"]) {
   test(`repacked weights (${mix}) give the logits of the mapped ones (LLAMA_NAPI_REPACK=0)`, async () => {
     const { quantized } = await writeQuantizedPair(FORWARD_CASES[mix], 5);
     const repacked = await evaluate(quantized);
@@ -335,7 +335,7 @@ for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M"]) {
       return;
     }
     // Every repacked matrix that a product reads (the embedding table is looked up, not multiplied).
-    const repackedTypes = [TYPE.q4_0, TYPE.q8_0, TYPE.q4_K, TYPE.q6_K];
+    const repackedTypes = [TYPE.q4_0, TYPE.q8_0, TYPE.q4_K, TYPE.q5_K, TYPE.q6_K];
     const matrixBytes = quantized.tensors.filter((t) => repackedTypes.includes(t.type) && t.name !== "token_embd.weight")
       .reduce((n, t) => n + (t.shape[0] * t.shape[1] / typeInfoOf(t.type).blockSize) * typeInfoOf(t.type).blockBytes, 0);
     assert.ok(repacked.repackedBytes >= matrixBytes, `repackedBytes ${repacked.repackedBytes} < the ${matrixBytes} bytes repacked`);

@@ -1,11 +1,11 @@
-/* The repacked q4_0, q8_0, q4_K and q6_K layouts (repack.h) and their products on the four x86 SIMD sets. Every set
+/* The repacked q4_0, q8_0, q4_K, q5_K and q6_K layouts (repack.h) and their products on the four x86 SIMD sets. Every set
  * computes, per row, block and token, exact integer sums, then the float steps of the AVX-512 kernels on the mapped
- * rows: q4_0 / q8_0 (quant_i8.h, quant_q4_0.c) acc = fma(sum * row scale, token scale, acc); q4_K (quant_k4.h)
+ * rows: q4_0 / q8_0 (quant_i8.h, quant_q4_0.c) acc = fma(sum * row scale, token scale, acc); q4_K / q5_K (quant_k4.h)
  * acc = fma(I * d - M * dmin, token scale, acc) with I = sum_s scale_s sum(x q) and M = sum_s min_s sum(x); q6_K
  * (quant_k16.h) acc = fma(I * d, token scale, acc) with I = sum_g scale_g sum(x (q - 32)). So the sets agree with
  * each other bit for bit, a token gets the same logits alone or in a batch, and LLAMA_NAPI_REPACK=0 changes no result
  * on AVX-512. q4_0 / q8_0 take their activations as LLM_ACTIVATION_Q8_0_SUMS (the block sums take q4_0's -8 and
- * q8_0's +128 out of the sums), q4_K and q6_K as q8_K blocks (whose 16-value sums serve the mins and the -32). */
+ * q8_0's +128 out of the sums), the K-quants as q8_K blocks (whose 16-value sums serve the mins and the -32). */
 #include "repack.h"
 
 #include <string.h>
@@ -22,14 +22,15 @@ _Static_assert(offsetof(struct llm_block_q4_0, d) == 0 && offsetof(struct llm_bl
 /* Bytes of one block's value vectors in a group of q4_0 or q8_0. */
 static size_t values_bytes(enum llm_type type) { return type == LLM_Q4_0 ? 4 * 64 : 8 * 64; }
 
-/* A q4_K super-block of a group (repack.h), by offset. */
-#define K4_VALUES 0
-#define K4_SCALES (32 * 64)
-#define K4_MINS (K4_SCALES + 8 * LLM_REPACK_ROWS)
-#define K4_D (K4_MINS + 8 * LLM_REPACK_ROWS)
-#define K4_DMIN (K4_D + 2 * LLM_REPACK_ROWS)
-#define K4_SUPER_BLOCK (K4_DMIN + 2 * LLM_REPACK_ROWS)
-_Static_assert(K4_SUPER_BLOCK % 64 == 0, "q4_K super-blocks keep the value vectors aligned");
+/* A q4_K or q5_K super-block of a group (repack.h), by offset; q5_K's fifth bits follow. */
+#define RK4_VALUES 0
+#define RK4_SCALES (32 * 64)
+#define RK4_MINS (RK4_SCALES + 8 * LLM_REPACK_ROWS)
+#define RK4_D (RK4_MINS + 8 * LLM_REPACK_ROWS)
+#define RK4_DMIN (RK4_D + 2 * LLM_REPACK_ROWS)
+#define RK4_QH (RK4_DMIN + 2 * LLM_REPACK_ROWS)
+#define RK4_SUPER_BLOCK(FIVE_BITS) (RK4_QH + ((FIVE_BITS) ? 8 * 64 : 0))
+_Static_assert(RK4_QH % 64 == 0, "q4_K / q5_K super-blocks keep the vectors aligned");
 
 /* A q6_K super-block of a group (repack.h), by offset. */
 #define K6_LOW 0
@@ -39,11 +40,11 @@ _Static_assert(K4_SUPER_BLOCK % 64 == 0, "q4_K super-blocks keep the value vecto
 #define K6_SUPER_BLOCK ((K6_D + 2 * LLM_REPACK_ROWS + 63) / 64 * 64)
 
 bool llm_repack_type(enum llm_type type) {
-  return type == LLM_Q4_0 || type == LLM_Q8_0 || type == LLM_Q4_K || type == LLM_Q6_K;
+  return type == LLM_Q4_0 || type == LLM_Q8_0 || type == LLM_Q4_K || type == LLM_Q5_K || type == LLM_Q6_K;
 }
 
 size_t llm_repack_group_bytes(enum llm_type type, int64_t cols) {
-  if (type == LLM_Q4_K) return (size_t)(cols / LLM_QK_K) * K4_SUPER_BLOCK;
+  if (type == LLM_Q4_K || type == LLM_Q5_K) return (size_t)(cols / LLM_QK_K) * RK4_SUPER_BLOCK(type == LLM_Q5_K);
   if (type == LLM_Q6_K) return (size_t)(cols / LLM_QK_K) * K6_SUPER_BLOCK;
   const size_t blocks = (size_t)(cols / LLM_QK8_0);
   return (blocks * (values_bytes(type) + LLM_REPACK_ROWS * sizeof(uint16_t)) + 63) / 64 * 64;
@@ -53,20 +54,23 @@ size_t llm_repacked_bytes(enum llm_type type, int64_t rows, int64_t cols) {
   return (size_t)((rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS) * llm_repack_group_bytes(type, cols);
 }
 
-static void repack_q4_K(int64_t cols, const void *w, size_t w_stride, int n_rows, uint8_t *group) {
+static void repack_k4(int64_t cols, const void *w, size_t w_stride, int n_rows, uint8_t *group, const int FIVE_BITS) {
   for (int r = 0; r < n_rows; r++) {
     for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
-      const struct llm_block_q4_K *block = (const struct llm_block_q4_K *)((const uint8_t *)w + r * w_stride) + b;
-      uint8_t *sb = group + b * K4_SUPER_BLOCK;
-      for (int v = 0; v < 32; v++) memcpy(sb + K4_VALUES + 64 * v + 4 * r, block->qs + 4 * v, 4);
+      const uint8_t *raw = (const uint8_t *)w + r * w_stride + b * K4_BLOCK_BYTES(FIVE_BITS);
+      const struct llm_block_q4_K *block = k4_head(raw); /* d, dmin and scales; qs at K4_QS */
+      uint8_t *sb = group + b * RK4_SUPER_BLOCK(FIVE_BITS);
+      for (int v = 0; v < 32; v++) memcpy(sb + RK4_VALUES + 64 * v + 4 * r, raw + K4_QS(FIVE_BITS) + 4 * v, 4);
+      if (FIVE_BITS)
+        for (int v = 0; v < 8; v++) memcpy(sb + RK4_QH + 64 * v + 4 * r, raw + K4_QH + 4 * v, 4);
       uint8_t sm[16];
       unpack_scales_mins(block->scales, sm);
       for (int sub = 0; sub < 8; sub++) {
-        sb[K4_SCALES + LLM_REPACK_ROWS * sub + r] = sm[sub];
-        sb[K4_MINS + 2 * LLM_REPACK_ROWS * (sub / 2) + 2 * r + sub % 2] = sm[8 + sub];
+        sb[RK4_SCALES + LLM_REPACK_ROWS * sub + r] = sm[sub];
+        sb[RK4_MINS + 2 * LLM_REPACK_ROWS * (sub / 2) + 2 * r + sub % 2] = sm[8 + sub];
       }
-      memcpy(sb + K4_D + 2 * r, &block->d, sizeof block->d);
-      memcpy(sb + K4_DMIN + 2 * r, &block->dmin, sizeof block->dmin);
+      memcpy(sb + RK4_D + 2 * r, &block->d, sizeof block->d);
+      memcpy(sb + RK4_DMIN + 2 * r, &block->dmin, sizeof block->dmin);
     }
   }
 }
@@ -86,8 +90,8 @@ static void repack_q6_K(int64_t cols, const void *w, size_t w_stride, int n_rows
 
 void llm_repack_group(enum llm_type type, int64_t cols, const void *w, size_t w_stride, int n_rows, void *group) {
   memset(group, 0, llm_repack_group_bytes(type, cols));
-  if (type == LLM_Q4_K) {
-    repack_q4_K(cols, w, w_stride, n_rows, group);
+  if (type == LLM_Q4_K || type == LLM_Q5_K) {
+    repack_k4(cols, w, w_stride, n_rows, group, type == LLM_Q5_K);
     return;
   }
   if (type == LLM_Q6_K) {
@@ -248,28 +252,39 @@ static inline void k4_sum_pairs(const struct llm_block_q8_K *x, int32_t pairs[4]
   }
 }
 
-/* Rows 8 half .. 8 half + 7 of a q4_K group times TOKENS tokens (q8_K blocks). Per sub-block the int32 sum(x q),
- * through vpdpbusd, or maddubs in int16 (8 products of q <= 15 and |x| <= 128 stay below 2^15) met by the scale in
- * madd. */
+/* Rows 8 half .. 8 half + 7 of a q4_K or q5_K group times TOKENS tokens (q8_K blocks). Per sub-block the int32
+ * sum(x q), through vpdpbusd, or maddubs in int16 met by the scale in madd every RK4_FLUSH(FIVE_BITS) vectors (8
+ * products of q <= 15 and |x| <= 128 stay below 2^15; 4 of q <= 31). q5_K's fifth bit of sub-block s is bit s of
+ * its qh byte. */
+#define RK4_FLUSH(FIVE_BITS) ((FIVE_BITS) ? 4 : 8)
+
 LLM_AVX2_INLINE void k4_half_avx2(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
-                                  int64_t out_stride, int half, int n_rows, const int TOKENS, const int VNNI) {
+                                  int64_t out_stride, int half, int n_rows, const int TOKENS, const int FIVE_BITS,
+                                  const int VNNI) {
   const int64_t nb = cols / LLM_QK_K;
-  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i low = _mm256_set1_epi8(0x0f), bit = _mm256_set1_epi8(1);
   __m256 acc[2];
   for (int t = 0; t < TOKENS; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *sb = group + b * K4_SUPER_BLOCK;
+    const uint8_t *sb = group + b * RK4_SUPER_BLOCK(FIVE_BITS);
     const struct llm_block_q8_K *xb[2];
     for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
     __m256i total[2];
     for (int t = 0; t < TOKENS; t++) total[t] = _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
+      const __m256i scale_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + RK4_SCALES + LLM_REPACK_ROWS * (2 * j) + 8 * half)));
+      const __m256i scale_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + RK4_SCALES + LLM_REPACK_ROWS * (2 * j + 1) + 8 * half)));
       __m256i sum_lo[2], sum_hi[2];
       for (int t = 0; t < TOKENS; t++) sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
       for (int k = 0; k < 8; k++) {
-        if (half == 0) _mm_prefetch((const char *)sb + REPACK_PREFETCH_SUPER_BLOCKS * K4_SUPER_BLOCK + K4_VALUES + 64 * (8 * j + k), _MM_HINT_T0);
-        const __m256i w = _mm256_load_si256((const __m256i *)(sb + K4_VALUES + 64 * (8 * j + k) + 32 * half));
-        const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+        if (half == 0) _mm_prefetch((const char *)sb + REPACK_PREFETCH_SUPER_BLOCKS * RK4_SUPER_BLOCK(FIVE_BITS) + RK4_VALUES + 64 * (8 * j + k), _MM_HINT_T0);
+        const __m256i w = _mm256_load_si256((const __m256i *)(sb + RK4_VALUES + 64 * (8 * j + k) + 32 * half));
+        __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+        if (FIVE_BITS) {
+          const __m256i h = _mm256_load_si256((const __m256i *)(sb + RK4_QH + 64 * k + 32 * half));
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * j), bit), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * j + 1), bit), 4));
+        }
         for (int t = 0; t < TOKENS; t++) {
           const __m256i x_lo = bcast4_avx2(xb[t]->qs + 64 * j + 4 * k), x_hi = bcast4_avx2(xb[t]->qs + 64 * j + 32 + 4 * k);
           if (VNNI) {
@@ -278,26 +293,24 @@ LLM_AVX2_INLINE void k4_half_avx2(int64_t cols, const uint8_t *group, const uint
           } else {
             sum_lo[t] = _mm256_add_epi16(sum_lo[t], _mm256_maddubs_epi16(lo, x_lo));
             sum_hi[t] = _mm256_add_epi16(sum_hi[t], _mm256_maddubs_epi16(hi, x_hi));
+            if (k % RK4_FLUSH(FIVE_BITS) == RK4_FLUSH(FIVE_BITS) - 1) { /* the scale in both int16 halves of madd */
+              total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sum_lo[t], _mm256_or_si256(scale_lo, _mm256_slli_epi32(scale_lo, 16))));
+              total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sum_hi[t], _mm256_or_si256(scale_hi, _mm256_slli_epi32(scale_hi, 16))));
+              sum_lo[t] = sum_hi[t] = _mm256_setzero_si256();
+            }
           }
         }
       }
-      const __m256i scale_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j) + 8 * half)));
-      const __m256i scale_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j + 1) + 8 * half)));
-      for (int t = 0; t < TOKENS; t++) {
-        if (VNNI) {
-          total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sum_lo[t], scale_lo));
-          total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sum_hi[t], scale_hi));
-        } else { /* the scale in both int16 halves: madd scales each pair's sum */
-          total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sum_lo[t], _mm256_or_si256(scale_lo, _mm256_slli_epi32(scale_lo, 16))));
-          total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(sum_hi[t], _mm256_or_si256(scale_hi, _mm256_slli_epi32(scale_hi, 16))));
-        }
+      for (int t = 0; t < TOKENS && VNNI; t++) {
+        total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sum_lo[t], scale_lo));
+        total[t] = _mm256_add_epi32(total[t], _mm256_mullo_epi32(sum_hi[t], scale_hi));
       }
     }
     __m256i mins[4];
     for (int k = 0; k < 4; k++)
-      mins[k] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(sb + K4_MINS + 2 * LLM_REPACK_ROWS * k + 16 * half)));
-    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + K4_D + 16 * half)));
-    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + K4_DMIN + 16 * half)));
+      mins[k] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(sb + RK4_MINS + 2 * LLM_REPACK_ROWS * k + 16 * half)));
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + RK4_D + 16 * half)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sb + RK4_DMIN + 16 * half)));
     for (int t = 0; t < TOKENS; t++) {
       int32_t pairs[4];
       k4_sum_pairs(xb[t], pairs);
@@ -312,12 +325,11 @@ LLM_AVX2_INLINE void k4_half_avx2(int64_t cols, const uint8_t *group, const uint
 
 LLM_AVX2_INLINE void gemm_k4_avx2(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
                                   int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
-  (void)FORMAT;
   const uint8_t *xs = x;
   for (int half = 0; half < 2 && 8 * half < n_rows; half++) {
 #define K4_HALF_TILE(first, TOKENS)                                                                                \
   k4_half_avx2(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, half,      \
-               n_rows - 8 * half, TOKENS, VNNI)
+               n_rows - 8 * half, TOKENS, FORMAT == LLM_Q5_K, VNNI)
     LLM_AVX512_TOKEN_TILES(n_tokens, 2, K4_HALF_TILE);
 #undef K4_HALF_TILE
   }
@@ -523,27 +535,36 @@ LLM_AVX512_INLINE void group_avx512(int64_t cols, const uint8_t *group, const ui
   for (int t = 0; t < TOKENS; t++) _mm512_mask_storeu_ps(out + t * out_stride, mask, acc[t]);
 }
 
-/* The 16 rows of a q4_K group times TOKENS tokens: k4_half_avx2 on zmm. */
+/* The 16 rows of a q4_K or q5_K group times TOKENS tokens: k4_half_avx2 on zmm. */
 LLM_AVX512_INLINE void k4_group_avx512(int64_t cols, const uint8_t *group, const uint8_t *x, size_t x_stride, float *out,
-                                       int64_t out_stride, __mmask16 mask, const int TOKENS, const int VNNI) {
+                                       int64_t out_stride, __mmask16 mask, const int TOKENS, const int FIVE_BITS,
+                                       const int VNNI) {
   const int64_t nb = cols / LLM_QK_K;
-  const __m512i low = _mm512_set1_epi8(0x0f);
+  const __m512i low = _mm512_set1_epi8(0x0f), bit = _mm512_set1_epi8(1);
   __m512 acc[4];
   for (int t = 0; t < TOKENS; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
-    const uint8_t *sb = group + b * K4_SUPER_BLOCK;
+    const uint8_t *sb = group + b * RK4_SUPER_BLOCK(FIVE_BITS);
     const struct llm_block_q8_K *xb[4];
     for (int t = 0; t < TOKENS; t++) xb[t] = (const struct llm_block_q8_K *)(x + t * x_stride) + b;
     __m512i total[4];
     for (int t = 0; t < TOKENS; t++) total[t] = _mm512_setzero_si512();
     for (int j = 0; j < 4; j++) {
+      const __m512i scale_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + RK4_SCALES + LLM_REPACK_ROWS * (2 * j))));
+      const __m512i scale_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + RK4_SCALES + LLM_REPACK_ROWS * (2 * j + 1))));
       __m512i sum_lo[4], sum_hi[4];
       for (int t = 0; t < TOKENS; t++) sum_lo[t] = sum_hi[t] = _mm512_setzero_si512();
       for (int k = 0; k < 8; k++) {
-        const uint8_t *v = sb + K4_VALUES + 64 * (8 * j + k);
-        _mm_prefetch((const char *)v + REPACK_PREFETCH_SUPER_BLOCKS * K4_SUPER_BLOCK, _MM_HINT_T0);
+        const uint8_t *v = sb + RK4_VALUES + 64 * (8 * j + k);
+        _mm_prefetch((const char *)v + REPACK_PREFETCH_SUPER_BLOCKS * RK4_SUPER_BLOCK(FIVE_BITS), _MM_HINT_T0);
         const __m512i w = _mm512_load_si512((const __m512i *)v);
-        const __m512i lo = _mm512_and_si512(w, low), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+        __m512i lo = _mm512_and_si512(w, low), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+        if (FIVE_BITS) {
+          const __m512i h = _mm512_load_si512((const __m512i *)(sb + RK4_QH + 64 * k));
+          if (j == 0) _mm_prefetch((const char *)sb + RK4_QH + 64 * k + REPACK_PREFETCH_SUPER_BLOCKS * RK4_SUPER_BLOCK(FIVE_BITS), _MM_HINT_T0);
+          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 2 * j), bit), 4));
+          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 2 * j + 1), bit), 4));
+        }
         for (int t = 0; t < TOKENS; t++) {
           const __m512i x_lo = llm_bcast4((const uint8_t *)xb[t]->qs + 64 * j + 4 * k);
           const __m512i x_hi = llm_bcast4((const uint8_t *)xb[t]->qs + 64 * j + 32 + 4 * k);
@@ -553,26 +574,24 @@ LLM_AVX512_INLINE void k4_group_avx512(int64_t cols, const uint8_t *group, const
           } else {
             sum_lo[t] = _mm512_add_epi16(sum_lo[t], _mm512_maddubs_epi16(lo, x_lo));
             sum_hi[t] = _mm512_add_epi16(sum_hi[t], _mm512_maddubs_epi16(hi, x_hi));
+            if (k % RK4_FLUSH(FIVE_BITS) == RK4_FLUSH(FIVE_BITS) - 1) {
+              total[t] = _mm512_add_epi32(total[t], _mm512_madd_epi16(sum_lo[t], _mm512_or_si512(scale_lo, _mm512_slli_epi32(scale_lo, 16))));
+              total[t] = _mm512_add_epi32(total[t], _mm512_madd_epi16(sum_hi[t], _mm512_or_si512(scale_hi, _mm512_slli_epi32(scale_hi, 16))));
+              sum_lo[t] = sum_hi[t] = _mm512_setzero_si512();
+            }
           }
         }
       }
-      const __m512i scale_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j))));
-      const __m512i scale_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sb + K4_SCALES + LLM_REPACK_ROWS * (2 * j + 1))));
-      for (int t = 0; t < TOKENS; t++) {
-        if (VNNI) {
-          total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum_lo[t], scale_lo));
-          total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum_hi[t], scale_hi));
-        } else {
-          total[t] = _mm512_add_epi32(total[t], _mm512_madd_epi16(sum_lo[t], _mm512_or_si512(scale_lo, _mm512_slli_epi32(scale_lo, 16))));
-          total[t] = _mm512_add_epi32(total[t], _mm512_madd_epi16(sum_hi[t], _mm512_or_si512(scale_hi, _mm512_slli_epi32(scale_hi, 16))));
-        }
+      for (int t = 0; t < TOKENS && VNNI; t++) {
+        total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum_lo[t], scale_lo));
+        total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum_hi[t], scale_hi));
       }
     }
     __m512i mins[4];
     for (int k = 0; k < 4; k++)
-      mins[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sb + K4_MINS + 2 * LLM_REPACK_ROWS * k)));
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + K4_D)));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + K4_DMIN)));
+      mins[k] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(sb + RK4_MINS + 2 * LLM_REPACK_ROWS * k)));
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + RK4_D)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sb + RK4_DMIN)));
     for (int t = 0; t < TOKENS; t++) {
       int32_t pairs[4];
       k4_sum_pairs(xb[t], pairs);
@@ -587,12 +606,11 @@ LLM_AVX512_INLINE void k4_group_avx512(int64_t cols, const uint8_t *group, const
 
 LLM_AVX512_INLINE void gemm_k4_avx512(int64_t cols, const void *group, const void *x, size_t x_stride, float *out,
                                       int64_t out_stride, int n_rows, int n_tokens, const int FORMAT, const int VNNI) {
-  (void)FORMAT;
   const __mmask16 mask = (__mmask16)((1u << n_rows) - 1);
   const uint8_t *xs = x;
 #define K4_GROUP_TILE(first, TOKENS)                                                                               \
   k4_group_avx512(cols, group, xs + (first) * x_stride, x_stride, out + (first) * out_stride, out_stride, mask,   \
-                  TOKENS, VNNI)
+                  TOKENS, FORMAT == LLM_Q5_K, VNNI)
   LLM_AVX512_TOKEN_TILES(n_tokens, 4, K4_GROUP_TILE);
 #undef K4_GROUP_TILE
 }
@@ -700,48 +718,53 @@ LLM_AVX512_INLINE void gemm_avx512(int64_t cols, const void *group, const void *
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx2, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q5_K_avx2, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q5_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q6_K_avx2, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 0)
 #endif
 #if LLM_HAVE_AVX2_VNNI_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q4_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx2_vnni, LLM_TARGET_AVX2, gemm_avx2, LLM_Q8_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q4_K, 1)
+DEFINE_REPACKED_GEMM(gemm_q5_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k4_avx2, LLM_Q5_K, 1)
 DEFINE_REPACKED_GEMM(gemm_q6_K_avx2_vnni, LLM_TARGET_AVX2, gemm_k6_avx2, LLM_Q6_K, 1)
 #endif
 #if LLM_HAVE_AVX512_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 0)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx512, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 0)
+DEFINE_REPACKED_GEMM(gemm_q5_K_avx512, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q5_K, 0)
 DEFINE_REPACKED_GEMM(gemm_q6_K_avx512, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 0)
 #endif
 #if LLM_HAVE_AVX512_VNNI_KERNELS
 DEFINE_REPACKED_GEMM(gemm_q4_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q4_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q8_0_avx512_vnni, LLM_TARGET_AVX512, gemm_avx512, LLM_Q8_0, 1)
 DEFINE_REPACKED_GEMM(gemm_q4_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q4_K, 1)
+DEFINE_REPACKED_GEMM(gemm_q5_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k4_avx512, LLM_Q5_K, 1)
 DEFINE_REPACKED_GEMM(gemm_q6_K_avx512_vnni, LLM_TARGET_AVX512, gemm_k6_avx512, LLM_Q6_K, 1)
 #endif
 
 const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum llm_kernel_set set) {
   if (!llm_repack_type(type)) return NULL;
-  /* By type: q4_0, q8_0, q4_K, q6_K. */
-  const int format = type == LLM_Q4_0 ? 0 : type == LLM_Q8_0 ? 1 : type == LLM_Q4_K ? 2 : 3;
+  /* By type: q4_0, q8_0, q4_K, q5_K, q6_K. */
+  const int format = type == LLM_Q4_0 ? 0 : type == LLM_Q8_0 ? 1 : type == LLM_Q4_K ? 2 : type == LLM_Q5_K ? 3 : 4;
 #define REPACKED_KERNELS(suffix)                                                                                    \
   { { LLM_ACTIVATION_Q8_0_SUMS, gemm_q4_0_##suffix }, { LLM_ACTIVATION_Q8_0_SUMS, gemm_q8_0_##suffix },            \
-    { LLM_ACTIVATION_Q8_K, gemm_q4_K_##suffix }, { LLM_ACTIVATION_Q8_K, gemm_q6_K_##suffix } }
+    { LLM_ACTIVATION_Q8_K, gemm_q4_K_##suffix }, { LLM_ACTIVATION_Q8_K, gemm_q5_K_##suffix },                       \
+    { LLM_ACTIVATION_Q8_K, gemm_q6_K_##suffix } }
 #if LLM_HAVE_AVX2_KERNELS
-  static const struct llm_repacked_kernel avx2[4] = REPACKED_KERNELS(avx2);
+  static const struct llm_repacked_kernel avx2[5] = REPACKED_KERNELS(avx2);
   if (set == LLM_KERNELS_AVX2) return &avx2[format];
 #endif
 #if LLM_HAVE_AVX2_VNNI_KERNELS
-  static const struct llm_repacked_kernel avx2_vnni[4] = REPACKED_KERNELS(avx2_vnni);
+  static const struct llm_repacked_kernel avx2_vnni[5] = REPACKED_KERNELS(avx2_vnni);
   if (set == LLM_KERNELS_AVX2_VNNI) return &avx2_vnni[format];
 #endif
 #if LLM_HAVE_AVX512_KERNELS
-  static const struct llm_repacked_kernel avx512[4] = REPACKED_KERNELS(avx512);
+  static const struct llm_repacked_kernel avx512[5] = REPACKED_KERNELS(avx512);
   if (set == LLM_KERNELS_AVX512) return &avx512[format];
 #endif
 #if LLM_HAVE_AVX512_VNNI_KERNELS
-  static const struct llm_repacked_kernel avx512_vnni[4] = REPACKED_KERNELS(avx512_vnni);
+  static const struct llm_repacked_kernel avx512_vnni[5] = REPACKED_KERNELS(avx512_vnni);
   if (set == LLM_KERNELS_AVX512_VNNI) return &avx512_vnni[format];
 #endif
 #undef REPACKED_KERNELS
