@@ -316,7 +316,7 @@ for (const [label, typeOf] of Object.entries(FORWARD_CASES)) {
 
 // q4_0, q8_0, q4_K, q5_K and q6_K matrices are repacked at load for the SIMD kernels (native/engine/repack.h);
 // LLAMA_NAPI_REPACK=0 keeps the mapped rows. On AVX-512 both paths take the same float steps, bit for bit; the AVX2
-// kernels on the mapped rows sum in another order.
+// kernels on the mapped rows sum in another order (kernel_tests holds every product within 1e-5 of the scalar one).
 for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M", "q4_K + q5_K + q6_K mixed"]) {
   test(`repacked weights (${mix}) give the logits of the mapped ones (LLAMA_NAPI_REPACK=0)`, async () => {
     const { quantized } = await writeQuantizedPair(FORWARD_CASES[mix], 5);
@@ -343,7 +343,10 @@ for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M", "q4_K + q5_K + q6_K mixe
       assert.deepStrictEqual(repacked.batch, mapped.batch);
       assert.deepStrictEqual(repacked.steps, mapped.steps);
     } else {
-      assert.ok(relativeRms(repacked.batch, mapped.batch) < 1e-5);
+      // Another summation order can flip the rounding of a quantized activation downstream (one q8 step: up to 1/254
+      // of a value), which moves the logits by ~1e-3; a wrong kernel moves them by tens of percent.
+      const difference = relativeRms(repacked.batch, mapped.batch);
+      assert.ok(difference < 1e-2, `repacked vs mapped logits: relative RMS ${difference}`);
     }
   });
 }
