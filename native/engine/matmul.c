@@ -13,6 +13,8 @@
 #define TASK_ROWS 4
 /* Activation bytes kept hot in L2 while a thread walks its rows: bounds the tokens processed per pass. */
 #define ACTIVATION_BLOCK_BYTES (256 * 1024)
+/* Token passes of the repacked path are multiples of its widest token tile. */
+#define REPACK_PASS_TOKENS 8
 /* Alignment of each converted activation matrix in the scratch. */
 #define SCRATCH_ALIGN 64
 
@@ -194,14 +196,22 @@ static void product_panels(const struct product *p, int n_tokens, int64_t row_be
   }
 }
 
-/* The repacked path: rows [row_begin, row_end) start at a group boundary (task_rows is LLM_REPACK_ROWS). */
+/* The repacked path: rows [row_begin, row_end) start at a group boundary (task_rows is LLM_REPACK_ROWS). Tokens go
+ * in passes whose activations stay in L2 while the share's groups are walked (each token's result does not depend on
+ * the pass it falls in). */
 static void product_groups(const struct product *p, int n_tokens, int64_t row_begin, int64_t row_end) {
   const int64_t rows = p->w->rows, cols = p->w->cols;
   const size_t group_bytes = llm_repack_group_bytes(p->w->type, cols);
-  for (int64_t r = row_begin; r < row_end; r += LLM_REPACK_ROWS) {
-    const int n_rows = row_end - r < LLM_REPACK_ROWS ? (int)(row_end - r) : LLM_REPACK_ROWS;
-    const char *group = (const char *)p->w->repacked + r / LLM_REPACK_ROWS * (int64_t)group_bytes;
-    p->repacked->gemm(cols, group, p->x, p->x_stride, p->out + r, rows, n_rows, n_tokens);
+  const int64_t fit = ACTIVATION_BLOCK_BYTES / (int64_t)p->x_stride / REPACK_PASS_TOKENS * REPACK_PASS_TOKENS;
+  const int tokens_per_pass = fit < REPACK_PASS_TOKENS ? REPACK_PASS_TOKENS : fit < n_tokens ? (int)fit : n_tokens;
+  for (int pass = 0; pass < n_tokens; pass += tokens_per_pass) {
+    const int pass_tokens = n_tokens - pass < tokens_per_pass ? n_tokens - pass : tokens_per_pass;
+    for (int64_t r = row_begin; r < row_end; r += LLM_REPACK_ROWS) {
+      const int n_rows = row_end - r < LLM_REPACK_ROWS ? (int)(row_end - r) : LLM_REPACK_ROWS;
+      const char *group = (const char *)p->w->repacked + r / LLM_REPACK_ROWS * (int64_t)group_bytes;
+      p->repacked->gemm(cols, group, (const char *)p->x + pass * p->x_stride, p->x_stride, p->out + pass * rows + r,
+                        rows, n_rows, pass_tokens);
+    }
   }
 }
 

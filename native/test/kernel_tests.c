@@ -1011,8 +1011,8 @@ int main(void) {
     check_batch_equals_steps(single, quant_types[t], 37, 3 * block, 13);
     check_batch_equals_steps(pair, quant_types[t], 70, 2 * block, 6);
   }
-  /* Repacked q4_0 / q8_0 / q4_K / q5_K / q6_K: a partial group (AVX2 halves: 5 and 11 rows), full and partial groups across
-   * thread chunks, token tiles of 8/4/2/1 and their leftovers, one block and long rows. */
+  /* Repacked q4_0 / q8_0 / q4_K / q5_K / q6_K: a partial group (AVX2 halves: 5 and 11 rows), full and partial groups
+   * across thread chunks, token tiles of 8/4/2/1 and their leftovers, one block, long rows, several token passes. */
   const enum llm_type repack_types[] = { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K };
   for (size_t t = 0; t < sizeof repack_types / sizeof repack_types[0]; t++) {
     const int64_t block = llm_type_block_size(repack_types[t]);
@@ -1024,6 +1024,7 @@ int main(void) {
     check_repacked(single, repack_types[t], 16, block, 3);
     check_repacked(pair, repack_types[t], 301, block == 32 ? 4096 : 2816, 1);
     check_repacked(pair, repack_types[t], 77, 2048, 33);
+    check_repacked(pair, repack_types[t], 50, 8192, 40); /* token passes of 24 (the activations kept in L2) */
   }
   /* Float small batches (2..8 tokens: several sequences decoding together) run their own kernels. */
   for (size_t t = 0; t < 3; t++) {
