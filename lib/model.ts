@@ -119,6 +119,12 @@ export type ModelInfo = Pick<
    * bytesPerToken bytes are reserved at load; on the CPU memory is committed as blocks are first used).
    */
   kvCache: KvCacheInfo;
+  /**
+   * Bytes of weights held a second time at load, in the layout the CPU's SIMD kernels read fastest (q4_0, q8_0, q4_K,
+   * q5_K and q6_K matrices on x86 with AVX2 or AVX-512), instead of the mapped file's pages; 0 on CUDA or with
+   * LLAMA_NAPI_REPACK=0.
+   */
+  repackedBytes: number;
 };
 
 /** See ModelInfo.kvCache. */
@@ -387,6 +393,7 @@ export class LlamaModel implements AsyncDisposable {
       device: engine.device.kind,
       ...(engine.device.kind === "cuda" ? { gpu: { index: engine.device.gpu!, name: engine.device.name! } } : {}),
       kvCache: { ...engine.kvCache },
+      repackedBytes: engine.repackedBytes,
     };
   }
 

@@ -98,7 +98,7 @@ test("info --json reports stories260K's shape, weight types, tokenizer and memor
   // Weights: 292,800 f32s. KV pool (f16 by default, 8 contexts of 2048): keys + values, 5 layers × 16384 positions ×
   // 4 KV heads × 8 halves.
   assert.deepEqual(report.memory, {
-    contextSize: 2048, weightBytes: 1_171_200, kvCacheType: "f16", kvCacheTokens: 16384, kvCacheBytes: 10_485_760, totalBytes: 11_656_960,
+    contextSize: 2048, weightBytes: 1_171_200, repackedBytes: 0, kvCacheType: "f16", kvCacheTokens: 16384, kvCacheBytes: 10_485_760, totalBytes: 11_656_960,
   });
   assert.equal(report.tensors, undefined);
 

@@ -289,7 +289,7 @@ test("the engine's limits: a model on the CPU passes the CPU's pass size, and a 
 
 test("physicalCores and cpuFeatures", () => {
   assert.ok(Number.isInteger(binding.physicalCores()) && binding.physicalCores() >= 1);
-  assert.match(binding.cpuFeatures(), /^(avx512|avx2|scalar)$/);
+  assert.match(binding.cpuFeatures(), /^(avx512-vnni|avx512|avx2-vnni|avx2|scalar)$/);
 });
 
 // ---- errors ----

@@ -36,3 +36,20 @@ test("the forward tests pass on the AVX2 kernels too (LLAMA_NAPI_KERNELS=avx2)",
   });
   assert.strictEqual(run.status, 0, `forward tests failed on AVX2 kernels:\n${run.stdout}${run.stderr}`);
 });
+
+// The VNNI sets multiply the repacked weights with vpdpbusd (native/engine/repack.c): the quantized forward
+// comparisons on each one the CPU has (a set it lacks falls back to another, which cpuFeatures reports).
+for (const kernels of ["avx2-vnni", "avx512-vnni"]) {
+  const probe = spawnSync(process.execPath, ["-e", `console.log(require("node-gyp-build")(${JSON.stringify(path.join(__dirname, ".."))}).cpuFeatures())`], {
+    encoding: "utf8",
+    env: { ...process.env, LLAMA_NAPI_KERNELS: kernels },
+  });
+  const available = probe.status === 0 && probe.stdout.trim() === kernels;
+  test(`the quantized forward comparisons pass on the ${kernels} kernels (LLAMA_NAPI_KERNELS=${kernels})`, { skip: !available && `this CPU lacks ${kernels}` }, () => {
+    const run = spawnSync(process.execPath, ["--test", "--test-name-pattern=^(forward with|repacked)", path.join(__dirname, "native-quant.test.js")], {
+      encoding: "utf8",
+      env: { ...process.env, LLAMA_NAPI_KERNELS: kernels },
+    });
+    assert.strictEqual(run.status, 0, `quantized forward tests failed on ${kernels}:\n${run.stdout}${run.stderr}`);
+  });
+}

@@ -242,7 +242,10 @@ async function writeQuantizedPair(typeOf, seed) {
 
 const TOKENS = [1, 5, 17, 42, 3, 66, 0, 29, 8, 50, 13];
 
-/** All-position logits of TOKENS, as one batch (prompt path) and one token at a time (decode path). */
+/**
+ * All-position logits of TOKENS, as one batch (prompt path) and one token at a time (decode path), and the bytes of
+ * weights the model repacked at load.
+ */
 async function evaluate(spec) {
   const model = new binding.Model(spec);
   try {
@@ -254,7 +257,7 @@ async function evaluate(spec) {
     for (let i = 0; i < TOKENS.length; i++)
       steps.set((await stepContext.decode(Int32Array.of(TOKENS[i]), i)).logits, i * CONFIG.vocabSize);
     stepContext.close();
-    return { batch, steps };
+    return { batch, steps, repackedBytes: model.repackedBytes };
   } finally {
     model.close();
   }
@@ -308,6 +311,43 @@ for (const [label, typeOf] of Object.entries(FORWARD_CASES)) {
     assert.ok(error < 0.03, `logits differ from the dequantized f32 model by ${error} (relative RMS)`);
     assert.ok(pathError < 1e-5, `decode and batch logits differ by ${pathError} (relative RMS)`);
     assert.ok(relativeRms(f.steps, f.batch) < 1e-5);
+  });
+}
+
+// q4_0, q8_0, q4_K, q5_K and q6_K matrices are repacked at load for the SIMD kernels (native/engine/repack.h);
+// LLAMA_NAPI_REPACK=0 keeps the mapped rows. On AVX-512 both paths take the same float steps, bit for bit; the AVX2
+// kernels on the mapped rows sum in another order (kernel_tests holds every product within 1e-5 of the scalar one).
+for (const mix of ["q8_0 + f16 + q4_0 mixed", "q4_K_M", "q4_K + q5_K + q6_K mixed"]) {
+  test(`repacked weights (${mix}) give the logits of the mapped ones (LLAMA_NAPI_REPACK=0)`, async () => {
+    const { quantized } = await writeQuantizedPair(FORWARD_CASES[mix], 5);
+    const repacked = await evaluate(quantized);
+    process.env.LLAMA_NAPI_REPACK = "0";
+    let mapped;
+    try {
+      mapped = await evaluate(quantized);
+    } finally {
+      delete process.env.LLAMA_NAPI_REPACK;
+    }
+    const kernels = binding.cpuFeatures();
+    assert.strictEqual(mapped.repackedBytes, 0);
+    if (kernels === "scalar") {
+      assert.strictEqual(repacked.repackedBytes, 0);
+      return;
+    }
+    // Every repacked matrix that a product reads (the embedding table is looked up, not multiplied).
+    const repackedTypes = [TYPE.q4_0, TYPE.q8_0, TYPE.q4_K, TYPE.q5_K, TYPE.q6_K];
+    const matrixBytes = quantized.tensors.filter((t) => repackedTypes.includes(t.type) && t.name !== "token_embd.weight")
+      .reduce((n, t) => n + (t.shape[0] * t.shape[1] / typeInfoOf(t.type).blockSize) * typeInfoOf(t.type).blockBytes, 0);
+    assert.ok(repacked.repackedBytes >= matrixBytes, `repackedBytes ${repacked.repackedBytes} < the ${matrixBytes} bytes repacked`);
+    if (kernels.startsWith("avx512")) {
+      assert.deepStrictEqual(repacked.batch, mapped.batch);
+      assert.deepStrictEqual(repacked.steps, mapped.steps);
+    } else {
+      // Another summation order can flip the rounding of a quantized activation downstream (one q8 step: up to 1/254
+      // of a value), which moves the logits by ~1e-3; a wrong kernel moves them by tens of percent.
+      const difference = relativeRms(repacked.batch, mapped.batch);
+      assert.ok(difference < 1e-2, `repacked vs mapped logits: relative RMS ${difference}`);
+    }
   });
 }
 

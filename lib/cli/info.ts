@@ -49,7 +49,8 @@ export interface ModelReport {
   chatTemplate: "model" | "builtin";
   /** The KV pool: kvCacheTokens positions of kvCacheType for all sequences together (reserved at load). */
   memory: {
-    contextSize: number; weightBytes: number; kvCacheType: string; kvCacheTokens: number; kvCacheBytes: number; totalBytes: number;
+    contextSize: number; weightBytes: number; repackedBytes: number; kvCacheType: string; kvCacheTokens: number; kvCacheBytes: number;
+    totalBytes: number;
   };
   tensors?: { name: string; type: TensorType; shape: number[]; bytes: number }[];
   /** With --check: every tensor's values are finite (a bad one fails the command instead). */
@@ -90,8 +91,8 @@ async function describe(
       tokenizer: { kind: info.tokenizer, bosId: info.bosId, eosIds: info.eosIds },
       chatTemplate: model.chatTemplate === undefined ? "builtin" : "model",
       memory: {
-        contextSize: info.contextSize, weightBytes, kvCacheType: info.kvCache.type, kvCacheTokens: info.kvCache.capacityTokens,
-        kvCacheBytes: kvBytes, totalBytes: weightBytes + kvBytes,
+        contextSize: info.contextSize, weightBytes, repackedBytes: info.repackedBytes, kvCacheType: info.kvCache.type,
+        kvCacheTokens: info.kvCache.capacityTokens, kvCacheBytes: kvBytes, totalBytes: weightBytes + info.repackedBytes + kvBytes,
       },
       tensors: options.tensors ? desc.tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape, bytes: t.byteLength })) : undefined,
       check: options.check ? "ok" : undefined,
@@ -125,7 +126,9 @@ function formatReport(r: ModelReport): string {
     ...(r.fileType ? [["file type", `${r.fileType.name} (${r.fileType.description}; general.file_type ${r.fileType.code})`]] : []),
     ["tokenizer", `${r.tokenizer.kind}, BOS ${r.tokenizer.bosId ?? "none"}, EOS ${r.tokenizer.eosIds.join(" ") || "none"}`],
     ["chat template", r.chatTemplate === "model" ? "the model's own" : "built-in (the model carries none)"],
-    ["memory", `${formatBytes(r.memory.weightBytes)} weights + ${formatBytes(r.memory.kvCacheBytes)} KV cache ` +
+    ["memory", `${formatBytes(r.memory.weightBytes)} weights + ` +
+      (r.memory.repackedBytes > 0 ? `${formatBytes(r.memory.repackedBytes)} repacked for the CPU kernels + ` : "") +
+      `${formatBytes(r.memory.kvCacheBytes)} KV cache ` +
       `(${r.memory.kvCacheType}, ${r.memory.kvCacheTokens} positions for contexts of ${r.memory.contextSize}) = ${formatBytes(r.memory.totalBytes)}`],
     ...(r.check ? [["check", "OK: every tensor's values are finite"]] : []),
   ].map(([label, value]) => `${label.padEnd(14)}${value}`);

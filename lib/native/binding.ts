@@ -148,6 +148,8 @@ export interface NativeModel {
   readonly device: NativeDevice;
   readonly limits: NativeLimits;
   readonly kvCache: NativeKvCacheInfo;
+  /** Bytes of the weights copied at load into the CPU kernels' repacked layout (0 on CUDA or with LLAMA_NAPI_REPACK=0). */
+  readonly repackedBytes: number;
   kvCacheUsage(): NativeKvCacheUsage;
   createContext(contextSize: number): NativeContext;
   /**
@@ -294,7 +296,7 @@ export interface NativeBinding {
   Grammar: new (trie: NativeTokenTrie, table: Int32Array) => NativeGrammar;
   /** Physical CPU cores (not hyperthreads), the default thread count. */
   physicalCores(): number;
-  /** Which kernel variant the CPU dispatch picked, e.g. "avx2" or "scalar". */
+  /** Which kernel set the CPU dispatch picked: "avx512-vnni", "avx512", "avx2-vnni", "avx2" or "scalar" (LLAMA_NAPI_KERNELS forces one). */
   cpuFeatures(): string;
   /** The CUDA backend: compiled in, and GPUs usable. */
   cudaInfo(): NativeCudaInfo;

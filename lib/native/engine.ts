@@ -335,6 +335,11 @@ export class Engine {
     return this.native.kvCache;
   }
 
+  /** See NativeModel.repackedBytes. */
+  get repackedBytes(): number {
+    return this.native.repackedBytes;
+  }
+
   /** The KV pool's blocks now: used by sequences, cached (adoptable prefixes), free. */
   kvCacheUsage(): NativeKvCacheUsage {
     return typedSync(() => this.native.kvCacheUsage());

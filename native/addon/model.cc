@@ -169,7 +169,8 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod<&Model::CheckTensors>("checkTensors"),
                         InstanceMethod<&Model::KvCacheUsage>("kvCacheUsage"),
                         InstanceAccessor<&Model::Device>("device"), InstanceAccessor<&Model::Limits>("limits"),
-                        InstanceAccessor<&Model::KvCache>("kvCache")});
+                        InstanceAccessor<&Model::KvCache>("kvCache"),
+                        InstanceAccessor<&Model::RepackedBytes>("repackedBytes")});
   }
 
   // spec.device: "cpu" (default) or "cuda", with spec.gpu (default 0): the weights are uploaded to that GPU.
@@ -197,6 +198,12 @@ class Model : public Napi::ObjectWrap<Model> {
       throw EngineError(env, err);
     }
 #endif
+    // On the CPU, the weights the kernels read in a repacked layout are copied into it (repack.h).
+    if (!state_->model->backend && !llm_model_repack(state_->model, &err)) {
+      llm_model_close(state_->model);
+      state_->model = nullptr;
+      throw EngineError(env, err);
+    }
     // The KV pool after the CUDA attach, so that it lives where the passes run.
     if (!llm_kv_pool_create(state_->model, ReadKvCacheType(spec), ReadKvCacheTokens(spec), &err)) {
       llm_model_close(state_->model);
@@ -288,6 +295,14 @@ class Model : public Napi::ObjectWrap<Model> {
     kv.Set("capacityTokens", Napi::Number::New(env, (double)layout->n_blocks * LLM_KV_BLOCK_TOKENS));
     kv.Set("bytesPerToken", Napi::Number::New(env, 2.0 * layout->n_layers * (double)layout->row_bytes));
     return kv;
+  }
+
+  // Bytes of the weights' repacked copy (llm_model_repack): 0 on CUDA, with LLAMA_NAPI_REPACK=0, or when no weight
+  // type of the model has a repacked kernel on this CPU.
+  Napi::Value RepackedBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!state_->model) throw CodedError(env, "DISPOSED", "repackedBytes: the model is closed");
+    return Napi::Number::New(env, (double)state_->model->repacked_bytes);
   }
 
   // kvCacheUsage() -> {totalBlocks, usedBlocks, cachedBlocks, freeBlocks} (llm_kv_pool_usage).

@@ -17,18 +17,31 @@ bool llm_kernel_set_supported(enum llm_kernel_set set) {
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq");
 #endif
+#if LLM_HAVE_AVX2_VNNI_KERNELS
+  case LLM_KERNELS_AVX2_VNNI:
+    return llm_kernel_set_supported(LLM_KERNELS_AVX2) && __builtin_cpu_supports("avxvnni");
+#endif
+#if LLM_HAVE_AVX512_VNNI_KERNELS
+  case LLM_KERNELS_AVX512_VNNI:
+    return llm_kernel_set_supported(LLM_KERNELS_AVX512) && __builtin_cpu_supports("avx512vnni");
+#endif
   default: return false;
   }
 }
 
+/* The x86 sets from best to worst: detection takes the first the CPU supports at or after the forced one. */
+static const enum llm_kernel_set preference[] = { LLM_KERNELS_AVX512_VNNI, LLM_KERNELS_AVX512, LLM_KERNELS_AVX2_VNNI,
+                                                  LLM_KERNELS_AVX2, LLM_KERNELS_SCALAR };
+#define PREFERENCE_COUNT (sizeof preference / sizeof preference[0])
+
 static enum llm_kernel_set detect(void) {
-  /* LLAMA_NAPI_KERNELS=scalar|avx2|avx512 caps the set: lets tests cover the lower sets on a bigger machine. */
-  enum llm_kernel_set cap = LLM_KERNELS_AVX512;
+  /* LLAMA_NAPI_KERNELS=<set name> caps the set: lets tests cover the lower sets on a bigger machine. */
+  size_t first = 0;
   const char *forced = getenv("LLAMA_NAPI_KERNELS");
-  if (forced && strcmp(forced, "scalar") == 0) cap = LLM_KERNELS_SCALAR;
-  else if (forced && strcmp(forced, "avx2") == 0) cap = LLM_KERNELS_AVX2;
-  for (int set = cap; set > LLM_KERNELS_SCALAR; set--)
-    if (llm_kernel_set_supported((enum llm_kernel_set)set)) return (enum llm_kernel_set)set;
+  for (size_t i = 0; forced && i < PREFERENCE_COUNT; i++)
+    if (strcmp(forced, llm_kernel_set_name(preference[i])) == 0) first = i;
+  for (size_t i = first; i < PREFERENCE_COUNT; i++)
+    if (llm_kernel_set_supported(preference[i])) return preference[i];
   return LLM_KERNELS_SCALAR;
 }
 
@@ -43,6 +56,16 @@ enum llm_kernel_set llm_kernel_set(void) {
   return (enum llm_kernel_set)set;
 }
 
+enum llm_kernel_set llm_kernel_set_base(enum llm_kernel_set set) {
+  return set == LLM_KERNELS_AVX512_VNNI ? LLM_KERNELS_AVX512 : set == LLM_KERNELS_AVX2_VNNI ? LLM_KERNELS_AVX2 : set;
+}
+
 const char *llm_kernel_set_name(enum llm_kernel_set set) {
-  return set == LLM_KERNELS_AVX512 ? "avx512" : set == LLM_KERNELS_AVX2 ? "avx2" : "scalar";
+  switch (set) {
+  case LLM_KERNELS_AVX2: return "avx2";
+  case LLM_KERNELS_AVX512: return "avx512";
+  case LLM_KERNELS_AVX2_VNNI: return "avx2-vnni";
+  case LLM_KERNELS_AVX512_VNNI: return "avx512-vnni";
+  default: return "scalar";
+  }
 }

@@ -67,6 +67,17 @@ struct llm_dot_kernel {
   llm_panel_gemm_fn gemm;
 };
 
+/* The products over weights repacked at load (repack.h): gemm multiplies one group of LLM_REPACK_ROWS rows (n_rows
+ * of them real) with n_tokens activation rows of the given format, as llm_panel_gemm_fn does a panel. */
+struct llm_repacked_kernel {
+  enum llm_activation activation;
+  llm_panel_gemm_fn gemm;
+};
+
+/* The repacked kernel of a weight type on a kernel set (repack.c); NULL where there is none (the scalar set, types
+ * without a repacked layout): the product then reads the mapped rows. */
+const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum llm_kernel_set set);
+
 /* The kernel for a weight type on a kernel set; NULL for an unknown type. */
 const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_set set);
 

@@ -162,8 +162,10 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
   for (int l = 0; l < c->n_layers; l++) {
     const struct llm_layer *layer = &m->layers[l];
 
-    /* Attention: shared projections, then each sequence against its own cache. */
-    llm_rmsnorm(s->xb, s->x, &layer->attn_norm, n, dim, c->norm_eps);
+    /* Attention: shared projections, then each sequence against its own cache. The previous layer's residual add
+     * goes with this norm. */
+    if (l == 0) llm_rmsnorm(s->xb, s->x, &layer->attn_norm, n, dim, c->norm_eps);
+    else llm_add_rmsnorm(pool, s->x, s->xb, s->xb, &layer->attn_norm, n, dim, c->norm_eps);
     float *const qkv_out[] = { s->q, s->k, s->v };
     const struct llm_tensor *const qkv[] = { &layer->attn_q, &layer->attn_k, &layer->attn_v };
     if (!llm_matmul_many(pool, 3, qkv_out, qkv, s->xb, n)) return false;
@@ -192,17 +194,16 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
     };
     llm_attention(pool, &attention_args);
     if (!llm_matmul(pool, s->xb, &layer->attn_output, s->attn_out, n)) return false;
-    for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
 
-    /* Feed-forward: down(silu(gate(h)) * up(h)). */
-    llm_rmsnorm(s->xb, s->x, &layer->ffn_norm, n, dim, c->norm_eps);
+    /* Feed-forward: down(silu(gate(h)) * up(h)), after the attention's residual add. */
+    llm_add_rmsnorm(pool, s->x, s->xb, s->xb, &layer->ffn_norm, n, dim, c->norm_eps);
     float *const gate_up_out[] = { s->hb, s->hb2 };
     const struct llm_tensor *const gate_up[] = { &layer->ffn_gate, &layer->ffn_up };
     if (!llm_matmul_many(pool, 2, gate_up_out, gate_up, s->xb, n)) return false;
-    llm_swiglu(s->hb, s->hb, s->hb2, n * hidden);
+    llm_swiglu_rows(pool, s->hb, s->hb, s->hb2, n, hidden);
     if (!llm_matmul(pool, s->xb, &layer->ffn_down, s->hb, n)) return false;
-    for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i];
   }
+  for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i]; /* the last layer's residual add */
   return project_logits(m, pieces, n_pieces, err);
 }
 

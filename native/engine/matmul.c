@@ -1,16 +1,20 @@
 /* The matmul driver: converts the activations to each kernel's format once, then splits the weight rows of
  * all products across the pool and walks each share in register tiles of rows x tokens (dot.h), or, for
  * batches on kernels that have one, packs each 16-row panel into per-thread scratch and multiplies it with the
- * whole batch. */
+ * whole batch. Weights repacked at load (repack.h) go group by group to the repacked kernel, every token of the
+ * pass against each group: each weight block is unpacked once per pass, however many tokens it holds. */
 #include "matmul.h"
 
 #include "dot.h"
 #include "quant.h"
+#include "repack.h"
 
 /* Rows per parallel task, at least (for kernels whose row tile is larger, one row tile). */
 #define TASK_ROWS 4
 /* Activation bytes kept hot in L2 while a thread walks its rows: bounds the tokens processed per pass. */
 #define ACTIVATION_BLOCK_BYTES (256 * 1024)
+/* Token passes of the repacked path are multiples of its widest token tile. */
+#define REPACK_PASS_TOKENS 8
 /* Alignment of each converted activation matrix in the scratch. */
 #define SCRATCH_ALIGN 64
 
@@ -37,7 +41,7 @@ static void quantizers(enum llm_kernel_set set, quantize_row_fn *q8_0, quantize_
   *q8_0 = llm_quantize_row_q8_0_ref;
   *q8_K = llm_quantize_row_q8_K;
 #if LLM_HAVE_AVX512_KERNELS
-  if (set == LLM_KERNELS_AVX512) {
+  if (llm_kernel_set_base(set) == LLM_KERNELS_AVX512) {
     *q8_0 = llm_quantize_row_q8_0_avx512;
     *q8_K = llm_quantize_row_q8_K_avx512;
   }
@@ -104,6 +108,7 @@ void llm_quantize_activation_row(enum llm_activation format, const float *x, voi
 }
 
 const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_set set) {
+  set = llm_kernel_set_base(set); /* the VNNI sets' own kernels are the repacked ones (repack.c) */
   static const struct llm_dot_kernel *const scalar[LLM_TYPE_COUNT] = {
     [LLM_F32] = &llm_dot_f32_scalar, [LLM_F16] = &llm_dot_f16_scalar, [LLM_BF16] = &llm_dot_bf16_scalar,
     [LLM_Q8_0] = &llm_dot_q8_0_scalar, [LLM_Q4_0] = &llm_dot_q4_0_scalar, [LLM_Q4_1] = &llm_dot_q4_1_scalar,
@@ -139,6 +144,7 @@ struct product {
   const struct llm_tensor *w;
   const struct llm_dot_kernel *kernel;
   bool panel; /* through kernel->pack and kernel->gemm */
+  const struct llm_repacked_kernel *repacked; /* not NULL: through repacked->gemm over w->repacked */
   int task_rows;
   const void *x;
   size_t x_stride;
@@ -190,6 +196,25 @@ static void product_panels(const struct product *p, int n_tokens, int64_t row_be
   }
 }
 
+/* The repacked path: rows [row_begin, row_end) start at a group boundary (task_rows is LLM_REPACK_ROWS). Tokens go
+ * in passes whose activations stay in L2 while the share's groups are walked (each token's result does not depend on
+ * the pass it falls in). */
+static void product_groups(const struct product *p, int n_tokens, int64_t row_begin, int64_t row_end) {
+  const int64_t rows = p->w->rows, cols = p->w->cols;
+  const size_t group_bytes = llm_repack_group_bytes(p->w->type, cols);
+  const int64_t fit = ACTIVATION_BLOCK_BYTES / (int64_t)p->x_stride / REPACK_PASS_TOKENS * REPACK_PASS_TOKENS;
+  const int tokens_per_pass = fit < REPACK_PASS_TOKENS ? REPACK_PASS_TOKENS : fit < n_tokens ? (int)fit : n_tokens;
+  for (int pass = 0; pass < n_tokens; pass += tokens_per_pass) {
+    const int pass_tokens = n_tokens - pass < tokens_per_pass ? n_tokens - pass : tokens_per_pass;
+    for (int64_t r = row_begin; r < row_end; r += LLM_REPACK_ROWS) {
+      const int n_rows = row_end - r < LLM_REPACK_ROWS ? (int)(row_end - r) : LLM_REPACK_ROWS;
+      const char *group = (const char *)p->w->repacked + r / LLM_REPACK_ROWS * (int64_t)group_bytes;
+      p->repacked->gemm(cols, group, (const char *)p->x + pass * p->x_stride, p->x_stride, p->out + pass * rows + r,
+                        rows, n_rows, pass_tokens);
+    }
+  }
+}
+
 static int64_t row_tasks(const struct product *p) { return (p->w->rows + p->task_rows - 1) / p->task_rows; }
 
 /* Tasks number the row groups of all products back to back; a chunk may span the end of one and the start of
@@ -205,7 +230,8 @@ static void matmul_task(void *ctx, size_t begin, size_t end, int worker) {
     if (lo < hi) {
       const int64_t task_rows = product->task_rows;
       const int64_t row_end = hi * task_rows < product->w->rows ? hi * task_rows : product->w->rows;
-      if (product->panel)
+      if (product->repacked) product_groups(product, job->n_tokens, lo * task_rows, row_end);
+      else if (product->panel)
         product_panels(product, job->n_tokens, lo * task_rows, row_end, job->panels + (size_t)worker * job->panel_stride);
       else product_rows(product, job->n_tokens, lo * task_rows, row_end);
     }
@@ -244,11 +270,15 @@ bool llm_matmul_many_on(struct llm_threadpool *pool, enum llm_kernel_set set, in
   enum llm_activation formats[LLM_MATMUL_MAX_PRODUCTS];
   for (int p = 0; p < n_products; p++) {
     const struct llm_dot_kernel *kernel = llm_dot_kernel(weights[p]->type, set);
-    const bool panel = kernel->gemm && n_tokens >= kernel->panel_min_tokens;
-    const int task_rows = panel ? kernel->panel_rows : kernel->row_tile > TASK_ROWS ? kernel->row_tile : TASK_ROWS;
-    job.products[p] = (struct product){ weights[p], kernel, panel, task_rows, x,
+    const struct llm_repacked_kernel *repacked =
+        weights[p]->repacked ? llm_repacked_kernel(weights[p]->type, set) : NULL;
+    const bool panel = !repacked && kernel->gemm && n_tokens >= kernel->panel_min_tokens;
+    const int task_rows = repacked ? LLM_REPACK_ROWS
+                          : panel  ? kernel->panel_rows
+                                   : (kernel->row_tile > TASK_ROWS ? kernel->row_tile : TASK_ROWS);
+    job.products[p] = (struct product){ weights[p], kernel, panel, repacked, task_rows, x,
                                         (size_t)cols * sizeof(float), outs[p] };
-    formats[p] = panel ? kernel->panel_activation : kernel->activation;
+    formats[p] = repacked ? repacked->activation : panel ? kernel->panel_activation : kernel->activation;
     if (formats[p] == LLM_ACTIVATION_F32_INTERLEAVED && n_tokens == 1) formats[p] = LLM_ACTIVATION_F32; /* the same */
     if (panel && kernel->panel_bytes(cols) > panel_bytes) panel_bytes = kernel->panel_bytes(cols);
     if (formats[p] != LLM_ACTIVATION_F32 && !needed[formats[p]]) {

@@ -2,6 +2,8 @@
 #include "model.h"
 #include "ops.h"
 #include "kv_cache.h"
+#include "dot.h"
+#include "repack.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -300,6 +302,85 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
   return m;
 }
 
+#define LAYER_MATRICES 7
+
+/* The matrices that products read: each layer's LAYER_MATRICES and the output (which may alias token_embd's rows;
+ * the embedding lookup keeps reading the mapped ones). */
+static int product_weights(struct llm_model *m, struct llm_tensor **out) {
+  int n = 0;
+  for (int l = 0; l < m->config.n_layers; l++) {
+    struct llm_layer *layer = &m->layers[l];
+    struct llm_tensor *matrices[LAYER_MATRICES] = { &layer->attn_q, &layer->attn_k, &layer->attn_v, &layer->attn_output,
+                                                    &layer->ffn_gate, &layer->ffn_up, &layer->ffn_down };
+    for (int i = 0; i < LAYER_MATRICES; i++) out[n++] = matrices[i];
+  }
+  out[n++] = &m->output;
+  return n;
+}
+
+struct repack_job {
+  struct llm_tensor *w;
+  char *dest;
+};
+
+static void repack_task(void *ctx, size_t begin, size_t end, int worker) {
+  (void)worker;
+  const struct repack_job *job = ctx;
+  const struct llm_tensor *w = job->w;
+  const size_t w_stride = llm_row_bytes(w->type, w->cols), group_bytes = llm_repack_group_bytes(w->type, w->cols);
+  for (size_t g = begin; g < end; g++) {
+    const int64_t first = (int64_t)g * LLM_REPACK_ROWS;
+    const int n_rows = w->rows - first < LLM_REPACK_ROWS ? (int)(w->rows - first) : LLM_REPACK_ROWS;
+    llm_repack_group(w->type, w->cols, (const char *)w->data + first * (int64_t)w_stride, w_stride, n_rows,
+                     job->dest + g * group_bytes);
+  }
+}
+
+/* The whole pages of a repacked matrix's mapped rows leave this process's resident memory (the copy replaces them):
+ * a read-only private file mapping reads them back from the file if anything touches them again (the scalar set, the
+ * tensor check). A tied output keeps them: the embedding lookup reads its rows. */
+static void release_mapped_pages(const void *data, size_t bytes) {
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), begin = ((uintptr_t)data + page - 1) / page * page;
+  const uintptr_t end = ((uintptr_t)data + bytes) / page * page;
+  if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+bool llm_model_repack(struct llm_model *m, struct llm_error *err) {
+  const char *setting = getenv("LLAMA_NAPI_REPACK");
+  if (setting && strcmp(setting, "0") == 0) return true;
+  struct llm_tensor **weights = malloc(((size_t)m->config.n_layers * LAYER_MATRICES + 1) * sizeof *weights);
+  if (!weights) return llm_fail_out_of_memory(err, 0, "out of memory listing the weights to repack");
+  const int n = product_weights(m, weights);
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    if (llm_repacked_kernel(weights[i]->type, llm_kernel_set()))
+      total += llm_repacked_bytes(weights[i]->type, weights[i]->rows, weights[i]->cols);
+  if (total == 0) {
+    free(weights);
+    return true;
+  }
+  char *dest = NULL;
+  if (posix_memalign((void **)&dest, 64, total) != 0) {
+    free(weights);
+    return llm_fail_out_of_memory(err, total, "cannot allocate %zu bytes for the repacked weights (LLAMA_NAPI_REPACK=0 "
+                                              "multiplies the mapped ones)", total);
+  }
+  m->repacked = dest;
+  m->repacked_bytes = total;
+  for (int i = 0; i < n; i++) {
+    struct llm_tensor *w = weights[i];
+    if (!llm_repacked_kernel(w->type, llm_kernel_set())) continue;
+    struct repack_job job = { w, dest };
+    const size_t groups = (size_t)((w->rows + LLM_REPACK_ROWS - 1) / LLM_REPACK_ROWS);
+    llm_parallel_for_work(m->pool, groups, w->rows * w->cols, repack_task, &job);
+    if (w->data != m->token_embd.data) release_mapped_pages(w->data, llm_row_bytes(w->type, w->cols) * (size_t)w->rows);
+    w->repacked = dest;
+    dest += llm_repacked_bytes(w->type, w->rows, w->cols);
+  }
+  free(weights);
+  return true;
+}
+
 void llm_model_close(struct llm_model *m) {
   if (!m) return;
   llm_kv_pool_free(m->kv_pool); /* before the backend whose memory it may hold */
@@ -308,6 +389,7 @@ void llm_model_close(struct llm_model *m) {
   for (int i = 0; i < m->n_mappings; i++)
     if (m->mappings[i].base) munmap(m->mappings[i].base, m->mappings[i].size);
   free(m->mappings);
+  free(m->repacked);
   free(m->layers);
   free((void *)m->config.rope_freqs);
   struct llm_scratch *s = &m->scratch;

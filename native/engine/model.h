@@ -130,11 +130,19 @@ struct llm_model {
   struct llm_scratch scratch;
   struct llm_backend *backend; /* NULL: the CPU; owned (destroyed by llm_model_close) */
   struct llm_kv_pool *kv_pool; /* the KV blocks of every sequence (kv_cache.h); owned, NULL until created */
+  void *repacked;              /* the repacked copies of the weights (llm_model_repack), NULL if none */
+  size_t repacked_bytes;
 };
 
 /* Maps the files read-only and validates every tensor against the config. Returns NULL and fills err
  * (message naming the file and tensor) on failure. */
 struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_error *err);
 void llm_model_close(struct llm_model *model);
+
+/* For a model that runs on the CPU: copies the matrices whose type has a repacked layout (repack.h) and a kernel on
+ * the kernel set in use into that layout (model->repacked, model->repacked_bytes), unless LLAMA_NAPI_REPACK=0.
+ * The mapped rows stay as they are for the other sets. Fails (LLM_ERR_OUT_OF_MEMORY) only when the copy cannot be
+ * allocated. */
+bool llm_model_repack(struct llm_model *model, struct llm_error *err);
 
 #endif

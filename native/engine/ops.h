@@ -10,6 +10,10 @@
 
 /* out = x / sqrt(mean(x^2) + eps) * weight, for n_rows rows of `dim` values (out may alias x). */
 void llm_rmsnorm(float *out, const float *x, const struct llm_tensor *weight, int n_rows, int dim, float eps);
+/* The residual add and the next norm in one pass over x, rows across the pool: x += add, then out = rmsnorm(x) (out
+ * may alias add). The same bits as the add followed by llm_rmsnorm. */
+void llm_add_rmsnorm(struct llm_threadpool *pool, float *x, const float *add, float *out, const struct llm_tensor *weight,
+                     int n_rows, int dim, float eps);
 
 /* Rotates each head of `vec` (n_heads * head_dim values) for position pos: pair i turns by angle
  * (float)pos * freqs[i], computed in float32. Interleaved pairs are (2i, 2i+1) (Meta/GGUF/llama2.c); otherwise
@@ -22,6 +26,9 @@ void llm_rope(float *vec, int n_heads, int head_dim, int pos, const float *freqs
 
 /* out = silu(gate) * up, elementwise over n values (out may alias gate). */
 void llm_swiglu(float *out, const float *gate, const float *up, int64_t n);
+/* llm_swiglu over n_rows rows of `hidden` values, rows across the pool (the same bits: each value's result does not
+ * depend on where it falls). */
+void llm_swiglu_rows(struct llm_threadpool *pool, float *out, const float *gate, const float *up, int n_rows, int64_t hidden);
 
 /* out = row `token` of the [vocab, dim] embedding table, converted (dequantized) to f32. */
 void llm_embedding(float *out, const struct llm_tensor *table, int32_t token);

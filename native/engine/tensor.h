@@ -29,12 +29,14 @@ enum llm_type {
 #define LLM_TYPE_COUNT 31 /* one past the largest code above */
 
 /* A row-major [rows, cols] matrix (or a [cols] vector with rows = 1) viewed in place: `data` points into a
- * read-only file mapping, nothing is copied. */
+ * read-only file mapping, nothing is copied. `repacked`, when not NULL, holds the same rows again in the layout of
+ * repack.h, made at load for the CPU's SIMD kernels (owned by the model). */
 struct llm_tensor {
   const void *data;
   enum llm_type type;
   int64_t rows;
   int64_t cols;
+  const void *repacked;
 };
 
 /* Values per block (1 for f32/f16/bf16) and bytes per block; 0 for a code that is not an llm_type. */

@@ -12,6 +12,7 @@
 #include "matmul.h"
 #include "ops.h"
 #include "quant.h"
+#include "repack.h"
 #include "report.h"
 #include "sampler.h"
 #include "threadpool.h"
@@ -151,6 +152,72 @@ static void check_batch_equals_steps(struct llm_threadpool *pool, enum llm_type 
   free((void *)w.data);
   free(x);
   free(batch);
+  free(step);
+}
+
+/* Weights repacked at load (repack.h) on every set with a repacked kernel: within 1e-5 (relative to sum |w x|) of
+ * the scalar kernels on the mapped rows, the same bits on every such set and as the AVX-512 kernels on the mapped
+ * rows (LLAMA_NAPI_REPACK=0 changes nothing there), and each token the same bits alone as in the batch. */
+static void check_repacked(struct llm_threadpool *pool, enum llm_type type, int64_t rows, int64_t cols, int n_tokens) {
+  struct llm_tensor w = { random_weights(type, rows, cols), type, rows, cols };
+  const size_t group_bytes = llm_repack_group_bytes(type, cols), w_stride = llm_row_bytes(type, cols);
+  char *repacked = aligned_alloc(64, llm_repacked_bytes(type, rows, cols));
+  for (int64_t first = 0; first < rows; first += LLM_REPACK_ROWS)
+    llm_repack_group(type, cols, (const char *)w.data + first * (int64_t)w_stride, w_stride,
+                     rows - first < LLM_REPACK_ROWS ? (int)(rows - first) : LLM_REPACK_ROWS,
+                     repacked + first / LLM_REPACK_ROWS * (int64_t)group_bytes);
+  struct llm_tensor packed = w;
+  packed.repacked = repacked;
+  const struct llm_tensor *mapped[1] = { &w }, *ws[1] = { &packed };
+  float *x = malloc((size_t)(n_tokens * cols) * sizeof(float));
+  for (int64_t i = 0; i < n_tokens * cols; i++) x[i] = uniform();
+  const size_t out_bytes = (size_t)(n_tokens * rows) * sizeof(float);
+  float *expected = malloc(out_bytes), *first_set = NULL, *actual = malloc(out_bytes), *step = malloc((size_t)rows * sizeof(float));
+  float *expected_out[1] = { expected }, *actual_out[1] = { actual }, *step_out[1] = { step };
+  llm_matmul_many_on(pool, LLM_KERNELS_SCALAR, 1, expected_out, mapped, x, n_tokens);
+  double magnitude = 0.0; /* the largest sum |w x| of any row and token, from the dequantized weights */
+  float *w_f32 = malloc((size_t)(rows * cols) * sizeof(float));
+  llm_dequantize_row(type, w.data, w_f32, rows * cols);
+  for (int t = 0; t < n_tokens; t++)
+    for (int64_t r = 0; r < rows; r++) {
+      double m = 0.0;
+      for (int64_t c = 0; c < cols; c++) m += fabs((double)w_f32[r * cols + c] * x[t * cols + c]);
+      magnitude = fmax(magnitude, m);
+    }
+  for (int set = LLM_KERNELS_SCALAR + 1; set < LLM_KERNEL_SET_COUNT; set++) {
+    if (!llm_kernel_set_supported((enum llm_kernel_set)set) || !llm_repacked_kernel(type, (enum llm_kernel_set)set)) continue;
+    llm_matmul_many_on(pool, (enum llm_kernel_set)set, 1, actual_out, ws, x, n_tokens);
+    double worst = 0.0;
+    for (int64_t i = 0; i < n_tokens * rows; i++) worst = fmax(worst, fabs(actual[i] - expected[i]));
+    int same_as_first = 1, steps_same = 1;
+    if (!first_set) {
+      first_set = malloc(out_bytes);
+      memcpy(first_set, actual, out_bytes);
+    } else {
+      same_as_first = memcmp(first_set, actual, out_bytes) == 0;
+    }
+    for (int t = 0; t < n_tokens; t++) {
+      llm_matmul_many_on(pool, (enum llm_kernel_set)set, 1, step_out, ws, x + t * cols, 1);
+      steps_same &= memcmp(step, actual + t * rows, (size_t)rows * sizeof(float)) == 0;
+    }
+    report(worst < 1e-5 * magnitude && same_as_first && steps_same,
+           "repacked %-4s rows %3lld cols %4lld tokens %2d (%s, %d threads): max error %.2e of %.2e, same bits as the "
+           "first set %d, alone as in the batch %d", llm_type_name(type), (long long)rows, (long long)cols, n_tokens,
+           llm_kernel_set_name((enum llm_kernel_set)set), llm_threadpool_size(pool), worst, magnitude, same_as_first,
+           steps_same);
+  }
+  if (first_set && llm_kernel_set_supported(LLM_KERNELS_AVX512)) {
+    llm_matmul_many_on(pool, LLM_KERNELS_AVX512, 1, actual_out, mapped, x, n_tokens);
+    report(memcmp(first_set, actual, out_bytes) == 0, "repacked %-4s rows %3lld cols %4lld tokens %2d: the same bits as "
+           "avx512 on the mapped rows", llm_type_name(type), (long long)rows, (long long)cols, n_tokens);
+  }
+  free((void *)w.data);
+  free(repacked);
+  free(w_f32);
+  free(x);
+  free(expected);
+  free(first_set);
+  free(actual);
   free(step);
 }
 
@@ -982,6 +1049,21 @@ int main(void) {
     const int64_t block = llm_type_block_size(quant_types[t]);
     check_batch_equals_steps(single, quant_types[t], 37, 3 * block, 13);
     check_batch_equals_steps(pair, quant_types[t], 70, 2 * block, 6);
+  }
+  /* Repacked q4_0 / q8_0 / q4_K / q5_K / q6_K: a partial group (AVX2 halves: 5 and 11 rows), full and partial groups
+   * across thread chunks, token tiles of 8/4/2/1 and their leftovers, one block, long rows, several token passes. */
+  const enum llm_type repack_types[] = { LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K };
+  for (size_t t = 0; t < sizeof repack_types / sizeof repack_types[0]; t++) {
+    const int64_t block = llm_type_block_size(repack_types[t]);
+    const int64_t repack_rows[] = { 5, 11, 16, 37 };
+    const int repack_tokens[] = { 1, 2, 3, 5, 8, 13, 16 };
+    for (size_t r = 0; r < sizeof repack_rows / sizeof repack_rows[0]; r++)
+      for (size_t n = 0; n < sizeof repack_tokens / sizeof repack_tokens[0]; n++)
+        check_repacked(single, repack_types[t], repack_rows[r], 3 * block, repack_tokens[n]);
+    check_repacked(single, repack_types[t], 16, block, 3);
+    check_repacked(pair, repack_types[t], 301, block == 32 ? 4096 : 2816, 1);
+    check_repacked(pair, repack_types[t], 77, 2048, 33);
+    check_repacked(pair, repack_types[t], 50, 8192, 40); /* token passes of 24 (the activations kept in L2) */
   }
   /* Float small batches (2..8 tokens: several sequences decoding together) run their own kernels. */
   for (size_t t = 0; t < 3; t++) {
