@@ -3,6 +3,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if LLM_HAVE_NEON_KERNELS && defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif LLM_HAVE_NEON_KERNELS
+#include <sys/auxv.h>
+#endif
+
+#if LLM_HAVE_NEON_KERNELS
+/* Whether the CPU has the int8 dot-product instructions (sdot / udot). */
+static bool cpu_has_dotprod(void) {
+#if defined(__APPLE__)
+  int present = 0;
+  size_t size = sizeof present;
+  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &present, &size, NULL, 0) == 0 && present;
+#else
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
+}
+#endif
+
 bool llm_kernel_set_supported(enum llm_kernel_set set) {
   switch (set) {
   case LLM_KERNELS_SCALAR: return true;
@@ -17,16 +36,23 @@ bool llm_kernel_set_supported(enum llm_kernel_set set) {
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq");
 #endif
+#if LLM_HAVE_NEON_KERNELS
+  case LLM_KERNELS_NEON: return true;
+  case LLM_KERNELS_NEON_DOTPROD: return cpu_has_dotprod();
+#endif
   default: return false;
   }
 }
 
 static enum llm_kernel_set detect(void) {
-  /* LLAMA_NAPI_KERNELS=scalar|avx2|avx512 caps the set: lets tests cover the lower sets on a bigger machine. */
-  enum llm_kernel_set cap = LLM_KERNELS_AVX512;
+  /* LLAMA_NAPI_KERNELS=scalar|avx2|avx512|neon|neon_dotprod caps the set: lets tests cover the lower sets on a
+   * bigger machine. */
+  enum llm_kernel_set cap = LLM_KERNEL_SET_COUNT - 1;
   const char *forced = getenv("LLAMA_NAPI_KERNELS");
   if (forced && strcmp(forced, "scalar") == 0) cap = LLM_KERNELS_SCALAR;
   else if (forced && strcmp(forced, "avx2") == 0) cap = LLM_KERNELS_AVX2;
+  else if (forced && strcmp(forced, "avx512") == 0) cap = LLM_KERNELS_AVX512;
+  else if (forced && strcmp(forced, "neon") == 0) cap = LLM_KERNELS_NEON;
   for (int set = cap; set > LLM_KERNELS_SCALAR; set--)
     if (llm_kernel_set_supported((enum llm_kernel_set)set)) return (enum llm_kernel_set)set;
   return LLM_KERNELS_SCALAR;
@@ -44,5 +70,11 @@ enum llm_kernel_set llm_kernel_set(void) {
 }
 
 const char *llm_kernel_set_name(enum llm_kernel_set set) {
-  return set == LLM_KERNELS_AVX512 ? "avx512" : set == LLM_KERNELS_AVX2 ? "avx2" : "scalar";
+  switch (set) {
+  case LLM_KERNELS_AVX2: return "avx2";
+  case LLM_KERNELS_AVX512: return "avx512";
+  case LLM_KERNELS_NEON: return "neon";
+  case LLM_KERNELS_NEON_DOTPROD: return "neon_dotprod";
+  default: return "scalar";
+  }
 }

@@ -5,12 +5,20 @@
 
 /* Which kernel family runs: AVX-512 (F, BW, VL, DQ on top of AVX2) where the CPU has it, else AVX2 (with FMA
  * and F16C), else portable scalar C. The SIMD kernels are compiled with function-level target attributes, so one
- * binary runs on any x86-64. The sets are ordered: a higher set may use any lower set's kernels. */
-enum llm_kernel_set { LLM_KERNELS_SCALAR = 0, LLM_KERNELS_AVX2 = 1, LLM_KERNELS_AVX512 = 2 };
-#define LLM_KERNEL_SET_COUNT 3
+ * binary runs on any x86-64. The sets are ordered: a higher set may use any lower set's kernels.
+ * On aarch64 the NEON sets take the place of the x86 ones (which no aarch64 CPU supports, and the reverse): plain
+ * NEON (every aarch64 CPU), and NEON with the int8 dot-product instructions (sdot, ARMv8.2 dotprod) where present. */
+enum llm_kernel_set {
+  LLM_KERNELS_SCALAR = 0,
+  LLM_KERNELS_AVX2 = 1,
+  LLM_KERNELS_AVX512 = 2,
+  LLM_KERNELS_NEON = 3,
+  LLM_KERNELS_NEON_DOTPROD = 4,
+};
+#define LLM_KERNEL_SET_COUNT 5
 
-/* The set in use: the best the CPU supports, or the one LLAMA_NAPI_KERNELS=scalar|avx2|avx512 forces (clamped
- * to what the CPU supports). */
+/* The set in use: the best the CPU supports, or the one LLAMA_NAPI_KERNELS=scalar|avx2|avx512|neon|neon_dotprod
+ * forces (clamped to what the CPU supports). */
 enum llm_kernel_set llm_kernel_set(void);
 /* Whether this CPU (and build) can run a set, whatever LLAMA_NAPI_KERNELS says: the tests compare each. */
 bool llm_kernel_set_supported(enum llm_kernel_set set);
@@ -24,6 +32,14 @@ const char *llm_kernel_set_name(enum llm_kernel_set set);
 #else
 #define LLM_HAVE_AVX2_KERNELS 0
 #define LLM_HAVE_AVX512_KERNELS 0
+#endif
+
+/* The NEON kernels (dot_neon*.c): plain NEON is part of every aarch64 CPU; the dotprod set's file is compiled for
+ * ARMv8.2-A + dotprod as a whole (dot_neon_dotprod.c) and only called where the CPU has it. */
+#if defined(__aarch64__)
+#define LLM_HAVE_NEON_KERNELS 1
+#else
+#define LLM_HAVE_NEON_KERNELS 0
 #endif
 
 #endif

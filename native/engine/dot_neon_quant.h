@@ -1,0 +1,304 @@
+/* The quantized dot-product kernels of a NEON set, included once per set: by dot_neon.c (plain NEON) and by
+ * dot_neon_dotprod.c (compiled for dotprod, LLM_NEON_DOTPROD 1: llm_neon_dot_i8 is then sdot). Every kernel decodes
+ * a weight block to signed bytes once per row and multiplies it with each token's activation block as exact int32
+ * sums; the float steps per block are the scalar reference's (quant_i8.h, quant_b32.h, quant_k4.h, quant_k16.h,
+ * quant_iq4_xs.c), in its order and unfused, so the results equal the scalar kernels' bit for bit. */
+
+#include "quant.h"
+#include "quant_b32.h"
+#include "quant_i8.h"
+#include "quant_k16.h"
+#include "quant_k4.h"
+#include "simd_neon.h"
+
+#if LLM_NEON_DOTPROD
+#define NEON_KERNEL(name) llm_dot_##name##_neon_dotprod
+#else
+#define NEON_KERNEL(name) llm_dot_##name##_neon
+#endif
+
+/* Rows x tokens per tile: a row's decoded block serves 4 tokens (prompts), a token's activations 4 rows. */
+#define NEON_QUANT_ROWS 4
+#define NEON_QUANT_TOKENS 4
+
+/* ---- Blocks of 32 values against q8_0 activations: q8_0 and iq4_nl (quant_i8.h), q4_0, q4_1, q5_0, q5_1
+ * (quant_b32.h). N32 numbers them as one family: the first two are quant_i8.h's formats, the rest quant_b32.h's. */
+
+enum { N32_Q8_0, N32_IQ4_NL, N32_Q4_0, N32_Q4_1, N32_Q5_0, N32_Q5_1 };
+_Static_assert((int)N32_Q8_0 == (int)I8_Q8_0 && (int)N32_IQ4_NL == (int)I8_IQ4_NL && N32_Q4_0 - 2 == (int)B32_Q4_0 &&
+                   N32_Q4_1 - 2 == (int)B32_Q4_1 && N32_Q5_0 - 2 == (int)B32_Q5_0 && N32_Q5_1 - 2 == (int)B32_Q5_1,
+               "N32 formats map onto quant_i8.h's and quant_b32.h's");
+#define N32_IS_I8(FORMAT) ((FORMAT) < N32_Q4_0)
+#define N32_B32(FORMAT) ((FORMAT) - N32_Q4_0)
+#define N32_BLOCK_BYTES(FORMAT) (N32_IS_I8(FORMAT) ? I8_BLOCK_BYTES(FORMAT) : B32_BLOCK_BYTES(N32_B32(FORMAT)))
+#define N32_HAS_MIN(FORMAT) (!N32_IS_I8(FORMAT) && B32_HAS_MIN(N32_B32(FORMAT)))
+
+/* 16 bytes of 4-bit codes: the low nibbles (values 0..15 of a block) and the high nibbles (16..31). */
+LLM_NEON_INLINE void neon_nibbles(const uint8_t *packed, uint8x16_t out[2]) {
+  const uint8x16_t bytes = vld1q_u8(packed);
+  out[0] = vandq_u8(bytes, vdupq_n_u8(0x0f));
+  out[1] = vshrq_n_u8(bytes, 4);
+}
+
+/* Bytes whose bit `bit` is set in `bits` become 16 (a fifth bit of q), the others 0. */
+LLM_NEON_INLINE uint8x16_t neon_fifth_bit(uint8x16_t bits, int bit) {
+  return vandq_u8(vtstq_u8(bits, vdupq_n_u8((uint8_t)(1u << bit))), vdupq_n_u8(16));
+}
+
+/* The 32 values of a block as signed bytes: v for q8_0 and iq4_nl, q - OFFSET for q4_0 and q5_0, q for the min
+ * formats (q4_1, q5_1: q <= 31). */
+LLM_NEON_INLINE void n32_values(const uint8_t *block, int8x16_t v[2], const int FORMAT) {
+  if (FORMAT == N32_Q8_0) {
+    const int8_t *qs = ((const struct llm_block_q8_0 *)block)->qs;
+    v[0] = vld1q_s8(qs);
+    v[1] = vld1q_s8(qs + 16);
+    return;
+  }
+  uint8x16_t q[2];
+  if (FORMAT == N32_IQ4_NL) {
+    neon_nibbles(((const struct llm_block_iq4_nl *)block)->qs, q);
+    const int8x16_t table = vld1q_s8(llm_iq4nl_values);
+    v[0] = vqtbl1q_s8(table, q[0]);
+    v[1] = vqtbl1q_s8(table, q[1]);
+    return;
+  }
+  neon_nibbles(b32_qs(block, N32_B32(FORMAT)), q);
+  if (B32_FIVE_BITS(N32_B32(FORMAT))) {
+    /* Bit j of qh is value j's fifth bit: byte j of each vector takes qh's byte j / 8 and tests bit j % 8. */
+    const uint8x8_t qh = vcreate_u8(b32_qh(block, N32_B32(FORMAT)));
+    const uint8x16_t bit_of_lane = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ull));
+    const uint8x16_t spread_low = vcombine_u8(vdup_lane_u8(qh, 0), vdup_lane_u8(qh, 1));
+    const uint8x16_t spread_high = vcombine_u8(vdup_lane_u8(qh, 2), vdup_lane_u8(qh, 3));
+    q[0] = vorrq_u8(q[0], vandq_u8(vtstq_u8(spread_low, bit_of_lane), vdupq_n_u8(16)));
+    q[1] = vorrq_u8(q[1], vandq_u8(vtstq_u8(spread_high, bit_of_lane), vdupq_n_u8(16)));
+  }
+  const int8x16_t offset = vdupq_n_s8(N32_HAS_MIN(FORMAT) ? 0 : (int8_t)(1 << B32_OFFSET_SHIFT(N32_B32(FORMAT))));
+  v[0] = vsubq_s8(vreinterpretq_s8_u8(q[0]), offset);
+  v[1] = vsubq_s8(vreinterpretq_s8_u8(q[1]), offset);
+}
+
+LLM_NEON_INLINE void tile_n32(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, float *out,
+                              int64_t out_stride, const int ROWS, const int TOKENS, const int FORMAT) {
+  float acc[NEON_QUANT_ROWS][NEON_QUANT_TOKENS];
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < TOKENS; j++) acc[i][j] = 0.0f;
+  for (int64_t b = 0; b < cols / LLM_QK8_0; b++) {
+    for (int i = 0; i < ROWS; i++) {
+      const uint8_t *block = (const uint8_t *)w + i * w_stride + b * N32_BLOCK_BYTES(FORMAT);
+      int8x16_t v[2];
+      n32_values(block, v, FORMAT);
+      const float wd = llm_f16_to_f32(i8_d(block)); /* d leads every block of the family (asserted there) */
+      const float wm = N32_HAS_MIN(FORMAT) ? llm_f16_to_f32(B32_M(block)) : 0.0f;
+      for (int j = 0; j < TOKENS; j++) {
+        const struct llm_block_q8_0 *xb = (const struct llm_block_q8_0 *)((const char *)x + j * x_stride) + b;
+        const int8x16_t x0 = vld1q_s8(xb->qs), x1 = vld1q_s8(xb->qs + 16);
+        const int32_t sumi = vaddvq_s32(llm_neon_dot_i8(llm_neon_dot_i8(vdupq_n_s32(0), v[0], x0), v[1], x1));
+        const float xd = llm_f16_to_f32(xb->d);
+        acc[i][j] += (float)sumi * (wd * xd);
+        if (N32_HAS_MIN(FORMAT)) acc[i][j] += (float)(vaddlvq_s8(x0) + vaddlvq_s8(x1)) * (wm * xd);
+      }
+    }
+  }
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < TOKENS; j++) out[j * out_stride + i] = acc[i][j];
+}
+
+#define N32_KERNEL(name, FORMAT)                                                                                       \
+  LLM_NEON_INLINE void tile_##name##_rows(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                                          float *out, int64_t out_stride, const int ROWS, const int TOKENS) {          \
+    tile_n32(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS, FORMAT);                                   \
+  }                                                                                                                    \
+  LLM_DEFINE_TARGET_TILE(, tile_##name, tile_##name##_rows, NEON_QUANT_ROWS, NEON_QUANT_TOKENS)                        \
+  const struct llm_dot_kernel NEON_KERNEL(name) = { LLM_ACTIVATION_Q8_0, NEON_QUANT_ROWS, NEON_QUANT_TOKENS, tile_##name };
+
+N32_KERNEL(q8_0, N32_Q8_0)
+N32_KERNEL(iq4_nl, N32_IQ4_NL)
+N32_KERNEL(q4_0, N32_Q4_0)
+N32_KERNEL(q4_1, N32_Q4_1)
+N32_KERNEL(q5_0, N32_Q5_0)
+N32_KERNEL(q5_1, N32_Q5_1)
+
+/* ---- Super-blocks of 256 values against q8_K activations ---- */
+
+enum { NK_Q4_K, NK_Q5_K, NK_Q6_K, NK_Q3_K, NK_Q2_K, NK_IQ4_XS };
+#define NK_BLOCK_BYTES(FORMAT)                                                                                         \
+  ((FORMAT) == NK_Q4_K || (FORMAT) == NK_Q5_K ? K4_BLOCK_BYTES((FORMAT) == NK_Q5_K)                                    \
+   : (FORMAT) == NK_Q6_K                      ? K16_BLOCK_BYTES(K16_Q6_K)                                              \
+   : (FORMAT) == NK_Q3_K                      ? K16_BLOCK_BYTES(K16_Q3_K)                                              \
+   : (FORMAT) == NK_Q2_K                      ? K16_BLOCK_BYTES(K16_Q2_K)                                              \
+                                              : sizeof(struct llm_block_iq4_xs))
+/* The formats with mins: value = d * scale * q - dmin * min. The others: value = d * scale * (signed q). */
+#define NK_HAS_MINS(FORMAT) ((FORMAT) == NK_Q4_K || (FORMAT) == NK_Q5_K || (FORMAT) == NK_Q2_K)
+
+/* A decoded super-block: its 256 values as signed bytes, 16 per vector in value order; the integer scale of each
+ * vector's 16 values (q4_K, q5_K and iq4_xs repeat each 32-value scale), and for the min formats the min of each
+ * 16 (which meet the activations' bsums). */
+struct nk_block {
+  int8x16_t v[16];
+  int16_t scales[16];
+  int16_t mins[16];
+  float d, dmin;
+};
+
+/* q4_K / q5_K (quant_k4.h): quarter k of qs holds sub-block 2k in its low nibbles and 2k+1 in its high ones. */
+LLM_NEON_INLINE void nk_decode_k4(const uint8_t *block, struct nk_block *out, const int FIVE_BITS) {
+  const uint8_t *qs = block + K4_QS(FIVE_BITS);
+  uint8x16_t high_bits[2];
+  if (FIVE_BITS) {
+    high_bits[0] = vld1q_u8(block + K4_QH);
+    high_bits[1] = vld1q_u8(block + K4_QH + 16);
+  }
+  for (int k = 0; k < 4; k++) {
+    for (int half = 0; half < 2; half++) {
+      const uint8x16_t bytes = vld1q_u8(qs + 32 * k + 16 * half);
+      uint8x16_t low = vandq_u8(bytes, vdupq_n_u8(0x0f)), high = vshrq_n_u8(bytes, 4);
+      if (FIVE_BITS) {
+        low = vorrq_u8(low, neon_fifth_bit(high_bits[half], 2 * k));
+        high = vorrq_u8(high, neon_fifth_bit(high_bits[half], 2 * k + 1));
+      }
+      out->v[4 * k + half] = vreinterpretq_s8_u8(low);
+      out->v[4 * k + 2 + half] = vreinterpretq_s8_u8(high);
+    }
+  }
+  uint8_t scales_mins[16];
+  unpack_scales_mins(k4_head(block)->scales, scales_mins);
+  for (int g = 0; g < 16; g++) {
+    out->scales[g] = scales_mins[g / 2];
+    out->mins[g] = scales_mins[8 + g / 2];
+  }
+  out->d = llm_f16_to_f32(k4_head(block)->d);
+  out->dmin = llm_f16_to_f32(k4_head(block)->dmin);
+}
+
+/* q6_K (quant_k16.h): per half of 128 values, value 32 k + l takes the nibble of ql[l] (k even) or ql[l + 32]
+ * (k odd), low for k < 2, and bits 2k, 2k+1 of qh[l] on top; stored + 32. */
+LLM_NEON_INLINE void nk_decode_q6_K(const uint8_t *block, struct nk_block *out) {
+  const struct llm_block_q6_K *b = (const struct llm_block_q6_K *)block;
+  for (int half = 0; half < 2; half++) {
+    for (int part = 0; part < 2; part++) { /* l in 0..15, 16..31 */
+      const uint8x16_t ql_even = vld1q_u8(b->ql + 64 * half + 16 * part), ql_odd = vld1q_u8(b->ql + 64 * half + 32 + 16 * part);
+      const uint8x16_t qh = vld1q_u8(b->qh + 32 * half + 16 * part);
+      const uint8x16_t low4[4] = { vandq_u8(ql_even, vdupq_n_u8(0x0f)), vandq_u8(ql_odd, vdupq_n_u8(0x0f)),
+                                   vshrq_n_u8(ql_even, 4), vshrq_n_u8(ql_odd, 4) };
+      const uint8x16_t top2[4] = { vshlq_n_u8(vandq_u8(qh, vdupq_n_u8(0x03)), 4), vshlq_n_u8(vandq_u8(qh, vdupq_n_u8(0x0c)), 2),
+                                   vandq_u8(qh, vdupq_n_u8(0x30)), vshrq_n_u8(vandq_u8(qh, vdupq_n_u8(0xc0)), 2) };
+      for (int k = 0; k < 4; k++)
+        out->v[8 * half + 2 * k + part] = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(low4[k], top2[k])), vdupq_n_s8(32));
+    }
+  }
+  int8_t scales[16];
+  k16_scales(block, scales, K16_Q6_K);
+  for (int g = 0; g < 16; g++) out->scales[g] = scales[g];
+  out->d = llm_f16_to_f32(b->d);
+}
+
+/* q3_K and q2_K (quant_k16.h): value 128 h + 32 k + l keeps its low 2 bits in bits 2k, 2k+1 of qs[32 h + l]; q3_K
+ * its third in bit 4h + k of hmask[l] (stored + 4). q2_K's byte g of scales: scale (low nibble), min (high). */
+LLM_NEON_INLINE void nk_decode_k16_2bit(const uint8_t *block, struct nk_block *out, const int FORMAT) {
+  const uint8_t *qs = FORMAT == K16_Q3_K ? ((const struct llm_block_q3_K *)block)->qs : ((const struct llm_block_q2_K *)block)->qs;
+  uint8x16_t hmask[2];
+  if (FORMAT == K16_Q3_K) {
+    hmask[0] = vld1q_u8(((const struct llm_block_q3_K *)block)->hmask);
+    hmask[1] = vld1q_u8(((const struct llm_block_q3_K *)block)->hmask + 16);
+  }
+  for (int h = 0; h < 2; h++) {
+    for (int part = 0; part < 2; part++) {
+      uint8x16_t bytes = vld1q_u8(qs + 32 * h + 16 * part);
+      for (int k = 0; k < 4; k++, bytes = vshrq_n_u8(bytes, 2)) {
+        uint8x16_t q = vandq_u8(bytes, vdupq_n_u8(3));
+        int8x16_t value = vreinterpretq_s8_u8(q);
+        if (FORMAT == K16_Q3_K) {
+          q = vorrq_u8(q, vshrq_n_u8(neon_fifth_bit(hmask[part], 4 * h + k), 2)); /* the bit as 4 */
+          value = vsubq_s8(vreinterpretq_s8_u8(q), vdupq_n_s8(4));
+        }
+        out->v[8 * h + 2 * k + part] = value;
+      }
+    }
+  }
+  int8_t scales[16];
+  k16_scales(block, scales, FORMAT);
+  for (int g = 0; g < 16; g++) out->scales[g] = scales[g];
+  out->d = llm_f16_to_f32(k16_d(block, FORMAT));
+  if (FORMAT == K16_Q2_K) {
+    const struct llm_block_q2_K *b = (const struct llm_block_q2_K *)block;
+    for (int g = 0; g < 16; g++) out->mins[g] = b->scales[g] >> 4;
+    out->dmin = llm_f16_to_f32(b->dmin);
+  }
+}
+
+/* iq4_xs (quant_iq4_xs.c): sub-block s's 16 bytes of indices as iq4_nl's, its scale_s - 32. */
+LLM_NEON_INLINE void nk_decode_iq4_xs(const uint8_t *block, struct nk_block *out) {
+  const struct llm_block_iq4_xs *b = (const struct llm_block_iq4_xs *)block;
+  const int8x16_t table = vld1q_s8(llm_iq4nl_values);
+  for (int s = 0; s < 8; s++) {
+    uint8x16_t q[2];
+    neon_nibbles(b->qs + 16 * s, q);
+    out->v[2 * s] = vqtbl1q_s8(table, q[0]);
+    out->v[2 * s + 1] = vqtbl1q_s8(table, q[1]);
+    out->scales[2 * s] = out->scales[2 * s + 1] = (int16_t)llm_iq4_xs_scale(b, s);
+  }
+  out->d = llm_f16_to_f32(b->d);
+}
+
+LLM_NEON_INLINE void nk_decode(const uint8_t *block, struct nk_block *out, const int FORMAT) {
+  switch (FORMAT) {
+  case NK_Q4_K: nk_decode_k4(block, out, 0); break;
+  case NK_Q5_K: nk_decode_k4(block, out, 1); break;
+  case NK_Q6_K: nk_decode_q6_K(block, out); break;
+  case NK_Q3_K: nk_decode_k16_2bit(block, out, K16_Q3_K); break;
+  case NK_Q2_K: nk_decode_k16_2bit(block, out, K16_Q2_K); break;
+  default: nk_decode_iq4_xs(block, out); break;
+  }
+}
+
+LLM_NEON_INLINE void tile_nk(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, float *out,
+                             int64_t out_stride, const int ROWS, const int TOKENS, const int FORMAT) {
+  float acc[NEON_QUANT_ROWS][NEON_QUANT_TOKENS];
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < TOKENS; j++) acc[i][j] = 0.0f;
+  for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+    for (int i = 0; i < ROWS; i++) {
+      struct nk_block wb;
+      nk_decode((const uint8_t *)w + i * w_stride + b * NK_BLOCK_BYTES(FORMAT), &wb, FORMAT);
+      int16x8_t mins[2];
+      if (NK_HAS_MINS(FORMAT)) {
+        mins[0] = vld1q_s16(wb.mins);
+        mins[1] = vld1q_s16(wb.mins + 8);
+      }
+      for (int j = 0; j < TOKENS; j++) {
+        const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)((const char *)x + j * x_stride) + b;
+        int32x4_t scaled = vdupq_n_s32(0);
+        for (int g = 0; g < 16; g++)
+          scaled = vmlaq_n_s32(scaled, llm_neon_dot_i8(vdupq_n_s32(0), wb.v[g], vld1q_s8(xb->qs + 16 * g)), wb.scales[g]);
+        const int32_t sumi = vaddvq_s32(scaled);
+        if (NK_HAS_MINS(FORMAT)) {
+          const int16x8_t bsums0 = vld1q_s16(xb->bsums), bsums1 = vld1q_s16(xb->bsums + 8);
+          int32x4_t products = vmull_s16(vget_low_s16(mins[0]), vget_low_s16(bsums0));
+          products = vmlal_high_s16(products, mins[0], bsums0);
+          products = vmlal_s16(products, vget_low_s16(mins[1]), vget_low_s16(bsums1));
+          products = vmlal_high_s16(products, mins[1], bsums1);
+          acc[i][j] += xb->d * (wb.d * (float)sumi - wb.dmin * (float)vaddvq_s32(products));
+        } else {
+          acc[i][j] += wb.d * xb->d * (float)sumi;
+        }
+      }
+    }
+  }
+  for (int i = 0; i < ROWS; i++)
+    for (int j = 0; j < TOKENS; j++) out[j * out_stride + i] = acc[i][j];
+}
+
+#define NK_KERNEL(name, FORMAT)                                                                                        \
+  LLM_NEON_INLINE void tile_##name##_rows(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                                          float *out, int64_t out_stride, const int ROWS, const int TOKENS) {          \
+    tile_nk(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS, FORMAT);                                    \
+  }                                                                                                                    \
+  LLM_DEFINE_TARGET_TILE(, tile_##name, tile_##name##_rows, NEON_QUANT_ROWS, NEON_QUANT_TOKENS)                        \
+  const struct llm_dot_kernel NEON_KERNEL(name) = { LLM_ACTIVATION_Q8_K, NEON_QUANT_ROWS, NEON_QUANT_TOKENS, tile_##name };
+
+NK_KERNEL(q4_K, NK_Q4_K)
+NK_KERNEL(q5_K, NK_Q5_K)
+NK_KERNEL(q6_K, NK_Q6_K)
+NK_KERNEL(q3_K, NK_Q3_K)
+NK_KERNEL(q2_K, NK_Q2_K)
+NK_KERNEL(iq4_xs, NK_IQ4_XS)
