@@ -20,6 +20,7 @@
 /* Rows x tokens per tile: a row's decoded block serves 4 tokens (prompts), a token's activations 4 rows. */
 #define NEON_QUANT_ROWS 4
 #define NEON_QUANT_TOKENS 4
+_Static_assert(NEON_QUANT_ROWS == 4, "tile_n32 folds 4 rows into the lanes of one vector");
 
 /* ---- Blocks of 32 values against q8_0 activations: q8_0 and iq4_nl (quant_i8.h), q4_0, q4_1, q5_0, q5_1
  * (quant_b32.h). N32 numbers them as one family: the first two are quant_i8.h's formats, the rest quant_b32.h's. */
@@ -77,30 +78,43 @@ LLM_NEON_INLINE void n32_values(const uint8_t *block, int8x16_t v[2], const int 
   v[1] = vsubq_s8(vreinterpretq_s8_u8(q[1]), offset);
 }
 
+/* Per block, each row's values decoded once, then per token the 4 rows' exact int32 sums folded into the lanes of one
+ * vector (lane i: row i), so one conversion and multiply-add scale all 4: per lane the scalar reference's steps,
+ * acc += (float)sumi * (d * x_d), then for the min formats acc += (float)sum(x) * (m * x_d). */
 LLM_NEON_INLINE void tile_n32(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, float *out,
                               int64_t out_stride, const int ROWS, const int TOKENS, const int FORMAT) {
-  float acc[NEON_QUANT_ROWS][NEON_QUANT_TOKENS];
-  for (int i = 0; i < ROWS; i++)
-    for (int j = 0; j < TOKENS; j++) acc[i][j] = 0.0f;
+  float32x4_t acc[NEON_QUANT_TOKENS];
+  for (int j = 0; j < TOKENS; j++) acc[j] = vdupq_n_f32(0.0f);
   for (int64_t b = 0; b < cols / LLM_QK8_0; b++) {
+    int8x16_t v[NEON_QUANT_ROWS][2];
+    uint16_t wd[NEON_QUANT_ROWS] = { 0 }, wm[NEON_QUANT_ROWS] = { 0 };
     for (int i = 0; i < ROWS; i++) {
       const uint8_t *block = (const uint8_t *)w + i * w_stride + b * N32_BLOCK_BYTES(FORMAT);
-      int8x16_t v[2];
-      n32_values(block, v, FORMAT);
-      const float wd = llm_f16_to_f32(i8_d(block)); /* d leads every block of the family (asserted there) */
-      const float wm = N32_HAS_MIN(FORMAT) ? llm_f16_to_f32(B32_M(block)) : 0.0f;
-      for (int j = 0; j < TOKENS; j++) {
-        const struct llm_block_q8_0 *xb = (const struct llm_block_q8_0 *)((const char *)x + j * x_stride) + b;
-        const int8x16_t x0 = vld1q_s8(xb->qs), x1 = vld1q_s8(xb->qs + 16);
-        const int32_t sumi = vaddvq_s32(llm_neon_dot_i8(llm_neon_dot_i8(vdupq_n_s32(0), v[0], x0), v[1], x1));
-        const float xd = llm_f16_to_f32(xb->d);
-        acc[i][j] += (float)sumi * (wd * xd);
-        if (N32_HAS_MIN(FORMAT)) acc[i][j] += (float)(vaddlvq_s8(x0) + vaddlvq_s8(x1)) * (wm * xd);
+      n32_values(block, v[i], FORMAT);
+      wd[i] = i8_d(block); /* d leads every block of the family (asserted there) */
+      if (N32_HAS_MIN(FORMAT)) wm[i] = B32_M(block);
+    }
+    const float32x4_t row_d = llm_neon_load4_f16(wd), row_m = llm_neon_load4_f16(wm);
+    for (int j = 0; j < TOKENS; j++) {
+      const struct llm_block_q8_0 *xb = (const struct llm_block_q8_0 *)((const char *)x + j * x_stride) + b;
+      const int8x16_t x0 = vld1q_s8(xb->qs), x1 = vld1q_s8(xb->qs + 16);
+      int32x4_t sums[NEON_QUANT_ROWS];
+      for (int i = 0; i < NEON_QUANT_ROWS; i++)
+        sums[i] = i < ROWS ? llm_neon_dot_i8(llm_neon_dot_i8(vdupq_n_s32(0), v[i][0], x0), v[i][1], x1) : vdupq_n_s32(0);
+      const int32x4_t sumi = vpaddq_s32(vpaddq_s32(sums[0], sums[1]), vpaddq_s32(sums[2], sums[3]));
+      const float xd = llm_neon_half_to_float(xb->d);
+      acc[j] = vaddq_f32(acc[j], vmulq_f32(vcvtq_f32_s32(sumi), vmulq_n_f32(row_d, xd)));
+      if (N32_HAS_MIN(FORMAT)) {
+        const float sum_x = (float)(vaddlvq_s8(x0) + vaddlvq_s8(x1));
+        acc[j] = vaddq_f32(acc[j], vmulq_f32(vdupq_n_f32(sum_x), vmulq_n_f32(row_m, xd)));
       }
     }
   }
-  for (int i = 0; i < ROWS; i++)
-    for (int j = 0; j < TOKENS; j++) out[j * out_stride + i] = acc[i][j];
+  for (int j = 0; j < TOKENS; j++) {
+    float lanes[NEON_QUANT_ROWS];
+    vst1q_f32(lanes, acc[j]);
+    for (int i = 0; i < ROWS; i++) out[j * out_stride + i] = lanes[i];
+  }
 }
 
 #define N32_KERNEL(name, FORMAT)                                                                                       \
@@ -166,8 +180,8 @@ LLM_NEON_INLINE void nk_decode_k4(const uint8_t *block, struct nk_block *out, co
     out->scales[g] = scales_mins[g / 2];
     out->mins[g] = scales_mins[8 + g / 2];
   }
-  out->d = llm_f16_to_f32(k4_head(block)->d);
-  out->dmin = llm_f16_to_f32(k4_head(block)->dmin);
+  out->d = llm_neon_half_to_float(k4_head(block)->d);
+  out->dmin = llm_neon_half_to_float(k4_head(block)->dmin);
 }
 
 /* q6_K (quant_k16.h): per half of 128 values, value 32 k + l takes the nibble of ql[l] (k even) or ql[l + 32]
@@ -189,7 +203,7 @@ LLM_NEON_INLINE void nk_decode_q6_K(const uint8_t *block, struct nk_block *out) 
   int8_t scales[16];
   k16_scales(block, scales, K16_Q6_K);
   for (int g = 0; g < 16; g++) out->scales[g] = scales[g];
-  out->d = llm_f16_to_f32(b->d);
+  out->d = llm_neon_half_to_float(b->d);
 }
 
 /* q3_K and q2_K (quant_k16.h): value 128 h + 32 k + l keeps its low 2 bits in bits 2k, 2k+1 of qs[32 h + l]; q3_K
@@ -218,11 +232,11 @@ LLM_NEON_INLINE void nk_decode_k16_2bit(const uint8_t *block, struct nk_block *o
   int8_t scales[16];
   k16_scales(block, scales, FORMAT);
   for (int g = 0; g < 16; g++) out->scales[g] = scales[g];
-  out->d = llm_f16_to_f32(k16_d(block, FORMAT));
+  out->d = llm_neon_half_to_float(k16_d(block, FORMAT));
   if (FORMAT == K16_Q2_K) {
     const struct llm_block_q2_K *b = (const struct llm_block_q2_K *)block;
     for (int g = 0; g < 16; g++) out->mins[g] = b->scales[g] >> 4;
-    out->dmin = llm_f16_to_f32(b->dmin);
+    out->dmin = llm_neon_half_to_float(b->dmin);
   }
 }
 
@@ -237,7 +251,7 @@ LLM_NEON_INLINE void nk_decode_iq4_xs(const uint8_t *block, struct nk_block *out
     out->v[2 * s + 1] = vqtbl1q_s8(table, q[1]);
     out->scales[2 * s] = out->scales[2 * s + 1] = (int16_t)llm_iq4_xs_scale(b, s);
   }
-  out->d = llm_f16_to_f32(b->d);
+  out->d = llm_neon_half_to_float(b->d);
 }
 
 LLM_NEON_INLINE void nk_decode(const uint8_t *block, struct nk_block *out, const int FORMAT) {

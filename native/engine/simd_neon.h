@@ -28,6 +28,11 @@ LLM_NEON_INLINE int32x4_t llm_neon_dot_i8(int32x4_t acc, int8x16_t a, int8x16_t 
 #endif
 }
 
+/* An IEEE half as f32: the value llm_f16_to_f32 gives, in one conversion instead of a call. */
+LLM_NEON_INLINE float llm_neon_half_to_float(uint16_t h) {
+  return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
 /* 4 consecutive IEEE halves widened to f32 (a base ARMv8 conversion: exact, no FP16 arithmetic involved). */
 LLM_NEON_INLINE float32x4_t llm_neon_load4_f16(const uint16_t *h) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))); }
 /* 4 consecutive bfloat16 widened to f32: each the top half of its f32. */
