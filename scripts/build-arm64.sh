@@ -2,11 +2,12 @@
 # Cross-compiles the engine, its kernel tests and the N-API addon for linux-arm64 (aarch64-linux-gnu-gcc, the
 # toolchain file cmake/aarch64-linux-gnu.cmake) into build-arm64/, stores the stripped addon as
 # prebuilds/linux-arm64/llama-napi.napi.glibc.node (where node-gyp-build, and so lib/native/binding.ts, finds it on
-# arm64), and runs the kernel tests under qemu-aarch64 on three emulated CPUs:
-#   -cpu max                          dotprod present: every matmul check compares the neon and neon_dotprod sets
-#                                     with scalar; attention and batch == steps run on neon_dotprod;
-#   -cpu max, LLAMA_NAPI_KERNELS=neon attention and batch == steps on the plain NEON set;
-#   -cpu cortex-a53                   no dotprod: the detection itself must fall back to plain NEON.
+# arm64), and runs the kernel tests under qemu-aarch64 on emulated CPUs:
+#   -cpu max                                  dotprod and i8mm present: every matmul check compares the neon,
+#                                             neon_dotprod and neon_i8mm sets with scalar; attention and
+#                                             batch == steps run on neon_i8mm;
+#   -cpu max, LLAMA_NAPI_KERNELS=neon_dotprod batch == steps on the dotprod set;
+#   -cpu cortex-a53                           no dotprod: the detection itself must fall back to plain NEON.
 # With --e2e it then runs greedy generations through the arm64 addon under Debian's arm64 node (fetched with
 # apt-get download into build-arm64/node-root unless ARM64_NODE_ROOT names a root holding usr/bin/node): stories260K
 # in f32, and as F16, Q8_0 and Q4_0 files quantized here, on each arm64 kernel set, each text equal to the x86
@@ -41,7 +42,7 @@ emulate() {
 }
 
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-for run in max:best max:neon cortex-a53:best; do
+for run in max:best max:neon_dotprod cortex-a53:best; do
   log="$build/kernel_tests-${run/:/-}.log"
   echo "== kernel_tests under qemu-aarch64 -cpu ${run%%:*}, kernels: ${run#*:}"
   if ! emulate "$run" "$build/kernel_tests" >"$log"; then
@@ -55,8 +56,8 @@ done
 expect_set() { # LOG SET: the first line names the set the dispatch chose
   grep -q "^kernel set: $2 " "$1" || { echo "expected the $2 set: $(head -1 "$1")" >&2; exit 1; }
 }
-expect_set "$build/kernel_tests-max-best.log" neon_dotprod
-expect_set "$build/kernel_tests-max-neon.log" neon
+expect_set "$build/kernel_tests-max-best.log" neon_i8mm
+expect_set "$build/kernel_tests-max-neon_dotprod.log" neon_dotprod
 expect_set "$build/kernel_tests-cortex-a53-best.log" neon
 
 [ "$mode" = --e2e ] || exit 0
@@ -97,7 +98,7 @@ text_of() { node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8"))
 failed=0
 for model in "${models[@]}"; do
   expected=$(env -u LLAMA_NAPI_KERNELS node scripts/greedy-check.js "$model" | text_of)
-  for run in max:best max:neon max:scalar cortex-a53:best; do
+  for run in max:best max:neon_dotprod max:scalar cortex-a53:best; do
     line=$(QEMU_LD_PREFIX="$node_root" emulate "$run" "$node_root/usr/bin/node" "$package/scripts/greedy-check.js" "$model")
     kernels=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).kernels + " " + JSON.parse(process.argv[1]).binary)' "$line")
     if [ "$(echo "$line" | text_of)" = "$expected" ] && [[ "$kernels" == *" prebuilds/linux-arm64/"* ]]; then

@@ -266,7 +266,7 @@ export interface NativeBinding {
   DecodeLoop: new (model: NativeModel, onEvents: (events: NativeLoopEvent[]) => void) => NativeDecodeLoop;
   /** Physical CPU cores (not hyperthreads), the default thread count. */
   physicalCores(): number;
-  /** Which kernel variant the CPU dispatch picked: "avx512", "avx2", "neon_dotprod", "neon" or "scalar". */
+  /** Which kernel variant the CPU dispatch picked: "avx512", "avx2", "neon_i8mm", "neon_dotprod", "neon" or "scalar". */
   cpuFeatures(): string;
   /** The CUDA backend: compiled in, and GPUs usable. */
   cudaInfo(): NativeCudaInfo;

@@ -16,7 +16,7 @@ using namespace llama_napi;
 // Physical CPU cores (not hyperthreads): the default thread count.
 Napi::Value PhysicalCores(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), llm_physical_cores()); }
 
-// Which kernel variant the CPU dispatch picked: "avx512", "avx2", "neon_dotprod", "neon" or "scalar".
+// Which kernel variant the CPU dispatch picked: "avx512", "avx2", "neon_i8mm", "neon_dotprod", "neon" or "scalar".
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), llm_kernel_set_name(llm_kernel_set()));
 }

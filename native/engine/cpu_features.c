@@ -10,14 +10,30 @@
 #endif
 
 #if LLM_HAVE_NEON_KERNELS
+#if defined(__APPLE__)
+/* Whether macOS reports an Arm feature (hw.optional.arm.FEAT_*). */
+static bool apple_has(const char *feature) {
+  int present = 0;
+  size_t size = sizeof present;
+  return sysctlbyname(feature, &present, &size, NULL, 0) == 0 && present;
+}
+#endif
+
 /* Whether the CPU has the int8 dot-product instructions (sdot / udot). */
 static bool cpu_has_dotprod(void) {
 #if defined(__APPLE__)
-  int present = 0;
-  size_t size = sizeof present;
-  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &present, &size, NULL, 0) == 0 && present;
+  return apple_has("hw.optional.arm.FEAT_DotProd");
 #else
   return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
+}
+
+/* Whether the CPU has the int8 matrix multiply (smmla). */
+static bool cpu_has_i8mm(void) {
+#if defined(__APPLE__)
+  return apple_has("hw.optional.arm.FEAT_I8MM");
+#else
+  return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
 #endif
 }
 #endif
@@ -39,20 +55,22 @@ bool llm_kernel_set_supported(enum llm_kernel_set set) {
 #if LLM_HAVE_NEON_KERNELS
   case LLM_KERNELS_NEON: return true;
   case LLM_KERNELS_NEON_DOTPROD: return cpu_has_dotprod();
+  case LLM_KERNELS_NEON_I8MM: return cpu_has_dotprod() && cpu_has_i8mm();
 #endif
   default: return false;
   }
 }
 
 static enum llm_kernel_set detect(void) {
-  /* LLAMA_NAPI_KERNELS=scalar|avx2|avx512|neon|neon_dotprod caps the set: lets tests cover the lower sets on a
-   * bigger machine. */
+  /* LLAMA_NAPI_KERNELS=scalar|avx2|avx512|neon|neon_dotprod|neon_i8mm caps the set: lets tests cover the lower sets
+   * on a bigger machine. */
   enum llm_kernel_set cap = LLM_KERNEL_SET_COUNT - 1;
   const char *forced = getenv("LLAMA_NAPI_KERNELS");
   if (forced && strcmp(forced, "scalar") == 0) cap = LLM_KERNELS_SCALAR;
   else if (forced && strcmp(forced, "avx2") == 0) cap = LLM_KERNELS_AVX2;
   else if (forced && strcmp(forced, "avx512") == 0) cap = LLM_KERNELS_AVX512;
   else if (forced && strcmp(forced, "neon") == 0) cap = LLM_KERNELS_NEON;
+  else if (forced && strcmp(forced, "neon_dotprod") == 0) cap = LLM_KERNELS_NEON_DOTPROD;
   for (int set = cap; set > LLM_KERNELS_SCALAR; set--)
     if (llm_kernel_set_supported((enum llm_kernel_set)set)) return (enum llm_kernel_set)set;
   return LLM_KERNELS_SCALAR;
@@ -75,6 +93,7 @@ const char *llm_kernel_set_name(enum llm_kernel_set set) {
   case LLM_KERNELS_AVX512: return "avx512";
   case LLM_KERNELS_NEON: return "neon";
   case LLM_KERNELS_NEON_DOTPROD: return "neon_dotprod";
+  case LLM_KERNELS_NEON_I8MM: return "neon_i8mm";
   default: return "scalar";
   }
 }

@@ -88,15 +88,15 @@ extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot
     llm_dot_q5_K_avx2, llm_dot_q6_K_avx2, llm_dot_iq4_nl_avx2, llm_dot_iq4_xs_avx2;
 #endif
 #if LLM_HAVE_NEON_KERNELS
-/* The NEON float kernels serve both NEON sets (dot_neon.c); the quantized ones exist per set (dot_neon_quant.h). */
+/* The NEON float kernels serve every NEON set (dot_neon.c); the quantized ones exist per set (dot_neon_quant.h). */
 extern const struct llm_dot_kernel llm_dot_f32_neon, llm_dot_f16_neon, llm_dot_bf16_neon;
-extern const struct llm_dot_kernel llm_dot_q8_0_neon, llm_dot_q4_0_neon, llm_dot_q4_1_neon, llm_dot_q5_0_neon,
-    llm_dot_q5_1_neon, llm_dot_q2_K_neon, llm_dot_q3_K_neon, llm_dot_q4_K_neon, llm_dot_q5_K_neon,
-    llm_dot_q6_K_neon, llm_dot_iq4_nl_neon, llm_dot_iq4_xs_neon;
-extern const struct llm_dot_kernel llm_dot_q8_0_neon_dotprod, llm_dot_q4_0_neon_dotprod, llm_dot_q4_1_neon_dotprod,
-    llm_dot_q5_0_neon_dotprod, llm_dot_q5_1_neon_dotprod, llm_dot_q2_K_neon_dotprod, llm_dot_q3_K_neon_dotprod,
-    llm_dot_q4_K_neon_dotprod, llm_dot_q5_K_neon_dotprod, llm_dot_q6_K_neon_dotprod, llm_dot_iq4_nl_neon_dotprod,
-    llm_dot_iq4_xs_neon_dotprod;
+#define LLM_DECLARE_NEON_QUANT_KERNELS(set)                                                                          \
+  extern const struct llm_dot_kernel llm_dot_q8_0_##set, llm_dot_q4_0_##set, llm_dot_q4_1_##set, llm_dot_q5_0_##set,  \
+      llm_dot_q5_1_##set, llm_dot_q2_K_##set, llm_dot_q3_K_##set, llm_dot_q4_K_##set, llm_dot_q5_K_##set,              \
+      llm_dot_q6_K_##set, llm_dot_iq4_nl_##set, llm_dot_iq4_xs_##set;
+LLM_DECLARE_NEON_QUANT_KERNELS(neon)
+LLM_DECLARE_NEON_QUANT_KERNELS(neon_dotprod)
+LLM_DECLARE_NEON_QUANT_KERNELS(neon_i8mm)
 #endif
 
 /* A scalar tile function from a one-row, one-token dot product `float row_dot(int64_t cols, const void *w,

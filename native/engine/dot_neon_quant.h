@@ -1,5 +1,6 @@
-/* The quantized dot-product kernels of a NEON set, included once per set: by dot_neon.c (plain NEON) and by
- * dot_neon_dotprod.c (compiled for dotprod, LLM_NEON_DOTPROD 1: llm_neon_dot_i8 is then sdot). Every kernel decodes
+/* The quantized dot-product kernels of a NEON set, included once per set: by dot_neon.c (plain NEON), by
+ * dot_neon_dotprod.c (compiled for dotprod, LLM_NEON_DOTPROD 1: llm_neon_dot_i8 is then sdot) and by dot_neon_i8mm.c
+ * (dotprod and i8mm, LLM_NEON_I8MM 1: whole 4 x 4 tiles, i.e. prompts, multiply with smmla). Every kernel decodes
  * a weight block to signed bytes once per row and multiplies it with each token's activation block as exact int32
  * sums; the float steps per block are the scalar reference's (quant_i8.h, quant_b32.h, quant_k4.h, quant_k16.h,
  * quant_iq4_xs.c), in its order and unfused, so the results equal the scalar kernels' bit for bit. */
@@ -11,7 +12,9 @@
 #include "quant_k4.h"
 #include "simd_neon.h"
 
-#if LLM_NEON_DOTPROD
+#if LLM_NEON_I8MM
+#define NEON_KERNEL(name) llm_dot_##name##_neon_i8mm
+#elif LLM_NEON_DOTPROD
 #define NEON_KERNEL(name) llm_dot_##name##_neon_dotprod
 #else
 #define NEON_KERNEL(name) llm_dot_##name##_neon
@@ -20,7 +23,44 @@
 /* Rows x tokens per tile: a row's decoded block serves 4 tokens (prompts), a token's activations 4 rows. */
 #define NEON_QUANT_ROWS 4
 #define NEON_QUANT_TOKENS 4
-_Static_assert(NEON_QUANT_ROWS == 4, "tile_n32 folds 4 rows into the lanes of one vector");
+_Static_assert(NEON_QUANT_ROWS == 4 && NEON_QUANT_TOKENS == 4, "tile_n32 folds 4 rows into the lanes of one vector; "
+               "the smmla tiles take rows and tokens in 2 pairs each");
+
+#if LLM_NEON_I8MM
+/* smmla (vmmlaq_s32) adds the 2 x 2 int32 products of its first operand's two rows of 8 bytes with its second's:
+ * lanes row 0 token 0, row 0 token 1, row 1 token 0, row 1 token 1. The tiles below pair rows and tokens 8 values at
+ * a time; each lane's integer sum is the one the dot-product kernels form and its float steps are theirs, so the
+ * results are the same bits with half the multiply instructions. */
+
+/* The low (high = 0) or high 8 bytes of two vectors, side by side. */
+LLM_NEON_INLINE int8x16_t mmla_halves(int8x16_t first, int8x16_t second, const int high) {
+  const int64x2_t a = vreinterpretq_s64_s8(first), b = vreinterpretq_s64_s8(second);
+  return vreinterpretq_s8_s64(high ? vzip2q_s64(a, b) : vzip1q_s64(a, b));
+}
+
+/* acc + the 2 x 2 dot products of 16 values of two rows with the same 16 of two tokens. */
+LLM_NEON_INLINE int32x4_t mmla_16(int32x4_t acc, int8x16_t row0, int8x16_t row1, int8x16_t token0, int8x16_t token1) {
+  acc = vmmlaq_s32(acc, mmla_halves(row0, row1, 0), mmla_halves(token0, token1, 0));
+  return vmmlaq_s32(acc, mmla_halves(row0, row1, 1), mmla_halves(token0, token1, 1));
+}
+
+/* A factor of each row of the pair, [r0, r0, r1, r1], and of each token, [t0, t1, t0, t1], in the lanes' order. */
+LLM_NEON_INLINE float32x4_t mmla_rows(float row0, float row1) { return vcombine_f32(vdup_n_f32(row0), vdup_n_f32(row1)); }
+LLM_NEON_INLINE float32x4_t mmla_tokens(float token0, float token1) {
+  const float32x2_t pair = vset_lane_f32(token1, vdup_n_f32(token0), 1);
+  return vcombine_f32(pair, pair);
+}
+
+/* acc[p][q]: rows 2p, 2p+1 and tokens 2q, 2q+1 of a 4 x 4 tile. */
+LLM_NEON_INLINE void mmla_store(const float32x4_t acc[2][2], float *out, int64_t out_stride) {
+  for (int p = 0; p < 2; p++)
+    for (int q = 0; q < 2; q++) {
+      float lanes[4];
+      vst1q_f32(lanes, acc[p][q]);
+      for (int lane = 0; lane < 4; lane++) out[(2 * q + lane % 2) * out_stride + 2 * p + lane / 2] = lanes[lane];
+    }
+}
+#endif
 
 /* ---- Blocks of 32 values against q8_0 activations: q8_0 and iq4_nl (quant_i8.h), q4_0, q4_1, q5_0, q5_1
  * (quant_b32.h). N32 numbers them as one family: the first two are quant_i8.h's formats, the rest quant_b32.h's. */
@@ -78,11 +118,53 @@ LLM_NEON_INLINE void n32_values(const uint8_t *block, int8x16_t v[2], const int 
   v[1] = vsubq_s8(vreinterpretq_s8_u8(q[1]), offset);
 }
 
+#if LLM_NEON_I8MM
+/* A whole 4 x 4 tile with smmla: per block, rows and tokens in pairs, each lane's steps tile_n32's. */
+LLM_NEON_INLINE void tile_n32_mmla(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                   float *out, int64_t out_stride, const int FORMAT) {
+  float32x4_t acc[2][2];
+  for (int p = 0; p < 2; p++)
+    for (int q = 0; q < 2; q++) acc[p][q] = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < cols / LLM_QK8_0; b++) {
+    int8x16_t v[NEON_QUANT_ROWS][2];
+    float wd[NEON_QUANT_ROWS], wm[NEON_QUANT_ROWS];
+    for (int i = 0; i < NEON_QUANT_ROWS; i++) {
+      const uint8_t *block = (const uint8_t *)w + i * w_stride + b * N32_BLOCK_BYTES(FORMAT);
+      n32_values(block, v[i], FORMAT);
+      wd[i] = llm_neon_half_to_float(i8_d(block));
+      wm[i] = N32_HAS_MIN(FORMAT) ? llm_neon_half_to_float(B32_M(block)) : 0.0f;
+    }
+    for (int q = 0; q < 2; q++) {
+      const struct llm_block_q8_0 *x0 = (const struct llm_block_q8_0 *)((const char *)x + 2 * q * x_stride) + b;
+      const struct llm_block_q8_0 *x1 = (const struct llm_block_q8_0 *)((const char *)x + (2 * q + 1) * x_stride) + b;
+      const int8x16_t t0[2] = { vld1q_s8(x0->qs), vld1q_s8(x0->qs + 16) }, t1[2] = { vld1q_s8(x1->qs), vld1q_s8(x1->qs + 16) };
+      const float32x4_t xd = mmla_tokens(llm_neon_half_to_float(x0->d), llm_neon_half_to_float(x1->d));
+      for (int p = 0; p < 2; p++) {
+        int32x4_t sumi = mmla_16(vdupq_n_s32(0), v[2 * p][0], v[2 * p + 1][0], t0[0], t1[0]);
+        sumi = mmla_16(sumi, v[2 * p][1], v[2 * p + 1][1], t0[1], t1[1]);
+        acc[p][q] = vaddq_f32(acc[p][q], vmulq_f32(vcvtq_f32_s32(sumi), vmulq_f32(mmla_rows(wd[2 * p], wd[2 * p + 1]), xd)));
+        if (N32_HAS_MIN(FORMAT)) {
+          const float32x4_t sum_x = mmla_tokens((float)(vaddlvq_s8(t0[0]) + vaddlvq_s8(t0[1])), (float)(vaddlvq_s8(t1[0]) + vaddlvq_s8(t1[1])));
+          acc[p][q] = vaddq_f32(acc[p][q], vmulq_f32(sum_x, vmulq_f32(mmla_rows(wm[2 * p], wm[2 * p + 1]), xd)));
+        }
+      }
+    }
+  }
+  mmla_store(acc, out, out_stride);
+}
+#endif
+
 /* Per block, each row's values decoded once, then per token the 4 rows' exact int32 sums folded into the lanes of one
  * vector (lane i: row i), so one conversion and multiply-add scale all 4: per lane the scalar reference's steps,
  * acc += (float)sumi * (d * x_d), then for the min formats acc += (float)sum(x) * (m * x_d). */
 LLM_NEON_INLINE void tile_n32(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, float *out,
                               int64_t out_stride, const int ROWS, const int TOKENS, const int FORMAT) {
+#if LLM_NEON_I8MM
+  if (ROWS == NEON_QUANT_ROWS && TOKENS == NEON_QUANT_TOKENS) {
+    tile_n32_mmla(cols, w, w_stride, x, x_stride, out, out_stride, FORMAT);
+    return;
+  }
+#endif
   float32x4_t acc[NEON_QUANT_TOKENS];
   for (int j = 0; j < TOKENS; j++) acc[j] = vdupq_n_f32(0.0f);
   for (int64_t b = 0; b < cols / LLM_QK8_0; b++) {
@@ -265,8 +347,70 @@ LLM_NEON_INLINE void nk_decode(const uint8_t *block, struct nk_block *out, const
   }
 }
 
+/* sum over the 16 groups of min_g * bsums_g (the activations' sums of each 16 values), exact. */
+LLM_NEON_INLINE int32_t nk_min_sum(const int16x8_t mins[2], const struct llm_block_q8_K *xb) {
+  const int16x8_t bsums0 = vld1q_s16(xb->bsums), bsums1 = vld1q_s16(xb->bsums + 8);
+  int32x4_t products = vmull_s16(vget_low_s16(mins[0]), vget_low_s16(bsums0));
+  products = vmlal_high_s16(products, mins[0], bsums0);
+  products = vmlal_s16(products, vget_low_s16(mins[1]), vget_low_s16(bsums1));
+  products = vmlal_high_s16(products, mins[1], bsums1);
+  return vaddvq_s32(products);
+}
+
+#if LLM_NEON_I8MM
+/* A whole 4 x 4 tile with smmla: per super-block the 4 rows decoded, then per pair of rows and pair of tokens each
+ * 16 values' 2 x 2 products scaled by their rows' group scales; each lane's steps tile_nk's. */
+LLM_NEON_INLINE void tile_nk_mmla(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                  float *out, int64_t out_stride, const int FORMAT) {
+  float32x4_t acc[2][2];
+  for (int p = 0; p < 2; p++)
+    for (int q = 0; q < 2; q++) acc[p][q] = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < cols / LLM_QK_K; b++) {
+    struct nk_block wb[NEON_QUANT_ROWS];
+    int16x8_t mins[NEON_QUANT_ROWS][2];
+    for (int i = 0; i < NEON_QUANT_ROWS; i++) {
+      nk_decode((const uint8_t *)w + i * w_stride + b * NK_BLOCK_BYTES(FORMAT), &wb[i], FORMAT);
+      if (NK_HAS_MINS(FORMAT)) {
+        mins[i][0] = vld1q_s16(wb[i].mins);
+        mins[i][1] = vld1q_s16(wb[i].mins + 8);
+      }
+    }
+    for (int q = 0; q < 2; q++) {
+      const struct llm_block_q8_K *x0 = (const struct llm_block_q8_K *)((const char *)x + 2 * q * x_stride) + b;
+      const struct llm_block_q8_K *x1 = (const struct llm_block_q8_K *)((const char *)x + (2 * q + 1) * x_stride) + b;
+      const float32x4_t xd = mmla_tokens(x0->d, x1->d);
+      for (int p = 0; p < 2; p++) {
+        const struct nk_block *r0 = &wb[2 * p], *r1 = &wb[2 * p + 1];
+        int32x4_t scaled = vdupq_n_s32(0);
+        for (int g = 0; g < 16; g++) {
+          const int32x4_t products = mmla_16(vdupq_n_s32(0), r0->v[g], r1->v[g], vld1q_s8(x0->qs + 16 * g), vld1q_s8(x1->qs + 16 * g));
+          const int32x4_t scales = vcombine_s32(vdup_n_s32(r0->scales[g]), vdup_n_s32(r1->scales[g]));
+          scaled = vmlaq_s32(scaled, products, scales);
+        }
+        const float32x4_t d = mmla_rows(r0->d, r1->d), sumi = vcvtq_f32_s32(scaled);
+        if (NK_HAS_MINS(FORMAT)) {
+          const int32_t lanes[4] = { nk_min_sum(mins[2 * p], x0), nk_min_sum(mins[2 * p], x1), nk_min_sum(mins[2 * p + 1], x0),
+                                     nk_min_sum(mins[2 * p + 1], x1) };
+          const float32x4_t min_term = vmulq_f32(mmla_rows(r0->dmin, r1->dmin), vcvtq_f32_s32(vld1q_s32(lanes)));
+          acc[p][q] = vaddq_f32(acc[p][q], vmulq_f32(xd, vsubq_f32(vmulq_f32(d, sumi), min_term)));
+        } else {
+          acc[p][q] = vaddq_f32(acc[p][q], vmulq_f32(vmulq_f32(d, xd), sumi));
+        }
+      }
+    }
+  }
+  mmla_store(acc, out, out_stride);
+}
+#endif
+
 LLM_NEON_INLINE void tile_nk(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, float *out,
                              int64_t out_stride, const int ROWS, const int TOKENS, const int FORMAT) {
+#if LLM_NEON_I8MM
+  if (ROWS == NEON_QUANT_ROWS && TOKENS == NEON_QUANT_TOKENS) {
+    tile_nk_mmla(cols, w, w_stride, x, x_stride, out, out_stride, FORMAT);
+    return;
+  }
+#endif
   float acc[NEON_QUANT_ROWS][NEON_QUANT_TOKENS];
   for (int i = 0; i < ROWS; i++)
     for (int j = 0; j < TOKENS; j++) acc[i][j] = 0.0f;
@@ -286,12 +430,7 @@ LLM_NEON_INLINE void tile_nk(int64_t cols, const void *w, size_t w_stride, const
           scaled = vmlaq_n_s32(scaled, llm_neon_dot_i8(vdupq_n_s32(0), wb.v[g], vld1q_s8(xb->qs + 16 * g)), wb.scales[g]);
         const int32_t sumi = vaddvq_s32(scaled);
         if (NK_HAS_MINS(FORMAT)) {
-          const int16x8_t bsums0 = vld1q_s16(xb->bsums), bsums1 = vld1q_s16(xb->bsums + 8);
-          int32x4_t products = vmull_s16(vget_low_s16(mins[0]), vget_low_s16(bsums0));
-          products = vmlal_high_s16(products, mins[0], bsums0);
-          products = vmlal_s16(products, vget_low_s16(mins[1]), vget_low_s16(bsums1));
-          products = vmlal_high_s16(products, mins[1], bsums1);
-          acc[i][j] += xb->d * (wb.d * (float)sumi - wb.dmin * (float)vaddvq_s32(products));
+          acc[i][j] += xb->d * (wb.d * (float)sumi - wb.dmin * (float)nk_min_sum(mins, xb));
         } else {
           acc[i][j] += wb.d * xb->d * (float)sumi;
         }

@@ -1,9 +1,10 @@
 #ifndef LLM_SIMD_NEON_H
 #define LLM_SIMD_NEON_H
 
-/* Small NEON helpers shared by the aarch64 kernels (dot_neon.c, dot_neon_dotprod.c, attention.c). Plain C11 with
- * <arm_neon.h> intrinsics, so GCC and clang (macOS) compile the same code. A file that defines LLM_NEON_DOTPROD to 1
- * before including this is compiled for the dotprod extension as a whole, and its int8 dot products use sdot. */
+/* Small NEON helpers shared by the aarch64 kernels (dot_neon*.c, attention.c, ...). Plain C11 with <arm_neon.h>
+ * intrinsics, so GCC and clang (macOS) compile the same code. A file that defines LLM_NEON_DOTPROD to 1 before
+ * including this is compiled for the dotprod extension as a whole, and its int8 dot products use sdot; one that also
+ * defines LLM_NEON_I8MM to 1 is compiled for i8mm too (dot_neon_quant.h then multiplies whole tiles with smmla). */
 
 #include "cpu_features.h"
 
@@ -12,6 +13,9 @@
 
 #ifndef LLM_NEON_DOTPROD
 #define LLM_NEON_DOTPROD 0
+#endif
+#ifndef LLM_NEON_I8MM
+#define LLM_NEON_I8MM 0
 #endif
 
 #define LLM_NEON_INLINE static inline __attribute__((always_inline))

@@ -86,7 +86,8 @@ static void check_matmul(struct llm_threadpool *pool, enum llm_type type, int64_
   }
   const double bound = llm_type_is_quantized(type) ? 1e-5 : 1e-6;
   /* The quantized NEON kernels keep the scalar reference's float steps (dot_neon_quant.h): equal bit for bit. */
-  const bool exact = llm_type_is_quantized(type) && (set == LLM_KERNELS_NEON || set == LLM_KERNELS_NEON_DOTPROD);
+  const bool exact = llm_type_is_quantized(type) &&
+                     (set == LLM_KERNELS_NEON || set == LLM_KERNELS_NEON_DOTPROD || set == LLM_KERNELS_NEON_I8MM);
   const bool identical = memcmp(expected, actual, (size_t)(n_tokens * rows) * sizeof(float)) == 0;
   report(worst < bound && worst_vs_f64 < bound && (!exact || identical),
          "matmul %-4s rows %3lld cols %4lld tokens %2d (%s, %d threads): max relative error %.2e, scalar vs float64 %.2e%s",
