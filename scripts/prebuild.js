@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run build:prebuilds`, and `prepack` (so `npm pack` and `npm publish` carry a binary that installs without a
 // compiler): compiles the addon with cmake-js and stores it in the prebuildify layout, debug symbols stripped.
-// (prebuildify itself only drives node-gyp; this is a cmake-js project.) Two binaries:
+// (prebuildify itself only drives node-gyp; this is a cmake-js project.) Two binaries, and on linux-x64 a third
+// (prebuilds/linux-arm64/, cross-compiled by scripts/build-arm64.sh where the aarch64 toolchain is installed):
 //   prebuilds/<platform>-<arch>/llama-napi.napi[.<libc>].node       the CPU addon (LLAMA_NAPI_CUDA=0), always built;
 //                                                                  node-gyp-build finds it and npm install uses it;
 //   prebuilds/<platform>-<arch>/cuda/llama-napi.napi[.<libc>].node  the addon with the CUDA backend, built only with
@@ -38,6 +39,15 @@ function build(variant, cuda, target) {
 
 const cudaTarget = path.join(dir, "cuda", name);
 build("cpu", "0", path.join(dir, name));
+// linux-arm64 (prebuilds/linux-arm64/), cross-compiled where Debian's aarch64 toolchain is installed, so that the
+// package installs without a compiler on ARM servers too (scripts/build-arm64.sh; its tests run in CI).
+if (process.platform === "linux" && process.arch === "x64") {
+  if (spawnSync("aarch64-linux-gnu-g++", ["--version"], { stdio: "ignore" }).status === 0) {
+    run("bash", [path.join("scripts", "build-arm64.sh"), "--no-tests"]);
+  } else {
+    console.log("llama-napi: no linux-arm64 prebuild (apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu builds one)");
+  }
+}
 if (process.env.LLAMA_NAPI_CUDA === "1") {
   build("cuda", "1", cudaTarget);
 } else {

@@ -296,7 +296,7 @@ export interface NativeBinding {
   Grammar: new (trie: NativeTokenTrie, table: Int32Array) => NativeGrammar;
   /** Physical CPU cores (not hyperthreads), the default thread count. */
   physicalCores(): number;
-  /** Which kernel set the CPU dispatch picked: "avx512-vnni", "avx512", "avx2-vnni", "avx2" or "scalar" (LLAMA_NAPI_KERNELS forces one). */
+  /** Which kernel set the CPU dispatch picked: "avx512-vnni", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod", "neon" or "scalar" (LLAMA_NAPI_KERNELS forces one). */
   cpuFeatures(): string;
   /** The CUDA backend: compiled in, and GPUs usable. */
   cudaInfo(): NativeCudaInfo;

@@ -16,7 +16,8 @@ using namespace llama_napi;
 // Physical CPU cores (not hyperthreads): the default thread count.
 Napi::Value PhysicalCores(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), llm_physical_cores()); }
 
-// Which kernel set the CPU dispatch picked: "avx512-vnni", "avx512", "avx2-vnni", "avx2" or "scalar".
+// Which kernel set the CPU dispatch picked: "avx512-vnni", "avx512", "avx2-vnni", "avx2", "neon-i8mm", "neon-dotprod",
+// "neon" or "scalar".
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), llm_kernel_set_name(llm_kernel_set()));
 }

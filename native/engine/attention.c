@@ -7,6 +7,7 @@
 #if LLM_HAVE_AVX2_KERNELS
 #include <immintrin.h>
 #endif
+#include "simd_neon.h"
 
 /* The two halves of attention for one head, over a run of n positions of one block, whose rows (this head's part)
  * lie `stride` bytes apart in the cache's type: scores[p] = (q . key_p) * scale, and out += sum over p of
@@ -184,6 +185,103 @@ LLM_TARGET_AVX2 static void mix_q8_0_avx2(float *out, const float *weights, cons
 }
 #endif
 
+#if LLM_HAVE_NEON_KERNELS
+/* The NEON twins of the AVX2 kernels above, 4 floats per vector (both NEON sets: no int8 work here). */
+LLM_NEON_INLINE float32x4_t load4_f32_neon(const uint8_t *row, int i) { return vld1q_f32((const float *)row + i); }
+LLM_NEON_INLINE float32x4_t load4_f16_neon(const uint8_t *row, int i) { return llm_neon_load4_f16((const uint16_t *)row + i); }
+
+/* q . row for f32 and f16 rows, two accumulators for the FMA latency. */
+#define DOT_NEON(type)                                                                                                \
+  LLM_NEON_INLINE float dot_##type##_neon(const float *q, const uint8_t *row, int n) {                               \
+    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);                                                   \
+    int i = 0;                                                                                                        \
+    for (; i + 8 <= n; i += 8) {                                                                                      \
+      acc0 = vfmaq_f32(acc0, vld1q_f32(q + i), load4_##type##_neon(row, i));                                          \
+      acc1 = vfmaq_f32(acc1, vld1q_f32(q + i + 4), load4_##type##_neon(row, i + 4));                                  \
+    }                                                                                                                 \
+    for (; i + 4 <= n; i += 4) acc0 = vfmaq_f32(acc0, vld1q_f32(q + i), load4_##type##_neon(row, i));                 \
+    float sum = vaddvq_f32(vaddq_f32(acc0, acc1));                                                                    \
+    for (; i < n; i++) sum += q[i] * type##_at(row, i);                                                               \
+    return sum;                                                                                                       \
+  }
+DOT_NEON(f32)
+DOT_NEON(f16)
+
+/* q . row for q8_0 rows (head_dim a multiple of 32): each block's products summed, then scaled by its d. */
+LLM_NEON_INLINE float dot_q8_0_neon(const float *q, const uint8_t *row, int n) {
+  const struct llm_block_q8_0 *blocks = (const struct llm_block_q8_0 *)row;
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  for (int b = 0; b < n / LLM_QK8_0; b++) {
+    const float *qb = q + b * LLM_QK8_0;
+    float32x4_t block = vdupq_n_f32(0.0f);
+    for (int k = 0; k < LLM_QK8_0; k += 8) {
+      float32x4_t values[2];
+      llm_neon_load8_i8(blocks[b].qs + k, values);
+      block = vfmaq_f32(block, vld1q_f32(qb + k), values[0]);
+      block = vfmaq_f32(block, vld1q_f32(qb + k + 4), values[1]);
+    }
+    acc = vfmaq_n_f32(acc, block, llm_f16_to_f32(blocks[b].d));
+  }
+  return vaddvq_f32(acc);
+}
+
+#define SCORES_NEON(type)                                                                                             \
+  static void scores_##type##_neon(float *scores, const float *q, const uint8_t *keys, size_t stride, int n,         \
+                                   int head_dim, float scale) {                                                      \
+    for (int p = 0; p < n; p++) scores[p] = dot_##type##_neon(q, keys + p * stride, head_dim) * scale;              \
+  }
+SCORES_NEON(f32)
+SCORES_NEON(f16)
+SCORES_NEON(q8_0)
+
+/* Each 16 floats of the output stay in 4 registers across the run's positions (as MIX_AVX2's 32). */
+#define MIX_NEON(type)                                                                                                \
+  static void mix_##type##_neon(float *out, const float *weights, const uint8_t *values, size_t stride, int n,       \
+                                int head_dim) {                                                                      \
+    int i = 0;                                                                                                        \
+    for (; i + 16 <= head_dim; i += 16) {                                                                             \
+      float32x4_t acc[4];                                                                                             \
+      for (int k = 0; k < 4; k++) acc[k] = vld1q_f32(out + i + 4 * k);                                                \
+      for (int p = 0; p < n; p++)                                                                                     \
+        for (int k = 0; k < 4; k++) acc[k] = vfmaq_n_f32(acc[k], load4_##type##_neon(values + p * stride, i + 4 * k), weights[p]); \
+      for (int k = 0; k < 4; k++) vst1q_f32(out + i + 4 * k, acc[k]);                                                 \
+    }                                                                                                                 \
+    for (; i + 4 <= head_dim; i += 4) {                                                                               \
+      float32x4_t acc = vld1q_f32(out + i);                                                                           \
+      for (int p = 0; p < n; p++) acc = vfmaq_n_f32(acc, load4_##type##_neon(values + p * stride, i), weights[p]);   \
+      vst1q_f32(out + i, acc);                                                                                        \
+    }                                                                                                                 \
+    for (; i < head_dim; i++) {                                                                                       \
+      float acc = out[i];                                                                                             \
+      for (int p = 0; p < n; p++) acc += weights[p] * type##_at(values + p * stride, i);                              \
+      out[i] = acc;                                                                                                   \
+    }                                                                                                                 \
+  }
+MIX_NEON(f32)
+MIX_NEON(f16)
+
+/* q8_0 values (head_dim a multiple of 32): each block of 32 in 8 registers across the run, each position's weight
+ * times the block's scale. */
+static void mix_q8_0_neon(float *out, const float *weights, const uint8_t *values, size_t stride, int n, int head_dim) {
+  for (int b = 0; b < head_dim / LLM_QK8_0; b++) {
+    float *o = out + b * LLM_QK8_0;
+    float32x4_t acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = vld1q_f32(o + 4 * k);
+    for (int p = 0; p < n; p++) {
+      const struct llm_block_q8_0 *block = (const struct llm_block_q8_0 *)(values + p * stride) + b;
+      const float w = weights[p] * llm_f16_to_f32(block->d);
+      for (int k = 0; k < 4; k++) {
+        float32x4_t v[2];
+        llm_neon_load8_i8(block->qs + 8 * k, v);
+        acc[2 * k] = vfmaq_n_f32(acc[2 * k], v[0], w);
+        acc[2 * k + 1] = vfmaq_n_f32(acc[2 * k + 1], v[1], w);
+      }
+    }
+    for (int k = 0; k < 8; k++) vst1q_f32(o + 4 * k, acc[k]);
+  }
+}
+#endif
+
 static struct attention_kernels attention_kernels(enum llm_kv_type type) {
 #if LLM_HAVE_AVX2_KERNELS
   if (llm_kernel_set() >= LLM_KERNELS_AVX2) {
@@ -191,6 +289,15 @@ static struct attention_kernels attention_kernels(enum llm_kv_type type) {
     case LLM_KV_F32: return (struct attention_kernels){ scores_f32_avx2, mix_f32_avx2 };
     case LLM_KV_F16: return (struct attention_kernels){ scores_f16_avx2, mix_f16_avx2 };
     case LLM_KV_Q8_0: return (struct attention_kernels){ scores_q8_0_avx2, mix_q8_0_avx2 };
+    }
+  }
+#endif
+#if LLM_HAVE_NEON_KERNELS
+  if (llm_kernel_set() >= LLM_KERNELS_NEON) {
+    switch (type) {
+    case LLM_KV_F32: return (struct attention_kernels){ scores_f32_neon, mix_f32_neon };
+    case LLM_KV_F16: return (struct attention_kernels){ scores_f16_neon, mix_f16_neon };
+    case LLM_KV_Q8_0: return (struct attention_kernels){ scores_q8_0_neon, mix_q8_0_neon };
     }
   }
 #endif

@@ -3,6 +3,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if LLM_HAVE_NEON_KERNELS && defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif LLM_HAVE_NEON_KERNELS
+#include <sys/auxv.h>
+#endif
+
+#if LLM_HAVE_NEON_KERNELS
+#if defined(__APPLE__)
+/* Whether macOS reports an Arm feature (hw.optional.arm.FEAT_*). */
+static bool apple_has(const char *feature) {
+  int present = 0;
+  size_t size = sizeof present;
+  return sysctlbyname(feature, &present, &size, NULL, 0) == 0 && present;
+}
+#endif
+
+/* Whether the CPU has the int8 dot-product instructions (sdot / udot). */
+static bool cpu_has_dotprod(void) {
+#if defined(__APPLE__)
+  return apple_has("hw.optional.arm.FEAT_DotProd");
+#else
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
+}
+
+/* Whether the CPU has the int8 matrix multiply (smmla). */
+static bool cpu_has_i8mm(void) {
+#if defined(__APPLE__)
+  return apple_has("hw.optional.arm.FEAT_I8MM");
+#else
+  return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
+#endif
+}
+#endif
+
 bool llm_kernel_set_supported(enum llm_kernel_set set) {
   switch (set) {
   case LLM_KERNELS_SCALAR: return true;
@@ -25,13 +60,20 @@ bool llm_kernel_set_supported(enum llm_kernel_set set) {
   case LLM_KERNELS_AVX512_VNNI:
     return llm_kernel_set_supported(LLM_KERNELS_AVX512) && __builtin_cpu_supports("avx512vnni");
 #endif
+#if LLM_HAVE_NEON_KERNELS
+  case LLM_KERNELS_NEON: return true;
+  case LLM_KERNELS_NEON_DOTPROD: return cpu_has_dotprod();
+  case LLM_KERNELS_NEON_I8MM: return cpu_has_dotprod() && cpu_has_i8mm();
+#endif
   default: return false;
   }
 }
 
-/* The x86 sets from best to worst: detection takes the first the CPU supports at or after the forced one. */
+/* The sets from best to worst: detection takes the first the CPU supports at or after the forced one (a set of the
+ * other architecture is never supported, so each machine walks its own). */
 static const enum llm_kernel_set preference[] = { LLM_KERNELS_AVX512_VNNI, LLM_KERNELS_AVX512, LLM_KERNELS_AVX2_VNNI,
-                                                  LLM_KERNELS_AVX2, LLM_KERNELS_SCALAR };
+                                                  LLM_KERNELS_AVX2, LLM_KERNELS_NEON_I8MM, LLM_KERNELS_NEON_DOTPROD,
+                                                  LLM_KERNELS_NEON, LLM_KERNELS_SCALAR };
 #define PREFERENCE_COUNT (sizeof preference / sizeof preference[0])
 
 static enum llm_kernel_set detect(void) {
@@ -66,6 +108,9 @@ const char *llm_kernel_set_name(enum llm_kernel_set set) {
   case LLM_KERNELS_AVX512: return "avx512";
   case LLM_KERNELS_AVX2_VNNI: return "avx2-vnni";
   case LLM_KERNELS_AVX512_VNNI: return "avx512-vnni";
+  case LLM_KERNELS_NEON: return "neon";
+  case LLM_KERNELS_NEON_DOTPROD: return "neon-dotprod";
+  case LLM_KERNELS_NEON_I8MM: return "neon-i8mm";
   default: return "scalar";
   }
 }

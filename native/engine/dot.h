@@ -98,6 +98,17 @@ extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot
     llm_dot_q5_1_avx2, llm_dot_q2_K_avx2, llm_dot_q3_K_avx2, llm_dot_q4_K_avx2,
     llm_dot_q5_K_avx2, llm_dot_q6_K_avx2, llm_dot_iq4_nl_avx2, llm_dot_iq4_xs_avx2;
 #endif
+#if LLM_HAVE_NEON_KERNELS
+/* The NEON float kernels serve every NEON set (dot_neon.c); the quantized ones exist per set (dot_neon_quant.h). */
+extern const struct llm_dot_kernel llm_dot_f32_neon, llm_dot_f16_neon, llm_dot_bf16_neon;
+#define LLM_DECLARE_NEON_QUANT_KERNELS(set)                                                                          \
+  extern const struct llm_dot_kernel llm_dot_q8_0_##set, llm_dot_q4_0_##set, llm_dot_q4_1_##set, llm_dot_q5_0_##set,  \
+      llm_dot_q5_1_##set, llm_dot_q2_K_##set, llm_dot_q3_K_##set, llm_dot_q4_K_##set, llm_dot_q5_K_##set,              \
+      llm_dot_q6_K_##set, llm_dot_iq4_nl_##set, llm_dot_iq4_xs_##set;
+LLM_DECLARE_NEON_QUANT_KERNELS(neon)
+LLM_DECLARE_NEON_QUANT_KERNELS(neon_dotprod)
+LLM_DECLARE_NEON_QUANT_KERNELS(neon_i8mm)
+#endif
 
 /* A scalar tile function from a one-row, one-token dot product `float row_dot(int64_t cols, const void *w,
  * const void *x)`: the reference kernels need no register tiling. */
@@ -109,13 +120,13 @@ extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot
         out[j * out_stride + i] = row_dot(cols, (const char *)w + i * w_stride, (const char *)x + j * x_stride); \
   }
 
-#if LLM_HAVE_AVX2_KERNELS
-/* An AVX2 tile function from an always-inline kernel `tile(cols, w, w_stride, x, x_stride, out, out_stride,
+/* A SIMD tile function from an always-inline kernel `tile(cols, w, w_stride, x, x_stride, out, out_stride,
  * ROWS, TOKENS)` instantiated with compile-time tile sizes, so its accumulators stay in registers: the full
- * ROWS x TOKENS tile, ROWS x 1 for decode and leftover tokens, 1 x 1 for leftover rows. */
-#define LLM_DEFINE_AVX2_TILE(name, tile, ROWS, TOKENS)                                                         \
-  LLM_TARGET_AVX2 static void name(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride, \
-                                   float *out, int64_t out_stride, int n_rows, int n_tokens) {                  \
+ * ROWS x TOKENS tile, ROWS x 1 for decode and leftover tokens, 1 x 1 for leftover rows. `target` is the function
+ * attribute the kernel set is compiled with (empty where its whole file is). */
+#define LLM_DEFINE_TARGET_TILE(target, name, tile, ROWS, TOKENS)                                                \
+  target static void name(int64_t cols, const void *w, size_t w_stride, const void *x, size_t x_stride,        \
+                          float *out, int64_t out_stride, int n_rows, int n_tokens) {                           \
     if (n_rows == (ROWS) && n_tokens == (TOKENS)) {                                                             \
       tile(cols, w, w_stride, x, x_stride, out, out_stride, ROWS, TOKENS);                                      \
     } else if (n_rows == (ROWS)) {                                                                              \
@@ -128,6 +139,9 @@ extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot
                out + j * out_stride + i, out_stride, 1, 1);                                                     \
     }                                                                                                           \
   }
+
+#if LLM_HAVE_AVX2_KERNELS
+#define LLM_DEFINE_AVX2_TILE(name, tile, ROWS, TOKENS) LLM_DEFINE_TARGET_TILE(LLM_TARGET_AVX2, name, tile, ROWS, TOKENS)
 #endif
 
 #endif

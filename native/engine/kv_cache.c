@@ -10,6 +10,7 @@
 
 #include "cpu_features.h"
 #include "quant.h"
+#include "simd_neon.h"
 
 #if LLM_HAVE_AVX2_KERNELS
 #include <immintrin.h>
@@ -79,6 +80,14 @@ LLM_TARGET_AVX2 static void store_f16_f16c(const float *x, uint16_t *y, int64_t 
   for (; i < n; i++) y[i] = llm_f32_to_f16(x[i]);
 }
 #endif
+#if LLM_HAVE_NEON_KERNELS
+/* NEON's conversion rounds as llm_f32_to_f16 does (kernel_tests compares them). */
+static void store_f16_neon(const float *x, uint16_t *y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+  for (; i < n; i++) y[i] = llm_f32_to_f16(x[i]);
+}
+#endif
 
 void llm_kv_store_row(enum llm_kv_type type, const float *x, void *row, int64_t kv_dim) {
   switch (type) {
@@ -87,6 +96,12 @@ void llm_kv_store_row(enum llm_kv_type type, const float *x, void *row, int64_t 
 #if LLM_HAVE_AVX2_KERNELS
     if (llm_kernel_set() >= LLM_KERNELS_AVX2) {
       store_f16_f16c(x, row, kv_dim);
+      return;
+    }
+#endif
+#if LLM_HAVE_NEON_KERNELS
+    if (llm_kernel_set() >= LLM_KERNELS_NEON) {
+      store_f16_neon(x, row, kv_dim);
       return;
     }
 #endif

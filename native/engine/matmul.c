@@ -136,6 +136,24 @@ const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_
   };
   if (set == LLM_KERNELS_AVX2 && (unsigned)type < LLM_TYPE_COUNT) return avx2[type];
 #endif
+#if LLM_HAVE_NEON_KERNELS
+  /* The NEON sets share the float kernels (dot_neon.c); the quantized ones differ in their int8 multiplies. */
+#define NEON_KERNELS(set)                                                                                            \
+  {                                                                                                                  \
+    [LLM_F32] = &llm_dot_f32_neon, [LLM_F16] = &llm_dot_f16_neon, [LLM_BF16] = &llm_dot_bf16_neon,                   \
+    [LLM_Q8_0] = &llm_dot_q8_0_##set, [LLM_Q4_0] = &llm_dot_q4_0_##set, [LLM_Q4_1] = &llm_dot_q4_1_##set,            \
+    [LLM_Q5_0] = &llm_dot_q5_0_##set, [LLM_Q5_1] = &llm_dot_q5_1_##set, [LLM_Q2_K] = &llm_dot_q2_K_##set,            \
+    [LLM_Q3_K] = &llm_dot_q3_K_##set, [LLM_Q4_K] = &llm_dot_q4_K_##set, [LLM_Q5_K] = &llm_dot_q5_K_##set,            \
+    [LLM_Q6_K] = &llm_dot_q6_K_##set, [LLM_IQ4_NL] = &llm_dot_iq4_nl_##set, [LLM_IQ4_XS] = &llm_dot_iq4_xs_##set,    \
+  }
+  static const struct llm_dot_kernel *const neon[LLM_TYPE_COUNT] = NEON_KERNELS(neon);
+  static const struct llm_dot_kernel *const neon_dotprod[LLM_TYPE_COUNT] = NEON_KERNELS(neon_dotprod);
+  static const struct llm_dot_kernel *const neon_i8mm[LLM_TYPE_COUNT] = NEON_KERNELS(neon_i8mm);
+#undef NEON_KERNELS
+  if (set == LLM_KERNELS_NEON && (unsigned)type < LLM_TYPE_COUNT) return neon[type];
+  if (set == LLM_KERNELS_NEON_DOTPROD && (unsigned)type < LLM_TYPE_COUNT) return neon_dotprod[type];
+  if (set == LLM_KERNELS_NEON_I8MM && (unsigned)type < LLM_TYPE_COUNT) return neon_i8mm[type];
+#endif
   return (unsigned)type < LLM_TYPE_COUNT ? scalar[type] : NULL;
 }
 

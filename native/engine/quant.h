@@ -61,6 +61,11 @@ void llm_quantize_row_q8_K_avx512(const float *x, void *y, int64_t n);
 /* The 16 values of iq4_nl and iq4_xs (ggml's kvalues_iq4nl), ascending (quant_iq4_nl.c). */
 extern const int8_t llm_iq4nl_values[16];
 
+/* iq4_xs sub-block s's scale_s - 32 (blocks.h). */
+static inline int llm_iq4_xs_scale(const struct llm_block_iq4_xs *b, int s) {
+  return (((b->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | ((b->scales_h >> (2 * s)) & 3) << 4) - 32;
+}
+
 /* ggml's iq4_nl scale fit (quantize_row_iq4_nl_impl as quantize_iq4_nl / quantize_iq4_xs run it: no importance
  * weights, ntry 7) of one 32-value block; 0 for an all-zero block. iq4_xs fits each sub-block so, then
  * quantizes those scales to 6 bits. */

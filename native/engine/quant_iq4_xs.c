@@ -7,11 +7,6 @@
 #include "quant.h"
 #include "quant_i8.h"
 
-/* Sub-block s's scale_s - 32. */
-static inline int iq4_xs_scale(const struct llm_block_iq4_xs *b, int s) {
-  return (((b->scales_l[s / 2] >> (4 * (s % 2))) & 0x0f) | ((b->scales_h >> (2 * s)) & 3) << 4) - 32;
-}
-
 /* ggml's quantize_iq4_xs (what llama-quantize runs): iq4_nl's fit of each sub-block, the 8 scales to 6 bits
  * against the largest (which maps to -32), then each value's nearest level under its rounded scale. */
 void llm_quantize_row_iq4_xs_ref(const float *x, void *out, int64_t n) {
@@ -49,7 +44,7 @@ void llm_dequantize_row_iq4_xs(const void *in, float *y, int64_t n) {
   for (int64_t b = 0; b < n / LLM_QK_K; b++) {
     const float d = llm_f16_to_f32(x[b].d);
     for (int s = 0; s < 8; s++) {
-      const float dl = d * iq4_xs_scale(&x[b], s);
+      const float dl = d * llm_iq4_xs_scale(&x[b], s);
       for (int j = 0; j < 32; j++) {
         const uint8_t byte = x[b].qs[16 * s + j % 16];
         *y++ = dl * llm_iq4nl_values[j < 16 ? byte & 0x0f : byte >> 4];
@@ -70,7 +65,7 @@ static float dot_iq4_xs_q8_K(int64_t cols, const void *w_row, const void *x_row)
         const uint8_t byte = w[b].qs[16 * s + j % 16];
         sub += llm_iq4nl_values[j < 16 ? byte & 0x0f : byte >> 4] * x[b].qs[32 * s + j];
       }
-      sumi += iq4_xs_scale(&w[b], s) * sub;
+      sumi += llm_iq4_xs_scale(&w[b], s) * sub;
     }
     sum += llm_f16_to_f32(w[b].d) * x[b].d * (float)sumi;
   }
@@ -103,7 +98,7 @@ LLM_AVX2_INLINE void tile_iq4_xs_avx2(int64_t cols, const void *w, size_t w_stri
       for (int s = 0; s < 8; s++) {
         const __m256i values = iq4_values_avx2(wb->qs + 16 * s);
         const __m256i magnitudes = _mm256_sign_epi8(values, values);
-        const __m256i scale = _mm256_set1_epi16((short)iq4_xs_scale(wb, s));
+        const __m256i scale = _mm256_set1_epi16((short)llm_iq4_xs_scale(wb, s));
         for (int j = 0; j < TOKENS; j++) {
           const struct llm_block_q8_K *xb = (const struct llm_block_q8_K *)((const char *)x + j * x_stride) + b;
           const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(xb->qs + 32 * s)), values);

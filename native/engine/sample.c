@@ -2,6 +2,7 @@
 
 #include "cpu_features.h"
 #include "ops.h"
+#include "simd_neon.h"
 
 #if LLM_HAVE_AVX2_KERNELS
 #include <immintrin.h>
@@ -40,10 +41,43 @@ LLM_TARGET_AVX2 static int find_avx2(const float *values, int n, float target) {
 }
 #endif
 
+#if LLM_HAVE_NEON_KERNELS
+/* The NEON twins of max_avx2 and find_avx2. vmaxnmq (IEEE maxNum) returns the number when one operand is NaN. */
+static float max_neon(const float *values, int n) {
+  float32x4_t m0 = vdupq_n_f32(-INFINITY), m1 = m0;
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    m0 = vmaxnmq_f32(vld1q_f32(values + i), m0);
+    m1 = vmaxnmq_f32(vld1q_f32(values + i + 4), m1);
+  }
+  for (; i + 4 <= n; i += 4) m0 = vmaxnmq_f32(vld1q_f32(values + i), m0);
+  float max = vmaxnmvq_f32(vmaxnmq_f32(m0, m1));
+  for (; i < n; i++) max = values[i] > max ? values[i] : max;
+  return max;
+}
+
+static int find_neon(const float *values, int n, float target) {
+  const float32x4_t t = vdupq_n_f32(target);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    if (vmaxvq_u32(vceqq_f32(vld1q_f32(values + i), t))) break; /* then the first of these 4 below */
+  }
+  for (; i < n; i++)
+    if (values[i] == target) return i;
+  return -1;
+}
+#endif
+
 int llm_argmax(const float *values, int n) {
 #if LLM_HAVE_AVX2_KERNELS
   if (llm_kernel_set() >= LLM_KERNELS_AVX2) {
     const int first = find_avx2(values, n, max_avx2(values, n));
+    return first < 0 ? 0 : first; /* all NaN */
+  }
+#endif
+#if LLM_HAVE_NEON_KERNELS
+  if (llm_kernel_set() >= LLM_KERNELS_NEON) {
+    const int first = find_neon(values, n, max_neon(values, n));
     return first < 0 ? 0 : first; /* all NaN */
   }
 #endif

@@ -2,6 +2,7 @@
 
 #include "cpu_features.h"
 #include "ops.h"
+#include "simd_neon.h"
 
 #if LLM_HAVE_AVX2_KERNELS
 #include <immintrin.h>
@@ -47,10 +48,51 @@ LLM_TARGET_AVX2 static void swiglu_avx2(float *out, const float *gate, const flo
 }
 #endif
 
+#if LLM_HAVE_NEON_KERNELS
+/* exp_avx2's steps on 4 floats (the same constants, fused steps and rounding, so the same bits). */
+LLM_NEON_INLINE float32x4_t exp_neon(float32x4_t x) {
+  x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
+  const float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+  float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+  float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+  p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+  p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+  const float32x4_t e_r = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0f));
+  const int32x4_t two_n = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
+  return vmulq_f32(e_r, vreinterpretq_f32_s32(two_n));
+}
+
+LLM_NEON_INLINE float32x4_t swiglu4_neon(float32x4_t gate, float32x4_t up) {
+  const float32x4_t e = exp_neon(vnegq_f32(gate));
+  return vmulq_f32(vdivq_f32(gate, vaddq_f32(vdupq_n_f32(1.0f), e)), up);
+}
+
+static void swiglu_neon(float *out, const float *gate, const float *up, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(out + i, swiglu4_neon(vld1q_f32(gate + i), vld1q_f32(up + i)));
+  if (i < n) { /* the last few through the same arithmetic, as swiglu_avx2's */
+    float g[4] = { 0 }, u[4] = { 0 }, o[4];
+    for (int64_t j = i; j < n; j++) g[j - i] = gate[j], u[j - i] = up[j];
+    vst1q_f32(o, swiglu4_neon(vld1q_f32(g), vld1q_f32(u)));
+    for (int64_t j = i; j < n; j++) out[j] = o[j - i];
+  }
+}
+#endif
+
 void llm_swiglu(float *out, const float *gate, const float *up, int64_t n) {
 #if LLM_HAVE_AVX2_KERNELS
   if (llm_kernel_set() >= LLM_KERNELS_AVX2) {
     swiglu_avx2(out, gate, up, n);
+    return;
+  }
+#endif
+#if LLM_HAVE_NEON_KERNELS
+  if (llm_kernel_set() >= LLM_KERNELS_NEON) {
+    swiglu_neon(out, gate, up, n);
     return;
   }
 #endif
