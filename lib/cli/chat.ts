@@ -7,7 +7,7 @@
 import readline from "node:readline";
 import type { ChatSession } from "../generation/session";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS } from "./sampling-options";
@@ -27,6 +27,7 @@ export const chatCommand: CommandSpec = {
     "ctx-size": CTX_SIZE_OPTION,
     "kv-type": KV_TYPE_OPTION,
     "kv-tokens": KV_TOKENS_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
     json: { type: "boolean", description: "One JSON line per answer (text, tokens, finishReason, stats); no prompts, messages to stderr" },
   },
 };
@@ -99,6 +100,7 @@ export async function chat(argv: string[]): Promise<number> {
     kvCacheType: o["kv-type"] as KvCacheType | undefined,
     kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   });
   let session: ChatSession | undefined;
   const rl = json

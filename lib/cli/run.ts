@@ -2,7 +2,7 @@
 import type { GenerateOptions, Prompt } from "../generation/types";
 import type { LlamaModel } from "../model";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, readTextOption, readStdin, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 import { generateOptions, SAMPLING_OPTIONS, STOP_OPTION } from "./sampling-options";
@@ -24,6 +24,7 @@ export const runCommand: CommandSpec = {
     "ctx-size": CTX_SIZE_OPTION,
     "kv-type": KV_TYPE_OPTION,
     "kv-tokens": KV_TOKENS_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
     json: { type: "boolean", description: "Print one JSON object at the end (text, tokens, finishReason, stats) instead of streaming" },
   },
 };
@@ -49,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
     kvCacheType: o["kv-type"] as KvCacheType | undefined,
     kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   });
   const abort = new AbortController();
   const onSigint = () => abort.abort();

@@ -3,7 +3,7 @@ import { basename } from "node:path";
 import { InvalidArgumentError, LlamaNapiError } from "../errors";
 import { createServer, type LlamaServer, resolveServerOptions, type ServerOptions } from "../server";
 import { DEFAULT_MODEL_PATH } from "../default-model";
-import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import { type CommandSpec, CTX_SIZE_OPTION, type ParsedOptions, parseCommand, THREADS_OPTION, TOKENIZER_OPTION, UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION } from "./model-download";
 
@@ -19,6 +19,7 @@ export const serveCommand: CommandSpec = {
     "ctx-size": { ...CTX_SIZE_OPTION, description: "Context size of each slot (default: the model's, at most 4096)" },
     "kv-type": KV_TYPE_OPTION,
     "kv-tokens": KV_TOKENS_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
     host: { type: "string", placeholder: "ADDR", description: "Address to listen on (default 127.0.0.1: this machine only)" },
     port: { type: "string", number: "int", placeholder: "N", description: "Port (default 8080; 0 picks a free one)" },
     parallel: { type: "string", number: "int", placeholder: "N", description: "Generations in flight at once, batched together (default 4)" },
@@ -81,6 +82,7 @@ export async function serve(argv: string[]): Promise<number> {
     kvCacheType: o["kv-type"] as KvCacheType | undefined,
     kvCacheTokens: o["kv-tokens"] as number | undefined,
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   });
   let server: LlamaServer | undefined;
   try {

@@ -42,6 +42,8 @@ export interface NativeModelSpec {
   kvCacheType?: KvCacheType;
   /** Positions the KV pool holds, rounded up to whole blocks; default 16384. */
   kvCacheTokens?: number;
+  /** A custom op library (native/include/llama_napi_ops.h, an absolute path) and the ops its functions replace. */
+  customOps?: { path: string; ops: string[] };
 }
 
 /** How the KV cache stores keys and values (native/engine/kv_cache.h). */
@@ -144,6 +146,8 @@ export interface NativeModel {
   readonly device: NativeDevice;
   readonly limits: NativeLimits;
   readonly kvCache: NativeKvCacheInfo;
+  /** The ops a custom library provides for this model's passes (NativeModelSpec.customOps); empty: all built in. */
+  readonly customOps: string[];
   kvCacheUsage(): NativeKvCacheUsage;
   createContext(contextSize: number): NativeContext;
   /**
