@@ -10,7 +10,8 @@ const os = require("node:os");
 const path = require("node:path");
 
 const binding = require("node-gyp-build")(path.join(__dirname, ".."));
-const { loadModel, buildOp, CustomOpError, InvalidArgumentError, OpBuildError } = require("../dist/cjs/index.js");
+const { loadModel, buildOp, CustomOpError, CustomOpDeviceError, DeviceError, InvalidArgumentError, OpBuildError } = require("../dist/cjs/index.js");
+const { toTypedError } = require("../dist/cjs/native/engine.js");
 const { NEEDS_REFERENCE_MODELS, modelPath } = require("./helpers/models.js");
 const { readReference, maxAbsDiff } = require("./helpers/reference.js");
 const { CONFIG, writeModel, referenceForward, randomTokens } = require("./helpers/forward-reference.js");
@@ -24,6 +25,11 @@ const cli = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding:
 
 const hasCompiler = (command) => !spawnSync(command, ["--version"], { stdio: "ignore" }).error;
 const NEEDS_CC = { skip: hasCompiler("cc") ? false : "no C compiler (cc) on PATH to build the op libraries with" };
+// The GPU checks run where a CUDA device is (bench/cuda/run.sh on a lent GPU), with nvcc for rope_cuda.cu.
+const cuda = binding.cudaInfo();
+const NEEDS_GPU = {
+  skip: NEEDS_CC.skip || NEEDS_REFERENCE_MODELS.skip || (cuda.devices === 0 ? `no CUDA device here (${cuda.reason})` : !hasCompiler("nvcc") && "no nvcc on PATH"),
+};
 
 /** The libraries, built once into a temp dir: the example's rope (through the CLI) and ntk_rope, and the fixtures. */
 const lib = {};
@@ -58,10 +64,10 @@ async function run(model, ids) {
 }
 
 /** Loads `dir` as it is and with `options`' custom ops, and compares them on the model's reference prompts. */
-async function compareWithBuiltin(dirName, options, tolerance) {
+async function compareWithBuiltin(dirName, options, tolerance, device = "cpu") {
   const file = modelPath("trained", dirName);
   const { ref } = readReference(["trained", dirName].join(path.sep));
-  const common = { threads: 2, kvCacheType: "f32", contextSize: 128 };
+  const common = { threads: 2, kvCacheType: "f32", contextSize: 128, device };
   const builtin = await loadModel(file, common);
   const custom = await loadModel(file, { ...common, ...options });
   try {
@@ -289,14 +295,45 @@ test("build-op: a failing compiler, a missing one, and sources it does not take 
   assert.equal(viaCli.status, 1);
   assert.match(viaCli.stderr, /OpBuildError: cc failed to build .*broken\.c/);
 
-  if (!hasCompiler("nvcc")) {
-    const cuda = path.join(dir, "op.cu");
-    fs.writeFileSync(cuda, "");
-    const missing = await buildOp(cuda).then(() => assert.fail("built"), (e) => e);
-    assert.ok(missing instanceof OpBuildError);
-    assert.equal(missing.compiler, "nvcc");
-    assert.match(missing.message, /nvcc \(the CUDA compiler.*\) is not on PATH/);
-  }
+  // Without nvcc on PATH (the CLI run with an empty one), a .cu source is an OpBuildError saying so.
+  const cudaSource = path.join(dir, "op.cu");
+  fs.writeFileSync(cudaSource, "");
+  const noNvcc = spawnSync(process.execPath, [CLI, "build-op", cudaSource], { encoding: "utf8", env: { ...process.env, PATH: dir } });
+  assert.equal(noNvcc.status, 1);
+  assert.match(noNvcc.stderr, /OpBuildError: cannot build .*op\.cu: nvcc \(the CUDA compiler.*\) is not on PATH/);
   await assert.rejects(buildOp(path.join(dir, "op.cpp")), (e) => e instanceof InvalidArgumentError && /\.c or \.cu source/.test(e.message));
   await assert.rejects(buildOp(path.join(dir, "absent.c")), (e) => e instanceof InvalidArgumentError && /no such source file/.test(e.message));
 });
+
+test("the addon's DEVICE_ERROR naming a library symbol becomes a CustomOpDeviceError carrying the library and symbol", () => {
+  const native = Object.assign(new Error("custom op \"rope\" is enabled for a model on the GPU, but /x/rope.so does not export the CUDA launcher llama_napi_rope_cuda"), {
+    code: "DEVICE_ERROR",
+    library: "/x/rope.so",
+    symbol: "llama_napi_rope_cuda",
+  });
+  const typed = toTypedError(native);
+  assert.ok(typed instanceof CustomOpDeviceError && typed instanceof DeviceError);
+  assert.deepEqual({ library: typed.library, symbol: typed.symbol, message: typed.message }, { library: "/x/rope.so", symbol: "llama_napi_rope_cuda", message: native.message });
+});
+
+test("on the GPU: without the op's CUDA launcher, device cuda is a CustomOpDeviceError and device auto runs on the CPU", NEEDS_GPU, async () => {
+  const err = await loadError({ device: "cuda", customOps: lib.rope, enableCustomOps: ["rope"] }, CustomOpDeviceError);
+  assert.equal(err.library, lib.rope);
+  assert.equal(err.symbol, "llama_napi_rope_cuda");
+  assert.match(err.message, /does not export the CUDA launcher llama_napi_rope_cuda/);
+  const model = await loadModel(tiny(), { device: "auto", customOps: lib.rope, enableCustomOps: ["rope"] });
+  try {
+    assert.equal(model.info.device, "cpu");
+    assert.deepEqual(model.info.customOps, { library: lib.rope, ops: ["rope"] });
+  } finally {
+    await model.dispose();
+  }
+});
+
+// nvcc may fuse the rotation's multiply-adds where the built-in kernel rounds each step: float rounding apart.
+for (const dirName of ["sotu-l2-23m", "sotu-l3-26m"]) {
+  test(`on the GPU: rope_cuda.cu's launcher gives the built-in CUDA logits (within 1e-4) and greedy tokens: ${dirName}`, NEEDS_GPU, async () => {
+    const library = await buildOp(path.join(EXAMPLE, "rope_cuda.cu"), { output: path.join(dir, "rope_cuda.so") });
+    await compareWithBuiltin(dirName, { customOps: library, enableCustomOps: ["rope"] }, 1e-4, "cuda");
+  });
+}

@@ -1,5 +1,5 @@
 /* The rotary embedding's rotation, shared by rope.c (the standard RoPE) and ntk_rope.c (NTK-aware scaled RoPE),
- * which differ only in the frequencies they turn by. Written for clarity, not speed. */
+ * which differ only in the frequencies they turn by, and by rope_cuda.cu on the GPU. Written for clarity, not speed. */
 #ifndef CUSTOM_ROPE_ROTARY_H
 #define CUSTOM_ROPE_ROTARY_H
 
@@ -11,10 +11,17 @@
 /* The largest head the engine passes (llama_napi_ops.h): one head's rotated values fit on the stack. */
 #define MAX_HEAD_DIM 1024
 
+/* Under nvcc the rotation also compiles for the GPU (rope_cuda.cu's kernel calls rotate_head). */
+#ifdef __CUDACC__
+#define ROTARY_FN static __host__ __device__
+#else
+#define ROTARY_FN static
+#endif
+
 /* Rotates one head of head_dim values for `position`: pair i turns by the angle position * freqs[i]. The input
  * pair i is (2i, 2i + 1) when interleaved, else (i, i + head_dim / 2); the output pair i is always (2i, 2i + 1),
  * as the engine's attention expects. */
-static void rotate_head(float *head, int head_dim, int32_t position, const float *freqs, int interleaved) {
+ROTARY_FN void rotate_head(float *head, int head_dim, int32_t position, const float *freqs, int interleaved) {
   const int half = head_dim / 2;
   float rotated[MAX_HEAD_DIM];
   for (int i = 0; i < half; i++) {
@@ -29,7 +36,7 @@ static void rotate_head(float *head, int head_dim, int32_t position, const float
 }
 
 /* Every head of q and k of every row, each row at its own position. */
-static void rotate_rows(float *q, float *k, const int32_t *positions, int n_rows, int n_heads, int n_kv_heads,
+ROTARY_FN void rotate_rows(float *q, float *k, const int32_t *positions, int n_rows, int n_heads, int n_kv_heads,
                         int head_dim, const float *freqs, int interleaved) {
   for (int row = 0; row < n_rows; row++) {
     for (int h = 0; h < n_heads; h++)
