@@ -56,8 +56,9 @@ typedef int llama_napi_rope_cuda_fn(float *q, float *k, const int32_t *positions
 llama_napi_rope_cuda_fn llama_napi_rope_cuda;
 
 /* ---- "rmsnorm": out = x / sqrt(mean(x^2) + eps) * weight, row by row ----
- * Called twice per layer per pass over all its rows (before attention, before the feed-forward), then once over
- * the rows whose logits are wanted (the final norm). x and out: [n_rows][dim]; out may be x itself (in place).
+ * Called twice per layer per pass over all its rows (before attention, before the feed-forward), then for the final
+ * norm over the rows whose logits are wanted (on the CPU once per sequence of the pass that wants some, on the GPU
+ * once per pass). x and out: [n_rows][dim]; out may be x itself (in place).
  * weight: dim values, converted to float32 by the engine whatever the checkpoint stores. */
 typedef void llama_napi_rmsnorm_fn(float *out, const float *x, const float *weight, int n_rows, int dim, float eps);
 llama_napi_rmsnorm_fn llama_napi_rmsnorm;
