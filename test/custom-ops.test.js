@@ -252,6 +252,14 @@ test("wrong op options are InvalidArgumentErrors naming enableCustomOps", NEEDS_
   assert.match(err.message, /needs customOps/);
   err = await loadError({ customOps: "", enableCustomOps: ["rope"] }, InvalidArgumentError);
   assert.equal(err.option, "customOps");
+  // The raw binding takes the path as it is: a bare file name, which dlopen would search for, is refused.
+  const { spec, dir: modelDir } = writeModel({ types: { matrix: "f32", norm: "f32", embedding: "f32" }, ropeInterleaved: true, seed: 800 });
+  try {
+    assert.throws(() => new binding.Model({ ...spec, customOps: { path: "rope.so", ops: ["rope"] } }),
+      (e) => e.code === "INVALID_ARGUMENT" && e.option === "customOps" && /must be given as a path/.test(e.message));
+  } finally {
+    fs.rmSync(modelDir, { recursive: true, force: true });
+  }
 });
 
 test("CLI: the custom op flags load the library on each model command", NEEDS_CC, () => {

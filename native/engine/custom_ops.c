@@ -128,6 +128,10 @@ static bool enable(struct llm_custom_ops *ops, const char *path, const char *nam
 
 /* Opens the file as a library whose ABI version is this engine's. */
 static bool open_library(struct llm_custom_ops *ops, const char *path, struct llm_error *err) {
+  if (!strchr(path, '/'))
+    return llm_fail_argument(err, "customOps",
+                             "custom op library \"%s\" must be given as a path: dlopen would search the system's "
+                             "library directories for a bare file name", path);
   struct stat st;
   if (stat(path, &st) != 0)
     return llm_fail_symbol(err, LLM_ERR_CUSTOM_OP, NULL, "custom op library %s cannot be read: %s", path, strerror(errno));
