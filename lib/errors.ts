@@ -208,3 +208,56 @@ export class UnsupportedSchemaError extends InvalidArgumentError {
     super(`jsonSchema${path ? ` at ${path}` : ""}: ${message}`, { option: "jsonSchema" });
   }
 }
+
+/**
+ * A custom op library (loadModel's customOps) cannot serve: the file is missing or not a loadable shared library, it
+ * was built for another version of llama_napi_ops.h, or it lacks the function of an enabled op.
+ */
+export class CustomOpError extends LlamaNapiError {
+  override name = "CustomOpError";
+  constructor(
+    message: string,
+    /** The library's path, as loaded (absolute). */
+    readonly library: string,
+    /** The symbol at fault (llama_napi_ops_abi_version, or an op's function); undefined when the file itself is. */
+    readonly symbol: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * A custom op is enabled for a model on the GPU, but its library has no CUDA launcher for it (llama_napi_ops.h): the
+ * op would have to run on the CPU, which the engine never does behind the caller's back.
+ */
+export class CustomOpDeviceError extends DeviceError {
+  override name = "CustomOpDeviceError";
+  constructor(
+    message: string,
+    /** The library's path, as loaded (absolute). */
+    readonly library: string,
+    /** The launcher it lacks (llama_napi_rope_cuda, ...). */
+    readonly symbol: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** `llama-napi build-op` could not compile an op library: no compiler for the source, or the compiler failed. */
+export class OpBuildError extends LlamaNapiError {
+  override name = "OpBuildError";
+  constructor(
+    message: string,
+    /** The source file. */
+    readonly source: string,
+    /** The compiler run (cc, nvcc). */
+    readonly compiler: string,
+    /** What the compiler wrote to stderr (empty when it could not be started). */
+    readonly stderr: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

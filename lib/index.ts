@@ -1,7 +1,7 @@
 /** llama-napi: Llama-family LLM inference for Node.js. */
 import "./ambient"; // global types the declarations need (see ambient.ts)
 export { loadModel, LlamaModel } from "./model";
-export type { KvCacheInfo, KvCacheUsage, LoadModelOptions, LoadProgress, ModelInfo } from "./model";
+export type { CustomOpName, CustomOpsInfo, KvCacheInfo, KvCacheUsage, LoadModelOptions, LoadProgress, ModelInfo } from "./model";
 export type { KvCacheType } from "./native/binding";
 export type {
   Completion,
@@ -46,6 +46,8 @@ export { SerializedModelError, SerializedModelMismatchError } from "./errors";
 export { GrammarError, UnsupportedSchemaError } from "./errors";
 export { compileGrammar, constraintFromJsonSchema, jsonSchemaToGbnf, JSON_GBNF } from "./grammar";
 export type { CompiledGrammar, ConstraintOptions } from "./grammar";
+export { CustomOpError, CustomOpDeviceError, OpBuildError } from "./errors";
+export { buildOp, CUSTOM_OPS_HEADER_DIR, type BuildOpOptions } from "./custom-ops";
 export type { ChatTemplateLimits } from "./chat/limits";
 export { resolveModelPath, pullModel, listCachedModels, removeCachedModel, DownloadError } from "./hub";
 export type { DownloadProgress, ResolveModelOptions, CachedModel } from "./hub";

@@ -7,7 +7,7 @@ import {
   type ChatTemplateOptions, loadChatTemplate,
 } from "./chat";
 import {
-  ContextOverflowError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, SerializedModelMismatchError,
+  ContextOverflowError, CustomOpDeviceError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, SerializedModelMismatchError,
   UnsupportedModelError,
 } from "./errors";
 import { parseModel } from "./formats/detect";
@@ -89,11 +89,23 @@ export interface LoadModelOptions {
    * (default 1000), memoryMb (128), outputChars (4 Mi). A render past one throws a ChatTemplateLimitError.
    */
   chatTemplateLimits?: Partial<ChatTemplateLimits>;
+  /**
+   * A custom op library (a shared library built against native/include/llama_napi_ops.h, e.g. with `llama-napi
+   * build-op`) whose functions replace the built-in operations named in enableCustomOps. A CustomOpError when it is
+   * missing, not a library, built for another ABI version or lacks an enabled op's function; on the GPU, a
+   * CustomOpDeviceError when it lacks an enabled op's CUDA launcher (device "auto" then runs on the CPU).
+   */
+  customOps?: string;
+  /** The ops customOps replaces: "rope", "rmsnorm", "swiglu" (at least one; only with customOps). */
+  enableCustomOps?: readonly CustomOpName[];
 }
+
+/** The operations a custom op library can replace (llama_napi_ops.h). */
+export type CustomOpName = "rope" | "rmsnorm" | "swiglu";
 
 const LOAD_MODEL_OPTION_NAMES = {
   threads: true, contextSize: true, tokenizer: true, offline: true, device: true, gpu: true, onProgress: true, checkTensors: true,
-  chatTemplateLimits: true, kvCacheType: true, kvCacheTokens: true,
+  chatTemplateLimits: true, kvCacheType: true, kvCacheTokens: true, customOps: true, enableCustomOps: true,
 } as const satisfies OptionNames<LoadModelOptions>;
 
 export type ModelInfo = Pick<
@@ -125,7 +137,16 @@ export type ModelInfo = Pick<
    * LLAMA_NAPI_REPACK=0.
    */
   repackedBytes: number;
+  /** The custom op library whose ops this model's passes run, and those ops; absent when every op is built in. */
+  customOps?: CustomOpsInfo;
 };
+
+/** See ModelInfo.customOps. */
+export interface CustomOpsInfo {
+  /** The library's absolute path. */
+  library: string;
+  ops: CustomOpName[];
+}
 
 /** See ModelInfo.kvCache. */
 export interface KvCacheInfo {
@@ -169,12 +190,26 @@ function checkPositiveInteger(name: string, value: unknown): void {
 }
 
 /** The load options' rules that need no model, on their own so that a caller (the CLI) can check them before any loading. */
-export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens" | "device">): void {
+export function checkLoadOptions(options: Pick<LoadModelOptions, "threads" | "contextSize" | "kvCacheType" | "kvCacheTokens" | "device" | "customOps" | "enableCustomOps">): void {
   const { device } = options;
   if (device !== undefined && device !== "auto" && device !== "cpu" && device !== "cuda") {
     throw new InvalidArgumentError(`device must be "auto", "cpu" or "cuda" (got ${String(device)})`, { option: "device" });
   }
   checkPositiveInteger("threads", options.threads);
+  const { customOps, enableCustomOps } = options;
+  if (customOps !== undefined && (typeof customOps !== "string" || customOps.length === 0)) {
+    throw new InvalidArgumentError(`customOps must be the path of an op library (got ${String(customOps)})`, { option: "customOps" });
+  }
+  if (enableCustomOps !== undefined) {
+    if (!Array.isArray(enableCustomOps) || !enableCustomOps.every((op) => typeof op === "string")) {
+      throw new InvalidArgumentError("enableCustomOps must be an array of op names", { option: "enableCustomOps" });
+    }
+    if (customOps === undefined) {
+      throw new InvalidArgumentError(`enableCustomOps (${enableCustomOps.join(", ")}) needs customOps: the library the ops come from`, {
+        option: "enableCustomOps",
+      });
+    }
+  }
   checkPositiveInteger("contextSize", options.contextSize);
   const { kvCacheType, kvCacheTokens } = options;
   if (kvCacheType !== undefined && !KV_CACHE_TYPES.includes(kvCacheType)) {
@@ -267,7 +302,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   checkKvCacheOptions({ ...options, kvCacheType }, desc.config, contextSize);
   // A model prepared for CUDA runs there or not at all: no quiet fall back to the CPU.
   const cudaAsked = options.device === "cuda" || prepared?.backend === "cuda";
-  const engine = openEngine(desc, path, threads, device, cudaAsked, kvCacheType, options.kvCacheTokens, contextSize);
+  // Absolute: dlopen would search the system's library directories for a bare file name.
+  const customOps = options.customOps === undefined ? undefined : { path: nodePath.resolve(options.customOps), ops: [...(options.enableCustomOps ?? [])] };
+  const engine = openEngine(desc, path, threads, device, cudaAsked, kvCacheType, options.kvCacheTokens, contextSize, customOps);
   try {
     if (checkTensors) {
       const fault = await engine.checkTensors();
@@ -286,7 +323,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
 /**
  * The engine with its KV pool: kvCacheTokens positions, or by default DEFAULT_KV_CACHE_CONTEXTS contexts' worth, and
  * one context's when that does not fit. Device "auto" (cudaAsked false) runs a model that holds a weight type the GPU
- * lacks on the CPU instead.
+ * lacks, or whose custom ops lack CUDA launchers, on the CPU instead.
  */
 function openEngine(
   desc: ModelDescriptor,
@@ -297,11 +334,12 @@ function openEngine(
   type: KvCacheType,
   tokens: number | undefined,
   contextSize: number,
+  customOps: { path: string; ops: string[] } | undefined,
 ): Engine {
   type Device = { kind: "cpu" | "cuda"; gpu: number };
   const open = (on: Device, poolTokens: number) => {
     try {
-      return Engine.open(desc, path, threads, on, { type, tokens: poolTokens });
+      return Engine.open(desc, path, threads, on, { type, tokens: poolTokens }, customOps);
     } catch (err) {
       if (!(err instanceof OutOfMemoryError)) throw err;
       const available = on.kind === "cpu" ? os.totalmem() : undefined;
@@ -320,7 +358,7 @@ function openEngine(
   try {
     return openWithPool(device);
   } catch (err) {
-    if (cudaAsked || !(err instanceof DeviceTypeError)) throw err;
+    if (cudaAsked || !(err instanceof DeviceTypeError || err instanceof CustomOpDeviceError)) throw err;
     return openWithPool({ kind: "cpu", gpu: device.gpu });
   }
 }
@@ -380,6 +418,7 @@ export class LlamaModel implements AsyncDisposable {
       desc.config;
     const eosIds = [...new Set([...desc.eosIds, ...tokenizer.eosIds])];
     this.stopIds = new Set(eosIds);
+    const customOps = engine.customOps;
     this.info = {
       format: desc.format,
       architecture, vocabSize, contextLength, dim, hiddenDim, layers, heads, kvHeads, headDim, ropeTheta, ropeScaling, tiedEmbeddings,
@@ -394,6 +433,7 @@ export class LlamaModel implements AsyncDisposable {
       ...(engine.device.kind === "cuda" ? { gpu: { index: engine.device.gpu!, name: engine.device.name! } } : {}),
       kvCache: { ...engine.kvCache },
       repackedBytes: engine.repackedBytes,
+      ...(customOps ? { customOps: { library: customOps.library, ops: customOps.ops as CustomOpName[] } } : {}),
     };
   }
 

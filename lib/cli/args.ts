@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../errors";
-import { checkLoadOptions, type LoadModelOptions } from "../model";
+import { checkLoadOptions, type CustomOpName, type LoadModelOptions } from "../model";
 import type { KvCacheType } from "../native/binding";
 
 export class UsageError extends Error {
@@ -132,6 +132,28 @@ export const SAVE_SERIALIZED_OPTION: OptionSpec = {
   type: "string", placeholder: "FILE",
   description: "Once loaded, write the prepared model to FILE, which --model (or loadModel) then loads without preparing it",
 };
+
+/** The custom op flags of the commands that load a model (see customOpsOptions). */
+export const CUSTOM_OPS_OPTIONS: Record<string, OptionSpec> = {
+  "custom-ops-path": { type: "string", placeholder: "FILE", description: "A custom op library (llama-napi build-op) for the ops enabled below" },
+  "enable-custom-rope-kernel": { type: "boolean", description: "Take RoPE from --custom-ops-path (= --enable-custom-op rope)" },
+  "enable-custom-op": {
+    type: "string", multiple: true, placeholder: "NAME", description: "Take this op from --custom-ops-path: rope, rmsnorm or swiglu (repeatable)",
+  },
+};
+
+/** loadModel's customOps and enableCustomOps from the CUSTOM_OPS_OPTIONS flags, checked before anything loads. */
+export function customOpsOptions(o: ParsedOptions): Pick<LoadModelOptions, "customOps" | "enableCustomOps"> {
+  const ops = [...((o["enable-custom-op"] as string[] | undefined) ?? []), ...(o["enable-custom-rope-kernel"] ? ["rope"] : [])];
+  const library = o["custom-ops-path"] as string | undefined;
+  if (library === undefined && ops.length > 0) {
+    throw new UsageError("--enable-custom-op and --enable-custom-rope-kernel need --custom-ops-path FILE: the library the ops come from");
+  }
+  if (library !== undefined && ops.length === 0) {
+    throw new UsageError("--custom-ops-path needs the ops to take from it: --enable-custom-op NAME or --enable-custom-rope-kernel");
+  }
+  return library === undefined ? {} : { customOps: library, enableCustomOps: [...new Set(ops)] as CustomOpName[] };
+}
 
 export type ParsedOptions = Record<string, string | number | boolean | (string | number | boolean)[] | undefined>;
 

@@ -10,8 +10,9 @@ import { performance } from "node:perf_hooks";
 import { promisify } from "node:util";
 import { parseModel } from "../formats/detect";
 import { InvalidArgumentError } from "../errors";
+import type { LoadModelOptions } from "../model";
 import { cpuFeatures } from "../native/engine";
-import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, THREADS_OPTION, TOKENIZER_OPTION } from "./args";
+import { type CommandSpec, parseCommand, UsageError, MODEL_OPTION, THREADS_OPTION, TOKENIZER_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions } from "./args";
 import { loadModelWithProgress, OFFLINE_OPTION, resolveModel } from "./model-download";
 
 export const benchCommand: CommandSpec = {
@@ -41,6 +42,7 @@ export const benchCommand: CommandSpec = {
     json: { type: "boolean", description: "Print one JSON object per row instead of a table" },
     peer: { type: "string", placeholder: "PATH", description: "llama.cpp's llama-bench binary: run it on the same file and settings, alternating with ours" },
     bandwidth: { type: "string", placeholder: "LIST", description: "Memory read bandwidth in GB/s per thread count (as --threads) for the decode roofline" },
+    ...CUSTOM_OPS_OPTIONS,
   },
 };
 
@@ -118,13 +120,15 @@ async function decodeBytesPerToken(modelPath: string): Promise<number> {
  */
 export async function benchModel(
   modelPath: string,
-  opts: { threads?: number; pp: number; tg: number; repetitions: number; tokenizer?: string },
+  opts: { threads?: number; pp: number; tg: number; repetitions: number; tokenizer?: string } & Pick<LoadModelOptions, "customOps" | "enableCustomOps">,
   betweenRuns?: (threads: number) => Promise<void>,
 ): Promise<BenchRow[]> {
   const model = await loadModelWithProgress(modelPath, {
     threads: opts.threads,
     tokenizer: opts.tokenizer,
     contextSize: Math.max(opts.pp, opts.tg + 1, 16),
+    customOps: opts.customOps,
+    enableCustomOps: opts.enableCustomOps,
   });
   try {
     const { vocabSize, weightType, threads } = model.info;
@@ -168,6 +172,7 @@ export async function bench(argv: string[]): Promise<number> {
     tg: (o.tg as number | undefined) ?? 128,
     repetitions: (o.repetitions as number | undefined) ?? 3,
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   };
   const threadList: (number | undefined)[] = o.threads === undefined ? [undefined] : parseNumberList("threads", o.threads as string, true);
   const bandwidths = o.bandwidth === undefined ? undefined : parseNumberList("bandwidth", o.bandwidth as string, false);

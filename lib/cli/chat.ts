@@ -10,6 +10,7 @@ import { DEFAULT_MODEL_PATH } from "../default-model";
 import type { LoadModelOptions } from "../model";
 import {
   type CommandSpec, CTX_SIZE_OPTION, DEVICE_OPTION, parseCommand, SAVE_SERIALIZED_OPTION, THREADS_OPTION, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION,
+  CUSTOM_OPS_OPTIONS, customOpsOptions,
 } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION, saveSerializedIfAsked } from "./model-download";
@@ -32,6 +33,7 @@ export const chatCommand: CommandSpec = {
     "kv-tokens": KV_TOKENS_OPTION,
     device: DEVICE_OPTION,
     "save-to-serialized-model-path": SAVE_SERIALIZED_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
     json: { type: "boolean", description: "One JSON line per answer (text, tokens, finishReason, stats); no prompts, messages to stderr" },
   },
 };
@@ -105,6 +107,7 @@ export async function chat(argv: string[]): Promise<number> {
     kvCacheTokens: o["kv-tokens"] as number | undefined,
     device: o.device as LoadModelOptions["device"],
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   });
   let session: ChatSession | undefined;
   const rl = json

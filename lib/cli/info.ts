@@ -7,8 +7,8 @@ import { parseModel } from "../formats/detect";
 import { readGguf } from "../formats/gguf";
 import { LLAMA_FILE_TYPES } from "../formats/llama-file-types";
 import type { TensorType } from "../formats/types";
-import { loadModel, type ModelInfo } from "../model";
-import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION } from "./args";
+import { type CustomOpsInfo, loadModel, type LoadModelOptions, type ModelInfo } from "../model";
+import { type CommandSpec, CTX_SIZE_OPTION, parseCommand, TOKENIZER_OPTION, KV_TOKENS_OPTION, KV_TYPE_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { formatBytes, OFFLINE_OPTION, resolveModel } from "./model-download";
 
@@ -26,6 +26,7 @@ export const infoCommand: CommandSpec = {
     "kv-tokens": KV_TOKENS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     offline: OFFLINE_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
   },
 };
 
@@ -55,11 +56,14 @@ export interface ModelReport {
   tensors?: { name: string; type: TensorType; shape: number[]; bytes: number }[];
   /** With --check: every tensor's values are finite (a bad one fails the command instead). */
   check?: "ok";
+  /** With --custom-ops-path: the library and the ops it provides (as ModelInfo.customOps). */
+  customOps?: CustomOpsInfo;
 }
 
 async function describe(
   path: string,
-  options: { contextSize?: number; kvCacheType?: KvCacheType; kvCacheTokens?: number; tokenizer?: string; tensors: boolean; check: boolean },
+  options: { contextSize?: number; kvCacheType?: KvCacheType; kvCacheTokens?: number; tokenizer?: string; tensors: boolean; check: boolean } &
+    Pick<LoadModelOptions, "customOps" | "enableCustomOps">,
 ): Promise<ModelReport> {
   const desc = await parseModel(path, { tokenizer: options.tokenizer });
   // On the CPU: the weights stay mapped, and unread unless checked (on a GPU they would be uploaded, for nothing).
@@ -71,6 +75,8 @@ async function describe(
     kvCacheTokens: options.kvCacheTokens,
     tokenizer: options.tokenizer,
     checkTensors: options.check,
+    customOps: options.customOps,
+    enableCustomOps: options.enableCustomOps,
   });
   try {
     const { info } = model;
@@ -96,6 +102,7 @@ async function describe(
       },
       tensors: options.tensors ? desc.tensors.map((t) => ({ name: t.name, type: t.type, shape: t.shape, bytes: t.byteLength })) : undefined,
       check: options.check ? "ok" : undefined,
+      customOps: info.customOps,
     };
   } finally {
     await model.dispose();
@@ -131,6 +138,7 @@ function formatReport(r: ModelReport): string {
       `${formatBytes(r.memory.kvCacheBytes)} KV cache ` +
       `(${r.memory.kvCacheType}, ${r.memory.kvCacheTokens} positions for contexts of ${r.memory.contextSize}) = ${formatBytes(r.memory.totalBytes)}`],
     ...(r.check ? [["check", "OK: every tensor's values are finite"]] : []),
+    ...(r.customOps ? [["custom ops", `${r.customOps.ops.join(", ")} from ${r.customOps.library}`]] : []),
   ].map(([label, value]) => `${label.padEnd(14)}${value}`);
   if (r.tensors) {
     const width = Math.max(...r.tensors.map((t) => t.name.length));
@@ -150,6 +158,7 @@ export async function info(argv: string[]): Promise<number> {
     tokenizer: o.tokenizer as string | undefined,
     tensors: o.tensors === true,
     check: o.check === true,
+    ...customOpsOptions(o),
   });
   process.stdout.write(o.json ? `${JSON.stringify(report)}\n` : formatReport(report));
   return 0;

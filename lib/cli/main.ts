@@ -4,6 +4,7 @@ import { LlamaNapiError } from "../errors";
 import { packageVersion } from "../native/binding";
 import { helpText, UsageError, type CommandSpec } from "./args";
 import { bench, benchCommand } from "./bench";
+import { buildOpCommand, buildOpMain } from "./build-op";
 import { chat, chatCommand } from "./chat";
 import { convert, convertCommand } from "./convert";
 import { info, infoCommand } from "./info";
@@ -26,6 +27,7 @@ const commands: Record<string, { spec: CommandSpec; main: (argv: string[]) => Pr
   ls: { spec: lsCommand, main: ls },
   rm: { spec: rmCommand, main: rm },
   info: { spec: infoCommand, main: info },
+  "build-op": { spec: buildOpCommand, main: buildOpMain },
   serve: { spec: serveCommand, main: serve },
 };
 

@@ -6,7 +6,7 @@ import { InvalidArgumentError } from "../errors";
 import { checkPerplexityOptions, perplexity, type PerplexityResult } from "../eval/perplexity";
 import { windowLength } from "../eval/windows";
 import type { LlamaModel } from "../model";
-import { type CommandSpec, parseCommand, readTextOption, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION } from "./args";
+import { type CommandSpec, parseCommand, readTextOption, UsageError, MODEL_OPTION, TOKENIZER_OPTION, THREADS_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions } from "./args";
 import { loadModelWithProgress, OFFLINE_OPTION } from "./model-download";
 import { ProgressBar } from "./progress-bar";
 
@@ -32,6 +32,7 @@ export const perplexityCommand: CommandSpec = {
     threads: THREADS_OPTION,
     tokenizer: TOKENIZER_OPTION,
     json: { type: "boolean", description: "Print the result as one JSON object" },
+    ...CUSTOM_OPS_OPTIONS,
   },
 };
 
@@ -59,12 +60,14 @@ export async function perplexityMain(argv: string[]): Promise<number> {
   const text = await readTextOption("file", o.file);
   const llamaCppWindows = o["llama-cpp-windows"] === true;
   const windowTokens = windowLength(contextSize, llamaCppWindows ? "llama-cpp" : "all");
+  const customOps = customOpsOptions(o);
   const load = (path: string) =>
     loadModelWithProgress(path, {
       offline: o.offline as boolean | undefined,
       threads: o.threads as number | undefined,
       contextSize: windowTokens,
       tokenizer: o.tokenizer as string | undefined,
+      ...customOps,
     }).catch((err: unknown) => {
       // The default windows score ctx tokens after a BOS: a model trained at exactly ctx positions has one too few.
       if (err instanceof InvalidArgumentError && err.option === "contextSize" && windowTokens > contextSize) {

@@ -5,7 +5,7 @@ import { DEFAULT_MODEL_PATH } from "../default-model";
 import { QUANTIZE_TYPES, type QuantizeType } from "../quantize/tensor-types";
 import {
   type CommandSpec, CTX_SIZE_OPTION, DEVICE_OPTION, parseCommand, readTextOption, readStdin, SAVE_SERIALIZED_OPTION, THREADS_OPTION, TOKENIZER_OPTION,
-  UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION,
+  UsageError, KV_TOKENS_OPTION, KV_TYPE_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions,
 } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { defaultModelIn, loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION, saveSerializedIfAsked } from "./model-download";
@@ -39,6 +39,7 @@ export const runCommand: CommandSpec = {
     },
     parallel: { type: "string", number: "int", placeholder: "N", description: "With --batch-file: at most N prompts decode together (default: all)" },
     "save-to-serialized-model-path": SAVE_SERIALIZED_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
     json: { type: "boolean", description: "Print one JSON object at the end (text, tokens, finishReason, stats) instead of streaming; one per prompt of a batch" },
   },
 };
@@ -106,6 +107,7 @@ export async function run(argv: string[]): Promise<number> {
     kvCacheTokens: o["kv-tokens"] as number | undefined,
     device: o.device as LoadModelOptions["device"],
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   });
   const abort = new AbortController();
   const onSigint = () => abort.abort();

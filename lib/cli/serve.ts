@@ -6,7 +6,7 @@ import { DEFAULT_MODEL_PATH } from "../default-model";
 import type { LoadModelOptions } from "../model";
 import {
   type CommandSpec, CTX_SIZE_OPTION, DEVICE_OPTION, type ParsedOptions, parseCommand, SAVE_SERIALIZED_OPTION, THREADS_OPTION, TOKENIZER_OPTION, UsageError,
-  KV_TOKENS_OPTION, KV_TYPE_OPTION,
+  KV_TOKENS_OPTION, KV_TYPE_OPTION, CUSTOM_OPS_OPTIONS, customOpsOptions,
 } from "./args";
 import type { KvCacheType } from "../native/binding";
 import { loadModelWithProgress, MODEL_OR_DEFAULT_OPTION, OFFLINE_OPTION, saveSerializedIfAsked } from "./model-download";
@@ -25,6 +25,7 @@ export const serveCommand: CommandSpec = {
     "kv-tokens": KV_TOKENS_OPTION,
     device: DEVICE_OPTION,
     "save-to-serialized-model-path": SAVE_SERIALIZED_OPTION,
+    ...CUSTOM_OPS_OPTIONS,
     host: { type: "string", placeholder: "ADDR", description: "Address to listen on (default 127.0.0.1: this machine only)" },
     port: { type: "string", number: "int", placeholder: "N", description: "Port (default 8080; 0 picks a free one)" },
     parallel: { type: "string", number: "int", placeholder: "N", description: "Generations in flight at once, batched together (default 4)" },
@@ -92,6 +93,7 @@ export async function serve(argv: string[]): Promise<number> {
     kvCacheTokens: o["kv-tokens"] as number | undefined,
     device: o.device as LoadModelOptions["device"],
     tokenizer: o.tokenizer as string | undefined,
+    ...customOpsOptions(o),
   });
   let server: LlamaServer | undefined;
   try {

@@ -42,6 +42,8 @@ export interface NativeModelSpec {
   kvCacheType?: KvCacheType;
   /** Positions the KV pool holds, rounded up to whole blocks; default 16384. */
   kvCacheTokens?: number;
+  /** A custom op library (native/include/llama_napi_ops.h, an absolute path) and the ops its functions replace. */
+  customOps?: { path: string; ops: string[] };
 }
 
 /** How the KV cache stores keys and values (native/engine/kv_cache.h). */
@@ -150,6 +152,8 @@ export interface NativeModel {
   readonly kvCache: NativeKvCacheInfo;
   /** Bytes of the weights copied at load into the CPU kernels' repacked layout (0 on CUDA or with LLAMA_NAPI_REPACK=0). */
   readonly repackedBytes: number;
+  /** The ops a custom library provides for this model's passes (NativeModelSpec.customOps); empty: all built in. */
+  readonly customOps: string[];
   kvCacheUsage(): NativeKvCacheUsage;
   createContext(contextSize: number): NativeContext;
   /**

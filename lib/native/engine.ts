@@ -4,6 +4,8 @@
  */
 import {
   ContextOverflowError,
+  CustomOpDeviceError,
+  CustomOpError,
   DeviceError,
   DeviceTypeError,
   DisposedError,
@@ -50,6 +52,9 @@ interface NativeError extends Error {
   /** DEVICE_ERROR for a weight type the device lacks: the first tensor of that type, and the type. */
   tensor?: string;
   tensorType?: string;
+  /** CUSTOM_OP, or DEVICE_ERROR for a missing CUDA launcher: the library, and the symbol at fault (none when the file itself is). */
+  library?: string;
+  symbol?: string;
 }
 
 /**
@@ -58,7 +63,7 @@ interface NativeError extends Error {
  */
 export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const { code, option, tokens, contextSize, bytes, tensor, tensorType } = err as NativeError;
+  const { code, option, tokens, contextSize, bytes, tensor, tensorType, library, symbol } = err as NativeError;
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
@@ -69,15 +74,17 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
     case "DISPOSED":
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
-      return tensor !== undefined && tensorType !== undefined
-        ? new DeviceTypeError(err.message, tensor, tensorType, { cause: err })
-        : new DeviceError(err.message, { cause: err });
+      if (tensor !== undefined && tensorType !== undefined) return new DeviceTypeError(err.message, tensor, tensorType, { cause: err });
+      if (symbol !== undefined) return new CustomOpDeviceError(err.message, library ?? "", symbol, { cause: err });
+      return new DeviceError(err.message, { cause: err });
     case "OUT_OF_MEMORY":
       return new OutOfMemoryError(err.message, bytes ?? NaN, undefined, { cause: err });
     case "NUMERICAL":
       return new NumericalError(`${modelPath}: ${err.message}`, modelPath, undefined, undefined, { cause: err });
     case "CONTEXT_OVERFLOW":
       return new ContextOverflowError(err.message, tokens ?? NaN, contextSize ?? NaN);
+    case "CUSTOM_OP":
+      return new CustomOpError(err.message, library ?? "", symbol, { cause: err });
     default:
       // CONTEXT_BUSY, SYSTEM_ERROR (allocation failures): still a library error, with the engine's message.
       return code ? new LlamaNapiError(err.message, { cause: err }) : err;
@@ -249,11 +256,13 @@ export class Engine {
     private readonly desc: ModelDescriptor,
     /** The model as the caller named it, for errors about its numbers. */
     readonly modelPath: string,
+    private readonly customOpsLibrary: string | undefined,
   ) {}
 
   /**
    * Opens the weights on the CPU, or uploads them to a CUDA GPU (`device.kind` "cuda"), and allocates the KV pool
-   * there (`kvCache`: its row type and positions; an OutOfMemoryError when it does not fit).
+   * there (`kvCache`: its row type and positions; an OutOfMemoryError when it does not fit). `customOps`: a library
+   * whose functions replace the named ops (a CustomOpError, or CustomOpDeviceError on the GPU, when it cannot).
    */
   static open(
     desc: ModelDescriptor,
@@ -261,6 +270,7 @@ export class Engine {
     threads: number,
     device: { kind: "cpu" | "cuda"; gpu?: number } = { kind: "cpu" },
     kvCache: { type?: KvCacheType; tokens?: number } = {},
+    customOps?: { path: string; ops: string[] },
   ): Engine {
     const { config } = desc;
     try {
@@ -290,8 +300,9 @@ export class Engine {
         gpu: device.gpu ?? 0,
         kvCacheType: kvCache.type,
         kvCacheTokens: kvCache.tokens,
+        customOps,
       });
-      return new Engine(native, desc, modelPath);
+      return new Engine(native, desc, modelPath, customOps?.path);
     } catch (err) {
       rethrowTyped(err);
     }
@@ -323,6 +334,12 @@ export class Engine {
   /** Where the weights live and the forward passes run. */
   get device(): NativeDevice {
     return this.native.device;
+  }
+
+  /** The custom op library this model's passes call, and the ops it provides; undefined when all are built in. */
+  get customOps(): { library: string; ops: string[] } | undefined {
+    const ops = this.native.customOps;
+    return this.customOpsLibrary !== undefined && ops.length > 0 ? { library: this.customOpsLibrary, ops } : undefined;
   }
 
   /** The engine's limits for this model on its device (the pass size the scheduler slices prompts to). */

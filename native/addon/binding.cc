@@ -16,6 +16,7 @@ const char* ErrorCode(llm_error_kind kind) {
     case LLM_ERR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
     case LLM_ERR_NUMERICAL: return "NUMERICAL";
     case LLM_ERR_CONTEXT_OVERFLOW: return "CONTEXT_OVERFLOW";
+    case LLM_ERR_CUSTOM_OP: return "CUSTOM_OP";
     default: return "SYSTEM_ERROR";
   }
 }
@@ -51,6 +52,7 @@ Napi::Error EngineError(Napi::Env env, const llm_error& err, const std::string& 
   if (err.option) return ArgumentError(env, err.option, message);
   Napi::Error error = CodedError(env, ErrorCode(err.kind), message);
   if (err.bytes) error.Set("bytes", Napi::Number::New(env, (double)err.bytes));
+  if (err.symbol) error.Set("symbol", Napi::String::New(env, err.symbol));
   return error;
 }
 

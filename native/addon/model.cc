@@ -9,6 +9,7 @@
 #include "state.h"
 
 extern "C" {
+#include "custom_ops.h"
 #include "tensor_check.h"
 #ifdef LLAMA_NAPI_HAVE_CUDA
 #include "llm_cuda.h"
@@ -111,6 +112,36 @@ int64_t ReadKvCacheTokens(const Napi::Object& spec) {
   return (int64_t)IntegerValue(value, "spec.kvCacheTokens", "kvCacheTokens", 1, kMaxSafeInteger);
 }
 
+// spec.customOps: {path, ops}, a custom op library (an absolute path) and the ops to take from it; NULL when absent.
+// Throws the engine's error when the library cannot serve them (on the GPU when `cuda`).
+llm_custom_ops* ReadCustomOps(const Napi::Object& spec, int dim, bool cuda) {
+  Napi::Env env = spec.Env();
+  Napi::Value value = spec.Get("customOps");
+  if (value.IsUndefined()) return nullptr;
+  if (!value.IsObject()) throw ArgumentError(env, "customOps", "spec.customOps must be an object");
+  Napi::Object custom = value.As<Napi::Object>();
+  Napi::Value path = Property(custom, "path", "spec.customOps");
+  Napi::Value ops = Property(custom, "ops", "spec.customOps");
+  if (!path.IsString()) throw ArgumentError(env, "customOps", "spec.customOps.path must be a string");
+  if (!ops.IsArray()) throw ArgumentError(env, "enableCustomOps", "spec.customOps.ops must be an array of op names");
+  Napi::Array op_array = ops.As<Napi::Array>();
+  std::vector<std::string> names;
+  for (uint32_t i = 0; i < op_array.Length(); i++) {
+    Napi::Value name = op_array.Get(i);
+    if (!name.IsString()) throw ArgumentError(env, "enableCustomOps", "spec.customOps.ops[" + std::to_string(i) + "] must be a string");
+    names.push_back(name.As<Napi::String>().Utf8Value());
+  }
+  std::vector<const char*> name_ptrs;
+  for (const std::string& n : names) name_ptrs.push_back(n.c_str());
+  const std::string library = path.As<Napi::String>().Utf8Value();
+  llm_error err{};
+  llm_custom_ops* custom_ops = llm_custom_ops_open(library.c_str(), name_ptrs.data(), (int)name_ptrs.size(), dim, cuda, &err);
+  if (custom_ops) return custom_ops;
+  Napi::Error e = EngineError(env, err);
+  if (err.kind == LLM_ERR_CUSTOM_OP || err.symbol) e.Set("library", library);
+  throw e;
+}
+
 // Scans every tensor the model was opened with for NaN and infinity (llm_check_tensors) on a libuv worker;
 // resolves with null, or with {tensor, index, inScale}: the first bad value's tensor (an index into spec.tensors),
 // its element or block, and whether it is a block's scale.
@@ -169,6 +200,7 @@ class Model : public Napi::ObjectWrap<Model> {
                         InstanceMethod<&Model::CheckTensors>("checkTensors"),
                         InstanceMethod<&Model::KvCacheUsage>("kvCacheUsage"),
                         InstanceAccessor<&Model::Device>("device"), InstanceAccessor<&Model::Limits>("limits"),
+                        InstanceAccessor<&Model::CustomOps>("customOps"),
                         InstanceAccessor<&Model::KvCache>("kvCache"),
                         InstanceAccessor<&Model::RepackedBytes>("repackedBytes")});
   }
@@ -188,9 +220,16 @@ class Model : public Napi::ObjectWrap<Model> {
 #ifndef LLAMA_NAPI_HAVE_CUDA
     if (kind == "cuda") throw CodedError(env, "DEVICE_ERROR", kNoCudaBackend);
 #endif
+    // The library before the weights are opened or uploaded: a wrong one fails fast.
+    llm_custom_ops* custom_ops = ReadCustomOps(spec, storage.spec.config.dim, kind == "cuda");
     llm_error err{};
     state_->model = llm_model_open(&storage.spec, &err);
-    if (!state_->model) throw EngineError(env, err);
+    if (!state_->model) {
+      llm_custom_ops_close(custom_ops);
+      throw EngineError(env, err);
+    }
+    // Before the CUDA attach, which reads which ops are custom.
+    if (custom_ops) llm_model_use_custom_ops(state_->model, custom_ops);
 #ifdef LLAMA_NAPI_HAVE_CUDA
     if (kind == "cuda" && !llm_cuda_attach(state_->model, gpu_, &err)) {
       llm_model_close(state_->model);
@@ -273,6 +312,16 @@ class Model : public Napi::ObjectWrap<Model> {
       device.Set("name", backend->device);
     }
     return device;
+  }
+
+  // The names of the ops a custom library provides for this model's passes (empty: all built in).
+  Napi::Value CustomOps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array names = Napi::Array::New(env);
+    const llm_custom_ops* custom_ops = state_->model ? state_->model->custom_ops : nullptr;
+    for (int op = 0; op < LLM_CUSTOM_OP_COUNT; op++)
+      if (llm_custom_op_enabled(custom_ops, (llm_custom_op)op)) names.Set(names.Length(), llm_custom_op_name((llm_custom_op)op));
+    return names;
   }
 
   // {passTokens}: the engine's limits for this model on its device, so that JavaScript never restates them.

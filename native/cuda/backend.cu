@@ -4,7 +4,8 @@
 // were asked for are copied back. Keys and values live in the model's paged KV pool (kv_cache.h), allocated
 // through this backend's hooks; each pass uploads its rows and its sequences' block ids together. Passes where
 // every sequence decodes one token are captured as CUDA graphs (keyed by their shape) and replayed: the kernels
-// read each row's token, position and block ids from device memory.
+// read each row's token, position and block ids from device memory. Ops a custom op library provides (custom_ops.h)
+// run through its launchers in place of the built-in kernels, and of the fusions those kernels take part in.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "llm_cuda.h"
 
 extern "C" {
+#include "custom_ops.h"
 #include "forward.h"
 #include "kv_cache.h"
 #include "ops.h"
@@ -62,6 +64,7 @@ struct pass_buffers {
   unsigned long long *first_non_finite = nullptr; // flat index of the first NaN/inf logit of the pass, or ULLONG_MAX
   int32_t *attn_tiles = nullptr; // the prompt attention's tiles (plan_attention_tiles): 2 per row at most
   uint8_t *row_tiled = nullptr;  // per row: attends in a tile
+  int32_t *positions = nullptr;  // per row: its position, for a custom RoPE launcher
 };
 
 struct cuda_backend {
@@ -75,6 +78,10 @@ struct cuda_backend {
   cuda_matrix token_embd, output_norm, output;
   std::vector<cuda_layer> layers;
   float *rope_freqs = nullptr;
+  // A custom op library's launchers (nullptr: the built-in kernel), and for its RMSNorm the norm weights in float32:
+  // layer l's attention norm at 2l * dim, its feed-forward norm at (2l + 1) * dim, the output norm last.
+  llm_custom_launchers custom = {};
+  float *norm_f32 = nullptr;
   pass_buffers buf;
   // The pass index: the rows (kMaxPassRows cuda_row) then the block ids of the pass's sequences, which the rows'
   // `blocks` point into; uploaded in one copy per pass from pinned staging of the same layout. Grown on demand
@@ -179,6 +186,17 @@ bool upload_weights(cuda_backend *b, llm_error *err) {
     if (first_user[i] != i) continue; // shares an earlier tensor's bytes, already copied
     CUDA_TRY(cudaMemcpy(b->weights + offsets[i], t.data, tensor_bytes(t), cudaMemcpyHostToDevice), "copying the weights to the GPU");
   }
+  if (b->custom.rmsnorm) {
+    const int dim = m->config.dim;
+    std::vector<const llm_tensor *> norms;
+    for (int l = 0; l < m->config.n_layers; l++) norms.insert(norms.end(), { &m->layers[l].attn_norm, &m->layers[l].ffn_norm });
+    norms.push_back(&m->output_norm);
+    std::vector<float> values(norms.size() * dim);
+    for (size_t n = 0; n < norms.size(); n++)
+      for (int i = 0; i < dim; i++) values[n * dim + i] = llm_tensor_get(norms[n]->data, norms[n]->type, i);
+    if (!(b->norm_f32 = static_cast<float *>(device_alloc(b, values.size() * sizeof(float), "the norm weights in float32", err)))) return false;
+    CUDA_TRY(cudaMemcpy(b->norm_f32, values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "copying the norm weights");
+  }
   const size_t freq_bytes = (size_t)m->config.head_dim / 2 * sizeof(float);
   if (!(b->rope_freqs = static_cast<float *>(device_alloc(b, freq_bytes, "the rope frequencies", err)))) return false;
   CUDA_TRY(cudaMemcpy(b->rope_freqs, m->config.rope_freqs, freq_bytes, cudaMemcpyHostToDevice), "copying the rope frequencies");
@@ -192,7 +210,7 @@ void drop_graphs(cuda_backend *b) {
 
 void free_pass_buffers(pass_buffers &p) {
   void *all[] = { p.x, p.xb, p.q, p.k, p.v, p.attn, p.hb, p.hb2, p.logits, p.partial, p.act, p.logit_map, p.top_ids,
-                  p.top_logits, p.first_non_finite, p.attn_tiles, p.row_tiled };
+                  p.top_logits, p.first_non_finite, p.attn_tiles, p.row_tiled, p.positions };
   for (void *ptr : all) cudaFree(ptr);
   p = pass_buffers();
 }
@@ -290,6 +308,7 @@ bool reserve(cuda_backend *b, int n_rows, int n_logit_rows, int n_chunks, llm_er
     { (void **)&p.first_non_finite, sizeof(unsigned long long) },
     { (void **)&p.attn_tiles, r * 2 * sizeof(int32_t) },
     { (void **)&p.row_tiled, r },
+    { (void **)&p.positions, r * sizeof(int32_t) },
   };
   for (const auto &w : wanted) {
     if (!(*w.ptr = device_alloc(b, w.bytes, "the activations of a pass", err))) {
@@ -353,10 +372,29 @@ cudaError_t products(cuda_backend *b, const cuda_matrix *const weights[], float 
   return cudaSuccess;
 }
 
+// RMSNorm of n_rows rows of x (x row row_map[i] with a row_map) into out: the built-in kernel, which also quantizes
+// the rows when given `quantized`, or the custom library's launcher with norm `index` of norm_f32 (which never
+// quantizes: callers pass `quantized` only without one).
+cudaError_t norm(cuda_backend *b, float *out, const float *x, const cuda_matrix *weight, int index, const int32_t *row_map, int n_rows,
+                 act_q8_0 *quantized) {
+  const llm_config &c = b->model->config;
+  if (!b->custom.rmsnorm) return launch_rmsnorm(out, x, weight, row_map, n_rows, c.dim, c.norm_eps, b->stream, quantized);
+  if (n_rows == 0) return cudaSuccess;
+  if (row_map) {
+    LAUNCH(launch_gather_rows(out, x, row_map, n_rows, c.dim, b->stream));
+    x = out;
+  }
+  return (cudaError_t)b->custom.rmsnorm(out, x, b->norm_f32 + (int64_t)index * c.dim, n_rows, c.dim, c.norm_eps, b->stream);
+}
+
+cudaError_t swiglu(cuda_backend *b, float *out, const float *gate, const float *up, int64_t n) {
+  return b->custom.swiglu ? (cudaError_t)b->custom.swiglu(out, gate, up, n, b->stream) : launch_swiglu(out, gate, up, n, b->stream);
+}
+
 // Enqueues one pass over the rows in the pass index, keys and values in kv: the Llama blocks, then the final norm
 // and the vocabulary product of the rows in buf.logit_map. n_tiles tiles in buf.attn_tiles, of n_tiled_rows rows,
 // attend as prompts. decode: each row is its own sequence's one token, so attention may rotate and store the rows'
-// keys itself.
+// keys itself (unless a custom RoPE rotates them first).
 cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks, int n_tiles, int n_tiled_rows, bool decode,
                          const cuda_kv &kv) {
   const llm_config &c = b->model->config;
@@ -364,46 +402,53 @@ cudaError_t enqueue_pass(cuda_backend *b, int n, int n_logit_rows, int n_chunks,
   cudaStream_t s = b->stream;
   const cuda_row *rows_info = rows_of(b->index);
   LAUNCH(launch_embedding(p.x, &b->token_embd, rows_info, n, s));
+  const bool custom_rope = b->custom.rope != nullptr;
+  if (custom_rope) LAUNCH(launch_row_positions(p.positions, rows_info, n, s));
+  // Decode attention rotates and stores the keys itself, unless a custom RoPE has rotated them.
+  const bool fused_rope = decode && !custom_rope;
   for (const cuda_layer &layer : b->layers) {
     const int l = (int)(&layer - b->layers.data());
-    // The norms quantize their rows themselves when the products after them take q8_0 activations.
+    // The built-in norms quantize their rows themselves when the products after them take q8_0 activations.
     const act_format qkv_format = matmul_activation_format(layer.attn_q, n, &b->workspace);
-    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.attn_norm, nullptr, n, c.dim, c.norm_eps, s,
-                          qkv_format == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
+    const act_format qkv_held = qkv_format == ACT_Q8_0 && !b->custom.rmsnorm ? ACT_Q8_0 : ACT_F32;
+    LAUNCH(norm(b, p.xb, p.x, &layer.attn_norm, 2 * l, nullptr, n, qkv_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *qkv[] = { &layer.attn_q, &layer.attn_k, &layer.attn_v };
     float *const qkv_out[] = { p.q, p.k, p.v };
-    LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE, qkv_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32));
+    LAUNCH(products(b, qkv, qkv_out, 3, p.xb, n, MATMUL_STORE, qkv_held));
+    if (custom_rope)
+      LAUNCH((cudaError_t)b->custom.rope(p.q, p.k, p.positions, n, c.n_heads, c.n_kv_heads, c.head_dim, b->rope_freqs,
+                                         c.rope_interleaved, s));
     const attention_rope rope = { p.k, p.v, b->rope_freqs, c.rope_interleaved };
-    if (!decode)
-      LAUNCH(launch_rope_store(p.q, p.k, p.v, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, rope.freqs, rope.interleaved, s));
+    if (!fused_rope)
+      LAUNCH(launch_rope_store(p.q, p.k, p.v, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim,
+                               custom_rope ? nullptr : rope.freqs, rope.interleaved, s));
     LAUNCH(launch_attention_tiles(p.attn, p.q, rows_info, p.attn_tiles, n_tiles, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, s));
     // Without tiles (every decode pass) attention quantizes its rows for the output product itself.
     const bool attn_quantized = n_tiles == 0 && c.head_dim % 32 == 0 && matmul_activation_format(layer.attn_output, n, &b->workspace) == ACT_Q8_0;
     if (n_tiled_rows < n)
       LAUNCH(launch_attention(p.attn, p.q, rows_info, n, kv, l, c.n_heads, c.n_kv_heads, c.head_dim, n_chunks, p.partial,
                               n_tiles > 0 ? p.row_tiled : nullptr, s, attn_quantized ? static_cast<act_q8_0 *>(p.act) : nullptr,
-                              decode ? rope : attention_rope{}));
+                              fused_rope ? rope : attention_rope{}));
     const cuda_matrix *o[] = { &layer.attn_output };
     float *const residual[] = { p.x };
     LAUNCH(products(b, o, residual, 1, p.attn, n, MATMUL_ADD, attn_quantized ? ACT_Q8_0 : ACT_F32));
 
     const act_format ffn_format = matmul_activation_format(layer.ffn_gate, n, &b->workspace);
-    const act_format ffn_held = ffn_format == ACT_Q8_0 ? ACT_Q8_0 : ACT_F32;
-    LAUNCH(launch_rmsnorm(p.xb, p.x, &layer.ffn_norm, nullptr, n, c.dim, c.norm_eps, s,
-                          ffn_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
+    const act_format ffn_held = ffn_format == ACT_Q8_0 && !b->custom.rmsnorm ? ACT_Q8_0 : ACT_F32;
+    LAUNCH(norm(b, p.xb, p.x, &layer.ffn_norm, 2 * l + 1, nullptr, n, ffn_held == ACT_Q8_0 ? static_cast<act_q8_0 *>(p.act) : nullptr));
     const cuda_matrix *gate_up[] = { &layer.ffn_gate, &layer.ffn_up };
     float *const gate_up_out[] = { p.hb, p.hb2 };
-    if (layer.ffn_gate.type == layer.ffn_up.type) {
+    if (layer.ffn_gate.type == layer.ffn_up.type && !b->custom.swiglu) {
       LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_SWIGLU, ffn_held));
     } else {
       LAUNCH(products(b, gate_up, gate_up_out, 2, p.xb, n, MATMUL_STORE, ffn_held));
-      LAUNCH(launch_swiglu(p.hb, p.hb, p.hb2, (int64_t)n * c.hidden_dim, s));
+      LAUNCH(swiglu(b, p.hb, p.hb, p.hb2, (int64_t)n * c.hidden_dim));
     }
     const cuda_matrix *down[] = { &layer.ffn_down };
     LAUNCH(products(b, down, residual, 1, p.hb, n, MATMUL_ADD));
   }
   if (n_logit_rows == 0) return cudaSuccess;
-  LAUNCH(launch_rmsnorm(p.xb, p.x, &b->output_norm, p.logit_map, n_logit_rows, c.dim, c.norm_eps, s));
+  LAUNCH(norm(b, p.xb, p.x, &b->output_norm, 2 * c.n_layers, p.logit_map, n_logit_rows, nullptr));
   const cuda_matrix *output[] = { &b->output };
   float *const logits[] = { p.logits };
   LAUNCH(products(b, output, logits, 1, p.xb, n_logit_rows, MATMUL_STORE));
@@ -665,6 +710,7 @@ void destroy(llm_backend *base) {
   cudaFree(b->weights);
   cudaFree(b->workspace.f16_weights);
   cudaFree(b->rope_freqs);
+  cudaFree(b->norm_f32);
   cudaFreeHost(b->logit_map_host);
   cudaFreeHost(b->top_ids_host);
   cudaFreeHost(b->top_logits_host);
@@ -710,6 +756,7 @@ extern "C" bool llm_cuda_attach(llm_model *model, int gpu, llm_error *err) {
   b->base = llm_backend{ "cuda", b->device_name, kMaxPassRows, forward_batch, cache_alloc, cache_free, cache_copy, destroy };
   const char *graphs = getenv("LLAMA_NAPI_CUDA_GRAPHS");
   b->use_graphs = !(graphs && strcmp(graphs, "0") == 0);
+  if (model->custom_ops) b->custom = *llm_custom_ops_launchers(model->custom_ops); // before the upload, which reads it
   bool ok = true;
   cudaError_t e = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);
   if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&b->copy_stream, cudaStreamNonBlocking);

@@ -128,7 +128,8 @@ cudaError_t launch_embedding(float *out, const cuda_matrix *table, const cuda_ro
 
 // Rotates each row's q (in place) and k by its position (llm_rope: output in interleaved pair order) and stores k
 // and v into the pool at the row's position, layer `layer`, in the pool's type (q8_0: bit for bit
-// llm_quantize_row_q8_0_ref of each head).
+// llm_quantize_row_q8_0_ref of each head). freqs nullptr: q and k are rotated already (a custom op library's RoPE),
+// k and v are only stored.
 cudaError_t launch_rope_store(float *q, const float *k, const float *v, const cuda_row *rows, int n_rows, const cuda_kv &kv, int layer,
                               int n_heads, int n_kv_heads, int head_dim, const float *freqs, bool interleaved,
                               cudaStream_t stream);
@@ -163,6 +164,11 @@ cudaError_t launch_attention(float *out, const float *q, const cuda_row *rows, i
 int plan_attention_tiles(const cuda_row *rows, int n_rows, int head_dim, int32_t *tiles, uint8_t *row_tiled, int *n_tiled_rows);
 cudaError_t launch_attention_tiles(float *out, const float *q, const cuda_row *rows, const int32_t *tiles, int n_tiles,
                                    const cuda_kv &kv, int layer, int n_heads, int n_kv_heads, int head_dim, cudaStream_t stream);
+
+// For custom op libraries (custom_ops.h), whose launchers take plain arrays: each row's position (positions[r] =
+// rows[r].pos), and rows of x gathered (out row i = x row row_map[i], rows of dim values).
+cudaError_t launch_row_positions(int32_t *positions, const cuda_row *rows, int n_rows, cudaStream_t stream);
+cudaError_t launch_gather_rows(float *out, const float *x, const int32_t *row_map, int n_rows, int dim, cudaStream_t stream);
 
 // out = silu(gate) * up over n values (llm_swiglu), for gate and up products of different types.
 cudaError_t launch_swiglu(float *out, const float *gate, const float *up, int64_t n, cudaStream_t stream);

@@ -1,6 +1,7 @@
 // Rotary embedding of q and k (llm_rope) and the store of k and v into the KV pool at each row's position. One
 // block per (row, head): the head is rotated (or, for v, copied) into shared memory, then written back in place
 // (q) or stored in the pool's type (kv_pool.cuh). A decode pass rotates and stores in its attention kernel instead.
+// Without freqs, q and k come rotated already (by a custom op library's RoPE): only k and v are stored.
 #include "kv_pool.cuh"
 #include "rope.cuh"
 
@@ -20,11 +21,12 @@ __global__ void __launch_bounds__(kThreads) rope_store_kernel(float *q, const fl
   const bool is_value = head >= n_heads + n_kv_heads;
   const int kv_head = is_value ? head - n_heads - n_kv_heads : head - n_heads;
   if (head < n_heads) {
+    if (!freqs) return;
     rope_head(head_out, q + ((int64_t)row * n_heads + head) * head_dim, head_dim, interleaved, info.pos, freqs);
-  } else if (!is_value) {
+  } else if (!is_value && freqs) {
     rope_head(head_out, k + row * kv_dim + kv_head * head_dim, head_dim, interleaved, info.pos, freqs);
   } else {
-    const float *src = v + row * kv_dim + kv_head * head_dim;
+    const float *src = (is_value ? v : k) + row * kv_dim + kv_head * head_dim;
     for (int i = threadIdx.x; i < head_dim; i += kThreads) head_out[i] = src[i];
   }
   __syncthreads(); // q rotates in place: every pair is read before any is written

@@ -8,6 +8,7 @@ static bool fail(struct llm_error *err, enum llm_error_kind kind, const char *fm
   err->option = NULL;
   err->tokens = err->context_size = 0;
   err->bytes = 0;
+  err->symbol = NULL;
   vsnprintf(err->message, sizeof err->message, fmt, args);
   return false;
 }
@@ -45,5 +46,14 @@ bool llm_fail_out_of_memory(struct llm_error *err, uint64_t bytes, const char *f
   fail(err, LLM_ERR_OUT_OF_MEMORY, fmt, args);
   va_end(args);
   err->bytes = bytes;
+  return false;
+}
+
+bool llm_fail_symbol(struct llm_error *err, enum llm_error_kind kind, const char *symbol, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  fail(err, kind, fmt, args);
+  va_end(args);
+  err->symbol = symbol;
   return false;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "custom_ops.h"
 #include "matmul.h"
 #include "ops.h"
 #include "tensor_check.h"
@@ -16,12 +17,14 @@ struct piece {
   int row;   /* its first row in the pass's activations */
 };
 
-static bool grow(float **buffer, size_t floats) {
-  float *grown = realloc(*buffer, floats * sizeof(float));
+static bool grow_bytes(void **buffer, size_t bytes) {
+  void *grown = realloc(*buffer, bytes);
   if (!grown) return false;
   *buffer = grown;
   return true;
 }
+
+static bool grow(float **buffer, size_t floats) { return grow_bytes((void **)buffer, floats * sizeof(float)); }
 
 /* Makes the scratch big enough for n_tokens tokens attending over up to context_size positions. */
 static bool reserve_scratch(struct llm_model *m, int n_tokens, int context_size) {
@@ -32,7 +35,8 @@ static bool reserve_scratch(struct llm_model *m, int n_tokens, int context_size)
     size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     if (!grow(&s->x, n * c->dim) || !grow(&s->xb, n * c->dim) || !grow(&s->q, n * q_dim) ||
         !grow(&s->k, n * kv_dim) || !grow(&s->v, n * kv_dim) || !grow(&s->attn_out, n * q_dim) ||
-        !grow(&s->hb, n * c->hidden_dim) || !grow(&s->hb2, n * c->hidden_dim))
+        !grow(&s->hb, n * c->hidden_dim) || !grow(&s->hb2, n * c->hidden_dim) ||
+        !grow_bytes((void **)&s->positions, n * sizeof(int32_t)))
       return false;
     s->capacity_tokens = n_tokens;
   }
@@ -98,15 +102,15 @@ static bool project_logits(struct llm_model *m, const struct piece *pieces, int 
   for (int i = 0; i < n_pieces; i++) {
     const struct piece *p = &pieces[i];
     if (p->seq->logits_mode == LLM_HIDDEN_ALL)
-      llm_rmsnorm(p->seq->logits + (int64_t)p->first * dim, s->x + (int64_t)p->row * dim, &m->output_norm, p->n, dim,
-                  c->norm_eps);
+      m->ops->rmsnorm(m->ops, m->pool, s->x + (int64_t)p->row * dim, NULL, p->seq->logits + (int64_t)p->first * dim,
+                      &m->output_norm, p->n, dim, c->norm_eps);
   }
   for (int i = 0; i < n_pieces; i++) {
     int first, count;
     logit_rows(&pieces[i], &first, &count);
     if (count == 0) continue;
-    llm_rmsnorm(s->xb + (int64_t)n_rows * dim, s->x + (int64_t)(pieces[i].row + first) * dim, &m->output_norm, count,
-                dim, c->norm_eps);
+    m->ops->rmsnorm(m->ops, m->pool, s->x + (int64_t)(pieces[i].row + first) * dim, NULL, s->xb + (int64_t)n_rows * dim,
+                    &m->output_norm, count, dim, c->norm_eps);
     n_rows += count;
     n_owners++;
     owner = &pieces[i];
@@ -150,25 +154,28 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
   const struct llm_config *c = &m->config;
   struct llm_scratch *s = &m->scratch;
   struct llm_threadpool *pool = m->pool;
+  const struct llm_ops *ops = m->ops; /* rmsnorm, rope, swiglu: the built-in kernels or a custom library's */
   const int dim = c->dim;
   const int64_t q_dim = (int64_t)c->n_heads * c->head_dim;
   const int64_t kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
   const int64_t hidden = c->hidden_dim;
 
   for (int i = 0; i < n_pieces; i++)
-    for (int t = 0; t < pieces[i].n; t++)
+    for (int t = 0; t < pieces[i].n; t++) {
       llm_embedding(s->x + (int64_t)(pieces[i].row + t) * dim, &m->token_embd, pieces[i].seq->tokens[pieces[i].first + t]);
+      s->positions[pieces[i].row + t] = pieces[i].seq->pos + pieces[i].first + t;
+    }
 
   for (int l = 0; l < c->n_layers; l++) {
     const struct llm_layer *layer = &m->layers[l];
 
     /* Attention: shared projections, then each sequence against its own cache. The previous layer's residual add
      * goes with this norm. */
-    if (l == 0) llm_rmsnorm(s->xb, s->x, &layer->attn_norm, n, dim, c->norm_eps);
-    else llm_add_rmsnorm(pool, s->x, s->xb, s->xb, &layer->attn_norm, n, dim, c->norm_eps);
+    ops->rmsnorm(ops, pool, s->x, l == 0 ? NULL : s->xb, s->xb, &layer->attn_norm, n, dim, c->norm_eps);
     float *const qkv_out[] = { s->q, s->k, s->v };
     const struct llm_tensor *const qkv[] = { &layer->attn_q, &layer->attn_k, &layer->attn_v };
     if (!llm_matmul_many(pool, 3, qkv_out, qkv, s->xb, n)) return false;
+    ops->rope(ops, s->q, s->k, s->positions, n, c);
     const struct llm_kv_pool_layout *kv = llm_kv_pool_layout(m->kv_pool);
     const size_t layer_bytes = (size_t)kv->n_blocks * LLM_KV_BLOCK_TOKENS * kv->row_bytes;
     for (int i = 0; i < n_pieces; i++) {
@@ -176,10 +183,7 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
       const struct llm_kv_cache *cache = p->seq->cache;
       const int pos = p->seq->pos + p->first;
       for (int t = 0; t < p->n; t++) {
-        float *k = s->k + (p->row + t) * kv_dim;
-        llm_rope(s->q + (p->row + t) * q_dim, c->n_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
-        llm_rope(k, c->n_kv_heads, c->head_dim, pos + t, c->rope_freqs, c->rope_interleaved);
-        llm_kv_store_row(kv->type, k, llm_kv_row(kv, kv->keys, cache, l, pos + t), kv_dim);
+        llm_kv_store_row(kv->type, s->k + (p->row + t) * kv_dim, llm_kv_row(kv, kv->keys, cache, l, pos + t), kv_dim);
         llm_kv_store_row(kv->type, s->v + (p->row + t) * kv_dim, llm_kv_row(kv, kv->values, cache, l, pos + t), kv_dim);
       }
       attention[i] = (struct llm_attention_seq){
@@ -196,11 +200,11 @@ static bool forward_pass(struct llm_model *m, const struct piece *pieces, int n_
     if (!llm_matmul(pool, s->xb, &layer->attn_output, s->attn_out, n)) return false;
 
     /* Feed-forward: down(silu(gate(h)) * up(h)), after the attention's residual add. */
-    llm_add_rmsnorm(pool, s->x, s->xb, s->xb, &layer->ffn_norm, n, dim, c->norm_eps);
+    ops->rmsnorm(ops, pool, s->x, s->xb, s->xb, &layer->ffn_norm, n, dim, c->norm_eps);
     float *const gate_up_out[] = { s->hb, s->hb2 };
     const struct llm_tensor *const gate_up[] = { &layer->ffn_gate, &layer->ffn_up };
     if (!llm_matmul_many(pool, 2, gate_up_out, gate_up, s->xb, n)) return false;
-    llm_swiglu_rows(pool, s->hb, s->hb, s->hb2, n, hidden);
+    ops->swiglu(ops, pool, s->hb, s->hb, s->hb2, n, hidden);
     if (!llm_matmul(pool, s->xb, &layer->ffn_down, s->hb, n)) return false;
   }
   for (int64_t i = 0; i < (int64_t)n * dim; i++) s->x[i] += s->xb[i]; /* the last layer's residual add */

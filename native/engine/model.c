@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "model.h"
+#include "custom_ops.h"
 #include "ops.h"
 #include "kv_cache.h"
 #include "dot.h"
@@ -276,6 +277,7 @@ struct llm_model *llm_model_open(const struct llm_model_spec *spec, struct llm_e
     return NULL;
   }
   pthread_mutex_init(&m->forward_lock, NULL);
+  m->ops = &llm_builtin_ops;
   m->config = spec->config;
   m->config.rope_freqs = NULL; /* owned copy below */
   size_t n_freqs = (size_t)spec->config.head_dim / 2;
@@ -385,6 +387,7 @@ void llm_model_close(struct llm_model *m) {
   if (!m) return;
   llm_kv_pool_free(m->kv_pool); /* before the backend whose memory it may hold */
   if (m->backend) m->backend->destroy(m->backend);
+  llm_custom_ops_close(m->custom_ops); /* after the backend, which may hold its launchers */
   llm_threadpool_free(m->pool);
   for (int i = 0; i < m->n_mappings; i++)
     if (m->mappings[i].base) munmap(m->mappings[i].base, m->mappings[i].size);
@@ -395,6 +398,7 @@ void llm_model_close(struct llm_model *m) {
   struct llm_scratch *s = &m->scratch;
   float *buffers[] = { s->x, s->xb, s->q, s->k, s->v, s->attn_out, s->hb, s->hb2, s->scores, s->logits };
   for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+  free(s->positions);
   pthread_mutex_destroy(&m->forward_lock);
   free(m);
 }

@@ -19,6 +19,7 @@ enum llm_error_kind {
   LLM_ERR_OUT_OF_MEMORY,    /* a KV cache does not fit in host or device memory */
   LLM_ERR_NUMERICAL,        /* the logits came out NaN or infinite: the weights hold such values or overflow */
   LLM_ERR_CONTEXT_OVERFLOW, /* positions past the end of a KV cache */
+  LLM_ERR_CUSTOM_OP,        /* a custom op library cannot be loaded or lacks a symbol (custom_ops.h) */
 };
 
 /* A failure: its kind, a message for people, and the numbers a caller acts on (so that nobody parses them back out
@@ -30,6 +31,7 @@ struct llm_error {
   int64_t tokens;       /* LLM_ERR_CONTEXT_OVERFLOW: the positions needed */
   int64_t context_size; /* LLM_ERR_CONTEXT_OVERFLOW: the positions the cache holds */
   uint64_t bytes;       /* LLM_ERR_OUT_OF_MEMORY: the bytes the allocation needed */
+  const char *symbol;   /* LLM_ERR_CUSTOM_OP, LLM_ERR_DEVICE: the library symbol at fault (a static string) */
 };
 
 /* Fills err with a printf-style message and clears its fields; returns false so callers can `return llm_fail(...)`. */
@@ -44,6 +46,9 @@ bool llm_fail_overflow(struct llm_error *err, int64_t tokens, int64_t context_si
 /* LLM_ERR_OUT_OF_MEMORY: an allocation of `bytes` failed. */
 bool llm_fail_out_of_memory(struct llm_error *err, uint64_t bytes, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A failure of `kind` about a custom op library's `symbol` (NULL: the library file itself). */
+bool llm_fail_symbol(struct llm_error *err, enum llm_error_kind kind, const char *symbol, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 struct llm_config {
   int dim;
@@ -91,6 +96,7 @@ struct llm_mapping {
 struct llm_scratch {
   int capacity_tokens;
   float *x, *xb, *q, *k, *v, *attn_out, *hb, *hb2;
+  int32_t *positions; /* each row's position in its sequence */
   int64_t scores_stride; /* floats per thread in `scores` (>= largest context seen) */
   float *scores;
   int64_t logits_capacity; /* floats in `logits`: the logits of several sequences computed in one product */
@@ -99,6 +105,8 @@ struct llm_scratch {
 
 struct llm_batch_sequence;
 struct llm_kv_pool;
+struct llm_ops;
+struct llm_custom_ops;
 
 /* Directions of llm_backend.copy. */
 enum llm_copy_direction { LLM_COPY_DEVICE_TO_DEVICE, LLM_COPY_DEVICE_TO_HOST, LLM_COPY_HOST_TO_DEVICE };
@@ -132,6 +140,8 @@ struct llm_model {
   struct llm_kv_pool *kv_pool; /* the KV blocks of every sequence (kv_cache.h); owned, NULL until created */
   void *repacked;              /* the repacked copies of the weights (llm_model_repack), NULL if none */
   size_t repacked_bytes;
+  const struct llm_ops *ops;   /* the replaceable operations a CPU pass calls (custom_ops.h) */
+  struct llm_custom_ops *custom_ops; /* the library they come from; NULL: all built in; owned */
 };
 
 /* Maps the files read-only and validates every tensor against the config. Returns NULL and fills err
