@@ -19,7 +19,9 @@ const { chooseTensorType, fileType, QUANTIZE_TYPES } = require("../dist/cjs/quan
 const SHAPES = {
   stories110M: { dim: 768, layers: 12, heads: 12, kvHeads: 12, hidden: 2048, vocab: 32000, ctx: 1024 },
   tinyllama: { dim: 2048, layers: 22, heads: 32, kvHeads: 4, hidden: 5632, vocab: 32000, ctx: 2048 },
-  llama7b: { dim: 4096, layers: 32, heads: 32, kvHeads: 32, hidden: 11008, vocab: 32000, ctx: 4096 },
+  // ctx 8192 (Llama 2's is 4096): bench/cuda/bench.js --depth 4096 needs 4,224 positions, as llama-bench -d 4096 -n 128
+  // uses, and loadModel holds a context to the trained one.
+  llama7b: { dim: 4096, layers: 32, heads: 32, kvHeads: 32, hidden: 11008, vocab: 32000, ctx: 8192 },
 };
 
 const { values } = parseArgs({

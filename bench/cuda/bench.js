@@ -24,7 +24,7 @@ if (!Number.isInteger(depth) || depth < 0) {
   console.error("--depth takes a whole number of tokens");
   process.exit(2);
 }
-const contextSize = Math.max(1024, depth + 256);
+const contextSize = Math.max(1024, depth + 129); // the prompt, then 129 tokens (the first is not timed)
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
