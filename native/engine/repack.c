@@ -485,12 +485,13 @@ LLM_AVX512_INLINE void group_avx512(int64_t cols, const uint8_t *group, const ui
       for (int t = 0; t < TOKENS; t++) {
         const uint8_t *xb = xq[t] + b * LLM_QK8_0;
         if (VNNI) {
-          __m512i s = zero;
+          /* Two chains: eight dependent vpdpbusd would make a block wait on their latency. */
+          __m512i s_lo = zero, s_hi = zero;
           for (int k = 0; k < 4; k++) {
-            s = dpbusd_avx512(s, lo[k], llm_bcast4(xb + 4 * k));
-            s = dpbusd_avx512(s, hi[k], llm_bcast4(xb + 16 + 4 * k));
+            s_lo = dpbusd_avx512(s_lo, lo[k], llm_bcast4(xb + 4 * k));
+            s_hi = dpbusd_avx512(s_hi, hi[k], llm_bcast4(xb + 16 + 4 * k));
           }
-          sum[t] = s;
+          sum[t] = _mm512_add_epi32(s_lo, s_hi);
         } else {
           __m512i p = zero; /* int16 pairs, as in group_half_avx2 */
           for (int k = 0; k < 4; k++) {
