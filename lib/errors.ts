@@ -128,21 +128,6 @@ const BOUND_DESCRIPTIONS: Record<ChatTemplateBound, (limit: number) => string> =
   output: (chars) => `wrote more than its output budget of ${chars} characters`,
 };
 
-/** The device asked for lacks the kernels of a weight type the model holds (the engine runs that type on the CPU). */
-export class DeviceTypeError extends DeviceError {
-  override name = "DeviceTypeError";
-  constructor(
-    message: string,
-    /** The first tensor of that type. */
-    readonly tensor: string,
-    /** The weight type, as the engine names it ("q5_K"). */
-    readonly tensorType: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
 /**
  * A serialized model file (model.saveSerialized) is truncated or corrupt: `field` names the part found bad (the
  * header's magic, the manifest, a tokenizer table, a tensor, the checksum).

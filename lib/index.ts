@@ -40,7 +40,6 @@ export {
   NumericalError,
   OutOfMemoryError,
 } from "./errors";
-export { DeviceTypeError } from "./errors";
 export { ChatTemplateLimitError, type ChatTemplateBound } from "./errors";
 export { SerializedModelError, SerializedModelMismatchError } from "./errors";
 export { GrammarError, UnsupportedSchemaError } from "./errors";

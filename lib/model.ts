@@ -7,7 +7,7 @@ import {
   type ChatTemplateOptions, loadChatTemplate,
 } from "./chat";
 import {
-  ContextOverflowError, CustomOpDeviceError, DeviceError, DeviceTypeError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, SerializedModelMismatchError,
+  ContextOverflowError, CustomOpDeviceError, DeviceError, DisposedError, InvalidArgumentError, NumericalError, OutOfMemoryError, SerializedModelMismatchError,
   UnsupportedModelError,
 } from "./errors";
 import { parseModel } from "./formats/detect";
@@ -53,9 +53,9 @@ export interface LoadModelOptions {
   offline?: boolean;
   /**
    * Where the weights live and the forward passes run. "cuda": the whole model on a GPU (a DeviceError when the
-   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory; a DeviceTypeError when the
-   * model holds a weight type the CUDA kernels lack); "cpu"; "auto" (default): the GPU when there is one and it
-   * runs every weight type of the model.
+   * addon has no CUDA backend, no GPU or driver is present, or the GPU lacks the memory; a CustomOpDeviceError when
+   * an enabled custom op has no CUDA launcher); "cpu"; "auto" (default): the GPU when there is one and it can run
+   * the model (every custom op enabled included), else the CPU.
    */
   device?: "cuda" | "cpu" | "auto";
   /** The CUDA device index for device "cuda" or "auto". Default 0. */
@@ -358,7 +358,7 @@ function openEngine(
   try {
     return openWithPool(device);
   } catch (err) {
-    if (cudaAsked || !(err instanceof DeviceTypeError || err instanceof CustomOpDeviceError)) throw err;
+    if (cudaAsked || !(err instanceof CustomOpDeviceError)) throw err;
     return openWithPool({ kind: "cpu", gpu: device.gpu });
   }
 }

@@ -209,7 +209,7 @@ test("responses.create: input items (messages with text parts) and previous_resp
   await assert.rejects(client.responses.create({ model: MODEL_ALIAS, input: "x", background: true }), (err) => err.status === 400 && err.param === "background");
   // text.format holds the output to the schema (constrained generation); a schema it cannot hold is a 400 naming it.
   const schema = { type: "object", properties: { a: { enum: ["yes", "no"] } }, required: ["a"], additionalProperties: false };
-  const structured = await client.responses.create({ model: MODEL_ALIAS, input: "x", max_output_tokens: 32, text: { format: { type: "json_schema", name: "answer", schema } } });
+  const structured = await client.responses.create({ model: MODEL_ALIAS, input: "x", max_output_tokens: 200, text: { format: { type: "json_schema", name: "answer", schema } } });
   assert.equal(structured.status, "completed");
   assert.ok(["yes", "no"].includes(JSON.parse(structured.output_text).a), structured.output_text);
   const unsupported = { type: "json_schema", name: "answer", schema: { type: "string", minLength: 2 } };

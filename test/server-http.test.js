@@ -116,7 +116,8 @@ test("the SSE wire format: data lines, blank-line separated, ending in [DONE]", 
 });
 
 test("/health and /metrics: Prometheus text with requests, tokens, queue, slots and speed histograms", async () => {
-  await withServer(model, { parallel: 3 }, async ({ url }) => {
+  // strictModelName: another model name is then a 404, which the requests counter records by status.
+  await withServer(model, { parallel: 3, strictModelName: true }, async ({ url }) => {
     const health = await (await fetch(`${url}/health`)).json();
     assert.deepEqual(health, { status: "ok", slots: { active: 0, total: 3 }, queue: { depth: 0, limit: 64 } });
     await post(url, "/v1/completions", { model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 6, ignore_eos: true });

@@ -7,7 +7,6 @@ import {
   CustomOpDeviceError,
   CustomOpError,
   DeviceError,
-  DeviceTypeError,
   DisposedError,
   InvalidArgumentError,
   LlamaNapiError,
@@ -49,9 +48,6 @@ interface NativeError extends Error {
   contextSize?: number;
   /** OUT_OF_MEMORY: the bytes the allocation needed. */
   bytes?: number;
-  /** DEVICE_ERROR for a weight type the device lacks: the first tensor of that type, and the type. */
-  tensor?: string;
-  tensorType?: string;
   /** CUSTOM_OP, or DEVICE_ERROR for a missing CUDA launcher: the library, and the symbol at fault (none when the file itself is). */
   library?: string;
   symbol?: string;
@@ -63,7 +59,7 @@ interface NativeError extends Error {
  */
 export function toTypedError(err: unknown, modelPath = "the model"): unknown {
   if (!(err instanceof Error) || err instanceof LlamaNapiError) return err;
-  const { code, option, tokens, contextSize, bytes, tensor, tensorType, library, symbol } = err as NativeError;
+  const { code, option, tokens, contextSize, bytes, library, symbol } = err as NativeError;
   switch (code) {
     case "MODEL_FORMAT":
       return new ModelFormatError(err.message, { cause: err });
@@ -74,7 +70,6 @@ export function toTypedError(err: unknown, modelPath = "the model"): unknown {
     case "DISPOSED":
       return new DisposedError(err.message, { cause: err });
     case "DEVICE_ERROR":
-      if (tensor !== undefined && tensorType !== undefined) return new DeviceTypeError(err.message, tensor, tensorType, { cause: err });
       if (symbol !== undefined) return new CustomOpDeviceError(err.message, library ?? "", symbol, { cause: err });
       return new DeviceError(err.message, { cause: err });
     case "OUT_OF_MEMORY":
