@@ -473,7 +473,9 @@ LLM_AVX512_INLINE void group_avx512(int64_t cols, const uint8_t *group, const ui
   for (int t = 0; t < TOKENS; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t *vb = group + b * lanes_bytes;
-    _mm_prefetch((const char *)vb + REPACK_PREFETCH_BLOCKS * lanes_bytes, _MM_HINT_T0);
+    /* Every line of the block ahead: one prefetch per block left three of its four lines to the hardware. */
+    for (size_t line = 0; line < lanes_bytes; line += 64)
+      _mm_prefetch((const char *)vb + REPACK_PREFETCH_BLOCKS * lanes_bytes + line, _MM_HINT_T0);
     __m512i sum[8];
     if (FORMAT == LLM_Q4_0) {
       __m512i lo[4], hi[4];
