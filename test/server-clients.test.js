@@ -6,29 +6,23 @@
 // leaves only the script's next token, so the real engine, detokenizer and parser produce it).
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
-const { OpenAI } = require("openai");
-const { MODEL_ALIAS, loadServerModel, withServer, post } = require("./helpers/server.js");
+const { MODEL_ALIAS, startServedModel, openaiClient, withServer, post } = require("./helpers/server.js");
 const { modelPath, skipFileWithoutReferenceModels } = require("./helpers/models.js");
 const { scriptedModel } = require("./helpers/scripted.js");
 if (skipFileWithoutReferenceModels()) return;
 
+let served;
 let model;
 let url;
-let server;
 let client;
 
 before(async () => {
-  model = await loadServerModel();
-  const { createServer } = require("../dist/cjs/index.js");
-  server = createServer(model, { modelAlias: MODEL_ALIAS, parallel: 2 });
-  ({ url } = await server.listen({ port: 0 }));
-  client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+  served = await startServedModel({ parallel: 2 });
+  ({ model, url } = served);
+  client = openaiClient(url);
 });
 
-after(async () => {
-  await server.close();
-  await model.dispose();
-});
+after(() => served.close());
 
 test("embeddings.create: base64 (the client's default) and float, strings and token ids, with usage", async () => {
   const texts = ["The state of the union is strong.", "Call me Ishmael."];
@@ -64,7 +58,7 @@ const CALL_TEXT = '{"name": "get_weather", "parameters": {"city": "Paris"}}';
 async function withScriptedServer(scripts, fn) {
   const scripted = scriptedModel(model, scripts);
   return withServer(scripted.model, {}, ({ url: scriptedUrl }) =>
-    fn({ client: new OpenAI({ baseURL: `${scriptedUrl}/v1`, apiKey: "unused", maxRetries: 0 }), prompts: scripted.prompts, url: scriptedUrl }),
+    fn({ client: openaiClient(scriptedUrl), prompts: scripted.prompts, url: scriptedUrl }),
   );
 }
 
@@ -140,7 +134,7 @@ test("tool_choice required and a named function: the model's own reply is held t
   const roomy = await require("../dist/cjs/index.js").loadModel(modelPath("trained", "sotu-l2-23m"), { threads: 1, contextSize: 1024 });
   try {
     await withServer(roomy, {}, async ({ url }) => {
-      const roomyClient = new OpenAI({ baseURL: `${url}/v1`, apiKey: "none" });
+      const roomyClient = openaiClient(url);
       const city = { type: "function", function: { name: "get_city", parameters: { type: "object", properties: { city: { enum: ["Paris", "Rome"] } }, required: ["city"], additionalProperties: false } } };
       const time = { type: "function", function: { name: "get_time", parameters: { type: "object", properties: {}, additionalProperties: false } } };
       const messages = [{ role: "user", content: "Where?" }];

@@ -4,7 +4,7 @@
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { OpenAI } = require("openai");
-const { MODEL_ALIAS, CONTEXT_SIZE, loadServerModel, withServer } = require("./helpers/server.js");
+const { MODEL_ALIAS, CONTEXT_SIZE, startServedModel, openaiClient, withServer } = require("./helpers/server.js");
 const { skipFileWithoutReferenceModels } = require("./helpers/models.js");
 if (skipFileWithoutReferenceModels()) return;
 
@@ -14,28 +14,18 @@ const MESSAGES = [
 ];
 const PROMPT = "The state of the union is";
 
+let served;
 let model;
 let url;
-let server;
 let client;
 
 before(async () => {
-  model = await loadServerModel();
-  const { createServer } = require("../dist/cjs/index.js");
-  server = createServer(model, { modelAlias: MODEL_ALIAS, parallel: 4 });
-  ({ url } = await server.listen({ port: 0 }));
-  client = openai(url);
+  served = await startServedModel({ parallel: 4 });
+  ({ model, url } = served);
+  client = openaiClient(url);
 });
 
-after(async () => {
-  await server.close();
-  await model.dispose();
-});
-
-function openai(baseUrl, apiKey = "unused") {
-  // No retries: a 429 or 5xx must reach the test as it is.
-  return new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey, maxRetries: 0 });
-}
+after(() => served.close());
 
 async function collect(stream) {
   const chunks = [];
@@ -54,7 +44,7 @@ test("GET /v1/models lists the alias; retrieve finds it, and any other name unle
   assert.equal((await client.models.retrieve(MODEL_ALIAS)).id, MODEL_ALIAS);
   assert.equal((await client.models.retrieve("gpt-4")).id, MODEL_ALIAS);
   await withServer(model, { strictModelName: true }, async ({ url: strict }) => {
-    await assert.rejects(openai(strict).models.retrieve("gpt-4"), (err) => err instanceof OpenAI.NotFoundError && err.code === "model_not_found");
+    await assert.rejects(openaiClient(strict).models.retrieve("gpt-4"), (err) => err instanceof OpenAI.NotFoundError && err.code === "model_not_found");
   });
 });
 
@@ -302,10 +292,10 @@ test("another model name: served by the model, or a 404 naming it with strictMod
   assert.equal(served.model, MODEL_ALIAS);
   assert.equal(served.choices[0].message.content, (await direct(model.applyChatTemplate(MESSAGES), 4)).text);
   await withServer(model, { strictModelName: true }, async ({ url: strict }) => {
-    await assertApiError(openai(strict).chat.completions.create({ model: "gpt-4o", messages: MESSAGES }), {
+    await assertApiError(openaiClient(strict).chat.completions.create({ model: "gpt-4o", messages: MESSAGES }), {
       type: OpenAI.NotFoundError, status: 404, param: "model", code: "model_not_found", message: /gpt-4o/,
     });
-    await assertApiError(openai(strict).completions.create({ model: "gpt-4o", prompt: PROMPT }), { type: OpenAI.NotFoundError, status: 404, code: "model_not_found" });
+    await assertApiError(openaiClient(strict).completions.create({ model: "gpt-4o", prompt: PROMPT }), { type: OpenAI.NotFoundError, status: 404, code: "model_not_found" });
   });
 });
 
@@ -328,8 +318,8 @@ test("a prompt longer than the context: 400 with both numbers", async () => {
 test("a body over the limit: 413", async () => {
   await withServer(model, { bodyLimit: 4096 }, async ({ url: small }) => {
     const big = [{ role: "user", content: "x".repeat(5000) }];
-    await assertApiError(openai(small).chat.completions.create({ model: MODEL_ALIAS, messages: big }), { type: OpenAI.APIError, status: 413, code: "request_too_large" });
-    const ok = await openai(small).chat.completions.create({ model: MODEL_ALIAS, messages: MESSAGES, max_tokens: 1 });
+    await assertApiError(openaiClient(small).chat.completions.create({ model: MODEL_ALIAS, messages: big }), { type: OpenAI.APIError, status: 413, code: "request_too_large" });
+    const ok = await openaiClient(small).chat.completions.create({ model: MODEL_ALIAS, messages: MESSAGES, max_tokens: 1 });
     assert.equal(ok.usage.completion_tokens, 1);
   });
 });
@@ -337,19 +327,19 @@ test("a body over the limit: 413", async () => {
 test("--api-key: a missing or wrong key is a 401; the right one works; /health stays open", async () => {
   await withServer(model, { apiKey: "s3cret" }, async ({ url: guarded }) => {
     const request = (c) => c.chat.completions.create({ model: MODEL_ALIAS, messages: MESSAGES, max_tokens: 1 });
-    await assertApiError(request(openai(guarded, "wrong")), { type: OpenAI.AuthenticationError, status: 401, code: "invalid_api_key" });
-    await assertApiError(openai(guarded, "wrong").models.list(), { type: OpenAI.AuthenticationError, status: 401 });
+    await assertApiError(request(openaiClient(guarded, "wrong")), { type: OpenAI.AuthenticationError, status: 401, code: "invalid_api_key" });
+    await assertApiError(openaiClient(guarded, "wrong").models.list(), { type: OpenAI.AuthenticationError, status: 401 });
     const noKey = await fetch(`${guarded}/v1/models`);
     assert.equal(noKey.status, 401);
     assert.equal((await noKey.json()).error.code, "invalid_api_key");
-    assert.equal((await request(openai(guarded, "s3cret"))).usage.completion_tokens, 1);
+    assert.equal((await request(openaiClient(guarded, "s3cret"))).usage.completion_tokens, 1);
     assert.equal((await fetch(`${guarded}/health`)).status, 200);
   });
 });
 
 test("queue full: 429 with Retry-After", async () => {
   await withServer(model, { parallel: 1, queueSize: 1 }, async ({ url: busy }) => {
-    const c = openai(busy);
+    const c = openaiClient(busy);
     const long = { model: MODEL_ALIAS, prompt: PROMPT, max_tokens: 200, ignore_eos: true, stream: true };
     const running = await c.completions.create(long); // the stream is open: its generation holds the slot
     const runningIterator = running[Symbol.asyncIterator]();

@@ -4,9 +4,8 @@
 // a schema or grammar the server cannot honour.
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
-const { OpenAI } = require("openai");
 const Ajv = require("ajv").default;
-const { MODEL_ALIAS, loadServerModel, post } = require("./helpers/server.js");
+const { MODEL_ALIAS, startServedModel, openaiClient, post } = require("./helpers/server.js");
 const { skipFileWithoutReferenceModels } = require("./helpers/models.js");
 if (skipFileWithoutReferenceModels()) return;
 
@@ -24,26 +23,21 @@ const SCHEMA = {
 const RESPONSE_FORMAT = { type: "json_schema", json_schema: { name: "verdict", schema: SCHEMA, strict: true } };
 const MESSAGES = [{ role: "user", content: "Is the union strong? Answer in JSON." }];
 
+let served;
 let model;
-let server;
 let url;
 let client;
 /** Favours the tokens that close strings and objects, so that free-form JSON ends within max_tokens. */
 let closers;
 
 before(async () => {
-  model = await loadServerModel();
-  const { createServer } = require("../dist/cjs/index.js");
-  server = createServer(model, { modelAlias: MODEL_ALIAS, parallel: 2 });
-  ({ url } = await server.listen({ port: 0 }));
-  client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+  served = await startServedModel({ parallel: 2 });
+  ({ model, url } = served);
+  client = openaiClient(url);
   closers = Object.fromEntries(['"', "}", '",', '"}'].flatMap((t) => model.tokenize(t, { addBos: false }).slice(-1)).map((id) => [String(id), 8]));
 });
 
-after(async () => {
-  await server.close();
-  await model.dispose();
-});
+after(() => served.close());
 
 test("chat.completions.parse with a json_schema response_format gives a parsed, valid object", async () => {
   const validate = new Ajv({ strict: false }).compile({ ...SCHEMA, properties: { ...SCHEMA.properties, when: { type: "string" } } });

@@ -15,6 +15,29 @@ function loadServerModel() {
   return loadModel(modelPath("trained", "sotu-l2-23m"), { threads: 1, contextSize: CONTEXT_SIZE });
 }
 
+/**
+ * The server tests' model served on a free loopback port for a whole test file: { model, server, url, close() }.
+ * `openaiClient(url)` is the official client for it.
+ */
+async function startServedModel(options) {
+  const model = await loadServerModel();
+  const server = createServer(model, { modelAlias: MODEL_ALIAS, ...options });
+  const { url } = await server.listen({ port: 0 });
+  return {
+    model, server, url,
+    async close() {
+      await server.close();
+      await model.dispose();
+    },
+  };
+}
+
+/** The official openai client of the server at `url`. No retries: a 429 or 5xx must reach the test as it is. */
+function openaiClient(url, apiKey = "unused") {
+  const { OpenAI } = require("openai");
+  return new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0 });
+}
+
 /** Runs fn({ url, server }) against a server on a free loopback port, closing it afterwards. */
 async function withServer(model, options, fn) {
   const server = createServer(model, { modelAlias: MODEL_ALIAS, ...options });
@@ -69,4 +92,4 @@ function spawnServe(args, model = modelPath("trained", "sotu-l2-23m")) {
   return { child, url, exited, stderr: () => stderr };
 }
 
-module.exports = { MODEL_ALIAS, CONTEXT_SIZE, loadServerModel, withServer, metricValue, scrape, post, serveSync, spawnServe };
+module.exports = { MODEL_ALIAS, CONTEXT_SIZE, loadServerModel, startServedModel, openaiClient, withServer, metricValue, scrape, post, serveSync, spawnServe };
