@@ -81,33 +81,29 @@ const struct llm_repacked_kernel *llm_repacked_kernel(enum llm_type type, enum l
 /* The kernel for a weight type on a kernel set; NULL for an unknown type. */
 const struct llm_dot_kernel *llm_dot_kernel(enum llm_type type, enum llm_kernel_set set);
 
-/* The kernels of each file, listed by llm_dot_kernel (matmul.c). */
-extern const struct llm_dot_kernel llm_dot_f32_scalar, llm_dot_f16_scalar, llm_dot_bf16_scalar;
-extern const struct llm_dot_kernel llm_dot_q8_0_scalar, llm_dot_q4_0_scalar, llm_dot_q4_1_scalar, llm_dot_q5_0_scalar,
-    llm_dot_q5_1_scalar, llm_dot_q2_K_scalar, llm_dot_q3_K_scalar, llm_dot_q4_K_scalar,
-    llm_dot_q5_K_scalar, llm_dot_q6_K_scalar, llm_dot_iq4_nl_scalar, llm_dot_iq4_xs_scalar;
-#if LLM_HAVE_AVX512_KERNELS
-extern const struct llm_dot_kernel llm_dot_f32_avx512, llm_dot_f16_avx512, llm_dot_bf16_avx512;
-extern const struct llm_dot_kernel llm_dot_q8_0_avx512, llm_dot_q4_0_avx512, llm_dot_q4_1_avx512, llm_dot_q5_0_avx512,
-    llm_dot_q5_1_avx512, llm_dot_q2_K_avx512, llm_dot_q3_K_avx512, llm_dot_q4_K_avx512,
-    llm_dot_q5_K_avx512, llm_dot_q6_K_avx512, llm_dot_iq4_nl_avx512, llm_dot_iq4_xs_avx512;
-#endif
-#if LLM_HAVE_AVX2_KERNELS
-extern const struct llm_dot_kernel llm_dot_f32_avx2, llm_dot_f16_avx2, llm_dot_bf16_avx2;
-extern const struct llm_dot_kernel llm_dot_q8_0_avx2, llm_dot_q4_0_avx2, llm_dot_q4_1_avx2, llm_dot_q5_0_avx2,
-    llm_dot_q5_1_avx2, llm_dot_q2_K_avx2, llm_dot_q3_K_avx2, llm_dot_q4_K_avx2,
-    llm_dot_q5_K_avx2, llm_dot_q6_K_avx2, llm_dot_iq4_nl_avx2, llm_dot_iq4_xs_avx2;
-#endif
-#if LLM_HAVE_NEON_KERNELS
-/* The NEON float kernels serve every NEON set (dot_neon.c); the quantized ones exist per set (dot_neon_quant.h). */
-extern const struct llm_dot_kernel llm_dot_f32_neon, llm_dot_f16_neon, llm_dot_bf16_neon;
-#define LLM_DECLARE_NEON_QUANT_KERNELS(set)                                                                          \
+/* The kernels of each set, listed by llm_dot_kernel (matmul.c): the float ones (the NEON sets share theirs) and each
+ * quantized type's. */
+#define LLM_DECLARE_FLOAT_KERNELS(set) extern const struct llm_dot_kernel llm_dot_f32_##set, llm_dot_f16_##set, llm_dot_bf16_##set;
+#define LLM_DECLARE_QUANT_KERNELS(set)                                                                               \
   extern const struct llm_dot_kernel llm_dot_q8_0_##set, llm_dot_q4_0_##set, llm_dot_q4_1_##set, llm_dot_q5_0_##set,  \
       llm_dot_q5_1_##set, llm_dot_q2_K_##set, llm_dot_q3_K_##set, llm_dot_q4_K_##set, llm_dot_q5_K_##set,              \
       llm_dot_q6_K_##set, llm_dot_iq4_nl_##set, llm_dot_iq4_xs_##set;
-LLM_DECLARE_NEON_QUANT_KERNELS(neon)
-LLM_DECLARE_NEON_QUANT_KERNELS(neon_dotprod)
-LLM_DECLARE_NEON_QUANT_KERNELS(neon_i8mm)
+LLM_DECLARE_FLOAT_KERNELS(scalar)
+LLM_DECLARE_QUANT_KERNELS(scalar)
+#if LLM_HAVE_AVX512_KERNELS
+LLM_DECLARE_FLOAT_KERNELS(avx512)
+LLM_DECLARE_QUANT_KERNELS(avx512)
+#endif
+#if LLM_HAVE_AVX2_KERNELS
+LLM_DECLARE_FLOAT_KERNELS(avx2)
+LLM_DECLARE_QUANT_KERNELS(avx2)
+#endif
+#if LLM_HAVE_NEON_KERNELS
+/* The NEON float kernels serve every NEON set (dot_neon.c); the quantized ones exist per set (dot_neon_quant.h). */
+LLM_DECLARE_FLOAT_KERNELS(neon)
+LLM_DECLARE_QUANT_KERNELS(neon)
+LLM_DECLARE_QUANT_KERNELS(neon_dotprod)
+LLM_DECLARE_QUANT_KERNELS(neon_i8mm)
 #endif
 
 /* A scalar tile function from a one-row, one-token dot product `float row_dot(int64_t cols, const void *w,
