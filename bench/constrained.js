@@ -8,6 +8,7 @@
 // Usage: node bench/constrained.js --model PATH [--tokens 128] [--runs 3] [--ctx 512] [--device cpu|cuda] [--threads N]
 const { parseArgs } = require("node:util");
 const { loadModel } = require("../dist/cjs/index.js");
+const { positiveOption, usageError } = require("./usage.js");
 
 const USAGE = "usage: node bench/constrained.js --model PATH [--tokens 128] [--runs 3] [--ctx 512] [--device cpu|cuda] [--threads N]";
 const { values } = parseArgs({
@@ -16,18 +17,8 @@ const { values } = parseArgs({
     ctx: { type: "string", default: "512" }, device: { type: "string", default: "cpu" }, threads: { type: "string" },
   },
 });
-const positive = (name) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
-if (!values.model) {
-  console.error(USAGE);
-  process.exit(2);
-}
+const positive = (name) => positiveOption(values, name, USAGE);
+if (!values.model) usageError(USAGE);
 const TOKENS = positive("tokens");
 const RUNS = positive("runs");
 const CTX = positive("ctx");
