@@ -6,12 +6,8 @@
  * \uHHHH \UHHHHHHHH, and `#` comments. A rule's body may span lines.
  */
 import { GrammarError } from "../errors";
+import { grammarElementCodes } from "../native/binding";
 
-/** The table's element codes: native/engine/grammar.h's enum llm_grammar_element. */
-const ALT_END = 0;
-const RULE_END = 1;
-const REF = 2;
-const CHARS = 3;
 const MAX_CODEPOINT = 0x10ffff;
 /** The largest bound of a {m,n} repetition (each unit of it is copied into the table). */
 const MAX_REPETITION = 1000;
@@ -235,6 +231,8 @@ class TableBuilder {
   /** For a generated rule, the named rule it came from (for messages). */
   readonly origin: string[] = [];
   private readonly index = new Map<string, number>();
+  /** The element codes, as the engine that reads the table defines them. */
+  private readonly codes = grammarElementCodes();
 
   constructor(private readonly sources: RuleSource[]) {
     for (const r of sources) this.add(r.name, r.name);
@@ -270,17 +268,17 @@ class TableBuilder {
   private item(item: Item, origin: string): number[] {
     switch (item.kind) {
       case "chars":
-        return [CHARS, item.negated ? 1 : 0, item.ranges.length, ...item.ranges.flat()];
+        return [this.codes.chars, item.negated ? 1 : 0, item.ranges.length, ...item.ranges.flat()];
       case "ref": {
         const target = this.index.get(item.name);
         if (target === undefined) {
           throw new GrammarError(`rule "${item.name}" is referred to but not defined`, origin, item.line, item.column);
         }
-        return [REF, target];
+        return [this.codes.ref, target];
       }
       case "group":
         if (item.alternatives.length === 1) return this.sequence(item.alternatives[0], origin);
-        return [REF, this.generated(origin, item.alternatives.map((alt) => this.sequence(alt, origin)))];
+        return [this.codes.ref, this.generated(origin, item.alternatives.map((alt) => this.sequence(alt, origin)))];
       case "repeat": {
         const unit = this.item(item.item, origin);
         const copies: number[] = [];
@@ -288,15 +286,15 @@ class TableBuilder {
         if (item.max === Infinity) {
           // R ::= unit R | (nothing): right recursion, which the matcher keeps flat.
           const r = this.generated(origin, []);
-          this.bodies[r] = [[...unit, REF, r], []];
-          return [...copies, REF, r];
+          this.bodies[r] = [[...unit, this.codes.ref, r], []];
+          return [...copies, this.codes.ref, r];
         }
         // Up to max - min more: O1 ::= unit | (nothing); Ok ::= unit O(k-1) | (nothing).
         let optional = -1;
         for (let k = 0; k < item.max - item.min; k++) {
-          optional = this.generated(origin, [optional < 0 ? [...unit] : [...unit, REF, optional], []]);
+          optional = this.generated(origin, [optional < 0 ? [...unit] : [...unit, this.codes.ref, optional], []]);
         }
-        return optional < 0 ? copies : [...copies, REF, optional];
+        return optional < 0 ? copies : [...copies, this.codes.ref, optional];
       }
     }
   }
@@ -304,10 +302,11 @@ class TableBuilder {
   /** Left recursion (a rule reaching itself before matching a character) would never end: refused, named. */
   checkLeftRecursion(): void {
     const n = this.names.length;
+    const { chars } = this.codes;
     const nullable = new Array<boolean>(n).fill(false);
     const elementsNullable = (elements: number[]): boolean => {
       for (let i = 0; i < elements.length; ) {
-        if (elements[i] === CHARS) return false;
+        if (elements[i] === chars) return false;
         if (!nullable[elements[i + 1]]) return false;
         i += 2;
       }
@@ -324,7 +323,7 @@ class TableBuilder {
       const out: number[] = [];
       for (const elements of alts) {
         for (let i = 0; i < elements.length; ) {
-          if (elements[i] === CHARS) break;
+          if (elements[i] === chars) break;
           out.push(elements[i + 1]);
           if (!nullable[elements[i + 1]]) break;
           i += 2;
@@ -354,10 +353,11 @@ class TableBuilder {
     const out: number[] = [n, root];
     const offsets: number[] = [];
     const elements: number[] = [];
+    const { altEnd, ruleEnd } = this.codes;
     for (const alts of this.bodies) {
       offsets.push(header + elements.length);
-      for (const alt of alts) elements.push(...alt, ALT_END);
-      elements.push(RULE_END);
+      for (const alt of alts) elements.push(...alt, altEnd);
+      elements.push(ruleEnd);
     }
     return Int32Array.from([...out, ...offsets, ...elements]);
   }

@@ -310,6 +310,8 @@ export interface NativeBinding {
   dequantize(typeCode: number, src: Uint8Array, rows: number, cols: number): Promise<Float32Array>;
   /** The engine's weight types and their block layouts (tensor.c's table), in code order. */
   typeInfo(): NativeTypeInfo[];
+  /** The codes of a compiled grammar's table elements (native/engine/grammar.h). */
+  grammarElements: GrammarElementCodes;
   /**
    * Reads the byte ranges of the files once, on a worker thread, calling onProgress with the bytes read so far
    * (rising, the last call at the total); fills the page cache the weights are mapped from.
@@ -355,6 +357,19 @@ export function loadBinding(): NativeBinding {
     binding = loadNative(loaded.path) as NativeBinding;
   }
   return binding;
+}
+
+/** What each element of a compiled grammar's flat table is (native/engine/grammar.h's enum llm_grammar_element). */
+export interface GrammarElementCodes {
+  altEnd: number;
+  ruleEnd: number;
+  ref: number;
+  chars: number;
+}
+
+/** The grammar table's element codes as the engine defines them, rather than restated in lib/grammar. */
+export function grammarElementCodes(): GrammarElementCodes {
+  return loadBinding().grammarElements;
 }
 
 let typeCodes: Map<string, number> | undefined;

@@ -123,6 +123,13 @@ void RegisterGrammar(Napi::Env env, Napi::Object exports) {
   Napi::Function grammar = Grammar::Define(env);
   env.GetInstanceData<AddonData>()->grammar_constructor = Napi::Persistent(grammar);
   exports.Set("Grammar", grammar);
+  // The codes of the flat table's elements (grammar.h), for lib/grammar to write the tables with.
+  Napi::Object elements = Napi::Object::New(env);
+  elements.Set("altEnd", (double)LLM_GRAMMAR_ALT_END);
+  elements.Set("ruleEnd", (double)LLM_GRAMMAR_RULE_END);
+  elements.Set("ref", (double)LLM_GRAMMAR_REF);
+  elements.Set("chars", (double)LLM_GRAMMAR_CHARS);
+  exports.Set("grammarElements", elements);
 }
 
 }  // namespace llama_napi
