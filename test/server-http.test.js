@@ -178,9 +178,11 @@ test("a client that drops mid-stream frees its slot within a few decode steps (v
       `${generated} tokens generated, ${received} received`);
     // The generation stopped at once rather than running on to its 200 tokens: past what the client had received,
     // only the steps that ran until the slot was freed (the server sees the socket close a few steps late on a
-    // loaded machine), plus the step in flight and what was still in the socket.
+    // loaded machine), plus what was on its way: the step in flight, the engine's passes already delivered to
+    // JavaScript but not yet written (its decode loop never waits for JavaScript), and what was still in the socket.
+    const IN_FLIGHT_TOKENS = 8;
     const stepsUntilFreed = Math.ceil(freedMs / stepMs);
-    assert.ok(generated <= received + stepsUntilFreed + 3,
+    assert.ok(generated <= received + stepsUntilFreed + IN_FLIGHT_TOKENS,
       `${generated} tokens generated, ${received} received before the disconnect, slot freed ${stepsUntilFreed} steps later`);
     assert.ok(generated < ENDLESS.max_tokens / 2, `${generated} tokens generated: the generation ran on`);
     assert.ok(freedMs < 60 * stepMs, `slot freed after ${freedMs.toFixed(1)} ms, decode step ${stepMs.toFixed(1)} ms`);
